@@ -220,8 +220,9 @@ impl Player {
         };
         let mut packets: Vec<Bytes> = match oversized {
             Some(len) => {
-                // A non-IDR slice NAL unit of the requested size.
-                let mut nal = vec![0u8; len.max(2)];
+                // A non-IDR slice NAL unit of the requested size. Its body has no zero bytes:
+                // depacketizers strip trailing zeros and would shrink an all-zero body away.
+                let mut nal = vec![0x5au8; len.max(2)];
                 nal[0] = match self.fixture.codec {
                     media::VideoCodec::H264 => 0x41,
                     media::VideoCodec::H265 => 0x02,
