@@ -24,6 +24,9 @@ pub struct FixtureFrame {
     pub packets: Vec<Bytes>,
     /// Sum of the payload sizes.
     pub bytes: usize,
+    /// The access unit in MP4 form: 4-byte length-prefixed NAL units, without parameter sets
+    /// or delimiters (what a recorder receives from a depacketizer).
+    pub avcc: Bytes,
 }
 
 /// A clip replayed in a loop, starting at its first (key) frame.
@@ -41,6 +44,8 @@ pub struct Fixture {
     pub fmtp: String,
     /// 90 kHz ticks between frames.
     pub frame_ticks: u32,
+    /// The stream parameters (absent for deliberately broken fixtures).
+    pub params: Option<Arc<media::StreamParams>>,
 }
 
 /// Why a fixture could not be loaded.
@@ -169,6 +174,7 @@ impl BuiltinFixture {
                     key: fr.key,
                     bytes: packets.iter().map(Bytes::len).sum(),
                     packets,
+                    avcc: fr.avcc.clone(),
                 }
             })
             .collect();
@@ -185,6 +191,7 @@ impl BuiltinFixture {
             frames,
             fmtp,
             frame_ticks: f.frame_ticks,
+            params: None,
         })
     }
 }
@@ -293,10 +300,16 @@ impl Fixture {
                     VideoCodec::H265 => h265::is_irap(h265::nal_type(n[0])),
                 });
                 let packets = packetize(codec, nals, MAX_PAYLOAD);
+                let mut avcc = Vec::new();
+                for n in nals.iter().filter(|n| !is_parameter_set(codec, n)) {
+                    avcc.extend_from_slice(&(n.len() as u32).to_be_bytes());
+                    avcc.extend_from_slice(n);
+                }
                 FixtureFrame {
                     key,
                     bytes: packets.iter().map(Bytes::len).sum(),
                     packets,
+                    avcc: Bytes::from(avcc),
                 }
             })
             .collect();
@@ -305,6 +318,13 @@ impl Fixture {
             Some(f) if !f.key => return Err(invalid("does not start with a key frame")),
             Some(_) => {}
         }
+        let params = Arc::new(
+            match codec {
+                VideoCodec::H264 => media::StreamParams::h264(sps, pps),
+                VideoCodec::H265 => media::StreamParams::h265(vps.unwrap_or_default(), sps, pps),
+            }
+            .map_err(params_err)?,
+        );
         Ok(Fixture {
             name: name.to_owned(),
             codec,
@@ -312,7 +332,38 @@ impl Fixture {
             frames,
             fmtp,
             frame_ticks,
+            params: Some(params),
         })
+    }
+
+    /// `count` frames of this clip (looping) as a depacketizer would deliver them, for feeding
+    /// a recorder directly in tests and benchmarks: media time from `media_start` in steps of
+    /// one frame, wall time from `wall_start` likewise, the first one a discontinuity.
+    pub fn frames(
+        &self,
+        stream: &media::StreamId,
+        count: usize,
+        media_start: i64,
+        wall_start: media::WallTime,
+    ) -> Vec<media::Frame> {
+        let Some(params) = self.params.clone() else {
+            return Vec::new();
+        };
+        (0..count)
+            .map(|i| {
+                let f = &self.frames[i % self.frames.len()];
+                let ticks = i as i64 * i64::from(self.frame_ticks);
+                media::Frame {
+                    stream: stream.clone(),
+                    media_time: media_start + ticks,
+                    wall_time: wall_start.add_micros(media::media_to_micros(ticks)),
+                    key: f.key,
+                    discontinuity: i == 0,
+                    params: params.clone(),
+                    data: f.avcc.clone(),
+                }
+            })
+            .collect()
     }
 
     /// Length of one loop of the clip in 90 kHz ticks.
@@ -332,6 +383,13 @@ impl Fixture {
             VideoCodec::H264 => "H264",
             VideoCodec::H265 => "H265",
         }
+    }
+}
+
+fn is_parameter_set(codec: VideoCodec, nal: &[u8]) -> bool {
+    match codec {
+        VideoCodec::H264 => matches!(h264::nal_type(nal[0]), h264::NAL_SPS | h264::NAL_PPS),
+        VideoCodec::H265 => (32..=34).contains(&h265::nal_type(nal[0])),
     }
 }
 

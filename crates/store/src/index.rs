@@ -1,0 +1,253 @@
+//! The index: one redb database per data directory.
+//!
+//! redb rather than sled (the card's choice): sled's last stable release is from 2021 and its
+//! 1.0 rewrite was abandoned, while redb is maintained, has a stable file format and gives
+//! ACID transactions with a single fsync per commit (see `docs/architecture.md`).
+//!
+//! Tables:
+//! * `segments`: `(stream key, start µs, seq)` → encoded [`SegmentRecord`]. Keyed by start time
+//!   so "what is recorded between A and B" is one range scan.
+//! * `open`: the keys of segments still being written, so start-up recovery finds them without
+//!   scanning the whole index.
+//! * `streams`: stream key → highest sequence number used.
+//! * `meta`: `max_segment_us` (longest segment seen, bounds the range scan) and the schema
+//!   version.
+//!
+//! The index is a cache of the segment files: `sharpeye store rebuild` regenerates it.
+
+use std::path::{Path, PathBuf};
+
+use media::{StreamId, WallTime};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::StoreError;
+use crate::layout::{parse_stream_key, stream_key};
+use crate::record::SegmentRecord;
+
+type SegmentKey<'a> = (&'a str, i64, u64);
+
+const SEGMENTS: TableDefinition<SegmentKey, &[u8]> = TableDefinition::new("segments");
+const OPEN: TableDefinition<SegmentKey, ()> = TableDefinition::new("open");
+const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const SCHEMA_VERSION: u64 = 1;
+
+/// A data directory's index.
+pub struct Index {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("path", &self.path).finish()
+    }
+}
+
+fn err(path: &Path) -> impl Fn(redb::Error) -> StoreError + '_ {
+    move |e| StoreError::Index {
+        path: path.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+macro_rules! tr {
+    ($path:expr, $e:expr) => {
+        $e.map_err(|e| err($path)(e.into()))?
+    };
+}
+
+impl Index {
+    /// Opens (creating if needed) the index at `path`.
+    pub fn open(path: &Path) -> Result<Index, StoreError> {
+        let db = tr!(path, Database::create(path));
+        let index = Index {
+            db,
+            path: path.to_owned(),
+        };
+        let txn = tr!(path, index.db.begin_write());
+        {
+            tr!(path, txn.open_table(SEGMENTS));
+            tr!(path, txn.open_table(OPEN));
+            tr!(path, txn.open_table(STREAMS));
+            let mut meta = tr!(path, txn.open_table(META));
+            let version = tr!(path, meta.get("schema_version")).map(|v| v.value());
+            match version {
+                None => {
+                    tr!(path, meta.insert("schema_version", SCHEMA_VERSION));
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(v) => {
+                    return Err(StoreError::CorruptEntry {
+                        path: path.to_owned(),
+                        key: "meta/schema_version".into(),
+                        detail: format!(
+                            "schema version {v}, this build understands {SCHEMA_VERSION}"
+                        ),
+                    });
+                }
+            }
+        }
+        tr!(path, txn.commit());
+        Ok(index)
+    }
+
+    /// The index file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Inserts or replaces entries in one durable transaction (one fsync).
+    pub fn put(&self, records: &[SegmentRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_write());
+        {
+            let mut segments = tr!(p, txn.open_table(SEGMENTS));
+            let mut open = tr!(p, txn.open_table(OPEN));
+            let mut streams = tr!(p, txn.open_table(STREAMS));
+            let mut meta = tr!(p, txn.open_table(META));
+            let mut max_len = tr!(p, meta.get("max_segment_us")).map_or(0, |v| v.value());
+            for r in records {
+                let key = stream_key(&r.stream);
+                let k = (key.as_str(), r.start.as_micros(), r.seq);
+                tr!(p, segments.insert(k, r.encode().as_slice()));
+                if r.closed {
+                    tr!(p, open.remove(k));
+                } else {
+                    tr!(p, open.insert(k, ()));
+                }
+                let seq = tr!(p, streams.get(key.as_str())).map_or(0, |v| v.value());
+                if r.seq > seq {
+                    tr!(p, streams.insert(key.as_str(), r.seq));
+                }
+                max_len = max_len.max(r.end.micros_since(r.start).max(0) as u64);
+            }
+            tr!(p, meta.insert("max_segment_us", max_len));
+        }
+        tr!(p, txn.commit());
+        Ok(())
+    }
+
+    /// Removes entries (by stream, start and sequence number) in one durable transaction.
+    pub fn remove(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_write());
+        {
+            let mut segments = tr!(p, txn.open_table(SEGMENTS));
+            let mut open = tr!(p, txn.open_table(OPEN));
+            for (stream, start, seq) in keys {
+                let key = stream_key(stream);
+                let k = (key.as_str(), start.as_micros(), *seq);
+                tr!(p, segments.remove(k));
+                tr!(p, open.remove(k));
+            }
+        }
+        tr!(p, txn.commit());
+        Ok(())
+    }
+
+    fn decode(&self, k: SegmentKey<'_>, v: &[u8]) -> Result<SegmentRecord, StoreError> {
+        let corrupt = |detail: String| StoreError::CorruptEntry {
+            path: self.path.clone(),
+            key: format!("{}@{}#{}", k.0, k.1, k.2),
+            detail,
+        };
+        let stream = parse_stream_key(k.0).ok_or_else(|| corrupt("bad stream key".into()))?;
+        SegmentRecord::decode(stream, WallTime::from_micros(k.1), k.2, v).map_err(corrupt)
+    }
+
+    /// Segments of `stream` overlapping `[from, to)`, in start order.
+    pub fn segments(
+        &self,
+        stream: &StreamId,
+        from: WallTime,
+        to: WallTime,
+    ) -> Result<Vec<SegmentRecord>, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_read());
+        let max_len = {
+            let meta = tr!(p, txn.open_table(META));
+            tr!(p, meta.get("max_segment_us")).map_or(0, |v| v.value())
+        };
+        let table = tr!(p, txn.open_table(SEGMENTS));
+        let key = stream_key(stream);
+        let lo = from
+            .as_micros()
+            .saturating_sub(i64::try_from(max_len).unwrap_or(i64::MAX));
+        let mut out = Vec::new();
+        for item in tr!(
+            p,
+            table.range((key.as_str(), lo, 0)..(key.as_str(), to.as_micros(), 0))
+        ) {
+            let (k, v) = tr!(p, item);
+            let r = self.decode(k.value(), v.value())?;
+            if r.end > from && r.start < to {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every segment still marked open (being written when the process stopped).
+    pub fn open_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_read());
+        let open = tr!(p, txn.open_table(OPEN));
+        let segments = tr!(p, txn.open_table(SEGMENTS));
+        let mut out = Vec::new();
+        for item in tr!(p, open.iter()) {
+            let (k, _) = tr!(p, item);
+            let k = k.value();
+            if let Some(v) = tr!(p, segments.get(k)) {
+                out.push(self.decode(k, v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every segment of every stream, in key order (rebuild comparisons, tests and tools).
+    pub fn all_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_read());
+        let table = tr!(p, txn.open_table(SEGMENTS));
+        let mut out = Vec::new();
+        for item in tr!(p, table.iter()) {
+            let (k, v) = tr!(p, item);
+            out.push(self.decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Whether an entry exists.
+    pub fn contains(
+        &self,
+        stream: &StreamId,
+        start: WallTime,
+        seq: u64,
+    ) -> Result<bool, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_read());
+        let table = tr!(p, txn.open_table(SEGMENTS));
+        let key = stream_key(stream);
+        Ok(tr!(p, table.get((key.as_str(), start.as_micros(), seq))).is_some())
+    }
+
+    /// Every stream with its highest sequence number.
+    pub fn streams(&self) -> Result<Vec<(StreamId, u64)>, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_read());
+        let table = tr!(p, txn.open_table(STREAMS));
+        let mut out = Vec::new();
+        for item in tr!(p, table.iter()) {
+            let (k, v) = tr!(p, item);
+            if let Some(s) = parse_stream_key(k.value()) {
+                out.push((s, v.value()));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,275 @@
+//! The index entry of one segment and its compact binary encoding.
+//!
+//! One entry per segment, rewritten as the segment grows (each flush) and a last time when it
+//! closes. The fragment table lets readers seek to any key frame without reading the file's box
+//! chain: byte offsets and media offsets are delta-coded varints, so a 60 s segment of 1 s GOPs
+//! costs about 8 bytes per fragment.
+
+use media::{StreamId, VideoCodec, WallTime, media_to_micros};
+
+/// Version byte of the encoding.
+const VERSION: u8 = 1;
+
+/// One fragment of a segment file: a `[prft] moof mdat` run.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FragmentEntry {
+    /// Media time of its first sample, in 90 kHz ticks from the segment's start.
+    pub media_offset: u64,
+    /// File offset of its first box (`prft`, or `moof`).
+    pub byte_offset: u64,
+    /// Wall time of its first sample minus the nominal `segment start + media_offset`, in µs:
+    /// the drift correction applied up to this fragment (usually a few µs or ms).
+    pub wall_deviation_us: i64,
+    /// Number of samples.
+    pub frames: u32,
+    /// True if its first sample is a key frame.
+    pub key: bool,
+}
+
+/// Everything the index knows about one segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentRecord {
+    /// The stream it belongs to.
+    pub stream: StreamId,
+    /// Sequence number within the stream (names the file).
+    pub seq: u64,
+    /// Wall time of the first frame.
+    pub start: WallTime,
+    /// Wall time just after the last frame (its start plus its duration).
+    pub end: WallTime,
+    /// Media time (90 kHz, camera clock) of the first frame.
+    pub media_start: i64,
+    /// Media duration in 90 kHz ticks.
+    pub media_duration: u64,
+    /// Frames in the segment.
+    pub frames: u64,
+    /// Length of the file's durable, complete part in bytes.
+    pub bytes: u64,
+    /// False while the recorder is still appending to it.
+    pub closed: bool,
+    /// Codec.
+    pub codec: VideoCodec,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The fragments, in file order.
+    pub fragments: Vec<FragmentEntry>,
+}
+
+impl SegmentRecord {
+    /// Wall time of a fragment's first sample.
+    pub fn fragment_wall(&self, f: &FragmentEntry) -> WallTime {
+        self.start
+            .add_micros(media_to_micros(f.media_offset as i64) + f.wall_deviation_us)
+    }
+
+    /// Encodes the value part (the key holds stream, start and sequence number).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.fragments.len() * 8);
+        out.push(VERSION);
+        out.push(u8::from(self.closed));
+        out.push(match self.codec {
+            VideoCodec::H264 => 0,
+            VideoCodec::H265 => 1,
+        });
+        put(&mut out, u64::from(self.width));
+        put(&mut out, u64::from(self.height));
+        put(&mut out, self.end.micros_since(self.start).max(0) as u64);
+        put(&mut out, zigzag(self.media_start));
+        put(&mut out, self.media_duration);
+        put(&mut out, self.frames);
+        put(&mut out, self.bytes);
+        put(&mut out, self.fragments.len() as u64);
+        let (mut media, mut byte) = (0u64, 0u64);
+        for f in &self.fragments {
+            put(&mut out, f.media_offset.wrapping_sub(media));
+            put(&mut out, f.byte_offset.wrapping_sub(byte));
+            put(&mut out, zigzag(f.wall_deviation_us));
+            put(&mut out, (u64::from(f.frames) << 1) | u64::from(f.key));
+            media = f.media_offset;
+            byte = f.byte_offset;
+        }
+        out
+    }
+
+    /// Decodes a value written by [`SegmentRecord::encode`]; never panics on any input.
+    pub fn decode(
+        stream: StreamId,
+        start: WallTime,
+        seq: u64,
+        bytes: &[u8],
+    ) -> Result<Self, String> {
+        let mut r = Reader(bytes);
+        let version = r.byte()?;
+        if version != VERSION {
+            return Err(format!("unknown entry version {version}"));
+        }
+        let closed = match r.byte()? {
+            0 => false,
+            1 => true,
+            v => return Err(format!("bad closed flag {v}")),
+        };
+        let codec = match r.byte()? {
+            0 => VideoCodec::H264,
+            1 => VideoCodec::H265,
+            v => return Err(format!("unknown codec {v}")),
+        };
+        let width = r.u32()?;
+        let height = r.u32()?;
+        let span = r.varint()?;
+        let end = start.add_micros(i64::try_from(span).map_err(|_| "duration overflows")?);
+        let media_start = unzigzag(r.varint()?);
+        let media_duration = r.varint()?;
+        let frames = r.varint()?;
+        let file_bytes = r.varint()?;
+        let n = r.varint()?;
+        // Each fragment takes at least 4 bytes: a count beyond that is corrupt, not a reason
+        // to allocate.
+        if n > (r.0.len() / 4) as u64 {
+            return Err(format!("{n} fragments cannot fit in {} bytes", r.0.len()));
+        }
+        let mut fragments = Vec::with_capacity(n as usize);
+        let (mut media, mut byte) = (0u64, 0u64);
+        for _ in 0..n {
+            media = media.wrapping_add(r.varint()?);
+            byte = byte.wrapping_add(r.varint()?);
+            let wall_deviation_us = unzigzag(r.varint()?);
+            let fk = r.varint()?;
+            fragments.push(FragmentEntry {
+                media_offset: media,
+                byte_offset: byte,
+                wall_deviation_us,
+                frames: u32::try_from(fk >> 1).map_err(|_| "fragment frame count overflows")?,
+                key: fk & 1 == 1,
+            });
+        }
+        if !r.0.is_empty() {
+            return Err(format!("{} trailing bytes", r.0.len()));
+        }
+        Ok(SegmentRecord {
+            stream,
+            seq,
+            start,
+            end,
+            media_start,
+            media_duration,
+            frames,
+            bytes: file_bytes,
+            closed,
+            codec,
+            width,
+            height,
+            fragments,
+        })
+    }
+}
+
+fn put(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let (&b, rest) = self.0.split_first().ok_or("truncated")?;
+        self.0 = rest;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint longer than 10 bytes".into())
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        u32::try_from(self.varint()?).map_err(|_| "value overflows 32 bits".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(fragments: usize) -> SegmentRecord {
+        SegmentRecord {
+            stream: StreamId::main("cam0"),
+            seq: 7,
+            start: WallTime::from_micros(1_795_420_800_000_000),
+            end: WallTime::from_micros(1_795_420_860_000_000),
+            media_start: -5,
+            media_duration: 60 * 90_000,
+            frames: 1500,
+            bytes: 31_000_000,
+            closed: true,
+            codec: VideoCodec::H265,
+            width: 1920,
+            height: 1080,
+            fragments: (0..fragments as u64)
+                .map(|i| FragmentEntry {
+                    media_offset: i * 90_000,
+                    byte_offset: 1000 + i * 500_000,
+                    wall_deviation_us: (i as i64 % 3) - 1,
+                    frames: 25,
+                    key: i % 2 == 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let r = sample(60);
+        let bytes = r.encode();
+        assert!(bytes.len() < 60 * 9 + 40, "{} bytes", bytes.len());
+        let d = SegmentRecord::decode(r.stream.clone(), r.start, r.seq, &bytes).unwrap();
+        assert_eq!(d, r);
+    }
+
+    #[test]
+    fn every_truncation_and_corruption_is_an_error_not_a_panic() {
+        let bytes = sample(10).encode();
+        for len in 0..bytes.len() {
+            assert!(
+                SegmentRecord::decode(StreamId::main("c"), WallTime::default(), 1, &bytes[..len])
+                    .is_err()
+            );
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xff;
+            let _ = SegmentRecord::decode(StreamId::main("c"), WallTime::default(), 1, &b);
+        }
+        let mut huge = vec![VERSION, 1, 0];
+        huge.extend([0xff; 9]);
+        huge.push(0x01);
+        assert!(SegmentRecord::decode(StreamId::main("c"), WallTime::default(), 1, &huge).is_err());
+    }
+
+    #[test]
+    fn zigzag_round_trips() {
+        for v in [0i64, 1, -1, i64::MAX, i64::MIN, 12345, -98765] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+}

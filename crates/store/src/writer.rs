@@ -1,0 +1,168 @@
+//! Appending fragments to one segment file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{IoSlice, Write};
+use std::path::{Path, PathBuf};
+
+use media::fmp4::{ProducerTime, Sample, write_fragment_header};
+use media::{Frame, media_to_micros};
+
+use crate::StoreError;
+use crate::layout::segment_path;
+use crate::record::{FragmentEntry, SegmentRecord};
+use crate::segment_file::{SegmentHeader, write_init};
+
+/// An open segment file and its growing index entry.
+#[derive(Debug)]
+pub(crate) struct SegmentWriter {
+    pub disk: usize,
+    pub path: PathBuf,
+    file: File,
+    pub record: SegmentRecord,
+    /// The index entry changed since it was last handed to the syncer.
+    pub dirty: bool,
+    sequence: u32,
+    scratch: Vec<u8>,
+}
+
+impl SegmentWriter {
+    /// Creates the file for segment `seq` starting with `first` and writes its init part.
+    pub fn create(disk: usize, root: &Path, seq: u64, first: &Frame) -> Result<Self, StoreError> {
+        let path = root.join(segment_path(&first.stream, first.wall_time, seq));
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(StoreError::io(dir, "create directory"))?;
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StoreError::io(&path, "create"))?;
+        let header = SegmentHeader::new(&first.stream, seq, first.wall_time, first.media_time);
+        let mut init = Vec::with_capacity(1024);
+        write_init(&mut init, &header, &first.params).map_err(|e| StoreError::Segment {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        file.write_all(&init)
+            .map_err(StoreError::io(&path, "write"))?;
+        let p = &first.params;
+        Ok(SegmentWriter {
+            disk,
+            record: SegmentRecord {
+                stream: first.stream.clone(),
+                seq,
+                start: first.wall_time,
+                end: first.wall_time,
+                media_start: first.media_time,
+                media_duration: 0,
+                frames: 0,
+                bytes: init.len() as u64,
+                closed: false,
+                codec: p.codec(),
+                width: p.width(),
+                height: p.height(),
+                fragments: Vec::new(),
+            },
+            path,
+            file,
+            dirty: true,
+            sequence: 1,
+            scratch: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Media ticks from the segment's first frame to `media`.
+    pub fn elapsed(&self, media: i64) -> i64 {
+        media - self.record.media_start
+    }
+
+    /// Appends `frames` as one fragment; `next_media` is the media time just after the last
+    /// frame (the next frame's time, or an estimate when the stream ended).
+    pub fn append(&mut self, frames: &[Frame], next_media: i64) -> Result<(), StoreError> {
+        let Some(first) = frames.first() else {
+            return Ok(());
+        };
+        let samples: Vec<Sample> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let next = frames.get(i + 1).map_or(next_media, |n| n.media_time);
+                Sample {
+                    // Ingest guarantees increasing times within a run; clamp anyway so a bad
+                    // value can never make an unreadable file.
+                    duration: u32::try_from(next - f.media_time)
+                        .unwrap_or(u32::MAX)
+                        .max(1),
+                    size: f.data.len() as u32,
+                    key: f.key,
+                }
+            })
+            .collect();
+        let media_offset = self.elapsed(first.media_time).max(0) as u64;
+        let nominal = self
+            .record
+            .start
+            .add_micros(media_to_micros(media_offset as i64));
+        let wall_deviation_us = first.wall_time.micros_since(nominal);
+        self.scratch.clear();
+        write_fragment_header(
+            &mut self.scratch,
+            self.sequence,
+            media_offset,
+            &samples,
+            Some(ProducerTime {
+                wall: first.wall_time,
+                media_time: media_offset,
+            }),
+        )
+        .map_err(|e| StoreError::Segment {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        })?;
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len() + 1);
+        slices.push(IoSlice::new(&self.scratch));
+        slices.extend(frames.iter().map(|f| IoSlice::new(&f.data)));
+        let total =
+            self.scratch.len() as u64 + frames.iter().map(|f| f.data.len() as u64).sum::<u64>();
+        write_all_vectored(&mut self.file, &mut slices)
+            .map_err(StoreError::io(&self.path, "write"))?;
+
+        let byte_offset = self.record.bytes;
+        self.record.bytes += total;
+        self.record.frames += frames.len() as u64;
+        let duration: u64 = samples.iter().map(|s| u64::from(s.duration)).sum();
+        self.record.media_duration = media_offset + duration;
+        self.record.end = self
+            .record
+            .start
+            .add_micros(media_to_micros(self.record.media_duration as i64) + wall_deviation_us);
+        self.record.fragments.push(FragmentEntry {
+            media_offset,
+            byte_offset,
+            wall_deviation_us,
+            frames: frames.len() as u32,
+            key: first.key,
+        });
+        self.sequence = self.sequence.wrapping_add(1);
+        self.dirty = true;
+        Ok(())
+    }
+}
+
+/// `write_all` for a vector of slices: one `writev` per call in the common case, so fragment
+/// payloads go from the frames' buffers to the kernel without being copied into one buffer.
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    // Skip leading empty slices so that a zero-length write below really means "no progress".
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        // Linux accepts at most IOV_MAX (1024) slices per call.
+        let n = slices.len().min(1024);
+        match file.write_vectored(&slices[..n]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut slices, written),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! The recorder and recovery over real files, checked with ffprobe/ffmpeg where installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use camsim::BuiltinFixture;
+use media::{StreamId, WallTime};
+use store::segment_file::{scan, scan_file};
+use store::{RecorderConfig, SegmentRecord, Store};
+
+const T0: i64 = 1_795_420_800_000_000; // 2026-11-23T08:00:00Z
+
+fn cfg(segment_ms: u64) -> RecorderConfig {
+    RecorderConfig {
+        segment: Duration::from_millis(segment_ms),
+        flush_interval: Duration::from_millis(100),
+        queue_frames: 100_000,
+    }
+}
+
+/// Records `n` frames of each fixture on its own stream, shuts down, returns the records.
+fn record(
+    dir: &Path,
+    fixtures: &[(&str, BuiltinFixture)],
+    n: usize,
+    segment_ms: u64,
+) -> Vec<SegmentRecord> {
+    let (store, _) = Store::open(&[dir.to_owned()]).unwrap();
+    let rec = store.start_recorder(cfg(segment_ms)).unwrap();
+    for (cam, fx) in fixtures {
+        let stream = StreamId::main(*cam);
+        for f in fx
+            .load()
+            .frames(&stream, n, 1_000_000, WallTime::from_micros(T0))
+        {
+            rec.try_push(f).unwrap();
+        }
+        rec.end_stream(&stream);
+    }
+    rec.shutdown().unwrap();
+    let all = store.disks()[0].index().all_segments().unwrap();
+    drop(store);
+    all
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// (frames counted by ffprobe, ffmpeg's error output when decoding the whole file)
+fn probe(path: &Path) -> (u64, String) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let n = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    (n, String::from_utf8_lossy(&dec.stderr).into_owned())
+}
+
+fn file_of(dir: &Path, r: &SegmentRecord) -> PathBuf {
+    store::segment_file_path(dir, r)
+}
+
+#[test]
+fn recorded_segments_are_complete_contiguous_and_decodable() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = [
+        ("h264cam", BuiltinFixture::H264_240p),
+        ("h265cam", BuiltinFixture::H265_240p),
+    ];
+    let records = record(dir.path(), &fixtures, 250, 2000);
+    for (cam, _) in fixtures {
+        let segs: Vec<&SegmentRecord> = records
+            .iter()
+            .filter(|r| r.stream.camera() == cam)
+            .collect();
+        assert!(segs.len() >= 4, "{cam}: {} segments", segs.len());
+        assert_eq!(
+            segs.iter().map(|r| r.frames).sum::<u64>(),
+            250,
+            "{cam}: every frame recorded"
+        );
+        assert!(segs.iter().all(|r| r.closed && r.fragments[0].key));
+        for w in segs.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq + 1);
+            assert_eq!(w[1].start, w[0].end, "{cam}: segments are back to back");
+        }
+        assert_eq!(segs[0].start, WallTime::from_micros(T0));
+        assert_eq!(
+            segs.last().unwrap().end,
+            WallTime::from_micros(T0 + 250 * 40_000)
+        );
+        // Files agree with the index byte for byte.
+        for r in &segs {
+            let scan = scan_file(&file_of(dir.path(), r)).unwrap();
+            assert_eq!(scan.to_record().unwrap(), **r);
+            assert_eq!(scan.valid_len, scan.file_len);
+        }
+        if have("ffprobe") && have("ffmpeg") {
+            let mut total = 0;
+            for r in &segs {
+                let (n, errors) = probe(&file_of(dir.path(), r));
+                assert_eq!(n, r.frames, "{cam}: ffprobe counts the indexed frames");
+                assert!(errors.is_empty(), "{cam}: ffmpeg decode errors: {errors}");
+                total += n;
+            }
+            assert_eq!(total, 250);
+        }
+    }
+    // The listing is one continuous range per stream.
+    let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+    let ranges = store
+        .recordings(
+            &StreamId::main("h264cam"),
+            WallTime::from_micros(T0 - 1_000_000),
+            WallTime::from_micros(T0 + 20_000_000),
+        )
+        .unwrap();
+    assert_eq!(ranges.len(), 1);
+    assert_eq!(ranges[0].start, WallTime::from_micros(T0));
+    assert_eq!(ranges[0].end, WallTime::from_micros(T0 + 10_000_000));
+    // A window inside is clamped.
+    let inner = store
+        .recordings(
+            &StreamId::main("h264cam"),
+            WallTime::from_micros(T0 + 3_000_000),
+            WallTime::from_micros(T0 + 4_000_000),
+        )
+        .unwrap();
+    assert_eq!(inner.len(), 1);
+    assert_eq!(
+        (inner[0].start.as_micros(), inner[0].end.as_micros()),
+        (T0 + 3_000_000, T0 + 4_000_000)
+    );
+}
+
+#[test]
+fn parameter_change_and_discontinuity_start_new_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+    let rec = store.start_recorder(cfg(60_000)).unwrap();
+    let s = StreamId::main("cam");
+    let small = BuiltinFixture::H264_240p
+        .load()
+        .frames(&s, 50, 0, WallTime::from_micros(T0));
+    let mut big = BuiltinFixture::H264_1080p.load().frames(
+        &s,
+        50,
+        50 * 3600,
+        WallTime::from_micros(T0 + 2_000_000),
+    );
+    big[0].discontinuity = false; // a mid-stream resolution switch, not a new session
+    let mut later =
+        BuiltinFixture::H264_1080p
+            .load()
+            .frames(&s, 30, 0, WallTime::from_micros(T0 + 10_000_000));
+    later[0].discontinuity = true;
+    for f in small.into_iter().chain(big).chain(later) {
+        rec.try_push(f).unwrap();
+    }
+    rec.shutdown().unwrap();
+    let segs = store.disks()[0].index().all_segments().unwrap();
+    let dims: Vec<(u32, u32, u64)> = segs.iter().map(|r| (r.width, r.height, r.frames)).collect();
+    assert_eq!(
+        dims,
+        vec![(320, 240, 50), (1920, 1080, 50), (1920, 1080, 30)]
+    );
+    assert_eq!(
+        segs[1].start, segs[0].end,
+        "a parameter change inside a session leaves no gap"
+    );
+    let ranges = store
+        .recordings(
+            &s,
+            WallTime::from_micros(T0),
+            WallTime::from_micros(T0 + 60_000_000),
+        )
+        .unwrap();
+    assert_eq!(
+        ranges.len(),
+        2,
+        "the discontinuity is a real gap: {ranges:?}"
+    );
+}
+
+#[test]
+fn frames_before_the_first_key_frame_are_not_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+    let rec = store.start_recorder(cfg(60_000)).unwrap();
+    let s = StreamId::main("cam");
+    let frames = BuiltinFixture::H264_240p
+        .load()
+        .frames(&s, 60, 0, WallTime::from_micros(T0));
+    for f in frames.into_iter().skip(10) {
+        rec.try_push(f).unwrap();
+    }
+    rec.shutdown().unwrap();
+    let segs = store.disks()[0].index().all_segments().unwrap();
+    assert_eq!(
+        segs.iter().map(|r| r.frames).sum::<u64>(),
+        35,
+        "frames 25..60"
+    );
+    assert_eq!(segs[0].start, WallTime::from_micros(T0 + 25 * 40_000));
+}
+
+#[test]
+fn rebuild_regenerates_the_same_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = record(
+        dir.path(),
+        &[
+            ("a", BuiltinFixture::H264_240p),
+            ("b", BuiltinFixture::H265_240p),
+        ],
+        200,
+        1500,
+    );
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+    let report = store::rebuild(dir.path()).unwrap();
+    assert_eq!(report.segments, before.len());
+    assert!(report.skipped.is_empty());
+    let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+    assert_eq!(store.disks()[0].index().all_segments().unwrap(), before);
+}
+
+#[test]
+fn rebuild_refuses_a_directory_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+    let err = store::rebuild(dir.path()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("in use by another Sharpeye process"),
+        "{err}"
+    );
+}
+
+#[test]
+fn recovery_trims_a_torn_tail_and_closes_the_open_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = record(
+        dir.path(),
+        &[("cam", BuiltinFixture::H264_240p)],
+        100,
+        60_000,
+    );
+    let [original] = records.as_slice() else {
+        panic!("one segment")
+    };
+    let path = file_of(dir.path(), original);
+    // As if the process died mid-write: the index knows an earlier, open state, and the file
+    // has half a fragment more.
+    {
+        let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+        let mut stale = original.clone();
+        stale.closed = false;
+        stale.fragments.truncate(2);
+        stale.frames = stale.fragments.iter().map(|f| u64::from(f.frames)).sum();
+        stale.bytes = original.fragments[2].byte_offset;
+        store.disks()[0].index().put(&[stale]).unwrap();
+    }
+    let torn: Vec<u8> = std::fs::read(&path).unwrap()[original.fragments[1].byte_offset as usize..]
+        [..3000]
+        .to_vec();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &torn).unwrap();
+    drop(f);
+
+    let (store, reports) = Store::open(&[dir.path().to_owned()]).unwrap();
+    assert_eq!(reports[0].closed_open_segments, 1);
+    assert_eq!(reports[0].trimmed_bytes, 3000);
+    assert_eq!(store.disks()[0].index().all_segments().unwrap(), records);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), original.bytes);
+}
+
+#[test]
+fn recovery_indexes_files_the_index_never_saw_and_removes_empty_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = record(dir.path(), &[("cam", BuiltinFixture::H265_240p)], 150, 2000);
+    // An empty file from a crash right after creation, next in sequence.
+    let empty = dir.path().join(store::layout::segment_path(
+        &StreamId::main("cam"),
+        records[0].start,
+        99,
+    ));
+    std::fs::write(&empty, b"").unwrap();
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+    let (store, reports) = Store::open(&[dir.path().to_owned()]).unwrap();
+    assert_eq!(reports[0].recovered_files, records.len());
+    assert_eq!(reports[0].removed_empty_files, 1);
+    assert!(!empty.exists());
+    assert_eq!(store.disks()[0].index().all_segments().unwrap(), records);
+}
+
+#[test]
+fn scanning_any_truncation_or_corruption_never_panics_and_never_overstates() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = record(
+        dir.path(),
+        &[("cam", BuiltinFixture::H264_240p)],
+        60,
+        60_000,
+    );
+    let bytes = std::fs::read(file_of(dir.path(), &records[0])).unwrap();
+    let full = scan(&mut std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
+    let init = full.init_len as usize;
+    let ends: Vec<u64> = full.fragments.iter().map(|f| f.end_offset).collect();
+    let mut cut = 0;
+    while cut < bytes.len() {
+        let r = scan(&mut std::io::Cursor::new(&bytes[..cut]), cut as u64);
+        match r {
+            Err(_) => assert!(cut < init, "an intact init part must scan (cut at {cut})"),
+            Ok(s) => {
+                assert!(s.valid_len <= cut as u64);
+                assert_eq!(
+                    s.fragments.len(),
+                    ends.iter().filter(|&&e| e <= cut as u64).count()
+                );
+            }
+        }
+        cut += if cut < init + 64 { 1 } else { 37 };
+    }
+    let mut seed = 7u64;
+    for _ in 0..2000 {
+        let mut b = bytes.clone();
+        for _ in 0..4 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let i = (seed >> 33) as usize % b.len();
+            b[i] = (seed >> 17) as u8;
+        }
+        if let Ok(s) = scan(&mut std::io::Cursor::new(&b), b.len() as u64) {
+            assert!(s.valid_len <= b.len() as u64);
+        }
+    }
+}
