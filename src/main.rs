@@ -1,1 +1,194 @@
-fn main() {}
+//! `sharpeye`: the NVR/VMS core of a public-security video sharing platform.
+
+mod config;
+mod demo;
+mod node;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "sharpeye",
+    version,
+    about = "Record, relay and serve camera video for governance-centre video sharing"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulated cameras, recording, the API and web UI on localhost: everything in one command.
+    Demo {
+        /// Number of simulated cameras (H.264 and H.265 alternating).
+        #[arg(long, default_value_t = 4)]
+        cameras: usize,
+        /// Data directory.
+        #[arg(long, default_value = "sharpeye-demo-data")]
+        data: PathBuf,
+        /// HTTP address of the API and web UI.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Password of the demo user `admin` (a random one is printed if not given).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Runs the server with a configuration file.
+    Run {
+        /// The TOML configuration (see config/example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Runs the camera simulator alone: rtsp://ADDR/cam0, /cam1, ...
+    Camsim {
+        /// Number of cameras.
+        #[arg(long, default_value_t = 4)]
+        cameras: usize,
+        /// RTSP address.
+        #[arg(long, default_value = "127.0.0.1:8554")]
+        listen: SocketAddr,
+        /// Use the 320x240 clips instead of 1080p.
+        #[arg(long)]
+        small: bool,
+    },
+    /// Checks a configuration file and explains every problem.
+    CheckConfig {
+        /// The TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Storage maintenance.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Rebuilds a data directory's index from its segment files alone.
+    Rebuild {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo {
+            cameras,
+            data,
+            listen,
+            password,
+        } => {
+            init_logging();
+            runtime()?.block_on(demo::run(demo::DemoOptions {
+                cameras,
+                data,
+                listen,
+                password,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            init_logging();
+            let cfg = config::Config::load(&config)?;
+            for w in cfg.warnings() {
+                tracing::warn!("{}: {w}", config.display());
+            }
+            runtime()?.block_on(node::run(cfg, node::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Camsim {
+            cameras,
+            listen,
+            small,
+        } => {
+            init_logging();
+            runtime()?.block_on(async move {
+                let cams = camsim::Cameras::new(camsim::mixed_cameras(cameras, !small));
+                let sim = camsim::Camsim::start(listen, cams)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                println!(
+                    "camsim: {cameras} cameras at rtsp://{}/cam0 ... /cam{}; Ctrl-C stops",
+                    sim.local_addr(),
+                    cameras.saturating_sub(1)
+                );
+                node::shutdown_signal().await;
+                sim.stop().await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => match config::Config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: OK ({} cameras, {} users, {} data directories)",
+                    config.display(),
+                    cfg.cameras.len(),
+                    cfg.users.len(),
+                    cfg.server.data_dirs.len()
+                );
+                for w in cfg.warnings() {
+                    println!("  warning: {w}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                println!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Store {
+            command: StoreCommand::Rebuild { data },
+        } => {
+            let report = store::rebuild(&data)
+                .with_context(|| format!("rebuilding the index of {}", data.display()))?;
+            println!(
+                "{}: index rebuilt from {} segment files",
+                data.display(),
+                report.segments
+            );
+            for (path, why) in &report.skipped {
+                println!("  skipped {}: {why}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `GET /metrics`: Prometheus text exposition.
+//!
+//! Written by hand: the values already live in the sources' and recorder's own counters, and
+//! the text format is a few lines per metric; a registry crate would only mirror them.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::handlers::Caller;
+use crate::state::AppState;
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn value(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
+        let l: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        if l.is_empty() {
+            let _ = writeln!(self.0, "{name} {v}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{}}} {v}", l.join(","));
+        }
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<Arc<AppState>>, _caller: Caller) -> impl IntoResponse {
+    let mut o = Out(String::with_capacity(4096));
+    let per_camera: [(&str, &str, &str); 5] = [
+        (
+            "sharpeye_camera_frames_total",
+            "counter",
+            "Frames received from the camera.",
+        ),
+        (
+            "sharpeye_camera_bytes_total",
+            "counter",
+            "Video bytes received from the camera.",
+        ),
+        (
+            "sharpeye_camera_sessions_total",
+            "counter",
+            "RTSP sessions opened to the camera.",
+        ),
+        (
+            "sharpeye_camera_dropped_frames_total",
+            "counter",
+            "Frames dropped (no key frame yet, oversized).",
+        ),
+        (
+            "sharpeye_camera_online",
+            "gauge",
+            "1 if the camera is delivering frames.",
+        ),
+    ];
+    let snaps: Vec<_> = state
+        .cameras
+        .values()
+        .map(|c| {
+            (
+                c.info.id.as_str(),
+                c.main.as_ref().map(|h| h.snapshot()),
+                c.status(),
+            )
+        })
+        .collect();
+    for (i, (name, kind, help)) in per_camera.iter().enumerate() {
+        o.header(name, kind, help);
+        for (id, snap, status) in &snaps {
+            let labels = [("camera", *id), ("stream", "main")];
+            let v = match (i, snap) {
+                (4, _) => u64::from(*status == "online"),
+                (_, None) => 0,
+                (0, Some(s)) => s.frames,
+                (1, Some(s)) => s.bytes,
+                (2, Some(s)) => s.sessions,
+                (_, Some(s)) => s.dropped_frames,
+            };
+            o.value(name, &labels, v);
+        }
+    }
+    if let Some(r) = &state.recorder {
+        let counters = [
+            (
+                "sharpeye_recorder_frames_written_total",
+                &r.frames_written,
+                "Frames written to segment files.",
+            ),
+            (
+                "sharpeye_recorder_bytes_written_total",
+                &r.bytes_written,
+                "Video bytes written to segment files.",
+            ),
+            (
+                "sharpeye_recorder_frames_refused_total",
+                &r.frames_refused,
+                "Frames refused because the write queue was full.",
+            ),
+            (
+                "sharpeye_recorder_segments_closed_total",
+                &r.segments_closed,
+                "Segments closed.",
+            ),
+            (
+                "sharpeye_recorder_write_errors_total",
+                &r.write_errors,
+                "Segment write errors.",
+            ),
+            (
+                "sharpeye_recorder_syncs_total",
+                &r.syncs,
+                "Durable syncs followed by an index commit.",
+            ),
+            (
+                "sharpeye_recorder_sync_errors_total",
+                &r.sync_errors,
+                "Failed syncs or index commits.",
+            ),
+        ];
+        for (name, c, help) in counters {
+            o.header(name, "counter", help);
+            o.value(name, &[], c.load(Ordering::Relaxed));
+        }
+        o.header(
+            "sharpeye_recorder_last_sync_seconds",
+            "gauge",
+            "Duration of the last sync and index commit.",
+        );
+        o.value(
+            "sharpeye_recorder_last_sync_seconds",
+            &[],
+            r.last_sync_us.load(Ordering::Relaxed) as f64 / 1e6,
+        );
+    }
+    o.header(
+        "sharpeye_uptime_seconds",
+        "gauge",
+        "Seconds since the process started.",
+    );
+    o.value(
+        "sharpeye_uptime_seconds",
+        &[],
+        state.started.elapsed().as_secs(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o.0)
+}

@@ -1,0 +1,75 @@
+//! What the API serves from: cameras and their sources' health, the store, the authenticator.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ingest::{SourceHealth, SourcePhase};
+use media::WallTime;
+use store::{RecorderStats, Store};
+
+/// A camera's configuration as the API shows it.
+#[derive(Clone, Debug)]
+pub struct CameraInfo {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `standard` or `key`.
+    pub tier: String,
+    /// Org/grid path.
+    pub org: String,
+    /// (lat, lon).
+    pub location: Option<(f64, f64)>,
+    /// Recorded continuously.
+    pub record: bool,
+    /// Has a sub-stream.
+    pub has_sub: bool,
+}
+
+/// A camera and the health of the sources pulling it.
+#[derive(Clone, Debug)]
+pub struct CameraEntry {
+    /// Configuration.
+    pub info: CameraInfo,
+    /// The main stream's source, when it is being pulled.
+    pub main: Option<Arc<SourceHealth>>,
+}
+
+/// A frame within this long means the camera is online.
+const ONLINE_WITHIN_US: i64 = 10_000_000;
+
+impl CameraEntry {
+    /// `online`, `connecting`, `offline` or `idle` (not pulled: on-demand cameras).
+    pub fn status(&self) -> &'static str {
+        let Some(h) = &self.main else { return "idle" };
+        let s = h.snapshot();
+        let fresh = s
+            .last_frame
+            .is_some_and(|t| WallTime::now().micros_since(t) < ONLINE_WITHIN_US);
+        match s.phase {
+            SourcePhase::Streaming if fresh => "online",
+            SourcePhase::Streaming | SourcePhase::Connecting if s.sessions == 0 || fresh => {
+                "connecting"
+            }
+            SourcePhase::Stopped => "idle",
+            _ => "offline",
+        }
+    }
+}
+
+/// Everything handlers need.
+pub struct AppState {
+    /// Users and sessions.
+    pub auth: Arc<auth::Auth>,
+    /// Recordings.
+    pub store: Arc<Store>,
+    /// Cameras by id.
+    pub cameras: BTreeMap<String, CameraEntry>,
+    /// Recorder counters.
+    pub recorder: Option<Arc<RecorderStats>>,
+    /// Process start.
+    pub started: Instant,
+    /// Longest window `recordings` answers for.
+    pub max_listing_us: i64,
+}

@@ -1,0 +1,1098 @@
+//! The TOML configuration: parsed and checked in one pass that collects every problem.
+//!
+//! serde stops at the first error; an operator fixing a 200-camera file wants all of them at
+//! once, each naming its key (`cameras[12].tier`) and what is expected. So the file is read as
+//! a TOML tree and walked by hand, and `Config` is built only if nothing is wrong. Keys are
+//! documented in `docs/config.md` and `config/example.toml`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::{Table, Value};
+use url::Url;
+
+/// The retention tier of a camera.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// At least `[retention] standard` (30 days by the rules).
+    Standard,
+    /// Key areas and sites: at least `[retention] key` (90 days by the rules).
+    Key,
+}
+
+impl Tier {
+    /// `standard` or `key`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Standard => "standard",
+            Tier::Key => "key",
+        }
+    }
+}
+
+/// RTSP transport for a camera.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Interleaved over the RTSP TCP connection.
+    Tcp,
+    /// Separate UDP ports.
+    Udp,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// HTTP API and web UI address.
+    pub listen: SocketAddr,
+    /// RTSP re-serve address (used from the live-relay work on).
+    pub rtsp_listen: Option<SocketAddr>,
+    /// Data directories (one per disk).
+    pub data_dirs: Vec<PathBuf>,
+}
+
+/// `[recording]`.
+#[derive(Clone, Debug)]
+pub struct RecordingConfig {
+    /// Target segment length.
+    pub segment: Duration,
+    /// Flush/durability interval (at most 1 s).
+    pub flush: Duration,
+}
+
+/// `[retention]`.
+#[derive(Clone, Debug)]
+pub struct RetentionConfig {
+    /// Guarantee of the standard tier.
+    pub standard: Duration,
+    /// Guarantee of the key tier.
+    pub key: Duration,
+}
+
+/// `[ingest]`: how cameras are pulled.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Default RTSP transport.
+    pub transport: Transport,
+    /// A session without frames this long is reopened.
+    pub watchdog: Duration,
+    /// Per-request RTSP timeout.
+    pub request_timeout: Duration,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay after transient failures.
+    pub reconnect_max: Duration,
+    /// Reconnect delay after configuration errors (401, 404).
+    pub reconnect_slow: Duration,
+    /// Frames above this size are dropped as corrupt.
+    pub max_frame_bytes: usize,
+}
+
+/// `[gb28181]`.
+#[derive(Clone, Debug)]
+pub struct Gb28181Config {
+    /// This platform's 20-digit id.
+    pub id: String,
+    /// The 10-digit domain.
+    pub domain: String,
+    /// SIP address (UDP and TCP).
+    pub listen: SocketAddr,
+    /// Default device password.
+    #[expect(
+        dead_code,
+        reason = "read by GB/T 28181 device access, which is not built yet"
+    )]
+    pub password: String,
+}
+
+/// One `[[users]]` entry.
+#[derive(Clone, Debug)]
+pub struct UserConfig {
+    /// Login name.
+    pub name: String,
+    /// Plain password (hashed at start-up) or an argon2id PHC hash.
+    pub secret: Secret,
+    /// Role name.
+    pub role: String,
+    /// Department, if any.
+    pub department: Option<String>,
+}
+
+/// A password as written in the config.
+#[derive(Clone)]
+pub enum Secret {
+    /// `password = "..."`.
+    Plain(String),
+    /// `password_hash = "$argon2id$..."`.
+    Hash(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Secret::Plain(_) => "Plain(..)",
+            Secret::Hash(_) => "Hash(..)",
+        })
+    }
+}
+
+/// A camera's position.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct Location {
+    /// Latitude in degrees.
+    pub lat: f64,
+    /// Longitude in degrees.
+    pub lon: f64,
+}
+
+/// One `[[cameras]]` entry.
+#[derive(Clone, Debug)]
+pub struct CameraConfig {
+    /// Stable id (a GB/T 28181 20-digit id where the camera has one).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Main stream URL.
+    pub url: Url,
+    /// Sub-stream URL.
+    pub sub_url: Option<Url>,
+    /// Retention tier.
+    pub tier: Tier,
+    /// Record continuously (false: live on demand only).
+    pub record: bool,
+    /// Org/grid path, e.g. `dalian/xigang/renmin-road`.
+    pub org: String,
+    /// Position.
+    pub location: Option<Location>,
+    /// Transport override.
+    pub transport: Option<Transport>,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[recording]`.
+    pub recording: RecordingConfig,
+    /// `[retention]`.
+    pub retention: RetentionConfig,
+    /// `[ingest]`.
+    pub ingest: IngestConfig,
+    /// `[gb28181]`.
+    pub gb28181: Option<Gb28181Config>,
+    /// `[[users]]`.
+    pub users: Vec<UserConfig>,
+    /// `[[cameras]]`.
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// One thing wrong with a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, as a path (`cameras[2].tier`), or empty for the file as a whole.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Why a config could not be used: every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {} problem{}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// Everything wrong with it.
+    pub problems: Vec<Problem>,
+}
+
+/// Values below the rules' minimums are allowed (tests use seconds) but reported.
+pub const RULE_STANDARD: Duration = Duration::from_secs(30 * 86_400);
+/// The key-tier minimum of the governance-centre rules.
+pub const RULE_KEY: Duration = Duration::from_secs(90 * 86_400);
+
+const ROLES: [&str; 5] = ["viewer", "operator", "dispatcher", "auditor", "admin"];
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            problems: vec![Problem {
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Self::parse(&text).map_err(|problems| ConfigError {
+            path: path.display().to_string(),
+            problems,
+        })
+    }
+
+    /// Parses and checks config text; relative data directories stay relative.
+    pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        let root: Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(vec![Problem {
+                    key: String::new(),
+                    message: format!("not valid TOML: {}", e.to_string().trim()),
+                }]);
+            }
+        };
+        let mut c = Checker::default();
+        let config = c.config(&root);
+        match config {
+            Some(cfg) if c.problems.is_empty() => Ok(cfg),
+            _ => Err(c.problems),
+        }
+    }
+
+    /// Things that are allowed but an operator should know (e.g. retention below the rules).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.retention.standard < RULE_STANDARD {
+            w.push(format!(
+                "retention.standard is {}, below the 30 days the rules require for all video",
+                humantime::format_duration(self.retention.standard)
+            ));
+        }
+        if self.retention.key < RULE_KEY {
+            w.push(format!(
+                "retention.key is {}, below the 90 days the rules require for key areas",
+                humantime::format_duration(self.retention.key)
+            ));
+        }
+        if self.users.is_empty() {
+            w.push("no [[users]]: nobody can log in to the API".into());
+        }
+        if let Some(a) = self.server.rtsp_listen {
+            w.push(format!("server.rtsp_listen ({a}): RTSP re-serve is not in this build yet; the key is checked but nothing listens there"));
+        }
+        if let Some(g) = &self.gb28181 {
+            w.push(format!(
+                "gb28181 (platform {} in domain {} on {}): GB/T 28181 access is not in this build yet; the section is checked but ignored",
+                g.id, g.domain, g.listen
+            ));
+        }
+        w
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Checker {
+    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Reports keys of `t` not in `allowed`.
+    fn known(&mut self, path: &str, t: &Table, allowed: &[&str]) {
+        for k in t.keys() {
+            if !allowed.contains(&k.as_str()) {
+                self.problem(
+                    join(path, k),
+                    format!("unknown key; expected one of: {}", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn section<'a>(&mut self, root: &'a Table, name: &str) -> Option<&'a Table> {
+        match root.get(name) {
+            None => None,
+            Some(Value::Table(t)) => Some(t),
+            Some(v) => {
+                self.problem(
+                    name,
+                    format!("expected a table [{name}], got {}", type_name(v)),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, path: &str, t: &Table, key: &str) -> Option<String> {
+        match t.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            v => {
+                self.problem(
+                    join(path, key),
+                    format!("expected a string, got {}", type_name(v)),
+                );
+                None
+            }
+        }
+    }
+
+    fn required_string(&mut self, path: &str, t: &Table, key: &str, what: &str) -> Option<String> {
+        if !t.contains_key(key) {
+            self.problem(join(path, key), format!("missing; expected {what}"));
+            return None;
+        }
+        let s = self.string(path, t, key)?;
+        if s.trim().is_empty() {
+            self.problem(join(path, key), format!("empty; expected {what}"));
+            return None;
+        }
+        Some(s)
+    }
+
+    fn bool(&mut self, path: &str, t: &Table, key: &str, default: bool) -> bool {
+        match t.get(key) {
+            None => default,
+            Some(Value::Boolean(b)) => *b,
+            Some(v) => {
+                self.problem(
+                    join(path, key),
+                    format!("expected true or false, got {}", type_name(v)),
+                );
+                default
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        path: &str,
+        t: &Table,
+        key: &str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(s) = self.string(path, t, key) else {
+            return default;
+        };
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) if d < min || d > max => {
+                self.problem(
+                    join(path, key),
+                    format!(
+                        "{s:?} is out of range; expected between {} and {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(_) => {
+                self.problem(join(path, key), format!("{s:?} is not a duration; expected a number with a unit, like \"500ms\", \"20s\", \"15m\" or \"30d\""));
+                default
+            }
+        }
+    }
+
+    fn addr(&mut self, path: &str, t: &Table, key: &str) -> Option<SocketAddr> {
+        let s = self.string(path, t, key)?;
+        match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    join(path, key),
+                    format!("{s:?} is not an address; expected IP:PORT like \"127.0.0.1:8080\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, root: &Table) -> Option<Config> {
+        self.known(
+            "",
+            root,
+            &[
+                "server",
+                "recording",
+                "retention",
+                "ingest",
+                "gb28181",
+                "users",
+                "cameras",
+            ],
+        );
+        let server = self.server(root);
+        let recording = self.recording(root);
+        let retention = self.retention(root);
+        let ingest = self.ingest(root);
+        let gb28181 = self.gb28181(root);
+        let users = self.users(root);
+        let cameras = self.cameras(root);
+        Some(Config {
+            server: server?,
+            recording,
+            retention,
+            ingest,
+            gb28181,
+            users,
+            cameras,
+        })
+    }
+
+    fn server(&mut self, root: &Table) -> Option<ServerConfig> {
+        let Some(t) = self.section(root, "server") else {
+            self.problem(
+                "server",
+                "missing; expected a [server] table with at least data_dirs",
+            );
+            return None;
+        };
+        self.known("server", t, &["listen", "rtsp_listen", "data_dirs"]);
+        let listen = if t.contains_key("listen") {
+            self.addr("server", t, "listen")
+        } else {
+            Some(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        };
+        let rtsp_listen = self.addr("server", t, "rtsp_listen");
+        let data_dirs = match t.get("data_dirs") {
+            None => {
+                self.problem(
+                    "server.data_dirs",
+                    "missing; expected a list of directories, like [\"/var/lib/sharpeye/disk1\"]",
+                );
+                Vec::new()
+            }
+            Some(Value::Array(a)) => {
+                let mut dirs = Vec::new();
+                for (i, v) in a.iter().enumerate() {
+                    match v {
+                        Value::String(s) if !s.trim().is_empty() => dirs.push(PathBuf::from(s)),
+                        v => self.problem(
+                            format!("server.data_dirs[{i}]"),
+                            format!("expected a directory path, got {}", type_name(v)),
+                        ),
+                    }
+                }
+                if a.is_empty() {
+                    self.problem("server.data_dirs", "empty; expected at least one directory");
+                }
+                let unique: HashSet<&PathBuf> = dirs.iter().collect();
+                if unique.len() != dirs.len() {
+                    self.problem("server.data_dirs", "lists the same directory twice");
+                }
+                dirs
+            }
+            Some(v) => {
+                self.problem(
+                    "server.data_dirs",
+                    format!("expected a list of directories, got {}", type_name(v)),
+                );
+                Vec::new()
+            }
+        };
+        if let (Some(a), Some(b)) = (listen, rtsp_listen)
+            && a == b
+        {
+            self.problem("server.rtsp_listen", "is the same address as server.listen");
+        }
+        Some(ServerConfig {
+            listen: listen?,
+            rtsp_listen,
+            data_dirs,
+        })
+    }
+
+    fn recording(&mut self, root: &Table) -> RecordingConfig {
+        let empty = Table::new();
+        let t = self.section(root, "recording").unwrap_or(&empty);
+        self.known("recording", t, &["segment", "flush"]);
+        RecordingConfig {
+            segment: self.duration(
+                "recording",
+                t,
+                "segment",
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+                Duration::from_secs(3600),
+            ),
+            flush: self.duration(
+                "recording",
+                t,
+                "flush",
+                Duration::from_millis(500),
+                Duration::from_millis(10),
+                Duration::from_secs(1),
+            ),
+        }
+    }
+
+    fn retention(&mut self, root: &Table) -> RetentionConfig {
+        let empty = Table::new();
+        let t = self.section(root, "retention").unwrap_or(&empty);
+        self.known("retention", t, &["standard", "key"]);
+        let max = Duration::from_secs(100 * 365 * 86_400);
+        let r = RetentionConfig {
+            standard: self.duration(
+                "retention",
+                t,
+                "standard",
+                RULE_STANDARD,
+                Duration::from_secs(1),
+                max,
+            ),
+            key: self.duration("retention", t, "key", RULE_KEY, Duration::from_secs(1), max),
+        };
+        if r.key < r.standard {
+            self.problem(
+                "retention.key",
+                "is shorter than retention.standard; key areas must be kept at least as long",
+            );
+        }
+        r
+    }
+
+    fn transport(&mut self, path: &str, t: &Table) -> Option<Transport> {
+        match self.string(path, t, "transport")?.as_str() {
+            "tcp" => Some(Transport::Tcp),
+            "udp" => Some(Transport::Udp),
+            other => {
+                self.problem(
+                    join(path, "transport"),
+                    format!("{other:?} is not a transport; expected \"tcp\" or \"udp\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn ingest(&mut self, root: &Table) -> IngestConfig {
+        let empty = Table::new();
+        let t = self.section(root, "ingest").unwrap_or(&empty);
+        self.known(
+            "ingest",
+            t,
+            &[
+                "transport",
+                "watchdog",
+                "request_timeout",
+                "reconnect_min",
+                "reconnect_max",
+                "reconnect_slow",
+                "max_frame_bytes",
+            ],
+        );
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let max_frame_bytes = match t.get("max_frame_bytes") {
+            None => 16 << 20,
+            Some(Value::Integer(n)) if (65_536..=1 << 30).contains(n) => *n as usize,
+            Some(v) => {
+                self.problem(
+                    "ingest.max_frame_bytes",
+                    format!("expected an integer between 65536 and 1073741824, got {v}"),
+                );
+                16 << 20
+            }
+        };
+        IngestConfig {
+            transport: self.transport("ingest", t).unwrap_or(Transport::Tcp),
+            watchdog: self.duration("ingest", t, "watchdog", s(4), ms(200), s(300)),
+            request_timeout: self.duration("ingest", t, "request_timeout", s(5), ms(100), s(300)),
+            reconnect_min: self.duration("ingest", t, "reconnect_min", ms(250), ms(10), s(600)),
+            reconnect_max: self.duration("ingest", t, "reconnect_max", ms(1500), ms(10), s(3600)),
+            reconnect_slow: self.duration("ingest", t, "reconnect_slow", s(30), ms(10), s(3600)),
+            max_frame_bytes,
+        }
+    }
+
+    fn gb28181(&mut self, root: &Table) -> Option<Gb28181Config> {
+        let t = self.section(root, "gb28181")?;
+        self.known("gb28181", t, &["id", "domain", "listen", "password"]);
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        let id = self.required_string("gb28181", t, "id", "this platform's 20-digit GB/T 28181 id");
+        if let Some(id) = &id
+            && !digits(id, 20)
+        {
+            self.problem(
+                "gb28181.id",
+                format!("{id:?} is not a 20-digit GB/T 28181 id"),
+            );
+        }
+        let domain = self.required_string("gb28181", t, "domain", "the 10-digit SIP domain");
+        if let Some(d) = &domain
+            && !digits(d, 10)
+        {
+            self.problem("gb28181.domain", format!("{d:?} is not a 10-digit domain"));
+        }
+        let listen = if t.contains_key("listen") {
+            self.addr("gb28181", t, "listen")
+        } else {
+            Some(SocketAddr::from(([0, 0, 0, 0], 5060)))
+        };
+        let password =
+            self.required_string("gb28181", t, "password", "the default device password");
+        Some(Gb28181Config {
+            id: id?,
+            domain: domain?,
+            listen: listen?,
+            password: password?,
+        })
+    }
+
+    fn array_of_tables<'a>(&mut self, root: &'a Table, key: &str) -> Vec<(String, &'a Table)> {
+        match root.get(key) {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| match v {
+                    Value::Table(t) => Some((format!("{key}[{i}]"), t)),
+                    v => {
+                        self.problem(
+                            format!("{key}[{i}]"),
+                            format!("expected a table [[{key}]], got {}", type_name(v)),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            Some(v) => {
+                self.problem(
+                    key,
+                    format!("expected [[{key}]] tables, got {}", type_name(v)),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn users(&mut self, root: &Table) -> Vec<UserConfig> {
+        let mut out = Vec::new();
+        let mut names = HashSet::new();
+        for (path, t) in self.array_of_tables(root, "users") {
+            self.known(
+                &path,
+                t,
+                &["name", "password", "password_hash", "role", "department"],
+            );
+            let name = self.required_string(&path, t, "name", "a login name");
+            if let Some(n) = &name
+                && !names.insert(n.clone())
+            {
+                self.problem(join(&path, "name"), format!("user {n:?} is defined twice"));
+            }
+            let secret = match (
+                self.string(&path, t, "password"),
+                self.string(&path, t, "password_hash"),
+            ) {
+                (Some(_), Some(_)) => {
+                    self.problem(&path, "has both password and password_hash; keep one");
+                    None
+                }
+                (Some(p), None) if p.len() < 8 => {
+                    self.problem(join(&path, "password"), "shorter than 8 characters");
+                    None
+                }
+                (Some(p), None) => Some(Secret::Plain(p)),
+                (None, Some(h)) if !h.starts_with("$argon2id$") => {
+                    self.problem(
+                        join(&path, "password_hash"),
+                        "expected an argon2id hash (\"$argon2id$...\")",
+                    );
+                    None
+                }
+                (None, Some(h)) => Some(Secret::Hash(h)),
+                (None, None) => {
+                    self.problem(&path, "missing password or password_hash");
+                    None
+                }
+            };
+            let role =
+                self.required_string(&path, t, "role", &format!("one of {}", ROLES.join(", ")));
+            if let Some(r) = &role
+                && !ROLES.contains(&r.as_str())
+            {
+                self.problem(
+                    join(&path, "role"),
+                    format!("{r:?} is not a role; expected one of {}", ROLES.join(", ")),
+                );
+            }
+            let department = self.string(&path, t, "department");
+            if let (Some(name), Some(secret), Some(role)) = (name, secret, role) {
+                out.push(UserConfig {
+                    name,
+                    secret,
+                    role,
+                    department,
+                });
+            }
+        }
+        out
+    }
+
+    fn url(&mut self, path: &str, t: &Table, key: &str, required: bool) -> Option<Url> {
+        let s = if required {
+            self.required_string(path, t, key, "an rtsp:// URL")?
+        } else {
+            self.string(path, t, key)?
+        };
+        match Url::parse(&s) {
+            Ok(u)
+                if matches!(u.scheme(), "rtsp" | "rtsps")
+                    && u.host_str().is_some_and(|h| !h.is_empty()) =>
+            {
+                Some(u)
+            }
+            Ok(u) => {
+                self.problem(join(path, key), format!("scheme {:?} or host is wrong; expected rtsp://[user:password@]host[:port]/path", u.scheme()));
+                None
+            }
+            Err(e) => {
+                // Never echo the value: it may hold a password.
+                self.problem(
+                    join(path, key),
+                    format!(
+                        "not a valid URL ({e}); expected rtsp://[user:password@]host[:port]/path"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn cameras(&mut self, root: &Table) -> Vec<CameraConfig> {
+        let mut out = Vec::new();
+        let mut ids: BTreeMap<String, String> = BTreeMap::new();
+        for (path, t) in self.array_of_tables(root, "cameras") {
+            self.known(
+                &path,
+                t,
+                &[
+                    "id",
+                    "name",
+                    "url",
+                    "sub_url",
+                    "tier",
+                    "record",
+                    "org",
+                    "location",
+                    "transport",
+                ],
+            );
+            let id = self.required_string(
+                &path,
+                t,
+                "id",
+                "a camera id (letters, digits, '-', '_', '.')",
+            );
+            if let Some(id) = &id {
+                let ok = id.len() <= 64
+                    && !id.starts_with('.')
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if !ok {
+                    self.problem(join(&path, "id"), format!("{id:?} is not a valid id; use up to 64 letters, digits, '-', '_' or '.', not starting with '.'"));
+                }
+                if let Some(first) = ids.insert(id.clone(), path.clone()) {
+                    self.problem(
+                        join(&path, "id"),
+                        format!("{id:?} is already used by {first}"),
+                    );
+                }
+            }
+            let name = self.string(&path, t, "name");
+            let url = self.url(&path, t, "url", true);
+            let sub_url = self.url(&path, t, "sub_url", false);
+            let tier = match self.string(&path, t, "tier").as_deref() {
+                None | Some("standard") => Tier::Standard,
+                Some("key") => Tier::Key,
+                Some(other) => {
+                    self.problem(
+                        join(&path, "tier"),
+                        format!("{other:?} is not a tier; expected \"standard\" or \"key\""),
+                    );
+                    Tier::Standard
+                }
+            };
+            let record = self.bool(&path, t, "record", true);
+            let org = self.string(&path, t, "org").unwrap_or_default();
+            if !org.is_empty() && org.split('/').any(|s| s.trim().is_empty()) {
+                self.problem(join(&path, "org"), format!("{org:?} has an empty part; expected a path like \"dalian/xigang/renmin-road\""));
+            }
+            let location = match t.get("location") {
+                None => None,
+                Some(Value::Table(l)) => self.location(&join(&path, "location"), l),
+                Some(v) => {
+                    self.problem(
+                        join(&path, "location"),
+                        format!("expected {{ lat = .., lon = .. }}, got {}", type_name(v)),
+                    );
+                    None
+                }
+            };
+            let transport = self.transport(&path, t);
+            if let (Some(id), Some(url)) = (id, url) {
+                out.push(CameraConfig {
+                    name: name.unwrap_or_else(|| id.clone()),
+                    id,
+                    url,
+                    sub_url,
+                    tier,
+                    record,
+                    org,
+                    location,
+                    transport,
+                });
+            }
+        }
+        out
+    }
+
+    fn location(&mut self, path: &str, t: &Table) -> Option<Location> {
+        self.known(path, t, &["lat", "lon"]);
+        let mut coord = |key: &str, limit: f64| -> Option<f64> {
+            let v = match t.get(key) {
+                Some(Value::Float(f)) => *f,
+                Some(Value::Integer(i)) => *i as f64,
+                Some(v) => {
+                    self.problem(
+                        join(path, key),
+                        format!("expected a number, got {}", type_name(v)),
+                    );
+                    return None;
+                }
+                None => {
+                    self.problem(join(path, key), "missing");
+                    return None;
+                }
+            };
+            if !(-limit..=limit).contains(&v) {
+                self.problem(join(path, key), format!("{v} is outside -{limit}..{limit}"));
+                return None;
+            }
+            Some(v)
+        };
+        let lat = coord("lat", 90.0);
+        let lon = coord("lon", 180.0);
+        Some(Location {
+            lat: lat?,
+            lon: lon?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+rtsp_listen = "127.0.0.1:8554"
+data_dirs = ["/var/lib/sharpeye/disk1"]
+
+[recording]
+segment = "60s"
+
+[retention]
+standard = "30d"
+key = "90d"
+
+[gb28181]
+id = "34020000002000000001"
+domain = "3402000000"
+listen = "127.0.0.1:5060"
+password = "12345678"
+
+[[users]]
+name = "admin"
+password = "change-me"
+role = "admin"
+
+[[cameras]]
+id = "34020000001320000001"
+name = "East gate"
+url = "rtsp://user:pass@10.0.0.5/stream1"
+sub_url = "rtsp://user:pass@10.0.0.5/stream2"
+tier = "key"
+record = true
+org = "dalian/xigang/renmin-road"
+location = { lat = 38.914, lon = 121.614 }
+"#;
+
+    #[test]
+    fn the_api_md_example_parses() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.cameras.len(), 1);
+        assert_eq!(c.cameras[0].tier, Tier::Key);
+        assert_eq!(c.retention.key, Duration::from_secs(90 * 86_400));
+        assert_eq!(c.recording.segment, Duration::from_secs(60));
+        assert_eq!(c.gb28181.as_ref().unwrap().domain, "3402000000");
+        assert_eq!(
+            c.cameras[0].location,
+            Some(Location {
+                lat: 38.914,
+                lon: 121.614
+            })
+        );
+        let w = c.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("server.rtsp_listen") && w[1].starts_with("gb28181"));
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        Config::parse(text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_mistake_is_named_at_once() {
+        let bad = r#"
+[server]
+listen = "localhost"
+data_dirs = []
+colour = "blue"
+
+[recording]
+segment = "60"
+flush = "5s"
+
+[retention]
+standard = "90d"
+key = "30d"
+
+[[users]]
+name = "admin"
+password = "short"
+role = "root"
+
+[[users]]
+name = "admin"
+password_hash = "md5:abc"
+role = "viewer"
+
+[[cameras]]
+id = "cam/1"
+url = "http://10.0.0.5/stream"
+tier = "gold"
+location = { lat = 123.0, lon = 10 }
+
+[[cameras]]
+id = "cam2"
+url = "rtsp://10.0.0.6/s"
+transport = "sctp"
+record = "yes"
+
+[[cameras]]
+id = "cam2"
+"#;
+        let p = problems(bad);
+        let expect = [
+            "server.listen: \"localhost\" is not an address",
+            "server.data_dirs: empty",
+            "server.colour: unknown key",
+            "recording.segment: \"60\" is not a duration",
+            "recording.flush: \"5s\" is out of range",
+            "retention.key: is shorter than retention.standard",
+            "users[0].password: shorter than 8 characters",
+            "users[0].role: \"root\" is not a role",
+            "users[1].name: user \"admin\" is defined twice",
+            "users[1].password_hash: expected an argon2id hash",
+            "cameras[0].id: \"cam/1\" is not a valid id",
+            "cameras[0].url: scheme \"http\"",
+            "cameras[0].tier: \"gold\" is not a tier",
+            "cameras[0].location.lat: 123 is outside -90..90",
+            "cameras[1].transport: \"sctp\" is not a transport",
+            "cameras[1].record: expected true or false",
+            "cameras[2].id: \"cam2\" is already used by cameras[1]",
+            "cameras[2].url: missing",
+        ];
+        for e in expect {
+            assert!(
+                p.iter().any(|x| x.starts_with(e)),
+                "missing {e:?} in:\n{}",
+                p.join("\n")
+            );
+        }
+        assert_eq!(
+            p.len(),
+            expect.len(),
+            "unexpected extra problems:\n{}",
+            p.join("\n")
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_wrong_types_are_reported() {
+        assert!(problems("[server\n")[0].starts_with("not valid TOML"));
+        let p = problems("server = 3");
+        assert!(p[0].starts_with("server: expected a table"), "{p:?}");
+        let p = problems("[server]\ndata_dirs = \"/x\"\n[[cameras]]\nid = 5\nurl = \"rtsp://h/\"");
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("server.data_dirs: expected a list")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("cameras[0].id: expected a string")),
+            "{p:?}"
+        );
+        let p = problems("");
+        assert!(p[0].starts_with("server: missing"));
+    }
+
+    #[test]
+    fn url_problems_never_echo_the_value() {
+        let p = problems(
+            "[server]\ndata_dirs=[\"/d\"]\n[[cameras]]\nid=\"c\"\nurl=\"rtsp://u:sEcReT@[bad\"",
+        );
+        assert_eq!(p.len(), 1);
+        assert!(!p[0].contains("sEcReT"), "{}", p[0]);
+    }
+
+    #[test]
+    fn short_retention_is_a_warning_not_an_error() {
+        let c = Config::parse(
+            "[server]\ndata_dirs=[\"/d\"]\n[retention]\nstandard=\"20s\"\nkey=\"40s\"",
+        )
+        .unwrap();
+        let w = c.warnings();
+        assert!(w.iter().any(|x| x.contains("below the 30 days")));
+        assert!(w.iter().any(|x| x.contains("below the 90 days")));
+    }
+}

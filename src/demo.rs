@@ -1,0 +1,115 @@
+//! `sharpeye demo`: simulated cameras, recording, the API and web page, on localhost.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use camsim::{Cameras, Camsim};
+
+use crate::config::{
+    CameraConfig, Config, IngestConfig, Location, RecordingConfig, RetentionConfig, Secret,
+    ServerConfig, Tier, Transport, UserConfig,
+};
+
+/// Options of `sharpeye demo`.
+pub struct DemoOptions {
+    /// Number of simulated cameras.
+    pub cameras: usize,
+    /// Data directory.
+    pub data: PathBuf,
+    /// HTTP address.
+    pub listen: SocketAddr,
+    /// Admin password (random if absent).
+    pub password: Option<String>,
+}
+
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..14)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(opts: DemoOptions) -> Result<()> {
+    let sim_cams = Cameras::new(camsim::mixed_cameras(opts.cameras, true));
+    let sim = Camsim::start(SocketAddr::from(([127, 0, 0, 1], 0)), sim_cams)
+        .await
+        .context("starting the camera simulator")?;
+    let password = opts.password.unwrap_or_else(random_password);
+    let cameras = (0..opts.cameras)
+        .map(|i| CameraConfig {
+            id: format!("cam{i}"),
+            name: format!(
+                "Demo camera {i} ({})",
+                if i % 2 == 0 { "H.264" } else { "H.265" }
+            ),
+            url: sim
+                .url(&format!("cam{i}"))
+                .parse()
+                .expect("camsim URLs are valid"),
+            sub_url: None,
+            tier: if i % 4 == 3 {
+                Tier::Key
+            } else {
+                Tier::Standard
+            },
+            record: true,
+            org: format!("demo/district-{}/street-{}", i / 8, i % 8),
+            location: Some(Location {
+                lat: 38.914 + i as f64 * 0.001,
+                lon: 121.614 + i as f64 * 0.001,
+            }),
+            transport: None,
+        })
+        .collect();
+    let config = Config {
+        server: ServerConfig {
+            listen: opts.listen,
+            rtsp_listen: None,
+            data_dirs: vec![opts.data.clone()],
+        },
+        recording: RecordingConfig {
+            segment: Duration::from_secs(60),
+            flush: Duration::from_millis(500),
+        },
+        retention: RetentionConfig {
+            standard: crate::config::RULE_STANDARD,
+            key: crate::config::RULE_KEY,
+        },
+        ingest: IngestConfig {
+            transport: Transport::Tcp,
+            watchdog: Duration::from_secs(4),
+            request_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_millis(1500),
+            reconnect_slow: Duration::from_secs(30),
+            max_frame_bytes: 16 << 20,
+        },
+        gb28181: None,
+        users: vec![UserConfig {
+            name: "admin".into(),
+            secret: Secret::Plain(password.clone()),
+            role: "admin".into(),
+            department: None,
+        }],
+        cameras,
+    };
+    let url = format!("http://{}", opts.listen);
+    println!(
+        "\nSharpeye demo\n\
+         \x20 web UI and API : {url}/\n\
+         \x20 login          : user admin, password {password}\n\
+         \x20 cameras        : {} simulated (H.264 and H.265, 1080p) at {}/cam0 ...\n\
+         \x20 recording into : {}\n\
+         \x20 try            : curl -s {url}/api/v1/login -d '{{\"username\":\"admin\",\"password\":\"{password}\"}}' -H 'Content-Type: application/json'\n\
+         \x20 stop           : Ctrl-C\n",
+        opts.cameras,
+        format_args!("rtsp://{}", sim.local_addr()),
+        opts.data.display()
+    );
+    let result = crate::node::run(config, crate::node::shutdown_signal()).await;
+    sim.stop().await;
+    result
+}
