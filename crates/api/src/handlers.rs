@@ -57,12 +57,7 @@ pub async fn login(
     State(state): AppStateArc,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(req) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected a JSON body {{\"username\": ..., \"password\": ...}}: {}",
-            e.body_text()
-        ))
-    })?;
+    let Json(req) = body.map_err(json_rejection)?;
     // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
     let auth = state.auth.clone();
     let session = tokio::task::spawn_blocking(move || auth.login(&req.username, &req.password))
@@ -72,6 +67,27 @@ pub async fn login(
     Ok(Json(
         json!({ "token": session.token, "expires_at": time::format(session.expires_at) }),
     ))
+}
+
+/// Maps a JSON body rejection to the API's error form, keeping 413 for oversized bodies and
+/// 415 for a wrong content type.
+fn json_rejection(e: JsonRejection) -> ApiError {
+    match e.status().as_u16() {
+        413 => ApiError::new(
+            e.status(),
+            "payload_too_large",
+            format!("the body is larger than {} bytes", crate::MAX_BODY),
+        ),
+        415 => ApiError::new(
+            e.status(),
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ),
+        _ => ApiError::bad_request(format!(
+            "expected a JSON body {{\"username\": ..., \"password\": ...}}: {}",
+            e.body_text()
+        )),
+    }
 }
 
 /// `POST /api/v1/logout`.

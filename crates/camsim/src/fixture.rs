@@ -213,8 +213,9 @@ impl Fixture {
         };
         let mut units: Vec<Vec<&[u8]>> = Vec::new();
         let mut current: Vec<&[u8]> = Vec::new();
-        let (mut vps, mut sps, mut pps): (Option<&[u8]>, Option<&[u8]>, Option<&[u8]>) =
-            (None, None, None);
+        let mut vps: Option<&[u8]> = None;
+        let mut sps: Option<&[u8]> = None;
+        let mut pps: Option<&[u8]> = None;
         let mut saw_slice = false;
         for nal in annexb::nal_units(stream) {
             let (ty, is_aud, is_param, is_slice) = match codec {

@@ -69,7 +69,7 @@ async fn delivers_frames_with_key_first_and_monotonic_times_over_tcp_and_udp() {
             "{path}"
         );
         src.stop().await;
-        let frames = sink.frames.lock().unwrap();
+        let frames = sink.frames.lock().unwrap().clone();
         assert!(frames[0].key && frames[0].discontinuity);
         assert!(frames[1..].iter().all(|f| !f.discontinuity));
         for w in frames.windows(2) {
@@ -195,7 +195,7 @@ async fn backwards_timestamps_start_a_new_run_and_never_go_back() {
     assert!(wait_until(Duration::from_secs(5), || sink.count() > n + 30).await);
     let health = src.health().snapshot();
     src.stop().await;
-    let frames = sink.frames.lock().unwrap();
+    let frames = sink.frames.lock().unwrap().clone();
     let disc: Vec<usize> = frames
         .iter()
         .enumerate()
@@ -225,7 +225,7 @@ async fn oversized_frame_is_dropped_and_recording_waits_for_the_next_key_frame()
     assert!(wait_until(Duration::from_secs(5), || sink.count() > n + 30).await);
     let health = src.health().snapshot();
     src.stop().await;
-    let frames = sink.frames.lock().unwrap();
+    let frames = sink.frames.lock().unwrap().clone();
     assert!(frames.iter().all(|f| f.data.len() < 1 << 20));
     let after = frames
         .iter()

@@ -44,11 +44,17 @@ fn record(
     all
 }
 
+/// ffmpeg and ffprobe validate every file; missing, they fail the test instead of skipping.
 fn have(tool: &str) -> bool {
-    Command::new(tool)
+    let ok = Command::new(tool)
         .arg("-version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{tool} not found: run ./scripts/test.sh (it installs it) or apt-get install ffmpeg"
+    );
+    ok
 }
 
 /// (frames counted by ffprobe, ffmpeg's error output when decoding the whole file)

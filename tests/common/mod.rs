@@ -1,0 +1,384 @@
+//! Helpers for the end-to-end tests: a `sharpeye` process, an in-process camsim, HTTP calls,
+//! and ffprobe/ffmpeg validation.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const PASSWORD: &str = "e2e-password-1";
+
+/// A free loopback port (bound then released; the test binds it right after).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A camera entry for a config.
+pub fn camera_toml(id: &str, url: &str) -> String {
+    format!(
+        "[[cameras]]\nid = \"{id}\"\nname = \"{id}\"\nurl = \"{url}\"\ntier = \"standard\"\norg = \"test/e2e\"\n\n"
+    )
+}
+
+/// A whole config: `[recording]` lines, extra `[ingest]` lines, then cameras.
+pub fn config_with(
+    listen: SocketAddr,
+    data: &Path,
+    recording: &str,
+    ingest: &str,
+    cameras: &str,
+) -> String {
+    format!(
+        "[server]\nlisten = \"{listen}\"\ndata_dirs = [\"{}\"]\n\n[recording]\n{recording}\n\n[ingest]\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n{ingest}\n\n[[users]]\nname = \"admin\"\npassword = \"{PASSWORD}\"\nrole = \"admin\"\n\n{cameras}",
+        data.display()
+    )
+}
+
+/// A whole config with default ingest settings.
+pub fn config_toml(listen: SocketAddr, data: &Path, recording: &str, cameras: &str) -> String {
+    config_with(listen, data, recording, "", cameras)
+}
+
+/// A running `sharpeye run` process.
+pub struct Node {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    pub token: Option<String>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sharpeye")
+}
+
+impl Node {
+    /// Starts `sharpeye run` with `config` (written into `dir`) and waits until its API answers.
+    pub fn start(dir: &Path, config: &str, addr: SocketAddr) -> Node {
+        let cfg = dir.join("sharpeye.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let n = std::fs::read_dir(dir).unwrap().count();
+        let log = dir.join(format!("node-{n}.log"));
+        let child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut node = Node {
+            child,
+            addr,
+            log,
+            token: None,
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("sharpeye exited early ({status}):\n{}", node.log_text());
+            }
+            if ureq::get(&format!("http://{addr}/healthz")).call().is_ok() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "API did not come up:\n{}",
+                node.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        node
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Logs in as admin (once) and returns the token.
+    pub fn token(&mut self) -> String {
+        if self.token.is_none() {
+            let (status, body) = post_json(
+                &self.url("/api/v1/login"),
+                &serde_json::json!({"username": "admin", "password": PASSWORD}),
+                None,
+            );
+            assert_eq!(status, 200, "{body}");
+            self.token = Some(body["token"].as_str().unwrap().to_owned());
+        }
+        self.token.clone().unwrap()
+    }
+
+    /// An authenticated GET: (status, JSON body).
+    pub fn get(&mut self, path: &str) -> (u16, Value) {
+        let t = self.token();
+        get_json(&self.url(path), Some(&t))
+    }
+
+    /// Recorded ranges of a camera as (start µs, end µs).
+    pub fn ranges(&mut self, camera: &str, from_us: i64, to_us: i64) -> Vec<(i64, i64)> {
+        let path = format!(
+            "/api/v1/cameras/{camera}/recordings?start={}&end={}",
+            rfc3339(from_us),
+            rfc3339(to_us)
+        );
+        let (status, body) = self.get(&path);
+        assert_eq!(status, 200, "{body}");
+        body["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    parse_time(r["start"].as_str().unwrap()),
+                    parse_time(r["end"].as_str().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    /// Sends a signal and waits for the process.
+    pub fn signal(mut self, sig: i32) -> ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+
+    /// SIGTERM: a clean stop.
+    pub fn terminate(self) -> ExitStatus {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(self) {
+        self.signal(libc::SIGKILL);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+pub fn get_json(url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = agent().get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.call().unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub fn post_json(url: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+    post_raw(url, "application/json", &body.to_string(), token)
+}
+
+pub fn post_raw(url: &str, content_type: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = agent().post(url).header("Content-Type", content_type);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.send(body).unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub fn now_us() -> i64 {
+    media::WallTime::now().as_micros()
+}
+
+/// RFC 3339 UTC with microseconds.
+pub fn rfc3339(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let micros = us.rem_euclid(1_000_000);
+    let (y, m, d) = store::layout::utc_date(media::WallTime::from_micros(us));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+/// Parses what the API returns (RFC 3339 with any offset) to µs since the epoch.
+pub fn parse_time(s: &str) -> i64 {
+    // The API's own parser is the reference for its output.
+    api::time::parse("t", s).unwrap().as_micros()
+}
+
+/// Checks that ffmpeg and ffprobe are installed: they are the independent validators of every
+/// file the recorder writes, so their absence fails the test rather than skipping checks.
+pub fn have_ffmpeg() -> bool {
+    let ok = ["ffprobe", "ffmpeg"].iter().all(|t| {
+        Command::new(t)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(
+        ok,
+        "ffmpeg/ffprobe not found: run ./scripts/test.sh (it installs them) or apt-get install ffmpeg"
+    );
+    ok
+}
+
+/// Frames ffprobe counts in a file, and what `ffmpeg -v error` prints decoding all of it.
+pub fn probe(path: &Path) -> (u64, String) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let n = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    (n, String::from_utf8_lossy(&dec.stderr).trim().to_owned())
+}
+
+/// Every segment in a (stopped node's) data directory, from the index.
+pub fn indexed_segments(data: &Path) -> Vec<(PathBuf, store::SegmentRecord)> {
+    let (s, _) = store::Store::open(&[data.to_owned()]).unwrap();
+    let recs = s.disks()[0].index().all_segments().unwrap();
+    recs.into_iter()
+        .map(|r| (store::segment_file_path(data, &r), r))
+        .collect()
+}
+
+/// Starts camsim on a free port with `specs` inside a dedicated runtime.
+pub struct Sim {
+    pub rt: tokio::runtime::Runtime,
+    pub cams: camsim::Cameras,
+    pub sim: Option<camsim::Camsim>,
+    pub addr: SocketAddr,
+}
+
+impl Sim {
+    pub fn start(specs: Vec<camsim::CameraSpec>) -> Sim {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cams = camsim::Cameras::new(specs);
+        let sim = rt
+            .block_on(camsim::Camsim::start(
+                "127.0.0.1:0".parse().unwrap(),
+                cams.clone(),
+            ))
+            .unwrap();
+        let addr = sim.local_addr();
+        Sim {
+            rt,
+            cams,
+            sim: Some(sim),
+            addr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://{}/{path}", self.addr)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.sim.take() {
+            self.rt.block_on(s.stop());
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        let sim = self
+            .rt
+            .block_on(camsim::Camsim::start(self.addr, self.cams.clone()))
+            .unwrap();
+        self.sim = Some(sim);
+    }
+
+    pub fn cam(&self, path: &str) -> camsim::CameraHandle {
+        self.cams.get(path).unwrap()
+    }
+}
+
+/// Polls `f` every 20 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// Sends raw bytes as an HTTP request and returns (status, body). Write errors are ignored:
+/// a server may answer and close before a large body is fully sent, and the answer is what
+/// the test wants.
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
