@@ -1,1 +1,352 @@
-fn main() {}
+//! Ingest-and-record load harness.
+//!
+//! N camsim cameras (one fixture, default the ~4 Mbit/s 1080p H.264 clip) are recorded for a
+//! while by a `sharpeye run` child process over loopback RTSP/TCP; then, in the same run, the
+//! same cameras are recorded by GStreamer (`rtspsrc ! rtph264depay ! h264parse ! splitmuxsink`).
+//! Prints, for each recorder: CPU per camera (% of one core, the recorder process only), RSS per
+//! camera, frames lost (sent by camsim minus found on disk) and MB/s written, and the ratio of
+//! the two CPU figures.
+//!
+//! ```text
+//! cargo bench --bench ingest_load -- --cameras 100 --seconds 60 [--fixture h264_1080p]
+//!                                    [--gst-cameras 100] [--no-gstreamer] [--data DIR]
+//! ```
+//! `scripts/bench-ingest.sh` installs GStreamer and ffmpeg first. Not run in CI.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Args {
+    cameras: usize,
+    seconds: u64,
+    fixture: String,
+    gst_cameras: Option<usize>,
+    gstreamer: bool,
+    data: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        cameras: 100,
+        seconds: 60,
+        fixture: "h264_1080p".into(),
+        gst_cameras: None,
+        gstreamer: true,
+        data: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--cameras" => a.cameras = val().parse().expect("--cameras N"),
+            "--seconds" => a.seconds = val().parse().expect("--seconds S"),
+            "--fixture" => a.fixture = val(),
+            "--gst-cameras" => a.gst_cameras = Some(val().parse().expect("--gst-cameras N")),
+            "--no-gstreamer" => a.gstreamer = false,
+            "--data" => a.data = Some(PathBuf::from(val())),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// (user+system CPU seconds, RSS bytes) of a process.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+        / ticks_per_sec();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024;
+    (cpu, rss)
+}
+
+fn written_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("wchar:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Figures {
+    name: &'static str,
+    cameras: usize,
+    cpu_pct_per_camera: f64,
+    rss_mib_per_camera: f64,
+    sent: u64,
+    recorded: u64,
+    mb_per_s: f64,
+}
+
+fn report(f: &Figures) {
+    println!(
+        "{:<10} cameras {:>5}  cpu/camera {:>7.3} % of a core  rss/camera {:>6.3} MiB  frames sent {:>8}  recorded {:>8}  lost {:>6}  written {:>7.1} MB/s",
+        f.name,
+        f.cameras,
+        f.cpu_pct_per_camera,
+        f.rss_mib_per_camera,
+        f.sent,
+        f.recorded,
+        f.sent as i64 - f.recorded as i64,
+        f.mb_per_s
+    );
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn frames_by_session(cams: &camsim::Cameras, from_session: &HashMap<String, usize>) -> u64 {
+    cams.all()
+        .iter()
+        .map(|c| {
+            c.sessions()
+                .iter()
+                .skip(from_session[c.path()])
+                .map(|s| s.frames)
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+fn session_marks(cams: &camsim::Cameras) -> HashMap<String, usize> {
+    cams.all()
+        .iter()
+        .map(|c| (c.path().to_owned(), c.sessions().len()))
+        .collect()
+}
+
+/// Measures one recorder process between warm-up and the end, then stalls the cameras so the
+/// last frames land, and stops it with `stop`.
+fn measure(
+    name: &'static str,
+    child: &mut Child,
+    cams: &camsim::Cameras,
+    n: usize,
+    seconds: u64,
+    stop: impl FnOnce(&mut Child),
+) -> (Figures, HashMap<String, usize>) {
+    let marks = session_marks(cams);
+    let started = wait_for(Duration::from_secs(60), || {
+        cams.all()
+            .iter()
+            .all(|c| c.sessions().len() > marks[c.path()])
+    });
+    assert!(started, "{name}: not every camera connected within 60 s");
+    std::thread::sleep(Duration::from_secs(5));
+    let pid = child.id();
+    let (cpu0, _) = usage(pid);
+    let w0 = written_bytes(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let (cpu1, rss) = usage(pid);
+    let w1 = written_bytes(pid);
+    let elapsed = t0.elapsed().as_secs_f64();
+    for c in cams.all() {
+        c.stall();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop(child);
+    let sent = frames_by_session(cams, &marks);
+    (
+        Figures {
+            name,
+            cameras: n,
+            cpu_pct_per_camera: (cpu1 - cpu0) / elapsed / n as f64 * 100.0,
+            rss_mib_per_camera: rss as f64 / n as f64 / 1_048_576.0,
+            sent,
+            recorded: 0,
+            mb_per_s: (w1 - w0) as f64 / elapsed / 1e6,
+        },
+        marks,
+    )
+}
+
+fn count_frames_ffprobe(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_packets",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=nb_read_packets",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(e.path())
+            .output();
+        if let Ok(o) = out {
+            total += String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn main() {
+    let a = args();
+    let fixture = camsim::BuiltinFixture::parse(&a.fixture)
+        .expect("--fixture: h264_1080p, h264_240p, h265_1080p or h265_240p");
+    let tmp = tempfile::tempdir().unwrap();
+    let base = a.data.clone().unwrap_or_else(|| tmp.path().to_owned());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cams = camsim::Cameras::new(
+        (0..a.cameras).map(|i| camsim::CameraSpec::new(format!("cam{i}"), fixture.load())),
+    );
+    let sim = rt
+        .block_on(camsim::Camsim::start(
+            "127.0.0.1:0".parse().unwrap(),
+            cams.clone(),
+        ))
+        .unwrap();
+    println!(
+        "ingest_load: {} cameras of {} (~{:.1} Mbit/s each), {} s measured after 5 s warm-up, camsim at {}",
+        a.cameras,
+        a.fixture,
+        fixture.load().bitrate() as f64 / 1e6,
+        a.seconds,
+        sim.local_addr()
+    );
+
+    // Sharpeye.
+    let data = base.join("sharpeye-data");
+    let listen = free_addr();
+    let mut config = format!(
+        "[server]\nlisten = \"{listen}\"\ndata_dirs = [\"{}\"]\n[recording]\nsegment = \"60s\"\n[[users]]\nname = \"admin\"\npassword = \"bench-password\"\nrole = \"admin\"\n",
+        data.display()
+    );
+    for i in 0..a.cameras {
+        config.push_str(&format!(
+            "[[cameras]]\nid = \"cam{i}\"\nurl = \"{}\"\n",
+            sim.url(&format!("cam{i}"))
+        ));
+    }
+    let cfg_path = base.join("bench.toml");
+    std::fs::write(&cfg_path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sharpeye"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (mut ours, _) = measure("sharpeye", &mut child, &cams, a.cameras, a.seconds, |c| {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let _ = c.wait();
+    });
+    let (store, _) = store::Store::open(std::slice::from_ref(&data)).unwrap();
+    ours.recorded = store.disks()[0]
+        .index()
+        .all_segments()
+        .unwrap()
+        .iter()
+        .map(|r| r.frames)
+        .sum();
+    drop(store);
+    report(&ours);
+
+    // GStreamer, same cameras, fresh sessions.
+    let gst_n = a.gst_cameras.unwrap_or(a.cameras).min(a.cameras);
+    let have_gst = Command::new("gst-launch-1.0")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    rt.block_on(sim.stop());
+    if a.gstreamer && have_gst && fixture.name().starts_with("h264") {
+        // A fresh camera set and server for GStreamer, so that its counts are its own.
+        let gcams = camsim::Cameras::new(
+            (0..gst_n).map(|i| camsim::CameraSpec::new(format!("cam{i}"), fixture.load())),
+        );
+        let gsim = rt
+            .block_on(camsim::Camsim::start(
+                "127.0.0.1:0".parse().unwrap(),
+                gcams.clone(),
+            ))
+            .unwrap();
+        let gdir = base.join("gst-data");
+        std::fs::create_dir_all(&gdir).unwrap();
+        let mut pipeline: Vec<String> = Vec::new();
+        for i in 0..gst_n {
+            pipeline.extend(
+                format!(
+                    "rtspsrc location={} protocols=tcp latency=0 ! rtph264depay ! h264parse ! splitmuxsink max-size-time=60000000000 location={}/cam{i}-%05d.mp4",
+                    gsim.url(&format!("cam{i}")),
+                    gdir.display()
+                )
+                .split(' ')
+                .map(str::to_owned),
+            );
+        }
+        let mut g = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .arg("-e")
+            .args(&pipeline)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (mut theirs, _) = measure("gstreamer", &mut g, &gcams, gst_n, a.seconds, |c| {
+            // SAFETY: sending a signal to our own child; -e turns SIGINT into EOS so files finish.
+            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+            let _ = c.wait();
+        });
+        theirs.recorded = count_frames_ffprobe(&gdir);
+        report(&theirs);
+        println!(
+            "ratio: sharpeye uses {:.3}x GStreamer's CPU per camera ({:.1}x less)",
+            ours.cpu_pct_per_camera / theirs.cpu_pct_per_camera,
+            theirs.cpu_pct_per_camera / ours.cpu_pct_per_camera
+        );
+        rt.block_on(gsim.stop());
+    } else {
+        println!(
+            "gstreamer: skipped (needs gst-launch-1.0 and an H.264 fixture; scripts/bench-ingest.sh installs it)"
+        );
+    }
+}

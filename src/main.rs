@@ -57,7 +57,11 @@ enum Command {
         /// Use the 320x240 clips instead of 1080p.
         #[arg(long)]
         small: bool,
+        /// Give every camera this clip instead (h264_1080p, h264_240p, h265_1080p, h265_240p).
+        #[arg(long)]
+        fixture: Option<String>,
     },
+
     /// Checks a configuration file and explains every problem.
     CheckConfig {
         /// The TOML configuration.
@@ -138,10 +142,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cameras,
             listen,
             small,
+            fixture,
         } => {
             init_logging();
+            let specs = match fixture {
+                None => camsim::mixed_cameras(cameras, !small),
+                Some(name) => {
+                    let f = camsim::BuiltinFixture::parse(&name).with_context(|| {
+                        format!("unknown fixture {name:?}; expected h264_1080p, h264_240p, h265_1080p or h265_240p")
+                    })?;
+                    (0..cameras)
+                        .map(|i| camsim::CameraSpec::new(format!("cam{i}"), f.load()))
+                        .collect()
+                }
+            };
             runtime()?.block_on(async move {
-                let cams = camsim::Cameras::new(camsim::mixed_cameras(cameras, !small));
+                let cams = camsim::Cameras::new(specs);
+
                 let sim = camsim::Camsim::start(listen, cams)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
