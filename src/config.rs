@@ -62,6 +62,13 @@ pub struct RecordingConfig {
     pub flush: Duration,
 }
 
+/// `[playback]`.
+#[derive(Clone, Debug)]
+pub struct PlaybackConfig {
+    /// Longest range playback, HLS and export accept.
+    pub max_range: Duration,
+}
+
 /// `[retention]`.
 #[derive(Clone, Debug)]
 pub struct RetentionConfig {
@@ -179,6 +186,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// `[retention]`.
     pub retention: RetentionConfig,
+    /// `[playback]`.
+    pub playback: PlaybackConfig,
     /// `[ingest]`.
     pub ingest: IngestConfig,
     /// `[gb28181]`.
@@ -444,6 +453,7 @@ impl Checker {
                 "server",
                 "recording",
                 "retention",
+                "playback",
                 "ingest",
                 "gb28181",
                 "users",
@@ -453,6 +463,7 @@ impl Checker {
         let server = self.server(root);
         let recording = self.recording(root);
         let retention = self.retention(root);
+        let playback = self.playback(root);
         let ingest = self.ingest(root);
         let gb28181 = self.gb28181(root);
         let users = self.users(root);
@@ -461,6 +472,7 @@ impl Checker {
             server: server?,
             recording,
             retention,
+            playback,
             ingest,
             gb28181,
             users,
@@ -578,6 +590,22 @@ impl Checker {
             );
         }
         r
+    }
+
+    fn playback(&mut self, root: &Table) -> PlaybackConfig {
+        let empty = Table::new();
+        let t = self.section(root, "playback").unwrap_or(&empty);
+        self.known("playback", t, &["max_range"]);
+        PlaybackConfig {
+            max_range: self.duration(
+                "playback",
+                t,
+                "max_range",
+                Duration::from_secs(24 * 3600),
+                Duration::from_secs(1),
+                Duration::from_secs(31 * 86_400),
+            ),
+        }
     }
 
     fn transport(&mut self, path: &str, t: &Table) -> Option<Transport> {

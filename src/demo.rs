@@ -74,6 +74,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             segment: Duration::from_secs(60),
             flush: Duration::from_millis(500),
         },
+        playback: crate::config::PlaybackConfig {
+            max_range: Duration::from_secs(24 * 3600),
+        },
         retention: RetentionConfig {
             standard: crate::config::RULE_STANDARD,
             key: crate::config::RULE_KEY,

@@ -96,6 +96,10 @@ pub async fn run(
             .context("loading [[users]]")?,
     );
 
+    let key_path = config.server.data_dirs[0].join("media.key");
+    let media = auth::MediaSigner::load_or_create(&key_path)
+        .with_context(|| format!("loading the media-token key {}", key_path.display()))?;
+
     let mut sources: Vec<SourceHandle> = Vec::new();
     let mut cameras = BTreeMap::new();
     for c in &config.cameras {
@@ -151,6 +155,12 @@ pub async fn run(
         recorder: Some(recorder.stats().clone()),
         started,
         max_listing_us: 100 * 86_400 * 1_000_000,
+        max_playback_us: config.playback.max_range.as_micros() as i64,
+        samples: store::playback::SampleCache::new(4096),
+        movies: std::sync::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(64).expect("64 is not zero"),
+        )),
+        media,
     });
     info!("HTTP API listening on http://{}", config.server.listen);
     api::serve(listener, api::router(state), shutdown)

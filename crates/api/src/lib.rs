@@ -7,6 +7,8 @@
 mod error;
 pub mod handlers;
 mod metrics;
+pub mod playback;
+mod ranged;
 mod state;
 pub mod time;
 
@@ -34,7 +36,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(handlers::health))
         .route("/cameras", get(handlers::cameras))
         .route("/cameras/{id}", get(handlers::camera_detail))
-        .route("/cameras/{id}/recordings", get(handlers::recordings));
+        .route("/cameras/{id}/recordings", get(handlers::recordings))
+        .route("/cameras/{id}/playback.mp4", get(playback::playback_mp4))
+        .route("/cameras/{id}/playback.m3u8", get(playback::playback_m3u8))
+        .route("/cameras/{id}/segments/{file}", get(playback::segment_file))
+        .route("/cameras/{id}/media-token", post(playback::media_token));
     Router::new()
         .nest("/api/v1", v1)
         .route("/metrics", get(metrics::metrics))

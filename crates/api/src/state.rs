@@ -72,4 +72,12 @@ pub struct AppState {
     pub started: Instant,
     /// Longest window `recordings` answers for.
     pub max_listing_us: i64,
+    /// Longest range playback, HLS and export accept.
+    pub max_playback_us: i64,
+    /// Sample tables of recently played segments.
+    pub samples: store::playback::SampleCache,
+    /// Recently built playback movies by ETag.
+    pub movies: std::sync::Mutex<lru::LruCache<String, Arc<crate::playback::Movie>>>,
+    /// Signs and checks media tokens.
+    pub media: auth::MediaSigner,
 }

@@ -4,7 +4,12 @@
 //! API. Departments, grants over camera groups and org subtrees, scoped API tokens, signed media
 //! URLs and the audit log build on it.
 
+mod media_token;
+
+pub use media_token::{MediaAction, MediaSigner};
+
 use std::collections::HashMap;
+
 use std::sync::Mutex;
 use std::time::Duration;
 

@@ -16,6 +16,8 @@ mod frame;
 pub mod h264;
 pub mod h265;
 mod params;
+pub mod progressive;
+
 mod time;
 
 pub use frame::{Frame, StreamId, StreamKind};

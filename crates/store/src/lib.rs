@@ -14,8 +14,10 @@ mod disk;
 mod error;
 pub mod index;
 pub mod layout;
+pub mod playback;
 pub mod record;
 mod recorder;
+
 mod recovery;
 pub mod segment_file;
 mod writer;
@@ -103,7 +105,21 @@ impl Store {
         Ok(out)
     }
 
+    /// The segment of `stream` that starts at `start` with sequence number `seq`.
+    pub fn find_segment(
+        &self,
+        stream: &StreamId,
+        start: WallTime,
+        seq: u64,
+    ) -> Result<Option<(PathBuf, SegmentRecord)>, StoreError> {
+        Ok(self
+            .segments(stream, start, start.add_micros(1))?
+            .into_iter()
+            .find(|(_, r)| r.seq == seq && r.start == start))
+    }
+
     /// What is recorded of `stream` within `[from, to)`: segments merged where they are
+
     /// contiguous, clamped to the window.
     pub fn recordings(
         &self,

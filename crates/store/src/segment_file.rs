@@ -226,12 +226,19 @@ fn read_box<R: Read + Seek>(
     Ok(buf)
 }
 
-/// Reads a segment file's structure from `r` (`len` bytes long).
-///
-/// Fails only if the start of the file (`ftyp`, header, `moov`) is not a Sharpeye segment;
-/// problems after that end the scan at the last complete fragment and are described in
-/// [`ScannedSegment::tail_problem`]. Never panics, whatever the bytes.
-pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> Result<ScannedSegment, String> {
+/// The part of a segment before its first fragment.
+#[derive(Clone, Debug)]
+pub struct Init {
+    /// The header.
+    pub header: SegmentHeader,
+    /// The codec parameters.
+    pub params: StreamParams,
+    /// Length of `ftyp + uuid + moov`.
+    pub len: u64,
+}
+
+/// Reads `ftyp`, the header and `moov`; fails if they are not a Sharpeye segment's.
+pub fn read_init<R: Read + Seek>(r: &mut R, len: u64) -> Result<Init, String> {
     let next = |r: &mut R, pos: u64, want: &[u8; 4]| -> Result<BoxHeader, String> {
         match box_header(r, pos, len)? {
             Some(b) if &b.kind == want => Ok(b),
@@ -269,7 +276,24 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> Result<ScannedSegment, Strin
         fmp4::decode_moov(&read_box(r, &moov_box, len, MAX_MOOV)?).map_err(|e| e.to_string())?;
     let params = fmp4::params_from_moov(&moov).map_err(|e| e.to_string())?;
 
-    let init_len = moov_box.end();
+    Ok(Init {
+        header,
+        params,
+        len: moov_box.end(),
+    })
+}
+
+/// Reads a segment file's structure from `r` (`len` bytes long).
+///
+/// Fails only if the start of the file (`ftyp`, header, `moov`) is not a Sharpeye segment;
+/// problems after that end the scan at the last complete fragment and are described in
+/// [`ScannedSegment::tail_problem`]. Never panics, whatever the bytes.
+pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> Result<ScannedSegment, String> {
+    let Init {
+        header,
+        params,
+        len: init_len,
+    } = read_init(r, len)?;
     let mut scanned = ScannedSegment {
         header,
         params,
@@ -282,9 +306,9 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> Result<ScannedSegment, Strin
     let mut pos = init_len;
     let mut expect_media = 0u64;
     loop {
-        match next_fragment(r, pos, len, expect_media) {
+        match read_fragment(r, pos, len, expect_media) {
             Ok(None) => break,
-            Ok(Some(f)) => {
+            Ok(Some(FragmentTable { info: f, .. })) => {
                 pos = f.end_offset;
                 expect_media = f.media_offset + f.duration;
                 scanned.valid_len = pos;
@@ -299,12 +323,26 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> Result<ScannedSegment, Strin
     Ok(scanned)
 }
 
-fn next_fragment<R: Read + Seek>(
+/// A fragment with its sample table.
+#[derive(Clone, Debug)]
+pub struct FragmentTable {
+    /// Where it is and what it covers.
+    pub info: ScannedFragment,
+    /// File offset of its first sample's bytes; the others follow back to back.
+    pub data_start: u64,
+    /// Its samples.
+    pub samples: Vec<fmp4::Sample>,
+}
+
+/// Reads the fragment whose first box (`prft` or `moof`) is at `pos`, checking that it starts
+/// at media time `expect_media` and that its `mdat` is complete. `Ok(None)` at the end of the
+/// file.
+pub fn read_fragment<R: Read + Seek>(
     r: &mut R,
     pos: u64,
     len: u64,
     expect_media: u64,
-) -> Result<Option<ScannedFragment>, String> {
+) -> Result<Option<FragmentTable>, String> {
     let Some(mut b) = box_header(r, pos, len)? else {
         return Ok(None);
     };
@@ -351,14 +389,18 @@ fn next_fragment<R: Read + Seek>(
             frag.base_media_time
         ));
     }
-    Ok(Some(ScannedFragment {
-        byte_offset: pos,
-        end_offset: mdat.end(),
-        media_offset: frag.base_media_time,
-        duration: frag.duration(),
-        wall,
-        frames: frag.samples.len() as u32,
-        key: frag.samples[0].key,
+    Ok(Some(FragmentTable {
+        info: ScannedFragment {
+            byte_offset: pos,
+            end_offset: mdat.end(),
+            media_offset: frag.base_media_time,
+            duration: frag.duration(),
+            wall,
+            frames: frag.samples.len() as u32,
+            key: frag.samples[0].key,
+        },
+        data_start: b.start + frag.data_offset,
+        samples: frag.samples,
     }))
 }
 

@@ -1,0 +1,421 @@
+//! Recorded video out: `playback.mp4` (progressive MP4 of any range, at any speed), HLS
+//! (`playback.m3u8` + segment byte ranges) and media tokens for clients that cannot send
+//! headers.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth::MediaAction;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use media::progressive::{Part, VirtualMp4};
+use media::{StreamId, StreamKind, WallTime};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use store::playback::{PlanError, PlaybackPlan, PlaybackRequest, plan};
+
+use crate::handlers::{Caller, bearer, window};
+use crate::ranged::{Servable, respond};
+use crate::state::AppState;
+use crate::{ApiError, time};
+
+/// A built movie, cached by its ETag so that a player's many Range requests build it once.
+pub struct Movie {
+    /// The plan it came from.
+    pub plan: PlaybackPlan,
+    /// Its layout.
+    pub file: Arc<VirtualMp4>,
+}
+
+type Q = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn query(q: Q) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// Authorizes a media request: a bearer token, or a media token for this camera and action in
+/// `?token=`. Returns the media token to put into URLs the response hands out.
+pub(crate) fn authorize_media(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    camera: &str,
+    action: MediaAction,
+) -> Result<Option<String>, ApiError> {
+    if let Some(t) = bearer(headers) {
+        state
+            .auth
+            .verify(t)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        return Ok(None);
+    }
+    let Some(t) = q.get("token") else {
+        return Err(ApiError::unauthorized(
+            "missing credentials: send Authorization: Bearer <token>, or ?token= from POST /api/v1/cameras/{id}/media-token",
+        ));
+    };
+    state.media.verify(t, camera, action).map_err(|_| {
+        ApiError::unauthorized(
+            "the media token is invalid, expired, or for another camera or action",
+        )
+    })?;
+    Ok(Some(t.clone()))
+}
+
+fn camera_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
+    if state.cameras.contains_key(id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "no camera with id {:?}",
+            id.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+fn stream_of(q: &HashMap<String, String>, camera: &str) -> Result<StreamId, ApiError> {
+    let kind = match q.get("stream").map(String::as_str) {
+        None => StreamKind::Main,
+        Some(s) => StreamKind::parse(s)
+            .ok_or_else(|| ApiError::bad_request("stream: expected main or sub"))?,
+    };
+    Ok(StreamId::new(camera, kind))
+}
+
+fn speed_of(q: &HashMap<String, String>) -> Result<u32, ApiError> {
+    match q.get("speed").map(String::as_str) {
+        None | Some("1") => Ok(1),
+        Some("2") => Ok(2),
+        Some("4") => Ok(4),
+        Some("8") => Ok(8),
+        Some("16") => Ok(16),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "speed: {other:?} is not one of 1, 2, 4, 8, 16"
+        ))),
+    }
+}
+
+fn nothing_recorded() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "nothing_recorded",
+        "nothing is recorded in this range",
+    )
+}
+
+/// Plans and builds (or fetches from the cache) the movie for a request.
+pub(crate) async fn movie(
+    state: &Arc<AppState>,
+    req: PlaybackRequest,
+) -> Result<Arc<Movie>, ApiError> {
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || -> Result<Arc<Movie>, ApiError> {
+        let plan = match plan(&st.store, &st.samples, &req) {
+            Ok(p) => p,
+            Err(PlanError::NothingRecorded) => return Err(nothing_recorded()),
+            Err(PlanError::Store(e)) => return Err(ApiError::internal(e)),
+        };
+        if let Some(m) = st
+            .movies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&plan.etag)
+        {
+            return Ok(m.clone());
+        }
+        let file = media::progressive::build(&plan.spec).map_err(ApiError::internal)?;
+        let m = Arc::new(Movie {
+            plan,
+            file: Arc::new(file),
+        });
+        st.movies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(m.plan.etag.clone(), m.clone());
+        Ok(m)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+fn gaps_header(plan: &PlaybackPlan) -> String {
+    plan.gaps
+        .iter()
+        .map(|(a, b)| format!("{}/{}", time::format(*a), time::format(*b)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `GET|HEAD /api/v1/cameras/{id}/playback.mp4?start=&end=[&speed=][&stream=]`.
+pub async fn playback_mp4(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    q: Q,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    authorize_media(&state, &headers, &q, &id, MediaAction::Playback)?;
+    camera_exists(&state, &id)?;
+    let (start, end) = window(&q, state.max_playback_us)?;
+    let req = PlaybackRequest {
+        stream: stream_of(&q, &id)?,
+        start,
+        end,
+        speed: speed_of(&q)?,
+    };
+    let m = movie(&state, req).await?;
+    let mut extra = vec![
+        ("x-sharpeye-first-frame", time::format(m.plan.first)),
+        ("x-sharpeye-end", time::format(m.plan.last)),
+        (
+            "content-disposition",
+            format!(
+                "inline; filename=\"{id}_{}.mp4\"",
+                start.as_micros() / 1_000_000
+            ),
+        ),
+    ];
+    if !m.plan.gaps.is_empty() {
+        extra.push(("x-sharpeye-gaps", gaps_header(&m.plan)));
+    }
+    if let Some(t) = &m.plan.truncated {
+        extra.push(("x-sharpeye-truncated", t.clone()));
+    }
+    respond(
+        Servable {
+            file: m.file.clone(),
+            sources: Arc::new(m.plan.sources.clone()),
+            etag: m.plan.etag.clone(),
+            content_type: "video/mp4",
+        },
+        &method,
+        &headers,
+        extra,
+    )
+}
+
+/// Target length of an HLS segment: several fragments of one file.
+const HLS_TARGET_TICKS: u64 = 4 * 90_000;
+
+/// `GET /api/v1/cameras/{id}/playback.m3u8?start=&end=[&stream=]`: an HLS (fMP4) VOD playlist
+/// whose segments are byte ranges of the segment files. Each file is its own timeline (it
+/// starts at zero), so a discontinuity and a new map separate files.
+pub async fn playback_m3u8(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Q,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let token = authorize_media(&state, &headers, &q, &id, MediaAction::Playback)?;
+    camera_exists(&state, &id)?;
+    let (start, end) = window(&q, state.max_playback_us)?;
+    let stream = stream_of(&q, &id)?;
+    let st = state.clone();
+    let s2 = stream.clone();
+    let segments = tokio::task::spawn_blocking(move || st.store.segments(&s2, start, end))
+        .await
+        .map_err(ApiError::internal)??;
+    let segments: Vec<_> = segments
+        .into_iter()
+        .filter(|(_, r)| !r.fragments.is_empty())
+        .collect();
+    if segments.is_empty() {
+        return Err(nothing_recorded());
+    }
+    let ttl = Duration::from_secs((end.micros_since(start) / 1_000_000).max(0) as u64 + 3600);
+    let token = token.unwrap_or_else(|| state.media.sign(&id, MediaAction::Playback, ttl).0);
+
+    let mut body = String::new();
+    let mut entries = String::new();
+    let mut max_secs: f64 = 1.0;
+    let mut first_file = true;
+    for (_, r) in &segments {
+        let url = format!(
+            "segments/{}.mp4?t={}&stream={}&token={token}",
+            r.seq,
+            r.start.as_micros(),
+            stream.kind().as_str()
+        );
+        let init_len = r.fragments[0].byte_offset;
+        // Fragments overlapping the window, starting from the key fragment at or before start.
+        let frags = &r.fragments;
+        let end_of = |i: usize| {
+            frags
+                .get(i + 1)
+                .map_or(r.media_duration, |n| n.media_offset)
+        };
+        let wall_end = |i: usize| r.start.add_micros(media::media_to_micros(end_of(i) as i64));
+        let mut first = 0;
+        for (i, f) in frags.iter().enumerate() {
+            if f.key && r.fragment_wall(f) <= start {
+                first = i;
+            }
+        }
+        let mut i = first;
+        let mut wrote_map = false;
+        while i < frags.len() && r.fragment_wall(&frags[i]) < end {
+            // Group fragments until the target length, ending before a key fragment.
+            let mut j = i + 1;
+            while j < frags.len()
+                && (end_of(j - 1) - frags[i].media_offset < HLS_TARGET_TICKS || !frags[j].key)
+            {
+                j += 1;
+            }
+            if wall_end(j - 1) <= start {
+                i = j;
+                continue;
+            }
+            let offset = frags[i].byte_offset;
+            let len = frags.get(j).map_or(r.bytes, |n| n.byte_offset) - offset;
+            let secs = (end_of(j - 1) - frags[i].media_offset) as f64 / 90_000.0;
+            max_secs = max_secs.max(secs);
+            if !wrote_map {
+                if !first_file {
+                    entries.push_str("#EXT-X-DISCONTINUITY\n");
+                }
+                let _ = writeln!(
+                    entries,
+                    "#EXT-X-MAP:URI=\"{url}\",BYTERANGE=\"{init_len}@0\""
+                );
+                let _ = writeln!(
+                    entries,
+                    "#EXT-X-PROGRAM-DATE-TIME:{}",
+                    program_date_time(r.fragment_wall(&frags[i]))
+                );
+                wrote_map = true;
+                first_file = false;
+            }
+            let _ = writeln!(
+                entries,
+                "#EXTINF:{secs:.3},\n#EXT-X-BYTERANGE:{len}@{offset}\n{url}"
+            );
+            i = j;
+        }
+    }
+    if first_file {
+        return Err(nothing_recorded());
+    }
+    let _ = write!(
+        body,
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:0\n{entries}#EXT-X-ENDLIST\n",
+        max_secs.ceil() as u64
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            (header::CACHE_CONTROL, "private, no-cache"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn program_date_time(t: WallTime) -> String {
+    // HLS wants millisecond precision with an offset.
+    let s = time::format(WallTime::from_micros(t.as_micros() / 1000 * 1000));
+    s.replacen('+', ".000+", usize::from(!s.contains('.')))
+}
+
+/// `GET|HEAD /api/v1/cameras/{id}/segments/{seq}.mp4?t=<start µs>[&stream=]`: the bytes of one
+/// segment file (its indexed, durable part), for HLS byte-range requests.
+pub async fn segment_file(
+    State(state): State<Arc<AppState>>,
+    Path((id, file)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    q: Q,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    authorize_media(&state, &headers, &q, &id, MediaAction::Playback)?;
+    camera_exists(&state, &id)?;
+    let seq: u64 = file
+        .strip_suffix(".mp4")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ApiError::not_found("segment names are <seq>.mp4"))?;
+    let t: i64 = q
+        .get("t")
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| ApiError::bad_request("t: expected the segment's start in microseconds"))?;
+    let stream = stream_of(&q, &id)?;
+    let st = state.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        st.store
+            .find_segment(&stream, WallTime::from_micros(t), seq)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let Some((path, r)) = found else {
+        return Err(ApiError::not_found(
+            "no such segment (it may have been deleted by retention)",
+        ));
+    };
+    let file = VirtualMp4 {
+        head: bytes::Bytes::new(),
+        parts: vec![Part {
+            source: 0,
+            offset: 0,
+            len: r.bytes,
+        }],
+        len: r.bytes,
+        samples: r.frames,
+    };
+    respond(
+        Servable {
+            file: Arc::new(file),
+            sources: Arc::new(vec![PathBuf::from(path)]),
+            etag: format!("seg-{}-{}-{}", r.seq, r.start.as_micros(), r.bytes),
+            content_type: "video/mp4",
+        },
+        &method,
+        &headers,
+        vec![],
+    )
+}
+
+/// `POST /api/v1/cameras/{id}/media-token` body.
+#[derive(Deserialize)]
+pub struct MediaTokenRequest {
+    action: String,
+    #[serde(default)]
+    ttl_s: Option<u64>,
+}
+
+/// Longest media token lifetime: a day.
+const MAX_MEDIA_TTL: u64 = 86_400;
+
+/// `POST /api/v1/cameras/{id}/media-token` `{action, ttl_s?}`: a signed token for `?token=`.
+pub async fn media_token(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    _caller: Caller,
+    body: Result<Json<MediaTokenRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"action\": \"playback\"|\"live\"|\"export\", \"ttl_s\": seconds}}: {}",
+            e.body_text()
+        ))
+    })?;
+    camera_exists(&state, &id)?;
+    let action = MediaAction::parse(&req.action)
+        .ok_or_else(|| ApiError::bad_request("action: expected playback, live or export"))?;
+    let ttl = req.ttl_s.unwrap_or(600);
+    if ttl == 0 || ttl > MAX_MEDIA_TTL {
+        return Err(ApiError::bad_request(format!(
+            "ttl_s: expected 1 to {MAX_MEDIA_TTL}"
+        )));
+    }
+    let (token, expires) = state.media.sign(&id, action, Duration::from_secs(ttl));
+    Ok(Json(
+        json!({ "token": token, "expires_at": time::format(expires) }),
+    ))
+}

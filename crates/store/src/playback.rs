@@ -1,0 +1,330 @@
+//! Planning playback of a time range: which samples of which segment files, in what order, with
+//! what timing. The MP4 is then assembled by `media::progressive` without copying media.
+//!
+//! Rules (see `docs/api.md`):
+//! * decoding starts at the last key frame at or before `start`; an edit list hides the frames
+//!   before `start`, so players show `start` as time zero;
+//! * presentation ends at `end` (or at the last recorded frame);
+//! * a gap in the recording is collapsed: the recorded parts follow each other and the gaps are
+//!   listed in [`PlaybackPlan::gaps`]; a codec change ends the file there
+//!   ([`PlaybackPlan::truncated`]);
+//! * `speed` > 1 divides every duration by `speed`; from 4× on only key frames are kept, each
+//!   lasting its whole GOP, so the file plays at that speed in any player.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use media::progressive::{MovieSpec, Run, SampleRef};
+use media::{StreamId, StreamParams, WallTime, media_to_micros, micros_to_media};
+use sha2::{Digest, Sha256};
+
+use crate::record::SegmentRecord;
+use crate::segment_file::{FragmentTable, read_fragment, read_init};
+use crate::{CONTIGUOUS_US, Store, StoreError};
+
+/// One stored sample.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct StoredSample {
+    /// Wall time of the frame.
+    pub wall: WallTime,
+    /// Duration in 90 kHz ticks.
+    pub duration: u32,
+    /// Size in bytes.
+    pub size: u32,
+    /// Key frame.
+    pub key: bool,
+    /// Offset of its bytes in the segment file.
+    pub offset: u64,
+    /// Index of the fragment it belongs to in the segment's record.
+    pub fragment: u32,
+}
+
+/// The sample table of one segment, as far as its index record goes.
+#[derive(Debug)]
+pub struct SegmentSamples {
+    /// Codec parameters.
+    pub params: Arc<StreamParams>,
+    /// Samples in order.
+    pub samples: Vec<StoredSample>,
+}
+
+/// Reads the sample table of the indexed part of a segment (one read of the init part, then
+/// one of each fragment's `prft` + `moof`, at offsets the index gives).
+pub fn read_segment_samples(
+    path: &Path,
+    record: &SegmentRecord,
+) -> Result<SegmentSamples, StoreError> {
+    let bad = |detail: String| StoreError::Segment {
+        path: path.to_owned(),
+        detail,
+    };
+    let mut f = std::fs::File::open(path).map_err(StoreError::io(path, "open"))?;
+    let len = record.bytes;
+    let mut r = std::io::BufReader::with_capacity(16 << 10, &mut f);
+    let init = read_init(&mut r, len).map_err(bad)?;
+    let mut samples = Vec::with_capacity(record.frames as usize);
+    for (i, frag) in record.fragments.iter().enumerate() {
+        let FragmentTable {
+            data_start,
+            samples: table,
+            ..
+        } = read_fragment(&mut r, frag.byte_offset, len, frag.media_offset)
+            .map_err(bad)?
+            .ok_or_else(|| {
+                bad(format!(
+                    "indexed fragment at {} is missing",
+                    frag.byte_offset
+                ))
+            })?;
+        let fw = record.fragment_wall(frag);
+        let (mut media, mut offset) = (0i64, data_start);
+        for s in table {
+            samples.push(StoredSample {
+                wall: fw.add_micros(media_to_micros(media)),
+                duration: s.duration,
+                size: s.size,
+                key: s.key,
+                offset,
+                fragment: i as u32,
+            });
+            media += i64::from(s.duration);
+            offset += u64::from(s.size);
+        }
+    }
+    Ok(SegmentSamples {
+        params: Arc::new(init.params),
+        samples,
+    })
+}
+
+/// Recently read sample tables, keyed by file and indexed length (a growing segment's table is
+/// re-read when it grows; closed segments never change).
+pub struct SampleCache(Mutex<lru::LruCache<(PathBuf, u64), Arc<SegmentSamples>>>);
+
+impl SampleCache {
+    /// A cache of `capacity` segments (a 60 s segment's table is a few tens of kB).
+    pub fn new(capacity: usize) -> Self {
+        SampleCache(Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN),
+        )))
+    }
+
+    /// The table of `record` at `path`, from the cache or the file.
+    pub fn get(
+        &self,
+        path: &Path,
+        record: &SegmentRecord,
+    ) -> Result<Arc<SegmentSamples>, StoreError> {
+        let key = (path.to_owned(), record.bytes);
+        if let Some(t) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(read_segment_samples(path, record)?);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(key, t.clone());
+        Ok(t)
+    }
+}
+
+/// What to play.
+#[derive(Clone, Debug)]
+pub struct PlaybackRequest {
+    /// The stream.
+    pub stream: StreamId,
+    /// First instant to show.
+    pub start: WallTime,
+    /// Instant to stop at.
+    pub end: WallTime,
+    /// 1 (normal), 2, 4, 8 or 16.
+    pub speed: u32,
+}
+
+/// Why a range cannot be played.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// No recording overlaps the range.
+    #[error("nothing is recorded in this range")]
+    NothingRecorded,
+    /// Reading the index or a file failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A planned playback: the movie to build and what it covers.
+#[derive(Clone, Debug)]
+pub struct PlaybackPlan {
+    /// Source files, indexed by `SampleRef::source`.
+    pub sources: Vec<PathBuf>,
+    /// The movie.
+    pub spec: MovieSpec,
+    /// Wall time shown at presentation time zero (the request's start, or the first recorded
+    /// frame after it).
+    pub first: WallTime,
+    /// Wall time at which presentation ends (the request's end, or the end of the last frame).
+    pub last: WallTime,
+    /// Gaps in the recording inside the range, collapsed in the file.
+    pub gaps: Vec<(WallTime, WallTime)>,
+    /// Why the file ends before `last` would say, if it does (a codec change).
+    pub truncated: Option<String>,
+    /// A strong validator: changes whenever the bytes of the result would.
+    pub etag: String,
+    /// Frames in the file (including those before `first` that only serve decoding).
+    pub frames: u64,
+}
+
+struct Picked {
+    seg: usize,
+    sample: StoredSample,
+    params: Arc<StreamParams>,
+}
+
+/// Plans `req` over the store.
+pub fn plan(
+    store: &Store,
+    cache: &SampleCache,
+    req: &PlaybackRequest,
+) -> Result<PlaybackPlan, PlanError> {
+    let segments: Vec<(PathBuf, SegmentRecord)> = store
+        .segments(&req.stream, req.start, req.end)?
+        .into_iter()
+        .filter(|(_, r)| r.frames > 0)
+        .collect();
+    if segments.is_empty() {
+        return Err(PlanError::NothingRecorded);
+    }
+    let codec = segments[0].1.codec;
+    let mut picked: Vec<Picked> = Vec::new();
+    let mut truncated = None;
+    for (i, (path, rec)) in segments.iter().enumerate() {
+        if rec.codec != codec {
+            truncated = Some(format!(
+                "the camera switched from {} to {} here; the file ends at the switch",
+                codec.as_str(),
+                rec.codec.as_str()
+            ));
+            break;
+        }
+        let table = cache.get(path, rec)?;
+        for s in &table.samples {
+            if s.wall >= req.end {
+                break;
+            }
+            if s.wall <= req.start && s.key {
+                // A later key frame at or before the start: decoding can begin there instead.
+                picked.clear();
+            }
+            picked.push(Picked {
+                seg: i,
+                sample: *s,
+                params: table.params.clone(),
+            });
+        }
+    }
+    // Frames before the first key frame (the range starts before any recording) cannot decode.
+    match picked.iter().position(|p| p.sample.key) {
+        Some(k) => {
+            picked.drain(..k);
+        }
+        None => picked.clear(),
+    }
+    let Some(first_sample) = picked.first().map(|p| p.sample) else {
+        return Err(PlanError::NothingRecorded);
+    };
+    let mut used: Vec<usize> = picked.iter().map(|p| p.seg).collect();
+    used.dedup();
+    let gaps: Vec<(WallTime, WallTime)> = used
+        .windows(2)
+        .map(|w| (segments[w[0]].1.end, segments[w[1]].1.start))
+        .filter(|(a, b)| b.micros_since(*a) > CONTIGUOUS_US)
+        .collect();
+    let last_sample = picked.last().map(|p| p.sample).unwrap_or(first_sample);
+
+    let skip_us = req.start.micros_since(first_sample.wall).max(0);
+    let first = first_sample.wall.max(req.start);
+    let last_end = last_sample
+        .wall
+        .add_micros(media_to_micros(i64::from(last_sample.duration)));
+    let last = last_end.min(req.end);
+    let overshoot = micros_to_media(last_end.micros_since(last).max(0)) as u64;
+
+    // Durations, optionally reduced to key frames, then scaled for speed.
+    let speed = u64::from(req.speed.max(1));
+    let keep_all = speed < 4;
+    let mut kept: Vec<(usize, u64)> = Vec::new(); // (index into picked, duration in ticks)
+    for (i, p) in picked.iter().enumerate() {
+        let d = u64::from(p.sample.duration);
+        if keep_all || p.sample.key || kept.is_empty() {
+            kept.push((i, d));
+        } else if let Some(last) = kept.last_mut() {
+            last.1 += d;
+        }
+    }
+    let total: u64 = kept.iter().map(|k| k.1).sum();
+    let skip = micros_to_media(skip_us) as u64;
+    let duration = total.saturating_sub(skip).saturating_sub(overshoot);
+
+    let mut sources: Vec<PathBuf> = Vec::new();
+    let mut source_of: Vec<Option<u32>> = vec![None; segments.len()];
+    let mut runs: Vec<Run> = Vec::new();
+    let (mut acc, mut scaled_acc) = (0u64, 0u64);
+    for &(i, d) in &kept {
+        let p = &picked[i];
+        acc += d;
+        let scaled_end = (acc + speed / 2) / speed;
+        let scaled = (scaled_end - scaled_acc).clamp(1, u64::from(u32::MAX)) as u32;
+        scaled_acc = scaled_end;
+        let source = *source_of[p.seg].get_or_insert_with(|| {
+            sources.push(segments[p.seg].0.clone());
+            sources.len() as u32 - 1
+        });
+        let sample = SampleRef {
+            duration: scaled,
+            size: p.sample.size,
+            key: p.sample.key,
+            source,
+            offset: p.sample.offset,
+        };
+        match runs.last_mut() {
+            Some(r) if *r.params == *p.params => r.samples.push(sample),
+            _ => runs.push(Run {
+                params: p.params.clone(),
+                samples: vec![sample],
+            }),
+        }
+    }
+
+    let mut h = Sha256::new();
+    h.update(format!(
+        "v1 {} {} {} {}",
+        req.stream,
+        req.start.as_micros(),
+        req.end.as_micros(),
+        speed
+    ));
+    for &i in &used {
+        let r = &segments[i].1;
+        h.update(format!(" {}:{}:{}", r.seq, r.start.as_micros(), r.bytes));
+    }
+    let etag: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    Ok(PlaybackPlan {
+        sources,
+        spec: MovieSpec {
+            runs,
+            skip: skip / speed,
+            duration: duration / speed,
+        },
+        first,
+        last,
+        gaps,
+        truncated,
+        etag,
+        frames: kept.len() as u64,
+    })
+}
