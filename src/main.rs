@@ -68,6 +68,14 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Verifies an export package (zip or extracted folder) offline; exit 0 only if intact.
+    VerifyExport {
+        /// The package.
+        path: PathBuf,
+        /// The node's public key (base64, or a file holding it): also require that signer.
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Storage maintenance.
     Store {
         #[command(subcommand)]
@@ -192,6 +200,45 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::VerifyExport { path, key } => {
+            let key = match key {
+                Some(k) if std::path::Path::new(&k).is_file() => Some(
+                    std::fs::read_to_string(&k)
+                        .with_context(|| format!("reading the key file {k}"))?
+                        .trim()
+                        .to_owned(),
+                ),
+                other => other,
+            };
+            let v = store::export::verify(&path, key.as_deref());
+            if v.problems.is_empty() {
+                let m = v.manifest.as_ref();
+                println!(
+                    "{}: intact: {} file(s), manifest signed by node key {}",
+                    path.display(),
+                    m.map_or(0, |m| m.files.len()),
+                    m.map_or("?", |m| m.node.key_id.as_str())
+                );
+                if let Some(m) = m {
+                    println!(
+                        "  camera {} ({}), {} to {}, exported by {}: {}",
+                        m.camera.id,
+                        m.camera.name,
+                        m.actual.start,
+                        m.actual.end,
+                        m.exported_by,
+                        m.reason
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{}: NOT INTACT", path.display());
+                for p in &v.problems {
+                    println!("  - {p}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
         Command::Store {
             command: StoreCommand::Rebuild { data },
         } => {

@@ -161,6 +161,13 @@ pub async fn run(
             std::num::NonZeroUsize::new(64).expect("64 is not zero"),
         )),
         media,
+        exports: Arc::new(
+            api::exports::Exports::open(
+                &config.server.data_dirs[0].join("exports"),
+                &config.server.data_dirs[0].join("node.key"),
+            )
+            .context("opening the export directory")?,
+        ),
     });
     info!("HTTP API listening on http://{}", config.server.listen);
     api::serve(listener, api::router(state), shutdown)

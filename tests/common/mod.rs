@@ -382,3 +382,147 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// One continuous stretch of synthetic recording: seconds after the base time, and its length.
+pub struct Stretch {
+    pub camera: &'static str,
+    pub fixture: camsim::BuiltinFixture,
+    pub offset_s: f64,
+    pub seconds: f64,
+}
+
+/// Records synthetic stretches into `data` through the real recorder (the camera's timing is
+/// simulated, so ten minutes take a second). Frames of a stretch are 25 fps; wall time of frame
+/// n is `base + offset + n × 40 ms`. Returns after a clean shutdown.
+pub fn synthesize(data: &Path, base_us: i64, segment_s: u64, stretches: &[Stretch]) {
+    let (store, _) = store::Store::open(&[data.to_owned()]).unwrap();
+    let rec = store
+        .start_recorder(store::RecorderConfig {
+            segment: Duration::from_secs(segment_s),
+            flush_interval: Duration::from_millis(100),
+            queue_frames: 1 << 20,
+        })
+        .unwrap();
+    for s in stretches {
+        let stream = media::StreamId::main(s.camera);
+        let n = (s.seconds * 25.0).round() as usize;
+        let wall = media::WallTime::from_micros(base_us + (s.offset_s * 1e6) as i64);
+        let media_start = 1_000_000 + (s.offset_s * 90_000.0) as i64;
+        for f in s.fixture.load().frames(&stream, n, media_start, wall) {
+            while let Err(f2) = rec.try_push(f.clone()) {
+                drop(f2);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        rec.end_stream(&stream);
+    }
+    rec.shutdown().unwrap();
+}
+
+/// An RFC 3339 time `offset` seconds after `base`, percent-encoded for a query string.
+pub fn at(base_us: i64, offset_s: f64) -> String {
+    rfc3339(base_us + (offset_s * 1e6).round() as i64)
+}
+
+/// Downloads `url` with a bearer token: (status, headers, body).
+pub fn fetch(
+    url: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = agent()
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"));
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap_or_default();
+    (status, headers, body)
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// ffprobe's format duration in seconds.
+pub fn duration(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(-1.0)
+}
+
+/// The first frame ffmpeg displays from `input`, as 8-bit luma (a fingerprint).
+pub fn first_frame(input: &str, select: Option<u32>) -> Vec<u8> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-i", input]);
+    if let Some(n) = select {
+        cmd.args(["-vf", &format!("select=eq(n\\,{n})")]);
+    }
+    let out = cmd
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// What `ffmpeg -v error` says decoding all of `input`, and the number of frames it decoded.
+pub fn decode(input: &str) -> (String, u64) {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-i",
+            input,
+            "-f",
+            "null",
+            "-",
+            "-progress",
+            "pipe:1",
+            "-nostats",
+        ])
+        .output()
+        .unwrap();
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .next_back()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        frames,
+    )
+}

@@ -5,6 +5,7 @@
 //! methods, oversized bodies and handler panics. The contract is `docs/api.md`.
 
 mod error;
+pub mod exports;
 pub mod handlers;
 mod metrics;
 pub mod playback;
@@ -40,7 +41,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cameras/{id}/playback.mp4", get(playback::playback_mp4))
         .route("/cameras/{id}/playback.m3u8", get(playback::playback_m3u8))
         .route("/cameras/{id}/segments/{file}", get(playback::segment_file))
-        .route("/cameras/{id}/media-token", post(playback::media_token));
+        .route("/cameras/{id}/media-token", post(playback::media_token))
+        .route("/exports", post(exports::create).get(exports::list))
+        .route("/exports/{id}", get(exports::status))
+        .route("/exports/{id}/download", get(exports::download));
     Router::new()
         .nest("/api/v1", v1)
         .route("/metrics", get(metrics::metrics))

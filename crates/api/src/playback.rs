@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,6 +237,7 @@ pub async fn playback_m3u8(
     let mut entries = String::new();
     let mut max_secs: f64 = 1.0;
     let mut first_file = true;
+    let mut previous: Option<&store::SegmentRecord> = None;
     for (_, r) in &segments {
         let url = format!(
             "segments/{}.mp4?t={}&stream={}&token={token}",
@@ -279,7 +279,14 @@ pub async fn playback_m3u8(
             let secs = (end_of(j - 1) - frags[i].media_offset) as f64 / 90_000.0;
             max_secs = max_secs.max(secs);
             if !wrote_map {
-                if !first_file {
+                // Files of one continuous run share a timeline and parameters: one stream to a
+                // player. A gap, a new run or new parameters is a discontinuity.
+                let continues = previous.is_some_and(|p| {
+                    r.start.micros_since(p.end) <= store::CONTIGUOUS_US
+                        && r.timeline_start == p.timeline_start + p.media_duration
+                        && (r.codec, r.width, r.height) == (p.codec, p.width, p.height)
+                });
+                if !first_file && !continues {
                     entries.push_str("#EXT-X-DISCONTINUITY\n");
                 }
                 let _ = writeln!(
@@ -299,6 +306,9 @@ pub async fn playback_m3u8(
                 "#EXTINF:{secs:.3},\n#EXT-X-BYTERANGE:{len}@{offset}\n{url}"
             );
             i = j;
+        }
+        if wrote_map {
+            previous = Some(r);
         }
     }
     if first_file {
@@ -371,7 +381,7 @@ pub async fn segment_file(
     respond(
         Servable {
             file: Arc::new(file),
-            sources: Arc::new(vec![PathBuf::from(path)]),
+            sources: Arc::new(vec![path]),
             etag: format!("seg-{}-{}-{}", r.seq, r.start.as_micros(), r.bytes),
             content_type: "video/mp4",
         },

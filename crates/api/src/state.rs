@@ -80,4 +80,6 @@ pub struct AppState {
     pub movies: std::sync::Mutex<lru::LruCache<String, Arc<crate::playback::Movie>>>,
     /// Signs and checks media tokens.
     pub media: auth::MediaSigner,
+    /// Export jobs and packages.
+    pub exports: Arc<crate::exports::Exports>,
 }

@@ -236,6 +236,25 @@ impl Index {
         Ok(tr!(p, table.get((key.as_str(), start.as_micros(), seq))).is_some())
     }
 
+    /// The latest segment of `stream` (the one that starts last).
+    pub fn last_segment(&self, stream: &StreamId) -> Result<Option<SegmentRecord>, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_read());
+        let table = tr!(p, txn.open_table(SEGMENTS));
+        let key = stream_key(stream);
+        let mut range = tr!(
+            p,
+            table.range((key.as_str(), i64::MIN, 0)..=(key.as_str(), i64::MAX, u64::MAX))
+        );
+        match range.next_back() {
+            Some(item) => {
+                let (k, v) = tr!(p, item);
+                Ok(Some(self.decode(k.value(), v.value())?))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Every stream with its highest sequence number.
     pub fn streams(&self) -> Result<Vec<(StreamId, u64)>, StoreError> {
         let p = &self.path;

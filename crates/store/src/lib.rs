@@ -12,6 +12,8 @@
 
 mod disk;
 mod error;
+pub mod export;
+
 pub mod index;
 pub mod layout;
 pub mod playback;
@@ -74,13 +76,21 @@ impl Store {
     /// Starts recording.
     pub fn start_recorder(&self, cfg: RecorderConfig) -> Result<Recorder, StoreError> {
         let mut next_seq: HashMap<StreamId, u64> = HashMap::new();
+        let mut last_end: HashMap<StreamId, (WallTime, u64)> = HashMap::new();
         for d in &self.disks {
             for (stream, seq) in d.index().streams()? {
-                let e = next_seq.entry(stream).or_default();
+                let e = next_seq.entry(stream.clone()).or_default();
                 *e = (*e).max(seq);
+                if let Some(r) = d.index().last_segment(&stream)? {
+                    let end = (r.end, r.timeline_start + r.media_duration);
+                    let e = last_end.entry(stream).or_insert(end);
+                    if end.0 > e.0 {
+                        *e = end;
+                    }
+                }
             }
         }
-        Ok(Recorder::start(self.disks.clone(), cfg, next_seq))
+        Ok(Recorder::start(self.disks.clone(), cfg, next_seq, last_end))
     }
 
     /// Segments of `stream` overlapping `[from, to)` on every disk, in start order, each with
@@ -119,7 +129,6 @@ impl Store {
     }
 
     /// What is recorded of `stream` within `[from, to)`: segments merged where they are
-
     /// contiguous, clamped to the window.
     pub fn recordings(
         &self,

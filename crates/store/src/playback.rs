@@ -69,14 +69,19 @@ pub fn read_segment_samples(
             data_start,
             samples: table,
             ..
-        } = read_fragment(&mut r, frag.byte_offset, len, frag.media_offset)
-            .map_err(bad)?
-            .ok_or_else(|| {
-                bad(format!(
-                    "indexed fragment at {} is missing",
-                    frag.byte_offset
-                ))
-            })?;
+        } = read_fragment(
+            &mut r,
+            frag.byte_offset,
+            len,
+            record.timeline_start + frag.media_offset,
+        )
+        .map_err(bad)?
+        .ok_or_else(|| {
+            bad(format!(
+                "indexed fragment at {} is missing",
+                frag.byte_offset
+            ))
+        })?;
         let fw = record.fragment_wall(frag);
         let (mut media, mut offset) = (0i64, data_start);
         for s in table {
@@ -169,6 +174,8 @@ pub struct PlaybackPlan {
     pub gaps: Vec<(WallTime, WallTime)>,
     /// Why the file ends before `last` would say, if it does (a codec change).
     pub truncated: Option<String>,
+    /// Where the codec changed, if it did: a further plan from here covers the rest.
+    pub truncated_at: Option<WallTime>,
     /// A strong validator: changes whenever the bytes of the result would.
     pub etag: String,
     /// Frames in the file (including those before `first` that only serve decoding).
@@ -198,8 +205,10 @@ pub fn plan(
     let codec = segments[0].1.codec;
     let mut picked: Vec<Picked> = Vec::new();
     let mut truncated = None;
+    let mut truncated_at = None;
     for (i, (path, rec)) in segments.iter().enumerate() {
         if rec.codec != codec {
+            truncated_at = Some(rec.start);
             truncated = Some(format!(
                 "the camera switched from {} to {} here; the file ends at the switch",
                 codec.as_str(),
@@ -324,6 +333,7 @@ pub fn plan(
         last,
         gaps,
         truncated,
+        truncated_at,
         etag,
         frames: kept.len() as u64,
     })

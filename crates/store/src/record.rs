@@ -39,6 +39,10 @@ pub struct SegmentRecord {
     pub end: WallTime,
     /// Media time (90 kHz, camera clock) of the first frame.
     pub media_start: i64,
+    /// Decode time (`tfdt`, 90 kHz) of the first frame in the file. A segment continues the
+    /// timeline of the one before it when the recording is continuous, so consecutive files
+    /// play as one stream; a new run (after a gap) starts at 0.
+    pub timeline_start: u64,
     /// Media duration in 90 kHz ticks.
     pub media_duration: u64,
     /// Frames in the segment.
@@ -77,6 +81,7 @@ impl SegmentRecord {
         put(&mut out, u64::from(self.height));
         put(&mut out, self.end.micros_since(self.start).max(0) as u64);
         put(&mut out, zigzag(self.media_start));
+        put(&mut out, self.timeline_start);
         put(&mut out, self.media_duration);
         put(&mut out, self.frames);
         put(&mut out, self.bytes);
@@ -120,6 +125,7 @@ impl SegmentRecord {
         let span = r.varint()?;
         let end = start.add_micros(i64::try_from(span).map_err(|_| "duration overflows")?);
         let media_start = unzigzag(r.varint()?);
+        let timeline_start = r.varint()?;
         let media_duration = r.varint()?;
         let frames = r.varint()?;
         let file_bytes = r.varint()?;
@@ -153,6 +159,7 @@ impl SegmentRecord {
             start,
             end,
             media_start,
+            timeline_start,
             media_duration,
             frames,
             bytes: file_bytes,
@@ -218,6 +225,7 @@ mod tests {
             start: WallTime::from_micros(1_795_420_800_000_000),
             end: WallTime::from_micros(1_795_420_860_000_000),
             media_start: -5,
+            timeline_start: 123_456_789,
             media_duration: 60 * 90_000,
             frames: 1500,
             bytes: 31_000_000,

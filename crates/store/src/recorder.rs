@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use media::{Frame, StreamId};
+use media::{Frame, StreamId, WallTime, micros_to_media};
 use tracing::{error, info, warn};
 
 use crate::StoreError;
@@ -104,11 +104,13 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the writer and syncer threads over `disks`; `next_seq` gives each known stream's
-    /// highest sequence number so far.
+    /// highest sequence number so far, `last_end` the wall time and decode time its last
+    /// segment ended at (where its timeline continues).
     pub(crate) fn start(
         disks: Vec<Arc<Disk>>,
         cfg: RecorderConfig,
         next_seq: HashMap<StreamId, u64>,
+        last_end: HashMap<StreamId, (WallTime, u64)>,
     ) -> Recorder {
         let stats = Arc::new(RecorderStats::default());
         let (tx, rx) = mpsc::sync_channel(cfg.queue_frames.max(1));
@@ -131,6 +133,7 @@ impl Recorder {
             syncers,
             streams: HashMap::new(),
             next_seq,
+            last_end,
             stats: stats.clone(),
         };
         threads.push(
@@ -195,6 +198,8 @@ struct StreamState {
     target_ticks: i64,
     /// Last observed frame spacing, for the duration of a stream's final frame.
     last_spacing: i64,
+    /// Decode time the next segment starts at when it continues the current run.
+    next_timeline: Option<u64>,
 }
 
 struct Writer {
@@ -203,6 +208,8 @@ struct Writer {
     syncers: Vec<mpsc::Sender<SyncMsg>>,
     streams: HashMap<StreamId, StreamState>,
     next_seq: HashMap<StreamId, u64>,
+    /// Per stream: wall time and decode time at which its last finished segment ended.
+    last_end: HashMap<StreamId, (WallTime, u64)>,
     stats: Arc<RecorderStats>,
 }
 
@@ -261,6 +268,7 @@ impl Writer {
                 // cameras started together do not all rotate in the same second forever after.
                 target_ticks: (segment_ticks as f64 * (0.5 + stagger_fraction(&f.stream))) as i64,
                 last_spacing: 0,
+                next_timeline: None,
             });
         if let Some(prev) = st.pending.last()
             && !f.discontinuity
@@ -294,7 +302,16 @@ impl Writer {
             }
             let seq = self.next_seq.get(&f.stream).copied().unwrap_or(0) + 1;
             let disk = pick_disk(&self.disks);
-            match SegmentWriter::create(disk, self.disks[disk].root(), seq, &f) {
+            // A stream's decode timeline never goes back: a continuation carries on exactly, a
+            // new run after a gap jumps forward by the gap's wall-clock length.
+            let continued = st.next_timeline.take().filter(|_| !f.discontinuity);
+            let timeline = continued.unwrap_or_else(|| match self.last_end.get(&f.stream) {
+                Some(&(end, ticks)) => {
+                    ticks + micros_to_media(f.wall_time.micros_since(end).max(0)) as u64
+                }
+                None => 0,
+            });
+            match SegmentWriter::create(disk, self.disks[disk].root(), seq, &f, timeline) {
                 Ok(w) => {
                     self.next_seq.insert(f.stream.clone(), seq);
                     inc(&self.stats.segments_opened, 1);
@@ -375,6 +392,12 @@ impl Writer {
             return;
         };
         st.target_ticks = segment_ticks;
+        let timeline_end = seg.record.timeline_start + seg.record.media_duration;
+        st.next_timeline = next_media.map(|_| timeline_end);
+        self.last_end
+            .insert(stream.clone(), (seg.record.end, timeline_end));
+        st.next_timeline =
+            next_media.map(|_| seg.record.timeline_start + seg.record.media_duration);
         seg.record.closed = true;
         inc(&self.stats.segments_closed, 1);
         if seg.record.frames == 0 {

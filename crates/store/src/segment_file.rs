@@ -49,15 +49,25 @@ pub struct SegmentHeader {
     pub seq: u64,
     /// Wall time of the first frame, µs since the Unix epoch.
     pub start_us: i64,
-    /// Camera media time (90 kHz) of the first frame; the file's own timeline starts at 0.
+    /// Camera media time (90 kHz) of the first frame.
     pub media_start: i64,
+    /// Decode time (`tfdt`) of the first frame: continues the previous segment's timeline when
+    /// the recording is continuous, 0 at the start of a run.
+    #[serde(default)]
+    pub timeline_start: u64,
     /// The software that wrote it.
     pub writer: String,
 }
 
 impl SegmentHeader {
     /// The header of segment `seq` of `stream` starting at the given times.
-    pub fn new(stream: &StreamId, seq: u64, start: WallTime, media_start: i64) -> Self {
+    pub fn new(
+        stream: &StreamId,
+        seq: u64,
+        start: WallTime,
+        media_start: i64,
+        timeline_start: u64,
+    ) -> Self {
         SegmentHeader {
             format: FORMAT.to_owned(),
             version: 1,
@@ -66,6 +76,7 @@ impl SegmentHeader {
             seq,
             start_us: start.as_micros(),
             media_start,
+            timeline_start,
             writer: concat!("sharpeye ", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
@@ -101,7 +112,8 @@ pub struct ScannedFragment {
     pub byte_offset: u64,
     /// Offset just past its `mdat`.
     pub end_offset: u64,
-    /// `tfdt`: media ticks from the segment start.
+    /// `tfdt`: the file's decode time of its first sample (starts at the header's
+    /// `timeline_start`).
     pub media_offset: u64,
     /// Sum of its sample durations.
     pub duration: u64,
@@ -304,7 +316,7 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> Result<ScannedSegment, Strin
         tail_problem: None,
     };
     let mut pos = init_len;
-    let mut expect_media = 0u64;
+    let mut expect_media = scanned.header.timeline_start;
     loop {
         match read_fragment(r, pos, len, expect_media) {
             Ok(None) => break,
@@ -450,6 +462,7 @@ impl ScannedSegment {
             start,
             end,
             media_start: self.header.media_start,
+            timeline_start: first.media_offset,
             media_duration: media_end,
             frames: self.fragments.iter().map(|f| u64::from(f.frames)).sum(),
             bytes: self.valid_len,

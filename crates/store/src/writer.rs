@@ -27,7 +27,13 @@ pub(crate) struct SegmentWriter {
 
 impl SegmentWriter {
     /// Creates the file for segment `seq` starting with `first` and writes its init part.
-    pub fn create(disk: usize, root: &Path, seq: u64, first: &Frame) -> Result<Self, StoreError> {
+    pub fn create(
+        disk: usize,
+        root: &Path,
+        seq: u64,
+        first: &Frame,
+        timeline_start: u64,
+    ) -> Result<Self, StoreError> {
         let path = root.join(segment_path(&first.stream, first.wall_time, seq));
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(StoreError::io(dir, "create directory"))?;
@@ -37,7 +43,13 @@ impl SegmentWriter {
             .create_new(true)
             .open(&path)
             .map_err(StoreError::io(&path, "create"))?;
-        let header = SegmentHeader::new(&first.stream, seq, first.wall_time, first.media_time);
+        let header = SegmentHeader::new(
+            &first.stream,
+            seq,
+            first.wall_time,
+            first.media_time,
+            timeline_start,
+        );
         let mut init = Vec::with_capacity(1024);
         write_init(&mut init, &header, &first.params).map_err(|e| StoreError::Segment {
             path: path.clone(),
@@ -54,6 +66,7 @@ impl SegmentWriter {
                 start: first.wall_time,
                 end: first.wall_time,
                 media_start: first.media_time,
+                timeline_start,
                 media_duration: 0,
                 frames: 0,
                 bytes: init.len() as u64,
@@ -105,14 +118,15 @@ impl SegmentWriter {
             .add_micros(media_to_micros(media_offset as i64));
         let wall_deviation_us = first.wall_time.micros_since(nominal);
         self.scratch.clear();
+        let decode_time = self.record.timeline_start + media_offset;
         write_fragment_header(
             &mut self.scratch,
             self.sequence,
-            media_offset,
+            decode_time,
             &samples,
             Some(ProducerTime {
                 wall: first.wall_time,
-                media_time: media_offset,
+                media_time: decode_time,
             }),
         )
         .map_err(|e| StoreError::Segment {
