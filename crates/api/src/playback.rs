@@ -225,7 +225,7 @@ pub async fn playback_m3u8(
         .map_err(ApiError::internal)??;
     let segments: Vec<_> = segments
         .into_iter()
-        .filter(|(_, r)| !r.fragments.is_empty())
+        .filter(|(_, r)| !r.key_frames.is_empty())
         .collect();
     if segments.is_empty() {
         return Err(nothing_recorded());
@@ -245,9 +245,9 @@ pub async fn playback_m3u8(
             r.start.as_micros(),
             stream.kind().as_str()
         );
-        let init_len = r.fragments[0].byte_offset;
-        // Fragments overlapping the window, starting from the key fragment at or before start.
-        let frags = &r.fragments;
+        let init_len = r.key_frames[0].byte_offset;
+        // GOPs overlapping the window, starting from the one at or before start.
+        let frags = &r.key_frames;
         let end_of = |i: usize| {
             frags
                 .get(i + 1)
@@ -256,18 +256,16 @@ pub async fn playback_m3u8(
         let wall_end = |i: usize| r.start.add_micros(media::media_to_micros(end_of(i) as i64));
         let mut first = 0;
         for (i, f) in frags.iter().enumerate() {
-            if f.key && r.fragment_wall(f) <= start {
+            if r.key_frame_wall(f) <= start {
                 first = i;
             }
         }
         let mut i = first;
         let mut wrote_map = false;
-        while i < frags.len() && r.fragment_wall(&frags[i]) < end {
-            // Group fragments until the target length, ending before a key fragment.
+        while i < frags.len() && r.key_frame_wall(&frags[i]) < end {
+            // Group whole GOPs until the target length.
             let mut j = i + 1;
-            while j < frags.len()
-                && (end_of(j - 1) - frags[i].media_offset < HLS_TARGET_TICKS || !frags[j].key)
-            {
+            while j < frags.len() && end_of(j - 1) - frags[i].media_offset < HLS_TARGET_TICKS {
                 j += 1;
             }
             if wall_end(j - 1) <= start {
@@ -296,7 +294,7 @@ pub async fn playback_m3u8(
                 let _ = writeln!(
                     entries,
                     "#EXT-X-PROGRAM-DATE-TIME:{}",
-                    program_date_time(r.fragment_wall(&frags[i]))
+                    program_date_time(r.key_frame_wall(&frags[i]))
                 );
                 wrote_map = true;
                 first_file = false;

@@ -32,7 +32,7 @@ use media::{StreamId, WallTime};
 
 pub use disk::Disk;
 pub use error::StoreError;
-pub use record::{FragmentEntry, SegmentRecord};
+pub use record::{KeyFrameEntry, SegmentRecord};
 pub use recorder::{Recorder, RecorderConfig, RecorderStats};
 pub use recovery::{RebuildReport, RecoveryReport, rebuild};
 

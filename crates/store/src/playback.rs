@@ -36,7 +36,7 @@ pub struct StoredSample {
     pub key: bool,
     /// Offset of its bytes in the segment file.
     pub offset: u64,
-    /// Index of the fragment it belongs to in the segment's record.
+    /// Index of its GOP in the segment's key-frame table.
     pub fragment: u32,
 }
 
@@ -64,37 +64,37 @@ pub fn read_segment_samples(
     let mut r = std::io::BufReader::with_capacity(16 << 10, &mut f);
     let init = read_init(&mut r, len).map_err(bad)?;
     let mut samples = Vec::with_capacity(record.frames as usize);
-    for (i, frag) in record.fragments.iter().enumerate() {
-        let FragmentTable {
-            data_start,
-            samples: table,
-            ..
-        } = read_fragment(
-            &mut r,
-            frag.byte_offset,
-            len,
-            record.timeline_start + frag.media_offset,
-        )
-        .map_err(bad)?
-        .ok_or_else(|| {
-            bad(format!(
-                "indexed fragment at {} is missing",
-                frag.byte_offset
-            ))
-        })?;
-        let fw = record.fragment_wall(frag);
-        let (mut media, mut offset) = (0i64, data_start);
-        for s in table {
-            samples.push(StoredSample {
-                wall: fw.add_micros(media_to_micros(media)),
-                duration: s.duration,
-                size: s.size,
-                key: s.key,
-                offset,
-                fragment: i as u32,
-            });
-            media += i64::from(s.duration);
-            offset += u64::from(s.size);
+    for (i, gop) in record.key_frames.iter().enumerate() {
+        // Walk the GOP's fragments from its key frame's.
+        let (mut pos, mut decode_time) =
+            (gop.byte_offset, record.timeline_start + gop.media_offset);
+        let mut media = 0i64;
+        let fw = record.key_frame_wall(gop);
+        let mut left = gop.frames;
+        while left > 0 {
+            let FragmentTable {
+                info,
+                data_start,
+                samples: table,
+            } = read_fragment(&mut r, pos, len, decode_time)
+                .map_err(bad)?
+                .ok_or_else(|| bad(format!("indexed fragment at {pos} is missing")))?;
+            let mut offset = data_start;
+            for s in table.iter().take(left as usize) {
+                samples.push(StoredSample {
+                    wall: fw.add_micros(media_to_micros(media)),
+                    duration: s.duration,
+                    size: s.size,
+                    key: s.key,
+                    offset,
+                    fragment: i as u32,
+                });
+                media += i64::from(s.duration);
+                offset += u64::from(s.size);
+            }
+            left = left.saturating_sub(table.len() as u32);
+            pos = info.end_offset;
+            decode_time = info.media_offset + info.duration;
         }
     }
     Ok(SegmentSamples {

@@ -1,29 +1,29 @@
 //! The index entry of one segment and its compact binary encoding.
 //!
 //! One entry per segment, rewritten as the segment grows (each flush) and a last time when it
-//! closes. The fragment table lets readers seek to any key frame without reading the file's box
-//! chain: byte offsets and media offsets are delta-coded varints, so a 60 s segment of 1 s GOPs
-//! costs about 8 bytes per fragment.
+//! closes. Its key-frame table lists where each GOP starts (time → byte offset of the fragment
+//! that begins with the key frame), so a reader seeks to any key frame without walking the
+//! file; fragments inside a GOP (a flush can split one) are found by following the boxes from
+//! there. Media offsets are delta-of-delta coded (a camera's GOP length rarely changes, so most
+//! cost one byte) and byte offsets delta coded: about 6 bytes per GOP.
 
 use media::{StreamId, VideoCodec, WallTime, media_to_micros};
 
 /// Version byte of the encoding.
 const VERSION: u8 = 1;
 
-/// One fragment of a segment file: a `[prft] moof mdat` run.
+/// One GOP of a segment: the fragment that starts with its key frame.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct FragmentEntry {
-    /// Media time of its first sample, in 90 kHz ticks from the segment's start.
+pub struct KeyFrameEntry {
+    /// Media time of the key frame, in 90 kHz ticks from the segment's start.
     pub media_offset: u64,
-    /// File offset of its first box (`prft`, or `moof`).
+    /// File offset of the first box (`prft`, or `moof`) of the fragment it starts.
     pub byte_offset: u64,
-    /// Wall time of its first sample minus the nominal `segment start + media_offset`, in µs:
-    /// the drift correction applied up to this fragment (usually a few µs or ms).
+    /// Wall time of the key frame minus the nominal `segment start + media_offset`, in µs:
+    /// the drift correction applied up to here (usually a few µs or ms).
     pub wall_deviation_us: i64,
-    /// Number of samples.
+    /// Frames in the GOP (up to the next entry or the end of the segment).
     pub frames: u32,
-    /// True if its first sample is a key frame.
-    pub key: bool,
 }
 
 /// Everything the index knows about one segment.
@@ -57,20 +57,21 @@ pub struct SegmentRecord {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// The fragments, in file order.
-    pub fragments: Vec<FragmentEntry>,
+    /// The key-frame table: one entry per GOP, in file order. The first is the segment's first
+    /// frame (segments start with a key frame).
+    pub key_frames: Vec<KeyFrameEntry>,
 }
 
 impl SegmentRecord {
-    /// Wall time of a fragment's first sample.
-    pub fn fragment_wall(&self, f: &FragmentEntry) -> WallTime {
+    /// Wall time of a key frame.
+    pub fn key_frame_wall(&self, f: &KeyFrameEntry) -> WallTime {
         self.start
             .add_micros(media_to_micros(f.media_offset as i64) + f.wall_deviation_us)
     }
 
     /// Encodes the value part (the key holds stream, start and sequence number).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + self.fragments.len() * 8);
+        let mut out = Vec::with_capacity(32 + self.key_frames.len() * 6);
         out.push(VERSION);
         out.push(u8::from(self.closed));
         out.push(match self.codec {
@@ -85,15 +86,15 @@ impl SegmentRecord {
         put(&mut out, self.media_duration);
         put(&mut out, self.frames);
         put(&mut out, self.bytes);
-        put(&mut out, self.fragments.len() as u64);
-        let (mut media, mut byte) = (0u64, 0u64);
-        for f in &self.fragments {
-            put(&mut out, f.media_offset.wrapping_sub(media));
+        put(&mut out, self.key_frames.len() as u64);
+        let (mut media, mut step, mut byte) = (0u64, 0i64, 0u64);
+        for f in &self.key_frames {
+            let d = f.media_offset.wrapping_sub(media) as i64;
+            put(&mut out, zigzag(d.wrapping_sub(step)));
             put(&mut out, f.byte_offset.wrapping_sub(byte));
             put(&mut out, zigzag(f.wall_deviation_us));
-            put(&mut out, (u64::from(f.frames) << 1) | u64::from(f.key));
-            media = f.media_offset;
-            byte = f.byte_offset;
+            put(&mut out, u64::from(f.frames));
+            (media, step, byte) = (f.media_offset, d, f.byte_offset);
         }
         out
     }
@@ -130,24 +131,23 @@ impl SegmentRecord {
         let frames = r.varint()?;
         let file_bytes = r.varint()?;
         let n = r.varint()?;
-        // Each fragment takes at least 4 bytes: a count beyond that is corrupt, not a reason
-        // to allocate.
+        // Each entry takes at least 4 bytes: a count beyond that is corrupt, not a reason to
+        // allocate.
         if n > (r.0.len() / 4) as u64 {
-            return Err(format!("{n} fragments cannot fit in {} bytes", r.0.len()));
+            return Err(format!("{n} key frames cannot fit in {} bytes", r.0.len()));
         }
-        let mut fragments = Vec::with_capacity(n as usize);
-        let (mut media, mut byte) = (0u64, 0u64);
+        let mut key_frames = Vec::with_capacity(n as usize);
+        let (mut media, mut step, mut byte) = (0u64, 0i64, 0u64);
         for _ in 0..n {
-            media = media.wrapping_add(r.varint()?);
+            step = step.wrapping_add(unzigzag(r.varint()?));
+            media = media.wrapping_add(step as u64);
             byte = byte.wrapping_add(r.varint()?);
             let wall_deviation_us = unzigzag(r.varint()?);
-            let fk = r.varint()?;
-            fragments.push(FragmentEntry {
+            key_frames.push(KeyFrameEntry {
                 media_offset: media,
                 byte_offset: byte,
                 wall_deviation_us,
-                frames: u32::try_from(fk >> 1).map_err(|_| "fragment frame count overflows")?,
-                key: fk & 1 == 1,
+                frames: r.u32()?,
             });
         }
         if !r.0.is_empty() {
@@ -167,7 +167,7 @@ impl SegmentRecord {
             codec,
             width,
             height,
-            fragments,
+            key_frames,
         })
     }
 }
@@ -233,13 +233,12 @@ mod tests {
             codec: VideoCodec::H265,
             width: 1920,
             height: 1080,
-            fragments: (0..fragments as u64)
-                .map(|i| FragmentEntry {
-                    media_offset: i * 90_000,
+            key_frames: (0..fragments as u64)
+                .map(|i| KeyFrameEntry {
+                    media_offset: i * 90_000 + (i % 7) * 3600,
                     byte_offset: 1000 + i * 500_000,
                     wall_deviation_us: (i as i64 % 3) - 1,
                     frames: 25,
-                    key: i % 2 == 0,
                 })
                 .collect(),
         }
@@ -249,7 +248,7 @@ mod tests {
     fn round_trip() {
         let r = sample(60);
         let bytes = r.encode();
-        assert!(bytes.len() < 60 * 9 + 40, "{} bytes", bytes.len());
+        assert!(bytes.len() < 60 * 7 + 40, "{} bytes", bytes.len());
         let d = SegmentRecord::decode(r.stream.clone(), r.start, r.seq, &bytes).unwrap();
         assert_eq!(d, r);
     }

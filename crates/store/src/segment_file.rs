@@ -22,7 +22,7 @@ use media::{StreamId, StreamKind, StreamParams, WallTime, media_to_micros};
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
-use crate::record::{FragmentEntry, SegmentRecord};
+use crate::record::{KeyFrameEntry, SegmentRecord};
 
 /// The extended type of the header `uuid` box.
 pub const HEADER_UUID: [u8; 16] = *b"SharpeyeSegment1";
@@ -438,24 +438,26 @@ impl ScannedSegment {
             .unwrap_or(WallTime::from_micros(self.header.start_us));
         let nominal =
             |media: u64| start.add_micros(media_to_micros((media - first.media_offset) as i64));
-        let fragments: Vec<FragmentEntry> = self
-            .fragments
-            .iter()
-            .map(|f| FragmentEntry {
-                media_offset: f.media_offset - first.media_offset,
-                byte_offset: f.byte_offset,
-                wall_deviation_us: f
-                    .wall
-                    .map_or(0, |w| w.micros_since(nominal(f.media_offset))),
-                frames: f.frames,
-                key: f.key,
-            })
-            .collect();
+        let deviation = |f: &ScannedFragment| {
+            f.wall
+                .map_or(0, |w| w.micros_since(nominal(f.media_offset)))
+        };
+        let mut key_frames: Vec<KeyFrameEntry> = Vec::new();
+        for f in &self.fragments {
+            match key_frames.last_mut() {
+                Some(gop) if !f.key => gop.frames += f.frames,
+                _ => key_frames.push(KeyFrameEntry {
+                    media_offset: f.media_offset - first.media_offset,
+                    byte_offset: f.byte_offset,
+                    wall_deviation_us: deviation(f),
+                    frames: f.frames,
+                }),
+            }
+        }
         let last = self.fragments.last()?;
-        let last_entry = fragments.last()?;
         let media_end = last.media_offset + last.duration - first.media_offset;
-        let end =
-            nominal(last.media_offset + last.duration).add_micros(last_entry.wall_deviation_us);
+        // As the writer computes it: from the last fragment's own anchor.
+        let end = nominal(last.media_offset + last.duration).add_micros(deviation(last));
         Some(SegmentRecord {
             stream,
             seq: self.header.seq,
@@ -470,7 +472,7 @@ impl ScannedSegment {
             codec: self.params.codec(),
             width: self.params.width(),
             height: self.params.height(),
-            fragments,
+            key_frames,
         })
     }
 }

@@ -9,7 +9,7 @@ use media::{Frame, media_to_micros};
 
 use crate::StoreError;
 use crate::layout::segment_path;
-use crate::record::{FragmentEntry, SegmentRecord};
+use crate::record::{KeyFrameEntry, SegmentRecord};
 use crate::segment_file::{SegmentHeader, write_init};
 
 /// An open segment file and its growing index entry.
@@ -74,7 +74,7 @@ impl SegmentWriter {
                 codec: p.codec(),
                 width: p.width(),
                 height: p.height(),
-                fragments: Vec::new(),
+                key_frames: Vec::new(),
             },
             path,
             file,
@@ -150,13 +150,16 @@ impl SegmentWriter {
             .record
             .start
             .add_micros(media_to_micros(self.record.media_duration as i64) + wall_deviation_us);
-        self.record.fragments.push(FragmentEntry {
-            media_offset,
-            byte_offset,
-            wall_deviation_us,
-            frames: frames.len() as u32,
-            key: first.key,
-        });
+        // Segments start with a key frame, so a GOP entry exists for any continuation.
+        match self.record.key_frames.last_mut() {
+            Some(gop) if !first.key => gop.frames += frames.len() as u32,
+            _ => self.record.key_frames.push(KeyFrameEntry {
+                media_offset,
+                byte_offset,
+                wall_deviation_us,
+                frames: frames.len() as u32,
+            }),
+        }
         self.sequence = self.sequence.wrapping_add(1);
         self.dirty = true;
         Ok(())

@@ -110,7 +110,10 @@ fn recorded_segments_are_complete_contiguous_and_decodable() {
             250,
             "{cam}: every frame recorded"
         );
-        assert!(segs.iter().all(|r| r.closed && r.fragments[0].key));
+        assert!(
+            segs.iter()
+                .all(|r| r.closed && !r.key_frames.is_empty() && r.key_frames[0].media_offset == 0)
+        );
         for w in segs.windows(2) {
             assert_eq!(w[1].seq, w[0].seq + 1);
             assert_eq!(w[1].start, w[0].end, "{cam}: segments are back to back");
@@ -286,13 +289,13 @@ fn recovery_trims_a_torn_tail_and_closes_the_open_segment() {
         let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
         let mut stale = original.clone();
         stale.closed = false;
-        stale.fragments.truncate(2);
-        stale.frames = stale.fragments.iter().map(|f| u64::from(f.frames)).sum();
-        stale.bytes = original.fragments[2].byte_offset;
+        stale.key_frames.truncate(2);
+        stale.frames = stale.key_frames.iter().map(|f| u64::from(f.frames)).sum();
+        stale.bytes = original.key_frames[2].byte_offset;
         store.disks()[0].index().put(&[stale]).unwrap();
     }
-    let torn: Vec<u8> = std::fs::read(&path).unwrap()[original.fragments[1].byte_offset as usize..]
-        [..3000]
+    let torn: Vec<u8> = std::fs::read(&path).unwrap()
+        [original.key_frames[1].byte_offset as usize..][..3000]
         .to_vec();
     let mut f = std::fs::OpenOptions::new()
         .append(true)
