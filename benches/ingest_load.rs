@@ -196,6 +196,36 @@ fn measure(
     )
 }
 
+/// Prints the recorder's own counters (where frames went) from `/api/v1/health`.
+fn print_health(addr: SocketAddr) {
+    use std::io::{Read, Write};
+    let call = |req: String| -> String {
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            return String::new();
+        };
+        let _ = s.write_all(req.as_bytes());
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
+    };
+    let body = r#"{"username":"admin","password":"bench-password"}"#;
+    let login = call(format!(
+        "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    let token = serde_json::from_str::<serde_json::Value>(&login)
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let health = call(format!(
+        "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    ));
+    let v: serde_json::Value = serde_json::from_str(&health).unwrap_or_default();
+    println!("sharpeye recorder counters: {}", v["recorder"]);
+}
+
 fn count_frames_ffprobe(dir: &Path) -> u64 {
     let mut total = 0;
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -221,6 +251,17 @@ fn count_frames_ffprobe(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// Kills a child process if the harness panics before stopping it: a failed run must not leave
+/// a server behind.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child; a no-op if it has already exited and been reaped.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
 }
 
 fn main() {
@@ -275,7 +316,10 @@ fn main() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let _guard = KillOnDrop(child.id());
+    let health_addr = listen;
     let (mut ours, _) = measure("sharpeye", &mut child, &cams, a.cameras, a.seconds, |c| {
+        print_health(health_addr);
         // SAFETY: sending a signal to our own child.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         let _ = c.wait();
@@ -331,6 +375,7 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let _gst_guard = KillOnDrop(g.id());
         let (mut theirs, _) = measure("gstreamer", &mut g, &gcams, gst_n, a.seconds, |c| {
             // SAFETY: sending a signal to our own child; -e turns SIGINT into EOS so files finish.
             unsafe { libc::kill(c.id() as i32, libc::SIGINT) };

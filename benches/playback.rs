@@ -160,6 +160,17 @@ fn rfc3339(us: i64) -> String {
     )
 }
 
+/// Kills a child process if the harness panics before stopping it: a failed run must not leave
+/// a server behind.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child; a no-op if it has already exited and been reaped.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
 fn main() {
     let a = args();
     let tmp = tempfile::tempdir().unwrap();
@@ -188,7 +199,7 @@ fn main() {
     let index = store::index::Index::open(&data.join("index.redb")).unwrap();
     let per_hour: Vec<&SegmentRecord> = hour
         .iter()
-        .filter(|r| r.start.as_micros() < t0 + 3_600_000_000)
+        .filter(|r| r.end.as_micros() <= t0 + 3_600_000_000)
         .collect();
     let mut batch = Vec::with_capacity(100_000);
     let mut total = 0u64;
@@ -277,6 +288,7 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let _guard = KillOnDrop(child.id());
     while TcpStream::connect(addr).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
