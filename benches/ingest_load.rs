@@ -113,10 +113,7 @@ fn report(f: &Figures) {
 }
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -162,9 +159,7 @@ fn measure(
 ) -> (Figures, HashMap<String, usize>) {
     let marks = session_marks(cams);
     let started = wait_for(Duration::from_secs(60), || {
-        cams.all()
-            .iter()
-            .all(|c| c.sessions().len() > marks[c.path()])
+        cams.all().iter().all(|c| c.sessions().len() > marks[c.path()])
     });
     assert!(started, "{name}: not every camera connected within 60 s");
     std::thread::sleep(Duration::from_secs(5));
@@ -244,10 +239,7 @@ fn count_frames_ffprobe(dir: &Path) -> u64 {
             .arg(e.path())
             .output();
         if let Ok(o) = out {
-            total += String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .parse::<u64>()
-                .unwrap_or(0);
+            total += String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().unwrap_or(0);
         }
     }
     total
@@ -266,8 +258,8 @@ impl Drop for KillOnDrop {
 
 fn main() {
     let a = args();
-    let fixture = camsim::BuiltinFixture::parse(&a.fixture)
-        .expect("--fixture: h264_1080p, h264_240p, h265_1080p or h265_240p");
+    let fixture =
+        camsim::BuiltinFixture::parse(&a.fixture).expect("--fixture: h264_1080p, h264_240p, h265_1080p or h265_240p");
     let tmp = tempfile::tempdir().unwrap();
     let base = a.data.clone().unwrap_or_else(|| tmp.path().to_owned());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -275,14 +267,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let cams = camsim::Cameras::new(
-        (0..a.cameras).map(|i| camsim::CameraSpec::new(format!("cam{i}"), fixture.load())),
-    );
+    let cams = camsim::Cameras::new((0..a.cameras).map(|i| camsim::CameraSpec::new(format!("cam{i}"), fixture.load())));
     let sim = rt
-        .block_on(camsim::Camsim::start(
-            "127.0.0.1:0".parse().unwrap(),
-            cams.clone(),
-        ))
+        .block_on(camsim::Camsim::start("127.0.0.1:0".parse().unwrap(), cams.clone()))
         .unwrap();
     println!(
         "ingest_load: {} cameras of {} (~{:.1} Mbit/s each), {} s measured after 5 s warm-up, camsim at {}",
@@ -344,14 +331,10 @@ fn main() {
     rt.block_on(sim.stop());
     if a.gstreamer && have_gst && fixture.name().starts_with("h264") {
         // A fresh camera set and server for GStreamer, so that its counts are its own.
-        let gcams = camsim::Cameras::new(
-            (0..gst_n).map(|i| camsim::CameraSpec::new(format!("cam{i}"), fixture.load())),
-        );
+        let gcams =
+            camsim::Cameras::new((0..gst_n).map(|i| camsim::CameraSpec::new(format!("cam{i}"), fixture.load())));
         let gsim = rt
-            .block_on(camsim::Camsim::start(
-                "127.0.0.1:0".parse().unwrap(),
-                gcams.clone(),
-            ))
+            .block_on(camsim::Camsim::start("127.0.0.1:0".parse().unwrap(), gcams.clone()))
             .unwrap();
         let gdir = base.join("gst-data");
         std::fs::create_dir_all(&gdir).unwrap();
@@ -390,8 +373,6 @@ fn main() {
         );
         rt.block_on(gsim.stop());
     } else {
-        println!(
-            "gstreamer: skipped (needs gst-launch-1.0 and an H.264 fixture; scripts/bench-ingest.sh installs it)"
-        );
+        println!("gstreamer: skipped (needs gst-launch-1.0 and an H.264 fixture; scripts/bench-ingest.sh installs it)");
     }
 }

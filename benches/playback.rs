@@ -60,10 +60,7 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 }
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 /// One hour of real recording of `cam` starting at `base`.
@@ -78,12 +75,10 @@ fn record_hour(data: &Path, cam: &str, base: i64) -> Vec<SegmentRecord> {
         .unwrap();
     let stream = StreamId::main(cam);
     // 61 minutes so that any 1-hour range starting in the first minute is covered.
-    for f in camsim::BuiltinFixture::H264_1080p.load().frames(
-        &stream,
-        61 * 60 * 25,
-        0,
-        WallTime::from_micros(base),
-    ) {
+    for f in camsim::BuiltinFixture::H264_1080p
+        .load()
+        .frames(&stream, 61 * 60 * 25, 0, WallTime::from_micros(base))
+    {
         let mut f = f;
         loop {
             match rec.try_push(f) {
@@ -112,7 +107,11 @@ fn ttfb(addr: SocketAddr, path: &str, token: &str) -> (f64, u16) {
     let t0 = Instant::now();
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = [0u8; 65536];
     let mut got = Vec::new();
     loop {
@@ -128,13 +127,7 @@ fn ttfb(addr: SocketAddr, path: &str, token: &str) -> (f64, u16) {
     }
 }
 
-fn http_json(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> serde_json::Value {
+fn http_json(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> serde_json::Value {
     let mut s = TcpStream::connect(addr).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -247,12 +240,7 @@ fn main() {
         seed % n
     };
     let hours: Vec<(usize, i64)> = (0..20)
-        .map(|_| {
-            (
-                rnd(a.cameras as u64) as usize,
-                rnd((a.days * 24) as u64) as i64,
-            )
-        })
+        .map(|_| (rnd(a.cameras as u64) as usize, rnd((a.days * 24) as u64) as i64))
         .collect();
     for &(c, h) in &hours {
         for (i, r) in per_hour.iter().enumerate() {
@@ -308,11 +296,7 @@ fn main() {
     let mut repeat = Vec::new();
     for i in 0..a.requests {
         let (c, h) = hours[i % hours.len()];
-        let offset_s = if i < hours.len() {
-            0
-        } else {
-            1 + rnd(58) as i64
-        };
+        let offset_s = if i < hours.len() { 0 } else { 1 + rnd(58) as i64 };
         let start = t0 + h * 3_600_000_000 + offset_s * 1_000_000;
         let path = format!(
             "/api/v1/cameras/cam{c}/playback.mp4?start={}&end={}",
@@ -370,13 +354,7 @@ fn main() {
         let job = http_json(addr, "POST", "/api/v1/exports", Some(&token), Some(&body));
         let id = job["id"].as_str().expect("export started").to_owned();
         loop {
-            let j = http_json(
-                addr,
-                "GET",
-                &format!("/api/v1/exports/{id}"),
-                Some(&token),
-                None,
-            );
+            let j = http_json(addr, "GET", &format!("/api/v1/exports/{id}"), Some(&token), None);
             if j["status"] == "done" {
                 let secs = t.elapsed().as_secs_f64();
                 let bytes = j["bytes_total"].as_u64().unwrap_or(0) as f64;
@@ -416,10 +394,7 @@ fn main() {
             }
         }
         let rate = n as f64 / t.elapsed().as_secs_f64();
-        println!(
-            "disk sequential read (caches dropped): {:.2} GB/s",
-            rate / 1e9
-        );
+        println!("disk sequential read (caches dropped): {:.2} GB/s", rate / 1e9);
         Some(rate)
     } else {
         println!("disk sequential read: skipped (cannot drop caches without root)");

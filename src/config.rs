@@ -107,10 +107,7 @@ pub struct Gb28181Config {
     /// SIP address (UDP and TCP).
     pub listen: SocketAddr,
     /// Default device password.
-    #[expect(
-        dead_code,
-        reason = "read by GB/T 28181 device access, which is not built yet"
-    )]
+    #[expect(dead_code, reason = "read by GB/T 28181 device access, which is not built yet")]
     pub password: String,
 }
 
@@ -350,10 +347,7 @@ impl Checker {
             None => None,
             Some(Value::Table(t)) => Some(t),
             Some(v) => {
-                self.problem(
-                    name,
-                    format!("expected a table [{name}], got {}", type_name(v)),
-                );
+                self.problem(name, format!("expected a table [{name}], got {}", type_name(v)));
                 None
             }
         }
@@ -363,10 +357,7 @@ impl Checker {
         match t.get(key)? {
             Value::String(s) => Some(s.clone()),
             v => {
-                self.problem(
-                    join(path, key),
-                    format!("expected a string, got {}", type_name(v)),
-                );
+                self.problem(join(path, key), format!("expected a string, got {}", type_name(v)));
                 None
             }
         }
@@ -390,10 +381,7 @@ impl Checker {
             None => default,
             Some(Value::Boolean(b)) => *b,
             Some(v) => {
-                self.problem(
-                    join(path, key),
-                    format!("expected true or false, got {}", type_name(v)),
-                );
+                self.problem(join(path, key), format!("expected true or false, got {}", type_name(v)));
                 default
             }
         }
@@ -482,10 +470,7 @@ impl Checker {
 
     fn server(&mut self, root: &Table) -> Option<ServerConfig> {
         let Some(t) = self.section(root, "server") else {
-            self.problem(
-                "server",
-                "missing; expected a [server] table with at least data_dirs",
-            );
+            self.problem("server", "missing; expected a [server] table with at least data_dirs");
             return None;
         };
         self.known("server", t, &["listen", "rtsp_listen", "data_dirs"]);
@@ -573,14 +558,7 @@ impl Checker {
         self.known("retention", t, &["standard", "key"]);
         let max = Duration::from_secs(100 * 365 * 86_400);
         let r = RetentionConfig {
-            standard: self.duration(
-                "retention",
-                t,
-                "standard",
-                RULE_STANDARD,
-                Duration::from_secs(1),
-                max,
-            ),
+            standard: self.duration("retention", t, "standard", RULE_STANDARD, Duration::from_secs(1), max),
             key: self.duration("retention", t, "key", RULE_KEY, Duration::from_secs(1), max),
         };
         if r.key < r.standard {
@@ -670,10 +648,7 @@ impl Checker {
         if let Some(id) = &id
             && !digits(id, 20)
         {
-            self.problem(
-                "gb28181.id",
-                format!("{id:?} is not a 20-digit GB/T 28181 id"),
-            );
+            self.problem("gb28181.id", format!("{id:?} is not a 20-digit GB/T 28181 id"));
         }
         let domain = self.required_string("gb28181", t, "domain", "the 10-digit SIP domain");
         if let Some(d) = &domain
@@ -686,8 +661,7 @@ impl Checker {
         } else {
             Some(SocketAddr::from(([0, 0, 0, 0], 5060)))
         };
-        let password =
-            self.required_string("gb28181", t, "password", "the default device password");
+        let password = self.required_string("gb28181", t, "password", "the default device password");
         Some(Gb28181Config {
             id: id?,
             domain: domain?,
@@ -714,10 +688,7 @@ impl Checker {
                 })
                 .collect(),
             Some(v) => {
-                self.problem(
-                    key,
-                    format!("expected [[{key}]] tables, got {}", type_name(v)),
-                );
+                self.problem(key, format!("expected [[{key}]] tables, got {}", type_name(v)));
                 Vec::new()
             }
         }
@@ -727,11 +698,7 @@ impl Checker {
         let mut out = Vec::new();
         let mut names = HashSet::new();
         for (path, t) in self.array_of_tables(root, "users") {
-            self.known(
-                &path,
-                t,
-                &["name", "password", "password_hash", "role", "department"],
-            );
+            self.known(&path, t, &["name", "password", "password_hash", "role", "department"]);
             let name = self.required_string(&path, t, "name", "a login name");
             if let Some(n) = &name
                 && !names.insert(n.clone())
@@ -764,8 +731,7 @@ impl Checker {
                     None
                 }
             };
-            let role =
-                self.required_string(&path, t, "role", &format!("one of {}", ROLES.join(", ")));
+            let role = self.required_string(&path, t, "role", &format!("one of {}", ROLES.join(", ")));
             if let Some(r) = &role
                 && !ROLES.contains(&r.as_str())
             {
@@ -794,23 +760,22 @@ impl Checker {
             self.string(path, t, key)?
         };
         match Url::parse(&s) {
-            Ok(u)
-                if matches!(u.scheme(), "rtsp" | "rtsps")
-                    && u.host_str().is_some_and(|h| !h.is_empty()) =>
-            {
-                Some(u)
-            }
+            Ok(u) if matches!(u.scheme(), "rtsp" | "rtsps") && u.host_str().is_some_and(|h| !h.is_empty()) => Some(u),
             Ok(u) => {
-                self.problem(join(path, key), format!("scheme {:?} or host is wrong; expected rtsp://[user:password@]host[:port]/path", u.scheme()));
+                self.problem(
+                    join(path, key),
+                    format!(
+                        "scheme {:?} or host is wrong; expected rtsp://[user:password@]host[:port]/path",
+                        u.scheme()
+                    ),
+                );
                 None
             }
             Err(e) => {
                 // Never echo the value: it may hold a password.
                 self.problem(
                     join(path, key),
-                    format!(
-                        "not a valid URL ({e}); expected rtsp://[user:password@]host[:port]/path"
-                    ),
+                    format!("not a valid URL ({e}); expected rtsp://[user:password@]host[:port]/path"),
                 );
                 None
             }
@@ -836,12 +801,7 @@ impl Checker {
                     "transport",
                 ],
             );
-            let id = self.required_string(
-                &path,
-                t,
-                "id",
-                "a camera id (letters, digits, '-', '_', '.')",
-            );
+            let id = self.required_string(&path, t, "id", "a camera id (letters, digits, '-', '_', '.')");
             if let Some(id) = &id {
                 let ok = id.len() <= 64
                     && !id.starts_with('.')
@@ -852,10 +812,7 @@ impl Checker {
                     self.problem(join(&path, "id"), format!("{id:?} is not a valid id; use up to 64 letters, digits, '-', '_' or '.', not starting with '.'"));
                 }
                 if let Some(first) = ids.insert(id.clone(), path.clone()) {
-                    self.problem(
-                        join(&path, "id"),
-                        format!("{id:?} is already used by {first}"),
-                    );
+                    self.problem(join(&path, "id"), format!("{id:?} is already used by {first}"));
                 }
             }
             let name = self.string(&path, t, "name");
@@ -875,7 +832,10 @@ impl Checker {
             let record = self.bool(&path, t, "record", true);
             let org = self.string(&path, t, "org").unwrap_or_default();
             if !org.is_empty() && org.split('/').any(|s| s.trim().is_empty()) {
-                self.problem(join(&path, "org"), format!("{org:?} has an empty part; expected a path like \"dalian/xigang/renmin-road\""));
+                self.problem(
+                    join(&path, "org"),
+                    format!("{org:?} has an empty part; expected a path like \"dalian/xigang/renmin-road\""),
+                );
             }
             let location = match t.get("location") {
                 None => None,
@@ -913,10 +873,7 @@ impl Checker {
                 Some(Value::Float(f)) => *f,
                 Some(Value::Integer(i)) => *i as f64,
                 Some(v) => {
-                    self.problem(
-                        join(path, key),
-                        format!("expected a number, got {}", type_name(v)),
-                    );
+                    self.problem(join(path, key), format!("expected a number, got {}", type_name(v)));
                     return None;
                 }
                 None => {
@@ -932,10 +889,7 @@ impl Checker {
         };
         let lat = coord("lat", 90.0);
         let lon = coord("lon", 180.0);
-        Some(Location {
-            lat: lat?,
-            lon: lon?,
-        })
+        Some(Location { lat: lat?, lon: lon? })
     }
 }
 
@@ -1076,12 +1030,7 @@ id = "cam2"
                 p.join("\n")
             );
         }
-        assert_eq!(
-            p.len(),
-            expect.len(),
-            "unexpected extra problems:\n{}",
-            p.join("\n")
-        );
+        assert_eq!(p.len(), expect.len(), "unexpected extra problems:\n{}", p.join("\n"));
     }
 
     #[test]
@@ -1091,13 +1040,11 @@ id = "cam2"
         assert!(p[0].starts_with("server: expected a table"), "{p:?}");
         let p = problems("[server]\ndata_dirs = \"/x\"\n[[cameras]]\nid = 5\nurl = \"rtsp://h/\"");
         assert!(
-            p.iter()
-                .any(|x| x.starts_with("server.data_dirs: expected a list")),
+            p.iter().any(|x| x.starts_with("server.data_dirs: expected a list")),
             "{p:?}"
         );
         assert!(
-            p.iter()
-                .any(|x| x.starts_with("cameras[0].id: expected a string")),
+            p.iter().any(|x| x.starts_with("cameras[0].id: expected a string")),
             "{p:?}"
         );
         let p = problems("");
@@ -1106,19 +1053,14 @@ id = "cam2"
 
     #[test]
     fn url_problems_never_echo_the_value() {
-        let p = problems(
-            "[server]\ndata_dirs=[\"/d\"]\n[[cameras]]\nid=\"c\"\nurl=\"rtsp://u:sEcReT@[bad\"",
-        );
+        let p = problems("[server]\ndata_dirs=[\"/d\"]\n[[cameras]]\nid=\"c\"\nurl=\"rtsp://u:sEcReT@[bad\"");
         assert_eq!(p.len(), 1);
         assert!(!p[0].contains("sEcReT"), "{}", p[0]);
     }
 
     #[test]
     fn short_retention_is_a_warning_not_an_error() {
-        let c = Config::parse(
-            "[server]\ndata_dirs=[\"/d\"]\n[retention]\nstandard=\"20s\"\nkey=\"40s\"",
-        )
-        .unwrap();
+        let c = Config::parse("[server]\ndata_dirs=[\"/d\"]\n[retention]\nstandard=\"20s\"\nkey=\"40s\"").unwrap();
         let w = c.warnings();
         assert!(w.iter().any(|x| x.contains("below the 30 days")));
         assert!(w.iter().any(|x| x.contains("below the 90 days")));

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use camsim::{Cameras, Camsim};
 
 use crate::config::{
-    CameraConfig, Config, IngestConfig, Location, RecordingConfig, RetentionConfig, Secret,
-    ServerConfig, Tier, Transport, UserConfig,
+    CameraConfig, Config, IngestConfig, Location, RecordingConfig, RetentionConfig, Secret, ServerConfig, Tier,
+    Transport, UserConfig,
 };
 
 /// Options of `sharpeye demo`.
@@ -41,20 +41,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let cameras = (0..opts.cameras)
         .map(|i| CameraConfig {
             id: format!("cam{i}"),
-            name: format!(
-                "Demo camera {i} ({})",
-                if i % 2 == 0 { "H.264" } else { "H.265" }
-            ),
-            url: sim
-                .url(&format!("cam{i}"))
-                .parse()
-                .expect("camsim URLs are valid"),
+            name: format!("Demo camera {i} ({})", if i % 2 == 0 { "H.264" } else { "H.265" }),
+            url: sim.url(&format!("cam{i}")).parse().expect("camsim URLs are valid"),
             sub_url: None,
-            tier: if i % 4 == 3 {
-                Tier::Key
-            } else {
-                Tier::Standard
-            },
+            tier: if i % 4 == 3 { Tier::Key } else { Tier::Standard },
             record: true,
             org: format!("demo/district-{}/street-{}", i / 8, i % 8),
             location: Some(Location {

@@ -94,8 +94,7 @@ enum StoreCommand {
 }
 
 fn init_logging() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -222,12 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if let Some(m) = m {
                     println!(
                         "  camera {} ({}), {} to {}, exported by {}: {}",
-                        m.camera.id,
-                        m.camera.name,
-                        m.actual.start,
-                        m.actual.end,
-                        m.exported_by,
-                        m.reason
+                        m.camera.id, m.camera.name, m.actual.start, m.actual.end, m.exported_by, m.reason
                     );
                 }
                 Ok(ExitCode::SUCCESS)
@@ -242,8 +236,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store {
             command: StoreCommand::Rebuild { data },
         } => {
-            let report = store::rebuild(&data)
-                .with_context(|| format!("rebuilding the index of {}", data.display()))?;
+            let report =
+                store::rebuild(&data).with_context(|| format!("rebuilding the index of {}", data.display()))?;
             println!(
                 "{}: index rebuilt from {} segment files",
                 data.display(),

@@ -59,10 +59,7 @@ fn users(config: &Config) -> Result<Vec<auth::User>> {
 
 /// Runs a node with `config` until `shutdown` resolves, then stops cleanly: sources first,
 /// then the recorder (which closes and syncs every segment).
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -91,10 +88,7 @@ pub async fn run(
         })
         .context("starting the recorder")?;
 
-    let auth = Arc::new(
-        auth::Auth::new(users(&config)?, Duration::from_secs(12 * 3600))
-            .context("loading [[users]]")?,
-    );
+    let auth = Arc::new(auth::Auth::new(users(&config)?, Duration::from_secs(12 * 3600)).context("loading [[users]]")?);
 
     let key_path = config.server.data_dirs[0].join("media.key");
     let media = auth::MediaSigner::load_or_create(&key_path)
@@ -142,11 +136,7 @@ pub async fn run(
             },
         );
     }
-    info!(
-        cameras = cameras.len(),
-        recording = sources.len(),
-        "cameras started"
-    );
+    info!(cameras = cameras.len(), recording = sources.len(), "cameras started");
 
     let state = Arc::new(AppState {
         auth,

@@ -26,10 +26,7 @@ fn check_config_names_every_mistake_and_accepts_the_example() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"),
     ]);
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("OK (1 cameras, 1 users, 1 data directories)"),
-        "{out}"
-    );
+    assert!(out.contains("OK (1 cameras, 1 users, 1 data directories)"), "{out}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
@@ -53,10 +50,7 @@ fn check_config_names_every_mistake_and_accepts_the_example() {
     // `run` refuses the same file with the same explanation.
     let (code, out) = run(&["run", "--config", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(
-        out.contains("cameras[0].tier: \"gold\" is not a tier"),
-        "{out}"
-    );
+    assert!(out.contains("cameras[0].tier: \"gold\" is not a tier"), "{out}");
     let (code, out) = run(&["check-config", "--config", "/nonexistent.toml"]);
     assert_eq!(code, 1);
     assert!(out.contains("cannot read the file"), "{out}");
@@ -74,26 +68,16 @@ fn http_errors_are_json_with_the_right_status() {
     );
     let mut node = Node::start(dir.path(), &config, addr);
     let u = |p: &str| format!("http://{addr}{p}");
-    let err = |(status, v): (u16, serde_json::Value)| {
-        (
-            status,
-            v["error"]["code"].as_str().unwrap_or("NOT JSON").to_owned(),
-        )
-    };
+    let err =
+        |(status, v): (u16, serde_json::Value)| (status, v["error"]["code"].as_str().unwrap_or("NOT JSON").to_owned());
 
     // Authentication.
-    assert_eq!(
-        err(get_json(&u("/api/v1/cameras"), None)),
-        (401, "unauthorized".into())
-    );
+    assert_eq!(err(get_json(&u("/api/v1/cameras"), None)), (401, "unauthorized".into()));
     assert_eq!(
         err(get_json(&u("/api/v1/cameras"), Some("forged-token"))),
         (401, "unauthorized".into())
     );
-    assert_eq!(
-        err(get_json(&u("/metrics"), None)),
-        (401, "unauthorized".into())
-    );
+    assert_eq!(err(get_json(&u("/metrics"), None)), (401, "unauthorized".into()));
     let bad_login = post_json(
         &u("/api/v1/login"),
         &json!({"username": "admin", "password": "nope"}),
@@ -110,22 +94,11 @@ fn http_errors_are_json_with_the_right_status() {
         "unknown users and wrong passwords look the same"
     );
     assert_eq!(
-        err(post_raw(
-            &u("/api/v1/login"),
-            "application/json",
-            "{not json",
-            None
-        )),
+        err(post_raw(&u("/api/v1/login"), "application/json", "{not json", None)),
         (400, "bad_request".into())
     );
-    assert_eq!(
-        err(post_raw(&u("/api/v1/login"), "text/plain", "{}", None)).0,
-        415
-    );
-    let huge = format!(
-        "{{\"username\":\"{}\",\"password\":\"x\"}}",
-        "a".repeat(200_000)
-    );
+    assert_eq!(err(post_raw(&u("/api/v1/login"), "text/plain", "{}", None)).0, 415);
+    let huge = format!("{{\"username\":\"{}\",\"password\":\"x\"}}", "a".repeat(200_000));
     let request = format!(
         "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{huge}",
         huge.len()
@@ -144,10 +117,7 @@ fn http_errors_are_json_with_the_right_status() {
 
     // Resources.
     assert_eq!(get_json(&u("/api/v1/cameras"), t).0, 200);
-    assert_eq!(
-        err(get_json(&u("/api/v1/cameras/nope"), t)),
-        (404, "not_found".into())
-    );
+    assert_eq!(err(get_json(&u("/api/v1/cameras/nope"), t)), (404, "not_found".into()));
     let long_id = "x".repeat(5000);
     let (status, v) = get_json(&u(&format!("/api/v1/cameras/{long_id}")), t);
     assert_eq!(status, 404);
@@ -155,23 +125,22 @@ fn http_errors_are_json_with_the_right_status() {
         v["error"]["message"].as_str().unwrap().len() < 200,
         "hostile ids are not echoed in full"
     );
-    assert_eq!(err(get_json(&u("/api/v1/cameras/..%2F..%2Fetc%2Fpasswd/recordings?start=2026-11-23T00:00:00Z&end=2026-11-23T01:00:00Z"), t)).0, 404);
     assert_eq!(
-        err(get_json(&u("/api/v1/nothing-here"), t)),
-        (404, "not_found".into())
+        err(get_json(
+            &u("/api/v1/cameras/..%2F..%2Fetc%2Fpasswd/recordings?start=2026-11-23T00:00:00Z&end=2026-11-23T01:00:00Z"),
+            t
+        ))
+        .0,
+        404
     );
+    assert_eq!(err(get_json(&u("/api/v1/nothing-here"), t)), (404, "not_found".into()));
     assert_eq!(
         err(post_json(&u("/api/v1/cameras"), &json!({}), t)),
         (405, "method_not_allowed".into())
     );
 
     // Recordings queries.
-    let rec = |q: &str| {
-        err(get_json(
-            &u(&format!("/api/v1/cameras/cam0/recordings{q}")),
-            t,
-        ))
-    };
+    let rec = |q: &str| err(get_json(&u(&format!("/api/v1/cameras/cam0/recordings{q}")), t));
     assert_eq!(rec("").0, 400);
     assert_eq!(rec("?start=2026-11-23T08:00:00+08:00").0, 400);
     assert_eq!(rec("?start=yesterday&end=2026-11-23T08:00:00Z").0, 400);
@@ -194,9 +163,7 @@ fn http_errors_are_json_with_the_right_status() {
         (400, "bad_request".into())
     );
     let (status, v) = get_json(
-        &u(
-            "/api/v1/cameras/cam0/recordings?start=2026-11-23T08:00:00%2B08:00&end=2026-11-23T09:00:00%2B08:00",
-        ),
+        &u("/api/v1/cameras/cam0/recordings?start=2026-11-23T08:00:00%2B08:00&end=2026-11-23T09:00:00%2B08:00"),
         t,
     );
     assert_eq!((status, v.clone()), (200, json!({"ranges": []})), "{v}");
@@ -226,10 +193,7 @@ fn http_errors_are_json_with_the_right_status() {
     std::fs::write(&cfg2, config2).unwrap();
     let (code, out) = run(&["run", "--config", cfg2.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(
-        out.contains("is in use by another Sharpeye process"),
-        "{out}"
-    );
+    assert!(out.contains("is in use by another Sharpeye process"), "{out}");
     assert!(node.terminate().success());
 }
 

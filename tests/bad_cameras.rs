@@ -19,10 +19,7 @@ fn broken_cameras_are_reported_and_never_disturb_the_good_one() {
     let sim = Sim::start(vec![
         CameraSpec::new("good", BuiltinFixture::H264_240p.load()),
         CameraSpec::new("garbage", BuiltinFixture::H265_240p.load()),
-        CameraSpec::new(
-            "badsps",
-            BuiltinFixture::H264_240p.load_with_truncated_sps(),
-        ),
+        CameraSpec::new("badsps", BuiltinFixture::H264_240p.load_with_truncated_sps()),
         CameraSpec::new("backwards", BuiltinFixture::H264_240p.load()),
         CameraSpec::new("oversized", BuiltinFixture::H265_240p.load()),
         locked,
@@ -34,39 +31,23 @@ fn broken_cameras_are_reported_and_never_disturb_the_good_one() {
         camera_toml("badsps", &sim.url("badsps")),
         camera_toml("backwards", &sim.url("backwards")),
         camera_toml("oversized", &sim.url("oversized")),
-        camera_toml(
-            "wrongpass",
-            &format!("rtsp://admin:wrong-password@{a}/locked"),
-        ),
+        camera_toml("wrongpass", &format!("rtsp://admin:wrong-password@{a}/locked")),
         camera_toml("nopath", &format!("rtsp://{a}/no-such-stream")),
         camera_toml("unreachable", "rtsp://127.0.0.1:1/stream"),
     ]
     .concat();
     let addr = free_addr();
-    let config = config_with(
-        addr,
-        &data,
-        "segment = \"60s\"",
-        "max_frame_bytes = 4194304",
-        &cams,
-    );
+    let config = config_with(addr, &data, "segment = \"60s\"", "max_frame_bytes = 4194304", &cams);
     let mut node = Node::start(dir.path(), &config, addr);
     let t0 = now_us();
-    assert!(wait_until(Duration::from_secs(10), || sim
-        .cam("good")
-        .frames_sent()
-        > 50));
+    assert!(wait_until(Duration::from_secs(10), || sim.cam("good").frames_sent() > 50));
     std::thread::sleep(Duration::from_secs(2));
     sim.cam("garbage").send_garbage(Duration::from_millis(400));
-    sim.cam("backwards")
-        .jump_timestamps_back(Duration::from_secs(30));
+    sim.cam("backwards").jump_timestamps_back(Duration::from_secs(30));
     sim.cam("oversized").send_oversized_nal(8 << 20);
     std::thread::sleep(Duration::from_secs(8));
 
-    assert!(
-        node.child.try_wait().unwrap().is_none(),
-        "the process is still running"
-    );
+    assert!(node.child.try_wait().unwrap().is_none(), "the process is still running");
     let log = node.log_text();
     assert!(!log.contains("panicked"), "{log}");
 
@@ -75,12 +56,7 @@ fn broken_cameras_are_reported_and_never_disturb_the_good_one() {
         assert_eq!(status, 200, "{v}");
         v
     };
-    let error_of = |v: &serde_json::Value| {
-        v["health"]["main"]["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    };
+    let error_of = |v: &serde_json::Value| v["health"]["main"]["last_error"].as_str().unwrap_or("").to_owned();
     for (id, want) in [
         ("wrongpass", "RTSP 401 Unauthorized from 127.0.0.1"),
         ("nopath", "RTSP 404 Not Found from 127.0.0.1"),

@@ -13,12 +13,7 @@ fn outage_gap_is_exactly_the_outage_and_recording_resumes_within_2_s() {
     let data = dir.path().join("data");
     let mut sim = Sim::start(camsim::mixed_cameras(1, false));
     let addr = free_addr();
-    let config = config_toml(
-        addr,
-        &data,
-        "segment = \"60s\"",
-        &camera_toml("cam0", &sim.url("cam0")),
-    );
+    let config = config_toml(addr, &data, "segment = \"60s\"", &camera_toml("cam0", &sim.url("cam0")));
     let mut node = Node::start(dir.path(), &config, addr);
     let cam = sim.cam("cam0");
     let t0 = now_us();
@@ -28,8 +23,7 @@ fn outage_gap_is_exactly_the_outage_and_recording_resumes_within_2_s() {
     std::thread::sleep(Duration::from_secs(3));
     let back = now_us();
     sim.restart();
-    assert!(wait_until(Duration::from_secs(5), || cam.sessions().len()
-        == 2
+    assert!(wait_until(Duration::from_secs(5), || cam.sessions().len() == 2
         && cam.sessions()[1].frames > 50));
     let sessions = cam.sessions();
     let resumed = sessions[1].first_frame.unwrap().as_micros();
@@ -64,12 +58,7 @@ fn stalled_camera_is_reconnected_by_the_watchdog() {
     let data = dir.path().join("data");
     let sim = Sim::start(camsim::mixed_cameras(1, false));
     let addr = free_addr();
-    let config = config_toml(
-        addr,
-        &data,
-        "segment = \"60s\"",
-        &camera_toml("cam0", &sim.url("cam0")),
-    );
+    let config = config_toml(addr, &data, "segment = \"60s\"", &camera_toml("cam0", &sim.url("cam0")));
     let mut node = Node::start(dir.path(), &config, addr);
     let cam = sim.cam("cam0");
     assert!(wait_until(Duration::from_secs(10), || cam.frames_sent() > 50));
@@ -86,20 +75,14 @@ fn stalled_camera_is_reconnected_by_the_watchdog() {
         "watchdog took {} ms",
         (reconnected - stalled) / 1000
     );
-    assert!(wait_until(Duration::from_secs(5), || cam.sessions()[1]
-        .frames
-        > 25));
+    assert!(wait_until(Duration::from_secs(5), || cam.sessions()[1].frames > 25));
     std::thread::sleep(Duration::from_millis(1000));
     let (status, detail) = node.get("/api/v1/cameras/cam0");
     assert_eq!(status, 200);
     assert_eq!(detail["status"], "online", "{detail}");
     assert_eq!(detail["health"]["main"]["sessions"], 2);
     let ranges = node.ranges("cam0", stalled - 60_000_000, now_us());
-    assert_eq!(
-        ranges.len(),
-        2,
-        "recording on both sides of the stall: {ranges:?}"
-    );
+    assert_eq!(ranges.len(), 2, "recording on both sides of the stall: {ranges:?}");
     assert!(
         node.log_text().contains("no frames for 4.0 s"),
         "the stall is logged with its cause"

@@ -29,29 +29,21 @@ fn twenty_sigkills_lose_at_most_one_second_each() {
         let node = Node::start(dir.path(), &config, addr);
         let log = node.log.clone();
         assert!(
-            wait_until(Duration::from_secs(10), || sim.cam("cam0").sessions().len()
-                > before
+            wait_until(Duration::from_secs(10), || sim.cam("cam0").sessions().len() > before
                 && sim.cam("cam1").sessions().len() > before),
             "round {round}: cameras connect:\n{}\ncam0 {:?}\ncam1 {:?}",
             node.log_text(),
             sim.cam("cam0").sessions().last(),
             sim.cam("cam1").sessions().last()
         );
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let run_ms = 700 + (seed >> 33) % 2300;
         std::thread::sleep(Duration::from_millis(run_ms));
         node.kill();
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(
-            !text.contains("panicked"),
-            "round {round} panicked:\n{text}"
-        );
+        assert!(!text.contains("panicked"), "round {round} panicked:\n{text}");
         // Let camsim notice the closed connections.
-        assert!(wait_until(Duration::from_secs(5), || sim
-            .cam("cam0")
-            .active_sessions()
+        assert!(wait_until(Duration::from_secs(5), || sim.cam("cam0").active_sessions()
             == 0
             && sim.cam("cam1").active_sessions() == 0));
     }
@@ -90,11 +82,7 @@ fn twenty_sigkills_lose_at_most_one_second_each() {
             let (from, to) = (s.started.as_micros(), s.ended.unwrap().as_micros());
             let recorded: u64 = segments
                 .iter()
-                .filter(|(_, r)| {
-                    r.stream.camera() == cam
-                        && r.start.as_micros() >= from
-                        && r.start.as_micros() <= to
-                })
+                .filter(|(_, r)| r.stream.camera() == cam && r.start.as_micros() >= from && r.start.as_micros() <= to)
                 .map(|(_, r)| r.frames)
                 .sum();
             let lost = s.frames as i64 - recorded as i64;
@@ -113,8 +101,5 @@ fn twenty_sigkills_lose_at_most_one_second_each() {
             );
         }
     }
-    println!(
-        "worst loss in one crash: {worst} frames ({} ms)",
-        worst * 40
-    );
+    println!("worst loss in one crash: {worst} frames ({} ms)", worst * 40);
 }

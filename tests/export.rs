@@ -92,27 +92,21 @@ fn export_round_trip_and_every_tampering_is_named() {
         "reason is required"
     );
     assert_eq!(
-        bad(
-            json!({"camera": "cam", "start": at(base, 10.0), "end": at(base, 20.0), "reason": "  "})
-        )
-        .0,
+        bad(json!({"camera": "cam", "start": at(base, 10.0), "end": at(base, 20.0), "reason": "  "})).0,
         400
     );
     assert_eq!(
-        bad(
-            json!({"camera": "nope", "start": at(base, 10.0), "end": at(base, 20.0), "reason": "x"})
-        )
-        .0,
+        bad(json!({"camera": "nope", "start": at(base, 10.0), "end": at(base, 20.0), "reason": "x"})).0,
         404
     );
     assert_eq!(
-        bad(
-            json!({"camera": "cam", "start": at(base, 20.0), "end": at(base, 10.0), "reason": "x"})
-        )
-        .0,
+        bad(json!({"camera": "cam", "start": at(base, 20.0), "end": at(base, 10.0), "reason": "x"})).0,
         400
     );
-    assert_eq!(bad(json!({"camera": "cam", "start": at(base, 900.0), "end": at(base, 990.0), "reason": "x"})).0, 404);
+    assert_eq!(
+        bad(json!({"camera": "cam", "start": at(base, 900.0), "end": at(base, 990.0), "reason": "x"})).0,
+        404
+    );
     assert_eq!(post_json(&ex, &json!({}), None).0, 401);
 
     // 30 s .. 225 s: across segment boundaries, a 10 s gap and a codec change.
@@ -143,16 +137,8 @@ fn export_round_trip_and_every_tampering_is_named() {
         mt["token"].as_str().unwrap()
     ));
     let mut resp = ureq::get(&url).call().unwrap();
-    assert_eq!(
-        resp.headers().get("content-type").unwrap(),
-        "application/zip"
-    );
-    let zip_bytes = resp
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .unwrap();
+    assert_eq!(resp.headers().get("content-type").unwrap(), "application/zip");
+    let zip_bytes = resp.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap();
     let (_, wrong) = post_json(
         &node.url("/api/v1/cameras/cam/media-token"),
         &json!({"action": "playback"}),
@@ -173,10 +159,7 @@ fn export_round_trip_and_every_tampering_is_named() {
     let (ok, out) = verify(&pkg, None);
     assert!(ok, "{out}");
     assert!(out.contains("intact: 2 file(s)"), "{out}");
-    assert!(
-        out.contains("case 2026-1123: theft at the east gate"),
-        "{out}"
-    );
+    assert!(out.contains("case 2026-1123: theft at the east gate"), "{out}");
 
     // The files inside are standard MP4s of what was asked for.
     let folder = dir.path().join("extracted");
@@ -232,9 +215,7 @@ fn export_round_trip_and_every_tampering_is_named() {
         "manifest-byte",
         &|d| {
             let p = d.join("manifest.json");
-            let t = std::fs::read_to_string(&p)
-                .unwrap()
-                .replacen("theft", "thEft", 1);
+            let t = std::fs::read_to_string(&p).unwrap().replacen("theft", "thEft", 1);
             std::fs::write(p, t).unwrap();
         },
         "signature does not match manifest.json",
@@ -270,19 +251,13 @@ fn export_round_trip_and_every_tampering_is_named() {
     let mid = z.len() / 2;
     z[mid] ^= 0x40;
     let bad_zip = dir.path().join("bad.zip");
-    std::fs::File::create(&bad_zip)
-        .unwrap()
-        .write_all(&z)
-        .unwrap();
+    std::fs::File::create(&bad_zip).unwrap().write_all(&z).unwrap();
     let (ok, out) = verify(&bad_zip, None);
     assert!(!ok && out.contains("the file was changed"), "{out}");
 
     // Exports survive a restart.
     assert!(node.terminate().success());
     let mut node = Node::start(dir.path(), &config, addr);
-    assert_eq!(
-        node.get(&format!("/api/v1/exports/{id}")).1["status"],
-        "done"
-    );
+    assert_eq!(node.get(&format!("/api/v1/exports/{id}")).1["status"], "done");
     assert!(node.terminate().success());
 }

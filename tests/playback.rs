@@ -55,8 +55,8 @@ fn serve() -> Served {
         camera_toml("b", "rtsp://127.0.0.1:1/b"),
     ]
     .concat();
-    let config = config_with(addr, &data, "", "", &cams)
-        .replace("[ingest]", "[playback]\nmax_range = \"1h\"\n\n[ingest]");
+    let config =
+        config_with(addr, &data, "", "", &cams).replace("[ingest]", "[playback]\nmax_range = \"1h\"\n\n[ingest]");
     let mut node = Node::start(dir.path(), &config, addr);
     let token = node.token();
     Served {
@@ -97,9 +97,7 @@ fn random_ranges_are_frame_accurate_decode_and_serve_byte_ranges() {
     ];
     let mut seed = 0x9e3779b97f4a7c15u64;
     for _ in 0..6 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let frame = (seed >> 33) % (600 * 25);
         let len_frames = 25 + (seed >> 12) % (90 * 25);
         cases.push((frame as f64 * 0.04, len_frames as f64 * 0.04));
@@ -167,11 +165,7 @@ fn byte_ranges(s: &Served, url: &str, full: &[u8], etag: &str) {
     // If-Range: a current ETag gives the range, a stale one the whole file.
     let (status, _, _) = fetch(url, &s.token, &[("Range", "bytes=0-9"), ("If-Range", etag)]);
     assert_eq!(status, 206);
-    let (status, _, body) = fetch(
-        url,
-        &s.token,
-        &[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")],
-    );
+    let (status, _, body) = fetch(url, &s.token, &[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")]);
     assert_eq!((status, body.len()), (200, len));
     let (status, headers, _) = fetch(url, &s.token, &[("Range", &format!("bytes={len}-"))]);
     assert_eq!(status, 416);
@@ -185,11 +179,7 @@ fn byte_ranges(s: &Served, url: &str, full: &[u8], etag: &str) {
         .call()
         .unwrap();
     assert_eq!(
-        resp.headers()
-            .get("content-length")
-            .unwrap()
-            .to_str()
-            .unwrap(),
+        resp.headers().get("content-length").unwrap().to_str().unwrap(),
         len.to_string()
     );
     assert_eq!(resp.headers().get("etag").unwrap().to_str().unwrap(), etag);
@@ -245,17 +235,8 @@ fn hls_playlist_plays_end_to_end_through_ffmpeg() {
         at(s.base, from),
         at(s.base, to)
     ));
-    let playlist = ureq::get(&url)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    assert!(
-        playlist.starts_with("#EXTM3U")
-            && playlist.contains("#EXT-X-ENDLIST")
-            && playlist.contains("#EXT-X-MAP:")
-    );
+    let playlist = ureq::get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(playlist.starts_with("#EXTM3U") && playlist.contains("#EXT-X-ENDLIST") && playlist.contains("#EXT-X-MAP:"));
     assert!(
         playlist.matches("#EXT-X-MAP:").count() >= 3,
         "several segment files: {playlist}"
@@ -274,10 +255,7 @@ fn hls_playlist_plays_end_to_end_through_ffmpeg() {
         "{frames} frames for {want}"
     );
     // The playlist's segment URLs carry a token for this camera only.
-    let seg = playlist
-        .lines()
-        .find(|l| l.starts_with("segments/"))
-        .unwrap();
+    let seg = playlist.lines().find(|l| l.starts_with("segments/")).unwrap();
     let other = s.node.url(&format!("/api/v1/cameras/b/{seg}"));
     assert_eq!(get_json(&other, None).0, 401);
 }
@@ -320,23 +298,11 @@ fn a_gap_is_collapsed_and_reported() {
         at(s.base, 760.0),
         tok["token"].as_str().unwrap()
     ));
-    let playlist = ureq::get(&url)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    assert_eq!(
-        playlist.matches("#EXT-X-DISCONTINUITY").count(),
-        1,
-        "{playlist}"
-    );
+    let playlist = ureq::get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+    assert_eq!(playlist.matches("#EXT-X-DISCONTINUITY").count(), 1, "{playlist}");
     let (errors, frames) = decode(&url);
     assert!(errors.is_empty(), "{errors}");
-    assert!(
-        (1000..=1100).contains(&frames),
-        "{frames} frames for 40 s recorded"
-    );
+    assert!((1000..=1100).contains(&frames), "{frames} frames for 40 s recorded");
 }
 
 #[test]
@@ -361,10 +327,7 @@ fn bad_playback_requests_get_the_right_status() {
         code(mp4_url(&s, "a", 900.0, 960.0, ""), t),
         (404, "nothing_recorded".into())
     );
-    assert_eq!(
-        code(mp4_url(&s, "zz", 0.0, 10.0, ""), t),
-        (404, "not_found".into())
-    );
+    assert_eq!(code(mp4_url(&s, "zz", 0.0, 10.0, ""), t), (404, "not_found".into()));
     assert_eq!(code(u("start=noon&end=2026-01-01T00:00:00Z"), t).0, 400);
     assert_eq!(code(u("end=2026-01-01T00:00:00Z"), t).0, 400);
     assert_eq!(code(mp4_url(&s, "a", 0.0, 10.0, "&speed=3"), t).0, 400);
@@ -373,19 +336,11 @@ fn bad_playback_requests_get_the_right_status() {
         (401, "unauthorized".into())
     );
     assert_eq!(
-        code(
-            mp4_url(&s, "a", 0.0, 10.0, "&token=v1.9999999999.playback.AAAA"),
-            None
-        )
-        .0,
+        code(mp4_url(&s, "a", 0.0, 10.0, "&token=v1.9999999999.playback.AAAA"), None).0,
         401
     );
     let huge = format!("bytes={}", "1-2,".repeat(600));
-    let (status, headers, body) = fetch(
-        &mp4_url(&s, "a", 0.0, 10.0, ""),
-        &s.token,
-        &[("Range", &huge)],
-    );
+    let (status, headers, body) = fetch(&mp4_url(&s, "a", 0.0, 10.0, ""), &s.token, &[("Range", &huge)]);
     assert_eq!(status, 416);
     assert!(String::from_utf8_lossy(&body).contains("range_not_satisfiable"));
     assert_eq!(header(&headers, "content-type"), Some("application/json"));

@@ -44,10 +44,7 @@ fn four_cameras_recorded_for_20_s_lose_nothing_and_decode() {
     for i in 0..4 {
         let cam = format!("cam{i}");
         let sent = sim.cam(&cam).frames_sent();
-        let mine: Vec<_> = segments
-            .iter()
-            .filter(|(_, r)| r.stream.camera() == cam)
-            .collect();
+        let mine: Vec<_> = segments.iter().filter(|(_, r)| r.stream.camera() == cam).collect();
         let recorded: u64 = mine.iter().map(|(_, r)| r.frames).sum();
         assert!(sent >= 20 * 25, "{cam} sent {sent}");
         assert_eq!(
@@ -59,18 +56,15 @@ fn four_cameras_recorded_for_20_s_lose_nothing_and_decode() {
             "{cam}: short segments rotate ({} segments)",
             mine.len()
         );
-        assert!(mine.iter().all(|(_, r)| r.closed
-            && !r.key_frames.is_empty()
-            && r.key_frames[0].media_offset == 0));
+        assert!(
+            mine.iter()
+                .all(|(_, r)| r.closed && !r.key_frames.is_empty() && r.key_frames[0].media_offset == 0)
+        );
         if have_ffmpeg() {
             for (path, r) in &mine {
                 let (n, errors) = probe(path);
                 assert_eq!(n, r.frames, "{}: ffprobe frame count", path.display());
-                assert!(
-                    errors.is_empty(),
-                    "{}: ffmpeg decode errors: {errors}",
-                    path.display()
-                );
+                assert!(errors.is_empty(), "{}: ffmpeg decode errors: {errors}", path.display());
             }
         }
     }
@@ -108,11 +102,7 @@ fn four_cameras_recorded_for_20_s_lose_nothing_and_decode() {
             .map(|r| (r.start.as_micros(), r.end.as_micros()))
             .collect();
         assert_eq!(ranges, &from_files, "{cam}: listing matches the files");
-        assert_eq!(
-            ranges.len(),
-            1,
-            "{cam}: one continuous recording: {ranges:?}"
-        );
+        assert_eq!(ranges.len(), 1, "{cam}: one continuous recording: {ranges:?}");
         let sent = sim.cam(&cam).frames_sent() as i64;
         let span = ranges[0].1 - ranges[0].0;
         assert!(
@@ -129,15 +119,10 @@ fn four_cameras_recorded_for_20_s_lose_nothing_and_decode() {
         .arg(&data)
         .output()
         .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout).contains(&format!("index rebuilt from {} segment files", segments.len()))
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
-        "index rebuilt from {} segment files",
-        segments.len()
-    )));
     let mut node = Node::start(dir.path(), &config, addr);
     for (i, before) in listing.iter().enumerate() {
         assert_eq!(

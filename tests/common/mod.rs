@@ -20,19 +20,11 @@ pub fn free_addr() -> SocketAddr {
 
 /// A camera entry for a config.
 pub fn camera_toml(id: &str, url: &str) -> String {
-    format!(
-        "[[cameras]]\nid = \"{id}\"\nname = \"{id}\"\nurl = \"{url}\"\ntier = \"standard\"\norg = \"test/e2e\"\n\n"
-    )
+    format!("[[cameras]]\nid = \"{id}\"\nname = \"{id}\"\nurl = \"{url}\"\ntier = \"standard\"\norg = \"test/e2e\"\n\n")
 }
 
 /// A whole config: `[recording]` lines, extra `[ingest]` lines, then cameras.
-pub fn config_with(
-    listen: SocketAddr,
-    data: &Path,
-    recording: &str,
-    ingest: &str,
-    cameras: &str,
-) -> String {
+pub fn config_with(listen: SocketAddr, data: &Path, recording: &str, ingest: &str, cameras: &str) -> String {
     format!(
         "[server]\nlisten = \"{listen}\"\ndata_dirs = [\"{}\"]\n\n[recording]\n{recording}\n\n[ingest]\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n{ingest}\n\n[[users]]\nname = \"admin\"\npassword = \"{PASSWORD}\"\nrole = \"admin\"\n\n{cameras}",
         data.display()
@@ -190,10 +182,7 @@ pub fn get_json(url: &str, token: Option<&str>) -> (u16, Value) {
     let mut resp = req.call().unwrap();
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 pub fn post_json(url: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
@@ -208,10 +197,7 @@ pub fn post_raw(url: &str, content_type: &str, body: &str, token: Option<&str>) 
     let mut resp = req.send(body).unwrap();
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 pub fn now_us() -> i64 {
@@ -271,10 +257,7 @@ pub fn probe(path: &Path) -> (u64, String) {
         .arg(path)
         .output()
         .unwrap();
-    let n = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let n = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
     let dec = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
@@ -310,10 +293,7 @@ impl Sim {
             .unwrap();
         let cams = camsim::Cameras::new(specs);
         let sim = rt
-            .block_on(camsim::Camsim::start(
-                "127.0.0.1:0".parse().unwrap(),
-                cams.clone(),
-            ))
+            .block_on(camsim::Camsim::start("127.0.0.1:0".parse().unwrap(), cams.clone()))
             .unwrap();
         let addr = sim.local_addr();
         Sim {
@@ -371,11 +351,7 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
@@ -425,14 +401,8 @@ pub fn at(base_us: i64, offset_s: f64) -> String {
 }
 
 /// Downloads `url` with a bearer token: (status, headers, body).
-pub fn fetch(
-    url: &str,
-    token: &str,
-    extra: &[(&str, &str)],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut req = agent()
-        .get(url)
-        .header("Authorization", &format!("Bearer {token}"));
+pub fn fetch(url: &str, token: &str, extra: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = agent().get(url).header("Authorization", &format!("Bearer {token}"));
     for (k, v) in extra {
         req = req.header(*k, *v);
     }
@@ -462,21 +432,11 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 /// ffprobe's format duration in seconds.
 pub fn duration(path: &Path) -> f64 {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
         .arg(path)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(-1.0)
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(-1.0)
 }
 
 /// The first frame ffmpeg displays from `input`, as 8-bit luma (a fingerprint).
@@ -490,11 +450,7 @@ pub fn first_frame(input: &str, select: Option<u32>) -> Vec<u8> {
         .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
@@ -521,8 +477,5 @@ pub fn decode(input: &str) -> (String, u64) {
         .next_back()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    (
-        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        frames,
-    )
+    (String::from_utf8_lossy(&out.stderr).trim().to_owned(), frames)
 }

@@ -20,9 +20,7 @@ use media::progressive::{Part, VirtualMp4};
 use media::{StreamId, StreamKind, WallTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use store::export::{
-    Manifest, ManifestCamera, ManifestNode, NodeKey, PackageFile, Span, write_package,
-};
+use store::export::{Manifest, ManifestCamera, ManifestNode, NodeKey, PackageFile, Span, write_package};
 use store::playback::{PlanError, PlaybackRequest, plan};
 
 use crate::handlers::Caller;
@@ -115,8 +113,7 @@ impl Exports {
             };
             if matches!(job.status, JobStatus::Queued | JobStatus::Running) {
                 job.status = JobStatus::Failed;
-                job.error =
-                    Some("interrupted by a restart of the server; start the export again".into());
+                job.error = Some("interrupted by a restart of the server; start the export again".into());
                 let _ = std::fs::write(&p, serde_json::to_vec_pretty(&job).unwrap_or_default());
             }
             jobs.insert(job.id.clone(), job);
@@ -157,11 +154,7 @@ impl Exports {
 
 fn job_json(job: &Job) -> Value {
     let progress = if job.bytes_total == 0 {
-        if job.status == JobStatus::Done {
-            1.0
-        } else {
-            0.0
-        }
+        if job.status == JobStatus::Done { 1.0 } else { 0.0 }
     } else {
         job.bytes_done as f64 / job.bytes_total as f64
     };
@@ -291,21 +284,11 @@ pub async fn create(
 
 fn stamp(t: WallTime) -> String {
     let s = time::format(t);
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(15)
-        .collect()
+    s.chars().filter(|c| c.is_ascii_alphanumeric()).take(15).collect()
 }
 
 /// Runs a job to completion (on a blocking thread).
-fn run(
-    state: &AppState,
-    id: &str,
-    stream: StreamId,
-    start: WallTime,
-    end: WallTime,
-    camera_name: String,
-) {
+fn run(state: &AppState, id: &str, stream: StreamId, start: WallTime, end: WallTime, camera_name: String) {
     let exports = &state.exports;
     let result = (|| -> Result<Job, String> {
         // One plan per codec: a codec switch inside the range starts another file.
@@ -330,10 +313,7 @@ fn run(
             .iter()
             .map(|p| media::progressive::build(&p.spec).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
-        let total: u64 = movies
-            .iter()
-            .map(|m| m.parts.iter().map(|p| p.len).sum::<u64>())
-            .sum();
+        let total: u64 = movies.iter().map(|m| m.parts.iter().map(|p| p.len).sum::<u64>()).sum();
         exports.update(id, |j| {
             j.status = JobStatus::Running;
             j.bytes_total = total;
@@ -440,9 +420,7 @@ fn run(
 
 /// `GET /api/v1/exports`.
 pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(
-        state.exports.lock().values().map(job_json).collect(),
-    ))
+    Json(Value::Array(state.exports.lock().values().map(job_json).collect()))
 }
 
 fn find(state: &AppState, id: &str) -> Result<Job, ApiError> {
@@ -472,9 +450,7 @@ pub async fn download(
     headers: HeaderMap,
     q: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let q = q
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))?;
     let job = find(&state, &id).map_err(|e| {
         // Do not reveal which ids exist to callers without credentials.
         if crate::handlers::bearer(&headers).is_none() && !q.contains_key("token") {
@@ -492,9 +468,7 @@ pub async fn download(
         ));
     };
     let path = state.exports.dir.join(name);
-    let len = std::fs::metadata(&path)
-        .map(|m| m.len())
-        .map_err(ApiError::internal)?;
+    let len = std::fs::metadata(&path).map(|m| m.len()).map_err(ApiError::internal)?;
     let file = VirtualMp4 {
         head: bytes::Bytes::new(),
         parts: vec![Part {
@@ -514,9 +488,6 @@ pub async fn download(
         },
         &method,
         &headers,
-        vec![(
-            "content-disposition",
-            format!("attachment; filename=\"{name}\""),
-        )],
+        vec![("content-disposition", format!("attachment; filename=\"{name}\""))],
     )
 }

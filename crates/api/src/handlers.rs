@@ -24,12 +24,11 @@ pub struct Caller(pub auth::Principal);
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or_else(|| {
-            ApiError::unauthorized("missing bearer token: log in with POST /api/v1/login and send Authorization: Bearer <token>")
+            ApiError::unauthorized(
+                "missing bearer token: log in with POST /api/v1/login and send Authorization: Bearer <token>",
+            )
         })?;
         state
             .auth
@@ -118,9 +117,7 @@ fn camera_json(c: &CameraEntry) -> Value {
 
 /// `GET /api/v1/cameras`.
 pub async fn cameras(State(state): AppStateArc, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(
-        state.cameras.values().map(camera_json).collect(),
-    ))
+    Json(Value::Array(state.cameras.values().map(camera_json).collect()))
 }
 
 fn camera<'a>(state: &'a AppState, id: &str) -> Result<&'a CameraEntry, ApiError> {
@@ -167,16 +164,15 @@ pub async fn camera_detail(
 }
 
 fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
-    q.get(name).map(String::as_str).ok_or_else(|| {
-        ApiError::bad_request(format!("missing query parameter {name} (an RFC 3339 time)"))
-    })
+    q.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| ApiError::bad_request(format!("missing query parameter {name} (an RFC 3339 time)")))
 }
 
 fn stream_param(q: &HashMap<String, String>, camera: &str) -> Result<StreamId, ApiError> {
     let kind = match q.get("stream").map(String::as_str) {
         None => StreamKind::Main,
-        Some(s) => StreamKind::parse(s)
-            .ok_or_else(|| ApiError::bad_request("stream: expected main or sub"))?,
+        Some(s) => StreamKind::parse(s).ok_or_else(|| ApiError::bad_request("stream: expected main or sub"))?,
     };
     Ok(StreamId::new(camera, kind))
 }

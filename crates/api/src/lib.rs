@@ -49,10 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", v1)
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/",
-            get(|| async { Html(include_str!("../static/index.html")) }),
-        )
+        .route("/", get(|| async { Html(include_str!("../static/index.html")) }))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1 in docs/api.md") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -80,7 +77,5 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -15,9 +15,7 @@ use crate::handlers::Caller;
 use crate::state::AppState;
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 struct Out(String);
@@ -28,10 +26,7 @@ impl Out {
     }
 
     fn value(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
-        let l: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-            .collect();
+        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
         if l.is_empty() {
             let _ = writeln!(self.0, "{name} {v}");
         } else {
@@ -73,13 +68,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, _caller: Caller) -> imp
     let snaps: Vec<_> = state
         .cameras
         .values()
-        .map(|c| {
-            (
-                c.info.id.as_str(),
-                c.main.as_ref().map(|h| h.snapshot()),
-                c.status(),
-            )
-        })
+        .map(|c| (c.info.id.as_str(), c.main.as_ref().map(|h| h.snapshot()), c.status()))
         .collect();
     for (i, (name, kind, help)) in per_camera.iter().enumerate() {
         o.header(name, kind, help);
@@ -149,15 +138,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, _caller: Caller) -> imp
             r.last_sync_us.load(Ordering::Relaxed) as f64 / 1e6,
         );
     }
-    o.header(
-        "sharpeye_uptime_seconds",
-        "gauge",
-        "Seconds since the process started.",
-    );
-    o.value(
-        "sharpeye_uptime_seconds",
-        &[],
-        state.started.elapsed().as_secs(),
-    );
+    o.header("sharpeye_uptime_seconds", "gauge", "Seconds since the process started.");
+    o.value("sharpeye_uptime_seconds", &[], state.started.elapsed().as_secs());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o.0)
 }

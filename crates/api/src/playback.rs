@@ -35,8 +35,7 @@ pub struct Movie {
 type Q = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 fn query(q: Q) -> Result<HashMap<String, String>, ApiError> {
-    q.map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
+    q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 /// Authorizes a media request: a bearer token, or a media token for this camera and action in
@@ -60,11 +59,10 @@ pub(crate) fn authorize_media(
             "missing credentials: send Authorization: Bearer <token>, or ?token= from POST /api/v1/cameras/{id}/media-token",
         ));
     };
-    state.media.verify(t, camera, action).map_err(|_| {
-        ApiError::unauthorized(
-            "the media token is invalid, expired, or for another camera or action",
-        )
-    })?;
+    state
+        .media
+        .verify(t, camera, action)
+        .map_err(|_| ApiError::unauthorized("the media token is invalid, expired, or for another camera or action"))?;
     Ok(Some(t.clone()))
 }
 
@@ -82,8 +80,7 @@ fn camera_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
 fn stream_of(q: &HashMap<String, String>, camera: &str) -> Result<StreamId, ApiError> {
     let kind = match q.get("stream").map(String::as_str) {
         None => StreamKind::Main,
-        Some(s) => StreamKind::parse(s)
-            .ok_or_else(|| ApiError::bad_request("stream: expected main or sub"))?,
+        Some(s) => StreamKind::parse(s).ok_or_else(|| ApiError::bad_request("stream: expected main or sub"))?,
     };
     Ok(StreamId::new(camera, kind))
 }
@@ -110,10 +107,7 @@ fn nothing_recorded() -> ApiError {
 }
 
 /// Plans and builds (or fetches from the cache) the movie for a request.
-pub(crate) async fn movie(
-    state: &Arc<AppState>,
-    req: PlaybackRequest,
-) -> Result<Arc<Movie>, ApiError> {
+pub(crate) async fn movie(state: &Arc<AppState>, req: PlaybackRequest) -> Result<Arc<Movie>, ApiError> {
     let st = state.clone();
     tokio::task::spawn_blocking(move || -> Result<Arc<Movie>, ApiError> {
         let plan = match plan(&st.store, &st.samples, &req) {
@@ -121,12 +115,7 @@ pub(crate) async fn movie(
             Err(PlanError::NothingRecorded) => return Err(nothing_recorded()),
             Err(PlanError::Store(e)) => return Err(ApiError::internal(e)),
         };
-        if let Some(m) = st
-            .movies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&plan.etag)
-        {
+        if let Some(m) = st.movies.lock().unwrap_or_else(|p| p.into_inner()).get(&plan.etag) {
             return Ok(m.clone());
         }
         let file = media::progressive::build(&plan.spec).map_err(ApiError::internal)?;
@@ -176,10 +165,7 @@ pub async fn playback_mp4(
         ("x-sharpeye-end", time::format(m.plan.last)),
         (
             "content-disposition",
-            format!(
-                "inline; filename=\"{id}_{}.mp4\"",
-                start.as_micros() / 1_000_000
-            ),
+            format!("inline; filename=\"{id}_{}.mp4\"", start.as_micros() / 1_000_000),
         ),
     ];
     if !m.plan.gaps.is_empty() {
@@ -223,10 +209,7 @@ pub async fn playback_m3u8(
     let segments = tokio::task::spawn_blocking(move || st.store.segments(&s2, start, end))
         .await
         .map_err(ApiError::internal)??;
-    let segments: Vec<_> = segments
-        .into_iter()
-        .filter(|(_, r)| !r.key_frames.is_empty())
-        .collect();
+    let segments: Vec<_> = segments.into_iter().filter(|(_, r)| !r.key_frames.is_empty()).collect();
     if segments.is_empty() {
         return Err(nothing_recorded());
     }
@@ -248,11 +231,7 @@ pub async fn playback_m3u8(
         let init_len = r.key_frames[0].byte_offset;
         // GOPs overlapping the window, starting from the one at or before start.
         let frags = &r.key_frames;
-        let end_of = |i: usize| {
-            frags
-                .get(i + 1)
-                .map_or(r.media_duration, |n| n.media_offset)
-        };
+        let end_of = |i: usize| frags.get(i + 1).map_or(r.media_duration, |n| n.media_offset);
         let wall_end = |i: usize| r.start.add_micros(media::media_to_micros(end_of(i) as i64));
         let mut first = 0;
         for (i, f) in frags.iter().enumerate() {
@@ -287,10 +266,7 @@ pub async fn playback_m3u8(
                 if !first_file && !continues {
                     entries.push_str("#EXT-X-DISCONTINUITY\n");
                 }
-                let _ = writeln!(
-                    entries,
-                    "#EXT-X-MAP:URI=\"{url}\",BYTERANGE=\"{init_len}@0\""
-                );
+                let _ = writeln!(entries, "#EXT-X-MAP:URI=\"{url}\",BYTERANGE=\"{init_len}@0\"");
                 let _ = writeln!(
                     entries,
                     "#EXT-X-PROGRAM-DATE-TIME:{}",
@@ -299,10 +275,7 @@ pub async fn playback_m3u8(
                 wrote_map = true;
                 first_file = false;
             }
-            let _ = writeln!(
-                entries,
-                "#EXTINF:{secs:.3},\n#EXT-X-BYTERANGE:{len}@{offset}\n{url}"
-            );
+            let _ = writeln!(entries, "#EXTINF:{secs:.3},\n#EXT-X-BYTERANGE:{len}@{offset}\n{url}");
             i = j;
         }
         if wrote_map {
@@ -355,12 +328,9 @@ pub async fn segment_file(
         .ok_or_else(|| ApiError::bad_request("t: expected the segment's start in microseconds"))?;
     let stream = stream_of(&q, &id)?;
     let st = state.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        st.store
-            .find_segment(&stream, WallTime::from_micros(t), seq)
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let found = tokio::task::spawn_blocking(move || st.store.find_segment(&stream, WallTime::from_micros(t), seq))
+        .await
+        .map_err(ApiError::internal)??;
     let Some((path, r)) = found else {
         return Err(ApiError::not_found(
             "no such segment (it may have been deleted by retention)",
@@ -418,12 +388,8 @@ pub async fn media_token(
         .ok_or_else(|| ApiError::bad_request("action: expected playback, live or export"))?;
     let ttl = req.ttl_s.unwrap_or(600);
     if ttl == 0 || ttl > MAX_MEDIA_TTL {
-        return Err(ApiError::bad_request(format!(
-            "ttl_s: expected 1 to {MAX_MEDIA_TTL}"
-        )));
+        return Err(ApiError::bad_request(format!("ttl_s: expected 1 to {MAX_MEDIA_TTL}")));
     }
     let (token, expires) = state.media.sign(&id, action, Duration::from_secs(ttl));
-    Ok(Json(
-        json!({ "token": token, "expires_at": time::format(expires) }),
-    ))
+    Ok(Json(json!({ "token": token, "expires_at": time::format(expires) })))
 }

@@ -62,18 +62,12 @@ pub fn wanted(headers: &HeaderMap, len: u64, etag: &str) -> Result<Wanted, ApiEr
         ));
     }
     if let Some(cond) = headers.get(header::IF_RANGE) {
-        let fresh = cond
-            .to_str()
-            .is_ok_and(|c| c.trim() == format!("\"{etag}\""));
+        let fresh = cond.to_str().is_ok_and(|c| c.trim() == format!("\"{etag}\""));
         if !fresh {
             return Ok(Wanted::Full);
         }
     }
-    let Some(spec) = range
-        .to_str()
-        .ok()
-        .and_then(|r| r.trim().strip_prefix("bytes="))
-    else {
+    let Some(spec) = range.to_str().ok().and_then(|r| r.trim().strip_prefix("bytes=")) else {
         return Ok(Wanted::Full);
     };
     if spec.contains(',') {
@@ -148,10 +142,7 @@ pub fn respond(
         .header(header::ETAG, format!("\"{}\"", s.etag))
         .header(header::CACHE_CONTROL, "private, max-age=3600");
     if status == StatusCode::PARTIAL_CONTENT {
-        r = r.header(
-            header::CONTENT_RANGE,
-            format!("bytes {}-{}/{len}", start, end - 1),
-        );
+        r = r.header(header::CONTENT_RANGE, format!("bytes {}-{}/{len}", start, end - 1));
     }
     for (k, v) in extra {
         r = r.header(k, v);

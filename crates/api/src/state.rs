@@ -49,9 +49,7 @@ impl CameraEntry {
             .is_some_and(|t| WallTime::now().micros_since(t) < ONLINE_WITHIN_US);
         match s.phase {
             SourcePhase::Streaming if fresh => "online",
-            SourcePhase::Streaming | SourcePhase::Connecting if s.sessions == 0 || fresh => {
-                "connecting"
-            }
+            SourcePhase::Streaming | SourcePhase::Connecting if s.sessions == 0 || fresh => "connecting",
             SourcePhase::Stopped => "idle",
             _ => "offline",
         }

@@ -135,13 +135,10 @@ impl Auth {
     /// An authenticator for `users`; sessions last `ttl`.
     pub fn new(users: Vec<User>, ttl: Duration) -> Result<Auth, AuthError> {
         for u in &users {
-            let usable = PasswordHash::new(&u.password_hash).is_ok_and(|h| {
-                h.algorithm == argon2::ARGON2ID_IDENT && h.salt.is_some() && h.hash.is_some()
-            });
+            let usable = PasswordHash::new(&u.password_hash)
+                .is_ok_and(|h| h.algorithm == argon2::ARGON2ID_IDENT && h.salt.is_some() && h.hash.is_some());
             if !usable {
-                return Err(AuthError::BadHash {
-                    user: u.name.clone(),
-                });
+                return Err(AuthError::BadHash { user: u.name.clone() });
             }
         }
         Ok(Auth {
@@ -158,9 +155,7 @@ impl Auth {
         // Verify against a dummy hash for unknown users so that timing does not reveal names.
         let hash = user.map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
         let parsed = PasswordHash::new(hash).map_err(|_| AuthError::BadCredentials)?;
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
+        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
         let user = match (user, ok) {
             (Some(u), true) => u,
             _ => return Err(AuthError::BadCredentials),
@@ -228,10 +223,7 @@ mod tests {
     #[test]
     fn wrong_password_and_unknown_user_look_the_same() {
         let a = auth(Duration::from_secs(60));
-        assert_eq!(
-            a.login("admin", "wrong").unwrap_err(),
-            AuthError::BadCredentials
-        );
+        assert_eq!(a.login("admin", "wrong").unwrap_err(), AuthError::BadCredentials);
         assert_eq!(
             a.login("nobody", "correct horse").unwrap_err(),
             AuthError::BadCredentials

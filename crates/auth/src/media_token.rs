@@ -116,8 +116,7 @@ impl MediaSigner {
     /// Checks that `token` allows `action` on `camera` now.
     pub fn verify(&self, token: &str, camera: &str, action: MediaAction) -> Result<(), AuthError> {
         let mut parts = token.splitn(4, '.');
-        let (Some("v1"), Some(exp), Some(act), Some(sig)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some("v1"), Some(exp), Some(act), Some(sig)) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::BadToken);
         };
@@ -125,9 +124,7 @@ impl MediaSigner {
         if act != action.as_str() || exp * 1_000_000 < WallTime::now().as_micros() {
             return Err(AuthError::BadToken);
         }
-        let sig = URL_SAFE_NO_PAD
-            .decode(sig)
-            .map_err(|_| AuthError::BadToken)?;
+        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| AuthError::BadToken)?;
         let mut m = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
         m.update(format!("v1|{camera}|{}|{exp}", action.as_str()).as_bytes());
         // Constant-time comparison.
@@ -174,10 +171,7 @@ mod tests {
         let b = MediaSigner::load_or_create(&p).unwrap();
         assert!(b.verify(&t, "c", MediaAction::Export).is_ok());
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         std::fs::write(&p, b"short").unwrap();
         assert!(MediaSigner::load_or_create(&p).is_err());
     }

@@ -176,11 +176,7 @@ impl CameraHandle {
 
     /// Sessions that have not ended.
     pub fn active_sessions(&self) -> usize {
-        self.0
-            .sessions()
-            .iter()
-            .filter(|s| s.ended.is_none())
-            .count()
+        self.0.sessions().iter().filter(|s| s.ended.is_none()).count()
     }
 
     /// Total frames sent over all sessions.

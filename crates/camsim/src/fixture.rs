@@ -129,12 +129,8 @@ impl BuiltinFixture {
 
     /// The loaded fixture, shared: parsed and packetized once per process.
     pub fn load(self) -> Arc<Fixture> {
-        static CACHE: [OnceLock<Arc<Fixture>>; 4] = [
-            OnceLock::new(),
-            OnceLock::new(),
-            OnceLock::new(),
-            OnceLock::new(),
-        ];
+        static CACHE: [OnceLock<Arc<Fixture>>; 4] =
+            [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
         let slot = &CACHE[Self::ALL.iter().position(|f| *f == self).unwrap_or(0)];
         slot.get_or_init(|| {
             // The built-in clips are checked by the tests; failing here is a build defect.
@@ -179,9 +175,7 @@ impl BuiltinFixture {
             })
             .collect();
         let fmtp = match f.codec {
-            VideoCodec::H264 => {
-                "packetization-mode=1;sprop-parameter-sets=Z2QA,aO48gA==".to_owned()
-            }
+            VideoCodec::H264 => "packetization-mode=1;sprop-parameter-sets=Z2QA,aO48gA==".to_owned(),
             VideoCodec::H265 => "sprop-vps=QAEMAf//;sprop-sps=QgEB;sprop-pps=RAHA".to_owned(),
         };
         Arc::new(Fixture {
@@ -423,12 +417,7 @@ pub fn packetize(codec: VideoCodec, nals: &[&[u8]], max: usize) -> Vec<Bytes> {
     out
 }
 
-fn fragment(
-    out: &mut Vec<Bytes>,
-    body: &[u8],
-    chunk: usize,
-    header: impl Fn(bool, bool) -> Vec<u8>,
-) {
+fn fragment(out: &mut Vec<Bytes>, body: &[u8], chunk: usize, header: impl Fn(bool, bool) -> Vec<u8>) {
     let n = body.len().div_ceil(chunk);
     for (i, part) in body.chunks(chunk).enumerate() {
         let mut p = header(i == 0, i + 1 == n);
@@ -468,9 +457,7 @@ mod tests {
 
     #[test]
     fn fu_a_fragments_reassemble() {
-        let nal: Vec<u8> = std::iter::once(0x65)
-            .chain((0..5000u32).map(|i| i as u8))
-            .collect();
+        let nal: Vec<u8> = std::iter::once(0x65).chain((0..5000u32).map(|i| i as u8)).collect();
         let pkts = packetize(VideoCodec::H264, &[&nal], 1400);
         assert!(pkts.len() > 3);
         assert_eq!(pkts[0][1] & 0x80, 0x80);
@@ -484,10 +471,7 @@ mod tests {
 
     #[test]
     fn h265_fu_fragments_reassemble() {
-        let nal: Vec<u8> = [0x26, 0x01]
-            .into_iter()
-            .chain((0..3000u32).map(|i| i as u8))
-            .collect();
+        let nal: Vec<u8> = [0x26, 0x01].into_iter().chain((0..3000u32).map(|i| i as u8)).collect();
         let pkts = packetize(VideoCodec::H265, &[&nal], 1000);
         let mut re = vec![(pkts[0][0] & 0x81) | ((pkts[0][2] & 0x3f) << 1), pkts[0][1]];
         for p in &pkts {

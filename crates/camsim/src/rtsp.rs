@@ -22,10 +22,7 @@ pub(crate) enum SetupTransport {
     /// Interleaved in the RTSP connection on this channel (RTCP on the next).
     Interleaved { rtp_channel: u8 },
     /// UDP from `socket` to the client's RTP port.
-    Udp {
-        socket: UdpSocket,
-        client: SocketAddr,
-    },
+    Udp { socket: UdpSocket, client: SocketAddr },
 }
 
 /// What the I/O layer must do after sending the response.
@@ -119,12 +116,7 @@ impl Conn {
         req: &Request<Vec<u8>>,
         cameras: &HashMap<String, Arc<CameraState>>,
     ) -> (Response<Vec<u8>>, Action) {
-        let status = |s| {
-            (
-                Response::builder(Version::V1_0, s).build(Vec::new()),
-                Action::None,
-            )
-        };
+        let status = |s| (Response::builder(Version::V1_0, s).build(Vec::new()), Action::None);
         if let Method::Options = req.method() {
             let r = Response::builder(Version::V1_0, StatusCode::Ok)
                 .header(
@@ -180,10 +172,7 @@ impl Conn {
                 let r = Response::builder(Version::V1_0, StatusCode::Ok)
                     .header(headers::SESSION, self.session_id.clone())
                     .header(headers::RANGE, "npt=now-")
-                    .header(
-                        headers::RTP_INFO,
-                        format!("url={url};seq={seq};rtptime={rtptime}"),
-                    )
+                    .header(headers::RTP_INFO, format!("url={url};seq={seq};rtptime={rtptime}"))
                     .build(Vec::new());
                 (r, Action::Play { seq, rtptime })
             }
@@ -201,17 +190,8 @@ impl Conn {
         }
     }
 
-    fn setup(
-        &mut self,
-        req: &Request<Vec<u8>>,
-        camera: Arc<CameraState>,
-    ) -> (Response<Vec<u8>>, Action) {
-        let status = |s| {
-            (
-                Response::builder(Version::V1_0, s).build(Vec::new()),
-                Action::None,
-            )
-        };
+    fn setup(&mut self, req: &Request<Vec<u8>>, camera: Arc<CameraState>) -> (Response<Vec<u8>>, Action) {
+        let status = |s| (Response::builder(Version::V1_0, s).build(Vec::new()), Action::None);
         let Ok(Some(transports)) = req.typed_header::<headers::Transports>() else {
             return status(StatusCode::UnsupportedTransport);
         };
@@ -244,9 +224,7 @@ impl Conn {
                     socket: sock,
                     client: SocketAddr::new(self.peer.ip(), client_rtp),
                 },
-                format!(
-                    "RTP/AVP;unicast;client_port={client_rtp}-{client_rtcp};server_port={a}-{b}"
-                ),
+                format!("RTP/AVP;unicast;client_port={client_rtp}-{client_rtcp};server_port={a}-{b}"),
             )
         };
         self.transport = Some(transport);
@@ -307,10 +285,7 @@ fn bind_udp_pair(ip: std::net::IpAddr) -> Option<(UdpSocket, u16)> {
     for _ in 0..100 {
         let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).ok()?;
         let port = sock.local_addr().ok()?.port();
-        if port % 2 == 0
-            && port < u16::MAX
-            && UdpSocket::bind(SocketAddr::new(ip, port + 1)).is_ok()
-        {
+        if port % 2 == 0 && port < u16::MAX && UdpSocket::bind(SocketAddr::new(ip, port + 1)).is_ok() {
             return Some((sock, port));
         }
     }
@@ -366,10 +341,7 @@ mod tests {
     }
 
     fn conn() -> Conn {
-        Conn::new(
-            "127.0.0.1:554".parse().unwrap(),
-            "127.0.0.1:40000".parse().unwrap(),
-        )
+        Conn::new("127.0.0.1:554".parse().unwrap(), "127.0.0.1:40000".parse().unwrap())
     }
 
     #[test]
@@ -442,10 +414,7 @@ mod tests {
         );
         assert_eq!(c.handle(&req(&text), &cams).0.status(), StatusCode::Ok);
         let bad = text.replace(&good, &"0".repeat(32));
-        assert_eq!(
-            c.handle(&req(&bad), &cams).0.status(),
-            StatusCode::Unauthorized
-        );
+        assert_eq!(c.handle(&req(&bad), &cams).0.status(), StatusCode::Unauthorized);
     }
 
     #[test]

@@ -73,11 +73,7 @@ impl Camsim {
         let tracker = TaskTracker::new();
         let (c, t) = (cancel.clone(), tracker.clone());
         tracker.spawn(accept_loop(listener, cameras, c, t));
-        Ok(Camsim {
-            addr,
-            cancel,
-            tracker,
-        })
+        Ok(Camsim { addr, cancel, tracker })
     }
 
     /// The address the RTSP listener is bound to.
@@ -98,12 +94,7 @@ impl Camsim {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    cameras: Cameras,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) {
+async fn accept_loop(listener: TcpListener, cameras: Cameras, cancel: CancellationToken, tracker: TaskTracker) {
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -113,8 +104,7 @@ async fn accept_loop(
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let span = info_span!("camsim_conn", %peer);
-                tracker
-                    .spawn(serve(stream, peer, cameras.clone(), cancel.clone()).instrument(span));
+                tracker.spawn(serve(stream, peer, cameras.clone(), cancel.clone()).instrument(span));
             }
             // Out of file descriptors and the like: back off instead of spinning.
             Err(e) => {
@@ -145,13 +135,8 @@ struct Player {
 }
 
 enum PlayMedia {
-    Tcp {
-        channel: u8,
-    },
-    Udp {
-        socket: UdpSocket,
-        client: SocketAddr,
-    },
+    Tcp { channel: u8 },
+    Udp { socket: UdpSocket, client: SocketAddr },
 }
 
 impl Player {
@@ -164,9 +149,7 @@ impl Player {
                     client,
                 }
             }
-            Some(SetupTransport::Interleaved { rtp_channel }) => PlayMedia::Tcp {
-                channel: rtp_channel,
-            },
+            Some(SetupTransport::Interleaved { rtp_channel }) => PlayMedia::Tcp { channel: rtp_channel },
             None => return Err(io::Error::other("PLAY without SETUP")),
         };
         let session = cam.open_session(transport_of(&media));
@@ -213,9 +196,7 @@ impl Player {
             }
             let oversized = (k.oversized_gen != self.oversized_gen).then_some(k.oversized_len);
             self.oversized_gen = k.oversized_gen;
-            let garbage = k
-                .garbage_until
-                .is_some_and(|t| std::time::Instant::now() < t);
+            let garbage = k.garbage_until.is_some_and(|t| std::time::Instant::now() < t);
             (garbage, oversized)
         };
         let mut packets: Vec<Bytes> = match oversized {
@@ -249,8 +230,7 @@ impl Player {
                 for (i, p) in packets.iter().enumerate() {
                     self.buf.push(b'$');
                     self.buf.push(*channel);
-                    self.buf
-                        .extend_from_slice(&((12 + p.len()) as u16).to_be_bytes());
+                    self.buf.extend_from_slice(&((12 + p.len()) as u16).to_be_bytes());
                     rtp_header(&mut self.buf, i == last, self.seq, self.rtptime, self.ssrc);
                     self.buf.extend_from_slice(p);
                     self.seq = self.seq.wrapping_add(1);

@@ -26,9 +26,7 @@ async fn pull(
         password: p.into(),
     }));
     let mut session = Session::describe(url, opts).await?;
-    session
-        .setup(0, SetupOptions::default().transport(transport))
-        .await?;
+    session.setup(0, SetupOptions::default().transport(transport)).await?;
     let mut demuxed = session.play(PlayOptions::default()).await?.demuxed()?;
     let mut r = Received {
         timestamps: vec![],
@@ -70,19 +68,9 @@ async fn retina_reads_h264_and_h265_over_tcp_and_udp_with_advancing_timestamps()
         // 110 frames: more than one loop of the 100-frame clip.
         let r = pull(&sim.url(path), transport, 110, None).await.unwrap();
         for w in r.timestamps.windows(2) {
-            assert_eq!(
-                w[1] - w[0],
-                3600,
-                "{path}: timestamps advance one frame at a time"
-            );
+            assert_eq!(w[1] - w[0], 3600, "{path}: timestamps advance one frame at a time");
         }
-        let keys: Vec<usize> = r
-            .keys
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| **k)
-            .map(|(i, _)| i)
-            .collect();
+        let keys: Vec<usize> = r.keys.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect();
         assert_eq!(keys, vec![0, 25, 50, 75, 100], "{path}");
         assert!(r.dims.iter().all(|d| *d == (320, 240)));
     }
@@ -97,8 +85,7 @@ async fn switching_fixture_changes_resolution_at_a_key_frame() {
     let (sim, cams) = start(camsim::mixed_cameras(1, false)).await;
     let cam = cams.get("cam0").unwrap();
     let url = sim.url("cam0");
-    let task =
-        tokio::spawn(async move { pull(&url, Transport::Tcp(Default::default()), 40, None).await });
+    let task = tokio::spawn(async move { pull(&url, Transport::Tcp(Default::default()), 40, None).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     cam.switch_fixture(BuiltinFixture::H264_1080p.load());
     let r = task.await.unwrap().unwrap();
@@ -118,31 +105,13 @@ async fn digest_auth_and_unknown_paths() {
     spec.credentials = Some(("admin".into(), "s3cret".into()));
     let (sim, _cams) = start(vec![spec]).await;
     let url = sim.url("secure");
-    let ok = pull(
-        &url,
-        Transport::Tcp(Default::default()),
-        5,
-        Some(("admin", "s3cret")),
-    )
-    .await;
+    let ok = pull(&url, Transport::Tcp(Default::default()), 5, Some(("admin", "s3cret"))).await;
     assert!(ok.is_ok(), "{:?}", ok.err());
-    let denied = pull(
-        &url,
-        Transport::Tcp(Default::default()),
-        5,
-        Some(("admin", "wrong")),
-    )
-    .await;
+    let denied = pull(&url, Transport::Tcp(Default::default()), 5, Some(("admin", "wrong"))).await;
     assert_eq!(denied.err().and_then(|e| e.status_code()), Some(401));
     let none = pull(&url, Transport::Tcp(Default::default()), 5, None).await;
     assert_eq!(none.err().and_then(|e| e.status_code()), Some(401));
-    let missing = pull(
-        &sim.url("nope"),
-        Transport::Tcp(Default::default()),
-        5,
-        None,
-    )
-    .await;
+    let missing = pull(&sim.url("nope"), Transport::Tcp(Default::default()), 5, None).await;
     assert_eq!(missing.err().and_then(|e| e.status_code()), Some(404));
     sim.stop().await;
 }
@@ -152,16 +121,9 @@ async fn stall_keeps_the_socket_but_stops_frames() {
     let (sim, cams) = start(camsim::mixed_cameras(1, false)).await;
     let cam = cams.get("cam0").unwrap();
     let url = url::Url::parse(&sim.url("cam0")).unwrap();
-    let mut session = Session::describe(url, SessionOptions::default())
-        .await
-        .unwrap();
+    let mut session = Session::describe(url, SessionOptions::default()).await.unwrap();
     session.setup(0, SetupOptions::default()).await.unwrap();
-    let mut demuxed = session
-        .play(PlayOptions::default())
-        .await
-        .unwrap()
-        .demuxed()
-        .unwrap();
+    let mut demuxed = session.play(PlayOptions::default()).await.unwrap().demuxed().unwrap();
     demuxed.next().await.unwrap().unwrap();
     cam.stall();
     let sent = cam.frames_sent();
@@ -179,11 +141,7 @@ async fn stall_keeps_the_socket_but_stops_frames() {
     .await;
     assert!(quiet.is_ok(), "frames kept arriving after stall");
     assert!(cam.frames_sent() <= sent + 1);
-    assert_eq!(
-        cam.active_sessions(),
-        1,
-        "the stalled session keeps its connection"
-    );
+    assert_eq!(cam.active_sessions(), 1, "the stalled session keeps its connection");
     cam.drop_connections();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(cam.active_sessions(), 0);

@@ -96,11 +96,7 @@ impl WallClock {
             self.window.pop_back();
         }
         self.window.push_back((media, raw_offset));
-        while self
-            .window
-            .front()
-            .is_some_and(|&(m, _)| m < media - WINDOW_TICKS)
-        {
+        while self.window.front().is_some_and(|&(m, _)| m < media - WINDOW_TICKS) {
             self.window.pop_front();
         }
         let target = self.window.front().map_or(raw_offset, |&(_, o)| o) as f64;
@@ -109,9 +105,7 @@ impl WallClock {
         a.correction_us += (target - a.correction_us).clamp(-max, max);
         a.last_media = media;
         Mapped {
-            wall: a
-                .wall
-                .add_micros(elapsed_us + a.correction_us.round() as i64),
+            wall: a.wall.add_micros(elapsed_us + a.correction_us.round() as i64),
             anchored: false,
         }
     }
@@ -140,13 +134,7 @@ mod tests {
     /// `base_delay_us` plus a pseudo-random jitter up to `jitter_us`, for `seconds`. Returns the
     /// largest |wall − true capture time − base delay| after the first `settle` seconds, and the
     /// largest change of frame spacing.
-    fn simulate(
-        drift_ppm: f64,
-        base_delay_us: i64,
-        jitter_us: i64,
-        seconds: i64,
-        settle: i64,
-    ) -> (i64, i64) {
+    fn simulate(drift_ppm: f64, base_delay_us: i64, jitter_us: i64, seconds: i64, settle: i64) -> (i64, i64) {
         let mut clock = WallClock::default();
         let start = 1_763_000_000_000_000i64;
         let mut worst = 0;
@@ -156,11 +144,8 @@ mod tests {
         for n in 0..seconds * 25 {
             let true_us = n * 40_000;
             // The camera's timestamp for this frame runs fast by drift_ppm.
-            let media =
-                1_000_000 + ((true_us as f64) * (1.0 + drift_ppm * 1e-6) * 0.09).round() as i64;
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            let media = 1_000_000 + ((true_us as f64) * (1.0 + drift_ppm * 1e-6) * 0.09).round() as i64;
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let jitter = if jitter_us > 0 {
                 (seed >> 33) as i64 % jitter_us
             } else {
@@ -186,10 +171,7 @@ mod tests {
     fn drifting_camera_stays_within_one_frame_for_an_hour() {
         for drift in [-500.0, -100.0, 0.0, 100.0, 500.0] {
             let (worst, spacing) = simulate(drift, 20_000, 30_000, 3600, 5);
-            assert!(
-                worst < 40_000,
-                "drift {drift} ppm: error {worst} µs exceeds one frame"
-            );
+            assert!(worst < 40_000, "drift {drift} ppm: error {worst} µs exceeds one frame");
             // Spacing never changes by more than the slew limit (40 µs per 40 ms frame) plus the
             // drift itself plus one 90 kHz tick (11 µs) of timestamp rounding.
             assert!(

@@ -6,9 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use media::{Frame, StreamId, StreamParams, WallTime};
-use retina::client::{
-    PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, UdpTransportOptions,
-};
+use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, UdpTransportOptions};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use tracing::{debug, info, warn};
 use url::Url;
@@ -105,9 +103,7 @@ pub enum IngestError {
         peer: String,
     },
     /// RTSP 404.
-    #[error(
-        "camera {camera}: RTSP 404 Not Found from {peer}: check the stream path in the camera's url in the config"
-    )]
+    #[error("camera {camera}: RTSP 404 Not Found from {peer}: check the stream path in the camera's url in the config")]
     NotFound {
         /// Camera id.
         camera: String,
@@ -127,9 +123,7 @@ pub enum IngestError {
         detail: String,
     },
     /// No frame within the watchdog interval.
-    #[error(
-        "camera {camera}: no frames for {secs:.1} s from {peer}: the camera stalled; reconnecting"
-    )]
+    #[error("camera {camera}: no frames for {secs:.1} s from {peer}: the camera stalled; reconnecting")]
     Stalled {
         /// Camera id.
         camera: String,
@@ -202,9 +196,7 @@ impl IngestError {
     pub fn needs_operator(&self) -> bool {
         matches!(
             self,
-            IngestError::Unauthorized { .. }
-                | IngestError::NotFound { .. }
-                | IngestError::NoVideo { .. }
+            IngestError::Unauthorized { .. } | IngestError::NotFound { .. } | IngestError::NoVideo { .. }
         )
     }
 
@@ -222,16 +214,8 @@ impl IngestError {
                 detail,
             },
             // retina reports socket failures as "Unable to connect to RTSP server: ...".
-            None if detail.contains("Unable to connect") => IngestError::Connect {
-                camera,
-                peer,
-                detail,
-            },
-            None => IngestError::Stream {
-                camera,
-                peer,
-                detail,
-            },
+            None if detail.contains("Unable to connect") => IngestError::Connect { camera, peer, detail },
+            None => IngestError::Stream { camera, peer, detail },
         }
     }
 }
@@ -290,11 +274,7 @@ async fn step<T>(
 ///
 /// Returns `Ok(true)` if at least one frame was delivered before the session ended with the
 /// returned error (`Err`) or cleanly (`Ok`).
-pub async fn run_session(
-    cfg: &RtspSourceConfig,
-    sink: &dyn FrameSink,
-    health: &SourceHealth,
-) -> (bool, IngestError) {
+pub async fn run_session(cfg: &RtspSourceConfig, sink: &dyn FrameSink, health: &SourceHealth) -> (bool, IngestError) {
     let mut delivered = false;
     let err = match session(cfg, sink, health, &mut delivered).await {
         Ok(()) => IngestError::Closed {
@@ -314,9 +294,7 @@ async fn session(
 ) -> Result<(), IngestError> {
     let camera = cfg.stream.camera();
     let (url, creds) = split_credentials(&cfg.url);
-    let opts = SessionOptions::default()
-        .creds(creds)
-        .user_agent("sharpeye".to_owned());
+    let opts = SessionOptions::default().creds(creds).user_agent("sharpeye".to_owned());
     let mut session = step(cfg, "DESCRIBE", Session::describe(url, opts)).await?;
     let video = session
         .streams()
@@ -344,9 +322,7 @@ async fn session(
         .frame_format(FrameFormat::MP4);
     step(cfg, "SETUP", session.setup(video, setup)).await?;
     let playing = step(cfg, "PLAY", session.play(PlayOptions::default())).await?;
-    let mut demuxed = playing
-        .demuxed()
-        .map_err(|e| IngestError::from_retina(cfg, &e))?;
+    let mut demuxed = playing.demuxed().map_err(|e| IngestError::from_retina(cfg, &e))?;
     {
         let mut s = health.lock();
         s.sessions += 1;
@@ -475,20 +451,14 @@ mod tests {
         let (bare, creds) = split_credentials(&u);
         assert_eq!(bare.as_str(), "rtsp://10.0.0.5:8554/stream1");
         let c = creds.unwrap();
-        assert_eq!(
-            (c.username.as_str(), c.password.as_str()),
-            ("ad@min", "p:ss")
-        );
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("ad@min", "p:ss"));
         let (_, none) = split_credentials(&Url::parse("rtsp://10.0.0.5/s").unwrap());
         assert!(none.is_none());
     }
 
     #[test]
     fn peer_never_shows_credentials() {
-        let cfg = RtspSourceConfig::new(
-            StreamId::main("c"),
-            Url::parse("rtsp://u:secret@cam.local/s").unwrap(),
-        );
+        let cfg = RtspSourceConfig::new(StreamId::main("c"), Url::parse("rtsp://u:secret@cam.local/s").unwrap());
         assert_eq!(cfg.peer(), "cam.local:554");
     }
 }

@@ -41,17 +41,9 @@ impl SourceHandle {
 pub fn spawn_rtsp(cfg: RtspSourceConfig, sink: Arc<dyn FrameSink>) -> SourceHandle {
     let health = Arc::new(SourceHealth::default());
     let cancel = CancellationToken::new();
-    let span = info_span!(
-        "camera",
-        id = cfg.stream.camera(),
-        stream = cfg.stream.kind().as_str()
-    );
+    let span = info_span!("camera", id = cfg.stream.camera(), stream = cfg.stream.kind().as_str());
     let task = tokio::spawn(supervise(cfg, sink, health.clone(), cancel.clone()).instrument(span));
-    SourceHandle {
-        health,
-        cancel,
-        task,
-    }
+    SourceHandle { health, cancel, task }
 }
 
 async fn supervise(

@@ -79,10 +79,7 @@ mod tests {
         assert_eq!(tl.check(4600, t(80_000)), TimelineCheck::Backwards(0));
         assert_eq!(tl.check(1000, t(120_000)), TimelineCheck::Backwards(3600));
         // A 3 s network stall: media and arrival both advance 3 s.
-        assert_eq!(
-            tl.check(1000 + 270_000, t(3_120_000)),
-            TimelineCheck::Continues
-        );
+        assert_eq!(tl.check(1000 + 270_000, t(3_120_000)), TimelineCheck::Continues);
         // Media leaps 20 s ahead in 40 ms.
         assert!(matches!(
             tl.check(271_000 + 1_800_000, t(3_160_000)),

@@ -116,18 +116,14 @@ async fn outage_and_return_resumes_quickly() {
         .unwrap();
     let addr = sim.local_addr();
     let (src, sink) = source(&sim.url("cam0"), |c| {
-        c.reconnect_max =
-            RtspSourceConfig::new(StreamId::main("x"), "rtsp://x/".parse().unwrap()).reconnect_max
+        c.reconnect_max = RtspSourceConfig::new(StreamId::main("x"), "rtsp://x/".parse().unwrap()).reconnect_max
     });
     assert!(wait_until(Duration::from_secs(5), || sink.count() > 5).await);
     sim.stop().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(src.health().snapshot().phase, SourcePhase::Retrying);
     let err = src.health().snapshot().last_error.unwrap();
-    assert!(
-        err.contains("camera cam:") && err.contains(&addr.to_string()),
-        "{err}"
-    );
+    assert!(err.contains("camera cam:") && err.contains(&addr.to_string()), "{err}");
     let sim = Camsim::start(addr, cams.clone()).await.unwrap();
     let back = Instant::now();
     let before = sink.count();
@@ -149,10 +145,7 @@ async fn configuration_errors_name_the_camera_and_the_fix() {
     let (sim, _) = camsim(vec![spec]).await;
     let addr = sim.local_addr();
     let cases = [
-        (
-            format!("rtsp://admin:wrong@{addr}/locked"),
-            "401 Unauthorized",
-        ),
+        (format!("rtsp://admin:wrong@{addr}/locked"), "401 Unauthorized"),
         (format!("rtsp://{addr}/locked"), "401 Unauthorized"),
         (format!("rtsp://{addr}/missing"), "404 Not Found"),
         ("rtsp://127.0.0.1:1/cam".to_owned(), "cannot connect"),
@@ -160,20 +153,12 @@ async fn configuration_errors_name_the_camera_and_the_fix() {
     for (url, want) in cases {
         let (src, sink) = source(&url, |_| {});
         assert!(
-            wait_until(Duration::from_secs(5), || src
-                .health()
-                .snapshot()
-                .last_error
-                .is_some())
-            .await,
+            wait_until(Duration::from_secs(5), || src.health().snapshot().last_error.is_some()).await,
             "{url}"
         );
         let h = src.health().snapshot();
         let err = h.last_error.unwrap();
-        assert!(
-            err.contains(want) && err.starts_with("camera cam:"),
-            "{url}: {err}"
-        );
+        assert!(err.contains(want) && err.starts_with("camera cam:"), "{url}: {err}");
         assert!(!err.contains("wrong"), "password leaked: {err}");
         assert_eq!(sink.count(), 0);
         src.stop().await;
@@ -233,38 +218,22 @@ async fn oversized_frame_is_dropped_and_recording_waits_for_the_next_key_frame()
         .position(|f| f.discontinuity)
         .map(|i| i + n)
         .unwrap();
-    assert!(
-        frames[after].key,
-        "the run after the drop starts at a key frame"
-    );
+    assert!(frames[after].key, "the run after the drop starts at a key frame");
     assert!(health.dropped_frames >= 1);
     sim.stop().await;
 }
 
 #[tokio::test]
 async fn garbage_rtp_and_truncated_sps_are_reported_not_fatal() {
-    let mut bad_sps = CameraSpec::new(
-        "badsps",
-        BuiltinFixture::H264_240p.load_with_truncated_sps(),
-    );
+    let mut bad_sps = CameraSpec::new("badsps", BuiltinFixture::H264_240p.load_with_truncated_sps());
     bad_sps.drift_ppm = 0;
-    let (sim, cams) = camsim(vec![
-        bad_sps,
-        CameraSpec::new("cam0", BuiltinFixture::H265_240p.load()),
-    ])
-    .await;
+    let (sim, cams) = camsim(vec![bad_sps, CameraSpec::new("cam0", BuiltinFixture::H265_240p.load())]).await;
     let (bad, bad_sink) = source(&sim.url("badsps"), |_| {});
     let (good, good_sink) = source(&sim.url("cam0"), |_| {});
     assert!(wait_until(Duration::from_secs(5), || good_sink.count() > 10).await);
-    cams.get("cam0")
-        .unwrap()
-        .send_garbage(Duration::from_millis(300));
+    cams.get("cam0").unwrap().send_garbage(Duration::from_millis(300));
     assert!(
-        wait_until(Duration::from_secs(5), || good
-            .health()
-            .snapshot()
-            .last_error
-            .is_some()
+        wait_until(Duration::from_secs(5), || good.health().snapshot().last_error.is_some()
             || good.health().snapshot().dropped_frames > 0)
         .await
     );
@@ -275,11 +244,7 @@ async fn garbage_rtp_and_truncated_sps_are_reported_not_fatal() {
     );
     let err = bad.health().snapshot().last_error.unwrap_or_default();
     assert!(err.starts_with("camera cam:"), "{err}");
-    assert_eq!(
-        bad_sink.count(),
-        0,
-        "nothing from a camera whose SPS does not parse"
-    );
+    assert_eq!(bad_sink.count(), 0, "nothing from a camera whose SPS does not parse");
     bad.stop().await;
     good.stop().await;
     sim.stop().await;

@@ -8,10 +8,7 @@
 /// not returned.
 pub fn nal_units(stream: &[u8]) -> NalUnits<'_> {
     let start = find_start_code(stream, 0).map(|(_, end)| end);
-    NalUnits {
-        stream,
-        next: start,
-    }
+    NalUnits { stream, next: start }
 }
 
 /// The iterator returned by [`nal_units`].
@@ -63,14 +60,9 @@ mod tests {
 
     #[test]
     fn splits_three_and_four_byte_start_codes() {
-        let s = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
-        ];
+        let s = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5];
         let nals: Vec<&[u8]> = nal_units(&s).collect();
-        assert_eq!(
-            nals,
-            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5][..]]
-        );
+        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5][..]]);
     }
 
     #[test]

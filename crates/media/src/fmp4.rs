@@ -79,9 +79,7 @@ pub fn write_ftyp(out: &mut Vec<u8>) -> Result<(), Mp4Error> {
 
 fn visual(params: &StreamParams) -> Result<mp4_atom::Visual, Mp4Error> {
     let dim = |v: u32| {
-        u16::try_from(v).map_err(|_| {
-            Mp4Error::Invalid(format!("picture dimension {v} does not fit a sample entry"))
-        })
+        u16::try_from(v).map_err(|_| Mp4Error::Invalid(format!("picture dimension {v} does not fit a sample entry")))
     };
     Ok(mp4_atom::Visual {
         data_reference_index: 1,
@@ -253,15 +251,10 @@ pub fn write_fragment_header(
     // own size must be known first: encode once to measure, then again with the real offset.
     let mut measure = Vec::with_capacity(64 + samples.len() * 12);
     moof.encode(&mut measure).map_err(atom("moof"))?;
-    let mdat_header_len: u64 = if payload + 8 > u64::from(u32::MAX) {
-        16
-    } else {
-        8
-    };
+    let mdat_header_len: u64 = if payload + 8 > u64::from(u32::MAX) { 16 } else { 8 };
     let offset = measure.len() as u64 + mdat_header_len;
-    moof.traf[0].trun[0].data_offset = Some(
-        i32::try_from(offset).map_err(|_| Mp4Error::Invalid(format!("moof of {offset} bytes")))?,
-    );
+    moof.traf[0].trun[0].data_offset =
+        Some(i32::try_from(offset).map_err(|_| Mp4Error::Invalid(format!("moof of {offset} bytes")))?);
     moof.encode(out).map_err(atom("moof"))?;
     if mdat_header_len == 16 {
         out.extend_from_slice(&1u32.to_be_bytes());
@@ -358,16 +351,10 @@ pub fn decode_moof(bytes: &[u8]) -> Result<FragmentSamples, Mp4Error> {
     let mut buf = bytes;
     let moof = mp4_atom::Moof::decode(&mut buf).map_err(atom("moof"))?;
     let [traf] = moof.traf.as_slice() else {
-        return Err(Mp4Error::Invalid(format!(
-            "moof with {} tracks",
-            moof.traf.len()
-        )));
+        return Err(Mp4Error::Invalid(format!("moof with {} tracks", moof.traf.len())));
     };
     let [trun] = traf.trun.as_slice() else {
-        return Err(Mp4Error::Invalid(format!(
-            "traf with {} runs",
-            traf.trun.len()
-        )));
+        return Err(Mp4Error::Invalid(format!("traf with {} runs", traf.trun.len())));
     };
     let base_media_time = traf
         .tfdt
@@ -389,9 +376,7 @@ pub fn decode_moof(bytes: &[u8]) -> Result<FragmentSamples, Mp4Error> {
                 size,
                 key: e.flags.is_some_and(|f| f & 0x0001_0000 == 0),
             }),
-            _ => Err(Mp4Error::Invalid(
-                "trun entry without duration or size".into(),
-            )),
+            _ => Err(Mp4Error::Invalid("trun entry without duration or size".into())),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(FragmentSamples {
@@ -431,11 +416,7 @@ mod tests {
 
     fn h265_params() -> StreamParams {
         let s: &[u8] = include_bytes!("../../../tests/fixtures/h265_240p.h265");
-        let get = |t| {
-            nal_units(s)
-                .find(|n| crate::h265::nal_type(n[0]) == t)
-                .unwrap()
-        };
+        let get = |t| nal_units(s).find(|n| crate::h265::nal_type(n[0]) == t).unwrap();
         StreamParams::h265(get(32), get(33), get(34)).unwrap()
     }
 
@@ -492,10 +473,7 @@ mod tests {
         assert_eq!(frag.sequence, 7);
         assert_eq!(frag.base_media_time, 90_000);
         assert_eq!(frag.data_offset, moof_len as u64 + 8);
-        assert_eq!(
-            &out[prft_len + moof_len + 4..prft_len + moof_len + 8],
-            b"mdat"
-        );
+        assert_eq!(&out[prft_len + moof_len + 4..prft_len + moof_len + 8], b"mdat");
         assert_eq!(out.len(), prft_len + moof_len + 8);
     }
 

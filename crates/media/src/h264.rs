@@ -68,8 +68,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, ParamsError> {
         });
     }
     let rbsp = decode_nal(nal).map_err(|e| malformed("SPS", e))?;
-    let sps =
-        SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| malformed("SPS", e))?;
+    let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| malformed("SPS", e))?;
     let (width, height) = sps.pixel_dimensions().map_err(|e| malformed("SPS", e))?;
     if width == 0 || height == 0 || width > 16_384 || height > 16_384 {
         return Err(ParamsError::Unsupported {
@@ -85,10 +84,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, ParamsError> {
         .and_then(|t| {
             // H.264 counts fields: one frame is two ticks.
             let den = t.num_units_in_tick.checked_mul(2)?;
-            (den > 0 && t.time_scale > 0).then_some(FrameRate {
-                num: t.time_scale,
-                den,
-            })
+            (den > 0 && t.time_scale > 0).then_some(FrameRate { num: t.time_scale, den })
         })
         .map(reduce);
     let chroma = &sps.chroma_info;
@@ -228,9 +224,6 @@ mod tests {
 
     #[test]
     fn reduce_fraction() {
-        assert_eq!(
-            reduce(FrameRate { num: 50, den: 2 }),
-            FrameRate { num: 25, den: 1 }
-        );
+        assert_eq!(reduce(FrameRate { num: 50, den: 2 }), FrameRate { num: 25, den: 1 });
     }
 }

@@ -187,10 +187,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, ParamsError> {
         crop_x = sub_w * (l + rt);
         crop_y = sub_h * (t + b);
     }
-    let (width, height) = match (
-        coded_width.checked_sub(crop_x),
-        coded_height.checked_sub(crop_y),
-    ) {
+    let (width, height) = match (coded_width.checked_sub(crop_x), coded_height.checked_sub(crop_y)) {
         (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
         _ => {
             return Err(bad(format!(
@@ -202,11 +199,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, ParamsError> {
     let bit_depth_chroma = ue_max(&mut r, "bit_depth_chroma_minus8", 8)? as u8 + 8;
     let log2_max_poc_lsb = ue_max(&mut r, "log2_max_pic_order_cnt_lsb_minus4", 12)? + 4;
     let ordering_all = r.read_bool("sps_sub_layer_ordering_info_present_flag")?;
-    let first = if ordering_all {
-        0
-    } else {
-        max_sub_layers_minus1
-    };
+    let first = if ordering_all { 0 } else { max_sub_layers_minus1 };
     for _ in first..=max_sub_layers_minus1 {
         r.read_ue("sps_max_dec_pic_buffering_minus1")?;
         r.read_ue("sps_max_num_reorder_pics")?;
@@ -218,9 +211,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, ParamsError> {
     ue_max(&mut r, "log2_diff_max_min_luma_transform_block_size", 3)?;
     r.read_ue("max_transform_hierarchy_depth_inter")?;
     r.read_ue("max_transform_hierarchy_depth_intra")?;
-    if r.read_bool("scaling_list_enabled_flag")?
-        && r.read_bool("sps_scaling_list_data_present_flag")?
-    {
+    if r.read_bool("scaling_list_enabled_flag")? && r.read_bool("sps_scaling_list_data_present_flag")? {
         skip_scaling_list_data(&mut r)?;
     }
     r.skip(2, "amp_enabled_flag, sample_adaptive_offset_enabled_flag")?;
@@ -242,10 +233,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, ParamsError> {
             r.skip(1, "used_by_curr_pic_lt_sps_flag")?;
         }
     }
-    r.skip(
-        2,
-        "sps_temporal_mvp_enabled_flag, strong_intra_smoothing_enabled_flag",
-    )?;
+    r.skip(2, "sps_temporal_mvp_enabled_flag, strong_intra_smoothing_enabled_flag")?;
     let frame_rate = if r.read_bool("vui_parameters_present_flag")? {
         read_vui_frame_rate(&mut r)?
     } else {
@@ -295,11 +283,7 @@ fn skip_scaling_list_data<R: BitRead>(r: &mut R) -> Result<(), ParamsError> {
 
 /// Skips `st_ref_pic_set(idx)` (7.3.7) and returns its NumDeltaPocs, which later sets predicted
 /// from it need.
-fn skip_st_ref_pic_set<R: BitRead>(
-    r: &mut R,
-    idx: usize,
-    num_delta_pocs: &[u32; 64],
-) -> Result<u32, ParamsError> {
+fn skip_st_ref_pic_set<R: BitRead>(r: &mut R, idx: usize, num_delta_pocs: &[u32; 64]) -> Result<u32, ParamsError> {
     let inter = idx != 0 && r.read_bool("inter_ref_pic_set_prediction_flag")?;
     if inter {
         // In an SPS, delta_idx_minus1 is absent and inferred to be 0: the reference set is idx-1.
@@ -390,11 +374,7 @@ impl Sps {
             self.compatibility_flags.reverse_bits(),
             self.level_idc
         );
-        let used = self
-            .constraint_flags
-            .iter()
-            .rposition(|&b| b != 0)
-            .map_or(0, |i| i + 1);
+        let used = self.constraint_flags.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
         for b in &self.constraint_flags[..used] {
             s.push_str(&format!(".{b:x}"));
         }
@@ -426,11 +406,7 @@ impl Sps {
             num_temporal_layers: self.max_sub_layers,
             temporal_id_nested: self.temporal_id_nesting,
             length_size_minus_one: 3,
-            arrays: vec![
-                array(NAL_VPS, vps),
-                array(NAL_SPS, sps),
-                array(NAL_PPS, pps),
-            ],
+            arrays: vec![array(NAL_VPS, vps), array(NAL_SPS, sps), array(NAL_PPS, pps)],
         }
     }
 }
@@ -458,11 +434,7 @@ mod tests {
         assert_eq!(sps.chroma_format_idc, 1);
         assert_eq!(sps.bit_depth_luma, 8);
         assert_eq!(sps.frame_rate, Some(FrameRate { num: 25, den: 1 }));
-        assert!(
-            sps.codec_string().starts_with("hvc1.1.6.L"),
-            "{}",
-            sps.codec_string()
-        );
+        assert!(sps.codec_string().starts_with("hvc1.1.6.L"), "{}", sps.codec_string());
 
         let small = parse_sps(&first_nal(FIXTURE_240, NAL_SPS)).unwrap();
         assert_eq!((small.width, small.height), (320, 240));

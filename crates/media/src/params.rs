@@ -107,10 +107,7 @@ pub struct StreamParams {
 
 impl PartialEq for StreamParams {
     fn eq(&self, other: &Self) -> bool {
-        self.codec == other.codec
-            && self.vps == other.vps
-            && self.sps == other.sps
-            && self.pps == other.pps
+        self.codec == other.codec && self.vps == other.vps && self.sps == other.sps && self.pps == other.pps
     }
 }
 
@@ -203,13 +200,6 @@ mod tests {
     #[test]
     fn frame_ticks_rounds() {
         assert_eq!(FrameRate { num: 25, den: 1 }.frame_ticks(), 3600);
-        assert_eq!(
-            FrameRate {
-                num: 30000,
-                den: 1001
-            }
-            .frame_ticks(),
-            3003
-        );
+        assert_eq!(FrameRate { num: 30000, den: 1001 }.frame_ticks(), 3003);
     }
 }

@@ -95,9 +95,7 @@ impl VirtualMp4 {
         }
         let head_len = self.head.len() as u64;
         if start < head_len {
-            out.push(Piece::Head(
-                self.head.slice(start as usize..end.min(head_len) as usize),
-            ));
+            out.push(Piece::Head(self.head.slice(start as usize..end.min(head_len) as usize)));
         }
         let mut pos = head_len;
         for p in &self.parts {
@@ -210,34 +208,19 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     let payload: u64 = parts.iter().map(|p| p.len).sum();
     // stco holds 32-bit offsets; past 4 GiB the 64-bit co64 is needed.
     let wide = payload > u64::from(u32::MAX) - (16 << 20);
-    let mdat_header_len: u64 = if payload + 8 > u64::from(u32::MAX) {
-        16
-    } else {
-        8
-    };
+    let mdat_header_len: u64 = if payload + 8 > u64::from(u32::MAX) { 16 } else { 8 };
     let duration = spec.duration.min(total_ticks.saturating_sub(spec.skip));
 
     let moov_with = |offsets: &[u64]| -> Result<Vec<u8>, Mp4Error> {
         let stbl = mp4_atom::Stbl {
             stsd: mp4_atom::Stsd {
-                codecs: entries
-                    .iter()
-                    .map(|p| sample_entry(p))
-                    .collect::<Result<_, _>>()?,
+                codecs: entries.iter().map(|p| sample_entry(p)).collect::<Result<_, _>>()?,
             },
-            stts: mp4_atom::Stts {
-                entries: stts.clone(),
-            },
-            stss: (stss.len() < n as usize).then(|| mp4_atom::Stss {
-                entries: stss.clone(),
-            }),
-            stsc: mp4_atom::Stsc {
-                entries: stsc.clone(),
-            },
+            stts: mp4_atom::Stts { entries: stts.clone() },
+            stss: (stss.len() < n as usize).then(|| mp4_atom::Stss { entries: stss.clone() }),
+            stsc: mp4_atom::Stsc { entries: stsc.clone() },
             stsz: mp4_atom::Stsz {
-                samples: mp4_atom::StszSamples::Different {
-                    sizes: sizes.clone(),
-                },
+                samples: mp4_atom::StszSamples::Different { sizes: sizes.clone() },
             },
             stco: (!wide).then(|| mp4_atom::Stco {
                 entries: offsets.iter().map(|&o| o as u32).collect(),

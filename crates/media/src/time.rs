@@ -101,13 +101,7 @@ mod tests {
 
     #[test]
     fn ntp_round_trip_keeps_microseconds() {
-        for us in [
-            0i64,
-            1,
-            999_999,
-            1_700_000_000_123_456,
-            1_800_000_000_000_001,
-        ] {
+        for us in [0i64, 1, 999_999, 1_700_000_000_123_456, 1_800_000_000_000_001] {
             let t = WallTime::from_micros(us);
             assert_eq!(WallTime::from_ntp(t.to_ntp()), t, "{us}");
         }
@@ -115,10 +109,7 @@ mod tests {
 
     #[test]
     fn ntp_of_unix_epoch_is_the_known_offset() {
-        assert_eq!(
-            WallTime::from_micros(0).to_ntp(),
-            NTP_UNIX_OFFSET_SECS << 32
-        );
+        assert_eq!(WallTime::from_micros(0).to_ntp(), NTP_UNIX_OFFSET_SECS << 32);
     }
 
     #[test]

@@ -30,9 +30,7 @@ pub(crate) fn lock_dir(root: &Path) -> Result<File, StoreError> {
         .map_err(StoreError::io(&path, "open"))?;
     match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(f),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::Locked {
-            path: root.to_owned(),
-        }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::Locked { path: root.to_owned() }),
         Err(e) => Err(StoreError::Io {
             path,
             op: "flock",
@@ -44,8 +42,7 @@ pub(crate) fn lock_dir(root: &Path) -> Result<File, StoreError> {
 impl Disk {
     /// Opens (creating if needed) the data directory at `root`.
     pub fn open(root: &Path) -> Result<Disk, StoreError> {
-        fs::create_dir_all(root.join(SEGMENTS_DIR))
-            .map_err(StoreError::io(root, "create directory"))?;
+        fs::create_dir_all(root.join(SEGMENTS_DIR)).map_err(StoreError::io(root, "create directory"))?;
         let lock = lock_dir(root)?;
         let dir = File::open(root).map_err(StoreError::io(root, "open"))?;
         let index = Index::open(&root.join(INDEX_FILE))?;

@@ -45,9 +45,7 @@ pub enum StoreError {
         detail: String,
     },
     /// Another process holds the data directory.
-    #[error(
-        "data directory {path} is in use by another Sharpeye process: stop it before running this command"
-    )]
+    #[error("data directory {path} is in use by another Sharpeye process: stop it before running this command")]
     Locked {
         /// The data directory.
         path: PathBuf,
@@ -58,10 +56,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(
-        path: impl Into<PathBuf>,
-        op: &'static str,
-    ) -> impl FnOnce(io::Error) -> StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str) -> impl FnOnce(io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, op, source }
     }

@@ -90,10 +90,7 @@ impl NodeKey {
 }
 
 fn key_id(public: &[u8]) -> String {
-    Sha256::digest(public)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(public)[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A time range as RFC 3339 strings.
@@ -207,45 +204,34 @@ pub fn write_package(
             .unix_permissions(0o644)
     };
     manifest.files.clear();
-    let mut buf = vec![0u8; 1 << 20];
     for f in files {
-        zip.start_file(f.name.as_str(), opts(f.file.len))
-            .map_err(zerr)?;
+        zip.start_file(f.name.as_str(), opts(f.file.len)).map_err(zerr)?;
         let mut sha = Sha256::new();
-        let mut open: Option<(u32, File)> = None;
-        for piece in f.file.pieces(0, f.file.len) {
-            match piece {
-                Piece::Head(b) => {
-                    sha.update(&b);
-                    zip.write_all(&b)
-                        .map_err(StoreError::io(&partial, "write"))?;
-                }
-                Piece::File(p) => {
-                    if open.as_ref().is_none_or(|(s, _)| *s != p.source) {
-                        let src = &f.sources[p.source as usize];
-                        open = Some((
-                            p.source,
-                            File::open(src).map_err(StoreError::io(src, "open"))?,
-                        ));
-                    }
-                    let Some((s, src)) = open.as_ref() else {
-                        continue;
-                    };
-                    let src_path = &f.sources[*s as usize];
-                    let mut done = 0;
-                    while done < p.len {
-                        let n = (p.len - done).min(buf.len() as u64) as usize;
-                        src.read_exact_at(&mut buf[..n], p.offset + done)
-                            .map_err(StoreError::io(src_path, "read"))?;
-                        sha.update(&buf[..n]);
-                        zip.write_all(&buf[..n])
-                            .map_err(StoreError::io(&partial, "write"))?;
-                        done += n as u64;
-                        progress(n as u64);
-                    }
+        // A reader thread fills chunks while this one hashes and writes the previous ones:
+        // reading from the page cache or disk overlaps with SHA-256 and the write.
+        let copied = std::thread::scope(|scope| -> Result<(), StoreError> {
+            let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, StoreError>>(4);
+            let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            for _ in 0..6 {
+                let _ = empty_tx.send(vec![0u8; CHUNK]);
+            }
+            scope.spawn(move || read_pieces(f, &full_tx, &empty_rx));
+            for chunk in full_rx {
+                let (bytes, len) = match chunk? {
+                    Chunk::Head(b) => (b.to_vec(), None),
+                    Chunk::Data(buf, n) => (buf, Some(n)),
+                };
+                let n = len.unwrap_or(bytes.len());
+                sha.update(&bytes[..n]);
+                zip.write_all(&bytes[..n]).map_err(StoreError::io(&partial, "write"))?;
+                if len.is_some() {
+                    progress(n as u64);
+                    let _ = empty_tx.send(bytes);
                 }
             }
-        }
+            Ok(())
+        });
+        copied?;
         manifest.files.push(ManifestFile {
             name: f.name.clone(),
             size: f.file.len,
@@ -264,12 +250,9 @@ pub fn write_package(
         detail: e.to_string(),
     })?;
     let sig = key.sign(&json);
-    zip.start_file(MANIFEST, opts(json.len() as u64))
-        .map_err(zerr)?;
-    zip.write_all(&json)
-        .map_err(StoreError::io(&partial, "write"))?;
-    zip.start_file(SIGNATURE, opts(sig.len() as u64))
-        .map_err(zerr)?;
+    zip.start_file(MANIFEST, opts(json.len() as u64)).map_err(zerr)?;
+    zip.write_all(&json).map_err(StoreError::io(&partial, "write"))?;
+    zip.start_file(SIGNATURE, opts(sig.len() as u64)).map_err(zerr)?;
     zip.write_all(sig.as_bytes())
         .map_err(StoreError::io(&partial, "write"))?;
     let w = zip.finish().map_err(zerr)?;
@@ -279,6 +262,59 @@ pub fn write_package(
     file.sync_all().map_err(StoreError::io(&partial, "sync"))?;
     std::fs::rename(&partial, path).map_err(StoreError::io(path, "rename"))?;
     Ok(manifest)
+}
+
+/// Size of the chunks an export copies.
+const CHUNK: usize = 1 << 20;
+
+enum Chunk {
+    Head(bytes::Bytes),
+    /// A recycled buffer and how much of it holds data.
+    Data(Vec<u8>, usize),
+}
+
+/// Sends the pieces of `f` in order, reading file ranges into buffers taken from `empty`.
+fn read_pieces(
+    f: &PackageFile<'_>,
+    full: &std::sync::mpsc::SyncSender<Result<Chunk, StoreError>>,
+    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    let mut open: Option<(u32, File)> = None;
+    for piece in f.file.pieces(0, f.file.len) {
+        let p = match piece {
+            Piece::Head(b) => {
+                if full.send(Ok(Chunk::Head(b))).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Piece::File(p) => p,
+        };
+        let src = &f.sources[p.source as usize];
+        if open.as_ref().is_none_or(|(s, _)| *s != p.source) {
+            match File::open(src) {
+                Ok(file) => open = Some((p.source, file)),
+                Err(e) => {
+                    let _ = full.send(Err(StoreError::io(src, "open")(e)));
+                    return;
+                }
+            }
+        }
+        let Some((_, file)) = open.as_ref() else { return };
+        let mut done = 0;
+        while done < p.len {
+            let Ok(mut buf) = empty.recv() else { return };
+            let n = (p.len - done).min(buf.len() as u64) as usize;
+            if let Err(e) = file.read_exact_at(&mut buf[..n], p.offset + done) {
+                let _ = full.send(Err(StoreError::io(src, "read")(e)));
+                return;
+            }
+            done += n as u64;
+            if full.send(Ok(Chunk::Data(buf, n))).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -312,10 +348,7 @@ struct Folder(PathBuf);
 impl Package for Folder {
     fn names(&self) -> Vec<String> {
         std::fs::read_dir(&self.0)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .collect()
-            })
+            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
             .unwrap_or_default()
     }
     fn read_all(&mut self, name: &str) -> Option<io::Result<Vec<u8>>> {
@@ -373,10 +406,10 @@ pub fn verify(path: &Path, trusted_key: Option<&str>) -> Verification {
     if meta.is_dir() {
         verify_package(&mut Folder(path.to_owned()), trusted_key)
     } else {
-        match File::open(path).map_err(|e| e.to_string()).and_then(|f| {
-            zip::ZipArchive::new(io::BufReader::new(f))
-                .map_err(|e| format!("not a zip package: {e}"))
-        }) {
+        match File::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| zip::ZipArchive::new(io::BufReader::new(f)).map_err(|e| format!("not a zip package: {e}")))
+        {
             Ok(z) => verify_package(&mut Zip(z), trusted_key),
             Err(e) => Verification {
                 manifest: None,
@@ -414,12 +447,8 @@ fn verify_package(pkg: &mut dyn Package, trusted_key: Option<&str>) -> Verificat
         .and_then(|k| <[u8; 32]>::try_from(k).ok())
         .and_then(|k| VerifyingKey::from_bytes(&k).ok());
     match (&key, pkg.read_all(SIGNATURE)) {
-        (None, _) => problems.push(format!(
-            "{MANIFEST}: node.public_key is not an Ed25519 public key"
-        )),
-        (_, None) => problems.push(format!(
-            "{SIGNATURE} is missing: the manifest is not signed"
-        )),
+        (None, _) => problems.push(format!("{MANIFEST}: node.public_key is not an Ed25519 public key")),
+        (_, None) => problems.push(format!("{SIGNATURE} is missing: the manifest is not signed")),
         (_, Some(Err(e))) => problems.push(format!("{SIGNATURE}: cannot read: {e}")),
         (Some(k), Some(Ok(sig))) => {
             let sig = B64
@@ -450,16 +479,10 @@ fn verify_package(pkg: &mut dyn Package, trusted_key: Option<&str>) -> Verificat
         }
     }
     if manifest.node.key_id != key.map(|k| key_id(k.as_bytes())).unwrap_or_default() {
-        problems.push(format!(
-            "{MANIFEST}: node.key_id does not match node.public_key"
-        ));
+        problems.push(format!("{MANIFEST}: node.key_id does not match node.public_key"));
     }
     // The files.
-    let listed: BTreeMap<&str, &ManifestFile> = manifest
-        .files
-        .iter()
-        .map(|f| (f.name.as_str(), f))
-        .collect();
+    let listed: BTreeMap<&str, &ManifestFile> = manifest.files.iter().map(|f| (f.name.as_str(), f)).collect();
     for f in &manifest.files {
         match pkg.digest(&f.name) {
             None => problems.push(format!("file {} listed in the manifest is missing", f.name)),
@@ -484,11 +507,7 @@ fn verify_package(pkg: &mut dyn Package, trusted_key: Option<&str>) -> Verificat
         }
     }
     for name in pkg.names() {
-        if name != MANIFEST
-            && name != SIGNATURE
-            && !listed.contains_key(name.as_str())
-            && !name.ends_with('/')
-        {
+        if name != MANIFEST && name != SIGNATURE && !listed.contains_key(name.as_str()) && !name.ends_with('/') {
             problems.push(format!("file {name} is not listed in the manifest"));
         }
     }

@@ -82,9 +82,7 @@ impl Index {
                     return Err(StoreError::CorruptEntry {
                         path: path.to_owned(),
                         key: "meta/schema_version".into(),
-                        detail: format!(
-                            "schema version {v}, this build understands {SCHEMA_VERSION}"
-                        ),
+                        detail: format!("schema version {v}, this build understands {SCHEMA_VERSION}"),
                     });
                 }
             }
@@ -151,21 +149,45 @@ impl Index {
     }
 
     fn decode(&self, k: SegmentKey<'_>, v: &[u8]) -> Result<SegmentRecord, StoreError> {
+        self.decode_with(k, v, true)
+    }
+
+    fn decode_with(&self, k: SegmentKey<'_>, v: &[u8], table: bool) -> Result<SegmentRecord, StoreError> {
         let corrupt = |detail: String| StoreError::CorruptEntry {
             path: self.path.clone(),
             key: format!("{}@{}#{}", k.0, k.1, k.2),
             detail,
         };
         let stream = parse_stream_key(k.0).ok_or_else(|| corrupt("bad stream key".into()))?;
-        SegmentRecord::decode(stream, WallTime::from_micros(k.1), k.2, v).map_err(corrupt)
+        let start = WallTime::from_micros(k.1);
+        if table {
+            SegmentRecord::decode(stream, start, k.2, v).map_err(corrupt)
+        } else {
+            SegmentRecord::decode_summary(stream, start, k.2, v).map_err(corrupt)
+        }
     }
 
     /// Segments of `stream` overlapping `[from, to)`, in start order.
-    pub fn segments(
+    pub fn segments(&self, stream: &StreamId, from: WallTime, to: WallTime) -> Result<Vec<SegmentRecord>, StoreError> {
+        self.segments_with(stream, from, to, true)
+    }
+
+    /// Like [`Index::segments`] without the key-frame tables (left empty): for listings.
+    pub fn segment_summaries(
         &self,
         stream: &StreamId,
         from: WallTime,
         to: WallTime,
+    ) -> Result<Vec<SegmentRecord>, StoreError> {
+        self.segments_with(stream, from, to, false)
+    }
+
+    fn segments_with(
+        &self,
+        stream: &StreamId,
+        from: WallTime,
+        to: WallTime,
+        with_table: bool,
     ) -> Result<Vec<SegmentRecord>, StoreError> {
         let p = &self.path;
         let txn = tr!(p, self.db.begin_read());
@@ -179,12 +201,9 @@ impl Index {
             .as_micros()
             .saturating_sub(i64::try_from(max_len).unwrap_or(i64::MAX));
         let mut out = Vec::new();
-        for item in tr!(
-            p,
-            table.range((key.as_str(), lo, 0)..(key.as_str(), to.as_micros(), 0))
-        ) {
+        for item in tr!(p, table.range((key.as_str(), lo, 0)..(key.as_str(), to.as_micros(), 0))) {
             let (k, v) = tr!(p, item);
-            let r = self.decode(k.value(), v.value())?;
+            let r = self.decode_with(k.value(), v.value(), with_table)?;
             if r.end > from && r.start < to {
                 out.push(r);
             }
@@ -223,12 +242,7 @@ impl Index {
     }
 
     /// Whether an entry exists.
-    pub fn contains(
-        &self,
-        stream: &StreamId,
-        start: WallTime,
-        seq: u64,
-    ) -> Result<bool, StoreError> {
+    pub fn contains(&self, stream: &StreamId, start: WallTime, seq: u64) -> Result<bool, StoreError> {
         let p = &self.path;
         let txn = tr!(p, self.db.begin_read());
         let table = tr!(p, txn.open_table(SEGMENTS));

@@ -79,14 +79,8 @@ mod tests {
     fn dates() {
         assert_eq!(utc_date(WallTime::from_micros(0)), (1970, 1, 1));
         // 2026-11-23T08:00:00Z
-        assert_eq!(
-            utc_date(WallTime::from_micros(1_795_420_800_000_000)),
-            (2026, 11, 23)
-        );
-        assert_eq!(
-            utc_date(WallTime::from_micros(951_782_400_000_000)),
-            (2000, 2, 29)
-        );
+        assert_eq!(utc_date(WallTime::from_micros(1_795_420_800_000_000)), (2026, 11, 23));
+        assert_eq!(utc_date(WallTime::from_micros(951_782_400_000_000)), (2000, 2, 29));
         assert_eq!(utc_date(WallTime::from_micros(-1)), (1969, 12, 31));
     }
 
@@ -100,13 +94,7 @@ mod tests {
         );
         assert_eq!(parse_segment_path(&p), Some((s.clone(), 42)));
         assert_eq!(parse_stream_key(&stream_key(&s)), Some(s));
-        assert_eq!(
-            parse_segment_path(Path::new("segments/x/main/2026/1.mp4")),
-            None
-        );
-        assert_eq!(
-            parse_segment_path(Path::new("segments/x/other/20261123/1.mp4")),
-            None
-        );
+        assert_eq!(parse_segment_path(Path::new("segments/x/main/2026/1.mp4")), None);
+        assert_eq!(parse_segment_path(Path::new("segments/x/other/20261123/1.mp4")), None);
     }
 }

@@ -104,11 +104,7 @@ impl Store {
         let mut out = Vec::new();
         for d in &self.disks {
             for r in d.index().segments(stream, from, to)? {
-                out.push((
-                    d.root()
-                        .join(layout::segment_path(&r.stream, r.start, r.seq)),
-                    r,
-                ));
+                out.push((d.root().join(layout::segment_path(&r.stream, r.start, r.seq)), r));
             }
         }
         out.sort_by_key(|(_, r)| (r.start, r.seq));
@@ -136,11 +132,11 @@ impl Store {
         from: WallTime,
         to: WallTime,
     ) -> Result<Vec<RecordedRange>, StoreError> {
-        let records: Vec<SegmentRecord> = self
-            .segments(stream, from, to)?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
+        let mut records = Vec::new();
+        for d in &self.disks {
+            records.extend(d.index().segment_summaries(stream, from, to)?);
+        }
+        records.sort_by_key(|r| (r.start, r.seq));
         Ok(merge_ranges(&records, from, to))
     }
 }

@@ -51,23 +51,19 @@ pub struct SegmentSamples {
 
 /// Reads the sample table of the indexed part of a segment (one read of the init part, then
 /// one of each fragment's `prft` + `moof`, at offsets the index gives).
-pub fn read_segment_samples(
-    path: &Path,
-    record: &SegmentRecord,
-) -> Result<SegmentSamples, StoreError> {
+pub fn read_segment_samples(path: &Path, record: &SegmentRecord) -> Result<SegmentSamples, StoreError> {
     let bad = |detail: String| StoreError::Segment {
         path: path.to_owned(),
         detail,
     };
-    let mut f = std::fs::File::open(path).map_err(StoreError::io(path, "open"))?;
+    let f = std::fs::File::open(path).map_err(StoreError::io(path, "open"))?;
     let len = record.bytes;
-    let mut r = std::io::BufReader::with_capacity(16 << 10, &mut f);
+    let mut r = crate::segment_file::PreadWindow::new(&f);
     let init = read_init(&mut r, len).map_err(bad)?;
     let mut samples = Vec::with_capacity(record.frames as usize);
     for (i, gop) in record.key_frames.iter().enumerate() {
         // Walk the GOP's fragments from its key frame's.
-        let (mut pos, mut decode_time) =
-            (gop.byte_offset, record.timeline_start + gop.media_offset);
+        let (mut pos, mut decode_time) = (gop.byte_offset, record.timeline_start + gop.media_offset);
         let mut media = 0i64;
         let fw = record.key_frame_wall(gop);
         let mut left = gop.frames;
@@ -116,20 +112,13 @@ impl SampleCache {
     }
 
     /// The table of `record` at `path`, from the cache or the file.
-    pub fn get(
-        &self,
-        path: &Path,
-        record: &SegmentRecord,
-    ) -> Result<Arc<SegmentSamples>, StoreError> {
+    pub fn get(&self, path: &Path, record: &SegmentRecord) -> Result<Arc<SegmentSamples>, StoreError> {
         let key = (path.to_owned(), record.bytes);
         if let Some(t) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(t.clone());
         }
         let t = Arc::new(read_segment_samples(path, record)?);
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .put(key, t.clone());
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).put(key, t.clone());
         Ok(t)
     }
 }
@@ -188,12 +177,37 @@ struct Picked {
     params: Arc<StreamParams>,
 }
 
-/// Plans `req` over the store.
-pub fn plan(
-    store: &Store,
+/// The sample tables of `segments`, read by a few threads at once (each table is a few dozen
+/// small reads spread over its file, so a range of an hour is dominated by latency, not
+/// bandwidth).
+fn load_tables(
     cache: &SampleCache,
-    req: &PlaybackRequest,
-) -> Result<PlaybackPlan, PlanError> {
+    segments: &[(PathBuf, SegmentRecord)],
+) -> Result<Vec<Arc<SegmentSamples>>, StoreError> {
+    const THREADS: usize = 4;
+    if segments.len() < 4 {
+        return segments.iter().map(|(p, r)| cache.get(p, r)).collect();
+    }
+    let chunk = segments.len().div_ceil(THREADS);
+    let parts: Vec<Result<Vec<Arc<SegmentSamples>>, StoreError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = segments
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(|(p, r)| cache.get(p, r)).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(StoreError::Stopped)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(segments.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
+/// Plans `req` over the store.
+pub fn plan(store: &Store, cache: &SampleCache, req: &PlaybackRequest) -> Result<PlaybackPlan, PlanError> {
     let segments: Vec<(PathBuf, SegmentRecord)> = store
         .segments(&req.stream, req.start, req.end)?
         .into_iter()
@@ -203,10 +217,11 @@ pub fn plan(
         return Err(PlanError::NothingRecorded);
     }
     let codec = segments[0].1.codec;
+    let tables = load_tables(cache, &segments)?;
     let mut picked: Vec<Picked> = Vec::new();
     let mut truncated = None;
     let mut truncated_at = None;
-    for (i, (path, rec)) in segments.iter().enumerate() {
+    for (i, (_, rec)) in segments.iter().enumerate() {
         if rec.codec != codec {
             truncated_at = Some(rec.start);
             truncated = Some(format!(
@@ -216,7 +231,7 @@ pub fn plan(
             ));
             break;
         }
-        let table = cache.get(path, rec)?;
+        let table = &tables[i];
         for s in &table.samples {
             if s.wall >= req.end {
                 break;
@@ -317,10 +332,7 @@ pub fn plan(
         let r = &segments[i].1;
         h.update(format!(" {}:{}:{}", r.seq, r.start.as_micros(), r.bytes));
     }
-    let etag: String = h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let etag: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
 
     Ok(PlaybackPlan {
         sources,

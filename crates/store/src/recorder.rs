@@ -179,9 +179,7 @@ impl Recorder {
     /// Closes every segment, makes everything durable and indexed, and stops the threads.
     pub fn shutdown(&self) -> Result<(), StoreError> {
         let (done_tx, done_rx) = mpsc::channel();
-        self.tx
-            .send(Cmd::Shutdown(done_tx))
-            .map_err(|_| StoreError::Stopped)?;
+        self.tx.send(Cmd::Shutdown(done_tx)).map_err(|_| StoreError::Stopped)?;
         done_rx.recv().map_err(|_| StoreError::Stopped)?;
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
@@ -258,18 +256,15 @@ impl Writer {
 
     fn on_frame(&mut self, f: Frame) {
         let segment_ticks = self.segment_ticks();
-        let st = self
-            .streams
-            .entry(f.stream.clone())
-            .or_insert_with(|| StreamState {
-                segment: None,
-                pending: Vec::new(),
-                // The first segment after start-up is 0.5–1.5 × the target, by stream, so that
-                // cameras started together do not all rotate in the same second forever after.
-                target_ticks: (segment_ticks as f64 * (0.5 + stagger_fraction(&f.stream))) as i64,
-                last_spacing: 0,
-                next_timeline: None,
-            });
+        let st = self.streams.entry(f.stream.clone()).or_insert_with(|| StreamState {
+            segment: None,
+            pending: Vec::new(),
+            // The first segment after start-up is 0.5–1.5 × the target, by stream, so that
+            // cameras started together do not all rotate in the same second forever after.
+            target_ticks: (segment_ticks as f64 * (0.5 + stagger_fraction(&f.stream))) as i64,
+            last_spacing: 0,
+            next_timeline: None,
+        });
         if let Some(prev) = st.pending.last()
             && !f.discontinuity
         {
@@ -287,9 +282,8 @@ impl Writer {
             }
         };
         if rotate {
-            let next = (!f.discontinuity
-                && st.pending.last().is_none_or(|p| *p.params == *f.params))
-            .then_some(f.media_time);
+            let next =
+                (!f.discontinuity && st.pending.last().is_none_or(|p| *p.params == *f.params)).then_some(f.media_time);
             self.close(&f.stream.clone(), next);
         }
         let Some(st) = self.streams.get_mut(&f.stream) else {
@@ -306,9 +300,7 @@ impl Writer {
             // new run after a gap jumps forward by the gap's wall-clock length.
             let continued = st.next_timeline.take().filter(|_| !f.discontinuity);
             let timeline = continued.unwrap_or_else(|| match self.last_end.get(&f.stream) {
-                Some(&(end, ticks)) => {
-                    ticks + micros_to_media(f.wall_time.micros_since(end).max(0)) as u64
-                }
+                Some(&(end, ticks)) => ticks + micros_to_media(f.wall_time.micros_since(end).max(0)) as u64,
                 None => 0,
             });
             match SegmentWriter::create(disk, self.disks[disk].root(), seq, &f, timeline) {
@@ -348,10 +340,7 @@ impl Writer {
         match seg.append(&frames, next_media) {
             Ok(()) => {
                 inc(&stats.frames_written, frames.len() as u64);
-                inc(
-                    &stats.bytes_written,
-                    frames.iter().map(|f| f.data.len() as u64).sum(),
-                );
+                inc(&stats.bytes_written, frames.iter().map(|f| f.data.len() as u64).sum());
                 None
             }
             Err(e) => {
@@ -394,10 +383,8 @@ impl Writer {
         st.target_ticks = segment_ticks;
         let timeline_end = seg.record.timeline_start + seg.record.media_duration;
         st.next_timeline = next_media.map(|_| timeline_end);
-        self.last_end
-            .insert(stream.clone(), (seg.record.end, timeline_end));
-        st.next_timeline =
-            next_media.map(|_| seg.record.timeline_start + seg.record.media_duration);
+        self.last_end.insert(stream.clone(), (seg.record.end, timeline_end));
+        st.next_timeline = next_media.map(|_| seg.record.timeline_start + seg.record.media_duration);
         seg.record.closed = true;
         inc(&self.stats.segments_closed, 1);
         if seg.record.frames == 0 {

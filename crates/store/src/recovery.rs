@@ -48,8 +48,7 @@ fn trim(path: &Path, scan: &ScannedSegment) -> Result<u64, StoreError> {
         .write(true)
         .open(path)
         .map_err(StoreError::io(path, "open"))?;
-    f.set_len(scan.valid_len)
-        .map_err(StoreError::io(path, "truncate"))?;
+    f.set_len(scan.valid_len).map_err(StoreError::io(path, "truncate"))?;
     f.sync_all().map_err(StoreError::io(path, "sync"))?;
     warn!(
         file = %path.display(),
@@ -69,10 +68,7 @@ fn set_aside(path: &Path, why: &StoreError) {
 
 /// Scans one file into a closed record, trimming its tail; `None` if it holds nothing usable
 /// (then the file is removed or set aside).
-fn recover_file(
-    path: &Path,
-    report: &mut RecoveryReport,
-) -> Result<Option<SegmentRecord>, StoreError> {
+fn recover_file(path: &Path, report: &mut RecoveryReport) -> Result<Option<SegmentRecord>, StoreError> {
     match scan_file(path) {
         Ok(scan) => {
             report.trimmed_bytes += trim(path, &scan)?;
@@ -102,10 +98,7 @@ fn recover_file(
 }
 
 /// Every `*.mp4` under `DATA/segments`, with the stream and sequence its path names.
-fn segment_files(
-    root: &Path,
-    only_recent_days: Option<usize>,
-) -> Result<Vec<(PathBuf, StreamId, u64)>, StoreError> {
+fn segment_files(root: &Path, only_recent_days: Option<usize>) -> Result<Vec<(PathBuf, StreamId, u64)>, StoreError> {
     let mut out = Vec::new();
     let seg_root = root.join(SEGMENTS_DIR);
     let list = |dir: &Path| -> Result<Vec<PathBuf>, StoreError> {

@@ -61,13 +61,7 @@ pub struct SegmentHeader {
 
 impl SegmentHeader {
     /// The header of segment `seq` of `stream` starting at the given times.
-    pub fn new(
-        stream: &StreamId,
-        seq: u64,
-        start: WallTime,
-        media_start: i64,
-        timeline_start: u64,
-    ) -> Self {
+    pub fn new(stream: &StreamId, seq: u64, start: WallTime, media_start: i64, timeline_start: u64) -> Self {
         SegmentHeader {
             format: FORMAT.to_owned(),
             version: 1,
@@ -83,19 +77,12 @@ impl SegmentHeader {
 
     /// The stream id it names.
     pub fn stream_id(&self) -> Option<StreamId> {
-        Some(StreamId::new(
-            self.camera.as_str(),
-            StreamKind::parse(&self.stream)?,
-        ))
+        Some(StreamId::new(self.camera.as_str(), StreamKind::parse(&self.stream)?))
     }
 }
 
 /// Appends `ftyp`, the header `uuid` box and `moov`: everything before the first fragment.
-pub fn write_init(
-    out: &mut Vec<u8>,
-    header: &SegmentHeader,
-    params: &StreamParams,
-) -> Result<(), Mp4Error> {
+pub fn write_init(out: &mut Vec<u8>, header: &SegmentHeader, params: &StreamParams) -> Result<(), Mp4Error> {
     fmp4::write_ftyp(out)?;
     let json = serde_json::to_vec(header).map_err(|e| Mp4Error::Invalid(e.to_string()))?;
     out.extend_from_slice(&((8 + 16 + json.len()) as u32).to_be_bytes());
@@ -164,9 +151,7 @@ fn box_header<R: Read + Seek>(r: &mut R, pos: u64, len: u64) -> Result<Option<Bo
         return Ok(None);
     }
     if pos > len {
-        return Err(format!(
-            "a box extends past the end of the file ({len} bytes)"
-        ));
+        return Err(format!("a box extends past the end of the file ({len} bytes)"));
     }
     if len - pos < 8 {
         return Err(format!("{} stray bytes at offset {pos}", len - pos));
@@ -183,18 +168,12 @@ fn box_header<R: Read + Seek>(r: &mut R, pos: u64, len: u64) -> Result<Option<Bo
                 return Err(format!("truncated large box header at {pos}"));
             }
             r.read_exact(&mut h[8..16]).map_err(|e| e.to_string())?;
-            (
-                u64::from_be_bytes(h[8..16].try_into().unwrap_or_default()),
-                16,
-            )
+            (u64::from_be_bytes(h[8..16].try_into().unwrap_or_default()), 16)
         }
         s => (u64::from(s), 8),
     };
     if size < header_len {
-        return Err(format!(
-            "box {} at {pos} has impossible size {size}",
-            show(kind)
-        ));
+        return Err(format!("box {} at {pos} has impossible size {size}", show(kind)));
     }
     Ok(Some(BoxHeader {
         kind,
@@ -210,12 +189,7 @@ fn show(kind: [u8; 4]) -> String {
         .collect()
 }
 
-fn read_box<R: Read + Seek>(
-    r: &mut R,
-    b: &BoxHeader,
-    len: u64,
-    max: u64,
-) -> Result<Vec<u8>, String> {
+fn read_box<R: Read + Seek>(r: &mut R, b: &BoxHeader, len: u64, max: u64) -> Result<Vec<u8>, String> {
     if b.size > max {
         return Err(format!(
             "box {} at {} is {} bytes, above the {max}-byte limit",
@@ -232,8 +206,7 @@ fn read_box<R: Read + Seek>(
         ));
     }
     let mut buf = vec![0u8; b.size as usize];
-    r.seek(SeekFrom::Start(b.start))
-        .map_err(|e| e.to_string())?;
+    r.seek(SeekFrom::Start(b.start)).map_err(|e| e.to_string())?;
     r.read_exact(&mut buf).map_err(|e| e.to_string())?;
     Ok(buf)
 }
@@ -269,8 +242,7 @@ pub fn read_init<R: Read + Seek>(r: &mut R, len: u64) -> Result<Init, String> {
     if body.len() < 16 || body[..16] != HEADER_UUID {
         return Err("no Sharpeye segment header".into());
     }
-    let header: SegmentHeader =
-        serde_json::from_slice(&body[16..]).map_err(|e| format!("segment header: {e}"))?;
+    let header: SegmentHeader = serde_json::from_slice(&body[16..]).map_err(|e| format!("segment header: {e}"))?;
     if header.format != FORMAT || header.version != 1 {
         return Err(format!(
             "unsupported segment format {} v{}",
@@ -278,14 +250,10 @@ pub fn read_init<R: Read + Seek>(r: &mut R, len: u64) -> Result<Init, String> {
         ));
     }
     if header.stream_id().is_none() {
-        return Err(format!(
-            "segment header names unknown stream kind {:?}",
-            header.stream
-        ));
+        return Err(format!("segment header names unknown stream kind {:?}", header.stream));
     }
     let moov_box = next(r, uuid.end(), b"moov")?;
-    let moov =
-        fmp4::decode_moov(&read_box(r, &moov_box, len, MAX_MOOV)?).map_err(|e| e.to_string())?;
+    let moov = fmp4::decode_moov(&read_box(r, &moov_box, len, MAX_MOOV)?).map_err(|e| e.to_string())?;
     let params = fmp4::params_from_moov(&moov).map_err(|e| e.to_string())?;
 
     Ok(Init {
@@ -360,21 +328,15 @@ pub fn read_fragment<R: Read + Seek>(
     };
     let mut wall = None;
     if &b.kind == b"prft" {
-        let prft =
-            fmp4::decode_prft(&read_box(r, &b, len, MAX_PRFT)?).map_err(|e| e.to_string())?;
+        let prft = fmp4::decode_prft(&read_box(r, &b, len, MAX_PRFT)?).map_err(|e| e.to_string())?;
         wall = Some(prft.wall);
         b = box_header(r, b.end(), len)?.ok_or_else(|| format!("file ends after prft at {pos}"))?;
     }
     if &b.kind != b"moof" {
-        return Err(format!(
-            "expected moof at offset {}, found {}",
-            b.start,
-            show(b.kind)
-        ));
+        return Err(format!("expected moof at offset {}, found {}", b.start, show(b.kind)));
     }
     let frag = fmp4::decode_moof(&read_box(r, &b, len, MAX_MOOF)?).map_err(|e| e.to_string())?;
-    let mdat = box_header(r, b.end(), len)?
-        .ok_or_else(|| format!("file ends after moof at {}", b.start))?;
+    let mdat = box_header(r, b.end(), len)?.ok_or_else(|| format!("file ends after moof at {}", b.start))?;
     if &mdat.kind != b"mdat" {
         return Err(format!(
             "expected mdat at offset {}, found {}",
@@ -416,12 +378,83 @@ pub fn read_fragment<R: Read + Seek>(
     }))
 }
 
+/// A `Read + Seek` over a file that reads through a window with `pread` and keeps the window
+/// across seeks that land inside it. Walking a segment's boxes seeks before every box; a
+/// `BufReader` would throw its buffer away each time, this reads each fragment's `prft`,
+/// `moof` and `mdat` header with one system call.
+pub struct PreadWindow<'a> {
+    file: &'a File,
+    pos: u64,
+    start: u64,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+/// Size of a [`PreadWindow`]'s window: a fragment's headers for hundreds of frames.
+const WINDOW: usize = 16 << 10;
+
+impl<'a> PreadWindow<'a> {
+    /// A reader at offset 0 of `file`.
+    pub fn new(file: &'a File) -> Self {
+        PreadWindow {
+            file,
+            pos: 0,
+            start: 0,
+            buf: vec![0; WINDOW],
+            filled: 0,
+        }
+    }
+}
+
+impl Read for PreadWindow<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let inside = self.pos >= self.start && self.pos < self.start + self.filled as u64;
+        if !inside {
+            if out.len() >= WINDOW {
+                let n = self.file.read_at(out, self.pos)?;
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            self.filled = self.file.read_at(&mut self.buf, self.pos)?;
+            self.start = self.pos;
+            if self.filled == 0 {
+                return Ok(0);
+            }
+        }
+        let at = (self.pos - self.start) as usize;
+        let n = out.len().min(self.filled - at);
+        out[..n].copy_from_slice(&self.buf[at..at + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for PreadWindow<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let base = match to {
+            SeekFrom::Start(p) => return Ok(self.pos_set(p)),
+            SeekFrom::Current(d) => self.pos as i64 + d,
+            SeekFrom::End(d) => self.file.metadata()?.len() as i64 + d,
+        };
+        u64::try_from(base)
+            .map(|p| self.pos_set(p))
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the file"))
+    }
+}
+
+impl PreadWindow<'_> {
+    fn pos_set(&mut self, p: u64) -> u64 {
+        self.pos = p;
+        p
+    }
+}
+
 /// Scans the file at `path`.
 pub fn scan_file(path: &Path) -> Result<ScannedSegment, StoreError> {
-    let mut f = File::open(path).map_err(StoreError::io(path, "open"))?;
+    let f = File::open(path).map_err(StoreError::io(path, "open"))?;
     let len = f.metadata().map_err(StoreError::io(path, "stat"))?.len();
-    let mut r = io::BufReader::with_capacity(64 << 10, &mut f);
-    scan(&mut r, len).map_err(|detail| StoreError::Segment {
+    scan(&mut PreadWindow::new(&f), len).map_err(|detail| StoreError::Segment {
         path: path.to_owned(),
         detail,
     })
@@ -433,15 +466,9 @@ impl ScannedSegment {
     pub fn to_record(&self) -> Option<SegmentRecord> {
         let stream = self.header.stream_id()?;
         let first = self.fragments.first()?;
-        let start = first
-            .wall
-            .unwrap_or(WallTime::from_micros(self.header.start_us));
-        let nominal =
-            |media: u64| start.add_micros(media_to_micros((media - first.media_offset) as i64));
-        let deviation = |f: &ScannedFragment| {
-            f.wall
-                .map_or(0, |w| w.micros_since(nominal(f.media_offset)))
-        };
+        let start = first.wall.unwrap_or(WallTime::from_micros(self.header.start_us));
+        let nominal = |media: u64| start.add_micros(media_to_micros((media - first.media_offset) as i64));
+        let deviation = |f: &ScannedFragment| f.wall.map_or(0, |w| w.micros_since(nominal(f.media_offset)));
         let mut key_frames: Vec<KeyFrameEntry> = Vec::new();
         for f in &self.fragments {
             match key_frames.last_mut() {

@@ -27,13 +27,7 @@ pub(crate) struct SegmentWriter {
 
 impl SegmentWriter {
     /// Creates the file for segment `seq` starting with `first` and writes its init part.
-    pub fn create(
-        disk: usize,
-        root: &Path,
-        seq: u64,
-        first: &Frame,
-        timeline_start: u64,
-    ) -> Result<Self, StoreError> {
+    pub fn create(disk: usize, root: &Path, seq: u64, first: &Frame, timeline_start: u64) -> Result<Self, StoreError> {
         let path = root.join(segment_path(&first.stream, first.wall_time, seq));
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(StoreError::io(dir, "create directory"))?;
@@ -43,20 +37,13 @@ impl SegmentWriter {
             .create_new(true)
             .open(&path)
             .map_err(StoreError::io(&path, "create"))?;
-        let header = SegmentHeader::new(
-            &first.stream,
-            seq,
-            first.wall_time,
-            first.media_time,
-            timeline_start,
-        );
+        let header = SegmentHeader::new(&first.stream, seq, first.wall_time, first.media_time, timeline_start);
         let mut init = Vec::with_capacity(1024);
         write_init(&mut init, &header, &first.params).map_err(|e| StoreError::Segment {
             path: path.clone(),
             detail: e.to_string(),
         })?;
-        file.write_all(&init)
-            .map_err(StoreError::io(&path, "write"))?;
+        file.write_all(&init).map_err(StoreError::io(&path, "write"))?;
         let p = &first.params;
         Ok(SegmentWriter {
             disk,
@@ -103,19 +90,14 @@ impl SegmentWriter {
                 Sample {
                     // Ingest guarantees increasing times within a run; clamp anyway so a bad
                     // value can never make an unreadable file.
-                    duration: u32::try_from(next - f.media_time)
-                        .unwrap_or(u32::MAX)
-                        .max(1),
+                    duration: u32::try_from(next - f.media_time).unwrap_or(u32::MAX).max(1),
                     size: f.data.len() as u32,
                     key: f.key,
                 }
             })
             .collect();
         let media_offset = self.elapsed(first.media_time).max(0) as u64;
-        let nominal = self
-            .record
-            .start
-            .add_micros(media_to_micros(media_offset as i64));
+        let nominal = self.record.start.add_micros(media_to_micros(media_offset as i64));
         let wall_deviation_us = first.wall_time.micros_since(nominal);
         self.scratch.clear();
         let decode_time = self.record.timeline_start + media_offset;
@@ -136,10 +118,8 @@ impl SegmentWriter {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len() + 1);
         slices.push(IoSlice::new(&self.scratch));
         slices.extend(frames.iter().map(|f| IoSlice::new(&f.data)));
-        let total =
-            self.scratch.len() as u64 + frames.iter().map(|f| f.data.len() as u64).sum::<u64>();
-        write_all_vectored(&mut self.file, &mut slices)
-            .map_err(StoreError::io(&self.path, "write"))?;
+        let total = self.scratch.len() as u64 + frames.iter().map(|f| f.data.len() as u64).sum::<u64>();
+        write_all_vectored(&mut self.file, &mut slices).map_err(StoreError::io(&self.path, "write"))?;
 
         let byte_offset = self.record.bytes;
         self.record.bytes += total;

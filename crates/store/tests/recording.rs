@@ -20,20 +20,12 @@ fn cfg(segment_ms: u64) -> RecorderConfig {
 }
 
 /// Records `n` frames of each fixture on its own stream, shuts down, returns the records.
-fn record(
-    dir: &Path,
-    fixtures: &[(&str, BuiltinFixture)],
-    n: usize,
-    segment_ms: u64,
-) -> Vec<SegmentRecord> {
+fn record(dir: &Path, fixtures: &[(&str, BuiltinFixture)], n: usize, segment_ms: u64) -> Vec<SegmentRecord> {
     let (store, _) = Store::open(&[dir.to_owned()]).unwrap();
     let rec = store.start_recorder(cfg(segment_ms)).unwrap();
     for (cam, fx) in fixtures {
         let stream = StreamId::main(*cam);
-        for f in fx
-            .load()
-            .frames(&stream, n, 1_000_000, WallTime::from_micros(T0))
-        {
+        for f in fx.load().frames(&stream, n, 1_000_000, WallTime::from_micros(T0)) {
             rec.try_push(f).unwrap();
         }
         rec.end_stream(&stream);
@@ -74,10 +66,7 @@ fn probe(path: &Path) -> (u64, String) {
         .arg(path)
         .output()
         .unwrap();
-    let n = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let n = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
     let dec = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
@@ -100,10 +89,7 @@ fn recorded_segments_are_complete_contiguous_and_decodable() {
     ];
     let records = record(dir.path(), &fixtures, 250, 2000);
     for (cam, _) in fixtures {
-        let segs: Vec<&SegmentRecord> = records
-            .iter()
-            .filter(|r| r.stream.camera() == cam)
-            .collect();
+        let segs: Vec<&SegmentRecord> = records.iter().filter(|r| r.stream.camera() == cam).collect();
         assert!(segs.len() >= 4, "{cam}: {} segments", segs.len());
         assert_eq!(
             segs.iter().map(|r| r.frames).sum::<u64>(),
@@ -119,10 +105,7 @@ fn recorded_segments_are_complete_contiguous_and_decodable() {
             assert_eq!(w[1].start, w[0].end, "{cam}: segments are back to back");
         }
         assert_eq!(segs[0].start, WallTime::from_micros(T0));
-        assert_eq!(
-            segs.last().unwrap().end,
-            WallTime::from_micros(T0 + 250 * 40_000)
-        );
+        assert_eq!(segs.last().unwrap().end, WallTime::from_micros(T0 + 250 * 40_000));
         // Files agree with the index byte for byte.
         for r in &segs {
             let scan = scan_file(&file_of(dir.path(), r)).unwrap();
@@ -176,17 +159,13 @@ fn parameter_change_and_discontinuity_start_new_segments() {
     let small = BuiltinFixture::H264_240p
         .load()
         .frames(&s, 50, 0, WallTime::from_micros(T0));
-    let mut big = BuiltinFixture::H264_1080p.load().frames(
-        &s,
-        50,
-        50 * 3600,
-        WallTime::from_micros(T0 + 2_000_000),
-    );
+    let mut big = BuiltinFixture::H264_1080p
+        .load()
+        .frames(&s, 50, 50 * 3600, WallTime::from_micros(T0 + 2_000_000));
     big[0].discontinuity = false; // a mid-stream resolution switch, not a new session
-    let mut later =
-        BuiltinFixture::H264_1080p
-            .load()
-            .frames(&s, 30, 0, WallTime::from_micros(T0 + 10_000_000));
+    let mut later = BuiltinFixture::H264_1080p
+        .load()
+        .frames(&s, 30, 0, WallTime::from_micros(T0 + 10_000_000));
     later[0].discontinuity = true;
     for f in small.into_iter().chain(big).chain(later) {
         rec.try_push(f).unwrap();
@@ -194,26 +173,15 @@ fn parameter_change_and_discontinuity_start_new_segments() {
     rec.shutdown().unwrap();
     let segs = store.disks()[0].index().all_segments().unwrap();
     let dims: Vec<(u32, u32, u64)> = segs.iter().map(|r| (r.width, r.height, r.frames)).collect();
-    assert_eq!(
-        dims,
-        vec![(320, 240, 50), (1920, 1080, 50), (1920, 1080, 30)]
-    );
+    assert_eq!(dims, vec![(320, 240, 50), (1920, 1080, 50), (1920, 1080, 30)]);
     assert_eq!(
         segs[1].start, segs[0].end,
         "a parameter change inside a session leaves no gap"
     );
     let ranges = store
-        .recordings(
-            &s,
-            WallTime::from_micros(T0),
-            WallTime::from_micros(T0 + 60_000_000),
-        )
+        .recordings(&s, WallTime::from_micros(T0), WallTime::from_micros(T0 + 60_000_000))
         .unwrap();
-    assert_eq!(
-        ranges.len(),
-        2,
-        "the discontinuity is a real gap: {ranges:?}"
-    );
+    assert_eq!(ranges.len(), 2, "the discontinuity is a real gap: {ranges:?}");
 }
 
 #[test]
@@ -230,11 +198,7 @@ fn frames_before_the_first_key_frame_are_not_recorded() {
     }
     rec.shutdown().unwrap();
     let segs = store.disks()[0].index().all_segments().unwrap();
-    assert_eq!(
-        segs.iter().map(|r| r.frames).sum::<u64>(),
-        35,
-        "frames 25..60"
-    );
+    assert_eq!(segs.iter().map(|r| r.frames).sum::<u64>(), 35, "frames 25..60");
     assert_eq!(segs[0].start, WallTime::from_micros(T0 + 25 * 40_000));
 }
 
@@ -243,10 +207,7 @@ fn rebuild_regenerates_the_same_index() {
     let dir = tempfile::tempdir().unwrap();
     let before = record(
         dir.path(),
-        &[
-            ("a", BuiltinFixture::H264_240p),
-            ("b", BuiltinFixture::H265_240p),
-        ],
+        &[("a", BuiltinFixture::H264_240p), ("b", BuiltinFixture::H265_240p)],
         200,
         1500,
     );
@@ -263,22 +224,13 @@ fn rebuild_refuses_a_directory_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
     let err = store::rebuild(dir.path()).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("in use by another Sharpeye process"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("in use by another Sharpeye process"), "{err}");
 }
 
 #[test]
 fn recovery_trims_a_torn_tail_and_closes_the_open_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let records = record(
-        dir.path(),
-        &[("cam", BuiltinFixture::H264_240p)],
-        100,
-        60_000,
-    );
+    let records = record(dir.path(), &[("cam", BuiltinFixture::H264_240p)], 100, 60_000);
     let [original] = records.as_slice() else {
         panic!("one segment")
     };
@@ -294,13 +246,8 @@ fn recovery_trims_a_torn_tail_and_closes_the_open_segment() {
         stale.bytes = original.key_frames[2].byte_offset;
         store.disks()[0].index().put(&[stale]).unwrap();
     }
-    let torn: Vec<u8> = std::fs::read(&path).unwrap()
-        [original.key_frames[1].byte_offset as usize..][..3000]
-        .to_vec();
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
+    let torn: Vec<u8> = std::fs::read(&path).unwrap()[original.key_frames[1].byte_offset as usize..][..3000].to_vec();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
     std::io::Write::write_all(&mut f, &torn).unwrap();
     drop(f);
 
@@ -333,12 +280,7 @@ fn recovery_indexes_files_the_index_never_saw_and_removes_empty_ones() {
 #[test]
 fn scanning_any_truncation_or_corruption_never_panics_and_never_overstates() {
     let dir = tempfile::tempdir().unwrap();
-    let records = record(
-        dir.path(),
-        &[("cam", BuiltinFixture::H264_240p)],
-        60,
-        60_000,
-    );
+    let records = record(dir.path(), &[("cam", BuiltinFixture::H264_240p)], 60, 60_000);
     let bytes = std::fs::read(file_of(dir.path(), &records[0])).unwrap();
     let full = scan(&mut std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
     let init = full.init_len as usize;
@@ -350,10 +292,7 @@ fn scanning_any_truncation_or_corruption_never_panics_and_never_overstates() {
             Err(_) => assert!(cut < init, "an intact init part must scan (cut at {cut})"),
             Ok(s) => {
                 assert!(s.valid_len <= cut as u64);
-                assert_eq!(
-                    s.fragments.len(),
-                    ends.iter().filter(|&&e| e <= cut as u64).count()
-                );
+                assert_eq!(s.fragments.len(), ends.iter().filter(|&&e| e <= cut as u64).count());
             }
         }
         cut += if cut < init + 64 { 1 } else { 37 };
