@@ -30,6 +30,7 @@ struct Args {
     cameras: usize,
     requests: usize,
     data: Option<PathBuf>,
+    export: bool,
 }
 
 fn args() -> Args {
@@ -38,6 +39,7 @@ fn args() -> Args {
         cameras: 100,
         requests: 200,
         data: None,
+        export: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -47,6 +49,7 @@ fn args() -> Args {
             "--cameras" => a.cameras = v().parse().unwrap(),
             "--requests" => a.requests = v().parse().unwrap(),
             "--data" => a.data = Some(PathBuf::from(v())),
+            "--no-export" => a.export = false,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -341,7 +344,15 @@ fn main() {
         pct(http, 0.99)
     );
 
+    if !a.export {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
+        return;
+    }
+
     // Export of the template hour, warm then cold, against the disk and ffmpeg.
+
     let (c, h) = hours[0];
     let start = t0 + h * 3_600_000_000;
     let body = format!(

@@ -269,16 +269,24 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
         source,
     })?;
     // Offsets depend on the moov's size, which does not depend on the offsets' values.
-    let placeholder = moov_with(&vec![0; parts.len()])?;
-    let payload_start = (head.len() + placeholder.len()) as u64 + mdat_header_len;
-    let mut offsets = Vec::with_capacity(parts.len());
+    // Encode once with zero offsets, then write the real ones into the chunk-offset box.
+    let mut moov = moov_with(&vec![0; parts.len()])?;
+    let payload_start = (head.len() + moov.len()) as u64 + mdat_header_len;
+    let kind: &[u8; 4] = if wide { b"co64" } else { b"stco" };
+    let (table, _) = find_box(&moov, &[b"moov", b"trak", b"mdia", b"minf", b"stbl", kind])
+        .ok_or_else(|| Mp4Error::Invalid("encoded moov has no chunk offset box".into()))?;
+    let mut at = table + 16; // box header, version and flags, entry count
     let mut pos = payload_start;
     for p in &parts {
-        offsets.push(pos);
+        if wide {
+            moov[at..at + 8].copy_from_slice(&pos.to_be_bytes());
+            at += 8;
+        } else {
+            moov[at..at + 4].copy_from_slice(&(pos as u32).to_be_bytes());
+            at += 4;
+        }
         pos += p.len;
     }
-    let moov = moov_with(&offsets)?;
-    debug_assert_eq!(moov.len(), placeholder.len());
     head.extend_from_slice(&moov);
     if mdat_header_len == 16 {
         head.extend_from_slice(&1u32.to_be_bytes());
@@ -297,8 +305,39 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     })
 }
 
+/// Finds the box at `path` (each a child of the previous) in `buf`, which starts with the first
+/// path element; returns (offset, size). Only plain containers may be on the path.
+fn find_box(buf: &[u8], path: &[&[u8; 4]]) -> Option<(usize, usize)> {
+    let (mut start, mut end) = (0usize, buf.len());
+    for (depth, want) in path.iter().enumerate() {
+        let mut pos = start;
+        let mut found = None;
+        while pos + 8 <= end {
+            let size = u32::from_be_bytes(buf[pos..pos + 4].try_into().ok()?) as usize;
+            if size < 8 || pos + size > end {
+                return None;
+            }
+            if &buf[pos + 4..pos + 8] == *want {
+                found = Some((pos, size));
+                break;
+            }
+            pos += size;
+            if depth == 0 {
+                break;
+            }
+        }
+        let (p, size) = found?;
+        if depth + 1 == path.len() {
+            return Some((p, size));
+        }
+        (start, end) = (p + 8, p + size);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::annexb::nal_units;
 
@@ -383,6 +422,15 @@ mod tests {
             .sum();
         assert_eq!(total, 20);
         assert!(m.pieces(m.len, m.len + 5).is_empty());
+        // The chunk offsets point at each part's place in the file.
+        let ftyp_len = u32::from_be_bytes(m.head[0..4].try_into().unwrap()) as usize;
+        let moov = crate::fmp4::decode_moov(&m.head[ftyp_len..]).unwrap();
+        let stco = moov.trak[0].mdia.minf.stbl.stco.as_ref().unwrap();
+        let mut at = m.head.len() as u64;
+        for (i, p) in m.parts.iter().enumerate() {
+            assert_eq!(u64::from(stco.entries[i]), at);
+            at += p.len;
+        }
     }
 
     #[test]

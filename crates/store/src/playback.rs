@@ -174,7 +174,6 @@ pub struct PlaybackPlan {
 struct Picked {
     seg: usize,
     sample: StoredSample,
-    params: Arc<StreamParams>,
 }
 
 /// The sample tables of `segments`, read by a few threads at once (each table is a few dozen
@@ -240,11 +239,7 @@ pub fn plan(store: &Store, cache: &SampleCache, req: &PlaybackRequest) -> Result
                 // A later key frame at or before the start: decoding can begin there instead.
                 picked.clear();
             }
-            picked.push(Picked {
-                seg: i,
-                sample: *s,
-                params: table.params.clone(),
-            });
+            picked.push(Picked { seg: i, sample: *s });
         }
     }
     // Frames before the first key frame (the range starts before any recording) cannot decode.
@@ -312,9 +307,12 @@ pub fn plan(store: &Store, cache: &SampleCache, req: &PlaybackRequest) -> Result
             offset: p.sample.offset,
         };
         match runs.last_mut() {
-            Some(r) if *r.params == *p.params => r.samples.push(sample),
+            // Within a segment the parameters are one Arc: compare pointers before bytes.
+            Some(r) if Arc::ptr_eq(&r.params, &tables[p.seg].params) || *r.params == *tables[p.seg].params => {
+                r.samples.push(sample)
+            }
             _ => runs.push(Run {
-                params: p.params.clone(),
+                params: tables[p.seg].params.clone(),
                 samples: vec![sample],
             }),
         }

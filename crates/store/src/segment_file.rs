@@ -391,7 +391,7 @@ pub struct PreadWindow<'a> {
 }
 
 /// Size of a [`PreadWindow`]'s window: a fragment's headers for hundreds of frames.
-const WINDOW: usize = 16 << 10;
+const WINDOW: usize = 4 << 10;
 
 impl<'a> PreadWindow<'a> {
     /// A reader at offset 0 of `file`.
