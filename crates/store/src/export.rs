@@ -206,36 +206,45 @@ pub fn write_package(
     manifest.files.clear();
     for f in files {
         zip.start_file(f.name.as_str(), opts(f.file.len)).map_err(zerr)?;
-        let mut sha = Sha256::new();
-        // A reader thread fills chunks while this one hashes and writes the previous ones:
-        // reading from the page cache or disk overlaps with SHA-256 and the write.
-        let copied = std::thread::scope(|scope| -> Result<(), StoreError> {
-            let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, StoreError>>(4);
+        // Three stages on their own threads: a reader fills chunks, a hasher runs SHA-256 over
+        // them, this thread writes them into the zip (which adds its CRC-32); buffers go back
+        // to the reader. Reading, hashing and writing overlap.
+        let digest = std::thread::scope(|scope| -> Result<String, StoreError> {
+            let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, StoreError>>(4);
+            let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, StoreError>>(4);
             let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-            for _ in 0..6 {
+            for _ in 0..10 {
                 let _ = empty_tx.send(vec![0u8; CHUNK]);
             }
-            scope.spawn(move || read_pieces(f, &full_tx, &empty_rx));
-            for chunk in full_rx {
-                let (bytes, len) = match chunk? {
-                    Chunk::Head(b) => (b.to_vec(), None),
-                    Chunk::Data(buf, n) => (buf, Some(n)),
-                };
-                let n = len.unwrap_or(bytes.len());
-                sha.update(&bytes[..n]);
-                zip.write_all(&bytes[..n]).map_err(StoreError::io(&partial, "write"))?;
-                if len.is_some() {
+            scope.spawn(move || read_pieces(f, &read_tx, &empty_rx));
+            let hasher = scope.spawn(move || {
+                let mut sha = Sha256::new();
+                for chunk in read_rx {
+                    if let Ok(c) = &chunk {
+                        sha.update(c.bytes());
+                    }
+                    if hashed_tx.send(chunk).is_err() {
+                        break;
+                    }
+                }
+                hex(&sha.finalize())
+            });
+            for chunk in hashed_rx {
+                let chunk = chunk?;
+                zip.write_all(chunk.bytes())
+                    .map_err(StoreError::io(&partial, "write"))?;
+                if let Chunk::Data(buf, n) = chunk {
                     progress(n as u64);
-                    let _ = empty_tx.send(bytes);
+                    let _ = empty_tx.send(buf);
                 }
             }
-            Ok(())
+            hasher.join().map_err(|_| StoreError::Stopped)
         });
-        copied?;
+        let digest = digest?;
         manifest.files.push(ManifestFile {
             name: f.name.clone(),
             size: f.file.len,
-            sha256: hex(&sha.finalize()),
+            sha256: digest,
             span: f.span.clone(),
             frames: f.file.samples,
         });
@@ -271,6 +280,15 @@ enum Chunk {
     Head(bytes::Bytes),
     /// A recycled buffer and how much of it holds data.
     Data(Vec<u8>, usize),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Head(b) => b,
+            Chunk::Data(buf, n) => &buf[..*n],
+        }
+    }
 }
 
 /// Sends the pieces of `f` in order, reading file ranges into buffers taken from `empty`.
