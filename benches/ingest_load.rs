@@ -14,7 +14,7 @@
 //! `scripts/bench-ingest.sh` installs GStreamer and ffmpeg first. Not run in CI.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,10 +110,6 @@ fn report(f: &Figures) {
         f.sent as i64 - f.recorded as i64,
         f.mb_per_s
     );
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -222,38 +218,9 @@ fn print_health(addr: SocketAddr) {
 }
 
 fn count_frames_ffprobe(dir: &Path) -> u64 {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let out = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-count_packets",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=nb_read_packets",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(e.path())
-            .output();
-        if let Ok(o) = out {
-            total += String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().unwrap_or(0);
-        }
-    }
-    total
-}
-
-/// Kills a child process if the harness panics before stopping it: a failed run must not leave
-/// a server behind.
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child; a no-op if it has already exited and been reaped.
-        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
-    }
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| testkit::ffprobe_packets(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -282,7 +249,7 @@ fn main() {
 
     // Sharpeye.
     let data = base.join("sharpeye-data");
-    let listen = free_addr();
+    let listen = testkit::free_addr();
     let mut config = format!(
         "[server]\nlisten = \"{listen}\"\ndata_dirs = [\"{}\"]\n[recording]\nsegment = \"60s\"\n[[users]]\nname = \"admin\"\npassword = \"bench-password\"\nrole = \"admin\"\n",
         data.display()
@@ -303,7 +270,7 @@ fn main() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let _guard = KillOnDrop(child.id());
+    let _guard = testkit::KillOnDrop(child.id());
     let health_addr = listen;
     let (mut ours, _) = measure("sharpeye", &mut child, &cams, a.cameras, a.seconds, |c| {
         print_health(health_addr);
@@ -358,7 +325,7 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let _gst_guard = KillOnDrop(g.id());
+        let _gst_guard = testkit::KillOnDrop(g.id());
         let (mut theirs, _) = measure("gstreamer", &mut g, &gcams, gst_n, a.seconds, |c| {
             // SAFETY: sending a signal to our own child; -e turns SIGINT into EOS so files finish.
             unsafe { libc::kill(c.id() as i32, libc::SIGINT) };

@@ -17,7 +17,7 @@
 //! room. Run by hand (`scripts/bench-playback.sh`), not in CI.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,10 +60,6 @@ fn args() -> Args {
 fn pct(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 /// One hour of real recording of `cam` starting at `base`.
@@ -154,17 +150,6 @@ fn rfc3339(us: i64) -> String {
         sod % 60,
         us.rem_euclid(1_000_000)
     )
-}
-
-/// Kills a child process if the harness panics before stopping it: a failed run must not leave
-/// a server behind.
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child; a no-op if it has already exited and been reaped.
-        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
-    }
 }
 
 fn main() {
@@ -259,7 +244,7 @@ fn main() {
     }
 
     // The server.
-    let addr = free_addr();
+    let addr = testkit::free_addr();
     let mut config = format!(
         "[server]\nlisten = \"{addr}\"\ndata_dirs = [\"{}\"]\n[playback]\nmax_range = \"25h\"\n[[users]]\nname = \"admin\"\npassword = \"bench-password\"\nrole = \"admin\"\n",
         data.display()
@@ -279,7 +264,7 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let _guard = KillOnDrop(child.id());
+    let _guard = testkit::KillOnDrop(child.id());
     while TcpStream::connect(addr).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }

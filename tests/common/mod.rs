@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -12,11 +12,7 @@ use serde_json::Value;
 
 pub const PASSWORD: &str = "e2e-password-1";
 
-/// A free loopback port (bound then released; the test binds it right after).
-pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
+pub use testkit::free_addr;
 
 /// A camera entry for a config.
 pub fn camera_toml(id: &str, url: &str) -> String {
@@ -224,47 +220,18 @@ pub fn parse_time(s: &str) -> i64 {
     api::time::parse("t", s).unwrap().as_micros()
 }
 
-/// Checks that ffmpeg and ffprobe are installed: they are the independent validators of every
-/// file the recorder writes, so their absence fails the test rather than skipping checks.
+/// Checks that ffmpeg and ffprobe are installed (panicking with the fix if not).
 pub fn have_ffmpeg() -> bool {
-    let ok = ["ffprobe", "ffmpeg"].iter().all(|t| {
-        Command::new(t)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    assert!(
-        ok,
-        "ffmpeg/ffprobe not found: run ./scripts/test.sh (it installs them) or apt-get install ffmpeg"
-    );
-    ok
+    testkit::require_ffmpeg();
+    true
 }
 
 /// Frames ffprobe counts in a file, and what `ffmpeg -v error` prints decoding all of it.
 pub fn probe(path: &Path) -> (u64, String) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_packets",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_packets",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    let n = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-    let dec = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    (n, String::from_utf8_lossy(&dec.stderr).trim().to_owned())
+    (
+        testkit::ffprobe_packets(path),
+        testkit::ffmpeg_errors(&path.to_string_lossy()),
+    )
 }
 
 /// Every segment in a (stopped node's) data directory, from the index.

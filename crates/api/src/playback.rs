@@ -66,6 +66,21 @@ pub(crate) fn authorize_media(
     Ok(Some(t.clone()))
 }
 
+/// The common start of every playback handler: the query, authorization for playback of this
+/// camera (returning the media token used, if any), and the camera's existence. Authorization
+/// comes first so that unauthenticated callers cannot probe which cameras exist.
+fn playback_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: Q,
+    camera: &str,
+) -> Result<(HashMap<String, String>, Option<String>), ApiError> {
+    let q = query(q)?;
+    let token = authorize_media(state, headers, &q, camera, MediaAction::Playback)?;
+    camera_exists(state, camera)?;
+    Ok((q, token))
+}
+
 fn camera_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
     if state.cameras.contains_key(id) {
         Ok(())
@@ -149,9 +164,7 @@ pub async fn playback_mp4(
     headers: HeaderMap,
     q: Q,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    authorize_media(&state, &headers, &q, &id, MediaAction::Playback)?;
-    camera_exists(&state, &id)?;
+    let (q, _) = playback_request(&state, &headers, q, &id)?;
     let (start, end) = window(&q, state.max_playback_us)?;
     let req = PlaybackRequest {
         stream: stream_of(&q, &id)?,
@@ -199,9 +212,7 @@ pub async fn playback_m3u8(
     headers: HeaderMap,
     q: Q,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    let token = authorize_media(&state, &headers, &q, &id, MediaAction::Playback)?;
-    camera_exists(&state, &id)?;
+    let (q, token) = playback_request(&state, &headers, q, &id)?;
     let (start, end) = window(&q, state.max_playback_us)?;
     let stream = stream_of(&q, &id)?;
     let st = state.clone();
@@ -315,9 +326,7 @@ pub async fn segment_file(
     headers: HeaderMap,
     q: Q,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    authorize_media(&state, &headers, &q, &id, MediaAction::Playback)?;
-    camera_exists(&state, &id)?;
+    let (q, _) = playback_request(&state, &headers, q, &id)?;
     let seq: u64 = file
         .strip_suffix(".mp4")
         .and_then(|s| s.parse().ok())

@@ -1,7 +1,6 @@
 //! The recorder and recovery over real files, checked with ffprobe/ffmpeg where installed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use camsim::BuiltinFixture;
@@ -36,44 +35,12 @@ fn record(dir: &Path, fixtures: &[(&str, BuiltinFixture)], n: usize, segment_ms:
     all
 }
 
-/// ffmpeg and ffprobe validate every file; missing, they fail the test instead of skipping.
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{tool} not found: run ./scripts/test.sh (it installs it) or apt-get install ffmpeg"
-    );
-    ok
-}
-
 /// (frames counted by ffprobe, ffmpeg's error output when decoding the whole file)
 fn probe(path: &Path) -> (u64, String) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_packets",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_packets",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    let n = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-    let dec = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    (n, String::from_utf8_lossy(&dec.stderr).into_owned())
+    (
+        testkit::ffprobe_packets(path),
+        testkit::ffmpeg_errors(&path.to_string_lossy()),
+    )
 }
 
 fn file_of(dir: &Path, r: &SegmentRecord) -> PathBuf {
@@ -112,7 +79,8 @@ fn recorded_segments_are_complete_contiguous_and_decodable() {
             assert_eq!(scan.to_record().unwrap(), **r);
             assert_eq!(scan.valid_len, scan.file_len);
         }
-        if have("ffprobe") && have("ffmpeg") {
+        testkit::require_ffmpeg();
+        {
             let mut total = 0;
             for r in &segs {
                 let (n, errors) = probe(&file_of(dir.path(), r));
