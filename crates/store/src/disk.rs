@@ -1,7 +1,11 @@
 //! One data directory: its lock, its index and its file-system handle for syncing.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use media::{StreamId, WallTime};
 
 use rustix::fs::FlockOperation;
 
@@ -17,6 +21,9 @@ pub struct Disk {
     index: Index,
     dir: File,
     _lock: File,
+    /// Set when the disk is below its free-space floor and holds only evidence: no new
+    /// segments are placed on it.
+    blocked: AtomicBool,
 }
 
 /// Takes the data directory's lock without blocking.
@@ -51,7 +58,81 @@ impl Disk {
             index,
             dir,
             _lock: lock,
+            blocked: AtomicBool::new(false),
         })
+    }
+
+    /// Whether new segments may not be placed here (full of held evidence).
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed)
+    }
+
+    /// Marks the disk as (not) accepting new segments.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::Relaxed);
+    }
+
+    /// Deletes segments crash-safely: the index first forgets them (moving them to its
+    /// `deleting` table, one durable commit), then the files are unlinked and their directories
+    /// synced, then the `deleting` entries are cleared. A crash anywhere leaves either indexed
+    /// segments with their files, or `deleting` entries that start-up finishes. Returns the
+    /// bytes freed.
+    pub fn delete(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<u64, StoreError> {
+        let moved = self.index.begin_delete(keys)?;
+        let mut dirs = BTreeSet::new();
+        let mut done = Vec::with_capacity(moved.len());
+        let mut freed = 0;
+        for r in &moved {
+            let path = self.root.join(crate::layout::segment_path(&r.stream, r.start, r.seq));
+            match fs::remove_file(&path) {
+                Ok(()) => freed += r.bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    // Stays in `deleting`; the next start-up tries again.
+                    tracing::error!(file = %path.display(), "cannot delete segment: {e}");
+                    continue;
+                }
+            }
+            if let Some(d) = path.parent() {
+                dirs.insert(d.to_owned());
+            }
+            done.push((r.stream.clone(), r.start, r.seq));
+        }
+        for d in &dirs {
+            File::open(d)
+                .and_then(|f| f.sync_all())
+                .map_err(StoreError::io(d, "sync"))?;
+            // A day's directory emptied by retention goes too.
+            if fs::remove_dir(d).is_ok()
+                && let Some(parent) = d.parent()
+            {
+                let _ = File::open(parent).and_then(|f| f.sync_all());
+            }
+        }
+        self.index.finish_delete(&done)?;
+        Ok(freed)
+    }
+
+    /// Finishes deletes a crash interrupted; returns how many.
+    pub fn finish_interrupted_deletes(&self) -> Result<usize, StoreError> {
+        let pending = self.index.deleting()?;
+        let mut dirs = BTreeSet::new();
+        for (stream, start, seq) in &pending {
+            let path = self.root.join(crate::layout::segment_path(stream, *start, *seq));
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(&path, "remove")(e)),
+            }
+            if let Some(d) = path.parent() {
+                dirs.insert(d.to_owned());
+            }
+        }
+        for d in &dirs {
+            let _ = File::open(d).and_then(|f| f.sync_all());
+        }
+        self.index.finish_delete(&pending)?;
+        Ok(pending.len())
     }
 
     /// The directory.

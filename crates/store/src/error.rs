@@ -44,6 +44,14 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
+    /// A data directory is not the disk it should be (swapped, unmounted, replaced).
+    #[error("data directory {path} {problem}")]
+    Disk {
+        /// The configured directory.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
     /// Another process holds the data directory.
     #[error("data directory {path} is in use by another Sharpeye process: stop it before running this command")]
     Locked {
@@ -56,6 +64,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True if the error is the file system running out of space (or quota).
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str) -> impl FnOnce(io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, op, source }

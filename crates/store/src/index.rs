@@ -30,6 +30,10 @@ const SEGMENTS: TableDefinition<SegmentKey, &[u8]> = TableDefinition::new("segme
 const OPEN: TableDefinition<SegmentKey, ()> = TableDefinition::new("open");
 const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Segments being deleted: out of `segments`, file perhaps still on disk.
+const DELETING: TableDefinition<SegmentKey, ()> = TableDefinition::new("deleting");
+/// Per stream: (bytes, segments) of what `segments` holds.
+const STATS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("stats");
 
 const SCHEMA_VERSION: u64 = 1;
 
@@ -71,6 +75,8 @@ impl Index {
             tr!(path, txn.open_table(SEGMENTS));
             tr!(path, txn.open_table(OPEN));
             tr!(path, txn.open_table(STREAMS));
+            tr!(path, txn.open_table(DELETING));
+            tr!(path, txn.open_table(STATS));
             let mut meta = tr!(path, txn.open_table(META));
             let version = tr!(path, meta.get("schema_version")).map(|v| v.value());
             match version {
@@ -108,11 +114,20 @@ impl Index {
             let mut open = tr!(p, txn.open_table(OPEN));
             let mut streams = tr!(p, txn.open_table(STREAMS));
             let mut meta = tr!(p, txn.open_table(META));
+            let mut stats = tr!(p, txn.open_table(STATS));
             let mut max_len = tr!(p, meta.get("max_segment_us")).map_or(0, |v| v.value());
             for r in records {
                 let key = stream_key(&r.stream);
                 let k = (key.as_str(), r.start.as_micros(), r.seq);
-                tr!(p, segments.insert(k, r.encode().as_slice()));
+                let old = tr!(p, segments.insert(k, r.encode().as_slice())).map(|v| {
+                    SegmentRecord::decode_summary(r.stream.clone(), r.start, r.seq, v.value()).map_or(0, |o| o.bytes)
+                });
+                let (bytes, count) = tr!(p, stats.get(key.as_str())).map_or((0, 0), |v| v.value());
+                let (bytes, count) = match old {
+                    Some(old_bytes) => (bytes.saturating_sub(old_bytes) + r.bytes, count),
+                    None => (bytes + r.bytes, count + 1),
+                };
+                tr!(p, stats.insert(key.as_str(), (bytes, count)));
                 if r.closed {
                     tr!(p, open.remove(k));
                 } else {
@@ -130,6 +145,118 @@ impl Index {
         Ok(())
     }
 
+    /// First step of a crash-safe delete: moves the entries out of `segments` into `deleting` in
+    /// one durable transaction, so nothing indexed points at the files once they are unlinked.
+    /// Returns the records moved (entries already gone are skipped).
+    pub fn begin_delete(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<Vec<SegmentRecord>, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_write());
+        let mut moved = Vec::new();
+        {
+            let mut segments = tr!(p, txn.open_table(SEGMENTS));
+            let mut open = tr!(p, txn.open_table(OPEN));
+            let mut deleting = tr!(p, txn.open_table(DELETING));
+            let mut stats = tr!(p, txn.open_table(STATS));
+            for (stream, start, seq) in keys {
+                let key = stream_key(stream);
+                let k = (key.as_str(), start.as_micros(), *seq);
+                let old = tr!(p, segments.remove(k))
+                    .map(|v| SegmentRecord::decode_summary(stream.clone(), *start, *seq, v.value()));
+                let Some(Ok(r)) = old else { continue };
+                tr!(p, open.remove(k));
+                tr!(p, deleting.insert(k, ()));
+                let (bytes, count) = tr!(p, stats.get(key.as_str())).map_or((0, 0), |v| v.value());
+                tr!(
+                    p,
+                    stats.insert(key.as_str(), (bytes.saturating_sub(r.bytes), count.saturating_sub(1)))
+                );
+                moved.push(r);
+            }
+        }
+        tr!(p, txn.commit());
+        Ok(moved)
+    }
+
+    /// Last step of a crash-safe delete: the files are gone, forget them.
+    pub fn finish_delete(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_write());
+        {
+            let mut deleting = tr!(p, txn.open_table(DELETING));
+            for (stream, start, seq) in keys {
+                let key = stream_key(stream);
+                tr!(p, deleting.remove((key.as_str(), start.as_micros(), *seq)));
+            }
+        }
+        tr!(p, txn.commit());
+        Ok(())
+    }
+
+    /// Deletes interrupted by a crash: (stream, start, seq) whose files may still exist.
+    pub fn deleting(&self) -> Result<Vec<(StreamId, WallTime, u64)>, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_read());
+        let table = tr!(p, txn.open_table(DELETING));
+        let mut out = Vec::new();
+        for item in tr!(p, table.iter()) {
+            let (k, _) = tr!(p, item);
+            let (key, start, seq) = k.value();
+            if let Some(stream) = parse_stream_key(key) {
+                out.push((stream, WallTime::from_micros(start), seq));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per stream: bytes and number of segments indexed.
+    pub fn stream_stats(&self) -> Result<Vec<(StreamId, u64, u64)>, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_read());
+        let table = tr!(p, txn.open_table(STATS));
+        let mut out = Vec::new();
+        for item in tr!(p, table.iter()) {
+            let (k, v) = tr!(p, item);
+            if let Some(stream) = parse_stream_key(k.value()) {
+                let (bytes, count) = v.value();
+                out.push((stream, bytes, count));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` segments of `stream` in start order (summaries, without key-frame
+    /// tables), after the segment `after` (start, seq) if given, else from the oldest.
+    pub fn oldest(
+        &self,
+        stream: &StreamId,
+        after: Option<(WallTime, u64)>,
+        limit: usize,
+    ) -> Result<Vec<SegmentRecord>, StoreError> {
+        let p = &self.path;
+        let txn = tr!(p, self.db.begin_read());
+        let table = tr!(p, txn.open_table(SEGMENTS));
+        let key = stream_key(stream);
+        let mut out = Vec::new();
+        let from = after.map_or((i64::MIN, 0), |(t, s)| (t.as_micros(), s));
+        let range = (
+            std::ops::Bound::Excluded((key.as_str(), from.0, from.1)),
+            std::ops::Bound::Included((key.as_str(), i64::MAX, u64::MAX)),
+        );
+        let range = if after.is_none() {
+            (std::ops::Bound::Included((key.as_str(), i64::MIN, 0)), range.1)
+        } else {
+            range
+        };
+        for item in tr!(p, table.range::<SegmentKey>(range)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = tr!(p, item);
+            out.push(self.decode_with(k.value(), v.value(), false)?);
+        }
+        Ok(out)
+    }
+
     /// Removes entries (by stream, start and sequence number) in one durable transaction.
     pub fn remove(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
         let p = &self.path;
@@ -137,11 +264,20 @@ impl Index {
         {
             let mut segments = tr!(p, txn.open_table(SEGMENTS));
             let mut open = tr!(p, txn.open_table(OPEN));
+            let mut stats = tr!(p, txn.open_table(STATS));
             for (stream, start, seq) in keys {
                 let key = stream_key(stream);
                 let k = (key.as_str(), start.as_micros(), *seq);
-                tr!(p, segments.remove(k));
+                let old = tr!(p, segments.remove(k))
+                    .map(|v| SegmentRecord::decode_summary(stream.clone(), *start, *seq, v.value()));
                 tr!(p, open.remove(k));
+                if let Some(Ok(r)) = old {
+                    let (bytes, count) = tr!(p, stats.get(key.as_str())).map_or((0, 0), |v| v.value());
+                    tr!(
+                        p,
+                        stats.insert(key.as_str(), (bytes.saturating_sub(r.bytes), count.saturating_sub(1)))
+                    );
+                }
             }
         }
         tr!(p, txn.commit());

@@ -13,6 +13,8 @@
 mod disk;
 mod error;
 pub mod export;
+pub mod holds;
+pub mod identity;
 
 pub mod index;
 pub mod layout;
@@ -21,6 +23,7 @@ pub mod record;
 mod recorder;
 
 mod recovery;
+pub mod retention;
 pub mod segment_file;
 mod writer;
 
@@ -52,12 +55,14 @@ pub struct RecordedRange {
 #[derive(Debug)]
 pub struct Store {
     disks: Vec<Arc<Disk>>,
+    trigger: Arc<retention::Trigger>,
 }
 
 impl Store {
     /// Opens the data directories (creating them if needed), taking their locks, and recovers
     /// each from an unclean stop.
     pub fn open(dirs: &[PathBuf]) -> Result<(Store, Vec<RecoveryReport>), StoreError> {
+        identity::check(dirs)?;
         let mut disks = Vec::new();
         let mut reports = Vec::new();
         for d in dirs {
@@ -65,7 +70,18 @@ impl Store {
             reports.push(recovery::recover(&disk)?);
             disks.push(Arc::new(disk));
         }
-        Ok((Store { disks }, reports))
+        Ok((
+            Store {
+                disks,
+                trigger: Arc::default(),
+            },
+            reports,
+        ))
+    }
+
+    /// Fired when a write runs out of space, to run retention at once.
+    pub fn trigger(&self) -> &Arc<retention::Trigger> {
+        &self.trigger
     }
 
     /// The data directories.
@@ -90,7 +106,13 @@ impl Store {
                 }
             }
         }
-        Ok(Recorder::start(self.disks.clone(), cfg, next_seq, last_end))
+        Ok(Recorder::start(
+            self.disks.clone(),
+            cfg,
+            next_seq,
+            last_end,
+            self.trigger.clone(),
+        ))
     }
 
     /// Segments of `stream` overlapping `[from, to)` on every disk, in start order, each with

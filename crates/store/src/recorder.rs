@@ -27,6 +27,7 @@ use tracing::{error, info, warn};
 use crate::StoreError;
 use crate::disk::Disk;
 use crate::record::SegmentRecord;
+use crate::retention::Trigger;
 use crate::writer::SegmentWriter;
 
 /// Recorder settings.
@@ -61,6 +62,8 @@ pub struct RecorderStats {
     pub frames_written: AtomicU64,
     /// Frames dropped while waiting for a key frame to start a segment.
     pub frames_waiting_key: AtomicU64,
+    /// Frames dropped because no data disk could take a new segment (all full of evidence).
+    pub frames_no_disk: AtomicU64,
     /// Bytes written to segment files.
     pub bytes_written: AtomicU64,
     /// Segments opened.
@@ -111,6 +114,7 @@ impl Recorder {
         cfg: RecorderConfig,
         next_seq: HashMap<StreamId, u64>,
         last_end: HashMap<StreamId, (WallTime, u64)>,
+        trigger: Arc<Trigger>,
     ) -> Recorder {
         let stats = Arc::new(RecorderStats::default());
         let (tx, rx) = mpsc::sync_channel(cfg.queue_frames.max(1));
@@ -134,6 +138,8 @@ impl Recorder {
             streams: HashMap::new(),
             next_seq,
             last_end,
+            trigger,
+            no_disk_logged: None,
             stats: stats.clone(),
         };
         threads.push(
@@ -208,6 +214,10 @@ struct Writer {
     next_seq: HashMap<StreamId, u64>,
     /// Per stream: wall time and decode time at which its last finished segment ended.
     last_end: HashMap<StreamId, (WallTime, u64)>,
+    /// Wakes retention when a write runs out of space.
+    trigger: Arc<Trigger>,
+    /// When "no disk can take a segment" was last logged (it is logged once a minute).
+    no_disk_logged: Option<Instant>,
     stats: Arc<RecorderStats>,
 }
 
@@ -295,7 +305,19 @@ impl Writer {
                 return;
             }
             let seq = self.next_seq.get(&f.stream).copied().unwrap_or(0) + 1;
-            let disk = pick_disk(&self.disks);
+            let Some(disk) = pick_disk(&self.disks) else {
+                inc(&self.stats.frames_no_disk, 1);
+                if self
+                    .no_disk_logged
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+                {
+                    error!(
+                        "recording stopped: every data disk is full of held evidence; see the disk alarms in /api/v1/health"
+                    );
+                    self.no_disk_logged = Some(Instant::now());
+                }
+                return;
+            };
             // A stream's decode timeline never goes back: a continuation carries on exactly, a
             // new run after a gap jumps forward by the gap's wall-clock length.
             let continued = st.next_timeline.take().filter(|_| !f.discontinuity);
@@ -312,13 +334,16 @@ impl Writer {
                 Err(e) => {
                     error!(stream = %f.stream, "cannot start a segment: {e}");
                     inc(&self.stats.write_errors, 1);
+                    if e.is_out_of_space() {
+                        self.trigger.fire();
+                    }
                     return;
                 }
             }
         }
         if f.key && !st.pending.is_empty() {
             let next = f.media_time;
-            if let Some((disk, r)) = Self::write_pending(st, st.pending.len(), next, &self.stats) {
+            if let Some((disk, r)) = Self::write_pending(st, st.pending.len(), next, &self.stats, &self.trigger) {
                 self.send(disk, vec![r]);
                 return;
             }
@@ -334,6 +359,7 @@ impl Writer {
         n: usize,
         next_media: i64,
         stats: &RecorderStats,
+        trigger: &Trigger,
     ) -> Option<(usize, SegmentRecord)> {
         let seg = st.segment.as_mut()?;
         let frames: Vec<Frame> = st.pending.drain(..n).collect();
@@ -346,6 +372,10 @@ impl Writer {
             Err(e) => {
                 error!(stream = %seg.record.stream, "abandoning segment after a write error: {e}");
                 inc(&stats.write_errors, 1);
+                if e.is_out_of_space() {
+                    // Retention frees space by policy; recording resumes at the next key frame.
+                    trigger.fire();
+                }
                 st.pending.clear();
                 let mut seg = st.segment.take()?;
                 seg.record.closed = true;
@@ -370,7 +400,7 @@ impl Writer {
                 .or((st.last_spacing > 0).then_some(st.last_spacing))
                 .unwrap_or(3600);
             let next = next_media.unwrap_or(last.media_time + estimate);
-            if let Some((disk, r)) = Self::write_pending(st, st.pending.len(), next, &self.stats) {
+            if let Some((disk, r)) = Self::write_pending(st, st.pending.len(), next, &self.stats, &self.trigger) {
                 inc(&self.stats.segments_closed, 1);
                 self.send(disk, vec![r]);
                 return;
@@ -409,7 +439,7 @@ impl Writer {
             if st.pending.len() > 1 {
                 let n = st.pending.len() - 1;
                 let next = st.pending[n].media_time;
-                if let Some((disk, r)) = Self::write_pending(st, n, next, &self.stats) {
+                if let Some((disk, r)) = Self::write_pending(st, n, next, &self.stats, &self.trigger) {
                     batches[disk].push(r);
                 }
             }
@@ -443,15 +473,14 @@ impl Writer {
 }
 
 /// The data directory with the most free space.
-fn pick_disk(disks: &[Arc<Disk>]) -> usize {
+/// The unblocked data directory with the most free space; `None` if every disk is blocked.
+fn pick_disk(disks: &[Arc<Disk>]) -> Option<usize> {
+    let open = disks.iter().enumerate().filter(|(_, d)| !d.is_blocked());
     if disks.len() == 1 {
-        return 0;
+        return open.map(|(i, _)| i).next();
     }
-    disks
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, d)| d.space().map(|(free, _)| free).unwrap_or(0))
-        .map_or(0, |(i, _)| i)
+    open.max_by_key(|(_, d)| d.space().map(|(free, _)| free).unwrap_or(0))
+        .map(|(i, _)| i)
 }
 
 fn run_syncer(disk: &Disk, rx: Receiver<SyncMsg>, stats: &RecorderStats) {

@@ -37,6 +37,8 @@ pub struct RecoveryReport {
     pub removed_empty_files: usize,
     /// Files set aside (renamed `*.damaged`) because their start is unreadable.
     pub damaged_files: usize,
+    /// Deletes interrupted by a crash, finished.
+    pub finished_deletes: usize,
 }
 
 /// Cuts a file back to its last complete fragment and makes that durable.
@@ -134,7 +136,10 @@ fn segment_files(root: &Path, only_recent_days: Option<usize>) -> Result<Vec<(Pa
 
 /// Recovers one data directory after start-up; see the module comment.
 pub(crate) fn recover(disk: &Disk) -> Result<RecoveryReport, StoreError> {
-    let mut report = RecoveryReport::default();
+    let mut report = RecoveryReport {
+        finished_deletes: disk.finish_interrupted_deletes()?,
+        ..RecoveryReport::default()
+    };
     let index = disk.index();
     let root = disk.root();
 

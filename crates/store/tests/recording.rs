@@ -8,6 +8,25 @@ use media::{StreamId, WallTime};
 use store::segment_file::{scan, scan_file};
 use store::{RecorderConfig, SegmentRecord, Store};
 
+/// A data directory that does not exist yet inside a temporary one: the store creates it, as
+/// at a first start (an existing empty directory is refused as a possibly unmounted disk).
+struct Dir(
+    #[allow(dead_code, reason = "kept so the directory lives as long as the test")] tempfile::TempDir,
+    PathBuf,
+);
+
+impl Dir {
+    fn path(&self) -> &Path {
+        &self.1
+    }
+}
+
+fn tempdir() -> Dir {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("data");
+    Dir(t, p)
+}
+
 const T0: i64 = 1_795_420_800_000_000; // 2026-11-23T08:00:00Z
 
 fn cfg(segment_ms: u64) -> RecorderConfig {
@@ -49,7 +68,7 @@ fn file_of(dir: &Path, r: &SegmentRecord) -> PathBuf {
 
 #[test]
 fn recorded_segments_are_complete_contiguous_and_decodable() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let fixtures = [
         ("h264cam", BuiltinFixture::H264_240p),
         ("h265cam", BuiltinFixture::H265_240p),
@@ -120,7 +139,7 @@ fn recorded_segments_are_complete_contiguous_and_decodable() {
 
 #[test]
 fn parameter_change_and_discontinuity_start_new_segments() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
     let rec = store.start_recorder(cfg(60_000)).unwrap();
     let s = StreamId::main("cam");
@@ -154,7 +173,7 @@ fn parameter_change_and_discontinuity_start_new_segments() {
 
 #[test]
 fn frames_before_the_first_key_frame_are_not_recorded() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
     let rec = store.start_recorder(cfg(60_000)).unwrap();
     let s = StreamId::main("cam");
@@ -172,7 +191,7 @@ fn frames_before_the_first_key_frame_are_not_recorded() {
 
 #[test]
 fn rebuild_regenerates_the_same_index() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let before = record(
         dir.path(),
         &[("a", BuiltinFixture::H264_240p), ("b", BuiltinFixture::H265_240p)],
@@ -189,7 +208,7 @@ fn rebuild_regenerates_the_same_index() {
 
 #[test]
 fn rebuild_refuses_a_directory_in_use() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let (_store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
     let err = store::rebuild(dir.path()).unwrap_err();
     assert!(err.to_string().contains("in use by another Sharpeye process"), "{err}");
@@ -197,7 +216,7 @@ fn rebuild_refuses_a_directory_in_use() {
 
 #[test]
 fn recovery_trims_a_torn_tail_and_closes_the_open_segment() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let records = record(dir.path(), &[("cam", BuiltinFixture::H264_240p)], 100, 60_000);
     let [original] = records.as_slice() else {
         panic!("one segment")
@@ -228,7 +247,7 @@ fn recovery_trims_a_torn_tail_and_closes_the_open_segment() {
 
 #[test]
 fn recovery_indexes_files_the_index_never_saw_and_removes_empty_ones() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let records = record(dir.path(), &[("cam", BuiltinFixture::H265_240p)], 150, 2000);
     // An empty file from a crash right after creation, next in sequence.
     let empty = dir.path().join(store::layout::segment_path(
@@ -247,7 +266,7 @@ fn recovery_indexes_files_the_index_never_saw_and_removes_empty_ones() {
 
 #[test]
 fn scanning_any_truncation_or_corruption_never_panics_and_never_overstates() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let records = record(dir.path(), &[("cam", BuiltinFixture::H264_240p)], 60, 60_000);
     let bytes = std::fs::read(file_of(dir.path(), &records[0])).unwrap();
     let full = scan(&mut std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
