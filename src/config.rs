@@ -76,6 +76,44 @@ pub struct RetentionConfig {
     pub standard: Duration,
     /// Guarantee of the key tier.
     pub key: Duration,
+    /// Free space to keep on every data disk.
+    pub min_free: MinFree,
+    /// How often retention runs (it also runs at once when a write runs out of space).
+    pub interval: Duration,
+}
+
+/// `[retention] min_free`: bytes or a percentage of each disk.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum MinFree {
+    /// At least this many bytes.
+    Bytes(u64),
+    /// At least this percentage of the disk.
+    Percent(f64),
+}
+
+/// Parses `"10%"`, `"50GB"`, `"512MiB"`, `"1000000"`.
+pub fn parse_min_free(s: &str) -> Option<MinFree> {
+    let s = s.trim();
+    if let Some(p) = s.strip_suffix('%') {
+        let v: f64 = p.trim().parse().ok()?;
+        return (0.0..=90.0).contains(&v).then_some(MinFree::Percent(v));
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024f64.powi(4),
+        _ => return None,
+    };
+    (v >= 0.0).then_some(MinFree::Bytes((v * mult) as u64))
 }
 
 /// `[ingest]`: how cameras are pulled.
@@ -555,11 +593,35 @@ impl Checker {
     fn retention(&mut self, root: &Table) -> RetentionConfig {
         let empty = Table::new();
         let t = self.section(root, "retention").unwrap_or(&empty);
-        self.known("retention", t, &["standard", "key"]);
+        self.known("retention", t, &["standard", "key", "min_free", "interval"]);
         let max = Duration::from_secs(100 * 365 * 86_400);
+        let min_free = match t.get("min_free") {
+            None => MinFree::Percent(5.0),
+            Some(Value::Integer(n)) if *n >= 0 => MinFree::Bytes(*n as u64),
+            Some(Value::String(v)) => parse_min_free(v).unwrap_or_else(|| {
+                self.problem(
+                    "retention.min_free",
+                    format!("{v:?} is not a size; expected a percentage of each disk (\"5%\", up to 90%) or bytes (\"50GB\", \"512MiB\")"),
+                );
+                MinFree::Percent(5.0)
+            }),
+            Some(v) => {
+                self.problem("retention.min_free", format!("expected a string like \"5%\" or \"50GB\", got {}", type_name(v)));
+                MinFree::Percent(5.0)
+            }
+        };
         let r = RetentionConfig {
             standard: self.duration("retention", t, "standard", RULE_STANDARD, Duration::from_secs(1), max),
             key: self.duration("retention", t, "key", RULE_KEY, Duration::from_secs(1), max),
+            min_free,
+            interval: self.duration(
+                "retention",
+                t,
+                "interval",
+                Duration::from_secs(60),
+                Duration::from_millis(50),
+                Duration::from_secs(86_400),
+            ),
         };
         if r.key < r.standard {
             self.problem(
@@ -1049,6 +1111,19 @@ id = "cam2"
         );
         let p = problems("");
         assert!(p[0].starts_with("server: missing"));
+    }
+
+    #[test]
+    fn min_free_forms() {
+        assert_eq!(parse_min_free("10%"), Some(MinFree::Percent(10.0)));
+        assert_eq!(parse_min_free("50GB"), Some(MinFree::Bytes(50_000_000_000)));
+        assert_eq!(parse_min_free("512MiB"), Some(MinFree::Bytes(512 << 20)));
+        assert_eq!(parse_min_free("1000"), Some(MinFree::Bytes(1000)));
+        for bad in ["", "95%", "-1", "lots", "5 parsecs"] {
+            assert_eq!(parse_min_free(bad), None, "{bad}");
+        }
+        let p = problems("[server]\ndata_dirs=[\"/d\"]\n[retention]\nmin_free=\"lots\"");
+        assert!(p[0].starts_with("retention.min_free: \"lots\" is not a size"), "{p:?}");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         retention: RetentionConfig {
             standard: crate::config::RULE_STANDARD,
             key: crate::config::RULE_KEY,
+            min_free: crate::config::MinFree::Percent(5.0),
+            interval: Duration::from_secs(60),
         },
         ingest: IngestConfig {
             transport: Transport::Tcp,

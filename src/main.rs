@@ -76,6 +76,17 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Evidence holds on a running server (password read from stdin).
+    Hold {
+        /// The server's URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// User to log in as.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
     /// Storage maintenance.
     Store {
         #[command(subcommand)]
@@ -84,7 +95,40 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum HoldCommand {
+    /// Places a hold: the range is never deleted until released.
+    Add {
+        /// Camera id.
+        #[arg(long)]
+        camera: String,
+        /// Start (RFC 3339 with offset).
+        #[arg(long)]
+        start: String,
+        /// End (RFC 3339 with offset).
+        #[arg(long)]
+        end: String,
+        /// Why (goes into the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lists holds.
+    List,
+    /// Releases a hold.
+    Release {
+        /// The hold's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum StoreCommand {
+    /// Initializes a new, empty directory as a data disk (an existing empty directory is
+    /// otherwise refused, as an unmounted disk would look the same).
+    Init {
+        /// The directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Rebuilds a data directory's index from its segment files alone.
     Rebuild {
         /// The data directory.
@@ -233,6 +277,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+        Command::Hold { url, user, command } => hold_command(&url, &user, command),
+        Command::Store {
+            command: StoreCommand::Init { data },
+        } => {
+            store::identity::init(&data)?;
+            println!("{}: initialized as a new data disk", data.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Store {
             command: StoreCommand::Rebuild { data },
         } => {
@@ -249,4 +301,69 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs a `hold` subcommand against the server's API.
+fn hold_command(url: &str, user: &str, command: HoldCommand) -> Result<ExitCode> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from stdin")?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let call = |req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+                body: serde_json::Value|
+     -> Result<(u16, serde_json::Value)> {
+        let mut r = req.send_json(body).with_context(|| format!("cannot reach {url}"))?;
+        Ok((
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
+        ))
+    };
+    let (status, login) = call(
+        agent.post(format!("{url}/api/v1/login")),
+        serde_json::json!({ "username": user, "password": password.trim_end_matches(['\r', '\n']) }),
+    )?;
+    let Some(token) = login["token"].as_str() else {
+        anyhow::bail!("login as {user} failed ({status}): {}", login["error"]["message"]);
+    };
+    let bearer = format!("Bearer {token}");
+    let (status, body) = match command {
+        HoldCommand::Add {
+            camera,
+            start,
+            end,
+            reason,
+        } => call(
+            agent
+                .post(format!("{url}/api/v1/holds"))
+                .header("Authorization", &bearer),
+            serde_json::json!({ "camera": camera, "start": start, "end": end, "reason": reason }),
+        )?,
+        HoldCommand::List => {
+            let mut r = agent
+                .get(format!("{url}/api/v1/holds"))
+                .header("Authorization", &bearer)
+                .call()?;
+            (
+                r.status().as_u16(),
+                r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
+            )
+        }
+        HoldCommand::Release { id } => {
+            let mut r = agent
+                .delete(format!("{url}/api/v1/holds/{id}"))
+                .header("Authorization", &bearer)
+                .call()?;
+            (
+                r.status().as_u16(),
+                r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
+            )
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+    Ok(if (200..300).contains(&status) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

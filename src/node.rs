@@ -14,7 +14,7 @@ use media::{Frame, StreamId};
 use store::{Recorder, RecorderConfig, Store};
 use tracing::{info, warn};
 
-use crate::config::{Config, Secret, Transport};
+use crate::config::{Config, MinFree, Secret, Tier, Transport};
 
 /// Delivers a camera's frames to the recorder. When the recorder's queue is full a frame is
 /// lost, and the next one is marked as a discontinuity so that the segment ends cleanly there.
@@ -90,6 +90,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     let auth = Arc::new(auth::Auth::new(users(&config)?, Duration::from_secs(12 * 3600)).context("loading [[users]]")?);
 
+    let holds = Arc::new(store::holds::Holds::open(&config.server.data_dirs).context("loading evidence holds")?);
+    let policy = store::retention::RetentionPolicy {
+        standard: config.retention.standard,
+        key: config.retention.key,
+        key_cameras: config
+            .cameras
+            .iter()
+            .filter(|c| c.tier == Tier::Key)
+            .map(|c| c.id.clone())
+            .collect(),
+        min_free: match config.retention.min_free {
+            MinFree::Bytes(b) => store::retention::FreeFloor::Bytes(b),
+            MinFree::Percent(p) => store::retention::FreeFloor::Percent(p),
+        },
+        batch: 500,
+    };
+    let retention = Arc::new(store::retention::Retention::spawn(
+        store.clone(),
+        holds.clone(),
+        policy.clone(),
+        Arc::new(store::retention::SystemClock),
+        config.retention.interval,
+    ));
+
     let key_path = config.server.data_dirs[0].join("media.key");
     let media = auth::MediaSigner::load_or_create(&key_path)
         .with_context(|| format!("loading the media-token key {}", key_path.display()))?;
@@ -158,6 +182,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             )
             .context("opening the export directory")?,
         ),
+        holds,
+        retention_policy: policy,
+        retention: Some(retention.clone()),
     });
     info!("HTTP API listening on http://{}", config.server.listen);
     api::serve(listener, api::router(state), shutdown)
@@ -168,6 +195,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     for s in sources {
         s.stop().await;
     }
+    retention.stop();
     info!("stopping: closing and syncing segments");
     tokio::task::spawn_blocking(move || recorder.shutdown())
         .await?

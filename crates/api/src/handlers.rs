@@ -221,11 +221,43 @@ pub async fn recordings(
 
 /// `GET /api/v1/health`.
 pub async fn health(State(state): AppStateArc, _caller: Caller) -> Result<Json<Value>, ApiError> {
-    let mut disks = Vec::new();
-    for d in state.store.disks() {
-        let (free, total) = d.space()?;
-        disks.push(json!({ "path": d.root().display().to_string(), "total_bytes": total, "free_bytes": free }));
-    }
+    let st = state.clone();
+    let reports = tokio::task::spawn_blocking(move || {
+        store::retention::disk_reports(&st.store, &st.holds, &st.retention_policy, WallTime::now())
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let tier = |u: &store::retention::TierUsage| {
+        json!({
+            "bytes": u.bytes,
+            "bytes_per_day": u.bytes_per_day.round(),
+            "guarantee_days": u.guarantee_days,
+            "forecast_days": (u.forecast_days * 100.0).round() / 100.0,
+            "guarantee_met": u.forecast_days + 1e-9 >= u.guarantee_days,
+        })
+    };
+    let disks: Vec<Value> = reports
+        .iter()
+        .map(|d| {
+            json!({
+                "path": d.path.display().to_string(),
+                "total_bytes": d.total,
+                "free_bytes": d.free,
+                "min_free_bytes": d.floor,
+                "recording_blocked": d.blocked,
+                "held_bytes": d.held_bytes,
+                "tiers": { "standard": tier(&d.standard), "key": tier(&d.key) },
+            })
+        })
+        .collect();
+    let alarms: Vec<Value> = state
+        .retention
+        .as_ref()
+        .map(|r| r.alarms())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| json!({ "at": time::format(a.at), "message": a.alarm.to_string() }))
+        .collect();
     let mut counts: HashMap<&str, u64> = HashMap::new();
     for c in state.cameras.values() {
         *counts.entry(c.status()).or_default() += 1;
@@ -246,11 +278,18 @@ pub async fn health(State(state): AppStateArc, _caller: Caller) -> Result<Json<V
     });
     let total = state.cameras.len() as u64;
     let online = counts.get("online").copied().unwrap_or(0);
+    let degraded = state
+        .recorder
+        .as_ref()
+        .is_some_and(|r| r.write_errors.load(Ordering::Relaxed) + r.sync_errors.load(Ordering::Relaxed) > 0)
+        || reports.iter().any(|d| d.blocked);
     Ok(Json(json!({
-        "status": if state.recorder.as_ref().is_some_and(|r| r.write_errors.load(Ordering::Relaxed) + r.sync_errors.load(Ordering::Relaxed) > 0) { "degraded" } else { "ok" },
+        "status": if degraded { "degraded" } else { "ok" },
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": state.started.elapsed().as_secs(),
         "disks": disks,
+        "alarms": alarms,
+        "holds": state.holds.list().len(),
         "cameras": {
             "total": total,
             "online": online,

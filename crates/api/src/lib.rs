@@ -7,6 +7,7 @@
 mod error;
 pub mod exports;
 pub mod handlers;
+mod holds;
 mod metrics;
 pub mod playback;
 mod ranged;
@@ -44,7 +45,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cameras/{id}/media-token", post(playback::media_token))
         .route("/exports", post(exports::create).get(exports::list))
         .route("/exports/{id}", get(exports::status))
-        .route("/exports/{id}/download", get(exports::download));
+        .route("/exports/{id}/download", get(exports::download))
+        .route("/holds", post(holds::create).get(holds::list))
+        .route("/holds/{id}", axum::routing::delete(holds::release));
     Router::new()
         .nest("/api/v1", v1)
         .route("/metrics", get(metrics::metrics))

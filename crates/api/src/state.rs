@@ -80,4 +80,10 @@ pub struct AppState {
     pub media: auth::MediaSigner,
     /// Export jobs and packages.
     pub exports: Arc<crate::exports::Exports>,
+    /// Evidence holds.
+    pub holds: Arc<store::holds::Holds>,
+    /// What retention enforces (for the health forecast).
+    pub retention_policy: store::retention::RetentionPolicy,
+    /// The retention thread (for its alarms), when running.
+    pub retention: Option<Arc<store::retention::Retention>>,
 }

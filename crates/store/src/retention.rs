@@ -393,7 +393,7 @@ pub struct Retention {
     stop: Arc<Mutex<bool>>,
     trigger: Arc<Trigger>,
     alarms: Arc<Mutex<Vec<AlarmRecord>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Alarms kept for health (the newest).
@@ -447,7 +447,7 @@ impl Retention {
             stop,
             trigger,
             alarms,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         }
     }
 
@@ -462,11 +462,125 @@ impl Retention {
     }
 
     /// Stops the thread after its current pass.
-    pub fn stop(mut self) {
+    pub fn stop(&self) {
         *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.trigger.fire();
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
     }
+}
+
+/// One tier's use of a disk and what it can keep.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TierUsage {
+    /// Bytes of this tier on the disk.
+    pub bytes: u64,
+    /// Recording rate of the tier's streams on this disk, bytes per day.
+    pub bytes_per_day: f64,
+    /// The tier's guarantee, days.
+    pub guarantee_days: f64,
+    /// How many days the disk can actually keep at the current rates (capped at the
+    /// guarantee: retention deletes beyond it anyway).
+    pub forecast_days: f64,
+}
+
+/// A disk's capacity, use and forecast.
+#[derive(Clone, Debug)]
+pub struct DiskReport {
+    /// The data directory.
+    pub path: std::path::PathBuf,
+    /// File-system size.
+    pub total: u64,
+    /// Free bytes.
+    pub free: u64,
+    /// The free-space floor.
+    pub floor: u64,
+    /// Full of evidence: no new segments.
+    pub blocked: bool,
+    /// Bytes of segments some hold covers.
+    pub held_bytes: u64,
+    /// Standard tier.
+    pub standard: TierUsage,
+    /// Key tier.
+    pub key: TierUsage,
+}
+
+/// Capacity, use per tier, held bytes and the forecast of every disk.
+///
+/// The forecast assumes the current rates go on: video space is the disk minus its floor minus
+/// held evidence; key-tier video is kept first (disk pressure deletes standard-tier data first),
+/// so key days = min(guarantee, space ÷ key rate), and standard days = what is left ÷ standard
+/// rate.
+pub fn disk_reports(
+    store: &Store,
+    holds: &Holds,
+    policy: &RetentionPolicy,
+    now: WallTime,
+) -> Result<Vec<DiskReport>, StoreError> {
+    let mut out = Vec::new();
+    for disk in store.disks() {
+        let (free, total) = disk.space()?;
+        let floor = policy.min_free.bytes(total);
+        let mut std_u = TierUsage {
+            guarantee_days: policy.standard.as_secs_f64() / 86_400.0,
+            ..TierUsage::default()
+        };
+        let mut key_u = TierUsage {
+            guarantee_days: policy.key.as_secs_f64() / 86_400.0,
+            ..TierUsage::default()
+        };
+        let mut held = 0u64;
+        let held_list = holds.list();
+        for (stream, bytes, count) in disk.index().stream_stats()? {
+            if count == 0 {
+                continue;
+            }
+            let u = match policy.tier(stream.camera()) {
+                Tier::Standard => &mut std_u,
+                Tier::Key => &mut key_u,
+            };
+            u.bytes += bytes;
+            if let Some(first) = disk.index().oldest(&stream, None, 1)?.first() {
+                // At least a minute of history, so a node that just started does not divide by
+                // a few milliseconds.
+                let span_days = (now.micros_since(first.start).max(60_000_000)) as f64 / 86_400e6;
+                u.bytes_per_day += bytes as f64 / span_days;
+            }
+            // Overlapping holds must not count a segment twice.
+            let mut counted = HashSet::new();
+            for h in held_list.iter().filter(|h| h.camera == stream.camera()) {
+                let from = WallTime::from_micros(h.start_us);
+                let to = WallTime::from_micros(h.end_us);
+                for r in disk.index().segment_summaries(&stream, from, to)? {
+                    if counted.insert(r.seq) {
+                        held += r.bytes;
+                    }
+                }
+            }
+        }
+        let space = total.saturating_sub(floor).saturating_sub(held) as f64;
+        key_u.forecast_days = if key_u.bytes_per_day > 0.0 {
+            key_u.guarantee_days.min(space / key_u.bytes_per_day)
+        } else {
+            key_u.guarantee_days
+        };
+        let left = (space - key_u.forecast_days * key_u.bytes_per_day).max(0.0);
+        std_u.forecast_days = if std_u.bytes_per_day > 0.0 {
+            std_u.guarantee_days.min(left / std_u.bytes_per_day)
+        } else {
+            std_u.guarantee_days
+        };
+        out.push(DiskReport {
+            path: disk.root().to_owned(),
+            total,
+            free,
+            floor,
+            blocked: disk.is_blocked(),
+            held_bytes: held,
+            standard: std_u,
+            key: key_u,
+        });
+    }
+    Ok(out)
 }
