@@ -16,4 +16,18 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The disk-pressure test records into a real small file system: a 24 MB tmpfs mounted here
+# (tests/disk_pressure.rs mounts its own if this is absent and it runs as root).
+small=/tmp/sharpeye-small-fs
+if [ -z "${SHARPEYE_SMALL_FS:-}" ]; then
+  mkdir -p "$small"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if mountpoint -q "$small" || $sudo mount -t tmpfs -o size=24m tmpfs "$small"; then
+    export SHARPEYE_SMALL_FS="$small"
+  else
+    echo "warning: cannot mount a tmpfs at $small; the disk-pressure test will try to mount its own" >&2
+  fi
+fi
+
 exec cargo test --workspace "$@"

@@ -1,0 +1,144 @@
+//! Disk pressure on a real small file system: a tmpfs mounted by the test (or the one `.ci/run`
+//! mounts and names in `SHARPEYE_SMALL_FS`). Recording runs into the full disk and continues by
+//! deleting unheld data (raising the alarm that a guarantee is broken); held data stays intact;
+//! when only held data is left, recording to the disk stops with an alarm that says why.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use camsim::{BuiltinFixture, CameraSpec};
+use common::*;
+use serde_json::json;
+
+/// A small file system for the test: `SHARPEYE_SMALL_FS` if set (an empty, mounted small file
+/// system), else a tmpfs this test mounts (needs root) and unmounts when dropped.
+struct SmallFs {
+    path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    mounted: bool,
+}
+
+impl SmallFs {
+    fn new(megabytes: u32) -> SmallFs {
+        if let Ok(p) = std::env::var("SHARPEYE_SMALL_FS") {
+            return SmallFs { path: PathBuf::from(p), _tmp: None, mounted: false };
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("fs");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&path)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot mount a {megabytes} MB tmpfs at {}: run the tests as root, or mount a small file system and name it in SHARPEYE_SMALL_FS (see .ci/run)",
+            path.display()
+        );
+        SmallFs { path, _tmp: Some(tmp), mounted: true }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.path).status();
+        }
+    }
+}
+
+#[test]
+fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
+    let fs = SmallFs::new(24);
+    let data = fs.path.join(format!("data-{}", std::process::id()));
+    let sim = Sim::start(vec![
+        CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),
+        CameraSpec::new("cam1", BuiltinFixture::H264_1080p.load()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let cams = [camera_toml("cam0", &sim.url("cam0")), camera_toml("cam1", &sim.url("cam1"))].concat();
+    let config = config_toml(addr, &data, "segment = \"2s\"", &cams)
+        .replace("[ingest]", "[retention]\nmin_free = \"6MB\"\ninterval = \"200ms\"\n\n[ingest]");
+    let mut node = Node::start(dir.path(), &config, addr);
+    let token = node.token();
+    let t0 = now_us();
+    assert!(wait_until(Duration::from_secs(10), || sim.cam("cam0").frames_sent() > 50 && sim.cam("cam1").frames_sent() > 50));
+
+    // Hold cam0's first three seconds once they are recorded.
+    std::thread::sleep(Duration::from_secs(4));
+    let first = node.ranges("cam0", t0 - 10_000_000, now_us());
+    let (held_from, held_to) = (first[0].0, first[0].0 + 3_000_000);
+    let (status, hold) = post_json(
+        &node.url("/api/v1/holds"),
+        &json!({"camera": "cam0", "start": rfc3339(held_from), "end": rfc3339(held_to), "reason": "evidence"}),
+        Some(&token),
+    );
+    assert_eq!(status, 201, "{hold}");
+
+    // Recording runs into the full disk: unheld data is deleted, a guarantee is broken, alarm.
+    let alarm = |node: &mut Node, needle: &str| {
+        node.get("/api/v1/health").1["alarms"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["message"].as_str().is_some_and(|m| m.contains(needle))))
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || alarm(&mut node, "inside its guarantee")),
+        "no guarantee alarm:\n{}",
+        node.get("/api/v1/health").1
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, health) = node.get("/api/v1/health");
+    let disk = &health["disks"][0];
+    assert_eq!(disk["recording_blocked"], false, "{health}");
+    assert!(disk["free_bytes"].as_u64().unwrap() > 0);
+    // Still recording: both cameras' latest recording reaches (almost) now.
+    for cam in ["cam0", "cam1"] {
+        let r = node.ranges(cam, t0 - 10_000_000, now_us());
+        let last_end = r.last().map_or(0, |x| x.1);
+        assert!(now_us() - last_end < 4_000_000, "{cam} stopped recording: {r:?}");
+    }
+    // The held seconds are intact.
+    let held = node.ranges("cam0", held_from, held_to);
+    assert_eq!(held, vec![(held_from, held_to)], "held range damaged");
+    let (status, _, body) = fetch(
+        &node.url(&format!("/api/v1/cameras/cam0/playback.mp4?start={}&end={}", rfc3339(held_from), rfc3339(held_to))),
+        &token,
+        &[],
+    );
+    assert_eq!(status, 200);
+    let p = dir.path().join("held.mp4");
+    std::fs::write(&p, body).unwrap();
+    assert!((duration(&p) - 3.0).abs() <= 0.04, "held evidence plays whole");
+    assert!(decode(p.to_str().unwrap()).0.is_empty());
+
+    // Now hold everything: nothing may be deleted, the disk fills, recording to it stops.
+    for cam in ["cam0", "cam1"] {
+        let (status, h) = post_json(
+            &node.url("/api/v1/holds"),
+            &json!({"camera": cam, "start": rfc3339(t0 - 3_600_000_000), "end": rfc3339(now_us() + 3_600_000_000), "reason": "incident"}),
+            Some(&token),
+        );
+        assert_eq!(status, 201, "{h}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || alarm(&mut node, "holds only held evidence")),
+        "no held-evidence alarm:\n{}",
+        node.get("/api/v1/health").1
+    );
+    let (_, health) = node.get("/api/v1/health");
+    assert_eq!(health["disks"][0]["recording_blocked"], true, "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert!(
+        wait_until(Duration::from_secs(10), || node.log_text().contains("recording stopped: every data disk is full of held evidence")),
+        "the log says why recording stopped"
+    );
+    // The evidence is all still there.
+    assert_eq!(node.ranges("cam0", held_from, held_to), vec![(held_from, held_to)]);
+    assert!(node.terminate().success());
+    let mut sim = sim;
+    sim.stop();
+}
