@@ -24,7 +24,11 @@ struct SmallFs {
 impl SmallFs {
     fn new(megabytes: u32) -> SmallFs {
         if let Ok(p) = std::env::var("SHARPEYE_SMALL_FS") {
-            return SmallFs { path: PathBuf::from(p), _tmp: None, mounted: false };
+            return SmallFs {
+                path: PathBuf::from(p),
+                _tmp: None,
+                mounted: false,
+            };
         }
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("fs");
@@ -38,7 +42,11 @@ impl SmallFs {
             "cannot mount a {megabytes} MB tmpfs at {}: run the tests as root, or mount a small file system and name it in SHARPEYE_SMALL_FS (see .ci/run)",
             path.display()
         );
-        SmallFs { path, _tmp: Some(tmp), mounted: true }
+        SmallFs {
+            path,
+            _tmp: Some(tmp),
+            mounted: true,
+        }
     }
 }
 
@@ -60,13 +68,21 @@ fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
     ]);
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let cams = [camera_toml("cam0", &sim.url("cam0")), camera_toml("cam1", &sim.url("cam1"))].concat();
-    let config = config_toml(addr, &data, "segment = \"2s\"", &cams)
-        .replace("[ingest]", "[retention]\nmin_free = \"6MB\"\ninterval = \"200ms\"\n\n[ingest]");
+    let cams = [
+        camera_toml("cam0", &sim.url("cam0")),
+        camera_toml("cam1", &sim.url("cam1")),
+    ]
+    .concat();
+    let config = config_toml(addr, &data, "segment = \"2s\"", &cams).replace(
+        "[ingest]",
+        "[retention]\nmin_free = \"6MB\"\ninterval = \"200ms\"\n\n[ingest]",
+    );
     let mut node = Node::start(dir.path(), &config, addr);
     let token = node.token();
     let t0 = now_us();
-    assert!(wait_until(Duration::from_secs(10), || sim.cam("cam0").frames_sent() > 50 && sim.cam("cam1").frames_sent() > 50));
+    assert!(wait_until(Duration::from_secs(10), || sim.cam("cam0").frames_sent()
+        > 50
+        && sim.cam("cam1").frames_sent() > 50));
 
     // Hold cam0's first three seconds once they are recorded.
     std::thread::sleep(Duration::from_secs(4));
@@ -81,9 +97,10 @@ fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
 
     // Recording runs into the full disk: unheld data is deleted, a guarantee is broken, alarm.
     let alarm = |node: &mut Node, needle: &str| {
-        node.get("/api/v1/health").1["alarms"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x["message"].as_str().is_some_and(|m| m.contains(needle))))
+        node.get("/api/v1/health").1["alarms"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["message"].as_str().is_some_and(|m| m.contains(needle)))
+        })
     };
     assert!(
         wait_until(Duration::from_secs(90), || alarm(&mut node, "inside its guarantee")),
@@ -105,7 +122,11 @@ fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
     let held = node.ranges("cam0", held_from, held_to);
     assert_eq!(held, vec![(held_from, held_to)], "held range damaged");
     let (status, _, body) = fetch(
-        &node.url(&format!("/api/v1/cameras/cam0/playback.mp4?start={}&end={}", rfc3339(held_from), rfc3339(held_to))),
+        &node.url(&format!(
+            "/api/v1/cameras/cam0/playback.mp4?start={}&end={}",
+            rfc3339(held_from),
+            rfc3339(held_to)
+        )),
         &token,
         &[],
     );
@@ -133,7 +154,9 @@ fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
     assert_eq!(health["disks"][0]["recording_blocked"], true, "{health}");
     assert_eq!(health["status"], "degraded");
     assert!(
-        wait_until(Duration::from_secs(10), || node.log_text().contains("recording stopped: every data disk is full of held evidence")),
+        wait_until(Duration::from_secs(10), || node
+            .log_text()
+            .contains("recording stopped: every data disk is full of held evidence")),
         "the log says why recording stopped"
     );
     // The evidence is all still there.
