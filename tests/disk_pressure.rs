@@ -50,6 +50,18 @@ impl SmallFs {
     }
 }
 
+/// The tests take turns: `SHARPEYE_SMALL_FS` is one file system.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Removes an earlier run's data: it would eat the space under test.
+fn clear(fs: &SmallFs) {
+    for e in std::fs::read_dir(&fs.path).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("data-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 impl Drop for SmallFs {
     fn drop(&mut self) {
         if self.mounted {
@@ -60,7 +72,9 @@ impl Drop for SmallFs {
 
 #[test]
 fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let fs = SmallFs::new(24);
+    clear(&fs);
     let data = fs.path.join(format!("data-{}", std::process::id()));
     let sim = Sim::start(vec![
         CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),
@@ -161,7 +175,127 @@ fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
     );
     // The evidence is all still there.
     assert_eq!(node.ranges("cam0", held_from, held_to), vec![(held_from, held_to)]);
+
+    // Release the incident holds: retention frees space, the disk unblocks, recording resumes.
+    let holds = node.get("/api/v1/holds").1;
+    for h in holds.as_array().unwrap().iter().filter(|h| h["reason"] == "incident") {
+        let url = node.url(&format!("/api/v1/holds/{}", h["id"].as_str().unwrap()));
+        let status = ureq::delete(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let resumed_after = now_us();
+    assert!(
+        wait_until(Duration::from_secs(30), || alarm(&mut node, "has space again")),
+        "no unblock alarm:\n{}",
+        node.get("/api/v1/health").1
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let r = node.ranges("cam1", resumed_after, now_us());
+            r.last().is_some_and(|x| x.1 - x.0 > 2_000_000)
+        }),
+        "recording resumed"
+    );
+    assert_eq!(
+        node.ranges("cam0", held_from, held_to),
+        vec![(held_from, held_to)],
+        "evidence survived it all"
+    );
+    let log = node.log_text();
+    println!(
+        "segments closed early for lack of space: {}; guarantee alarms: {}",
+        log.matches("disk full, closing the segment early").count(),
+        log.matches("inside its guarantee").count()
+    );
     assert!(node.terminate().success());
+    // Every segment left on the disk, including any closed by a real ENOSPC, decodes.
+    for (path, r) in indexed_segments(&data) {
+        let (n, errors) = probe(&path);
+        assert_eq!(n, r.frames, "{}", path.display());
+        assert!(errors.is_empty(), "{}: {errors}", path.display());
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let mut sim = sim;
+    sim.stop();
+}
+
+#[test]
+fn running_out_of_space_closes_the_segment_frees_space_and_recording_resumes() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let fs = SmallFs::new(24);
+    clear(&fs);
+    let data = fs.path.join(format!("data-enospc-{}", std::process::id()));
+    let sim = Sim::start(vec![
+        CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),
+        CameraSpec::new("cam1", BuiltinFixture::H264_1080p.load()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let cams = [
+        camera_toml("cam0", &sim.url("cam0")),
+        camera_toml("cam1", &sim.url("cam1")),
+    ]
+    .concat();
+    // No floor and hourly retention: only running out of space can make room.
+    let config = config_toml(addr, &data, "segment = \"2s\"", &cams).replace(
+        "[ingest]",
+        "[retention]\nmin_free = \"0\"\ninterval = \"1h\"\n\n[ingest]",
+    );
+    let mut node = Node::start(dir.path(), &config, addr);
+    assert!(
+        wait_until(Duration::from_secs(90), || node
+            .log_text()
+            .contains("disk full, closing the segment early")),
+        "the disk never filled"
+    );
+    let full_at = now_us();
+    // Recording goes on after the emergency pass freed space.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            ["cam0", "cam1"].iter().all(|c| {
+                let r = node.ranges(c, full_at, now_us());
+                r.last().is_some_and(|x| x.1 - x.0 > 3_000_000)
+            })
+        }),
+        "recording did not resume after ENOSPC:\n{}",
+        node.log_text()
+    );
+    let (_, health) = node.get("/api/v1/health");
+    assert!(
+        health["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["message"].as_str().unwrap().contains("inside its guarantee")),
+        "{health}"
+    );
+    let log = node.log_text();
+    assert!(
+        log.contains("no space left for segment data"),
+        "the writers stop short of the index's reserve:\n{log}"
+    );
+    assert!(
+        !log.contains("Previous I/O error") && !log.contains("retention pass failed"),
+        "the index never failed:\n{log}"
+    );
+    assert!(node.terminate().success());
+    // The segment cut short ends at its last complete fragment and decodes.
+    for (path, r) in indexed_segments(&data) {
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            r.bytes,
+            "{} has a torn tail",
+            path.display()
+        );
+        let (n, errors) = probe(&path);
+        assert_eq!(n, r.frames, "{}", path.display());
+        assert!(errors.is_empty(), "{}: {errors}", path.display());
+    }
+    let _ = std::fs::remove_dir_all(&data);
     let mut sim = sim;
     sim.stop();
 }

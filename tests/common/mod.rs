@@ -71,7 +71,13 @@ impl Node {
             if let Ok(Some(status)) = node.child.try_wait() {
                 panic!("sharpeye exited early ({status}):\n{}", node.log_text());
             }
-            if ureq::get(&format!("http://{addr}/healthz")).call().is_ok() {
+            // Our own process must have bound the port: a free port handed out by the OS can be
+            // taken by a node another test starts at the same time.
+            if node
+                .log_text()
+                .contains(&format!("HTTP API listening on http://{addr}"))
+                && ureq::get(&format!("http://{addr}/healthz")).call().is_ok()
+            {
                 break;
             }
             assert!(

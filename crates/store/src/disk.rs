@@ -4,6 +4,8 @@ use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use media::{StreamId, WallTime};
 
@@ -24,6 +26,90 @@ pub struct Disk {
     /// Set when the disk is below its free-space floor and holds only evidence: no new
     /// segments are placed on it.
     blocked: AtomicBool,
+    gauge: Arc<SpaceGauge>,
+}
+
+/// Keeps segment data out of the last few megabytes of a file system, which belong to the index.
+///
+/// redb latches the first I/O error of a commit and fails every later operation until the
+/// database is reopened, so a commit that hits `ENOSPC` would stop indexing (and with it retention,
+/// which needs commits to delete). Segment writes therefore stop short of a reserve and report
+/// "out of space" themselves; the index and retention's deletes always find room. The free-space
+/// figure is read with `statvfs` at most every 100 ms and counted down by each claim in between,
+/// so a thousand cameras' fragments cost a thousand subtractions, not a thousand system calls.
+#[derive(Debug)]
+pub struct SpaceGauge {
+    dir: File,
+    root: PathBuf,
+    state: Mutex<GaugeState>,
+}
+
+#[derive(Debug)]
+struct GaugeState {
+    read_at: Option<Instant>,
+    free: u64,
+    reserve: u64,
+}
+
+/// How stale the gauge's free-space figure may get.
+const GAUGE_REFRESH: Duration = Duration::from_millis(100);
+
+/// The index's reserve on a file system of `total` bytes: 1/64 of it, at least 1 MiB (a small
+/// index grows by doubling its file) and at most 1 GiB.
+pub fn index_reserve(total: u64) -> u64 {
+    (total / 64).clamp(1 << 20, 1 << 30)
+}
+
+impl SpaceGauge {
+    fn new(root: &Path) -> Result<SpaceGauge, StoreError> {
+        Ok(SpaceGauge {
+            dir: File::open(root).map_err(StoreError::io(root, "open"))?,
+            root: root.to_owned(),
+            state: Mutex::new(GaugeState {
+                read_at: None,
+                free: 0,
+                reserve: 0,
+            }),
+        })
+    }
+
+    /// Takes `bytes` of space for segment data, or answers with an out-of-space error naming
+    /// `path` if that would eat into the index's reserve.
+    pub fn claim(&self, bytes: u64, path: &Path) -> Result<(), StoreError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.read_at.is_none_or(|t| t.elapsed() >= GAUGE_REFRESH) {
+            let (free, total) = statvfs(&self.dir, &self.root)?;
+            st.free = free;
+            st.reserve = index_reserve(total);
+            st.read_at = Some(Instant::now());
+        }
+        if st.free.saturating_sub(bytes) < st.reserve {
+            // Read again next time: retention may be freeing space right now.
+            st.read_at = None;
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                op: "write",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!(
+                        "no space left for segment data: {} bytes free, the last {} are kept for the index",
+                        st.free, st.reserve
+                    ),
+                ),
+            });
+        }
+        st.free -= bytes;
+        Ok(())
+    }
+}
+
+fn statvfs(dir: &File, root: &Path) -> Result<(u64, u64), StoreError> {
+    let s = rustix::fs::fstatvfs(dir).map_err(|e| StoreError::Io {
+        path: root.to_owned(),
+        op: "statvfs",
+        source: e.into(),
+    })?;
+    Ok((s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize))
 }
 
 /// Takes the data directory's lock without blocking.
@@ -59,6 +145,7 @@ impl Disk {
             dir,
             _lock: lock,
             blocked: AtomicBool::new(false),
+            gauge: Arc::new(SpaceGauge::new(root)?),
         })
     }
 
@@ -159,11 +246,11 @@ impl Disk {
 
     /// Free and total bytes of the file system.
     pub fn space(&self) -> Result<(u64, u64), StoreError> {
-        let s = rustix::fs::fstatvfs(&self.dir).map_err(|e| StoreError::Io {
-            path: self.root.clone(),
-            op: "statvfs",
-            source: e.into(),
-        })?;
-        Ok((s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize))
+        statvfs(&self.dir, &self.root)
+    }
+
+    /// The gauge segment writers claim space from.
+    pub fn gauge(&self) -> &Arc<SpaceGauge> {
+        &self.gauge
     }
 }

@@ -325,7 +325,7 @@ impl Writer {
                 Some(&(end, ticks)) => ticks + micros_to_media(f.wall_time.micros_since(end).max(0)) as u64,
                 None => 0,
             });
-            match SegmentWriter::create(disk, self.disks[disk].root(), seq, &f, timeline) {
+            match SegmentWriter::create(disk, &self.disks[disk], seq, &f, timeline) {
                 Ok(w) => {
                     self.next_seq.insert(f.stream.clone(), seq);
                     inc(&self.stats.segments_opened, 1);
@@ -335,7 +335,7 @@ impl Writer {
                     error!(stream = %f.stream, "cannot start a segment: {e}");
                     inc(&self.stats.write_errors, 1);
                     if e.is_out_of_space() {
-                        self.trigger.fire();
+                        self.trigger.fire_out_of_space();
                     }
                     return;
                 }
@@ -370,11 +370,13 @@ impl Writer {
                 None
             }
             Err(e) => {
-                error!(stream = %seg.record.stream, "abandoning segment after a write error: {e}");
                 inc(&stats.write_errors, 1);
                 if e.is_out_of_space() {
                     // Retention frees space by policy; recording resumes at the next key frame.
-                    trigger.fire();
+                    error!(stream = %seg.record.stream, "disk full, closing the segment early: {e}");
+                    trigger.fire_out_of_space();
+                } else {
+                    error!(stream = %seg.record.stream, "abandoning segment after a write error: {e}");
                 }
                 st.pending.clear();
                 let mut seg = st.segment.take()?;

@@ -257,17 +257,32 @@ fn oldest_deletable(
     Ok(heads)
 }
 
+/// The free space retention keeps on a disk of `total` bytes: the configured floor, but never
+/// less than twice the index's reserve (segment writers stop at the reserve, so a lower floor
+/// would let recording stop with nothing deleted). After a write ran out of space (`emergency`)
+/// it is at least a twentieth of the disk or 1 GiB, capped at a quarter of the disk: enough for
+/// recording to run for a while before the next emergency, on a 24 MB test file system and on a
+/// 20 TB array alike.
+pub fn effective_floor(configured: u64, total: u64, emergency: bool) -> u64 {
+    let mut floor = configured.max(2 * crate::disk::index_reserve(total));
+    if emergency {
+        floor = floor.max((total / 20).max(1 << 30).min(total / 4));
+    }
+    floor
+}
+
 /// Frees space on one disk under its floor; blocks it if only evidence is left.
 fn relieve(
     disk: &Disk,
     holds: &Holds,
     policy: &RetentionPolicy,
     now: WallTime,
+    emergency: bool,
     report: &mut PassReport,
 ) -> Result<(), StoreError> {
     let name = disk.root().display().to_string();
     let (mut free, total) = disk.space()?;
-    let floor = policy.min_free.bytes(total);
+    let floor = effective_floor(policy.min_free.bytes(total), total, emergency);
     'tiers: for tier in [Tier::Standard, Tier::Key] {
         let guarantee = policy.guarantee(tier).as_micros() as i64;
         while free < floor {
@@ -312,17 +327,19 @@ fn relieve(
     Ok(())
 }
 
-/// One retention pass over every disk of `store` at time `now`.
+/// One retention pass over every disk of `store` at time `now`. An `emergency` pass (a write ran
+/// out of space) frees more than the configured floor: see [`effective_floor`].
 pub fn run_pass(
     store: &Store,
     holds: &Holds,
     policy: &RetentionPolicy,
     now: WallTime,
+    emergency: bool,
 ) -> Result<PassReport, StoreError> {
     let mut report = PassReport::default();
     for disk in store.disks() {
         expire(disk, holds, policy, now, &mut report)?;
-        relieve(disk, holds, policy, now, &mut report)?;
+        relieve(disk, holds, policy, now, emergency, &mut report)?;
     }
     // One alarm per camera and disk per pass is enough for an operator.
     let mut merged: Vec<Alarm> = Vec::new();
@@ -357,25 +374,33 @@ pub fn run_pass(
 /// Wakes the retention thread early (a write hit `ENOSPC`).
 #[derive(Default, Debug)]
 pub struct Trigger {
-    fired: Mutex<bool>,
+    /// (fired, because a write ran out of space)
+    fired: Mutex<(bool, bool)>,
     cv: Condvar,
 }
 
 impl Trigger {
     /// Asks for a pass now.
     pub fn fire(&self) {
-        *self.fired.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.fired.lock().unwrap_or_else(|p| p.into_inner()).0 = true;
         self.cv.notify_all();
     }
 
-    /// Waits up to `timeout` for a trigger; true if fired.
+    /// Asks for a pass now because a write failed for lack of space: that pass frees at least
+    /// an emergency margin even if the configured floor is lower.
+    pub fn fire_out_of_space(&self) {
+        *self.fired.lock().unwrap_or_else(|p| p.into_inner()) = (true, true);
+        self.cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for a trigger; returns whether the next pass is an emergency.
     pub fn wait(&self, timeout: Duration) -> bool {
         let guard = self.fired.lock().unwrap_or_else(|p| p.into_inner());
         let (mut guard, _) = self
             .cv
-            .wait_timeout_while(guard, timeout, |f| !*f)
+            .wait_timeout_while(guard, timeout, |f| !f.0)
             .unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *guard)
+        std::mem::take(&mut *guard).1
     }
 }
 
@@ -415,11 +440,12 @@ impl Retention {
         let thread = std::thread::Builder::new()
             .name("retention".into())
             .spawn(move || {
+                let mut emergency = false;
                 loop {
                     if *s.lock().unwrap_or_else(|p| p.into_inner()) {
                         return;
                     }
-                    match run_pass(&store, &holds, &policy, clock.now()) {
+                    match run_pass(&store, &holds, &policy, clock.now(), emergency) {
                         Ok(r) => {
                             if r.expired + r.pressure > 0 {
                                 tracing::info!(
@@ -439,7 +465,7 @@ impl Retention {
                         }
                         Err(e) => tracing::error!("retention pass failed: {e}"),
                     }
-                    t.wait(interval);
+                    emergency = t.wait(interval);
                 }
             })
             .expect("spawning a thread");
@@ -521,7 +547,7 @@ pub fn disk_reports(
     let mut out = Vec::new();
     for disk in store.disks() {
         let (free, total) = disk.space()?;
-        let floor = policy.min_free.bytes(total);
+        let floor = effective_floor(policy.min_free.bytes(total), total, false);
         let mut std_u = TierUsage {
             guarantee_days: policy.standard.as_secs_f64() / 86_400.0,
             ..TierUsage::default()

@@ -2,12 +2,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{IoSlice, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use media::fmp4::{ProducerTime, Sample, write_fragment_header};
 use media::{Frame, media_to_micros};
 
 use crate::StoreError;
+use crate::disk::{Disk, SpaceGauge};
 use crate::layout::segment_path;
 use crate::record::{KeyFrameEntry, SegmentRecord};
 use crate::segment_file::{SegmentHeader, write_init};
@@ -23,12 +25,22 @@ pub(crate) struct SegmentWriter {
     pub dirty: bool,
     sequence: u32,
     scratch: Vec<u8>,
+    gauge: Arc<SpaceGauge>,
 }
 
 impl SegmentWriter {
     /// Creates the file for segment `seq` starting with `first` and writes its init part.
-    pub fn create(disk: usize, root: &Path, seq: u64, first: &Frame, timeline_start: u64) -> Result<Self, StoreError> {
-        let path = root.join(segment_path(&first.stream, first.wall_time, seq));
+    pub fn create(disk: usize, on: &Disk, seq: u64, first: &Frame, timeline_start: u64) -> Result<Self, StoreError> {
+        let path = on.root().join(segment_path(&first.stream, first.wall_time, seq));
+        let header = SegmentHeader::new(&first.stream, seq, first.wall_time, first.media_time, timeline_start);
+        let mut init = Vec::with_capacity(1024);
+        write_init(&mut init, &header, &first.params).map_err(|e| StoreError::Segment {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        let gauge = on.gauge().clone();
+        // Room for the first GOP too: a segment that cannot hold one is not worth starting.
+        gauge.claim(init.len() as u64 + 4 * first.data.len() as u64, &path)?;
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(StoreError::io(dir, "create directory"))?;
         }
@@ -37,13 +49,12 @@ impl SegmentWriter {
             .create_new(true)
             .open(&path)
             .map_err(StoreError::io(&path, "create"))?;
-        let header = SegmentHeader::new(&first.stream, seq, first.wall_time, first.media_time, timeline_start);
-        let mut init = Vec::with_capacity(1024);
-        write_init(&mut init, &header, &first.params).map_err(|e| StoreError::Segment {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        file.write_all(&init).map_err(StoreError::io(&path, "write"))?;
+        if let Err(e) = file.write_all(&init) {
+            // An empty file would be an orphan for the next start-up to explain.
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(StoreError::io(&path, "write")(e));
+        }
         let p = &first.params;
         Ok(SegmentWriter {
             disk,
@@ -68,6 +79,7 @@ impl SegmentWriter {
             dirty: true,
             sequence: 1,
             scratch: Vec::with_capacity(4096),
+            gauge,
         })
     }
 
@@ -119,7 +131,13 @@ impl SegmentWriter {
         slices.push(IoSlice::new(&self.scratch));
         slices.extend(frames.iter().map(|f| IoSlice::new(&f.data)));
         let total = self.scratch.len() as u64 + frames.iter().map(|f| f.data.len() as u64).sum::<u64>();
-        write_all_vectored(&mut self.file, &mut slices).map_err(StoreError::io(&self.path, "write"))?;
+        self.gauge.claim(total, &self.path)?;
+        if let Err(e) = write_all_vectored(&mut self.file, &mut slices) {
+            // Cut the partial fragment off so the file ends where its last complete fragment
+            // does (best effort: recovery would trim it anyway).
+            let _ = self.file.set_len(self.record.bytes);
+            return Err(StoreError::io(&self.path, "write")(e));
+        }
 
         let byte_offset = self.record.bytes;
         self.record.bytes += total;

@@ -92,7 +92,7 @@ fn hundred_days_of_retention_with_holds() {
         }
         let now = WallTime::from_micros(t0 + day * DAY);
         let before: Vec<SegmentRecord> = index.all_segments().unwrap();
-        let report = run_pass(&store, &holds, &policy, now).unwrap();
+        let report = run_pass(&store, &holds, &policy, now, false).unwrap();
         let after: HashSet<(String, u64)> = index
             .all_segments()
             .unwrap()
