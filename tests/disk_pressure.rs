@@ -5,76 +5,21 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use camsim::{BuiltinFixture, CameraSpec};
 use common::*;
 use serde_json::json;
+use testkit::SmallFs;
 
-/// A small file system for the test: `SHARPEYE_SMALL_FS` if set (an empty, mounted small file
-/// system), else a tmpfs this test mounts (needs root) and unmounts when dropped.
-struct SmallFs {
-    path: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-    mounted: bool,
-}
-
-impl SmallFs {
-    fn new(megabytes: u32) -> SmallFs {
-        if let Ok(p) = std::env::var("SHARPEYE_SMALL_FS") {
-            return SmallFs {
-                path: PathBuf::from(p),
-                _tmp: None,
-                mounted: false,
-            };
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("fs");
-        std::fs::create_dir(&path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
-            .arg(&path)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "cannot mount a {megabytes} MB tmpfs at {}: run the tests as root, or mount a small file system and name it in SHARPEYE_SMALL_FS (see .ci/run)",
-            path.display()
-        );
-        SmallFs {
-            path,
-            _tmp: Some(tmp),
-            mounted: true,
-        }
-    }
-}
-
-/// The tests take turns: `SHARPEYE_SMALL_FS` is one file system.
+/// The tests take turns: the small file system is one file system.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Removes an earlier run's data: it would eat the space under test.
-fn clear(fs: &SmallFs) {
-    for e in std::fs::read_dir(&fs.path).unwrap().flatten() {
-        if e.file_name().to_string_lossy().starts_with("data-") {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.path).status();
-        }
-    }
-}
 
 #[test]
 fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let fs = SmallFs::new(24);
-    clear(&fs);
+    fs.clear("data-");
     let data = fs.path.join(format!("data-{}", std::process::id()));
     let sim = Sim::start(vec![
         CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),
@@ -227,7 +172,7 @@ fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
 fn running_out_of_space_closes_the_segment_frees_space_and_recording_resumes() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let fs = SmallFs::new(24);
-    clear(&fs);
+    fs.clear("data-");
     let data = fs.path.join(format!("data-enospc-{}", std::process::id()));
     let sim = Sim::start(vec![
         CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),

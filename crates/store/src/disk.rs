@@ -49,6 +49,7 @@ struct GaugeState {
     read_at: Option<Instant>,
     free: u64,
     reserve: u64,
+    refresh: Duration,
 }
 
 /// How stale the gauge's free-space figure may get.
@@ -69,6 +70,7 @@ impl SpaceGauge {
                 read_at: None,
                 free: 0,
                 reserve: 0,
+                refresh: GAUGE_REFRESH,
             }),
         })
     }
@@ -77,7 +79,7 @@ impl SpaceGauge {
     /// `path` if that would eat into the index's reserve.
     pub fn claim(&self, bytes: u64, path: &Path) -> Result<(), StoreError> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.read_at.is_none_or(|t| t.elapsed() >= GAUGE_REFRESH) {
+        if st.read_at.is_none_or(|t| t.elapsed() >= st.refresh) {
             let (free, total) = statvfs(&self.dir, &self.root)?;
             st.free = free;
             st.reserve = index_reserve(total);
@@ -100,6 +102,13 @@ impl SpaceGauge {
         }
         st.free -= bytes;
         Ok(())
+    }
+
+    /// Keeps the current reading until told otherwise, so a test can fill the file system
+    /// behind the gauge's back and meet a real `ENOSPC`.
+    #[cfg(test)]
+    pub(crate) fn freeze(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).refresh = Duration::MAX;
     }
 }
 

@@ -15,7 +15,10 @@
 //!
 //! The index is a cache of the segment files: `sharpeye store rebuild` regenerates it.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use media::{StreamId, WallTime};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -39,8 +42,28 @@ const SCHEMA_VERSION: u64 = 1;
 
 /// A data directory's index.
 pub struct Index {
-    db: Database,
+    /// `None` only between a failed reopen and the next attempt.
+    db: RwLock<Option<Database>>,
+    /// An I/O error hit the database: redb fails every later operation until it is reopened.
+    failed: AtomicBool,
     path: PathBuf,
+}
+
+/// The open database, borrowed for one operation. Holding it keeps a reopen from swapping the
+/// database out from under a transaction.
+struct Db<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl Deref for Db<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        // `Index::db` hands out a `Db` only when the database is open.
+        self.0.as_ref().expect("checked by Index::db")
+    }
+}
+
+/// Whether redb's error means its file backend latched an I/O error (`ENOSPC`, `EIO`).
+fn is_io(e: &StoreError) -> bool {
+    matches!(e, StoreError::Index { source, .. } if matches!(**source, redb::Error::Io(_) | redb::Error::PreviousIo))
 }
 
 impl std::fmt::Debug for Index {
@@ -67,10 +90,12 @@ impl Index {
     pub fn open(path: &Path) -> Result<Index, StoreError> {
         let db = tr!(path, Database::create(path));
         let index = Index {
-            db,
+            db: RwLock::new(Some(db)),
+            failed: AtomicBool::new(false),
             path: path.to_owned(),
         };
-        let txn = tr!(path, index.db.begin_write());
+        let db = index.db()?;
+        let txn = tr!(path, db.begin_write());
         {
             tr!(path, txn.open_table(SEGMENTS));
             tr!(path, txn.open_table(OPEN));
@@ -94,7 +119,56 @@ impl Index {
             }
         }
         tr!(path, txn.commit());
+        drop(db);
         Ok(index)
+    }
+
+    /// The database for one operation, reopened first if an earlier operation hit an I/O error.
+    fn db(&self) -> Result<Db<'_>, StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            self.reopen();
+        }
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(StoreError::Disk {
+                path: self.path.clone(),
+                problem:
+                    "index is closed after an I/O error and could not be reopened yet (is the disk full or failing?)"
+                        .into(),
+            });
+        }
+        Ok(Db(guard))
+    }
+
+    /// redb latches a commit's I/O error (a full disk, say) and refuses everything after it until
+    /// the database is reopened; reopening rolls back to the last durable commit, which is what
+    /// the index must hold anyway. Without this one full disk would stop indexing (and
+    /// retention, which deletes through the index) until a restart.
+    fn reopen(&self) {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if !self.failed.load(Ordering::Acquire) {
+            return; // another thread reopened it while this one waited
+        }
+        // The old handle must be gone first: redb locks its file.
+        *guard = None;
+        match Database::create(&self.path) {
+            Ok(db) => {
+                *guard = Some(db);
+                self.failed.store(false, Ordering::Release);
+                tracing::warn!(index = %self.path.display(), "index reopened after an I/O error");
+            }
+            Err(e) => tracing::error!(index = %self.path.display(), "cannot reopen the index: {e}"),
+        }
+    }
+
+    /// Notes an I/O error so that the next operation reopens the database.
+    fn watch<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &r
+            && is_io(e)
+        {
+            self.failed.store(true, Ordering::Release);
+        }
+        r
     }
 
     /// The index file.
@@ -104,11 +178,16 @@ impl Index {
 
     /// Inserts or replaces entries in one durable transaction (one fsync).
     pub fn put(&self, records: &[SegmentRecord]) -> Result<(), StoreError> {
+        self.watch(self.put_once(records))
+    }
+
+    fn put_once(&self, records: &[SegmentRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_write());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_write());
         {
             let mut segments = tr!(p, txn.open_table(SEGMENTS));
             let mut open = tr!(p, txn.open_table(OPEN));
@@ -149,8 +228,13 @@ impl Index {
     /// one durable transaction, so nothing indexed points at the files once they are unlinked.
     /// Returns the records moved (entries already gone are skipped).
     pub fn begin_delete(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<Vec<SegmentRecord>, StoreError> {
+        self.watch(self.begin_delete_once(keys))
+    }
+
+    fn begin_delete_once(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<Vec<SegmentRecord>, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_write());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_write());
         let mut moved = Vec::new();
         {
             let mut segments = tr!(p, txn.open_table(SEGMENTS));
@@ -179,8 +263,13 @@ impl Index {
 
     /// Last step of a crash-safe delete: the files are gone, forget them.
     pub fn finish_delete(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
+        self.watch(self.finish_delete_once(keys))
+    }
+
+    fn finish_delete_once(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_write());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_write());
         {
             let mut deleting = tr!(p, txn.open_table(DELETING));
             for (stream, start, seq) in keys {
@@ -195,7 +284,8 @@ impl Index {
     /// Deletes interrupted by a crash: (stream, start, seq) whose files may still exist.
     pub fn deleting(&self) -> Result<Vec<(StreamId, WallTime, u64)>, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_read());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
         let table = tr!(p, txn.open_table(DELETING));
         let mut out = Vec::new();
         for item in tr!(p, table.iter()) {
@@ -211,7 +301,8 @@ impl Index {
     /// Per stream: bytes and number of segments indexed.
     pub fn stream_stats(&self) -> Result<Vec<(StreamId, u64, u64)>, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_read());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
         let table = tr!(p, txn.open_table(STATS));
         let mut out = Vec::new();
         for item in tr!(p, table.iter()) {
@@ -233,7 +324,8 @@ impl Index {
         limit: usize,
     ) -> Result<Vec<SegmentRecord>, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_read());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
         let table = tr!(p, txn.open_table(SEGMENTS));
         let key = stream_key(stream);
         let mut out = Vec::new();
@@ -259,8 +351,13 @@ impl Index {
 
     /// Removes entries (by stream, start and sequence number) in one durable transaction.
     pub fn remove(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
+        self.watch(self.remove_once(keys))
+    }
+
+    fn remove_once(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_write());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_write());
         {
             let mut segments = tr!(p, txn.open_table(SEGMENTS));
             let mut open = tr!(p, txn.open_table(OPEN));
@@ -326,7 +423,8 @@ impl Index {
         with_table: bool,
     ) -> Result<Vec<SegmentRecord>, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_read());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
         let max_len = {
             let meta = tr!(p, txn.open_table(META));
             tr!(p, meta.get("max_segment_us")).map_or(0, |v| v.value())
@@ -350,7 +448,8 @@ impl Index {
     /// Every segment still marked open (being written when the process stopped).
     pub fn open_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_read());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
         let open = tr!(p, txn.open_table(OPEN));
         let segments = tr!(p, txn.open_table(SEGMENTS));
         let mut out = Vec::new();
@@ -367,7 +466,8 @@ impl Index {
     /// Every segment of every stream, in key order (rebuild comparisons, tests and tools).
     pub fn all_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_read());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
         let table = tr!(p, txn.open_table(SEGMENTS));
         let mut out = Vec::new();
         for item in tr!(p, table.iter()) {
@@ -380,7 +480,8 @@ impl Index {
     /// Whether an entry exists.
     pub fn contains(&self, stream: &StreamId, start: WallTime, seq: u64) -> Result<bool, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_read());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
         let table = tr!(p, txn.open_table(SEGMENTS));
         let key = stream_key(stream);
         Ok(tr!(p, table.get((key.as_str(), start.as_micros(), seq))).is_some())
@@ -389,7 +490,8 @@ impl Index {
     /// The latest segment of `stream` (the one that starts last).
     pub fn last_segment(&self, stream: &StreamId) -> Result<Option<SegmentRecord>, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_read());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
         let table = tr!(p, txn.open_table(SEGMENTS));
         let key = stream_key(stream);
         let mut range = tr!(
@@ -408,7 +510,8 @@ impl Index {
     /// Every stream with its highest sequence number.
     pub fn streams(&self) -> Result<Vec<(StreamId, u64)>, StoreError> {
         let p = &self.path;
-        let txn = tr!(p, self.db.begin_read());
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
         let table = tr!(p, txn.open_table(STREAMS));
         let mut out = Vec::new();
         for item in tr!(p, table.iter()) {
@@ -418,5 +521,61 @@ impl Index {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use media::WallTime;
+
+    use super::Index;
+    use crate::record::tests::sample;
+
+    /// A commit that meets a full file system fails; once space is back the index reopens
+    /// itself and works, holding everything committed before the failure.
+    #[test]
+    fn a_full_disk_fails_a_commit_and_the_index_recovers_when_space_returns() {
+        let fs = testkit::SmallFs::new(24);
+        fs.clear("index-enospc");
+        let root = fs.path.join("index-enospc");
+        std::fs::create_dir_all(&root).unwrap();
+        let index = Index::open(&root.join("index.redb")).unwrap();
+        let record = |seq: u64| {
+            let mut r = sample(600);
+            r.seq = seq;
+            r.start = WallTime::from_micros(1_795_420_800_000_000 + seq as i64 * 60_000_000);
+            r
+        };
+        let mut filler = std::fs::File::create(root.join("filler")).unwrap();
+        let chunk = vec![0u8; 1 << 16];
+        loop {
+            match filler.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        // Commits go on while redb finds free pages in its file, then one fails.
+        let mut committed = 0;
+        let err = loop {
+            let batch: Vec<_> = (committed..committed + 20).map(record).collect();
+            match index.put(&batch) {
+                Ok(()) => committed += 20,
+                Err(e) => break e,
+            }
+            assert!(committed < 100_000, "the index never ran out of space");
+        };
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        drop(filler);
+        std::fs::remove_file(root.join("filler")).unwrap();
+        index.put(&[record(committed)]).unwrap();
+        let all = index.all_segments().unwrap();
+        assert_eq!(all.len() as u64, committed + 1);
+        assert!(all.iter().zip(0..).all(|(r, i)| r.seq == i && *r == record(i)));
+        drop(index);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

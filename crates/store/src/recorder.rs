@@ -514,6 +514,11 @@ fn run_syncer(disk: &Disk, rx: Receiver<SyncMsg>, stats: &RecorderStats) {
                 Err(e) => {
                     inc(&stats.sync_errors, 1);
                     error!("{e}");
+                    // Kept for the next round (the next fragment comes within a second): an entry
+                    // given up here would leave its file for start-up recovery to find.
+                    for r in records {
+                        pending.entry((r.stream.clone(), r.seq)).or_insert(r);
+                    }
                 }
             }
             if us > 1_000_000 {

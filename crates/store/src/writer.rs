@@ -181,3 +181,66 @@ fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::i
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use camsim::BuiltinFixture;
+    use media::{StreamId, WallTime};
+
+    use super::SegmentWriter;
+    use crate::disk::Disk;
+    use crate::segment_file::scan_file;
+
+    /// A write that meets a real full file system fails as out of space and leaves the file
+    /// ending at its last complete fragment, which scans whole.
+    #[test]
+    fn a_real_enospc_leaves_the_file_at_its_last_complete_fragment() {
+        let fs = testkit::SmallFs::new(24);
+        fs.clear("writer-enospc");
+        let root = fs.path.join("writer-enospc");
+        let disk = Disk::open(&root).unwrap();
+        let stream = StreamId::main("cam");
+        let frames = BuiltinFixture::H264_1080p.load().frames(
+            &stream,
+            100,
+            1_000_000,
+            WallTime::from_micros(1_795_420_800_000_000),
+        );
+        let mut w = SegmentWriter::create(0, &disk, 1, &frames[0], 0).unwrap();
+        w.append(&frames[..25], frames[25].media_time).unwrap();
+        w.append(&frames[25..50], frames[50].media_time).unwrap();
+        let (bytes, count) = (w.record.bytes, w.record.frames);
+
+        // Something else fills the disk behind the gauge's back.
+        disk.gauge().freeze();
+        let mut filler = std::fs::File::create(root.join("filler")).unwrap();
+        let chunk = vec![0u8; 1 << 16];
+        loop {
+            match filler.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        let err = w.append(&frames[50..75], frames[75].media_time).unwrap_err();
+        assert!(err.is_out_of_space(), "{err}");
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        assert_eq!(w.record.bytes, bytes, "the failed fragment is not counted");
+        assert_eq!(w.record.frames, count);
+        assert_eq!(
+            std::fs::metadata(&w.path).unwrap().len(),
+            bytes,
+            "no torn fragment left"
+        );
+        let scanned = scan_file(&w.path).unwrap();
+        assert_eq!(scanned.valid_len, bytes);
+        assert_eq!(scanned.file_len, bytes);
+        let scanned_frames: u64 = scanned.fragments.iter().map(|f| u64::from(f.frames)).sum();
+        assert_eq!(scanned_frames, count);
+        drop(filler);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

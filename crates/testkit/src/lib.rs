@@ -60,3 +60,60 @@ impl Drop for KillOnDrop {
         unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
     }
 }
+
+/// A small file system for tests that fill a disk: `SHARPEYE_SMALL_FS` if set (an empty,
+/// mounted small file system: `scripts/test.sh` mounts a 24 MB tmpfs), else a tmpfs of the
+/// given size mounted here (needs root) and unmounted when dropped. Tests that use it must not
+/// run at the same time: it is one file system.
+pub struct SmallFs {
+    /// Where it is mounted.
+    pub path: std::path::PathBuf,
+    mounted: bool,
+}
+
+impl SmallFs {
+    /// Finds or mounts the small file system.
+    pub fn new(megabytes: u32) -> SmallFs {
+        if let Some(p) = std::env::var_os("SHARPEYE_SMALL_FS") {
+            return SmallFs {
+                path: p.into(),
+                mounted: false,
+            };
+        }
+        let path = std::env::temp_dir().join(format!("sharpeye-small-fs-{}-{megabytes}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("creating a mount point in the temp dir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&path)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot mount a {megabytes} MB tmpfs at {}: run the tests as root, or mount a small file system and name it in SHARPEYE_SMALL_FS (scripts/test.sh does)",
+            path.display()
+        );
+        SmallFs { path, mounted: true }
+    }
+
+    /// Removes the entries whose names start with `prefix`: an earlier run's leftovers would
+    /// eat the space under test.
+    pub fn clear(&self, prefix: &str) {
+        for e in std::fs::read_dir(&self.path)
+            .expect("reading the small file system")
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.path).status();
+            let _ = std::fs::remove_dir(&self.path);
+        }
+    }
+}
