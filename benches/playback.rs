@@ -18,10 +18,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::pct;
 use media::{StreamId, WallTime};
 use store::SegmentRecord;
 
@@ -55,44 +58,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn pct(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// One hour of real recording of `cam` starting at `base`.
-fn record_hour(data: &Path, cam: &str, base: i64) -> Vec<SegmentRecord> {
-    let (store, _) = store::Store::open(&[data.to_owned()]).unwrap();
-    let rec = store
-        .start_recorder(store::RecorderConfig {
-            segment: Duration::from_secs(60),
-            flush_interval: Duration::from_millis(100),
-            queue_frames: 1 << 20,
-        })
-        .unwrap();
-    let stream = StreamId::main(cam);
-    // 61 minutes so that any 1-hour range starting in the first minute is covered.
-    for f in camsim::BuiltinFixture::H264_1080p
-        .load()
-        .frames(&stream, 61 * 60 * 25, 0, WallTime::from_micros(base))
-    {
-        let mut f = f;
-        loop {
-            match rec.try_push(f) {
-                Ok(()) => break,
-                Err(back) => {
-                    f = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-    }
-    rec.end_stream(&stream);
-    rec.shutdown().unwrap();
-    let all = store.disks()[0].index().all_segments().unwrap();
-    all.into_iter().filter(|r| r.stream == stream).collect()
 }
 
 /// Drops the page cache (needs root); false if it could not.
@@ -165,7 +130,7 @@ fn main() {
     let t0 = (WallTime::now().as_micros() / day_us - a.days) * day_us;
 
     let t = Instant::now();
-    let hour = record_hour(&template_dir, "template", t0);
+    let hour = common::record_minutes(&template_dir, "template", t0, 61);
     let hour_bytes: u64 = hour.iter().map(|r| r.bytes).sum();
     println!(
         "template: {} segments, {:.2} GB for 61 min of 1080p H.264 recorded in {:.1} s",

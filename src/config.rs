@@ -62,6 +62,36 @@ pub struct RecordingConfig {
     pub flush: Duration,
 }
 
+/// `[live]`: live view and relay.
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    /// How long a live request waits for the first key frame before a 503.
+    pub start_timeout: Duration,
+    /// An on-demand pull stops this long after its last viewer.
+    pub idle: Duration,
+    /// Most viewers of one stream.
+    pub max_viewers_per_stream: usize,
+    /// Most live viewers on the node.
+    pub max_viewers: usize,
+    /// Frames a viewer's queue holds before it lags and skips to the next key frame.
+    pub queue_frames: usize,
+    /// A viewer that reads nothing for this long is dropped.
+    pub dead_after: Duration,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            start_timeout: Duration::from_secs(10),
+            idle: Duration::from_secs(15),
+            max_viewers_per_stream: 200,
+            max_viewers: 2000,
+            queue_frames: 256,
+            dead_after: Duration::from_secs(10),
+        }
+    }
+}
+
 /// `[playback]`.
 #[derive(Clone, Debug)]
 pub struct PlaybackConfig {
@@ -223,6 +253,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[playback]`.
     pub playback: PlaybackConfig,
+    /// `[live]`.
+    pub live: LiveConfig,
     /// `[ingest]`.
     pub ingest: IngestConfig,
     /// `[gb28181]`.
@@ -480,6 +512,7 @@ impl Checker {
                 "recording",
                 "retention",
                 "playback",
+                "live",
                 "ingest",
                 "gb28181",
                 "users",
@@ -490,6 +523,7 @@ impl Checker {
         let recording = self.recording(root);
         let retention = self.retention(root);
         let playback = self.playback(root);
+        let live = self.live(root);
         let ingest = self.ingest(root);
         let gb28181 = self.gb28181(root);
         let users = self.users(root);
@@ -499,6 +533,7 @@ impl Checker {
             recording,
             retention,
             playback,
+            live,
             ingest,
             gb28181,
             users,
@@ -645,6 +680,47 @@ impl Checker {
                 Duration::from_secs(1),
                 Duration::from_secs(31 * 86_400),
             ),
+        }
+    }
+
+    fn count(&mut self, path: &str, t: &Table, key: &str, default: usize, min: usize, max: usize) -> usize {
+        match t.get(key) {
+            None => default,
+            Some(Value::Integer(n)) if (min as i64..=max as i64).contains(n) => *n as usize,
+            Some(v) => {
+                self.problem(
+                    join(path, key),
+                    format!("expected an integer between {min} and {max}, got {v}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn live(&mut self, root: &Table) -> LiveConfig {
+        let empty = Table::new();
+        let t = self.section(root, "live").unwrap_or(&empty);
+        self.known(
+            "live",
+            t,
+            &[
+                "start_timeout",
+                "idle",
+                "max_viewers_per_stream",
+                "max_viewers",
+                "queue_frames",
+                "dead_after",
+            ],
+        );
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        LiveConfig {
+            start_timeout: self.duration("live", t, "start_timeout", s(10), ms(100), s(120)),
+            idle: self.duration("live", t, "idle", s(15), ms(0), s(3600)),
+            max_viewers_per_stream: self.count("live", t, "max_viewers_per_stream", 200, 1, 100_000),
+            max_viewers: self.count("live", t, "max_viewers", 2000, 1, 1_000_000),
+            queue_frames: self.count("live", t, "queue_frames", 256, 8, 100_000),
+            dead_after: self.duration("live", t, "dead_after", s(10), ms(100), s(600)),
         }
     }
 

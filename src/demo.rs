@@ -64,6 +64,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             segment: Duration::from_secs(60),
             flush: Duration::from_millis(500),
         },
+        live: crate::config::LiveConfig::default(),
         playback: crate::config::PlaybackConfig {
             max_range: Duration::from_secs(24 * 3600),
         },

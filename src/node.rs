@@ -1,40 +1,115 @@
 //! Wiring a node together: store, recorder, camera sources and the API.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use api::{AppState, CameraEntry, CameraInfo};
 use ingest::FrameSink;
+use ingest::SourceHealth;
 use ingest::rtsp::{RtspSourceConfig, RtspTransport};
-use ingest::supervisor::{SourceHandle, spawn_rtsp};
-use media::{Frame, StreamId};
+use ingest::supervisor::{SourceHandle, spawn_rtsp_with_health};
+use media::{Frame, StreamId, StreamKind};
 use store::{Recorder, RecorderConfig, Store};
 use tracing::{info, warn};
 
 use crate::config::{Config, MinFree, Secret, Tier, Transport};
 
-/// Delivers a camera's frames to the recorder. When the recorder's queue is full a frame is
-/// lost, and the next one is marked as a discontinuity so that the segment ends cleanly there.
-struct RecordingSink {
-    recorder: Recorder,
+/// Delivers a stream's frames to the recorder (if recorded) and to its live channel. When the
+/// recorder's queue is full a frame is lost, and the next one is marked as a discontinuity so
+/// that the segment ends cleanly there. Recording does not go through the channel: a viewer
+/// may skip frames when it lags, the recorder must not.
+struct StreamSink {
+    recorder: Option<Recorder>,
     lost: AtomicBool,
+    channel: Arc<hub::Channel>,
 }
 
-impl FrameSink for RecordingSink {
-    fn frame(&self, mut frame: Frame) {
-        if self.lost.swap(false, Ordering::Relaxed) {
-            frame.discontinuity = true;
-        }
-        if self.recorder.try_push(frame).is_err() {
-            self.lost.store(true, Ordering::Relaxed);
+impl FrameSink for StreamSink {
+    fn frame(&self, frame: Frame) {
+        self.channel.publish(&frame);
+        if let Some(recorder) = &self.recorder {
+            let mut frame = frame;
+            if self.lost.swap(false, Ordering::Relaxed) {
+                frame.discontinuity = true;
+            }
+            if recorder.try_push(frame).is_err() {
+                self.lost.store(true, Ordering::Relaxed);
+            }
         }
     }
 
     fn end_of_stream(&self, stream: &StreamId) {
-        self.recorder.end_stream(stream);
+        self.channel.upstream_ended();
+        if let Some(recorder) = &self.recorder {
+            recorder.end_stream(stream);
+        }
+    }
+}
+
+/// How to pull one stream: what the hub's control starts when the stream is wanted.
+struct Pull {
+    cfg: RtspSourceConfig,
+    health: Arc<SourceHealth>,
+    recorder: Option<Recorder>,
+}
+
+/// The running pulls, started and stopped by the hub: at most one per stream.
+#[derive(Default)]
+struct Pulls {
+    specs: HashMap<StreamId, Pull>,
+    running: Mutex<HashMap<StreamId, SourceHandle>>,
+    hub: std::sync::OnceLock<std::sync::Weak<hub::Hub>>,
+}
+
+impl Pulls {
+    fn control(self: &Arc<Self>, stream: &StreamId, action: hub::Action) {
+        let Some(pull) = self.specs.get(stream) else { return };
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match action {
+            hub::Action::Start => {
+                let Some(channel) = self
+                    .hub
+                    .get()
+                    .and_then(|h| h.upgrade())
+                    .and_then(|h| h.channel(stream).cloned())
+                else {
+                    return;
+                };
+                if running.contains_key(stream) {
+                    return;
+                }
+                let sink = Arc::new(StreamSink {
+                    recorder: pull.recorder.clone(),
+                    lost: AtomicBool::new(false),
+                    channel,
+                });
+                info!(stream = %stream, "starting the pull");
+                let handle = spawn_rtsp_with_health(pull.cfg.clone(), sink, pull.health.clone());
+                running.insert(stream.clone(), handle);
+            }
+            hub::Action::Stop => {
+                if let Some(h) = running.remove(stream) {
+                    info!(stream = %stream, "no viewers left: stopping the pull");
+                    tokio::spawn(h.stop());
+                }
+            }
+        }
+    }
+
+    async fn stop_all(&self) {
+        let handles: Vec<SourceHandle> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in handles {
+            h.stop().await;
+        }
     }
 }
 
@@ -104,7 +179,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             MinFree::Bytes(b) => store::retention::FreeFloor::Bytes(b),
             MinFree::Percent(p) => store::retention::FreeFloor::Percent(p),
         },
-        batch: 500,
+        batch: 5000,
     };
     let retention = Arc::new(store::retention::Retention::spawn(
         store.clone(),
@@ -118,13 +193,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let media = auth::MediaSigner::load_or_create(&key_path)
         .with_context(|| format!("loading the media-token key {}", key_path.display()))?;
 
-    let mut sources: Vec<SourceHandle> = Vec::new();
+    let mut pulls = Pulls::default();
+    let mut policies = Vec::new();
     let mut cameras = BTreeMap::new();
+    let mut recorded = 0;
     for c in &config.cameras {
         let mut main = None;
-        if c.record {
-            let stream = StreamId::main(c.id.as_str());
-            let mut cfg = RtspSourceConfig::new(stream, c.url.clone());
+        let urls = [
+            Some((StreamKind::Main, &c.url)),
+            c.sub_url.as_ref().map(|u| (StreamKind::Sub, u)),
+        ];
+        for (kind, url) in urls.into_iter().flatten() {
+            let stream = StreamId::new(c.id.as_str(), kind);
+            let mut cfg = RtspSourceConfig::new(stream.clone(), url.clone());
             let i = &config.ingest;
             cfg.transport = match c.transport.unwrap_or(i.transport) {
                 Transport::Tcp => RtspTransport::Tcp,
@@ -136,13 +217,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             cfg.reconnect_max = i.reconnect_max;
             cfg.reconnect_slow = i.reconnect_slow;
             cfg.max_frame_bytes = i.max_frame_bytes;
-            let sink = Arc::new(RecordingSink {
-                recorder: recorder.clone(),
-                lost: AtomicBool::new(false),
-            });
-            let handle = spawn_rtsp(cfg, sink);
-            main = Some(handle.health().clone());
-            sources.push(handle);
+            // Only the main stream is recorded; it is pulled always, the rest on demand.
+            let record = c.record && kind == StreamKind::Main;
+            recorded += usize::from(record);
+            let health = Arc::new(SourceHealth::default());
+            if !record {
+                health.set_phase(ingest::SourcePhase::Stopped);
+            }
+            if kind == StreamKind::Main {
+                main = Some(health.clone());
+            }
+            policies.push((
+                stream.clone(),
+                hub::StreamPolicy {
+                    pinned: record,
+                    idle: config.live.idle,
+                },
+            ));
+            pulls.specs.insert(
+                stream,
+                Pull {
+                    cfg,
+                    health,
+                    recorder: record.then(|| recorder.clone()),
+                },
+            );
         }
         cameras.insert(
             c.id.clone(),
@@ -160,7 +259,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             },
         );
     }
-    info!(cameras = cameras.len(), recording = sources.len(), "cameras started");
+    let pulls = Arc::new(pulls);
+    let control: hub::Control = {
+        let pulls = Arc::downgrade(&pulls);
+        Arc::new(move |s: &StreamId, a| {
+            if let Some(p) = pulls.upgrade() {
+                p.control(s, a);
+            }
+        })
+    };
+    let hub = hub::Hub::new(
+        policies,
+        hub::ChannelLimits {
+            queue_frames: config.live.queue_frames,
+            dead_after: config.live.dead_after,
+            max_viewers: config.live.max_viewers_per_stream,
+            ..hub::ChannelLimits::default()
+        },
+        config.live.max_viewers,
+        control,
+    );
+    let _ = pulls.hub.set(Arc::downgrade(&hub));
+    hub.start();
+    info!(cameras = cameras.len(), recording = recorded, "cameras started");
 
     let state = Arc::new(AppState {
         auth,
@@ -185,6 +306,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         holds,
         retention_policy: policy,
         retention: Some(retention.clone()),
+        hub: Some(hub.clone()),
+        live_start_timeout: config.live.start_timeout,
     });
     info!("HTTP API listening on http://{}", config.server.listen);
     api::serve(listener, api::router(state), shutdown)
@@ -192,9 +315,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .context("serving HTTP")?;
 
     info!("stopping: closing camera sessions");
-    for s in sources {
-        s.stop().await;
-    }
+    pulls.stop_all().await;
     retention.stop();
     info!("stopping: closing and syncing segments");
     tokio::task::spawn_blocking(move || recorder.shutdown())

@@ -12,12 +12,8 @@ use common::*;
 use serde_json::json;
 use testkit::SmallFs;
 
-/// The tests take turns: the small file system is one file system.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let fs = SmallFs::new(24);
     fs.clear("data-");
     let data = fs.path.join(format!("data-{}", std::process::id()));
@@ -170,7 +166,6 @@ fn full_disk_keeps_recording_keeps_evidence_and_stops_only_on_evidence() {
 
 #[test]
 fn running_out_of_space_closes_the_segment_frees_space_and_recording_resumes() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let fs = SmallFs::new(24);
     fs.clear("data-");
     let data = fs.path.join(format!("data-enospc-{}", std::process::id()));

@@ -8,6 +8,7 @@ mod error;
 pub mod exports;
 pub mod handlers;
 mod holds;
+mod live;
 mod metrics;
 pub mod playback;
 mod ranged;
@@ -41,6 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cameras/{id}/recordings", get(handlers::recordings))
         .route("/cameras/{id}/playback.mp4", get(playback::playback_mp4))
         .route("/cameras/{id}/playback.m3u8", get(playback::playback_m3u8))
+        .route("/cameras/{id}/live.mp4", get(live::live_mp4))
         .route("/cameras/{id}/segments/{file}", get(playback::segment_file))
         .route("/cameras/{id}/media-token", post(playback::media_token))
         .route("/exports", post(exports::create).get(exports::list))

@@ -81,7 +81,7 @@ fn playback_request(
     Ok((q, token))
 }
 
-fn camera_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
+pub(crate) fn camera_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
     if state.cameras.contains_key(id) {
         Ok(())
     } else {
@@ -92,7 +92,7 @@ fn camera_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn stream_of(q: &HashMap<String, String>, camera: &str) -> Result<StreamId, ApiError> {
+pub(crate) fn stream_of(q: &HashMap<String, String>, camera: &str) -> Result<StreamId, ApiError> {
     let kind = match q.get("stream").map(String::as_str) {
         None => StreamKind::Main,
         Some(s) => StreamKind::parse(s).ok_or_else(|| ApiError::bad_request("stream: expected main or sub"))?,

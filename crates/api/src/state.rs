@@ -86,4 +86,8 @@ pub struct AppState {
     pub retention_policy: store::retention::RetentionPolicy,
     /// The retention thread (for its alarms), when running.
     pub retention: Option<Arc<store::retention::Retention>>,
+    /// Live channels, when live view is served.
+    pub hub: Option<Arc<hub::Hub>>,
+    /// How long a live request waits for the first key frame.
+    pub live_start_timeout: std::time::Duration,
 }

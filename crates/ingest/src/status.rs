@@ -93,7 +93,8 @@ impl SourceHealth {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn set_phase(&self, phase: SourcePhase) {
+    /// Sets the phase (a source does; the node marks on-demand streams stopped until wanted).
+    pub fn set_phase(&self, phase: SourcePhase) {
         let mut s = self.lock();
         if s.phase != phase {
             s.phase = phase;

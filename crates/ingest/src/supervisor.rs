@@ -39,7 +39,16 @@ impl SourceHandle {
 
 /// Starts supervising an RTSP source that delivers to `sink`.
 pub fn spawn_rtsp(cfg: RtspSourceConfig, sink: Arc<dyn FrameSink>) -> SourceHandle {
-    let health = Arc::new(SourceHealth::default());
+    spawn_rtsp_with_health(cfg, sink, Arc::new(SourceHealth::default()))
+}
+
+/// Like [`spawn_rtsp`], reporting into an existing `health`: an on-demand stream keeps one
+/// status across the pulls its viewers start and stop.
+pub fn spawn_rtsp_with_health(
+    cfg: RtspSourceConfig,
+    sink: Arc<dyn FrameSink>,
+    health: Arc<SourceHealth>,
+) -> SourceHandle {
     let cancel = CancellationToken::new();
     let span = info_span!("camera", id = cfg.stream.camera(), stream = cfg.stream.kind().as_str());
     let task = tokio::spawn(supervise(cfg, sink, health.clone(), cancel.clone()).instrument(span));

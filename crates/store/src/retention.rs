@@ -189,7 +189,9 @@ fn key(r: &SegmentRecord) -> (StreamId, WallTime, u64) {
     (r.stream.clone(), r.start, r.seq)
 }
 
-/// Deletes the expired segments of one disk.
+/// Deletes the expired segments of one disk. Victims of many streams share a delete batch
+/// (`policy.batch` segments: two index commits and one directory sync per day directory), so a
+/// day of a thousand one-minute cameras is ~150 batches rather than two per camera.
 fn expire(
     disk: &Disk,
     holds: &Holds,
@@ -197,15 +199,25 @@ fn expire(
     now: WallTime,
     report: &mut PassReport,
 ) -> Result<(), StoreError> {
+    let batch = policy.batch.max(1);
+    let mut victims = Vec::with_capacity(batch);
+    let flush = |victims: &mut Vec<(StreamId, WallTime, u64)>, report: &mut PassReport| {
+        if victims.is_empty() {
+            return Ok::<(), StoreError>(());
+        }
+        report.expired += victims.len();
+        report.bytes_freed += disk.delete(victims)?;
+        victims.clear();
+        Ok(())
+    };
     for (stream, _, _) in disk.index().stream_stats()? {
         let guarantee = policy.guarantee(policy.tier(stream.camera()));
         let cutoff = now.add_micros(-(guarantee.as_micros() as i64));
         let mut after = None;
         loop {
-            let page = disk.index().oldest(&stream, after, policy.batch.max(1))?;
+            let page = disk.index().oldest(&stream, after, batch)?;
             let Some(last) = page.last() else { break };
             after = Some((last.start, last.seq));
-            let mut victims = Vec::new();
             let mut done = false;
             for r in &page {
                 if r.end > cutoff {
@@ -214,18 +226,17 @@ fn expire(
                 }
                 if r.closed && !holds.covers(stream.camera(), r.start, r.end) {
                     victims.push(key(r));
+                    if victims.len() >= batch {
+                        flush(&mut victims, report)?;
+                    }
                 }
             }
-            if !victims.is_empty() {
-                report.expired += victims.len();
-                report.bytes_freed += disk.delete(&victims)?;
-            }
-            if done || page.len() < policy.batch.max(1) {
+            if done || page.len() < batch {
                 break;
             }
         }
     }
-    Ok(())
+    flush(&mut victims, report)
 }
 
 /// The oldest deletable segment of each stream of `tier` on `disk`.

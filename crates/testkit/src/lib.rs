@@ -64,20 +64,26 @@ impl Drop for KillOnDrop {
 /// A small file system for tests that fill a disk: `SHARPEYE_SMALL_FS` if set (an empty,
 /// mounted small file system: `scripts/test.sh` mounts a 24 MB tmpfs), else a tmpfs of the
 /// given size mounted here (needs root) and unmounted when dropped. Tests that use it must not
-/// run at the same time: it is one file system.
+/// run at the same time: it is one file system, so holding a `SmallFs` holds a process-wide
+/// lock (test binaries themselves run one after another).
 pub struct SmallFs {
     /// Where it is mounted.
     pub path: std::path::PathBuf,
     mounted: bool,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static SMALL_FS_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl SmallFs {
     /// Finds or mounts the small file system.
     pub fn new(megabytes: u32) -> SmallFs {
+        let turn = SMALL_FS_TURN.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = std::env::var_os("SHARPEYE_SMALL_FS") {
             return SmallFs {
                 path: p.into(),
                 mounted: false,
+                _turn: turn,
             };
         }
         let path = std::env::temp_dir().join(format!("sharpeye-small-fs-{}-{megabytes}", std::process::id()));
@@ -91,7 +97,11 @@ impl SmallFs {
             "cannot mount a {megabytes} MB tmpfs at {}: run the tests as root, or mount a small file system and name it in SHARPEYE_SMALL_FS (scripts/test.sh does)",
             path.display()
         );
-        SmallFs { path, mounted: true }
+        SmallFs {
+            path,
+            mounted: true,
+            _turn: turn,
+        }
     }
 
     /// Removes the entries whose names start with `prefix`: an earlier run's leftovers would

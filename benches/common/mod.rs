@@ -1,0 +1,49 @@
+//! Helpers shared by the benchmarks (each bench is its own crate and includes this module).
+
+#![allow(dead_code, reason = "each benchmark uses a different subset")]
+
+use std::path::Path;
+use std::time::Duration;
+
+use media::{StreamId, WallTime};
+use store::SegmentRecord;
+
+/// The `p` quantile (0..=1) of `v`.
+pub fn pct(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `minutes` of real recording of the ~4 Mbit/s 1080p H.264 fixture as camera `cam` from `base`
+/// (µs since the epoch) in 60 s segments, fed with simulated timing so it takes seconds.
+pub fn record_minutes(data: &Path, cam: &str, base: i64, minutes: usize) -> Vec<SegmentRecord> {
+    let (store, _) = store::Store::open(&[data.to_owned()]).unwrap();
+    let rec = store
+        .start_recorder(store::RecorderConfig {
+            segment: Duration::from_secs(60),
+            flush_interval: Duration::from_millis(100),
+            queue_frames: 1 << 20,
+        })
+        .unwrap();
+    let stream = StreamId::main(cam);
+    for f in
+        camsim::BuiltinFixture::H264_1080p
+            .load()
+            .frames(&stream, minutes * 60 * 25, 0, WallTime::from_micros(base))
+    {
+        let mut f = f;
+        loop {
+            match rec.try_push(f) {
+                Ok(()) => break,
+                Err(back) => {
+                    f = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    rec.end_stream(&stream);
+    rec.shutdown().unwrap();
+    let all = store.disks()[0].index().all_segments().unwrap();
+    all.into_iter().filter(|r| r.stream == stream).collect()
+}

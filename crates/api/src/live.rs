@@ -1,0 +1,134 @@
+//! Live video out over HTTP: `live.mp4`, a fragmented MP4 that starts on a key frame and goes
+//! on for as long as the client reads (ffplay, VLC, MSE in browsers).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use auth::MediaAction;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use media::Frame;
+use media::fmp4::{Sample, write_fragment_header, write_ftyp, write_moov};
+
+use crate::ApiError;
+use crate::playback::{authorize_media, camera_exists, stream_of};
+use crate::state::AppState;
+
+/// `GET /api/v1/cameras/{id}/live.mp4[?stream=sub]`.
+pub async fn live_mp4(
+    State(state): State<Arc<AppState>>,
+    Path(camera): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))?;
+    authorize_media(&state, &headers, &q, &camera, MediaAction::Live)?;
+    camera_exists(&state, &camera)?;
+    let stream = stream_of(&q, &camera)?;
+    let Some(hub) = state.hub.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_live",
+            "live view is not enabled on this node",
+        ));
+    };
+    let mut viewer = hub.watch(&stream, hub::Output::Mp4).map_err(|e| match e {
+        hub::JoinError::Unknown { .. } => {
+            ApiError::not_found(format!("camera {camera} has no {} stream", stream.kind().as_str()))
+        }
+        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_viewers", other.to_string()),
+    })?;
+    let first = match tokio::time::timeout(state.live_start_timeout, viewer.recv()).await {
+        Ok(Some(f)) => f,
+        Ok(None) | Err(_) => {
+            let why = state
+                .cameras
+                .get(&camera)
+                .and_then(|c| c.main.as_ref())
+                .and_then(|h| h.snapshot().last_error)
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_video",
+                format!(
+                    "camera {camera} sent no key frame within {} s{why}",
+                    state.live_start_timeout.as_secs_f32()
+                ),
+            ));
+        }
+    };
+    let mut init = Vec::with_capacity(1024);
+    write_ftyp(&mut init).map_err(ApiError::internal)?;
+    write_moov(&first.params, &mut init).map_err(ApiError::internal)?;
+    let body = futures::stream::unfold(
+        Fragmenter {
+            viewer,
+            held: Some(first),
+            origin: None,
+            sequence: 1,
+            init: Some(Bytes::from(init)),
+            payload: None,
+        },
+        |mut f| async move {
+            let chunk = f.next_chunk().await?;
+            Some((Ok::<Bytes, std::io::Error>(chunk), f))
+        },
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "video/mp4"), (header::CACHE_CONTROL, "no-store")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Turns a viewer's frames into `moof`+`mdat` chunks, one per frame. A frame is sent when the
+/// next arrives, which gives its exact duration (one frame of latency).
+struct Fragmenter {
+    viewer: hub::Viewer,
+    held: Option<Frame>,
+    /// Media time of the first frame: the file's time zero.
+    origin: Option<i64>,
+    sequence: u32,
+    init: Option<Bytes>,
+    /// A frame's payload, sent as its own chunk after its header so it is never copied.
+    payload: Option<Bytes>,
+}
+
+impl Fragmenter {
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.init.take().or_else(|| self.payload.take()) {
+            return Some(first);
+        }
+        let held = self.held.take()?;
+        let next = self.viewer.recv().await?;
+        // A new run or new codec parameters need a new init segment: end this response and let
+        // the client reconnect (players do).
+        if next.discontinuity || (!Arc::ptr_eq(&next.params, &held.params) && *next.params != *held.params) {
+            return None;
+        }
+        let origin = *self.origin.get_or_insert(held.media_time);
+        let duration = (next.media_time - held.media_time).clamp(1, i64::from(u32::MAX)) as u32;
+        let mut out = Vec::with_capacity(128);
+        write_fragment_header(
+            &mut out,
+            self.sequence,
+            (held.media_time - origin).max(0) as u64,
+            &[Sample {
+                duration,
+                size: held.data.len() as u32,
+                key: held.key,
+            }],
+            None,
+        )
+        .ok()?;
+        self.payload = Some(held.data.clone());
+        self.sequence = self.sequence.wrapping_add(1);
+        self.held = Some(next);
+        Some(Bytes::from(out))
+    }
+}
