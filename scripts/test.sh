@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs Sharpeye's whole test suite on a fresh machine with only Rust installed: installs the
-# independent validators the tests use (ffmpeg/ffprobe, from Debian/Ubuntu packages) if they
-# are missing, then runs every crate's unit, integration and end-to-end tests.
+# independent validators and peers the tests use if they are missing (ffmpeg/ffprobe and
+# Chromium from Debian's packages, Node.js to drive Chromium, playwright-core from npm into
+# tests/browser), then runs every crate's unit, integration and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need[*]}" >&2
   sudo=""
@@ -14,6 +17,11 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "installing playwright-core into tests/browser" >&2
+  npm ci --prefix tests/browser --silent --no-audit --no-fund
 fi
 
 # The disk-pressure test records into a real small file system: a 24 MB tmpfs mounted here

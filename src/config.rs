@@ -77,6 +77,8 @@ pub struct LiveConfig {
     pub queue_frames: usize,
     /// A viewer that reads nothing for this long is dropped.
     pub dead_after: Duration,
+    /// The address WebRTC sessions offer browsers (default: the HTTP listen address).
+    pub webrtc_host: Option<std::net::IpAddr>,
 }
 
 impl Default for LiveConfig {
@@ -88,6 +90,7 @@ impl Default for LiveConfig {
             max_viewers: 2000,
             queue_frames: 256,
             dead_after: Duration::from_secs(10),
+            webrtc_host: None,
         }
     }
 }
@@ -353,9 +356,6 @@ impl Config {
         }
         if self.users.is_empty() {
             w.push("no [[users]]: nobody can log in to the API".into());
-        }
-        if let Some(a) = self.server.rtsp_listen {
-            w.push(format!("server.rtsp_listen ({a}): RTSP re-serve is not in this build yet; the key is checked but nothing listens there"));
         }
         if let Some(g) = &self.gb28181 {
             w.push(format!(
@@ -710,6 +710,7 @@ impl Checker {
                 "max_viewers",
                 "queue_frames",
                 "dead_after",
+                "webrtc_host",
             ],
         );
         let ms = Duration::from_millis;
@@ -721,6 +722,23 @@ impl Checker {
             max_viewers: self.count("live", t, "max_viewers", 2000, 1, 1_000_000),
             queue_frames: self.count("live", t, "queue_frames", 256, 8, 100_000),
             dead_after: self.duration("live", t, "dead_after", s(10), ms(100), s(600)),
+            webrtc_host: match t.get("webrtc_host") {
+                None => None,
+                Some(Value::String(v)) => match v.parse() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        self.problem("live.webrtc_host", format!("{v:?} is not an IP address"));
+                        None
+                    }
+                },
+                Some(v) => {
+                    self.problem(
+                        "live.webrtc_host",
+                        format!("expected an IP address as a string, got {v}"),
+                    );
+                    None
+                }
+            },
         }
     }
 
@@ -1086,8 +1104,8 @@ location = { lat = 38.914, lon = 121.614 }
             })
         );
         let w = c.warnings();
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].starts_with("server.rtsp_listen") && w[1].starts_with("gb28181"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("gb28181"));
     }
 
     fn problems(text: &str) -> Vec<String> {

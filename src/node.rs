@@ -49,6 +49,18 @@ impl FrameSink for StreamSink {
     }
 }
 
+/// RTSP re-serve access: a live media token for the camera, or a user's name and password.
+struct RtspAuth(Arc<AppState>);
+
+impl rtspd::Authorize for RtspAuth {
+    fn may_watch(&self, stream: &StreamId, token: Option<&str>, basic: Option<(&str, &str)>) -> bool {
+        if let Some(t) = token {
+            return self.0.media.verify(t, stream.camera(), auth::MediaAction::Live).is_ok();
+        }
+        basic.is_some_and(|(u, p)| self.0.auth.check_password(u, p).is_ok())
+    }
+}
+
 /// How to pull one stream: what the hub's control starts when the stream is wanted.
 struct Pull {
     cfg: RtspSourceConfig,
@@ -308,12 +320,40 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         retention: Some(retention.clone()),
         hub: Some(hub.clone()),
         live_start_timeout: config.live.start_timeout,
+        whep: Some(whep::Whep::new(config.live.webrtc_host.unwrap_or_else(|| {
+            let ip = config.server.listen.ip();
+            if ip.is_unspecified() {
+                warn!("[live] webrtc_host is not set and server.listen is a wildcard: WebRTC offers 127.0.0.1, reachable only from this machine");
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                ip
+            }
+        }))),
     });
+    let rtsp = match config.server.rtsp_listen {
+        Some(addr) => Some(
+            rtspd::RtspServer::bind(
+                addr,
+                hub.clone(),
+                Arc::new(RtspAuth(state.clone())),
+                rtspd::RtspConfig {
+                    start_timeout: config.live.start_timeout,
+                },
+            )
+            .await
+            .with_context(|| format!("listening for RTSP on {addr} (server.rtsp_listen)"))?,
+        ),
+        None => None,
+    };
     info!("HTTP API listening on http://{}", config.server.listen);
     api::serve(listener, api::router(state), shutdown)
         .await
         .context("serving HTTP")?;
 
+    if let Some(r) = rtsp {
+        info!("stopping: closing RTSP viewers");
+        r.stop().await;
+    }
     info!("stopping: closing camera sessions");
     pulls.stop_all().await;
     retention.stop();

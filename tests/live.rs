@@ -115,6 +115,27 @@ fn on_demand_one_upstream_for_many_viewers_closed_after_idle() {
     }
     let left = Instant::now();
     assert_eq!(sim.cam("cam0").sessions().len(), 1, "exactly one upstream session");
+    let token = node.token();
+    let metrics = ureq::get(&node.url("/metrics"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    for line in [
+        "sharpeye_live_upstream_starts_total{camera=\"cam0\",stream=\"main\"} 1",
+        "sharpeye_live_dropped_viewers_total{camera=\"cam0\",stream=\"main\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let bytes_out: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sharpeye_live_bytes_out_total{camera=\"cam0\",stream=\"main\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bytes_out > 100_000, "{bytes_out}");
     assert!(
         wait_until(Duration::from_secs(5), || sim.cam("cam0").active_sessions() == 0),
         "the upstream did not close"
@@ -159,5 +180,165 @@ fn no_video_is_a_503_with_the_reason_and_no_credentials_a_401() {
     assert_eq!(status, 404);
     let (status, _) = get_json(&node.url("/api/v1/cameras/cam0/live.mp4?stream=sub"), Some(&token));
     assert_eq!(status, 404, "no sub-stream configured");
+    assert!(node.terminate().success());
+}
+
+/// A config with RTSP re-serve on `rtsp` and `cams`.
+fn rtsp_config(
+    addr: std::net::SocketAddr,
+    rtsp: std::net::SocketAddr,
+    data: &std::path::Path,
+    cams: &str,
+    live: &str,
+) -> String {
+    config_toml(addr, data, "", cams)
+        .replace("data_dirs", &format!("rtsp_listen = \"{rtsp}\"\ndata_dirs"))
+        .replace("[ingest]", &format!("[live]\n{live}\n\n[ingest]"))
+}
+
+#[test]
+fn ffmpeg_reads_the_rtsp_reserve_over_tcp_and_udp() {
+    // UDP from the 240p camera: a 1080p key frame is a burst of ~150 datagrams that a loaded
+    // test machine's client may drop (pacing UDP bursts is a noted follow-up).
+    let sim = Sim::start(vec![
+        CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),
+        CameraSpec::new("cam1", BuiltinFixture::H264_240p.load()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, rtsp) = (free_addr(), free_addr());
+    let cams = [
+        camera_toml("cam0", &sim.url("cam0")),
+        camera_toml("cam1", &sim.url("cam1")),
+    ]
+    .concat();
+    let config = rtsp_config(addr, rtsp, &dir.path().join("data"), &cams, "");
+    let mut node = Node::start(dir.path(), &config, addr);
+    let t = media_token(&mut node, "cam0");
+    for (transport, url) in [
+        ("tcp", format!("rtsp://{rtsp}/cameras/cam0?token={t}")),
+        ("udp", format!("rtsp://admin:{PASSWORD}@{rtsp}/cameras/cam1")),
+    ] {
+        let out = dir.path().join(format!("rtsp-{transport}.mp4"));
+        let status = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-rtsp_transport",
+                transport,
+                "-i",
+                &url,
+                "-t",
+                "5",
+                "-c",
+                "copy",
+            ])
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{transport}");
+        let (errors, frames) = decode(out.to_str().unwrap());
+        assert!(errors.is_empty(), "{transport}: {errors}");
+        assert!(frames >= 110, "{transport}: {frames} frames in 5 s of 25 fps");
+    }
+    // Without credentials: 401, and ffmpeg fails.
+    let (status, _) = raw_rtsp(
+        rtsp,
+        "DESCRIBE rtsp://127.0.0.1/cameras/cam0 RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+    );
+    assert_eq!(status, 401);
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            &format!("rtsp://{rtsp}/cameras/cam0"),
+            "-t",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        sim.cam("cam0").sessions().len(),
+        1,
+        "recording and every RTSP viewer share one session"
+    );
+    assert!(node.terminate().success());
+}
+
+/// Sends one RTSP request on a fresh connection; returns the status code and the response.
+fn raw_rtsp(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text)
+}
+
+#[test]
+fn twenty_viewers_across_rtsp_and_http_share_one_on_demand_upstream() {
+    let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())]);
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, rtsp) = (free_addr(), free_addr());
+    let cams = camera_toml("cam0", &sim.url("cam0")).replace("tier =", "record = false\ntier =");
+    let config = rtsp_config(addr, rtsp, &dir.path().join("data"), &cams, "idle = \"1s\"");
+    let mut node = Node::start(dir.path(), &config, addr);
+    let t = media_token(&mut node, "cam0");
+    let http = node.url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}"));
+    let mut viewers = Vec::new();
+    for i in 0..10 {
+        let url = format!("rtsp://{rtsp}/cameras/cam0?token={t}");
+        let transport = if i % 2 == 0 { "tcp" } else { "udp" };
+        viewers.push(std::thread::spawn(move || {
+            let out = Command::new("ffmpeg")
+                .args([
+                    "-v",
+                    "error",
+                    "-rtsp_transport",
+                    transport,
+                    "-i",
+                    &url,
+                    "-t",
+                    "3",
+                    "-f",
+                    "null",
+                    "-",
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }));
+    }
+    let readers: Vec<_> = (0..10)
+        .map(|i| watch(http.clone(), 3.0 + f64::from(i) * 0.05))
+        .collect();
+    for v in viewers {
+        v.join().unwrap();
+    }
+    for r in readers {
+        assert!(r.join().unwrap() > 10_000);
+    }
+    let left = Instant::now();
+    assert_eq!(
+        sim.cam("cam0").sessions().len(),
+        1,
+        "exactly one upstream session for 20 viewers"
+    );
+    assert!(wait_until(Duration::from_secs(5), || sim.cam("cam0").active_sessions() == 0));
+    assert!(
+        left.elapsed() <= Duration::from_millis(2500),
+        "closed {:?} after the last viewer (idle 1 s)",
+        left.elapsed()
+    );
     assert!(node.terminate().success());
 }

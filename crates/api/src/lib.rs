@@ -43,6 +43,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cameras/{id}/playback.mp4", get(playback::playback_mp4))
         .route("/cameras/{id}/playback.m3u8", get(playback::playback_m3u8))
         .route("/cameras/{id}/live.mp4", get(live::live_mp4))
+        .route("/cameras/{id}/whep", post(live::whep_offer))
+        .route("/cameras/{id}/whep/{session}", axum::routing::delete(live::whep_end))
         .route("/cameras/{id}/segments/{file}", get(playback::segment_file))
         .route("/cameras/{id}/media-token", post(playback::media_token))
         .route("/exports", post(exports::create).get(exports::list))

@@ -36,32 +36,7 @@ pub async fn live_mp4(
             "live view is not enabled on this node",
         ));
     };
-    let mut viewer = hub.watch(&stream, hub::Output::Mp4).map_err(|e| match e {
-        hub::JoinError::Unknown { .. } => {
-            ApiError::not_found(format!("camera {camera} has no {} stream", stream.kind().as_str()))
-        }
-        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_viewers", other.to_string()),
-    })?;
-    let first = match tokio::time::timeout(state.live_start_timeout, viewer.recv()).await {
-        Ok(Some(f)) => f,
-        Ok(None) | Err(_) => {
-            let why = state
-                .cameras
-                .get(&camera)
-                .and_then(|c| c.main.as_ref())
-                .and_then(|h| h.snapshot().last_error)
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default();
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_video",
-                format!(
-                    "camera {camera} sent no key frame within {} s{why}",
-                    state.live_start_timeout.as_secs_f32()
-                ),
-            ));
-        }
-    };
+    let (viewer, first) = first_key_frame(&state, &hub, &stream, &camera, hub::Output::Mp4).await?;
     let mut init = Vec::with_capacity(1024);
     write_ftyp(&mut init).map_err(ApiError::internal)?;
     write_moov(&first.params, &mut init).map_err(ApiError::internal)?;
@@ -84,6 +59,44 @@ pub async fn live_mp4(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// Joins `stream` and waits for its first key frame (up to `[live] start_timeout`); the errors
+/// are the API's answers (404 unknown stream, 503 full or no video, with the camera's last
+/// error).
+async fn first_key_frame(
+    state: &AppState,
+    hub: &hub::Hub,
+    stream: &media::StreamId,
+    camera: &str,
+    output: hub::Output,
+) -> Result<(hub::Viewer, Frame), ApiError> {
+    let mut viewer = hub.watch(stream, output).map_err(|e| match e {
+        hub::JoinError::Unknown { .. } => {
+            ApiError::not_found(format!("camera {camera} has no {} stream", stream.kind().as_str()))
+        }
+        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_viewers", other.to_string()),
+    })?;
+    match tokio::time::timeout(state.live_start_timeout, viewer.recv()).await {
+        Ok(Some(f)) => Ok((viewer, f)),
+        Ok(None) | Err(_) => {
+            let why = state
+                .cameras
+                .get(camera)
+                .and_then(|c| c.main.as_ref())
+                .and_then(|h| h.snapshot().last_error)
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_video",
+                format!(
+                    "camera {camera} sent no key frame within {} s{why}",
+                    state.live_start_timeout.as_secs_f32()
+                ),
+            ))
+        }
+    }
 }
 
 /// Turns a viewer's frames into `moof`+`mdat` chunks, one per frame. A frame is sent when the
@@ -130,5 +143,69 @@ impl Fragmenter {
         self.sequence = self.sequence.wrapping_add(1);
         self.held = Some(next);
         Some(Bytes::from(out))
+    }
+}
+
+/// `POST /api/v1/cameras/{id}/whep[?stream=sub]`: an SDP offer in (`application/sdp`), 201 with
+/// the SDP answer and the session's URL in `Location` out. The session is a hub viewer.
+pub async fn whep_offer(
+    State(state): State<Arc<AppState>>,
+    Path(camera): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let q = q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))?;
+    authorize_media(&state, &headers, &q, &camera, MediaAction::Live)?;
+    camera_exists(&state, &camera)?;
+    let stream = stream_of(&q, &camera)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/sdp") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the SDP offer as Content-Type: application/sdp",
+        ));
+    }
+    let offer = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the SDP offer is not UTF-8"))?;
+    let (Some(hub), Some(whep)) = (state.hub.clone(), state.whep.clone()) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_live",
+            "WebRTC is not enabled on this node",
+        ));
+    };
+    let (viewer, first) = first_key_frame(&state, &hub, &stream, &camera, hub::Output::Webrtc).await?;
+    let (id, answer) = whep.create(offer, viewer, first).await.map_err(|e| match e {
+        whep::WhepError::Io(e) => ApiError::internal(e),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    let location = format!("/api/v1/cameras/{camera}/whep/{id}");
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::LOCATION, location),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// `DELETE /api/v1/cameras/{id}/whep/{session}`: ends a WebRTC session.
+pub async fn whep_end(
+    State(state): State<Arc<AppState>>,
+    Path((camera, session)): Path<(String, String)>,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))?;
+    authorize_media(&state, &headers, &q, &camera, MediaAction::Live)?;
+    match &state.whep {
+        Some(w) if w.end(&session) => Ok(StatusCode::OK.into_response()),
+        _ => Err(ApiError::not_found("no such WebRTC session")),
     }
 }

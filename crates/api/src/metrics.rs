@@ -85,6 +85,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>, _caller: Caller) -> imp
             o.value(name, &labels, v);
         }
     }
+    if let Some(hub) = &state.hub {
+        live_metrics(&mut o, hub);
+    }
     if let Some(r) = &state.recorder {
         let counters = [
             (
@@ -141,4 +144,59 @@ pub async fn metrics(State(state): State<Arc<AppState>>, _caller: Caller) -> imp
     o.header("sharpeye_uptime_seconds", "gauge", "Seconds since the process started.");
     o.value("sharpeye_uptime_seconds", &[], state.started.elapsed().as_secs());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o.0)
+}
+
+/// Per camera stream: viewers by output, upstream sessions (0 or 1), bytes out, dropped viewers,
+/// skipped GOPs.
+fn live_metrics(o: &mut Out, hub: &hub::Hub) {
+    let mut channels: Vec<&Arc<hub::Channel>> = hub.channels().collect();
+    channels.sort_by_key(|c| c.stream().to_string());
+    let name = "sharpeye_live_viewers";
+    o.header(name, "gauge", "Live viewers of the stream, by output.");
+    for c in &channels {
+        for (output, n) in c.viewers() {
+            let labels = [
+                ("camera", c.stream().camera()),
+                ("stream", c.stream().kind().as_str()),
+                ("output", output.label()),
+            ];
+            o.value(name, &labels, n);
+        }
+    }
+    let name = "sharpeye_live_upstream_sessions";
+    o.header(name, "gauge", "Upstream pulls running for the stream (0 or 1).");
+    for c in &channels {
+        let labels = [("camera", c.stream().camera()), ("stream", c.stream().kind().as_str())];
+        o.value(name, &labels, u8::from(c.upstream_running()));
+    }
+    type Counter = fn(&hub::ChannelStats) -> &std::sync::atomic::AtomicU64;
+    let counters: [(&str, &str, Counter); 4] = [
+        (
+            "sharpeye_live_bytes_out_total",
+            "Video bytes handed to live viewers.",
+            |s| &s.bytes_out,
+        ),
+        (
+            "sharpeye_live_dropped_viewers_total",
+            "Live viewers dropped for not reading.",
+            |s| &s.dropped_viewers,
+        ),
+        (
+            "sharpeye_live_skipped_gops_total",
+            "Times a lagging viewer skipped to the next key frame.",
+            |s| &s.skipped_gops,
+        ),
+        (
+            "sharpeye_live_upstream_starts_total",
+            "Upstream pulls started by demand.",
+            |s| &s.upstream_starts,
+        ),
+    ];
+    for (name, help, get) in counters {
+        o.header(name, "counter", help);
+        for c in &channels {
+            let labels = [("camera", c.stream().camera()), ("stream", c.stream().kind().as_str())];
+            o.value(name, &labels, get(c.stats()).load(Ordering::Relaxed));
+        }
+    }
 }

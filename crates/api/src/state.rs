@@ -90,4 +90,6 @@ pub struct AppState {
     pub hub: Option<Arc<hub::Hub>>,
     /// How long a live request waits for the first key frame.
     pub live_start_timeout: std::time::Duration,
+    /// WebRTC (WHEP) sessions, when served.
+    pub whep: Option<Arc<whep::Whep>>,
 }

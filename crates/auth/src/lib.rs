@@ -149,25 +149,29 @@ impl Auth {
         })
     }
 
-    /// Checks a user's password and opens a session.
-    pub fn login(&self, name: &str, password: &str) -> Result<Session, AuthError> {
+    /// Checks a user's password (RTSP Basic, login) without opening a session.
+    pub fn check_password(&self, name: &str, password: &str) -> Result<Principal, AuthError> {
         let user = self.users.get(name);
         // Verify against a dummy hash for unknown users so that timing does not reveal names.
         let hash = user.map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
         let parsed = PasswordHash::new(hash).map_err(|_| AuthError::BadCredentials)?;
         let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
-        let user = match (user, ok) {
-            (Some(u), true) => u,
-            _ => return Err(AuthError::BadCredentials),
-        };
+        match (user, ok) {
+            (Some(u), true) => Ok(Principal {
+                user: u.name.clone(),
+                role: u.role,
+            }),
+            _ => Err(AuthError::BadCredentials),
+        }
+    }
+
+    /// Checks a user's password and opens a session.
+    pub fn login(&self, name: &str, password: &str) -> Result<Session, AuthError> {
+        let principal = self.check_password(name, password)?;
         let mut raw = [0u8; 32];
         rand::fill(&mut raw);
         let token = URL_SAFE_NO_PAD.encode(raw);
         let expires_at = WallTime::now().add_micros(self.ttl.as_micros() as i64);
-        let principal = Principal {
-            user: user.name.clone(),
-            role: user.role,
-        };
         let mut sessions = self.lock();
         let now = WallTime::now();
         sessions.retain(|_, (_, exp)| *exp > now);

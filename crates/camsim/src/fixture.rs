@@ -9,7 +9,8 @@ use bytes::Bytes;
 use media::{VideoCodec, annexb, h264, h265};
 
 /// Largest RTP payload camsim sends: keeps packets under a 1500-byte Ethernet MTU.
-pub const MAX_PAYLOAD: usize = 1400;
+pub use media::rtp::MAX_PAYLOAD;
+use media::rtp::packetize;
 
 /// Frame duration of every built-in fixture: 25 fps on the 90 kHz clock.
 pub const FRAME_TICKS: u32 = 3600;
@@ -294,7 +295,7 @@ impl Fixture {
                     VideoCodec::H264 => h264::nal_type(n[0]) == h264::NAL_IDR,
                     VideoCodec::H265 => h265::is_irap(h265::nal_type(n[0])),
                 });
-                let packets = packetize(codec, nals, MAX_PAYLOAD);
+                let packets = packetize(codec, nals.iter().copied(), MAX_PAYLOAD);
                 let mut avcc = Vec::new();
                 for n in nals.iter().filter(|n| !is_parameter_set(codec, n)) {
                     avcc.extend_from_slice(&(n.len() as u32).to_be_bytes());
@@ -388,44 +389,6 @@ fn is_parameter_set(codec: VideoCodec, nal: &[u8]) -> bool {
     }
 }
 
-/// Splits the NAL units of one access unit into RTP payloads of at most `max` bytes.
-pub fn packetize(codec: VideoCodec, nals: &[&[u8]], max: usize) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    for nal in nals {
-        if nal.len() <= max {
-            out.push(Bytes::copy_from_slice(nal));
-            continue;
-        }
-        match codec {
-            VideoCodec::H264 => fragment(&mut out, &nal[1..], max - 2, |start, end| {
-                // FU-A (RFC 6184 5.8): indicator keeps F and NRI, type 28; header S/E + type.
-                vec![
-                    (nal[0] & 0xe0) | 28,
-                    (u8::from(start) << 7) | (u8::from(end) << 6) | (nal[0] & 0x1f),
-                ]
-            }),
-            VideoCodec::H265 => fragment(&mut out, &nal[2..], max - 3, |start, end| {
-                // FU (RFC 7798 4.4.3): payload header with type 49, then S/E + original type.
-                vec![
-                    (nal[0] & 0x81) | (49 << 1),
-                    nal[1],
-                    (u8::from(start) << 7) | (u8::from(end) << 6) | h265::nal_type(nal[0]),
-                ]
-            }),
-        }
-    }
-    out
-}
-
-fn fragment(out: &mut Vec<Bytes>, body: &[u8], chunk: usize, header: impl Fn(bool, bool) -> Vec<u8>) {
-    let n = body.len().div_ceil(chunk);
-    for (i, part) in body.chunks(chunk).enumerate() {
-        let mut p = header(i == 0, i + 1 == n);
-        p.extend_from_slice(part);
-        out.push(Bytes::from(p));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,32 +416,6 @@ mod tests {
         assert_eq!(BuiltinFixture::H265_240p.load().dimensions, (320, 240));
         let rate = BuiltinFixture::H264_1080p.load().bitrate();
         assert!((3_500_000..5_000_000).contains(&rate), "{rate}");
-    }
-
-    #[test]
-    fn fu_a_fragments_reassemble() {
-        let nal: Vec<u8> = std::iter::once(0x65).chain((0..5000u32).map(|i| i as u8)).collect();
-        let pkts = packetize(VideoCodec::H264, &[&nal], 1400);
-        assert!(pkts.len() > 3);
-        assert_eq!(pkts[0][1] & 0x80, 0x80);
-        assert_eq!(pkts.last().unwrap()[1] & 0x40, 0x40);
-        let mut re = vec![(pkts[0][0] & 0xe0) | (pkts[0][1] & 0x1f)];
-        for p in &pkts {
-            re.extend_from_slice(&p[2..]);
-        }
-        assert_eq!(re, nal);
-    }
-
-    #[test]
-    fn h265_fu_fragments_reassemble() {
-        let nal: Vec<u8> = [0x26, 0x01].into_iter().chain((0..3000u32).map(|i| i as u8)).collect();
-        let pkts = packetize(VideoCodec::H265, &[&nal], 1000);
-        let mut re = vec![(pkts[0][0] & 0x81) | ((pkts[0][2] & 0x3f) << 1), pkts[0][1]];
-        for p in &pkts {
-            assert_eq!(h265::nal_type(p[0]), 49);
-            re.extend_from_slice(&p[3..]);
-        }
-        assert_eq!(re, nal);
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod rtsp;
 mod server;
 
 pub use camera::{CameraHandle, CameraSpec, MediaTransport, SessionStats};
-pub use fixture::{BuiltinFixture, FRAME_TICKS, Fixture, FixtureError, FixtureFrame, MAX_PAYLOAD, packetize};
+pub use fixture::{BuiltinFixture, FRAME_TICKS, Fixture, FixtureError, FixtureFrame, MAX_PAYLOAD};
 pub use server::{Cameras, Camsim};
 
 /// `n` cameras `cam0..cam{n-1}` alternating H.264 and H.265 at the given resolution

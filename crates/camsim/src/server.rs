@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span};
 
 use crate::camera::{CameraHandle, CameraSpec, CameraState};
-use crate::fixture::{Fixture, MAX_PAYLOAD, packetize};
+use crate::fixture::{Fixture, MAX_PAYLOAD};
 use crate::rtsp::{Action, Conn, Parsed, SetupTransport, bad_request, parse_next};
+use media::rtp::packetize;
 
 /// A set of simulated cameras, addressed by path. Outlives servers: stop a [`Camsim`] and start
 /// another on the same port with the same `Cameras` to simulate a camera outage, and the
@@ -211,7 +212,7 @@ impl Player {
                 if self.fixture.codec == media::VideoCodec::H265 {
                     nal[1] = 0x01;
                 }
-                packetize(self.fixture.codec, &[&nal], MAX_PAYLOAD)
+                packetize(self.fixture.codec, [nal.as_slice()], MAX_PAYLOAD)
             }
             None => self.fixture.frames[self.index].packets.clone(),
         };

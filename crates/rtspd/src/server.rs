@@ -1,0 +1,448 @@
+//! The tokio side: accepting RTSP connections, answering requests with [`crate::proto`], and
+//! sending a hub viewer's frames as RTP, interleaved or over UDP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hub::{Hub, JoinError, Output, Viewer};
+use media::{Frame, StreamId};
+use rtsp_types::{Method, Request, Response, StatusCode, headers};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::proto::{self, Parsed, Transport};
+
+/// Decides whether a request may watch a stream: a media token from the URL, or `user:password`
+/// from `Authorization: Basic`. Given by the binary, which owns users and token keys.
+pub trait Authorize: Send + Sync + 'static {
+    /// True if the caller may watch `stream` live.
+    fn may_watch(&self, stream: &StreamId, token: Option<&str>, basic: Option<(&str, &str)>) -> bool;
+}
+
+/// Settings of the re-serve.
+#[derive(Clone, Copy, Debug)]
+pub struct RtspConfig {
+    /// How long DESCRIBE waits for the stream's first key frame.
+    pub start_timeout: Duration,
+}
+
+/// A running RTSP re-serve.
+pub struct RtspServer {
+    local: SocketAddr,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl RtspServer {
+    /// Listens on `addr` and serves `hub`'s streams.
+    pub async fn bind(
+        addr: SocketAddr,
+        hub: Arc<Hub>,
+        auth: Arc<dyn Authorize>,
+        config: RtspConfig,
+    ) -> std::io::Result<RtspServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let ctx = Arc::new(Ctx { hub, auth, config });
+        tracker.spawn(accept_loop(listener, ctx, cancel.clone(), tracker.clone()));
+        info!("RTSP re-serve listening on rtsp://{local}/cameras/{{id}}");
+        Ok(RtspServer { local, cancel, tracker })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Closes the listener and every session, and waits for them.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+struct Ctx {
+    hub: Arc<Hub>,
+    auth: Arc<dyn Authorize>,
+    config: RtspConfig,
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, cancel: CancellationToken, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let span = info_span!("rtsp", %peer);
+                tracker.spawn(serve(stream, peer, ctx.clone(), cancel.clone()).instrument(span));
+            }
+            Err(e) => {
+                debug!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One connection's state between requests.
+struct Conn {
+    session: String,
+    /// The stream chosen at DESCRIBE (or SETUP), its viewer and first frame.
+    watching: Option<(StreamId, Viewer, Frame)>,
+    transport: Option<(Transport, Option<Arc<UdpSocket>>)>,
+    playing: Option<tokio::task::JoinHandle<()>>,
+    /// The stream this connection has authenticated for. Later requests on the connection for
+    /// that stream need no credentials again: a token in the DESCRIBE URL is not carried into
+    /// the SETUP URL clients build from the SDP, and a password check costs an argon2id hash.
+    allowed: Option<StreamId>,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, cancel: CancellationToken) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let (mut rd, wr) = stream.into_split();
+    let wr = Arc::new(Mutex::new(wr));
+    let mut conn = Conn {
+        session: format!("{:016X}", rand::random::<u64>()),
+        watching: None,
+        transport: None,
+        playing: None,
+        allowed: None,
+        local,
+        peer,
+    };
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    'conn: loop {
+        loop {
+            match proto::parse_next(&mut buf) {
+                Parsed::Request(req) => {
+                    let (resp, close) = handle(&mut conn, &req, &ctx, &wr).await;
+                    if write_response(&wr, resp).await.is_err() || close {
+                        break 'conn;
+                    }
+                }
+                Parsed::Ignored => {}
+                Parsed::Incomplete => break,
+                Parsed::Bad => {
+                    let _ = write_response(&wr, proto::reply(StatusCode::BadRequest)).await;
+                    break 'conn;
+                }
+            }
+        }
+        let n = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = rd.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+        };
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    if let Some(p) = conn.playing.take() {
+        p.abort();
+    }
+    debug!("connection closed");
+}
+
+async fn write_response(wr: &Mutex<OwnedWriteHalf>, resp: Response<Vec<u8>>) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(256);
+    resp.write(&mut out).map_err(std::io::Error::other)?;
+    wr.lock().await.write_all(&out).await
+}
+
+/// Answers one request; true if the connection must close after the response.
+async fn handle(
+    conn: &mut Conn,
+    req: &Request<Vec<u8>>,
+    ctx: &Ctx,
+    wr: &Arc<Mutex<OwnedWriteHalf>>,
+) -> (Response<Vec<u8>>, bool) {
+    let cseq = req.header(&headers::CSEQ).map(|v| v.as_str().to_owned());
+    let (mut resp, close) = respond(conn, req, ctx, wr).await;
+    if let Some(c) = cseq {
+        resp.insert_header(headers::CSEQ, c);
+    }
+    resp.insert_header(headers::SERVER, "sharpeye");
+    (resp, close)
+}
+
+async fn respond(
+    conn: &mut Conn,
+    req: &Request<Vec<u8>>,
+    ctx: &Ctx,
+    wr: &Arc<Mutex<OwnedWriteHalf>>,
+) -> (Response<Vec<u8>>, bool) {
+    let status = |s| (proto::reply(s), false);
+    match req.method() {
+        Method::Options => {
+            let r = rtsp_types::Response::builder(rtsp_types::Version::V1_0, StatusCode::Ok)
+                .header(headers::PUBLIC, proto::PUBLIC)
+                .build(Vec::new());
+            return (r, false);
+        }
+        Method::Teardown => return (proto::reply(StatusCode::Ok), true),
+        Method::GetParameter => {
+            let r = rtsp_types::Response::builder(rtsp_types::Version::V1_0, StatusCode::Ok)
+                .header(headers::SESSION, conn.session.clone())
+                .build(Vec::new());
+            return (r, false);
+        }
+        _ => {}
+    }
+    let Ok(target) = proto::target(req.request_uri()) else {
+        return status(StatusCode::NotFound);
+    };
+    let basic = proto::basic_credentials(req);
+    let allowed = conn.allowed.as_ref() == Some(&target.stream)
+        || ctx.auth.may_watch(
+            &target.stream,
+            target.token.as_deref(),
+            basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+        );
+    if allowed {
+        conn.allowed = Some(target.stream.clone());
+    } else {
+        if basic.is_some() || target.token.is_some() {
+            warn!(stream = %target.stream, "RTSP request refused: bad credentials or token");
+        }
+        let r = rtsp_types::Response::builder(rtsp_types::Version::V1_0, StatusCode::Unauthorized)
+            .header(headers::WWW_AUTHENTICATE, "Basic realm=\"sharpeye\"")
+            .build(Vec::new());
+        return (r, false);
+    }
+    if let Some((s, _, _)) = &conn.watching
+        && *s != target.stream
+    {
+        return status(StatusCode::AggregateOperationNotAllowed);
+    }
+    match req.method() {
+        Method::Describe => {
+            if conn.watching.is_none() {
+                match watch(ctx, &target.stream).await {
+                    Ok(w) => conn.watching = Some(w),
+                    Err((code, why)) => {
+                        warn!(stream = %target.stream, "DESCRIBE refused: {why}");
+                        return status(code);
+                    }
+                }
+            }
+            let Some((stream, _, first)) = &conn.watching else {
+                return status(StatusCode::InternalServerError);
+            };
+            let sdp = proto::sdp(stream, &first.params, conn.local.ip());
+            let base = format!(
+                "rtsp://{}/cameras/{}{}/",
+                conn.local,
+                stream.camera(),
+                if stream.kind() == media::StreamKind::Sub {
+                    "/sub"
+                } else {
+                    ""
+                }
+            );
+            let r = rtsp_types::Response::builder(rtsp_types::Version::V1_0, StatusCode::Ok)
+                .header(headers::CONTENT_TYPE, "application/sdp")
+                .header(headers::CONTENT_BASE, base)
+                .build(sdp.into_bytes());
+            (r, false)
+        }
+        Method::Setup => {
+            if conn.watching.is_none() {
+                match watch(ctx, &target.stream).await {
+                    Ok(w) => conn.watching = Some(w),
+                    Err((code, _)) => return status(code),
+                }
+            }
+            let Some(t) = proto::requested_transport(req) else {
+                return status(StatusCode::UnsupportedTransport);
+            };
+            let (socket, server_port) = match t {
+                Transport::Interleaved { .. } => (None, None),
+                Transport::Udp { .. } => match bind_udp_pair(conn.local.ip()).await {
+                    Some((s, port)) => (Some(Arc::new(s)), Some(port)),
+                    None => return status(StatusCode::InternalServerError),
+                },
+            };
+            conn.transport = Some((t, socket));
+            let r = rtsp_types::Response::builder(rtsp_types::Version::V1_0, StatusCode::Ok)
+                .header(headers::TRANSPORT, proto::transport_reply(t, server_port))
+                .header(headers::SESSION, format!("{};timeout=60", conn.session))
+                .build(Vec::new());
+            (r, false)
+        }
+        Method::Play => {
+            let (Some((t, socket)), Some((stream, viewer, first))) = (conn.transport.take(), conn.watching.take())
+            else {
+                return status(StatusCode::MethodNotValidInThisState);
+            };
+            let (seq, rtptime) = (rand::random::<u16>(), rand::random::<u32>());
+            let sink = match (t, socket) {
+                (Transport::Interleaved { rtp }, _) => Sink::Tcp {
+                    wr: wr.clone(),
+                    channel: rtp,
+                },
+                (Transport::Udp { rtp, .. }, Some(socket)) => Sink::Udp {
+                    socket,
+                    to: SocketAddr::new(conn.peer.ip(), rtp),
+                },
+                (Transport::Udp { .. }, None) => return status(StatusCode::InternalServerError),
+            };
+            info!(stream = %stream, "RTSP viewer playing");
+            let sender = Sender {
+                sink,
+                seq,
+                rtptime,
+                ssrc: rand::random(),
+                origin: first.media_time,
+                buf: Vec::with_capacity(64 * 1024),
+            };
+            let control = format!(
+                "rtsp://{}/cameras/{}{}/trackID=0",
+                conn.local,
+                stream.camera(),
+                if stream.kind() == media::StreamKind::Sub {
+                    "/sub"
+                } else {
+                    ""
+                }
+            );
+            // The response goes out before the first packet: the task waits for the lock.
+            conn.playing = Some(tokio::spawn(sender.run(viewer, first).in_current_span()));
+            let r = rtsp_types::Response::builder(rtsp_types::Version::V1_0, StatusCode::Ok)
+                .header(headers::SESSION, conn.session.clone())
+                .header(headers::RANGE, "npt=now-")
+                .header(headers::RTP_INFO, format!("url={control};seq={seq};rtptime={rtptime}"))
+                .build(Vec::new());
+            (r, false)
+        }
+        _ => status(StatusCode::MethodNotAllowed),
+    }
+}
+
+/// Joins the stream and waits for its first key frame.
+async fn watch(ctx: &Ctx, stream: &StreamId) -> Result<(StreamId, Viewer, Frame), (StatusCode, String)> {
+    let mut viewer = ctx.hub.watch(stream, Output::Rtsp).map_err(|e| match e {
+        JoinError::Unknown { .. } => (StatusCode::NotFound, e.to_string()),
+        other => (StatusCode::ServiceUnavailable, other.to_string()),
+    })?;
+    match tokio::time::timeout(ctx.config.start_timeout, viewer.recv()).await {
+        Ok(Some(first)) => Ok((stream.clone(), viewer, first)),
+        _ => Err((
+            StatusCode::ServiceUnavailable,
+            format!("no key frame within {:.1} s", ctx.config.start_timeout.as_secs_f32()),
+        )),
+    }
+}
+
+async fn bind_udp_pair(ip: std::net::IpAddr) -> Option<(UdpSocket, u16)> {
+    for _ in 0..100 {
+        let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).await.ok()?;
+        let port = sock.local_addr().ok()?.port();
+        if port % 2 == 0 && port < u16::MAX && std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1)).is_ok() {
+            return Some((sock, port));
+        }
+    }
+    None
+}
+
+enum Sink {
+    Tcp {
+        wr: Arc<Mutex<OwnedWriteHalf>>,
+        channel: u8,
+    },
+    Udp {
+        socket: Arc<UdpSocket>,
+        to: SocketAddr,
+    },
+}
+
+/// Sends one viewer's frames as RTP.
+struct Sender {
+    sink: Sink,
+    seq: u16,
+    rtptime: u32,
+    ssrc: u32,
+    origin: i64,
+    buf: Vec<u8>,
+}
+
+impl Sender {
+    async fn run(mut self, mut viewer: Viewer, first: Frame) {
+        let params = first.params.clone();
+        let mut frame = first;
+        loop {
+            if self.send(&frame).await.is_err() {
+                return;
+            }
+            let Some(next) = viewer.recv().await else {
+                debug!("viewer dropped by the hub");
+                return;
+            };
+            // The SDP described these parameters; a change needs a new DESCRIBE.
+            if next.discontinuity || (!Arc::ptr_eq(&next.params, &params) && *next.params != *params) {
+                info!("stream parameters changed: ending the RTSP session");
+                if let Sink::Tcp { wr, .. } = &self.sink {
+                    let _ = wr.lock().await.shutdown().await;
+                }
+                return;
+            }
+            frame = next;
+        }
+    }
+
+    async fn send(&mut self, f: &Frame) -> std::io::Result<()> {
+        let ts = self.rtptime.wrapping_add((f.media_time - self.origin) as u32);
+        let payloads: Vec<Bytes> = media::rtp::packetize(
+            f.params.codec(),
+            media::rtp::length_prefixed_nals(&f.data),
+            media::rtp::MAX_PAYLOAD,
+        );
+        let n = payloads.len();
+        match &self.sink {
+            Sink::Tcp { wr, channel } => {
+                self.buf.clear();
+                for (i, p) in payloads.iter().enumerate() {
+                    let len = (12 + p.len()) as u16;
+                    self.buf.extend_from_slice(&[b'$', *channel]);
+                    self.buf.extend_from_slice(&len.to_be_bytes());
+                    media::rtp::write_header(&mut self.buf, i + 1 == n, self.seq, ts, self.ssrc);
+                    self.buf.extend_from_slice(p);
+                    self.seq = self.seq.wrapping_add(1);
+                }
+                wr.lock().await.write_all(&self.buf).await
+            }
+            Sink::Udp { socket, to } => {
+                for (i, p) in payloads.iter().enumerate() {
+                    self.buf.clear();
+                    media::rtp::write_header(&mut self.buf, i + 1 == n, self.seq, ts, self.ssrc);
+                    self.buf.extend_from_slice(p);
+                    self.seq = self.seq.wrapping_add(1);
+                    // A lost datagram is the client's RTP to recover from; only a dead socket
+                    // ends the session.
+                    if let Err(e) = socket.send_to(&self.buf, to).await
+                        && e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::ConnectionRefused
+                    {
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
