@@ -1,0 +1,530 @@
+//! Live fan-out benchmark: one ~4 Mbit/s 1080p H.264 camera (camsim) re-served to `--viewers`
+//! clients over loopback, by Sharpeye (RTSP/TCP and live.mp4) and, in the same run, by
+//! GStreamer's RTSP server relaying the same camera over one shared upstream.
+//!
+//! Reported per server: delivered Gbit/s, server CPU seconds per Gbit delivered (from
+//! `/proc/PID/stat`), time to first frame cold (first viewer, upstream idle) and warm (p50/p99 of
+//! the others), and added latency: a frame's arrival at a viewer minus its arrival at a client
+//! connected straight to the camera (p50/p99 over all RTSP viewers' frames; matched by RTP
+//! timestamp offset found from frame sizes).
+//!
+//! ```text
+//! cargo bench --bench fanout -- [--viewers 1000] [--seconds 15] [--no-gstreamer]
+//! ```
+//! The clients run in this process on the same 2 cores, so absolute Gbit/s are bounded by them
+//! too; the ratio against GStreamer is measured under the same handicap. Run by hand
+//! (`scripts/bench-fanout.sh`), not in CI.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::pct;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+struct Args {
+    viewers: usize,
+    seconds: u64,
+    gstreamer: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        viewers: 1000,
+        seconds: 15,
+        gstreamer: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--viewers" => a.viewers = v().parse().unwrap(),
+            "--seconds" => a.seconds = v().parse().unwrap(),
+            "--no-gstreamer" => a.gstreamer = false,
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// One complete frame as a client saw it.
+#[derive(Clone, Copy)]
+struct Seen {
+    at: Instant,
+    ts: u32,
+    size: usize,
+}
+
+/// What one viewer measured.
+#[derive(Default)]
+struct ViewerLog {
+    connected: Option<Instant>,
+    first_frame: Option<Instant>,
+    frames: Vec<Seen>,
+}
+
+/// Shared by all viewers: bytes received (for throughput), and a stop flag.
+struct Shared {
+    bytes: AtomicU64,
+    stop: AtomicBool,
+}
+
+async fn read_response(
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> std::io::Result<(u16, HashMap<String, String>, String)> {
+    let mut head = Vec::new();
+    loop {
+        let b = r.read_u8().await?;
+        head.push(b);
+        if head.ends_with(b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// An RTSP/TCP viewer of `url`: DESCRIBE, SETUP (interleaved), PLAY, then frames until stop.
+async fn rtsp_viewer(url: String, shared: Arc<Shared>, keep_frames: bool) -> ViewerLog {
+    let mut log = ViewerLog::default();
+    let u = url::Url::parse(&url).unwrap();
+    let addr = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
+    let t0 = Instant::now();
+    let Ok(stream) = TcpStream::connect(&addr).await else {
+        return log;
+    };
+    let _ = stream.set_nodelay(true);
+    log.connected = Some(t0);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    let send = |m: String| m.into_bytes();
+    let _ = wr
+        .write_all(&send(format!(
+            "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"
+        )))
+        .await;
+    let Ok((200, headers, sdp)) = read_response(&mut rd).await else {
+        return log;
+    };
+    let base = headers
+        .get("content-base")
+        .cloned()
+        .unwrap_or_else(|| format!("{url}/"));
+    let control = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=control:"))
+        .last()
+        .unwrap_or("trackID=0")
+        .to_owned();
+    let setup_url = if control.starts_with("rtsp://") {
+        control
+    } else {
+        format!("{}{}{control}", base, if base.ends_with('/') { "" } else { "/" })
+    };
+    let _ = wr
+        .write_all(&send(format!(
+            "SETUP {setup_url} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )))
+        .await;
+    let Ok((200, headers, _)) = read_response(&mut rd).await else {
+        return log;
+    };
+    let session = headers
+        .get("session")
+        .map(|s| s.split(';').next().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let _ = wr
+        .write_all(&send(format!(
+            "PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\nRange: npt=0.000-\r\n\r\n"
+        )))
+        .await;
+    let Ok((200, _, _)) = read_response(&mut rd).await else {
+        return log;
+    };
+    let mut pkt = vec![0u8; 65536];
+    let mut frame_size = 0usize;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let Ok(b) = rd.read_u8().await else { break };
+        if b != b'$' {
+            // An RTSP message from the server (rare): skip its head.
+            continue;
+        }
+        let mut h = [0u8; 3];
+        if rd.read_exact(&mut h).await.is_err() {
+            break;
+        }
+        let len = usize::from(u16::from_be_bytes([h[1], h[2]]));
+        if rd.read_exact(&mut pkt[..len]).await.is_err() {
+            break;
+        }
+        shared.bytes.fetch_add(len as u64 + 4, Ordering::Relaxed);
+        if h[0] != 0 || len < 12 {
+            continue;
+        }
+        frame_size += len - 12;
+        if pkt[1] & 0x80 != 0 {
+            let now = Instant::now();
+            log.first_frame.get_or_insert(now);
+            if keep_frames {
+                let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
+                log.frames.push(Seen {
+                    at: now,
+                    ts,
+                    size: frame_size,
+                });
+            }
+            frame_size = 0;
+        }
+    }
+    log
+}
+
+/// A live.mp4 viewer: counts bytes and the time to the first media byte.
+async fn mp4_viewer(addr: SocketAddr, path: String, shared: Arc<Shared>) -> ViewerLog {
+    let mut log = ViewerLog::default();
+    let t0 = Instant::now();
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return log;
+    };
+    log.connected = Some(t0);
+    let _ = s
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut seen = 0usize;
+    while !shared.stop.load(Ordering::Relaxed) {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                seen += n;
+                // Headers and the init segment are a few hundred bytes; past 4 KB is video.
+                if seen > 4096 {
+                    log.first_frame.get_or_insert_with(Instant::now);
+                }
+                shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    log
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(") ").map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// For each relayed frame: its arrival and the index of the same frame in the direct session
+/// (frames since that session's first), matched by the RTP timestamp offset under which non-key
+/// frame sizes agree (each server picks its own timestamp base).
+fn match_frames(direct: &[Seen], relayed: &[Seen]) -> Vec<(Instant, i64)> {
+    let Some(first) = direct.first() else { return Vec::new() };
+    let by_ts: HashMap<u32, &Seen> = direct.iter().map(|s| (s.ts, s)).collect();
+    let sizes: HashMap<usize, Vec<&Seen>> = direct.iter().fold(HashMap::new(), |mut m, s| {
+        m.entry(s.size).or_default().push(s);
+        m
+    });
+    let mut votes: HashMap<u32, usize> = HashMap::new();
+    for r in relayed.iter().take(200) {
+        for d in sizes.get(&r.size).into_iter().flatten() {
+            *votes.entry(r.ts.wrapping_sub(d.ts)).or_default() += 1;
+        }
+    }
+    let Some((&offset, _)) = votes.iter().max_by_key(|(_, n)| **n) else {
+        return Vec::new();
+    };
+    relayed
+        .iter()
+        .filter_map(|r| {
+            by_ts
+                .get(&r.ts.wrapping_sub(offset))
+                .map(|d| (r.at, i64::from(d.ts.wrapping_sub(first.ts)) / 3600))
+        })
+        .collect()
+}
+
+/// Added latency (ms) of matched frames: arrival at the viewer minus the time camsim sent the
+/// same frame on the relay's upstream session. Both camsim sessions start at the clip's first
+/// frame and pace frame k at first + k × 40 ms, so the upstream index is the one with the same
+/// position in the 100-frame clip nearest the arrival.
+fn added_latency(matched: &[(Instant, i64)], upstream_first: Instant) -> Vec<f64> {
+    const PERIOD_MS: f64 = 40.0;
+    matched
+        .iter()
+        .map(|(at, j)| {
+            let since = at.saturating_duration_since(upstream_first).as_secs_f64() * 1e3;
+            let phase = j.rem_euclid(100);
+            let approx = (since / PERIOD_MS).round() as i64;
+            let i = approx - (approx - phase).rem_euclid(100);
+            let i = if approx - i > 50 { i + 100 } else { i };
+            since - i as f64 * PERIOD_MS
+        })
+        .collect()
+}
+
+struct Run {
+    name: String,
+    gbps: f64,
+    cpu_per_gbit: f64,
+    cold_ms: f64,
+    warm: Vec<f64>,
+    lat: Vec<f64>,
+}
+
+/// Runs `viewers` against a server, the first alone (cold), then the rest; measures a steady
+/// window of `seconds`.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    name: &str,
+    pid: u32,
+    camera: &camsim::CameraHandle,
+    direct_url: &str,
+    make: impl Fn(usize, Arc<Shared>) -> tokio::task::JoinHandle<ViewerLog>,
+    viewers: usize,
+    seconds: u64,
+) -> Run {
+    let shared = Arc::new(Shared {
+        bytes: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    // camsim paces each session from its own start, so the reference session and the relay's
+    // upstream session send frame k at different times: their first frames' times give the shift.
+    let sessions_before = camera.sessions().len();
+    let direct = tokio::spawn(rtsp_viewer(direct_url.to_owned(), shared.clone(), true));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut handles = vec![make(0, shared.clone())];
+    // Cold: wait for the first viewer's first frame before adding the others.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 1..viewers {
+        handles.push(make(i, shared.clone()));
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (b0, c0, t0) = (shared.bytes.load(Ordering::Relaxed), cpu_seconds(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (b1, c1, dt) = (
+        shared.bytes.load(Ordering::Relaxed),
+        cpu_seconds(pid),
+        t0.elapsed().as_secs_f64(),
+    );
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut logs = Vec::new();
+    for h in handles {
+        // Viewers blocked in a read end when the server closes; do not wait for stragglers.
+        if let Ok(Ok(l)) = tokio::time::timeout(Duration::from_secs(5), h).await {
+            logs.push(l);
+        }
+    }
+    let direct = tokio::time::timeout(Duration::from_secs(5), direct)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    let gbits = (b1 - b0) as f64 * 8.0 / 1e9;
+    let ttff = |l: &ViewerLog| {
+        l.first_frame
+            .zip(l.connected)
+            .map(|(f, c)| f.saturating_duration_since(c).as_secs_f64() * 1e3)
+    };
+    let cold_ms = logs.first().and_then(ttff).unwrap_or(f64::NAN);
+    let warm: Vec<f64> = logs.iter().skip(1).filter_map(ttff).collect();
+    // The relay's upstream: the camsim session opened after the reference one.
+    let (now_i, now_w) = (Instant::now(), media::WallTime::now());
+    let upstream_first = camera
+        .sessions()
+        .iter()
+        .skip(sessions_before + 1)
+        .find_map(|s| s.first_frame)
+        .map(|w| now_i - Duration::from_micros(now_w.micros_since(w).max(0) as u64));
+    let lat: Vec<f64> = match upstream_first {
+        Some(u) => logs
+            .iter()
+            .flat_map(|l| added_latency(&match_frames(&direct.frames, &l.frames), u))
+            .collect(),
+        None => Vec::new(),
+    };
+    let got = logs.iter().filter(|l| l.first_frame.is_some()).count();
+    println!("{name}: {got} of {viewers} viewers received video");
+    Run {
+        name: name.to_owned(),
+        gbps: gbits / dt,
+        cpu_per_gbit: (c1 - c0) / gbits.max(1e-9),
+        cold_ms,
+        warm,
+        lat,
+    }
+}
+
+fn report(r: &Run) {
+    let p = |v: &Vec<f64>, q| if v.is_empty() { f64::NAN } else { pct(v.clone(), q) };
+    println!(
+        "{:<28} {:>6.2} Gbit/s  {:>6.2} CPU-s per Gbit ({:>5.2} Gbit/s per core)  TTFF cold {:>6.0} ms, warm p50 {:>5.0} / p99 {:>5.0} ms  added latency p50 {:>5.1} / p99 {:>6.1} ms",
+        r.name,
+        r.gbps,
+        r.cpu_per_gbit,
+        1.0 / r.cpu_per_gbit,
+        r.cold_ms,
+        p(&r.warm, 0.5),
+        p(&r.warm, 0.99),
+        p(&r.lat, 0.5),
+        p(&r.lat, 0.99),
+    );
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cams = camsim::Cameras::new([camsim::CameraSpec::new(
+        "cam0",
+        camsim::BuiltinFixture::H264_1080p.load(),
+    )]);
+    let cam = cams.get("cam0").unwrap();
+    let sim = rt
+        .block_on(camsim::Camsim::start("127.0.0.1:0".parse().unwrap(), cams))
+        .unwrap();
+    let camera = sim.url("cam0");
+    let fixture_bps = camsim::BuiltinFixture::H264_1080p.load().bitrate();
+    println!(
+        "camera: {camera}, {:.1} Mbit/s; {} viewers, {} s windows",
+        fixture_bps as f64 / 1e6,
+        a.viewers,
+        a.seconds
+    );
+
+    // Sharpeye, on demand (not recording: the relay's cost alone).
+    let dir = tempfile::tempdir().unwrap();
+    let http = testkit::free_addr();
+    let rtsp = testkit::free_addr();
+    let cfg = dir.path().join("sharpeye.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"{http}\"\nrtsp_listen = \"{rtsp}\"\ndata_dirs = [\"{}\"]\n\n[live]\nmax_viewers_per_stream = 100000\nmax_viewers = 100000\nidle = \"1s\"\n\n[[users]]\nname = \"admin\"\npassword = \"bench-password\"\nrole = \"admin\"\n\n[[cameras]]\nid = \"cam0\"\nname = \"cam0\"\nurl = \"{camera}\"\nrecord = false\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut node: Child = Command::new(env!("CARGO_BIN_EXE_sharpeye"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = testkit::KillOnDrop(node.id());
+    let token = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = ureq::post(&format!("http://{http}/api/v1/login"))
+                .send_json(serde_json::json!({"username": "admin", "password": "bench-password"}));
+            if let Ok(r) = r {
+                let v: serde_json::Value = r.into_body().read_json().unwrap();
+                let session = v["token"].as_str().unwrap().to_owned();
+                let m: serde_json::Value = ureq::post(&format!("http://{http}/api/v1/cameras/cam0/media-token"))
+                    .header("Authorization", &format!("Bearer {session}"))
+                    .send_json(serde_json::json!({"action": "live", "ttl_s": 3600}))
+                    .unwrap()
+                    .into_body()
+                    .read_json()
+                    .unwrap();
+                break m["token"].as_str().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "sharpeye did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut runs = Vec::new();
+    let url = format!("rtsp://{rtsp}/cameras/cam0?token={token}");
+    runs.push(rt.block_on(run(
+        "sharpeye RTSP/TCP",
+        node.id(),
+        &cam,
+        &camera,
+        |i, s| tokio::spawn(rtsp_viewer(url.clone(), s, i % 10 == 0)),
+        a.viewers,
+        a.seconds,
+    )));
+    // Let the on-demand pull stop (idle 1 s), then live.mp4 from cold.
+    std::thread::sleep(Duration::from_secs(3));
+    let path = format!("/api/v1/cameras/cam0/live.mp4?token={token}");
+    runs.push(rt.block_on(run(
+        "sharpeye live.mp4",
+        node.id(),
+        &cam,
+        &camera,
+        |_, s| tokio::spawn(mp4_viewer(http, path.clone(), s)),
+        a.viewers,
+        a.seconds,
+    )));
+    let _ = node.kill();
+    let _ = node.wait();
+
+    if a.gstreamer {
+        let port = testkit::free_addr().port();
+        let mut gst = Command::new("/usr/bin/python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gst-rtsp-relay.py"))
+            .args([port.to_string(), camera.clone()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("GStreamer relay (apt-get install gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0)");
+        let _g = testkit::KillOnDrop(gst.id());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(gst.stdout.take().unwrap()), &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "GStreamer relay did not start");
+        let gurl = format!("rtsp://127.0.0.1:{port}/cam");
+        runs.push(rt.block_on(run(
+            "GStreamer rtsp-server RTSP/TCP",
+            gst.id(),
+            &cam,
+            &camera,
+            |i, s| tokio::spawn(rtsp_viewer(gurl.clone(), s, i % 10 == 0)),
+            a.viewers,
+            a.seconds,
+        )));
+        let _ = gst.kill();
+        let _ = gst.wait();
+    }
+    println!();
+    for r in &runs {
+        report(r);
+    }
+    if let (Some(s), Some(g)) = (runs.first(), runs.iter().find(|r| r.name.starts_with("GStreamer"))) {
+        println!(
+            "ratio RTSP/TCP Sharpeye vs GStreamer: {:.2}× the Gbit/s, {:.2}× less CPU per Gbit",
+            s.gbps / g.gbps.max(1e-9),
+            g.cpu_per_gbit / s.cpu_per_gbit.max(1e-9)
+        );
+    }
+    rt.block_on(sim.stop());
+}
