@@ -132,8 +132,8 @@ async fn rtsp_viewer(url: String, shared: Arc<Shared>, keep_frames: bool) -> Vie
         .unwrap_or_else(|| format!("{url}/"));
     let control = sdp
         .lines()
-        .filter_map(|l| l.strip_prefix("a=control:"))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("a=control:"))
         .unwrap_or("trackID=0")
         .to_owned();
     let setup_url = if control.starts_with("rtsp://") {
