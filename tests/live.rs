@@ -286,7 +286,7 @@ fn raw_rtsp(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
 }
 
 #[test]
-fn twenty_viewers_across_rtsp_and_http_share_one_on_demand_upstream() {
+fn twenty_viewers_across_rtsp_http_and_whep_share_one_on_demand_upstream() {
     let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())]);
     let dir = tempfile::tempdir().unwrap();
     let (addr, rtsp) = (free_addr(), free_addr());
@@ -295,8 +295,18 @@ fn twenty_viewers_across_rtsp_and_http_share_one_on_demand_upstream() {
     let mut node = Node::start(dir.path(), &config, addr);
     let t = media_token(&mut node, "cam0");
     let http = node.url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}"));
+    let token = node.token();
+    let base = node.url("");
+    let base = base.trim_end_matches('/').to_owned();
     let mut viewers = Vec::new();
-    for i in 0..10 {
+    for _ in 0..4 {
+        let (base, token) = (base.clone(), token.clone());
+        viewers.push(std::thread::spawn(move || {
+            let frames = whep_watch(&base, "cam0", &token, 3.0);
+            assert!(frames >= 25, "a WHEP viewer got {frames} frames in 3 s");
+        }));
+    }
+    for i in 0..8 {
         let url = format!("rtsp://{rtsp}/cameras/cam0?token={t}");
         let transport = if i % 2 == 0 { "tcp" } else { "udp" };
         viewers.push(std::thread::spawn(move || {
@@ -319,9 +329,7 @@ fn twenty_viewers_across_rtsp_and_http_share_one_on_demand_upstream() {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         }));
     }
-    let readers: Vec<_> = (0..10)
-        .map(|i| watch(http.clone(), 3.0 + f64::from(i) * 0.05))
-        .collect();
+    let readers: Vec<_> = (0..8).map(|i| watch(http.clone(), 3.0 + f64::from(i) * 0.05)).collect();
     for v in viewers {
         v.join().unwrap();
     }
@@ -334,11 +342,90 @@ fn twenty_viewers_across_rtsp_and_http_share_one_on_demand_upstream() {
         1,
         "exactly one upstream session for 20 viewers"
     );
+    let metrics = ureq::get(&node.url("/metrics"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("sharpeye_live_upstream_starts_total{camera=\"cam0\",stream=\"main\"} 1"),
+        "{metrics}"
+    );
     assert!(wait_until(Duration::from_secs(5), || sim.cam("cam0").active_sessions() == 0));
     assert!(
         left.elapsed() <= Duration::from_millis(2500),
         "closed {:?} after the last viewer (idle 1 s)",
         left.elapsed()
     );
+    assert!(node.terminate().success());
+}
+
+#[test]
+fn a_viewer_that_stops_reading_is_dropped_and_the_others_are_unaffected() {
+    let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load())]);
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = config_toml(
+        addr,
+        &dir.path().join("data"),
+        "",
+        &camera_toml("cam0", &sim.url("cam0")),
+    )
+    .replace("[ingest]", "[live]\nqueue_frames = 50\ndead_after = \"2s\"\n\n[ingest]");
+    let mut node = Node::start(dir.path(), &config, addr);
+    let t = media_token(&mut node, "cam0");
+    let url = node.url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}"));
+    // The stalled viewer: sends the request and never reads the body.
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        format!("GET /api/v1/cameras/cam0/live.mp4?token={t} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    // A reading viewer alongside, timing each chunk's arrival.
+    let reader = std::thread::spawn(move || {
+        let resp = ureq::get(&url).call().unwrap();
+        let mut body = resp.into_body().into_reader();
+        let mut buf = vec![0u8; 1 << 16];
+        let (start, mut last, mut worst, mut n) = (Instant::now(), Instant::now(), Duration::ZERO, 0usize);
+        while start.elapsed() < Duration::from_secs(12) {
+            let k = body.read(&mut buf).unwrap();
+            assert!(k > 0);
+            n += k;
+            worst = worst.max(last.elapsed());
+            last = Instant::now();
+        }
+        (n, worst)
+    });
+    let (n, worst) = reader.join().unwrap();
+    // ~4 Mbit/s for 12 s, and never a gap much longer than the camera's own frame spacing.
+    assert!(n > 4_000_000, "{n} bytes");
+    assert!(
+        worst < Duration::from_millis(400),
+        "the reader waited {worst:?} for data"
+    );
+    // The stalled one is dropped once the socket buffers and its 50-frame queue are full and
+    // it has taken nothing for 2 s; its memory is that bounded queue meanwhile.
+    let token = node.token();
+    let metrics = |node: &Node| {
+        ureq::get(&node.url("/metrics"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(40), || metrics(&node).contains(
+            "sharpeye_live_dropped_viewers_total{camera=\"cam0\",stream=\"main\"} 1"
+        )),
+        "the stalled viewer was not dropped:\n{}",
+        metrics(&node)
+    );
+    assert!(!metrics(&node).contains("sharpeye_live_skipped_gops_total{camera=\"cam0\",stream=\"main\"} 0"));
+    drop(stalled);
     assert!(node.terminate().success());
 }
