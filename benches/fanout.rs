@@ -32,6 +32,7 @@ struct Args {
     viewers: usize,
     seconds: u64,
     gstreamer: bool,
+    whep: usize,
 }
 
 fn args() -> Args {
@@ -39,6 +40,7 @@ fn args() -> Args {
         viewers: 1000,
         seconds: 15,
         gstreamer: true,
+        whep: 50,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -47,6 +49,7 @@ fn args() -> Args {
             "--viewers" => a.viewers = v().parse().unwrap(),
             "--seconds" => a.seconds = v().parse().unwrap(),
             "--no-gstreamer" => a.gstreamer = false,
+            "--whep" => a.whep = v().parse().unwrap(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -442,7 +445,7 @@ fn main() {
         .spawn()
         .unwrap();
     let _guard = testkit::KillOnDrop(node.id());
-    let token = {
+    let (session, token) = {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let r = ureq::post(&format!("http://{http}/api/v1/login"))
@@ -457,7 +460,7 @@ fn main() {
                     .into_body()
                     .read_json()
                     .unwrap();
-                break m["token"].as_str().unwrap().to_owned();
+                break (session, m["token"].as_str().unwrap().to_owned());
             }
             assert!(Instant::now() < deadline, "sharpeye did not start");
             std::thread::sleep(Duration::from_millis(100));
@@ -486,6 +489,34 @@ fn main() {
         a.viewers,
         a.seconds,
     )));
+    // WebRTC: `--whep` str0m clients (threads in this process) for one window; the node's CPU
+    // per viewer and per Gbit delivered, SRTP included.
+    let mut whep_line = None;
+    if a.whep > 0 {
+        let base = format!("http://{http}");
+        let c0 = cpu_seconds(node.id());
+        let t0 = Instant::now();
+        let secs = a.seconds as f64;
+        let clients: Vec<_> = (0..a.whep)
+            .map(|_| {
+                let (base, session) = (base.clone(), session.clone());
+                std::thread::spawn(move || testkit::whep_watch_stats(&base, "cam0", &session, secs))
+            })
+            .collect();
+        let got: Vec<(u64, u64)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        let (cpu, dt) = (cpu_seconds(node.id()) - c0, t0.elapsed().as_secs_f64());
+        let bytes: u64 = got.iter().map(|g| g.1).sum();
+        let gbits = bytes as f64 * 8.0 / 1e9;
+        let receiving = got.iter().filter(|g| g.0 > 0).count();
+        whep_line = Some(format!(
+            "sharpeye WHEP (str0m)        {} of {} viewers received video, {:.3} Gbit/s, node CPU {:.1} % of a core per viewer, {:.2} CPU-s per Gbit",
+            receiving,
+            a.whep,
+            gbits / dt,
+            cpu / dt * 100.0 / a.whep as f64,
+            cpu / gbits.max(1e-9)
+        ));
+    }
     let _ = node.kill();
     let _ = node.wait();
 
@@ -518,6 +549,9 @@ fn main() {
     println!();
     for r in &runs {
         report(r);
+    }
+    if let Some(l) = whep_line {
+        println!("{l}");
     }
     if let (Some(s), Some(g)) = (runs.first(), runs.iter().find(|r| r.name.starts_with("GStreamer"))) {
         println!(

@@ -8,6 +8,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// A free loopback port (bound then released; the caller binds it right after).
 pub fn free_addr() -> SocketAddr {
@@ -126,4 +127,81 @@ impl Drop for SmallFs {
             let _ = std::fs::remove_dir(&self.path);
         }
     }
+}
+
+/// A WHEP viewer written with str0m as the offering side (a second WebRTC implementation on the
+/// client side would be better; browsers are covered by tests/browser.rs). For tests and benches:
+/// panics on any failure. Watches `camera` for
+/// `secs` seconds and returns the video frames received; ends the session with DELETE.
+pub fn whep_watch(base: &str, camera: &str, token: &str, secs: f64) -> u64 {
+    whep_watch_stats(base, camera, token, secs).0
+}
+
+/// [`whep_watch`] returning (frames, payload bytes) received.
+pub fn whep_watch_stats(base: &str, camera: &str, token: &str, secs: f64) -> (u64, u64) {
+    use str0m::change::SdpAnswer;
+    use str0m::media::{Direction, MediaKind};
+    use str0m::net::{Protocol, Receive};
+    use str0m::{Candidate, Event, Input, Output, RtcConfig};
+
+    str0m::crypto::from_feature_flags().install_process_default();
+    let mut rtc = RtcConfig::new().clear_codecs().enable_h264(true).build(Instant::now());
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = socket.local_addr().unwrap();
+    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = change.apply().unwrap();
+    let resp = ureq::post(&format!("{base}/api/v1/cameras/{camera}/whep"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/sdp")
+        .send(offer.to_sdp_string())
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers().get("location").unwrap().to_str().unwrap().to_owned();
+    let answer = SdpAnswer::from_sdp_string(&resp.into_body().read_to_string().unwrap()).unwrap();
+    rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut frames = 0u64;
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 2000];
+    while Instant::now() < end {
+        let timeout = match rtc.poll_output().unwrap() {
+            Output::Timeout(t) => t,
+            Output::Transmit(t) => {
+                socket.send_to(&t.contents, t.destination).unwrap();
+                continue;
+            }
+            Output::Event(Event::MediaData(d)) => {
+                frames += 1;
+                bytes += d.data.len() as u64;
+                continue;
+            }
+            Output::Event(_) => continue,
+        };
+        let wait = timeout
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(1), Duration::from_millis(50));
+        socket.set_read_timeout(Some(wait)).unwrap();
+        let input = match socket.recv_from(&mut buf) {
+            Ok((n, source)) => Input::Receive(
+                Instant::now(),
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: local,
+                    contents: buf[..n].try_into().unwrap(),
+                },
+            ),
+            Err(_) => Input::Timeout(Instant::now()),
+        };
+        rtc.handle_input(input).unwrap();
+    }
+    let status = ureq::delete(&format!("{base}{location}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    (frames, bytes)
 }
