@@ -22,6 +22,8 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
     /// Admin password (random if absent).
     pub password: Option<String>,
+    /// RTSP re-serve address.
+    pub rtsp: SocketAddr,
 }
 
 fn random_password() -> String {
@@ -57,7 +59,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let config = Config {
         server: ServerConfig {
             listen: opts.listen,
-            rtsp_listen: None,
+            rtsp_listen: Some(opts.rtsp),
             data_dirs: vec![opts.data.clone()],
         },
         recording: RecordingConfig {
@@ -95,15 +97,17 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let url = format!("http://{}", opts.listen);
     println!(
         "\nSharpeye demo\n\
-         \x20 web UI and API : {url}/\n\
+         \x20 web UI and API : {url}/  (status, and a live wall of the first four cameras)\n\
          \x20 login          : user admin, password {password}\n\
          \x20 cameras        : {} simulated (H.264 and H.265, 1080p) at {}/cam0 ...\n\
+         \x20 live over RTSP : ffplay rtsp://admin:{password}@{rtsp}/cameras/cam0\n\
          \x20 recording into : {}\n\
          \x20 try            : curl -s {url}/api/v1/login -d '{{\"username\":\"admin\",\"password\":\"{password}\"}}' -H 'Content-Type: application/json'\n\
          \x20 stop           : Ctrl-C\n",
         opts.cameras,
         format_args!("rtsp://{}", sim.local_addr()),
-        opts.data.display()
+        opts.data.display(),
+        rtsp = opts.rtsp,
     );
     let result = crate::node::run(config, crate::node::shutdown_signal()).await;
     sim.stop().await;

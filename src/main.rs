@@ -39,6 +39,9 @@ enum Command {
         /// Password of the demo user `admin` (a random one is printed if not given).
         #[arg(long)]
         password: Option<String>,
+        /// RTSP re-serve address: rtsp://ADDR/cameras/{id}.
+        #[arg(long, default_value = "127.0.0.1:8554")]
+        rtsp: SocketAddr,
     },
     /// Runs the server with a configuration file.
     Run {
@@ -170,6 +173,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data,
             listen,
             password,
+            rtsp,
         } => {
             init_logging();
             runtime()?.block_on(demo::run(demo::DemoOptions {
@@ -177,6 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 data,
                 listen,
                 password,
+                rtsp,
             }))?;
             Ok(ExitCode::SUCCESS)
         }

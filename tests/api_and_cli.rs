@@ -210,6 +210,8 @@ fn demo_records_simulated_cameras_and_serves_the_api() {
             PASSWORD,
             "--listen",
             &addr.to_string(),
+            "--rtsp",
+            &free_addr().to_string(),
             "--data",
         ])
         .arg(dir.path().join("demo-data"))

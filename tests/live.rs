@@ -197,28 +197,27 @@ fn rtsp_config(
 }
 
 #[test]
-fn ffmpeg_reads_the_rtsp_reserve_over_tcp_and_udp() {
+fn ffmpeg_reads_the_rtsp_reserve_h264_and_h265_over_tcp_and_udp() {
     // UDP from the 240p camera: a 1080p key frame is a burst of ~150 datagrams that a loaded
     // test machine's client may drop (pacing UDP bursts is a noted follow-up).
     let sim = Sim::start(vec![
         CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),
         CameraSpec::new("cam1", BuiltinFixture::H264_240p.load()),
+        CameraSpec::new("cam2", BuiltinFixture::H265_240p.load()),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let (addr, rtsp) = (free_addr(), free_addr());
-    let cams = [
-        camera_toml("cam0", &sim.url("cam0")),
-        camera_toml("cam1", &sim.url("cam1")),
-    ]
-    .concat();
+    let cams = ["cam0", "cam1", "cam2"].map(|c| camera_toml(c, &sim.url(c))).concat();
     let config = rtsp_config(addr, rtsp, &dir.path().join("data"), &cams, "");
     let mut node = Node::start(dir.path(), &config, addr);
     let t = media_token(&mut node, "cam0");
+    let t2 = media_token(&mut node, "cam2");
     for (transport, url) in [
         ("tcp", format!("rtsp://{rtsp}/cameras/cam0?token={t}")),
+        ("tcp", format!("rtsp://{rtsp}/cameras/cam2?token={t2}")),
         ("udp", format!("rtsp://admin:{PASSWORD}@{rtsp}/cameras/cam1")),
     ] {
-        let out = dir.path().join(format!("rtsp-{transport}.mp4"));
+        let out = dir.path().join(format!("rtsp-{transport}-{}.mp4", url.len()));
         let status = Command::new("ffmpeg")
             .args([
                 "-v",
