@@ -52,14 +52,7 @@ fn the_live_wall_decodes_h264_over_webrtc_in_chromium() {
     assert_eq!(tile["kind"], "webrtc");
     assert!(tile["frames"].as_u64().unwrap() > 25, "{tile}");
     // The browser's session is a hub viewer: the metrics count it on the WebRTC output.
-    let token = node.token();
-    let metrics = ureq::get(&node.url("/metrics"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let metrics = node.metrics();
     assert!(metrics.contains("sharpeye_live_upstream_sessions{camera=\"cam1\",stream=\"main\"} 1"));
     assert_eq!(
         sim.cam("cam1").sessions().len(),

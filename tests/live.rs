@@ -115,14 +115,7 @@ fn on_demand_one_upstream_for_many_viewers_closed_after_idle() {
     }
     let left = Instant::now();
     assert_eq!(sim.cam("cam0").sessions().len(), 1, "exactly one upstream session");
-    let token = node.token();
-    let metrics = ureq::get(&node.url("/metrics"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let metrics = node.metrics();
     for line in [
         "sharpeye_live_upstream_starts_total{camera=\"cam0\",stream=\"main\"} 1",
         "sharpeye_live_dropped_viewers_total{camera=\"cam0\",stream=\"main\"} 0",
@@ -341,13 +334,7 @@ fn twenty_viewers_across_rtsp_http_and_whep_share_one_on_demand_upstream() {
         1,
         "exactly one upstream session for 20 viewers"
     );
-    let metrics = ureq::get(&node.url("/metrics"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let metrics = node.metrics();
     assert!(
         metrics.contains("sharpeye_live_upstream_starts_total{camera=\"cam0\",stream=\"main\"} 1"),
         "{metrics}"
@@ -407,24 +394,18 @@ fn a_viewer_that_stops_reading_is_dropped_and_the_others_are_unaffected() {
     );
     // The stalled one is dropped once the socket buffers and its 50-frame queue are full and
     // it has taken nothing for 2 s; its memory is that bounded queue meanwhile.
-    let token = node.token();
-    let metrics = |node: &Node| {
-        ureq::get(&node.url("/metrics"))
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap()
-    };
     assert!(
-        wait_until(Duration::from_secs(40), || metrics(&node).contains(
+        wait_until(Duration::from_secs(40), || node.metrics().contains(
             "sharpeye_live_dropped_viewers_total{camera=\"cam0\",stream=\"main\"} 1"
         )),
         "the stalled viewer was not dropped:\n{}",
-        metrics(&node)
+        node.metrics()
     );
-    assert!(!metrics(&node).contains("sharpeye_live_skipped_gops_total{camera=\"cam0\",stream=\"main\"} 0"));
+    assert!(
+        !node
+            .metrics()
+            .contains("sharpeye_live_skipped_gops_total{camera=\"cam0\",stream=\"main\"} 0")
+    );
     drop(stalled);
     assert!(node.terminate().success());
 }

@@ -112,6 +112,17 @@ impl Node {
         self.token.clone().unwrap()
     }
 
+    /// `/metrics` as text (authenticated).
+    pub fn metrics(&mut self) -> String {
+        let token = self.token();
+        let resp = ureq::get(&self.url("/metrics"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.into_body().read_to_string().unwrap()
+    }
+
     /// An authenticated GET: (status, JSON body).
     pub fn get(&mut self, path: &str) -> (u16, Value) {
         let t = self.token();

@@ -3,8 +3,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use media::{VideoCodec, annexb, h264, h265};
 
@@ -262,31 +260,18 @@ impl Fixture {
             name: name.to_owned(),
             source,
         };
-        let (dimensions, fmtp) = match codec {
-            VideoCodec::H264 => {
-                let p = media::StreamParams::h264(sps, pps).map_err(params_err)?;
-                let fmtp = format!(
-                    "packetization-mode=1;profile-level-id={:02X}{:02X}{:02X};sprop-parameter-sets={},{}",
-                    sps.get(1).copied().unwrap_or(0),
-                    sps.get(2).copied().unwrap_or(0),
-                    sps.get(3).copied().unwrap_or(0),
-                    BASE64.encode(sps),
-                    BASE64.encode(pps)
-                );
-                ((p.width(), p.height()), fmtp)
-            }
-            VideoCodec::H265 => {
-                let vps = vps.ok_or_else(|| invalid("no VPS"))?;
-                let p = media::StreamParams::h265(vps, sps, pps).map_err(params_err)?;
-                let fmtp = format!(
-                    "sprop-vps={};sprop-sps={};sprop-pps={}",
-                    BASE64.encode(vps),
-                    BASE64.encode(sps),
-                    BASE64.encode(pps)
-                );
-                ((p.width(), p.height()), fmtp)
-            }
+        let vps = match codec {
+            VideoCodec::H264 => None,
+            VideoCodec::H265 => Some(vps.ok_or_else(|| invalid("no VPS"))?),
         };
+        let params = Arc::new(
+            match vps {
+                None => media::StreamParams::h264(sps, pps),
+                Some(vps) => media::StreamParams::h265(vps, sps, pps),
+            }
+            .map_err(params_err)?,
+        );
+        let (dimensions, fmtp) = ((params.width(), params.height()), media::rtp::fmtp(&params));
         let frames: Vec<FixtureFrame> = units
             .iter()
             .filter(|u| !u.is_empty())
@@ -314,13 +299,6 @@ impl Fixture {
             Some(f) if !f.key => return Err(invalid("does not start with a key frame")),
             Some(_) => {}
         }
-        let params = Arc::new(
-            match codec {
-                VideoCodec::H264 => media::StreamParams::h264(sps, pps),
-                VideoCodec::H265 => media::StreamParams::h265(vps.unwrap_or_default(), sps, pps),
-            }
-            .map_err(params_err)?,
-        );
         Ok(Fixture {
             name: name.to_owned(),
             codec,

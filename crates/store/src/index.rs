@@ -526,8 +526,6 @@ impl Index {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use media::WallTime;
 
     use super::Index;
@@ -548,16 +546,7 @@ mod tests {
             r.start = WallTime::from_micros(1_795_420_800_000_000 + seq as i64 * 60_000_000);
             r
         };
-        let mut filler = std::fs::File::create(root.join("filler")).unwrap();
-        let chunk = vec![0u8; 1 << 16];
-        loop {
-            match filler.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling the disk: {e}"),
-            }
-        }
+        let filler = testkit::fill(&root.join("filler"));
         // Commits go on while redb finds free pages in its file, then one fails.
         let mut committed = 0;
         let err = loop {

@@ -184,8 +184,6 @@ fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::i
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use camsim::BuiltinFixture;
     use media::{StreamId, WallTime};
 
@@ -215,16 +213,7 @@ mod tests {
 
         // Something else fills the disk behind the gauge's back.
         disk.gauge().freeze();
-        let mut filler = std::fs::File::create(root.join("filler")).unwrap();
-        let chunk = vec![0u8; 1 << 16];
-        loop {
-            match filler.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling the disk: {e}"),
-            }
-        }
+        let filler = testkit::fill(&root.join("filler"));
         let err = w.append(&frames[50..75], frames[75].media_time).unwrap_err();
         assert!(err.is_out_of_space(), "{err}");
         assert!(err.to_string().contains("No space left on device"), "{err}");

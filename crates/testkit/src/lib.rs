@@ -120,6 +120,22 @@ impl SmallFs {
     }
 }
 
+/// Writes `path` until the file system is full (`ENOSPC`), as something else filling the disk
+/// would; returns the open file (drop it and remove the file to give the space back).
+pub fn fill(path: &Path) -> std::fs::File {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("creating the filler file");
+    let chunk = vec![0u8; 1 << 16];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => return f,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return f,
+            Err(e) => panic!("filling the disk at {}: {e}", path.display()),
+        }
+    }
+}
+
 impl Drop for SmallFs {
     fn drop(&mut self) {
         if self.mounted {
