@@ -1,6 +1,7 @@
 //! The tokio side: accepting RTSP connections, answering requests with [`crate::proto`], and
 //! sending a hub viewer's frames as RTP, interleaved or over UDP.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +53,12 @@ impl RtspServer {
         let local = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let ctx = Arc::new(Ctx { hub, auth, config });
+        let ctx = Arc::new(Ctx {
+            hub,
+            auth,
+            config,
+            packets: Arc::default(),
+        });
         tracker.spawn(accept_loop(listener, ctx, cancel.clone(), tracker.clone()));
         info!("RTSP re-serve listening on rtsp://{local}/cameras/{{id}}");
         Ok(RtspServer { local, cancel, tracker })
@@ -75,6 +81,38 @@ struct Ctx {
     hub: Arc<Hub>,
     auth: Arc<dyn Authorize>,
     config: RtspConfig,
+    packets: Arc<PacketCache>,
+}
+
+/// The RTP payloads of each stream's latest frame, so that a thousand viewers of a stream
+/// packetize each frame once between them instead of once each. An entry keeps the frame's
+/// payload alive, so its address cannot be reused by another frame while it is compared.
+#[derive(Default)]
+struct PacketCache(std::sync::Mutex<HashMap<StreamId, Packetized>>);
+
+/// A frame's payload and its RTP payloads.
+type Packetized = (Bytes, Arc<[Bytes]>);
+
+impl PacketCache {
+    fn payloads(&self, f: &Frame) -> Arc<[Bytes]> {
+        let same = |a: &Bytes| a.as_ptr() == f.data.as_ptr() && a.len() == f.data.len();
+        if let Some((data, p)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&f.stream)
+            && same(data)
+        {
+            return p.clone();
+        }
+        let p: Arc<[Bytes]> = media::rtp::packetize(
+            f.params.codec(),
+            media::rtp::length_prefixed_nals(&f.data),
+            media::rtp::MAX_PAYLOAD,
+        )
+        .into();
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(f.stream.clone(), (f.data.clone(), p.clone()));
+        p
+    }
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, cancel: CancellationToken, tracker: TaskTracker) {
@@ -304,6 +342,7 @@ async fn respond(
             };
             info!(stream = %stream, "RTSP viewer playing");
             let sender = Sender {
+                packets: ctx.packets.clone(),
                 sink,
                 seq,
                 rtptime,
@@ -373,6 +412,7 @@ enum Sink {
 
 /// Sends one viewer's frames as RTP.
 struct Sender {
+    packets: Arc<PacketCache>,
     sink: Sink,
     seq: u16,
     rtptime: u32,
@@ -407,11 +447,7 @@ impl Sender {
 
     async fn send(&mut self, f: &Frame) -> std::io::Result<()> {
         let ts = self.rtptime.wrapping_add((f.media_time - self.origin) as u32);
-        let payloads: Vec<Bytes> = media::rtp::packetize(
-            f.params.codec(),
-            media::rtp::length_prefixed_nals(&f.data),
-            media::rtp::MAX_PAYLOAD,
-        );
+        let payloads = self.packets.payloads(f);
         let n = payloads.len();
         match &self.sink {
             Sink::Tcp { wr, channel } => {
