@@ -161,14 +161,26 @@ impl Index {
         }
     }
 
-    /// Notes an I/O error so that the next operation reopens the database.
-    fn watch<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(e) = &r
+    /// Runs `body` in one write transaction and commits it (one fsync). An I/O error on the way
+    /// marks the database for reopening at the next operation.
+    fn write<T>(
+        &self,
+        body: impl FnOnce(&redb::WriteTransaction, &Path) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let p = &self.path;
+        let result = (|| {
+            let db = self.db()?;
+            let txn = tr!(p, db.begin_write());
+            let out = body(&txn, p)?;
+            tr!(p, txn.commit());
+            Ok(out)
+        })();
+        if let Err(e) = &result
             && is_io(e)
         {
             self.failed.store(true, Ordering::Release);
         }
-        r
+        result
     }
 
     /// The index file.
@@ -178,107 +190,90 @@ impl Index {
 
     /// Inserts or replaces entries in one durable transaction (one fsync).
     pub fn put(&self, records: &[SegmentRecord]) -> Result<(), StoreError> {
-        self.watch(self.put_once(records))
-    }
-
-    fn put_once(&self, records: &[SegmentRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_write());
-        {
-            let mut segments = tr!(p, txn.open_table(SEGMENTS));
-            let mut open = tr!(p, txn.open_table(OPEN));
-            let mut streams = tr!(p, txn.open_table(STREAMS));
-            let mut meta = tr!(p, txn.open_table(META));
-            let mut stats = tr!(p, txn.open_table(STATS));
-            let mut max_len = tr!(p, meta.get("max_segment_us")).map_or(0, |v| v.value());
-            for r in records {
-                let key = stream_key(&r.stream);
-                let k = (key.as_str(), r.start.as_micros(), r.seq);
-                let old = tr!(p, segments.insert(k, r.encode().as_slice())).map(|v| {
-                    SegmentRecord::decode_summary(r.stream.clone(), r.start, r.seq, v.value()).map_or(0, |o| o.bytes)
-                });
-                let (bytes, count) = tr!(p, stats.get(key.as_str())).map_or((0, 0), |v| v.value());
-                let (bytes, count) = match old {
-                    Some(old_bytes) => (bytes.saturating_sub(old_bytes) + r.bytes, count),
-                    None => (bytes + r.bytes, count + 1),
-                };
-                tr!(p, stats.insert(key.as_str(), (bytes, count)));
-                if r.closed {
-                    tr!(p, open.remove(k));
-                } else {
-                    tr!(p, open.insert(k, ()));
+        self.write(|txn, p| {
+            {
+                let mut segments = tr!(p, txn.open_table(SEGMENTS));
+                let mut open = tr!(p, txn.open_table(OPEN));
+                let mut streams = tr!(p, txn.open_table(STREAMS));
+                let mut meta = tr!(p, txn.open_table(META));
+                let mut stats = tr!(p, txn.open_table(STATS));
+                let mut max_len = tr!(p, meta.get("max_segment_us")).map_or(0, |v| v.value());
+                for r in records {
+                    let key = stream_key(&r.stream);
+                    let k = (key.as_str(), r.start.as_micros(), r.seq);
+                    let old = tr!(p, segments.insert(k, r.encode().as_slice())).map(|v| {
+                        SegmentRecord::decode_summary(r.stream.clone(), r.start, r.seq, v.value())
+                            .map_or(0, |o| o.bytes)
+                    });
+                    let (bytes, count) = tr!(p, stats.get(key.as_str())).map_or((0, 0), |v| v.value());
+                    let (bytes, count) = match old {
+                        Some(old_bytes) => (bytes.saturating_sub(old_bytes) + r.bytes, count),
+                        None => (bytes + r.bytes, count + 1),
+                    };
+                    tr!(p, stats.insert(key.as_str(), (bytes, count)));
+                    if r.closed {
+                        tr!(p, open.remove(k));
+                    } else {
+                        tr!(p, open.insert(k, ()));
+                    }
+                    let seq = tr!(p, streams.get(key.as_str())).map_or(0, |v| v.value());
+                    if r.seq > seq {
+                        tr!(p, streams.insert(key.as_str(), r.seq));
+                    }
+                    max_len = max_len.max(r.end.micros_since(r.start).max(0) as u64);
                 }
-                let seq = tr!(p, streams.get(key.as_str())).map_or(0, |v| v.value());
-                if r.seq > seq {
-                    tr!(p, streams.insert(key.as_str(), r.seq));
-                }
-                max_len = max_len.max(r.end.micros_since(r.start).max(0) as u64);
+                tr!(p, meta.insert("max_segment_us", max_len));
             }
-            tr!(p, meta.insert("max_segment_us", max_len));
-        }
-        tr!(p, txn.commit());
-        Ok(())
+            Ok(())
+        })
     }
 
     /// First step of a crash-safe delete: moves the entries out of `segments` into `deleting` in
     /// one durable transaction, so nothing indexed points at the files once they are unlinked.
     /// Returns the records moved (entries already gone are skipped).
     pub fn begin_delete(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<Vec<SegmentRecord>, StoreError> {
-        self.watch(self.begin_delete_once(keys))
-    }
-
-    fn begin_delete_once(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<Vec<SegmentRecord>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_write());
-        let mut moved = Vec::new();
-        {
-            let mut segments = tr!(p, txn.open_table(SEGMENTS));
-            let mut open = tr!(p, txn.open_table(OPEN));
-            let mut deleting = tr!(p, txn.open_table(DELETING));
-            let mut stats = tr!(p, txn.open_table(STATS));
-            for (stream, start, seq) in keys {
-                let key = stream_key(stream);
-                let k = (key.as_str(), start.as_micros(), *seq);
-                let old = tr!(p, segments.remove(k))
-                    .map(|v| SegmentRecord::decode_summary(stream.clone(), *start, *seq, v.value()));
-                let Some(Ok(r)) = old else { continue };
-                tr!(p, open.remove(k));
-                tr!(p, deleting.insert(k, ()));
-                let (bytes, count) = tr!(p, stats.get(key.as_str())).map_or((0, 0), |v| v.value());
-                tr!(
-                    p,
-                    stats.insert(key.as_str(), (bytes.saturating_sub(r.bytes), count.saturating_sub(1)))
-                );
-                moved.push(r);
+        self.write(|txn, p| {
+            let mut moved = Vec::new();
+            {
+                let mut segments = tr!(p, txn.open_table(SEGMENTS));
+                let mut open = tr!(p, txn.open_table(OPEN));
+                let mut deleting = tr!(p, txn.open_table(DELETING));
+                let mut stats = tr!(p, txn.open_table(STATS));
+                for (stream, start, seq) in keys {
+                    let key = stream_key(stream);
+                    let k = (key.as_str(), start.as_micros(), *seq);
+                    let old = tr!(p, segments.remove(k))
+                        .map(|v| SegmentRecord::decode_summary(stream.clone(), *start, *seq, v.value()));
+                    let Some(Ok(r)) = old else { continue };
+                    tr!(p, open.remove(k));
+                    tr!(p, deleting.insert(k, ()));
+                    let (bytes, count) = tr!(p, stats.get(key.as_str())).map_or((0, 0), |v| v.value());
+                    tr!(
+                        p,
+                        stats.insert(key.as_str(), (bytes.saturating_sub(r.bytes), count.saturating_sub(1)))
+                    );
+                    moved.push(r);
+                }
             }
-        }
-        tr!(p, txn.commit());
-        Ok(moved)
+            Ok(moved)
+        })
     }
 
     /// Last step of a crash-safe delete: the files are gone, forget them.
     pub fn finish_delete(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
-        self.watch(self.finish_delete_once(keys))
-    }
-
-    fn finish_delete_once(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_write());
-        {
-            let mut deleting = tr!(p, txn.open_table(DELETING));
-            for (stream, start, seq) in keys {
-                let key = stream_key(stream);
-                tr!(p, deleting.remove((key.as_str(), start.as_micros(), *seq)));
+        self.write(|txn, p| {
+            {
+                let mut deleting = tr!(p, txn.open_table(DELETING));
+                for (stream, start, seq) in keys {
+                    let key = stream_key(stream);
+                    tr!(p, deleting.remove((key.as_str(), start.as_micros(), *seq)));
+                }
             }
-        }
-        tr!(p, txn.commit());
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Deletes interrupted by a crash: (stream, start, seq) whose files may still exist.
@@ -351,34 +346,28 @@ impl Index {
 
     /// Removes entries (by stream, start and sequence number) in one durable transaction.
     pub fn remove(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
-        self.watch(self.remove_once(keys))
-    }
-
-    fn remove_once(&self, keys: &[(StreamId, WallTime, u64)]) -> Result<(), StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_write());
-        {
-            let mut segments = tr!(p, txn.open_table(SEGMENTS));
-            let mut open = tr!(p, txn.open_table(OPEN));
-            let mut stats = tr!(p, txn.open_table(STATS));
-            for (stream, start, seq) in keys {
-                let key = stream_key(stream);
-                let k = (key.as_str(), start.as_micros(), *seq);
-                let old = tr!(p, segments.remove(k))
-                    .map(|v| SegmentRecord::decode_summary(stream.clone(), *start, *seq, v.value()));
-                tr!(p, open.remove(k));
-                if let Some(Ok(r)) = old {
-                    let (bytes, count) = tr!(p, stats.get(key.as_str())).map_or((0, 0), |v| v.value());
-                    tr!(
-                        p,
-                        stats.insert(key.as_str(), (bytes.saturating_sub(r.bytes), count.saturating_sub(1)))
-                    );
+        self.write(|txn, p| {
+            {
+                let mut segments = tr!(p, txn.open_table(SEGMENTS));
+                let mut open = tr!(p, txn.open_table(OPEN));
+                let mut stats = tr!(p, txn.open_table(STATS));
+                for (stream, start, seq) in keys {
+                    let key = stream_key(stream);
+                    let k = (key.as_str(), start.as_micros(), *seq);
+                    let old = tr!(p, segments.remove(k))
+                        .map(|v| SegmentRecord::decode_summary(stream.clone(), *start, *seq, v.value()));
+                    tr!(p, open.remove(k));
+                    if let Some(Ok(r)) = old {
+                        let (bytes, count) = tr!(p, stats.get(key.as_str())).map_or((0, 0), |v| v.value());
+                        tr!(
+                            p,
+                            stats.insert(key.as_str(), (bytes.saturating_sub(r.bytes), count.saturating_sub(1)))
+                        );
+                    }
                 }
             }
-        }
-        tr!(p, txn.commit());
-        Ok(())
+            Ok(())
+        })
     }
 
     fn decode(&self, k: SegmentKey<'_>, v: &[u8]) -> Result<SegmentRecord, StoreError> {
