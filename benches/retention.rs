@@ -81,14 +81,12 @@ fn stand_ins(data: &Path, records: &[SegmentRecord], head: &[u8]) {
     }
 }
 
-/// Files per second unlinking `n` files of `bytes` each, fully allocated with `fallocate`.
-fn unlink_rate_allocated(dir: &Path, n: usize, bytes: u64) -> f64 {
+/// Files per second unlinking `n` files under `dir`, each first made by `make` and synced.
+fn unlink_rate(dir: &Path, n: usize, make: impl Fn(&std::fs::File)) -> f64 {
     std::fs::create_dir_all(dir).unwrap();
     let paths: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("{i}.mp4"))).collect();
     for p in &paths {
-        let f = std::fs::File::create(p).unwrap();
-        rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, bytes).unwrap();
-        f.sync_all().unwrap();
+        make(&std::fs::File::create(p).unwrap());
     }
     let _ = std::process::Command::new("sync").status();
     let t = Instant::now();
@@ -101,24 +99,20 @@ fn unlink_rate_allocated(dir: &Path, n: usize, bytes: u64) -> f64 {
     rate
 }
 
-/// Files per second unlinking `n` sparse stand-ins of `bytes` each.
-fn unlink_rate_sparse(dir: &Path, n: usize, bytes: u64) -> f64 {
-    std::fs::create_dir_all(dir).unwrap();
-    let paths: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("{i}.mp4"))).collect();
-    for p in &paths {
-        let f = std::fs::File::create(p).unwrap();
-        std::io::Write::write_all(&mut &f, &[0u8; 4096]).unwrap();
+/// A file of `bytes` fully allocated with `fallocate`, as a real segment's extents are.
+fn allocated(bytes: u64) -> impl Fn(&std::fs::File) {
+    move |f| {
+        rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, bytes).unwrap();
+        f.sync_all().unwrap();
+    }
+}
+
+/// A stand-in like the benchmark's: 4 KB written, sparse up to `bytes`.
+fn sparse(bytes: u64) -> impl Fn(&std::fs::File) {
+    move |f| {
+        std::io::Write::write_all(&mut &*f, &[0u8; 4096]).unwrap();
         f.set_len(bytes).unwrap();
     }
-    let _ = std::process::Command::new("sync").status();
-    let t = Instant::now();
-    for p in &paths {
-        std::fs::remove_file(p).unwrap();
-    }
-    std::fs::File::open(dir).unwrap().sync_all().unwrap();
-    let rate = n as f64 / t.elapsed().as_secs_f64();
-    std::fs::remove_dir(dir).unwrap();
-    rate
 }
 
 /// Feeds `streams` real-time 25 fps streams into the recorder until `stop`; returns frames
@@ -299,11 +293,11 @@ fn main() {
     drop(store);
 
     let n = 256;
-    let sparse = unlink_rate_sparse(&root.join("calib-sparse"), n, template.bytes);
-    let allocated = unlink_rate_allocated(&root.join("calib-alloc"), n, 30_000_000);
+    let sparse_rate = unlink_rate(&root.join("calib-sparse"), n, sparse(template.bytes));
+    let allocated_rate = unlink_rate(&root.join("calib-alloc"), n, allocated(30_000_000));
     println!(
-        "calibration ({n} files each): unlink of sparse stand-ins {sparse:.0} files/s, of allocated 30 MB files {allocated:.0} files/s (ratio {:.2})",
-        allocated / sparse
+        "calibration ({n} files each): unlink of sparse stand-ins {sparse_rate:.0} files/s, of allocated 30 MB files {allocated_rate:.0} files/s (ratio {:.2})",
+        allocated_rate / sparse_rate
     );
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&template_dir);
