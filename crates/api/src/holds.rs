@@ -54,12 +54,7 @@ pub async fn create(
             e.body_text()
         ))
     })?;
-    if !state.cameras.contains_key(&req.camera) {
-        return Err(ApiError::not_found(format!(
-            "no camera with id {:?}",
-            req.camera.chars().take(64).collect::<String>()
-        )));
-    }
+    crate::playback::camera_exists(&state, &req.camera)?;
     let reason = req.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(ApiError::bad_request(
