@@ -182,6 +182,24 @@ pub struct Gb28181Config {
     pub password: String,
 }
 
+/// `[auth]`: sessions and media URLs.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthSettings {
+    /// How long a login session lasts.
+    pub session_ttl: Duration,
+    /// How long a signed media URL lasts at most.
+    pub media_token_ttl: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            session_ttl: Duration::from_secs(12 * 3600),
+            media_token_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// One `[[users]]` entry.
 #[derive(Clone, Debug)]
 pub struct UserConfig {
@@ -262,8 +280,16 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// `[gb28181]`.
     pub gb28181: Option<Gb28181Config>,
+    /// `[auth]`.
+    pub auth: AuthSettings,
     /// `[[users]]`.
     pub users: Vec<UserConfig>,
+    /// `[[departments]]`.
+    pub departments: Vec<auth::DepartmentRecord>,
+    /// `[[groups]]` (camera groups).
+    pub groups: Vec<auth::GroupRecord>,
+    /// `[[grants]]`.
+    pub grants: Vec<auth::GrantRecord>,
     /// `[[cameras]]`.
     pub cameras: Vec<CameraConfig>,
 }
@@ -336,6 +362,29 @@ impl Config {
         match config {
             Some(cfg) if c.problems.is_empty() => Ok(cfg),
             _ => Err(c.problems),
+        }
+    }
+
+    /// The config's users, departments, groups and grants as the permission model's
+    /// directory; `hash` gives each user's argon2id hash (plain passwords are hashed at start).
+    pub fn directory(&self, hash: impl Fn(&UserConfig) -> String) -> auth::Directory {
+        auth::Directory {
+            users: self
+                .users
+                .iter()
+                .map(|u| auth::UserRecord {
+                    name: u.name.clone(),
+                    role: auth::Role::parse(&u.role).unwrap_or(auth::Role::Viewer),
+                    department: u.department.clone(),
+                    password_hash: hash(u),
+                    disabled: false,
+                    source: auth::Source::Config,
+                })
+                .collect(),
+            departments: self.departments.clone(),
+            groups: self.groups.clone(),
+            grants: self.grants.clone(),
+            tokens: Vec::new(),
         }
     }
 
@@ -515,7 +564,11 @@ impl Checker {
                 "live",
                 "ingest",
                 "gb28181",
+                "auth",
                 "users",
+                "departments",
+                "groups",
+                "grants",
                 "cameras",
             ],
         );
@@ -526,9 +579,13 @@ impl Checker {
         let live = self.live(root);
         let ingest = self.ingest(root);
         let gb28181 = self.gb28181(root);
+        let auth = self.auth(root);
         let users = self.users(root);
+        let departments = self.departments(root);
+        let groups = self.groups(root);
+        let grants = self.grants(root);
         let cameras = self.cameras(root);
-        Some(Config {
+        let config = Config {
             server: server?,
             recording,
             retention,
@@ -536,9 +593,19 @@ impl Checker {
             live,
             ingest,
             gb28181,
+            auth,
             users,
+            departments,
+            groups,
+            grants,
             cameras,
-        })
+        };
+        // References between users, departments, groups and grants are checked by the same
+        // rules the admin API applies, so that the server never refuses a checked config.
+        if let Err(e) = config.directory(|_| "$argon2id$unchecked".into()).validate() {
+            self.problem("grants", e.to_string());
+        }
+        Some(config)
     }
 
     fn server(&mut self, root: &Table) -> Option<ServerConfig> {
@@ -848,6 +915,132 @@ impl Checker {
                 Vec::new()
             }
         }
+    }
+
+    fn auth(&mut self, root: &Table) -> AuthSettings {
+        let d = AuthSettings::default();
+        let Some(t) = self.section(root, "auth") else { return d };
+        self.known("auth", t, &["session_ttl", "media_token_ttl"]);
+        let day = Duration::from_secs(86_400);
+        AuthSettings {
+            session_ttl: self.duration(
+                "auth",
+                t,
+                "session_ttl",
+                d.session_ttl,
+                Duration::from_secs(1),
+                30 * day,
+            ),
+            media_token_ttl: self.duration(
+                "auth",
+                t,
+                "media_token_ttl",
+                d.media_token_ttl,
+                Duration::from_secs(1),
+                day,
+            ),
+        }
+    }
+
+    fn strings(&mut self, path: &str, t: &Table, key: &str) -> Option<Vec<String>> {
+        match t.get(key)? {
+            Value::Array(a) if a.iter().all(|v| v.is_str()) => {
+                Some(a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            }
+            v => {
+                self.problem(
+                    join(path, key),
+                    format!("expected a list of strings, got {}", type_name(v)),
+                );
+                None
+            }
+        }
+    }
+
+    fn departments(&mut self, root: &Table) -> Vec<auth::DepartmentRecord> {
+        let mut out = Vec::new();
+        for (path, t) in self.array_of_tables(root, "departments") {
+            self.known(&path, t, &["id", "name", "parent"]);
+            let id = self.required_string(&path, t, "id", "a department id, used in grants as department:ID");
+            let name = self.string(&path, t, "name");
+            let parent = self.string(&path, t, "parent");
+            if let Some(id) = id {
+                out.push(auth::DepartmentRecord {
+                    name: name.unwrap_or_else(|| id.clone()),
+                    id,
+                    parent,
+                    source: auth::Source::Config,
+                });
+            }
+        }
+        out
+    }
+
+    fn groups(&mut self, root: &Table) -> Vec<auth::GroupRecord> {
+        let mut out = Vec::new();
+        for (path, t) in self.array_of_tables(root, "groups") {
+            self.known(&path, t, &["id", "name", "cameras"]);
+            let id = self.required_string(&path, t, "id", "a group id, used in grants as group:ID");
+            let name = self.string(&path, t, "name");
+            let cameras = self.strings(&path, t, "cameras");
+            if cameras.is_none() && !t.contains_key("cameras") {
+                self.problem(join(&path, "cameras"), "missing; expected a list of camera ids");
+            }
+            if let (Some(id), Some(cameras)) = (id, cameras) {
+                out.push(auth::GroupRecord {
+                    name: name.unwrap_or_else(|| id.clone()),
+                    id,
+                    cameras,
+                    source: auth::Source::Config,
+                });
+            }
+        }
+        out
+    }
+
+    fn grants(&mut self, root: &Table) -> Vec<auth::GrantRecord> {
+        let mut out = Vec::new();
+        for (i, (path, t)) in self.array_of_tables(root, "grants").into_iter().enumerate() {
+            self.known(&path, t, &["subject", "actions", "resource"]);
+            let subject = self
+                .required_string(&path, t, "subject", "user:NAME, role:ROLE or department:ID")
+                .and_then(|s| {
+                    auth::Subject::parse(&s)
+                        .map_err(|e| self.problem(join(&path, "subject"), e))
+                        .ok()
+                });
+            let actions = match self.strings(&path, t, "actions") {
+                Some(a) => auth::Actions::parse(&a)
+                    .map_err(|e| self.problem(join(&path, "actions"), e))
+                    .ok(),
+                None => {
+                    if !t.contains_key("actions") {
+                        self.problem(
+                            join(&path, "actions"),
+                            "missing; expected a list like [\"live\", \"playback\"]",
+                        );
+                    }
+                    None
+                }
+            };
+            let resource = self
+                .required_string(&path, t, "resource", "*, camera:ID, group:ID or org:PATH")
+                .and_then(|s| {
+                    auth::Resource::parse(&s)
+                        .map_err(|e| self.problem(join(&path, "resource"), e))
+                        .ok()
+                });
+            if let (Some(subject), Some(actions), Some(resource)) = (subject, actions, resource) {
+                out.push(auth::GrantRecord {
+                    id: format!("config-{i}"),
+                    subject,
+                    actions,
+                    resource,
+                    source: auth::Source::Config,
+                });
+            }
+        }
+        out
     }
 
     fn users(&mut self, root: &Table) -> Vec<UserConfig> {

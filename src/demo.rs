@@ -40,7 +40,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         .await
         .context("starting the camera simulator")?;
     let password = opts.password.unwrap_or_else(random_password);
-    let cameras = (0..opts.cameras)
+    let cameras: Vec<CameraConfig> = (0..opts.cameras)
         .map(|i| CameraConfig {
             id: format!("cam{i}"),
             name: format!("Demo camera {i} ({})", if i % 2 == 0 { "H.264" } else { "H.265" }),
@@ -86,11 +86,45 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             max_frame_bytes: 16 << 20,
         },
         gb28181: None,
-        users: vec![UserConfig {
-            name: "admin".into(),
-            secret: Secret::Plain(password.clone()),
-            role: "admin".into(),
-            department: None,
+        auth: crate::config::AuthSettings::default(),
+        // An administrator, and a viewer of one department who sees half the cameras: the
+        // permission model in miniature.
+        users: vec![
+            UserConfig {
+                name: "admin".into(),
+                secret: Secret::Plain(password.clone()),
+                role: "admin".into(),
+                department: None,
+            },
+            UserConfig {
+                name: "viewer".into(),
+                secret: Secret::Plain(password.clone()),
+                role: "viewer".into(),
+                department: Some("east-station".into()),
+            },
+        ],
+        departments: vec![auth::DepartmentRecord {
+            id: "east-station".into(),
+            name: "East district police station".into(),
+            parent: None,
+            source: auth::Source::Config,
+        }],
+        groups: vec![auth::GroupRecord {
+            id: "east".into(),
+            name: "East district cameras".into(),
+            cameras: cameras
+                .iter()
+                .take(cameras.len().div_ceil(2))
+                .map(|c| c.id.clone())
+                .collect(),
+            source: auth::Source::Config,
+        }],
+        grants: vec![auth::GrantRecord {
+            id: "config-0".into(),
+            subject: auth::Subject::Department("east-station".into()),
+            actions: auth::Actions::of(&[auth::Action::Live, auth::Action::Playback]),
+            resource: auth::Resource::Group("east".into()),
+            source: auth::Source::Config,
         }],
         cameras,
     };
@@ -98,7 +132,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     println!(
         "\nSharpeye demo\n\
          \x20 web UI and API : {url}/  (status, and a live wall of the first four cameras)\n\
-         \x20 login          : user admin, password {password}\n\
+         \x20 login          : user admin, password {password} (or user viewer, same password: one department, half the cameras)\n\
          \x20 cameras        : {} simulated (H.264 and H.265, 1080p) at {}/cam0 ...\n\
          \x20 live over RTSP : ffplay rtsp://admin:{password}@{rtsp}/cameras/cam0\n\
          \x20 recording into : {}\n\

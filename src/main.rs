@@ -95,6 +95,50 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Users (kept in the data directory; a running server picks changes up within a second).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verifies the audit log's hash chain; exit 0 only if intact, else names the first bad
+    /// entry.
+    Verify {
+        /// The data directory (the first of server.data_dirs).
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates a user; the password is read from stdin.
+    Add {
+        /// Login name.
+        name: String,
+        /// viewer, operator, dispatcher, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// Department id.
+        #[arg(long)]
+        department: Option<String>,
+        /// The server's config (its first data directory holds users; its departments are
+        /// checked).
+        #[arg(long, default_value = "/etc/sharpeye/config.toml", conflicts_with = "data")]
+        config: PathBuf,
+        /// Or the data directory alone (departments are then checked against those made
+        /// through the API only).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -283,6 +327,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Hold { url, user, command } => hold_command(&url, &user, command),
+        Command::Audit {
+            command: AuditCommand::Verify { data },
+        } => {
+            let dir = data.join("audit");
+            match auth::audit::verify(&dir) {
+                Ok(r) => {
+                    println!("{}: intact: {r}", dir.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{}: NOT intact: {e}", dir.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    name,
+                    role,
+                    department,
+                    config,
+                    data,
+                },
+        } => user_add(&name, &role, department, &config, data),
         Command::Store {
             command: StoreCommand::Init { data },
         } => {
@@ -306,6 +375,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `sharpeye user add`: writes the user into the data directory's directory file, under its
+/// lock, checked by the same rules as the admin API.
+fn user_add(
+    name: &str,
+    role: &str,
+    department: Option<String>,
+    config: &std::path::Path,
+    data: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let role = auth::Role::parse(role)
+        .with_context(|| format!("--role {role:?}: expected viewer, operator, dispatcher, auditor or admin"))?;
+    let (data, known) = match data {
+        Some(d) => (d, auth::Directory::default()),
+        None => {
+            let cfg = config::Config::load(config)?;
+            let known = cfg.directory(|_| String::new());
+            (cfg.server.data_dirs[0].clone(), known)
+        }
+    };
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from stdin")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 8 {
+        anyhow::bail!("the password must have at least 8 characters");
+    }
+    let file = auth::DirectoryFile::new(&data.join("auth"))?;
+    let record = auth::UserRecord {
+        name: name.to_owned(),
+        role,
+        department,
+        password_hash: auth::hash_password(password),
+        disabled: false,
+        source: auth::Source::Api,
+    };
+    file.update(&known, move |d| {
+        if d.users.iter().any(|u| u.name == record.name) {
+            return Err(auth::DirectoryError::Exists(format!("user {:?}", record.name)));
+        }
+        d.users.push(record);
+        Ok(())
+    })
+    .with_context(|| format!("adding user {name:?} to {}", file.path().display()))?;
+    // Only the server writes the audit log (one writer keeps one chain): it audits this change
+    // as `directory.reload` when it picks the file up, or at its next start.
+    println!("user {name:?} ({}) added to {}", role.as_str(), file.path().display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a `hold` subcommand against the server's API.

@@ -49,15 +49,73 @@ impl FrameSink for StreamSink {
     }
 }
 
-/// RTSP re-serve access: a live media token for the camera, or a user's name and password.
+/// RTSP re-serve access: a live media token for the camera, or a user's name and password
+/// (throttled like logins), and the user's `live` grant on the camera; each PLAY audited.
 struct RtspAuth(Arc<AppState>);
 
 impl rtspd::Authorize for RtspAuth {
-    fn may_watch(&self, stream: &StreamId, token: Option<&str>, basic: Option<(&str, &str)>) -> bool {
-        if let Some(t) = token {
-            return self.0.media.verify(t, stream.camera(), auth::MediaAction::Live).is_ok();
-        }
-        basic.is_some_and(|(u, p)| self.0.auth.check_password(u, p).is_ok())
+    fn authorize(
+        &self,
+        stream: &StreamId,
+        token: Option<&str>,
+        basic: Option<(&str, &str)>,
+        peer: std::net::SocketAddr,
+    ) -> Option<String> {
+        let auth = &self.0.auth;
+        let who = match (token, basic) {
+            (Some(t), _) => auth.verify_media(t, stream.camera(), auth::MediaAction::Live).ok()?,
+            (None, Some((u, p))) => match auth.check_password_throttled(u, p, Some(peer.ip())) {
+                Ok(who) => who,
+                Err(e) => {
+                    self.0.audit.record(auth::audit::Event {
+                        actor: u.chars().take(128).collect(),
+                        ip: Some(peer.ip().to_string()),
+                        action: "login".into(),
+                        outcome: if matches!(e, auth::AuthError::Throttled { .. }) {
+                            "throttled"
+                        } else {
+                            "failed"
+                        }
+                        .into(),
+                        camera: Some(stream.camera().to_owned()),
+                        target: None,
+                        reason: None,
+                        detail: serde_json::json!({ "via": "rtsp" }),
+                    });
+                    return None;
+                }
+            },
+            (None, None) => return None,
+        };
+        (auth.decide(&who, auth::Action::Live, Some(stream.camera())) == auth::Decision::Allow).then(|| who.actor())
+    }
+
+    fn playing(
+        &self,
+        stream: &StreamId,
+        who: &str,
+        peer: std::net::SocketAddr,
+    ) -> rtspd::BoxFuture<Option<Box<dyn Send>>> {
+        let event = auth::audit::Event {
+            actor: who.to_owned(),
+            ip: Some(peer.ip().to_string()),
+            action: "live.start".into(),
+            outcome: "ok".into(),
+            camera: Some(stream.camera().to_owned()),
+            target: None,
+            reason: None,
+            detail: serde_json::json!({ "stream": stream.kind().as_str(), "output": "rtsp" }),
+        };
+        let audit = self.0.audit.clone();
+        Box::pin(async move {
+            match api::Viewing::start(audit, event).await {
+                Ok(v) => Some(Box::new(v) as Box<dyn Send>),
+                Err(e) => {
+                    warn!("audit log: {e}; refusing the RTSP viewing");
+                    None
+                }
+            }
+        })
     }
 }
 
@@ -125,23 +183,41 @@ impl Pulls {
     }
 }
 
-fn users(config: &Config) -> Result<Vec<auth::User>> {
-    config
-        .users
-        .iter()
-        .map(|u| {
-            Ok(auth::User {
-                name: u.name.clone(),
-                role: auth::Role::parse(&u.role)
-                    .with_context(|| format!("user {}: unknown role {}", u.name, u.role))?,
-                department: u.department.clone(),
-                password_hash: match &u.secret {
-                    Secret::Plain(p) => auth::hash_password(p),
-                    Secret::Hash(h) => h.clone(),
-                },
-            })
+/// The audit entry for a change another process (`sharpeye user add`, an edit) made to the
+/// directory file: what was added and removed.
+fn reload_event(old: &auth::Directory, new: &auth::Directory) -> auth::audit::Event {
+    fn diff<'a>(old: impl Iterator<Item = &'a str>, new: impl Iterator<Item = &'a str>) -> serde_json::Value {
+        let old: std::collections::BTreeSet<&str> = old.collect();
+        let new: std::collections::BTreeSet<&str> = new.collect();
+        serde_json::json!({
+            "added": new.difference(&old).collect::<Vec<_>>(),
+            "removed": old.difference(&new).collect::<Vec<_>>(),
         })
-        .collect()
+    }
+    auth::audit::Event {
+        actor: "-".into(),
+        ip: None,
+        action: "directory.reload".into(),
+        outcome: "ok".into(),
+        camera: None,
+        target: None,
+        reason: Some("the directory file was changed by another process".into()),
+        detail: serde_json::json!({
+            "users": diff(old.users.iter().map(|u| u.name.as_str()), new.users.iter().map(|u| u.name.as_str())),
+            "departments": diff(old.departments.iter().map(|d| d.id.as_str()), new.departments.iter().map(|d| d.id.as_str())),
+            "groups": diff(old.groups.iter().map(|g| g.id.as_str()), new.groups.iter().map(|g| g.id.as_str())),
+            "grants": diff(old.grants.iter().map(|g| g.id.as_str()), new.grants.iter().map(|g| g.id.as_str())),
+            "tokens": diff(old.tokens.iter().map(|t| t.id.as_str()), new.tokens.iter().map(|t| t.id.as_str())),
+        }),
+    }
+}
+
+/// The config's users, departments, groups and grants, with plain passwords hashed.
+fn directory(config: &Config) -> auth::Directory {
+    config.directory(|u| match &u.secret {
+        Secret::Plain(p) => auth::hash_password(p),
+        Secret::Hash(h) => h.clone(),
+    })
 }
 
 /// Runs a node with `config` until `shutdown` resolves, then stops cleanly: sources first,
@@ -175,8 +251,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         })
         .context("starting the recorder")?;
 
-    let auth = Arc::new(auth::Auth::new(users(&config)?, Duration::from_secs(12 * 3600)).context("loading [[users]]")?);
-
     let holds = Arc::new(store::holds::Holds::open(&config.server.data_dirs).context("loading evidence holds")?);
     let policy = store::retention::RetentionPolicy {
         standard: config.retention.standard,
@@ -204,6 +278,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let key_path = config.server.data_dirs[0].join("media.key");
     let media = auth::MediaSigner::load_or_create(&key_path)
         .with_context(|| format!("loading the media-token key {}", key_path.display()))?;
+    let audit_dir = config.server.data_dirs[0].join("audit");
+    let audit = Arc::new(
+        auth::audit::AuditLog::open(&audit_dir, auth::audit::AuditConfig::default())
+            .with_context(|| format!("opening the audit log {}", audit_dir.display()))?,
+    );
 
     let mut pulls = Pulls::default();
     let mut policies = Vec::new();
@@ -272,6 +351,46 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         );
     }
     let pulls = Arc::new(pulls);
+    let auth = Arc::new(
+        auth::Auth::new(
+            directory(&config),
+            Some(
+                auth::DirectoryFile::new(&config.server.data_dirs[0].join("auth"))
+                    .context("opening the users and grants directory")?,
+            ),
+            config
+                .cameras
+                .iter()
+                .map(|c| auth::CameraRef {
+                    id: c.id.clone(),
+                    org: c.org.clone(),
+                })
+                .collect(),
+            media,
+            config.auth.session_ttl,
+        )
+        .context("loading users, departments, groups and grants")?,
+    );
+    // Changes made by `sharpeye user add` (another process) take effect within a second.
+    let reload = {
+        let auth = auth.clone();
+        let audit = audit.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let before = auth.snapshot();
+                match auth.reload_if_changed() {
+                    Ok(true) => {
+                        info!("users and grants reloaded from the directory file");
+                        audit.record(reload_event(&before.directory, &auth.snapshot().directory));
+                    }
+                    Ok(false) => {}
+                    Err(e) => warn!("users and grants: {e}; keeping the previous ones"),
+                }
+            }
+        })
+    };
     let control: hub::Control = {
         let pulls = Arc::downgrade(&pulls);
         Arc::new(move |s: &StreamId, a| {
@@ -307,7 +426,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         movies: std::sync::Mutex::new(lru::LruCache::new(
             std::num::NonZeroUsize::new(64).expect("64 is not zero"),
         )),
-        media,
+        audit: audit.clone(),
+        media_token_ttl: config.auth.media_token_ttl,
+        recent_playbacks: std::sync::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(4096).expect("4096 is not zero"),
+        )),
         exports: Arc::new(
             api::exports::Exports::open(
                 &config.server.data_dirs[0].join("exports"),
@@ -354,6 +477,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         info!("stopping: closing RTSP viewers");
         r.stop().await;
     }
+    reload.abort();
     info!("stopping: closing camera sessions");
     pulls.stop_all().await;
     retention.stop();

@@ -23,8 +23,7 @@ use serde_json::{Value, json};
 use store::export::{Manifest, ManifestCamera, ManifestNode, NodeKey, PackageFile, Span, write_package};
 use store::playback::{PlanError, PlaybackRequest, plan};
 
-use crate::handlers::Caller;
-use crate::playback::authorize_media;
+use crate::access::{Caller, ClientIp, media_caller};
 use crate::ranged::{Servable, respond};
 use crate::state::AppState;
 use crate::{ApiError, time};
@@ -193,7 +192,7 @@ pub struct ExportRequest {
 /// `POST /api/v1/exports`.
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    Caller(who): Caller,
+    caller: Caller,
     body: Result<Json<ExportRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| {
@@ -202,11 +201,9 @@ pub async fn create(
             e.body_text()
         ))
     })?;
+    caller.require(&state, auth::Action::Export, Some(&req.camera))?;
     let Some(cam) = state.cameras.get(&req.camera) else {
-        return Err(ApiError::not_found(format!(
-            "no camera with id {:?}",
-            req.camera.chars().take(64).collect::<String>()
-        )));
+        return Err(crate::access::no_camera(&req.camera));
     };
     let reason = req.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
@@ -257,7 +254,7 @@ pub async fn create(
         start_us: start.as_micros(),
         end_us: end.as_micros(),
         reason: reason.to_owned(),
-        user: who.user.clone(),
+        user: caller.who.actor(),
         created_us: WallTime::now().as_micros(),
         status: JobStatus::Queued,
         bytes_done: 0,
@@ -267,6 +264,15 @@ pub async fn create(
         package_size: None,
         manifest: None,
     };
+    let mut event = caller.event("export.create", Some(&req.camera));
+    event.target = Some(id.clone());
+    event.reason = Some(reason.to_owned());
+    event.detail = serde_json::json!({
+        "stream": kind.as_str(),
+        "start": time::format(start),
+        "end": time::format(end),
+    });
+    state.audit(event).await?;
     let exports = state.exports.clone();
     exports.lock().insert(id.clone(), job.clone());
     exports.save(&job);
@@ -418,27 +424,52 @@ fn run(state: &AppState, id: &str, stream: StreamId, start: WallTime, end: WallT
     exports.save(&job);
 }
 
-/// `GET /api/v1/exports`.
-pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(state.exports.lock().values().map(job_json).collect()))
+/// `GET /api/v1/exports`: the exports of cameras the caller may export.
+pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Value> {
+    let snap = state.auth.snapshot();
+    Json(Value::Array(
+        state
+            .exports
+            .lock()
+            .values()
+            .filter(|j| {
+                snap.policy
+                    .camera_actions(&caller.who, &j.camera)
+                    .contains(auth::Action::Export)
+            })
+            .map(job_json)
+            .collect(),
+    ))
 }
 
 fn find(state: &AppState, id: &str) -> Result<Job, ApiError> {
-    state.exports.lock().get(id).cloned().ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no export with id {:?}",
-            id.chars().take(32).collect::<String>()
-        ))
-    })
+    state.exports.lock().get(id).cloned().ok_or_else(|| no_export(id))
 }
 
 /// `GET /api/v1/exports/{id}`.
 pub async fn status(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(job_json(&find(&state, &id)?)))
+    let job = find(&state, &id)?;
+    caller
+        .require(&state, auth::Action::Export, Some(&job.camera))
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                no_export(&id)
+            } else {
+                e
+            }
+        })?;
+    Ok(Json(job_json(&job)))
+}
+
+fn no_export(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no export with id {:?}",
+        id.chars().take(32).collect::<String>()
+    ))
 }
 
 /// `GET|HEAD /api/v1/exports/{id}/download`: the package zip (Range supported). Bearer token,
@@ -448,18 +479,28 @@ pub async fn download(
     UrlPath(id): UrlPath<String>,
     method: Method,
     headers: HeaderMap,
+    ip: ClientIp,
     q: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let job = find(&state, &id).map_err(|e| {
-        // Do not reveal which ids exist to callers without credentials.
-        if crate::handlers::bearer(&headers).is_none() && !q.contains_key("token") {
-            ApiError::unauthorized("missing credentials")
+    // Do not reveal which ids exist to callers without valid credentials: check them first.
+    let camera_of = find(&state, &id).map(|j| j.camera);
+    let (caller, _) = media_caller(
+        &state,
+        &headers,
+        &q,
+        ip,
+        camera_of.as_deref().unwrap_or("-"),
+        MediaAction::Export,
+    )
+    .map_err(|e| {
+        if e.status == StatusCode::NOT_FOUND {
+            no_export(&id)
         } else {
             e
         }
     })?;
-    authorize_media(&state, &headers, &q, &job.camera, MediaAction::Export)?;
+    let job = find(&state, &id)?;
     let (Some(name), JobStatus::Done) = (&job.package, job.status) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -467,6 +508,14 @@ pub async fn download(
             format!("the export is {:?}; download it when done", job.status).to_lowercase(),
         ));
     };
+    state
+        .audit_once(
+            &caller,
+            &job.camera,
+            "export.download",
+            serde_json::json!({ "export": id }),
+        )
+        .await?;
     let path = state.exports.dir.join(name);
     let len = std::fs::metadata(&path).map(|m| m.len()).map_err(ApiError::internal)?;
     let file = VirtualMp4 {

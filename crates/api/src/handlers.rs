@@ -4,45 +4,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use auth::Action;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use media::{StreamId, StreamKind, WallTime};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::access::{Caller, ClientIp, bearer, no_camera};
 use crate::state::{AppState, CameraEntry};
 use crate::{ApiError, time};
 
 type AppStateArc = State<Arc<AppState>>;
-
-/// A verified caller: every `/api/v1` handler but login takes one.
-pub struct Caller(pub auth::Principal);
-
-impl FromRequestParts<Arc<AppState>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers).ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing bearer token: log in with POST /api/v1/login and send Authorization: Bearer <token>",
-            )
-        })?;
-        state
-            .auth
-            .verify(token)
-            .map(Caller)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))
-    }
-}
-
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
-}
 
 /// `POST /api/v1/login` body.
 #[derive(Deserialize)]
@@ -51,21 +27,60 @@ pub struct LoginRequest {
     password: String,
 }
 
-/// `POST /api/v1/login`.
+/// Longest user name accepted at login (longer ones are refused before any work).
+const MAX_NAME: usize = 128;
+
+/// `POST /api/v1/login`: every attempt is audited, successful or not (the name tried is kept,
+/// never the password).
 pub async fn login(
     State(state): AppStateArc,
+    ClientIp(ip): ClientIp,
     body: Result<Json<LoginRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(json_rejection)?;
+    if req.username.is_empty() || req.username.len() > MAX_NAME || req.password.len() > 1024 {
+        return Err(ApiError::bad_request(format!(
+            "username must be 1 to {MAX_NAME} bytes and password at most 1024"
+        )));
+    }
     // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
     let auth = state.auth.clone();
-    let session = tokio::task::spawn_blocking(move || auth.login(&req.username, &req.password))
+    let name = req.username.clone();
+    let result = tokio::task::spawn_blocking(move || auth.login(&req.username, &req.password, ip))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    Ok(Json(
-        json!({ "token": session.token, "expires_at": time::format(session.expires_at) }),
-    ))
+        .map_err(ApiError::internal)?;
+    let mut event = auth::audit::Event {
+        actor: name,
+        ip: ip.map(|i| i.to_string()),
+        action: "login".into(),
+        outcome: "ok".into(),
+        camera: None,
+        target: None,
+        reason: None,
+        detail: Value::Null,
+    };
+    match result {
+        Ok((session, _)) => {
+            state.audit(event).await?;
+            Ok(Json(json!({ "token": session.token, "expires_at": time::format(session.expires_at) })).into_response())
+        }
+        Err(e @ auth::AuthError::Throttled { retry_after }) => {
+            event.outcome = "throttled".into();
+            state.audit(event).await?;
+            let mut r =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string()).into_response();
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            Ok(r)
+        }
+        Err(e) => {
+            event.outcome = "failed".into();
+            state.audit(event).await?;
+            Err(ApiError::unauthorized(e.to_string()))
+        }
+    }
 }
 
 /// Maps a JSON body rejection to the API's error form, keeping 413 for oversized bodies and
@@ -90,11 +105,32 @@ fn json_rejection(e: JsonRejection) -> ApiError {
 }
 
 /// `POST /api/v1/logout`.
-pub async fn logout(State(state): AppStateArc, headers: HeaderMap, _caller: Caller) -> Json<Value> {
+pub async fn logout(State(state): AppStateArc, headers: HeaderMap, caller: Caller) -> Result<Json<Value>, ApiError> {
     if let Some(t) = bearer(&headers) {
         state.auth.logout(t);
     }
-    Json(json!({}))
+    state.audit(caller.event("logout", None)).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /api/v1/me`: the caller, their role and department, node-wide actions, and how many
+/// cameras they see (a UI shows or hides its admin and audit pages by this).
+pub async fn me(State(state): AppStateArc, caller: Caller) -> Json<Value> {
+    let snap = state.auth.snapshot();
+    let p = &caller.who;
+    let via = match &p.via {
+        auth::Via::Session => json!({ "kind": "session" }),
+        auth::Via::MediaToken => json!({ "kind": "media_token" }),
+        auth::Via::ApiToken(t) => json!({ "kind": "api_token", "id": t.id, "name": t.name }),
+    };
+    Json(json!({
+        "user": p.user,
+        "role": p.role.as_str(),
+        "department": p.department,
+        "via": via,
+        "node_actions": snap.policy.node_actions(p).names(),
+        "cameras_visible": snap.policy.visible_cameras(p).len(),
+    }))
 }
 
 fn camera_json(c: &CameraEntry) -> Value {
@@ -115,31 +151,41 @@ fn camera_json(c: &CameraEntry) -> Value {
     })
 }
 
-/// `GET /api/v1/cameras`.
-pub async fn cameras(State(state): AppStateArc, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(state.cameras.values().map(camera_json).collect()))
+/// `GET /api/v1/cameras`: only the cameras the caller has some action on, each with the
+/// actions they have.
+pub async fn cameras(State(state): AppStateArc, caller: Caller) -> Json<Value> {
+    let snap = state.auth.snapshot();
+    let visible = snap.policy.visible_cameras(&caller.who);
+    let list = visible
+        .iter()
+        .filter_map(|&i| {
+            let id = snap.policy.camera_id(i);
+            let mut v = camera_json(state.cameras.get(id)?);
+            v["actions"] = json!(snap.policy.camera_actions(&caller.who, id).names());
+            Some(v)
+        })
+        .collect();
+    Json(Value::Array(list))
 }
 
-fn camera<'a>(state: &'a AppState, id: &str) -> Result<&'a CameraEntry, ApiError> {
-    state
-        .cameras
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("no camera with id {:?}", truncate(id))))
-}
-
-/// Ids from URLs are echoed in messages; keep hostile ones short.
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
+/// The camera if the caller has any action on it; 404 otherwise (as for unknown cameras).
+fn visible_camera<'a>(state: &'a AppState, caller: &Caller, id: &str) -> Result<&'a CameraEntry, ApiError> {
+    let c = state.cameras.get(id).ok_or_else(|| no_camera(id))?;
+    if state.auth.snapshot().policy.camera_actions(&caller.who, id).is_empty() {
+        return Err(no_camera(id));
+    }
+    Ok(c)
 }
 
 /// `GET /api/v1/cameras/{id}`.
 pub async fn camera_detail(
     State(state): AppStateArc,
     Path(id): Path<String>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let c = camera(&state, &id)?;
+    let c = visible_camera(&state, &caller, &id)?;
     let mut v = camera_json(c);
+    v["actions"] = json!(state.auth.snapshot().policy.camera_actions(&caller.who, &id).names());
     if let Some(h) = &c.main {
         let s = h.snapshot();
         v["health"] = json!({
@@ -202,10 +248,10 @@ pub async fn recordings(
     State(state): AppStateArc,
     Path(id): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    camera(&state, &id)?;
+    caller.require(&state, Action::Playback, Some(&id))?;
     let (start, end) = window(&q, state.max_listing_us)?;
     let stream = stream_param(&q, &id)?;
     let store = state.store.clone();

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use store::holds::Hold;
 
-use crate::handlers::{Caller, window};
+use crate::access::Caller;
+use crate::handlers::window;
 use crate::state::AppState;
 use crate::{ApiError, time};
 
@@ -45,7 +46,7 @@ pub struct HoldRequest {
 /// every data disk before the answer.
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    Caller(who): Caller,
+    caller: Caller,
     body: Result<Json<HoldRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| {
@@ -54,7 +55,7 @@ pub async fn create(
             e.body_text()
         ))
     })?;
-    crate::playback::camera_exists(&state, &req.camera)?;
+    caller.require(&state, auth::Action::Hold, Some(&req.camera))?;
     let reason = req.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(ApiError::bad_request(
@@ -64,7 +65,7 @@ pub async fn create(
     let q = HashMap::from([("start".to_owned(), req.start), ("end".to_owned(), req.end)]);
     let (start, end) = window(&q, MAX_HOLD_US)?;
     let st = state.clone();
-    let (camera, reason, user) = (req.camera, reason.to_owned(), who.user);
+    let (camera, reason, user) = (req.camera, reason.to_owned(), caller.who.actor());
     let hold = tokio::task::spawn_blocking(move || st.holds.add(&camera, start, end, &reason, &user))
         .await
         .map_err(ApiError::internal)??;
@@ -74,20 +75,56 @@ pub async fn create(
         by = hold.created_by,
         "hold placed"
     );
+    let mut e = caller.event("hold.create", Some(&hold.camera));
+    e.target = Some(hold.id.clone());
+    e.reason = Some(hold.reason.clone());
+    e.detail = json!({ "start": time::format(start), "end": time::format(end) });
+    state.audit(e).await?;
     Ok((StatusCode::CREATED, Json(hold_json(&hold))).into_response())
 }
 
-/// `GET /api/v1/holds`.
-pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(state.holds.list().iter().map(hold_json).collect()))
+/// `GET /api/v1/holds`: the holds on cameras the caller may hold.
+pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Value> {
+    let snap = state.auth.snapshot();
+    Json(Value::Array(
+        state
+            .holds
+            .list()
+            .iter()
+            .filter(|h| {
+                snap.policy
+                    .camera_actions(&caller.who, &h.camera)
+                    .contains(auth::Action::Hold)
+            })
+            .map(hold_json)
+            .collect(),
+    ))
 }
 
 /// `DELETE /api/v1/holds/{id}`: releases a hold; its range becomes subject to retention again.
 pub async fn release(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Caller(who): Caller,
+    caller: Caller,
+    q: Result<axum::extract::Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let q = q.map(|q| q.0).map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let no_hold = || ApiError::not_found(format!("no hold with id {:?}", id.chars().take(32).collect::<String>()));
+    let held = state
+        .holds
+        .list()
+        .into_iter()
+        .find(|h| h.id == id)
+        .ok_or_else(no_hold)?;
+    caller
+        .require(&state, auth::Action::Hold, Some(&held.camera))
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                no_hold()
+            } else {
+                e
+            }
+        })?;
     let st = state.clone();
     let id2 = id.clone();
     let released = tokio::task::spawn_blocking(move || st.holds.release(&id2))
@@ -95,7 +132,11 @@ pub async fn release(
         .map_err(ApiError::internal)??;
     match released {
         Some(h) => {
-            tracing::info!(hold = h.id, camera = h.camera, by = who.user, "hold released");
+            tracing::info!(hold = h.id, camera = h.camera, by = caller.who.actor(), "hold released");
+            let mut e = caller.event("hold.release", Some(&h.camera));
+            e.target = Some(h.id.clone());
+            e.reason = q.get("reason").map(|r| r.chars().take(1000).collect());
+            state.audit(e).await?;
             Ok(Json(json!({ "released": hold_json(&h) })))
         }
         None => Err(ApiError::not_found(format!(

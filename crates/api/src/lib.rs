@@ -1,15 +1,20 @@
 //! The HTTP API (axum), mounted by the binary.
 //!
-//! Every `/api/v1` endpoint except `login` requires a bearer token; errors are JSON
+//! Every `/api/v1` endpoint except `login` and the OpenAPI document requires a token, and
+//! each checks the caller's grant for what it does (see [`ENDPOINTS`]); errors are JSON
 //! `{"error":{"code","message"}}` with the right status, including for unknown routes, wrong
 //! methods, oversized bodies and handler panics. The contract is `docs/api.md`.
 
+pub mod access;
+mod admin;
+mod audit_api;
 mod error;
 pub mod exports;
 pub mod handlers;
 mod holds;
 mod live;
 mod metrics;
+pub mod openapi;
 pub mod playback;
 mod ranged;
 mod state;
@@ -17,46 +22,145 @@ pub mod time;
 
 use std::sync::Arc;
 
+use auth::Action;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+pub use access::{Caller, Viewing};
 pub use error::ApiError;
 pub use state::{AppState, CameraEntry, CameraInfo};
 
 /// Largest request body the API accepts (JSON requests are small).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The router for `state`: `/api/v1/...`, `/metrics`, `/healthz` and the web page at `/`.
+/// What an endpoint requires of its caller.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Nothing (login, the OpenAPI document).
+    Public,
+    /// Any valid bearer token; what is listed is cut to what the caller may see.
+    Authenticated,
+    /// A bearer token whose holder has any action on the camera.
+    CameraAny,
+    /// A bearer token whose holder has the action on the camera named by the path or body.
+    Camera(Action),
+    /// As `Camera`, or a signed media token for that camera and action in `?token=`.
+    Media(Action),
+    /// A bearer token whose holder has the node-wide action.
+    Node(Action),
+}
+
+/// One endpoint of the API. The router, the OpenAPI document and the authorization matrix
+/// test are all generated from [`ENDPOINTS`], so they cannot disagree.
+#[derive(Copy, Clone, Debug)]
+pub struct Endpoint {
+    /// HTTP method (upper case).
+    pub method: &'static str,
+    /// Path, with `{param}` segments.
+    pub path: &'static str,
+    /// What the caller needs.
+    pub access: Access,
+    /// The status of a successful answer.
+    pub ok: u16,
+    /// Query parameters it reads.
+    pub query: &'static [&'static str],
+    /// What it does.
+    pub summary: &'static str,
+}
+
+macro_rules! endpoints {
+    ($( $method:ident $path:literal => $handler:path, $access:expr, $ok:literal, [$($q:literal),*], $summary:literal; )*) => {
+        /// Every endpoint.
+        pub const ENDPOINTS: &[Endpoint] = &[
+            $( Endpoint {
+                method: const_upper(stringify!($method)),
+                path: $path,
+                access: $access,
+                ok: $ok,
+                query: &[$($q),*],
+                summary: $summary,
+            }, )*
+        ];
+
+        fn routes() -> Router<Arc<AppState>> {
+            let r = Router::new();
+            $( let r = r.route($path, axum::routing::$method($handler)); )*
+            r
+        }
+    };
+}
+
+const fn const_upper(m: &'static str) -> &'static str {
+    match m.as_bytes() {
+        b"get" => "GET",
+        b"post" => "POST",
+        b"put" => "PUT",
+        b"patch" => "PATCH",
+        b"delete" => "DELETE",
+        _ => "?",
+    }
+}
+
+use Access::{Authenticated, Camera, CameraAny, Media, Node, Public};
+use Action::{Admin, Audit, Export, Hold, Live, Metrics, Playback};
+
+endpoints! {
+    post "/api/v1/login" => handlers::login, Public, 200, [], "Logs in: {username, password} to {token, expires_at}. Throttled after repeated failures (429).";
+    post "/api/v1/logout" => handlers::logout, Authenticated, 200, [], "Ends the caller's session.";
+    get "/api/v1/me" => handlers::me, Authenticated, 200, [], "Who the caller is and what they may do.";
+    get "/api/v1/openapi.json" => openapi::serve, Public, 200, [], "This API as an OpenAPI 3.1 document.";
+    get "/api/v1/health" => handlers::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";
+    get "/api/v1/cameras" => handlers::cameras, Authenticated, 200, [], "The cameras the caller may see.";
+    get "/api/v1/cameras/{id}" => handlers::camera_detail, CameraAny, 200, [], "One camera, with health (any action on it shows it).";
+    get "/api/v1/cameras/{id}/recordings" => handlers::recordings, Camera(Playback), 200, ["start", "end", "stream"], "What is recorded in a window.";
+    get "/api/v1/cameras/{id}/playback.mp4" => playback::playback_mp4, Media(Playback), 200, ["start", "end", "speed", "stream", "token"], "A progressive MP4 of exactly that range (Range, ETag).";
+    get "/api/v1/cameras/{id}/playback.m3u8" => playback::playback_m3u8, Media(Playback), 200, ["start", "end", "stream", "token"], "HLS (fMP4) of a range.";
+    get "/api/v1/cameras/{id}/segments/{file}" => playback::segment_file, Media(Playback), 200, ["token"], "Byte ranges of a segment file, for HLS.";
+    get "/api/v1/cameras/{id}/live.mp4" => live::live_mp4, Media(Live), 200, ["stream", "token"], "Live fragmented MP4 from a key frame on.";
+    post "/api/v1/cameras/{id}/whep" => live::whep_offer, Media(Live), 201, ["stream", "token"], "WebRTC live view by WHEP: SDP offer in, answer out.";
+    delete "/api/v1/cameras/{id}/whep/{session}" => live::whep_end, Media(Live), 200, ["token"], "Ends a WHEP session.";
+    post "/api/v1/cameras/{id}/media-token" => playback::media_token, Camera(Playback), 200, [], "A signed, short-lived URL token for one camera and action ({action, ttl_s}); needs that action.";
+    post "/api/v1/exports" => exports::create, Camera(Export), 202, [], "Starts an evidence export {camera, start, end, reason}.";
+    get "/api/v1/exports" => exports::list, Authenticated, 200, [], "Exports of cameras the caller may export.";
+    get "/api/v1/exports/{id}" => exports::status, Camera(Export), 200, [], "An export's status.";
+    get "/api/v1/exports/{id}/download" => exports::download, Media(Export), 200, ["token"], "The export package (zip, Range supported).";
+    post "/api/v1/holds" => holds::create, Camera(Hold), 201, [], "Pins a range against deletion {camera, start, end, reason}.";
+    get "/api/v1/holds" => holds::list, Authenticated, 200, [], "Holds on cameras the caller may hold.";
+    delete "/api/v1/holds/{id}" => holds::release, Camera(Hold), 200, [], "Releases a hold.";
+    get "/api/v1/audit" => audit_api::list, Node(Audit), 200, ["start", "end", "user", "camera", "action", "after", "limit"], "Audit entries, oldest first, filtered.";
+    get "/api/v1/users" => admin::list_users, Node(Admin), 200, [], "Users.";
+    post "/api/v1/users" => admin::create_user, Node(Admin), 201, [], "Creates a user {name, password, role, department?}.";
+    patch "/api/v1/users/{name}" => admin::update_user, Node(Admin), 200, [], "Changes a user's role, department, password or disabled flag.";
+    delete "/api/v1/users/{name}" => admin::delete_user, Node(Admin), 200, [], "Deletes a user and ends their sessions and tokens.";
+    delete "/api/v1/users/{name}/sessions" => admin::revoke_sessions, Node(Admin), 200, [], "Ends every session of a user.";
+    get "/api/v1/departments" => admin::list_departments, Node(Admin), 200, [], "Departments.";
+    post "/api/v1/departments" => admin::create_department, Node(Admin), 201, [], "Creates a department {id, name, parent?}.";
+    delete "/api/v1/departments/{id}" => admin::delete_department, Node(Admin), 200, [], "Deletes a department nothing refers to.";
+    get "/api/v1/groups" => admin::list_groups, Node(Admin), 200, [], "Camera groups.";
+    post "/api/v1/groups" => admin::create_group, Node(Admin), 201, [], "Creates a camera group {id, name, cameras}.";
+    put "/api/v1/groups/{id}" => admin::replace_group, Node(Admin), 200, [], "Replaces a group's name and cameras.";
+    delete "/api/v1/groups/{id}" => admin::delete_group, Node(Admin), 200, [], "Deletes a group nothing refers to.";
+    get "/api/v1/grants" => admin::list_grants, Node(Admin), 200, [], "Grants.";
+    post "/api/v1/grants" => admin::create_grant, Node(Admin), 201, [], "Grants {subject, actions, resource}.";
+    delete "/api/v1/grants/{id}" => admin::delete_grant, Node(Admin), 200, [], "Revokes a grant.";
+    get "/api/v1/tokens" => admin::list_tokens, Node(Admin), 200, [], "API tokens (never their secrets).";
+    post "/api/v1/tokens" => admin::create_token, Node(Admin), 201, [], "Creates a scoped API token {name, owner?, actions, resources, expires_at?}; the secret is shown once.";
+    delete "/api/v1/tokens/{id}" => admin::revoke_token, Node(Admin), 200, [], "Revokes an API token.";
+    get "/metrics" => metrics::metrics, Node(Metrics), 200, [], "Prometheus metrics.";
+}
+
+/// The router for `state`: every endpoint of [`ENDPOINTS`], `/healthz` and the web page at `/`.
 pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/login", post(handlers::login))
-        .route("/logout", post(handlers::logout))
-        .route("/health", get(handlers::health))
-        .route("/cameras", get(handlers::cameras))
-        .route("/cameras/{id}", get(handlers::camera_detail))
-        .route("/cameras/{id}/recordings", get(handlers::recordings))
-        .route("/cameras/{id}/playback.mp4", get(playback::playback_mp4))
-        .route("/cameras/{id}/playback.m3u8", get(playback::playback_m3u8))
-        .route("/cameras/{id}/live.mp4", get(live::live_mp4))
-        .route("/cameras/{id}/whep", post(live::whep_offer))
-        .route("/cameras/{id}/whep/{session}", axum::routing::delete(live::whep_end))
-        .route("/cameras/{id}/segments/{file}", get(playback::segment_file))
-        .route("/cameras/{id}/media-token", post(playback::media_token))
-        .route("/exports", post(exports::create).get(exports::list))
-        .route("/exports/{id}", get(exports::status))
-        .route("/exports/{id}/download", get(exports::download))
-        .route("/holds", post(holds::create).get(holds::list))
-        .route("/holds/{id}", axum::routing::delete(holds::release));
-    Router::new()
-        .nest("/api/v1", v1)
-        .route("/metrics", get(metrics::metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/", get(|| async { Html(include_str!("../static/index.html")) }))
+    routes()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/",
+            axum::routing::get(|| async { Html(include_str!("../static/index.html")) }),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1 in docs/api.md") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -84,5 +188,10 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -15,7 +15,8 @@ use media::Frame;
 use media::fmp4::{Sample, write_fragment_header, write_ftyp, write_moov};
 
 use crate::ApiError;
-use crate::playback::{authorize_media, camera_exists, stream_of};
+use crate::access::{Caller, ClientIp, Viewing, media_caller};
+use crate::playback::stream_of;
 use crate::state::AppState;
 
 /// `GET /api/v1/cameras/{id}/live.mp4[?stream=sub]`.
@@ -23,11 +24,11 @@ pub async fn live_mp4(
     State(state): State<Arc<AppState>>,
     Path(camera): Path<String>,
     headers: HeaderMap,
+    ip: ClientIp,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))?;
-    authorize_media(&state, &headers, &q, &camera, MediaAction::Live)?;
-    camera_exists(&state, &camera)?;
+    let (caller, _) = media_caller(&state, &headers, &q, ip, &camera, MediaAction::Live)?;
     let stream = stream_of(&q, &camera)?;
     let Some(hub) = state.hub.clone() else {
         return Err(ApiError::new(
@@ -37,6 +38,7 @@ pub async fn live_mp4(
         ));
     };
     let (viewer, first) = first_key_frame(&state, &hub, &stream, &camera, hub::Output::Mp4).await?;
+    let viewing = start_viewing(&state, &caller, &stream, "mp4").await?;
     let mut init = Vec::with_capacity(1024);
     write_ftyp(&mut init).map_err(ApiError::internal)?;
     write_moov(&first.params, &mut init).map_err(ApiError::internal)?;
@@ -48,6 +50,7 @@ pub async fn live_mp4(
             sequence: 1,
             init: Some(Bytes::from(init)),
             payload: None,
+            _viewing: viewing,
         },
         |mut f| async move {
             let chunk = f.next_chunk().await?;
@@ -110,6 +113,28 @@ struct Fragmenter {
     init: Option<Bytes>,
     /// A frame's payload, sent as its own chunk after its header so it is never copied.
     payload: Option<Bytes>,
+    /// Audits the end of the viewing when the response ends, however it ends.
+    _viewing: Viewing,
+}
+
+/// Audits the start of a live viewing (durably: if it cannot be audited it is not served) and
+/// returns the guard that audits its end.
+async fn start_viewing(
+    state: &AppState,
+    caller: &Caller,
+    stream: &media::StreamId,
+    output: &str,
+) -> Result<Viewing, ApiError> {
+    let mut e = caller.event("live.start", Some(stream.camera()));
+    e.detail = serde_json::json!({ "stream": stream.kind().as_str(), "output": output });
+    Viewing::start(state.audit.clone(), e).await.map_err(|err| {
+        tracing::error!("audit log: {err}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the audit log cannot be written, so live view is refused; see the server log",
+        )
+    })
 }
 
 impl Fragmenter {
@@ -152,12 +177,12 @@ pub async fn whep_offer(
     State(state): State<Arc<AppState>>,
     Path(camera): Path<String>,
     headers: HeaderMap,
+    ip: ClientIp,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let q = q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))?;
-    authorize_media(&state, &headers, &q, &camera, MediaAction::Live)?;
-    camera_exists(&state, &camera)?;
+    let (caller, _) = media_caller(&state, &headers, &q, ip, &camera, MediaAction::Live)?;
     let stream = stream_of(&q, &camera)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -178,11 +203,17 @@ pub async fn whep_offer(
             "WebRTC is not enabled on this node",
         ));
     };
+    // A bad offer is refused before the camera is joined or the viewing audited.
+    whep::Whep::check_offer(offer).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (viewer, first) = first_key_frame(&state, &hub, &stream, &camera, hub::Output::Webrtc).await?;
-    let (id, answer) = whep.create(offer, viewer, first).await.map_err(|e| match e {
-        whep::WhepError::Io(e) => ApiError::internal(e),
-        other => ApiError::bad_request(other.to_string()),
-    })?;
+    let viewing = start_viewing(&state, &caller, &stream, "webrtc").await?;
+    let (id, answer) = whep
+        .create(offer, viewer, first, Box::new(viewing))
+        .await
+        .map_err(|e| match e {
+            whep::WhepError::Io(e) => ApiError::internal(e),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
     let location = format!("/api/v1/cameras/{camera}/whep/{id}");
     Ok((
         StatusCode::CREATED,
@@ -200,10 +231,12 @@ pub async fn whep_end(
     State(state): State<Arc<AppState>>,
     Path((camera, session)): Path<(String, String)>,
     headers: HeaderMap,
+    ip: ClientIp,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))?;
-    authorize_media(&state, &headers, &q, &camera, MediaAction::Live)?;
+    // The session's end (live.stop) is audited by the session itself when it stops.
+    media_caller(&state, &headers, &q, ip, &camera, MediaAction::Live)?;
     match &state.whep {
         Some(w) if w.end(&session) => Ok(StatusCode::OK.into_response()),
         _ => Err(ApiError::not_found("no such WebRTC session")),

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::handlers::Caller;
+use crate::access::Caller;
 use crate::state::AppState;
 
 fn escape(v: &str) -> String {
@@ -36,7 +36,8 @@ impl Out {
 }
 
 /// `GET /metrics`.
-pub async fn metrics(State(state): State<Arc<AppState>>, _caller: Caller) -> impl IntoResponse {
+pub async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> Result<impl IntoResponse, crate::ApiError> {
+    caller.require(&state, auth::Action::Metrics, None)?;
     let mut o = Out(String::with_capacity(4096));
     let per_camera: [(&str, &str, &str); 5] = [
         (
@@ -143,7 +144,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, _caller: Caller) -> imp
     }
     o.header("sharpeye_uptime_seconds", "gauge", "Seconds since the process started.");
     o.value("sharpeye_uptime_seconds", &[], state.started.elapsed().as_secs());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o.0)
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o.0))
 }
 
 /// Per camera stream: viewers by output, upstream sessions (0 or 1), bytes out, dropped viewers,

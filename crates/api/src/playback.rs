@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use store::playback::{PlanError, PlaybackPlan, PlaybackRequest, plan};
 
-use crate::handlers::{Caller, bearer, window};
+use crate::access::{Caller, ClientIp, media_caller};
+use crate::handlers::window;
 use crate::ranged::{Servable, respond};
 use crate::state::AppState;
 use crate::{ApiError, time};
@@ -38,57 +39,57 @@ fn query(q: Q) -> Result<HashMap<String, String>, ApiError> {
     q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
-/// Authorizes a media request: a bearer token, or a media token for this camera and action in
-/// `?token=`. Returns the media token to put into URLs the response hands out.
-pub(crate) fn authorize_media(
-    state: &AppState,
-    headers: &HeaderMap,
-    q: &HashMap<String, String>,
-    camera: &str,
-    action: MediaAction,
-) -> Result<Option<String>, ApiError> {
-    if let Some(t) = bearer(headers) {
-        state
-            .auth
-            .verify(t)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        return Ok(None);
-    }
-    let Some(t) = q.get("token") else {
-        return Err(ApiError::unauthorized(
-            "missing credentials: send Authorization: Bearer <token>, or ?token= from POST /api/v1/cameras/{id}/media-token",
-        ));
-    };
-    state
-        .media
-        .verify(t, camera, action)
-        .map_err(|_| ApiError::unauthorized("the media token is invalid, expired, or for another camera or action"))?;
-    Ok(Some(t.clone()))
-}
+/// A playback request's query, its caller, and the media token it came with.
+type Authorized = (HashMap<String, String>, Caller, Option<String>);
 
-/// The common start of every playback handler: the query, authorization for playback of this
-/// camera (returning the media token used, if any), and the camera's existence. Authorization
-/// comes first so that unauthenticated callers cannot probe which cameras exist.
+/// The common start of every playback handler: the query, and authorization for playback of
+/// this camera (returning the caller and the media token used, if any). Authorization comes
+/// first so that unauthenticated callers cannot probe which cameras exist.
 fn playback_request(
     state: &AppState,
     headers: &HeaderMap,
     q: Q,
+    ip: ClientIp,
     camera: &str,
-) -> Result<(HashMap<String, String>, Option<String>), ApiError> {
+) -> Result<Authorized, ApiError> {
     let q = query(q)?;
-    let token = authorize_media(state, headers, &q, camera, MediaAction::Playback)?;
-    camera_exists(state, camera)?;
-    Ok((q, token))
+    let (caller, token) = media_caller(state, headers, &q, ip, camera, MediaAction::Playback)?;
+    Ok((q, caller, token))
 }
 
-pub(crate) fn camera_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
-    if state.cameras.contains_key(id) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
-            "no camera with id {:?}",
-            id.chars().take(64).collect::<String>()
-        )))
+/// How long a repeated request for the same playback by the same caller counts as the same
+/// viewing: a player fetches one movie with many Range requests, and those are one playback
+/// in the audit log, not hundreds.
+const SAME_PLAYBACK: Duration = Duration::from_secs(600);
+
+impl AppState {
+    /// Audits a playback once per caller, camera and request within [`SAME_PLAYBACK`].
+    async fn audit_playback(&self, caller: &Caller, camera: &str, what: &str, detail: Value) -> Result<(), ApiError> {
+        self.audit_once(caller, camera, "playback", json!({ "format": what, "request": detail }))
+            .await
+    }
+
+    /// Audits `action` once per caller, camera and detail within [`SAME_PLAYBACK`] (a
+    /// player's or downloader's many Range requests are one access).
+    pub(crate) async fn audit_once(
+        &self,
+        caller: &Caller,
+        camera: &str,
+        action: &str,
+        detail: Value,
+    ) -> Result<(), ApiError> {
+        let key = format!("{}|{camera}|{action}|{detail}", caller.who.actor());
+        let now = std::time::Instant::now();
+        {
+            let mut seen = self.recent_playbacks.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get(&key).is_some_and(|t| now.duration_since(*t) < SAME_PLAYBACK) {
+                return Ok(());
+            }
+            seen.put(key, now);
+        }
+        let mut e = caller.event(action, Some(camera));
+        e.detail = detail;
+        self.audit(e).await
     }
 }
 
@@ -162,9 +163,10 @@ pub async fn playback_mp4(
     Path(id): Path<String>,
     method: Method,
     headers: HeaderMap,
+    ip: ClientIp,
     q: Q,
 ) -> Result<Response, ApiError> {
-    let (q, _) = playback_request(&state, &headers, q, &id)?;
+    let (q, caller, _) = playback_request(&state, &headers, q, ip, &id)?;
     let (start, end) = window(&q, state.max_playback_us)?;
     let req = PlaybackRequest {
         stream: stream_of(&q, &id)?,
@@ -172,7 +174,14 @@ pub async fn playback_mp4(
         end,
         speed: speed_of(&q)?,
     };
+    let detail = json!({
+        "stream": req.stream.kind().as_str(),
+        "start": time::format(start),
+        "end": time::format(end),
+        "speed": req.speed,
+    });
     let m = movie(&state, req).await?;
+    state.audit_playback(&caller, &id, "mp4", detail).await?;
     let mut extra = vec![
         ("x-sharpeye-first-frame", time::format(m.plan.first)),
         ("x-sharpeye-end", time::format(m.plan.last)),
@@ -210,9 +219,10 @@ pub async fn playback_m3u8(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    ip: ClientIp,
     q: Q,
 ) -> Result<Response, ApiError> {
-    let (q, token) = playback_request(&state, &headers, q, &id)?;
+    let (q, caller, token) = playback_request(&state, &headers, q, ip, &id)?;
     let (start, end) = window(&q, state.max_playback_us)?;
     let stream = stream_of(&q, &id)?;
     let st = state.clone();
@@ -225,7 +235,7 @@ pub async fn playback_m3u8(
         return Err(nothing_recorded());
     }
     let ttl = Duration::from_secs((end.micros_since(start) / 1_000_000).max(0) as u64 + 3600);
-    let token = token.unwrap_or_else(|| state.media.sign(&id, MediaAction::Playback, ttl).0);
+    let token = token.unwrap_or_else(|| state.auth.sign_media(&caller.who, &id, MediaAction::Playback, ttl).0);
 
     let mut body = String::new();
     let mut entries = String::new();
@@ -296,6 +306,12 @@ pub async fn playback_m3u8(
     if first_file {
         return Err(nothing_recorded());
     }
+    let detail = json!({
+        "stream": stream.kind().as_str(),
+        "start": time::format(start),
+        "end": time::format(end),
+    });
+    state.audit_playback(&caller, &id, "hls", detail).await?;
     let _ = write!(
         body,
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:0\n{entries}#EXT-X-ENDLIST\n",
@@ -324,9 +340,11 @@ pub async fn segment_file(
     Path((id, file)): Path<(String, String)>,
     method: Method,
     headers: HeaderMap,
+    ip: ClientIp,
     q: Q,
 ) -> Result<Response, ApiError> {
-    let (q, _) = playback_request(&state, &headers, q, &id)?;
+    // Segments are what an audited playlist points at: checked, not audited again.
+    let (q, _, _) = playback_request(&state, &headers, q, ip, &id)?;
     let seq: u64 = file
         .strip_suffix(".mp4")
         .and_then(|s| s.parse().ok())
@@ -383,7 +401,7 @@ const MAX_MEDIA_TTL: u64 = 86_400;
 pub async fn media_token(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    _caller: Caller,
+    caller: Caller,
     body: Result<Json<MediaTokenRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(req) = body.map_err(|e| {
@@ -392,13 +410,19 @@ pub async fn media_token(
             e.body_text()
         ))
     })?;
-    camera_exists(&state, &id)?;
     let action = MediaAction::parse(&req.action)
         .ok_or_else(|| ApiError::bad_request("action: expected playback, live or export"))?;
-    let ttl = req.ttl_s.unwrap_or(600);
-    if ttl == 0 || ttl > MAX_MEDIA_TTL {
-        return Err(ApiError::bad_request(format!("ttl_s: expected 1 to {MAX_MEDIA_TTL}")));
+    // A media token can only carry what its holder may do.
+    caller.require(&state, crate::access::media_action(action), Some(&id))?;
+    let max = state.media_token_ttl.as_secs().clamp(1, MAX_MEDIA_TTL);
+    let ttl = req.ttl_s.unwrap_or(600.min(max));
+    if ttl == 0 || ttl > max {
+        return Err(ApiError::bad_request(format!(
+            "ttl_s: expected 1 to {max} ([auth] media_token_ttl)"
+        )));
     }
-    let (token, expires) = state.media.sign(&id, action, Duration::from_secs(ttl));
+    let (token, expires) = state
+        .auth
+        .sign_media(&caller.who, &id, action, Duration::from_secs(ttl));
     Ok(Json(json!({ "token": token, "expires_at": time::format(expires) })))
 }

@@ -76,8 +76,12 @@ pub struct AppState {
     pub samples: store::playback::SampleCache,
     /// Recently built playback movies by ETag.
     pub movies: std::sync::Mutex<lru::LruCache<String, Arc<crate::playback::Movie>>>,
-    /// Signs and checks media tokens.
-    pub media: auth::MediaSigner,
+    /// The audit log: every access and change is written here.
+    pub audit: Arc<auth::audit::AuditLog>,
+    /// Longest life of a media token.
+    pub media_token_ttl: std::time::Duration,
+    /// Recently audited playbacks and downloads (so a player's Range requests are one entry).
+    pub recent_playbacks: std::sync::Mutex<lru::LruCache<String, std::time::Instant>>,
     /// Export jobs and packages.
     pub exports: Arc<crate::exports::Exports>,
     /// Evidence holds.

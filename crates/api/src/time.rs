@@ -10,7 +10,8 @@ use crate::ApiError;
 pub fn parse(name: &str, value: &str) -> Result<WallTime, ApiError> {
     let ts: Timestamp = value.parse().map_err(|_| {
         ApiError::bad_request(format!(
-            "{name}: {value:?} is not an RFC 3339 time with an offset, like 2026-11-23T08:00:00+08:00"
+            "{name}: {:?} is not an RFC 3339 time with an offset, like 2026-11-23T08:00:00+08:00",
+            value.chars().take(64).collect::<String>()
         ))
     })?;
     Ok(WallTime::from_micros(ts.as_microsecond()))

@@ -3,9 +3,12 @@
 //! request: HLS players (Safari's native player, hls.js segment loads), ffmpeg, video-wall
 //! decoders and upper-level platforms.
 //!
-//! Format: `v1.<expiry unix seconds>.<action>.<base64url HMAC-SHA256(key, "v1|camera|action|expiry")>`.
-//! The key is 32 random bytes kept in the data directory (mode 0600), so tokens survive
-//! restarts and a stolen token opens one camera for one purpose until it expires.
+//! Format: `v2.<expiry unix seconds>.<action>.<base64url user>.<base64url
+//! HMAC-SHA256(key, "v2|camera|action|expiry|user")>`. The user is in the token so that what is
+//! watched with it is audited under their name, and so that the grant is checked again at
+//! use: a token stops working as soon as its user loses the grant or is disabled. The key is 32
+//! random bytes kept in the data directory (mode 0600), so tokens survive restarts and a stolen
+//! token opens one camera for one purpose until it expires.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -97,38 +100,46 @@ impl MediaSigner {
         }
     }
 
-    fn mac(&self, camera: &str, action: MediaAction, exp: i64) -> Vec<u8> {
+    fn mac(&self, camera: &str, action: MediaAction, exp: i64, user: &str) -> Hmac<Sha256> {
         let mut m = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        m.update(format!("v1|{camera}|{}|{exp}", action.as_str()).as_bytes());
-        m.finalize().into_bytes().to_vec()
+        m.update(format!("v2|{camera}|{}|{exp}|{user}", action.as_str()).as_bytes());
+        m
     }
 
-    /// A token for `action` on `camera`, valid for `ttl`; returns it with its expiry.
-    pub fn sign(&self, camera: &str, action: MediaAction, ttl: Duration) -> (String, WallTime) {
+    /// A token for `user` to do `action` on `camera`, valid for `ttl`; returns it with its
+    /// expiry.
+    pub fn sign(&self, camera: &str, action: MediaAction, user: &str, ttl: Duration) -> (String, WallTime) {
         let exp = WallTime::now().as_micros() / 1_000_000 + ttl.as_secs() as i64;
-        let sig = URL_SAFE_NO_PAD.encode(self.mac(camera, action, exp));
+        let sig = URL_SAFE_NO_PAD.encode(self.mac(camera, action, exp, user).finalize().into_bytes());
         (
-            format!("v1.{exp}.{}.{sig}", action.as_str()),
+            format!("v2.{exp}.{}.{}.{sig}", action.as_str(), URL_SAFE_NO_PAD.encode(user)),
             WallTime::from_micros(exp * 1_000_000),
         )
     }
 
-    /// Checks that `token` allows `action` on `camera` now.
-    pub fn verify(&self, token: &str, camera: &str, action: MediaAction) -> Result<(), AuthError> {
-        let mut parts = token.splitn(4, '.');
-        let (Some("v1"), Some(exp), Some(act), Some(sig)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    /// Checks that `token` allows `action` on `camera` now; returns the user it was issued to.
+    pub fn verify(&self, token: &str, camera: &str, action: MediaAction) -> Result<String, AuthError> {
+        let mut parts = token.splitn(5, '.');
+        let (Some("v2"), Some(exp), Some(act), Some(user), Some(sig)) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::BadToken);
         };
         let exp: i64 = exp.parse().map_err(|_| AuthError::BadToken)?;
-        if act != action.as_str() || exp * 1_000_000 < WallTime::now().as_micros() {
+        if act != action.as_str() || exp.saturating_mul(1_000_000) < WallTime::now().as_micros() {
             return Err(AuthError::BadToken);
         }
+        let user = URL_SAFE_NO_PAD
+            .decode(user)
+            .ok()
+            .and_then(|u| String::from_utf8(u).ok())
+            .ok_or(AuthError::BadToken)?;
         let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| AuthError::BadToken)?;
-        let mut m = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        m.update(format!("v1|{camera}|{}|{exp}", action.as_str()).as_bytes());
         // Constant-time comparison.
-        m.verify_slice(&sig).map_err(|_| AuthError::BadToken)
+        self.mac(camera, action, exp, &user)
+            .verify_slice(&sig)
+            .map_err(|_| AuthError::BadToken)?;
+        Ok(user)
     }
 }
 
@@ -139,24 +150,35 @@ mod tests {
     #[test]
     fn bound_to_camera_action_and_time() {
         let s = MediaSigner::with_key([7; 32]);
-        let (t, exp) = s.sign("cam1", MediaAction::Playback, Duration::from_secs(60));
+        let (t, exp) = s.sign("cam1", MediaAction::Playback, "alice", Duration::from_secs(60));
         assert!(exp > WallTime::now());
-        assert!(s.verify(&t, "cam1", MediaAction::Playback).is_ok());
+        assert_eq!(s.verify(&t, "cam1", MediaAction::Playback).unwrap(), "alice");
+        let parts: Vec<&str> = t.split('.').collect();
+        let as_bob = format!(
+            "v2.{}.{}.{}.{}",
+            parts[1],
+            parts[2],
+            URL_SAFE_NO_PAD.encode("bob"),
+            parts[4]
+        );
+        assert!(s.verify(&as_bob, "cam1", MediaAction::Playback).is_err());
         assert!(s.verify(&t, "cam2", MediaAction::Playback).is_err());
         assert!(s.verify(&t, "cam1", MediaAction::Live).is_err());
         let forged = t.replace(".playback.", ".live.");
         assert!(s.verify(&forged, "cam1", MediaAction::Live).is_err());
         let other = MediaSigner::with_key([8; 32]);
         assert!(other.verify(&t, "cam1", MediaAction::Playback).is_err());
-        let (old, _) = s.sign("cam1", MediaAction::Playback, Duration::ZERO);
+        let (old, _) = s.sign("cam1", MediaAction::Playback, "alice", Duration::ZERO);
         let expired = old.replacen(&old.split('.').nth(1).unwrap().to_string(), "1000", 1);
         assert!(s.verify(&expired, "cam1", MediaAction::Playback).is_err());
         for junk in [
             "",
             "v1",
-            "v1.x.playback.y",
-            "v2.1.playback.AAAA",
-            "v1.99999999999.playback.!!",
+            "v2.x.playback.YQ.y",
+            "v1.1.playback.AAAA",
+            "v2.99999999999.playback.YQ.!!",
+            "v2.99999999999999999.playback.YQ.AAAA",
+            "v2.99999999999.playback.!!.AAAA",
         ] {
             assert!(s.verify(junk, "cam1", MediaAction::Playback).is_err());
         }
@@ -167,7 +189,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("media.key");
         let a = MediaSigner::load_or_create(&p).unwrap();
-        let (t, _) = a.sign("c", MediaAction::Export, Duration::from_secs(5));
+        let (t, _) = a.sign("c", MediaAction::Export, "u", Duration::from_secs(5));
         let b = MediaSigner::load_or_create(&p).unwrap();
         assert!(b.verify(&t, "c", MediaAction::Export).is_ok());
         use std::os::unix::fs::PermissionsExt;

@@ -13,4 +13,4 @@
 pub mod proto;
 pub mod server;
 
-pub use server::{Authorize, RtspConfig, RtspServer};
+pub use server::{Authorize, BoxFuture, RtspConfig, RtspServer};

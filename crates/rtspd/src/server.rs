@@ -20,12 +20,27 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::proto::{self, Parsed, Transport};
 
-/// Decides whether a request may watch a stream: a media token from the URL, or `user:password`
-/// from `Authorization: Basic`. Given by the binary, which owns users and token keys.
+/// Decides whether a request may watch a stream (a media token from the URL, or `user:password`
+/// from `Authorization: Basic`) and accounts for viewings. Given by the binary, which owns
+/// users, grants, token keys and the audit log.
 pub trait Authorize: Send + Sync + 'static {
-    /// True if the caller may watch `stream` live.
-    fn may_watch(&self, stream: &StreamId, token: Option<&str>, basic: Option<(&str, &str)>) -> bool;
+    /// The caller's name if they may watch `stream` live, None otherwise.
+    fn authorize(
+        &self,
+        stream: &StreamId,
+        token: Option<&str>,
+        basic: Option<(&str, &str)>,
+        peer: SocketAddr,
+    ) -> Option<String>;
+
+    /// Called when `who` starts playing `stream`. The guard it resolves to is kept for the
+    /// session's life and dropped when it ends, however it ends; None refuses the PLAY (503),
+    /// e.g. when the viewing cannot be audited.
+    fn playing(&self, stream: &StreamId, who: &str, peer: SocketAddr) -> BoxFuture<Option<Box<dyn Send>>>;
 }
+
+/// A boxed future, as [`Authorize::playing`] returns.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Settings of the re-serve.
 #[derive(Clone, Copy, Debug)]
@@ -145,7 +160,9 @@ struct Conn {
     /// The stream this connection has authenticated for. Later requests on the connection for
     /// that stream need no credentials again: a token in the DESCRIBE URL is not carried into
     /// the SETUP URL clients build from the SDP, and a password check costs an argon2id hash.
-    allowed: Option<StreamId>,
+    allowed: Option<(StreamId, String)>,
+    /// The audit guard of the playing session: dropped with the connection.
+    viewing: Option<Box<dyn Send>>,
     local: SocketAddr,
     peer: SocketAddr,
 }
@@ -160,6 +177,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, cancel: Cance
         transport: None,
         playing: None,
         allowed: None,
+        viewing: None,
         local,
         peer,
     };
@@ -194,6 +212,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, cancel: Cance
     if let Some(p) = conn.playing.take() {
         p.abort();
     }
+    drop(conn.viewing.take());
     debug!("connection closed");
 }
 
@@ -246,14 +265,21 @@ async fn respond(
         return status(StatusCode::NotFound);
     };
     let basic = proto::basic_credentials(req);
-    let allowed = conn.allowed.as_ref() == Some(&target.stream)
-        || ctx.auth.may_watch(
+    let known = conn
+        .allowed
+        .as_ref()
+        .filter(|(s, _)| *s == target.stream)
+        .map(|(_, who)| who.clone());
+    let who = known.or_else(|| {
+        ctx.auth.authorize(
             &target.stream,
             target.token.as_deref(),
             basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
-        );
-    if allowed {
-        conn.allowed = Some(target.stream.clone());
+            conn.peer,
+        )
+    });
+    if let Some(who) = who {
+        conn.allowed = Some((target.stream.clone(), who));
     } else {
         if basic.is_some() || target.token.is_some() {
             warn!(stream = %target.stream, "RTSP request refused: bad credentials or token");
@@ -328,6 +354,11 @@ async fn respond(
             else {
                 return status(StatusCode::MethodNotValidInThisState);
             };
+            let who = conn.allowed.as_ref().map(|(_, w)| w.clone()).unwrap_or_default();
+            match ctx.auth.playing(&stream, &who, conn.peer).await {
+                Some(guard) => conn.viewing = Some(guard),
+                None => return status(StatusCode::ServiceUnavailable),
+            }
             let (seq, rtptime) = (rand::random::<u16>(), rand::random::<u32>());
             let sink = match (t, socket) {
                 (Transport::Interleaved { rtp }, _) => Sink::Tcp {
@@ -340,7 +371,7 @@ async fn respond(
                 },
                 (Transport::Udp { .. }, None) => return status(StatusCode::InternalServerError),
             };
-            info!(stream = %stream, "RTSP viewer playing");
+            info!(stream = %stream, who, "RTSP viewer playing");
             let sender = Sender {
                 packets: ctx.packets.clone(),
                 sink,

@@ -2,6 +2,7 @@
 //! fed with the camsim fixture at 25 fps, served over TCP and UDP, with and without credentials.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,9 +14,44 @@ use rtspd::{Authorize, RtspConfig, RtspServer};
 
 struct Creds;
 
+/// Viewings started and ended, as the server reported them to [`Authorize::playing`].
+static PLAYS: AtomicUsize = AtomicUsize::new(0);
+static ENDS: AtomicUsize = AtomicUsize::new(0);
+
+struct Ended;
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        ENDS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 impl Authorize for Creds {
-    fn may_watch(&self, stream: &StreamId, token: Option<&str>, basic: Option<(&str, &str)>) -> bool {
-        token == Some(&format!("ok-{}", stream.camera())) || basic == Some(("viewer", "secret"))
+    fn authorize(
+        &self,
+        stream: &StreamId,
+        token: Option<&str>,
+        basic: Option<(&str, &str)>,
+        _peer: std::net::SocketAddr,
+    ) -> Option<String> {
+        if token == Some(&format!("ok-{}", stream.camera())) {
+            Some("token".into())
+        } else if basic == Some(("viewer", "secret")) {
+            Some("viewer".into())
+        } else {
+            None
+        }
+    }
+
+    fn playing(
+        &self,
+        _stream: &StreamId,
+        who: &str,
+        _peer: std::net::SocketAddr,
+    ) -> rtspd::BoxFuture<Option<Box<dyn Send>>> {
+        assert!(who == "token" || who == "viewer", "{who}");
+        PLAYS.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Some(Box::new(Ended) as Box<dyn Send>) })
     }
 }
 
@@ -125,4 +161,8 @@ async fn retina_reads_the_reserved_stream_over_tcp_and_udp() {
     .unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
     server.stop().await;
+    // Each of the two viewings was reported playing once and ended once (the guard dropped
+    // with its connection); refused requests never played.
+    assert_eq!(PLAYS.load(Ordering::SeqCst), 2);
+    assert_eq!(ENDS.load(Ordering::SeqCst), 2);
 }

@@ -153,6 +153,19 @@ pub fn whep_watch(base: &str, camera: &str, token: &str, secs: f64) -> u64 {
     whep_watch_stats(base, camera, token, secs).0
 }
 
+/// A valid WHEP offer (receive-only H.264 video) for requests that do not go on to a session.
+pub fn whep_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    use str0m::{Candidate, RtcConfig};
+    str0m::crypto::from_feature_flags().install_process_default();
+    let mut rtc = RtcConfig::new().clear_codecs().enable_h264(true).build(Instant::now());
+    rtc.add_local_candidate(Candidate::host("127.0.0.1:9".parse().unwrap(), "udp").unwrap());
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, _) = change.apply().unwrap();
+    offer.to_sdp_string()
+}
+
 /// [`whep_watch`] returning (frames, payload bytes) received.
 pub fn whep_watch_stats(base: &str, camera: &str, token: &str, secs: f64) -> (u64, u64) {
     use str0m::change::SdpAnswer;

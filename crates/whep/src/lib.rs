@@ -98,13 +98,23 @@ impl Whep {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Checks that `offer` is an SDP offer str0m accepts, before any resource is taken for it.
+    pub fn check_offer(offer: &str) -> Result<(), WhepError> {
+        SdpOffer::from_sdp_string(offer)
+            .map(|_| ())
+            .map_err(|e| WhepError::BadOffer(e.to_string()))
+    }
+
     /// Answers `offer` and starts a session sending `viewer`'s frames (the first one, a key
-    /// frame, already taken: `first`). Returns the session id and the SDP answer.
+    /// frame, already taken: `first`). `guard` is kept for the session's life and dropped when
+    /// it ends, however it ends (the API audits the viewing's end with it). Returns the session
+    /// id and the SDP answer.
     pub async fn create(
         self: &Arc<Self>,
         offer: &str,
         viewer: Viewer,
         first: Frame,
+        guard: Box<dyn Send>,
     ) -> Result<(String, String), WhepError> {
         if first.params.codec() != VideoCodec::H264 {
             return Err(WhepError::Codec(first.params.codec()));
@@ -144,6 +154,7 @@ impl Whep {
             async move {
                 session.run(viewer, first, stop_rx, deadline).await;
                 whep.lock().remove(&sid);
+                drop(guard);
             }
             .instrument(span),
         );
