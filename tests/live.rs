@@ -265,18 +265,6 @@ fn ffmpeg_reads_the_rtsp_reserve_h264_and_h265_over_tcp_and_udp() {
 }
 
 /// Sends one RTSP request on a fresh connection; returns the status code and the response.
-fn raw_rtsp(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text)
-}
-
 #[test]
 fn twenty_viewers_across_rtsp_http_and_whep_share_one_on_demand_upstream() {
     let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())]);

@@ -13,55 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use api::{Access, ENDPOINTS, Endpoint};
-use camsim::{BuiltinFixture, CameraSpec};
 use common::*;
 use serde_json::{Value, json};
-
-/// The node's config: two departments with disjoint camera groups, a user of each role in
-/// department A, a viewer in department B, and a user that admin calls act on.
-pub fn permissions_config(
-    addr: std::net::SocketAddr,
-    rtsp: std::net::SocketAddr,
-    data: &std::path::Path,
-    sim: &Sim,
-) -> String {
-    let mut c = format!(
-        "[server]\nlisten = \"{addr}\"\nrtsp_listen = \"{rtsp}\"\ndata_dirs = [\"{}\"]\n\n[ingest]\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n\n",
-        data.display()
-    );
-    for (name, role, dept) in [
-        ("admin", "admin", ""),
-        ("viewer", "viewer", "dept-a"),
-        ("operator", "operator", "dept-a"),
-        ("dispatcher", "dispatcher", "dept-a"),
-        ("auditor", "auditor", "dept-a"),
-        ("bviewer", "viewer", "dept-b"),
-        ("target", "viewer", ""),
-    ] {
-        c += &format!("[[users]]\nname = \"{name}\"\npassword = \"{PASSWORD}\"\nrole = \"{role}\"\n");
-        if !dept.is_empty() {
-            c += &format!("department = \"{dept}\"\n");
-        }
-        c += "\n";
-    }
-    c += "[[departments]]\nid = \"dept-a\"\nname = \"Station A\"\n\n[[departments]]\nid = \"dept-b\"\nname = \"Station B\"\n\n";
-    c += "[[groups]]\nid = \"ga\"\ncameras = [\"cam0\", \"cam1\"]\n\n[[groups]]\nid = \"gb\"\ncameras = [\"cam2\", \"cam3\"]\n\n";
-    c += "[[grants]]\nsubject = \"department:dept-a\"\nactions = [\"live\", \"playback\", \"export\", \"hold\", \"ptz\"]\nresource = \"group:ga\"\n\n";
-    c += "[[grants]]\nsubject = \"department:dept-b\"\nactions = [\"live\", \"playback\"]\nresource = \"group:gb\"\n\n";
-    for (i, cam) in ["cam0", "cam1", "cam2", "cam3"].iter().enumerate() {
-        c += &camera_toml(cam, &sim.url(cam)).replace("test/e2e", if i < 2 { "test/a" } else { "test/b" });
-    }
-    c
-}
-
-pub fn four_cameras() -> Sim {
-    Sim::start(
-        ["cam0", "cam1", "cam2", "cam3"]
-            .iter()
-            .map(|c| CameraSpec::new(*c, BuiltinFixture::H264_240p.load()))
-            .collect(),
-    )
-}
 
 /// Camera inside the callers' grant (department A's group) and outside it.
 const CAM_IN: &str = "cam0";
@@ -613,7 +566,8 @@ fn logins_are_throttled_and_hostile_input_is_refused_cleanly() {
     // internals.
     let big = "x".repeat(200_000);
     let long_token = "A".repeat(10_000);
-    let cases: Vec<(&str, String, Option<&str>, Option<(&str, String)>, u16)> = vec![
+    type Case<'a> = (&'a str, String, Option<&'a str>, Option<(&'a str, String)>, u16);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/api/v1/users".into(),

@@ -468,3 +468,62 @@ pub fn decode(input: &str) -> (String, u64) {
 
 #[allow(unused_imports, reason = "used by some test crates only")]
 pub use testkit::whep_watch;
+
+/// The node's config: two departments with disjoint camera groups, a user of each role in
+/// department A, a viewer in department B, and a user that admin calls act on.
+pub fn permissions_config(
+    addr: std::net::SocketAddr,
+    rtsp: std::net::SocketAddr,
+    data: &std::path::Path,
+    sim: &Sim,
+) -> String {
+    let mut c = format!(
+        "[server]\nlisten = \"{addr}\"\nrtsp_listen = \"{rtsp}\"\ndata_dirs = [\"{}\"]\n\n[ingest]\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n\n",
+        data.display()
+    );
+    for (name, role, dept) in [
+        ("admin", "admin", ""),
+        ("viewer", "viewer", "dept-a"),
+        ("operator", "operator", "dept-a"),
+        ("dispatcher", "dispatcher", "dept-a"),
+        ("auditor", "auditor", "dept-a"),
+        ("bviewer", "viewer", "dept-b"),
+        ("target", "viewer", ""),
+    ] {
+        c += &format!("[[users]]\nname = \"{name}\"\npassword = \"{PASSWORD}\"\nrole = \"{role}\"\n");
+        if !dept.is_empty() {
+            c += &format!("department = \"{dept}\"\n");
+        }
+        c += "\n";
+    }
+    c += "[[departments]]\nid = \"dept-a\"\nname = \"Station A\"\n\n[[departments]]\nid = \"dept-b\"\nname = \"Station B\"\n\n";
+    c += "[[groups]]\nid = \"ga\"\ncameras = [\"cam0\", \"cam1\"]\n\n[[groups]]\nid = \"gb\"\ncameras = [\"cam2\", \"cam3\"]\n\n";
+    c += "[[grants]]\nsubject = \"department:dept-a\"\nactions = [\"live\", \"playback\", \"export\", \"hold\", \"ptz\"]\nresource = \"group:ga\"\n\n";
+    c += "[[grants]]\nsubject = \"department:dept-b\"\nactions = [\"live\", \"playback\"]\nresource = \"group:gb\"\n\n";
+    for (i, cam) in ["cam0", "cam1", "cam2", "cam3"].iter().enumerate() {
+        c += &camera_toml(cam, &sim.url(cam)).replace("test/e2e", if i < 2 { "test/a" } else { "test/b" });
+    }
+    c
+}
+
+pub fn four_cameras() -> Sim {
+    Sim::start(
+        ["cam0", "cam1", "cam2", "cam3"]
+            .iter()
+            .map(|c| camsim::CameraSpec::new(*c, camsim::BuiltinFixture::H264_240p.load()))
+            .collect(),
+    )
+}
+
+/// One RTSP request on a new connection: (status, response text).
+pub fn raw_rtsp(addr: SocketAddr, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text)
+}
