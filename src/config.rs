@@ -1311,6 +1311,70 @@ location = { lat = 38.914, lon = 121.614 }
     }
 
     #[test]
+    fn permission_mistakes_are_named() {
+        let bad = r#"
+[server]
+data_dirs = ["/d"]
+
+[[users]]
+name = "amy"
+password = "long-enough"
+role = "viewer"
+department = "east"
+
+[[departments]]
+id = "east"
+parent = "west"
+
+[[departments]]
+name = "no id"
+
+[[groups]]
+id = "gates"
+
+[[grants]]
+subject = "team:east"
+actions = ["live", "fly"]
+resource = "street:x"
+
+[[grants]]
+subject = "department:east"
+actions = "live"
+resource = "group:gates"
+"#;
+        let p = problems(bad);
+        for want in [
+            "departments[1].id: missing",
+            "groups[0].cameras: missing",
+            "grants[0].subject: \"team:east\" is not a subject",
+            "grants[0].actions: \"fly\" is not an action",
+            "grants[0].resource: \"street:x\" is not a resource",
+            "grants[1].actions: expected a list of strings",
+            "grants: department \"east\": parent \"west\" does not exist",
+        ] {
+            assert!(p.iter().any(|x| x.contains(want)), "missing {want:?} in {p:#?}");
+        }
+        // References are checked with the same rules as the admin API.
+        let unknown_group = r#"
+[server]
+data_dirs = ["/d"]
+[[grants]]
+subject = "role:viewer"
+actions = ["live"]
+resource = "group:nowhere"
+[[grants]]
+subject = "role:viewer"
+actions = ["admin"]
+resource = "org:dalian"
+"#;
+        let p = problems(unknown_group);
+        assert!(
+            p.iter().any(|x| x.contains("group \"nowhere\" does not exist")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
     fn every_mistake_is_named_at_once() {
         let bad = r#"
 [server]

@@ -276,10 +276,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::CheckConfig { config } => match config::Config::load(&config) {
             Ok(cfg) => {
                 println!(
-                    "{}: OK ({} cameras, {} users, {} data directories)",
+                    "{}: OK ({} cameras, {} users, {} departments, {} groups, {} grants, {} data directories)",
                     config.display(),
                     cfg.cameras.len(),
                     cfg.users.len(),
+                    cfg.departments.len(),
+                    cfg.groups.len(),
+                    cfg.grants.len(),
                     cfg.server.data_dirs.len()
                 );
                 for w in cfg.warnings() {

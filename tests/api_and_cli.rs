@@ -26,7 +26,10 @@ fn check_config_names_every_mistake_and_accepts_the_example() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"),
     ]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("OK (1 cameras, 1 users, 1 data directories)"), "{out}");
+    assert!(
+        out.contains("OK (1 cameras, 2 users, 2 departments, 1 groups, 2 grants, 1 data directories)"),
+        "{out}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");

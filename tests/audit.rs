@@ -286,6 +286,67 @@ fn departments_are_isolated_and_every_access_is_audited_once() {
     // Non-auditors cannot read it.
     assert_eq!(get_json(&format!("{base}/api/v1/audit"), Some(&dispatcher)).0, 403);
 
+    // `sharpeye user add` beside the running server: the user can log in within a second or
+    // two, and the server audits the outside change.
+    let mut add = Command::new(bin())
+        .args([
+            "user",
+            "add",
+            "cli-user",
+            "--role",
+            "viewer",
+            "--department",
+            "dept-b",
+            "--config",
+        ])
+        .arg(dir.path().join("sharpeye.toml"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(wait_until(Duration::from_secs(5), || {
+        post_json(
+            &format!("{base}/api/v1/login"),
+            &json!({"username": "cli-user", "password": PASSWORD}),
+            None,
+        )
+        .0 == 200
+    }));
+    let reload = entries(&format!("{after}&action=directory.reload"));
+    assert_eq!(reload.len(), 1, "{reload:#?}");
+    assert_eq!(reload[0]["detail"]["users"]["added"], json!(["cli-user"]));
+    // A second add of the same name, and an unknown department, are refused with the reason.
+    for (name, dept, why) in [
+        ("cli-user", "dept-b", "already exists"),
+        ("other", "nowhere", "does not exist"),
+    ] {
+        let mut add = Command::new(bin())
+            .args(["user", "add", name, "--role", "viewer", "--department", dept, "--data"])
+            .arg(&data)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        let out = add.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{name}: {err}");
+    }
+
     // --- Tamper evidence: verify passes, then fails at the entry that was changed. ---
     assert!(node.terminate().success());
     let verify = |data: &std::path::Path| {

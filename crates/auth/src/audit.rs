@@ -735,6 +735,39 @@ pub fn query(dir: &Path, filter: &Filter, limit: usize) -> Result<(Vec<Record>, 
     Ok((out, false))
 }
 
+/// Checks one line as the entry that must follow `prev` (the previous hash) with sequence
+/// number `seq`: its seq, its `prev`, and its hash over the line's own bytes. On failure returns
+/// the line's seq (when readable) and why.
+pub fn check_entry(prev: &str, seq: u64, line: &[u8]) -> Result<Record, (Option<u64>, String)> {
+    let r: Record = serde_json::from_slice(line).map_err(|e| (None, format!("not an audit entry: {e}")))?;
+    let s = Some(r.seq);
+    if r.seq != seq {
+        return Err((
+            s,
+            format!("seq should be {seq}: an entry was deleted, inserted or reordered"),
+        ));
+    }
+    if r.prev != prev {
+        return Err((
+            s,
+            format!(
+                "prev does not match the hash of seq {}: an entry was changed, deleted or reordered",
+                seq.saturating_sub(1)
+            ),
+        ));
+    }
+    let Some((sealed, hash)) = split_sealed(line) else {
+        return Err((s, "no hash at the end of the line".into()));
+    };
+    if seal(prev, sealed) != hash || hash != r.hash {
+        return Err((s, "hash mismatch: the entry was edited".into()));
+    }
+    Ok(r)
+}
+
+/// The hash that precedes the first entry.
+pub const GENESIS_HASH: &str = GENESIS;
+
 /// A verified log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -811,31 +844,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
                 }
                 break;
             }
-            let r: Record =
-                serde_json::from_slice(line).map_err(|e| bad(&name, lno, None, format!("not an audit entry: {e}")))?;
-            let s = Some(r.seq);
-            if r.seq != seq + 1 {
-                return Err(bad(
-                    &name,
-                    lno,
-                    s,
-                    format!("seq should be {}: an entry was deleted, inserted or reordered", seq + 1),
-                ));
-            }
-            if r.prev != prev {
-                return Err(bad(
-                    &name,
-                    lno,
-                    s,
-                    format!("prev does not match the hash of seq {seq}: an entry was changed, deleted or reordered"),
-                ));
-            }
-            let Some((sealed, hash)) = split_sealed(line) else {
-                return Err(bad(&name, lno, s, "no hash at the end of the line".into()));
-            };
-            if seal(&prev, sealed) != hash || hash != r.hash {
-                return Err(bad(&name, lno, s, "hash mismatch: the entry was edited".into()));
-            }
+            let r = check_entry(&prev, seq + 1, line).map_err(|(s, why)| bad(&name, lno, s, why))?;
             prev = r.hash;
             seq = r.seq;
             entries += 1;
