@@ -130,14 +130,10 @@ enum UserCommand {
         /// Department id.
         #[arg(long)]
         department: Option<String>,
-        /// The server's config (its first data directory holds users; its departments are
-        /// checked).
-        #[arg(long, default_value = "/etc/sharpeye/config.toml", conflicts_with = "data")]
+        /// The server's config: its first data directory holds the users made outside the
+        /// config, and the new user is checked against everything the config defines.
+        #[arg(long, default_value = "/etc/sharpeye/config.toml")]
         config: PathBuf,
-        /// Or the data directory alone (departments are then checked against those made
-        /// through the API only).
-        #[arg(long)]
-        data: Option<PathBuf>,
     },
 }
 
@@ -352,9 +348,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     role,
                     department,
                     config,
-                    data,
                 },
-        } => user_add(&name, &role, department, &config, data),
+        } => user_add(&name, &role, department, &config),
         Command::Store {
             command: StoreCommand::Init { data },
         } => {
@@ -382,23 +377,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// `sharpeye user add`: writes the user into the data directory's directory file, under its
 /// lock, checked by the same rules as the admin API.
-fn user_add(
-    name: &str,
-    role: &str,
-    department: Option<String>,
-    config: &std::path::Path,
-    data: Option<PathBuf>,
-) -> Result<ExitCode> {
+fn user_add(name: &str, role: &str, department: Option<String>, config: &std::path::Path) -> Result<ExitCode> {
     let role = auth::Role::parse(role)
         .with_context(|| format!("--role {role:?}: expected viewer, operator, dispatcher, auditor or admin"))?;
-    let (data, known) = match data {
-        Some(d) => (d, auth::Directory::default()),
-        None => {
-            let cfg = config::Config::load(config)?;
-            let known = cfg.directory(|_| String::new());
-            (cfg.server.data_dirs[0].clone(), known)
-        }
-    };
+    let cfg = config::Config::load(config)?;
+    let known = cfg.directory(|_| String::new());
+    let data = cfg.server.data_dirs[0].clone();
     let mut password = String::new();
     std::io::stdin()
         .read_line(&mut password)

@@ -427,6 +427,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             std::num::NonZeroUsize::new(64).expect("64 is not zero"),
         )),
         audit: audit.clone(),
+        events: api::events::Events::default(),
         media_token_ttl: config.auth.media_token_ttl,
         recent_playbacks: std::sync::Mutex::new(lru::LruCache::new(
             std::num::NonZeroUsize::new(4096).expect("4096 is not zero"),
@@ -468,6 +469,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         ),
         None => None,
     };
+    let watcher = api::events::spawn_watcher(state.clone(), Duration::from_secs(1));
     info!("HTTP API listening on http://{}", config.server.listen);
     api::serve(listener, api::router(state), shutdown)
         .await
@@ -478,6 +480,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         r.stop().await;
     }
     reload.abort();
+    watcher.abort();
     info!("stopping: closing camera sessions");
     pulls.stop_all().await;
     retention.stop();

@@ -57,6 +57,35 @@ fn watch_live_mp4(url: &str, token: &str) -> u16 {
     status
 }
 
+/// Listens to `/api/v1/events` with `token` for up to `secs`, collecting (kind, data).
+fn listen(base: &str, token: &str, secs: u64) -> std::thread::JoinHandle<Vec<(String, Value)>> {
+    let (url, token) = (format!("{base}/api/v1/events"), token.to_owned());
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(secs)))
+            .build()
+            .into();
+        let resp = agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        assert_eq!(resp.headers().get("content-type").unwrap(), "text/event-stream");
+        let mut got = Vec::new();
+        let mut kind = String::new();
+        for line in std::io::BufReader::new(resp.into_body().into_reader()).lines() {
+            let Ok(line) = line else { break };
+            if let Some(k) = line.strip_prefix("event: ") {
+                kind = k.to_owned();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                got.push((kind.clone(), serde_json::from_str(d).unwrap()));
+            }
+        }
+        got
+    })
+}
+
 #[test]
 fn departments_are_isolated_and_every_access_is_audited_once() {
     let sim = four_cameras();
@@ -68,6 +97,11 @@ fn departments_are_isolated_and_every_access_is_audited_once() {
     let base = node.url("");
     let admin = node.token();
     let (a, b) = (login(&base, "viewer"), login(&base, "bviewer"));
+    // Events, as each department sees them, while the test runs.
+    let events_a = listen(&base, &login(&base, "dispatcher"), 25);
+    let events_b = listen(&base, &b, 25);
+    // A camera of department B stops sending (it goes offline about 10 s later).
+    sim.cam("cam2").go_dark();
 
     // --- Isolation: each department's viewer sees and reaches only its own cameras. ---
     assert_eq!(
@@ -147,7 +181,7 @@ fn departments_are_isolated_and_every_access_is_audited_once() {
     assert!(errors.is_empty() && frames >= 40, "{errors} {frames}");
     assert_eq!(rtsp_describe(rtsp, "cam0", "viewer"), 200);
     assert_eq!(rtsp_describe(rtsp, "cam2", "viewer"), 401);
-    assert_eq!(rtsp_describe(rtsp, "cam2", "bviewer"), 200);
+    assert_eq!(rtsp_describe(rtsp, "cam3", "bviewer"), 200);
     assert_eq!(rtsp_describe(rtsp, "cam1", "bviewer"), 401);
 
     // --- Audit: one more of each action, each exactly once. ---
@@ -245,6 +279,33 @@ fn departments_are_isolated_and_every_access_is_audited_once() {
         .unwrap();
     assert!(status.success());
 
+    // B is told its camera went offline, A is not; A is told its export is done, B is not.
+    let events_a = events_a.join().unwrap();
+    let events_b = events_b.join().unwrap();
+    let kinds = |ev: &[(String, Value)]| {
+        ev.iter()
+            .map(|(k, d)| format!("{k} {}", d["camera"].as_str().unwrap_or("-")))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        kinds(&events_b).contains(&"camera.offline cam2".to_owned()),
+        "{events_b:?}"
+    );
+    assert!(
+        !kinds(&events_a)
+            .iter()
+            .any(|k| k.ends_with("cam2") || k.ends_with("cam3")),
+        "{events_a:?}"
+    );
+    assert!(
+        kinds(&events_a).contains(&"export.done cam0".to_owned()),
+        "{events_a:?}"
+    );
+    assert!(
+        !kinds(&events_b).iter().any(|k| k.starts_with("export.")),
+        "{events_b:?}"
+    );
+
     // Viewings end asynchronously (the server notices the hang-up): wait for the stops.
     let count = |query: &str| entries(&format!("{after}&{query}")).len();
     assert!(wait_until(Duration::from_secs(10), || count("action=live.stop") == 2));
@@ -330,8 +391,17 @@ fn departments_are_isolated_and_every_access_is_audited_once() {
         ("other", "nowhere", "does not exist"),
     ] {
         let mut add = Command::new(bin())
-            .args(["user", "add", name, "--role", "viewer", "--department", dept, "--data"])
-            .arg(&data)
+            .args([
+                "user",
+                "add",
+                name,
+                "--role",
+                "viewer",
+                "--department",
+                dept,
+                "--config",
+            ])
+            .arg(dir.path().join("sharpeye.toml"))
             .stdin(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

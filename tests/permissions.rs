@@ -155,11 +155,13 @@ fn call(method: &str, url: &str, token: Option<&str>, body: Option<(&str, String
     }
     .unwrap();
     let status = resp.status().as_u16();
-    let streaming = resp
+    let content_type = resp
         .headers()
         .get("content-type")
-        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("video/mp4"))
-        && url.contains("live.mp4");
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let streaming = (content_type.starts_with("video/mp4") && url.contains("live.mp4"))
+        || content_type.starts_with("text/event-stream");
     let text = if streaming {
         String::new()
     } else {

@@ -49,6 +49,17 @@ impl From<DirectoryError> for ApiError {
     }
 }
 
+/// Applies a directory change off the async workers (it writes and fsyncs the directory file).
+async fn change<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut Directory) -> Result<T, DirectoryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let auth = state.auth.clone();
+    Ok(tokio::task::spawn_blocking(move || auth.change(f))
+        .await
+        .map_err(ApiError::internal)??)
+}
+
 /// A JSON body, or a 400/413/415 that says what was expected.
 fn body<T: DeserializeOwned>(b: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
     b.map(|Json(t)| t).map_err(|e| match e.status().as_u16() {
@@ -151,13 +162,14 @@ pub async fn create_user(
         source: Source::Api,
     };
     let out = user_json(&record);
-    state.auth.change(move |d| {
+    change(&state, move |d| {
         if d.users.iter().any(|u| u.name == record.name) {
             return Err(DirectoryError::Exists(format!("user {:?}", record.name)));
         }
         d.users.push(record);
         Ok(())
-    })?;
+    })
+    .await?;
     done(
         &state,
         &caller,
@@ -209,7 +221,7 @@ pub async fn update_user(
         "disabled": req.disabled,
     });
     let n = name.clone();
-    let out = state.auth.change(move |d| {
+    let out = change(&state, move |d| {
         let u = d
             .users
             .iter_mut()
@@ -229,7 +241,8 @@ pub async fn update_user(
             u.disabled = x;
         }
         Ok(user_json(u))
-    })?;
+    })
+    .await?;
     if detail["password_changed"] == true || detail["disabled"] == true {
         state.auth.revoke_sessions(&name);
     }
@@ -248,7 +261,7 @@ pub async fn delete_user(State(state): St, caller: Caller, Path(name): Path<Stri
         ));
     }
     let n = name.clone();
-    let (grants, tokens) = state.auth.change(move |d| {
+    let (grants, tokens) = change(&state, move |d| {
         let u = d
             .users
             .iter()
@@ -268,7 +281,8 @@ pub async fn delete_user(State(state): St, caller: Caller, Path(name): Path<Stri
         d.grants.retain(|g| g.subject != subject);
         d.tokens.retain(|t| t.owner != n);
         Ok((before.0 - d.grants.len(), before.1 - d.tokens.len()))
-    })?;
+    })
+    .await?;
     let sessions = state.auth.revoke_sessions(&name);
     let detail = json!({ "grants_removed": grants, "tokens_removed": tokens, "sessions_ended": sessions });
     done(
@@ -334,13 +348,14 @@ pub async fn create_department(
         source: Source::Api,
     };
     let out = json!(rec);
-    state.auth.change(move |d| {
+    change(&state, move |d| {
         if d.departments.iter().any(|x| x.id == rec.id) {
             return Err(DirectoryError::Exists(format!("department {:?}", rec.id)));
         }
         d.departments.push(rec);
         Ok(())
-    })?;
+    })
+    .await?;
     done(
         &state,
         &caller,
@@ -377,7 +392,7 @@ fn unused(
 pub async fn delete_department(State(state): St, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     admin(&state, &caller)?;
     let i = id.clone();
-    state.auth.change(move |d| {
+    change(&state, move |d| {
         let what = format!("department {i:?}");
         let x = d
             .departments
@@ -397,7 +412,8 @@ pub async fn delete_department(State(state): St, caller: Caller, Path(id): Path<
         }
         d.departments.retain(|x| x.id != i);
         Ok(())
-    })?;
+    })
+    .await?;
     done(
         &state,
         &caller,
@@ -459,13 +475,14 @@ pub async fn create_group(
     let id = req.id.take().ok_or_else(|| ApiError::bad_request("id: missing"))?;
     let rec = group_of(id.clone(), req, &state)?;
     let out = json!(rec);
-    state.auth.change(move |d| {
+    change(&state, move |d| {
         if d.groups.iter().any(|x| x.id == rec.id) {
             return Err(DirectoryError::Exists(format!("group {:?}", rec.id)));
         }
         d.groups.push(rec);
         Ok(())
-    })?;
+    })
+    .await?;
     done(
         &state,
         &caller,
@@ -489,7 +506,7 @@ pub async fn replace_group(
     let req = body(b, "{name?, cameras: [...]}")?;
     let rec = group_of(id.clone(), req, &state)?;
     let out = json!(rec);
-    state.auth.change(move |d| {
+    change(&state, move |d| {
         let what = format!("group {:?}", rec.id);
         let g = d
             .groups
@@ -499,7 +516,8 @@ pub async fn replace_group(
         writable(what, g.source)?;
         *g = rec;
         Ok(())
-    })?;
+    })
+    .await?;
     done(&state, &caller, "group.update", &id, out.clone(), StatusCode::OK, out).await
 }
 
@@ -507,7 +525,7 @@ pub async fn replace_group(
 pub async fn delete_group(State(state): St, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     admin(&state, &caller)?;
     let i = id.clone();
-    state.auth.change(move |d| {
+    change(&state, move |d| {
         let what = format!("group {i:?}");
         let g = d
             .groups
@@ -518,7 +536,8 @@ pub async fn delete_group(State(state): St, caller: Caller, Path(id): Path<Strin
         unused(d, &what, None, Some(&Resource::Group(i.clone())))?;
         d.groups.retain(|x| x.id != i);
         Ok(())
-    })?;
+    })
+    .await?;
     done(
         &state,
         &caller,
@@ -572,10 +591,11 @@ pub async fn create_grant(
     };
     let out = json!(rec);
     let id = rec.id.clone();
-    state.auth.change(move |d| {
+    change(&state, move |d| {
         d.grants.push(rec);
         Ok(())
-    })?;
+    })
+    .await?;
     done(
         &state,
         &caller,
@@ -592,7 +612,7 @@ pub async fn create_grant(
 pub async fn delete_grant(State(state): St, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     admin(&state, &caller)?;
     let i = id.clone();
-    let removed = state.auth.change(move |d| {
+    let removed = change(&state, move |d| {
         let what = format!("grant {:?}", i.chars().take(64).collect::<String>());
         let g = d
             .grants
@@ -603,7 +623,8 @@ pub async fn delete_grant(State(state): St, caller: Caller, Path(id): Path<Strin
         let g = g.clone();
         d.grants.retain(|x| x.id != i);
         Ok(g)
-    })?;
+    })
+    .await?;
     done(
         &state,
         &caller,
@@ -671,9 +692,12 @@ pub async fn create_token(
             owner.chars().take(64).collect::<String>()
         )));
     }
-    let (token, rec) = state
-        .auth
-        .create_token(&owner, &req.name, req.actions, req.resources, expires_at)?;
+    let auth = state.auth.clone();
+    let (token, rec) = tokio::task::spawn_blocking(move || {
+        auth.create_token(&owner, &req.name, req.actions, req.resources, expires_at)
+    })
+    .await
+    .map_err(ApiError::internal)??;
     let mut out = token_json(&rec);
     out["token"] = json!(token);
     done(
@@ -692,7 +716,7 @@ pub async fn create_token(
 pub async fn revoke_token(State(state): St, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     admin(&state, &caller)?;
     let i = id.clone();
-    state.auth.change(move |d| {
+    change(&state, move |d| {
         let before = d.tokens.len();
         d.tokens.retain(|t| t.id != i);
         if d.tokens.len() == before {
@@ -702,7 +726,8 @@ pub async fn revoke_token(State(state): St, caller: Caller, Path(id): Path<Strin
             )));
         }
         Ok(())
-    })?;
+    })
+    .await?;
     done(
         &state,
         &caller,

@@ -129,6 +129,11 @@ impl Exports {
         self.key.public_key()
     }
 
+    /// Every job, as it stands.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.lock().values().cloned().collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Job>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -9,6 +9,7 @@ pub mod access;
 mod admin;
 mod audit_api;
 mod error;
+pub mod events;
 pub mod exports;
 pub mod handlers;
 mod holds;
@@ -113,6 +114,7 @@ endpoints! {
     post "/api/v1/logout" => handlers::logout, Authenticated, 200, [], "Ends the caller's session.";
     get "/api/v1/me" => handlers::me, Authenticated, 200, [], "Who the caller is and what they may do.";
     get "/api/v1/openapi.json" => openapi::serve, Public, 200, [], "This API as an OpenAPI 3.1 document.";
+    get "/api/v1/events" => events::stream, Authenticated, 200, [], "Server-sent events: camera online/offline (with recording gaps), disk alarms, exports done, for what the caller may see.";
     get "/api/v1/health" => handlers::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";
     get "/api/v1/cameras" => handlers::cameras, Authenticated, 200, [], "The cameras the caller may see.";
     get "/api/v1/cameras/{id}" => handlers::camera_detail, CameraAny, 200, [], "One camera, with health (any action on it shows it).";

@@ -94,6 +94,8 @@ pub struct AppState {
     pub hub: Option<Arc<hub::Hub>>,
     /// How long a live request waits for the first key frame.
     pub live_start_timeout: std::time::Duration,
+    /// Node events for `GET /api/v1/events`.
+    pub events: crate::events::Events,
     /// WebRTC (WHEP) sessions, when served.
     pub whep: Option<Arc<whep::Whep>>,
 }

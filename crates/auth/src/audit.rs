@@ -24,7 +24,7 @@
 //! refuses what it cannot audit) and says why.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -121,6 +121,12 @@ pub enum AuditError {
         /// The OS error.
         why: String,
     },
+    /// Another process has the log open for writing.
+    #[error("audit log {dir}: another process is writing it (is another sharpeye running on this data directory?)")]
+    Locked {
+        /// The log's directory.
+        dir: PathBuf,
+    },
     /// The log is closed for appends after a failure, or because the chain on disk is broken.
     #[error("audit log {dir}: closed for appends: {why}")]
     Closed {
@@ -189,6 +195,8 @@ pub struct AuditLog {
     thread: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
     recovered_bytes: u64,
+    /// Held for the log's life: one writer per directory, or two chains would fork.
+    _lock: File,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -356,6 +364,15 @@ impl AuditLog {
             .mode(0o700)
             .create(dir)
             .map_err(|e| io_err(dir, "creating the directory", e))?;
+        let lock_path = dir.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, "opening", e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| AuditError::Locked { dir: dir.to_owned() })?;
         let (tail, recovered_bytes, broken) = recover(dir)?;
         let (tx, rx) = channel();
         let counters = Arc::new(Counters::default());
@@ -378,6 +395,7 @@ impl AuditLog {
             thread: Mutex::new(Some(thread)),
             counters,
             recovered_bytes,
+            _lock: lock,
         })
     }
 
@@ -689,6 +707,31 @@ impl Filter {
     }
 }
 
+/// Longest line read back (entries are far smaller: API bodies are at most 64 KiB). Bounds the
+/// memory `query` and `verify` use on a damaged or hostile file.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// The next line of `r` without its newline: `Ok(None)` at the end, `Err` for a line longer
+/// than [`MAX_LINE`] (which is not read into memory whole). The flag says whether the line
+/// ended with a newline.
+fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let n = r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let complete = buf.last() == Some(&b'\n');
+    if complete {
+        buf.pop();
+    } else if n > MAX_LINE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a line longer than {MAX_LINE} bytes"),
+        ));
+    }
+    Ok(Some(complete))
+}
+
 fn first_at_us(path: &Path) -> Option<i64> {
     let mut line = String::new();
     BufReader::new(File::open(path).ok()?).read_line(&mut line).ok()?;
@@ -719,8 +762,9 @@ pub fn query(dir: &Path, filter: &Filter, limit: usize) -> Result<(Vec<Record>, 
             break;
         }
         let f = File::open(path).map_err(|e| io_err(path, "opening", e))?;
-        for line in BufReader::new(f).split(b'\n') {
-            let line = line.map_err(|e| io_err(path, "reading", e))?;
+        let mut reader = BufReader::new(f);
+        let mut line = Vec::new();
+        while let Some(_) = next_line(&mut reader, &mut line).map_err(|e| io_err(path, "reading", e))? {
             let Ok(r) = serde_json::from_slice::<Record>(&line) else {
                 continue;
             };
@@ -816,14 +860,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
     let (mut prev, mut seq, mut entries) = (GENESIS.to_owned(), 0u64, 0u64);
     for (first, path) in &list {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
-        let mut bytes = Vec::new();
-        File::open(path)
-            .and_then(|mut f| {
-                f.seek(SeekFrom::Start(0))?;
-                f.read_to_end(&mut bytes)
-            })
-            .map_err(|e| bad(&name, 0, None, format!("cannot read: {e}")))?;
-        if *first != seq + 1 && !bytes.is_empty() {
+        let f = File::open(path).map_err(|e| bad(&name, 0, None, format!("cannot read: {e}")))?;
+        let empty = f.metadata().map(|m| m.len() == 0).unwrap_or(false);
+        if *first != seq + 1 && !empty {
             return Err(bad(
                 &name,
                 1,
@@ -834,17 +873,20 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
                 ),
             ));
         }
-        let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-        let n = lines.len();
-        for (i, line) in lines.into_iter().enumerate() {
-            let lno = i as u64 + 1;
-            if i + 1 == n {
-                if !line.is_empty() {
-                    return Err(bad(&name, lno, None, "incomplete last line (a torn write)".into()));
-                }
-                break;
+        let mut reader = BufReader::new(f);
+        let mut line = Vec::new();
+        let mut lno = 0;
+        loop {
+            lno += 1;
+            let complete = match next_line(&mut reader, &mut line) {
+                Ok(None) => break,
+                Ok(Some(c)) => c,
+                Err(e) => return Err(bad(&name, lno, None, e.to_string())),
+            };
+            if !complete {
+                return Err(bad(&name, lno, None, "incomplete last line (a torn write)".into()));
             }
-            let r = check_entry(&prev, seq + 1, line).map_err(|(s, why)| bad(&name, lno, s, why))?;
+            let r = check_entry(&prev, seq + 1, &line).map_err(|(s, why)| bad(&name, lno, s, why))?;
             prev = r.hash;
             seq = r.seq;
             entries += 1;
@@ -1119,6 +1161,32 @@ mod tests {
         log.record(ev(100));
         drop(log);
         assert_eq!(verify(&d.path().join("audit")).unwrap().entries, 101);
+    }
+
+    #[test]
+    fn one_writer_per_directory() {
+        let (d, log) = log_with(1, AuditConfig::default());
+        let dir = d.path().join("audit");
+        let e = AuditLog::open(&dir, AuditConfig::default()).unwrap_err();
+        assert!(matches!(e, AuditError::Locked { .. }), "{e}");
+        drop(log);
+        let again = AuditLog::open(&dir, AuditConfig::default()).unwrap();
+        assert_eq!(again.append_blocking(ev(1)).unwrap(), 2);
+    }
+
+    #[test]
+    fn huge_lines_are_not_read_whole() {
+        let (d, log) = log_with(3, AuditConfig::default());
+        drop(log);
+        let dir = d.path().join("audit");
+        let path = files(&dir).unwrap()[0].1.clone();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&vec![b'x'; MAX_LINE * 3]).unwrap();
+        f.write_all(b"\n").unwrap();
+        let e = verify(&dir).unwrap_err();
+        assert_eq!(e.line, 4);
+        assert!(e.why.contains("longer than"), "{e}");
+        assert!(query(&dir, &Filter::default(), 10).is_err());
     }
 
     #[test]

@@ -191,6 +191,18 @@ impl CameraHandle {
         k.stall_below = k.next_session;
     }
 
+    /// Stalls every session, current and future, until [`CameraHandle::wake`]: a camera that
+    /// answers RTSP but has gone dark (lens covered, encoder hung).
+    pub fn go_dark(&self) {
+        self.0.knobs().stall_below = u64::MAX;
+    }
+
+    /// Ends [`CameraHandle::go_dark`] and [`CameraHandle::stall`] for sessions opened from now on.
+    pub fn wake(&self) {
+        let mut k = self.0.knobs();
+        k.stall_below = k.next_session;
+    }
+
     /// Closes every current session's connection abruptly.
     pub fn drop_connections(&self) {
         {
