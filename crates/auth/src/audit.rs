@@ -764,7 +764,10 @@ pub fn query(dir: &Path, filter: &Filter, limit: usize) -> Result<(Vec<Record>, 
         let f = File::open(path).map_err(|e| io_err(path, "opening", e))?;
         let mut reader = BufReader::new(f);
         let mut line = Vec::new();
-        while let Some(_) = next_line(&mut reader, &mut line).map_err(|e| io_err(path, "reading", e))? {
+        while next_line(&mut reader, &mut line)
+            .map_err(|e| io_err(path, "reading", e))?
+            .is_some()
+        {
             let Ok(r) = serde_json::from_slice::<Record>(&line) else {
                 continue;
             };
