@@ -336,8 +336,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         }
         cameras.insert(
             c.id.clone(),
-            CameraEntry {
-                info: CameraInfo {
+            CameraEntry::new(
+                CameraInfo {
                     id: c.id.clone(),
                     name: c.name.clone(),
                     tier: c.tier.as_str().to_owned(),
@@ -347,7 +347,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
                     has_sub: c.sub_url.is_some(),
                 },
                 main,
-            },
+            ),
         );
     }
     let pulls = Arc::new(pulls);

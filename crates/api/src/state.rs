@@ -34,12 +34,48 @@ pub struct CameraEntry {
     pub info: CameraInfo,
     /// The main stream's source, when it is being pulled.
     pub main: Option<Arc<SourceHealth>>,
+    /// The listing's fixed fields, serialized once (see [`CameraEntry::fixed_json`]).
+    pub fixed: std::sync::OnceLock<String>,
 }
 
 /// A frame within this long means the camera is online.
 const ONLINE_WITHIN_US: i64 = 10_000_000;
 
 impl CameraEntry {
+    /// A camera for `info` pulled by `main`.
+    pub fn new(info: CameraInfo, main: Option<Arc<SourceHealth>>) -> CameraEntry {
+        CameraEntry {
+            info,
+            main,
+            fixed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The fields of the camera's listing entry that never change, as a JSON object missing
+    /// its closing brace: `{"id":..,"name":..,"tier":..,"org":..,"recording":..,"location":..,"streams":[..]`.
+    pub fn fixed_json(&self) -> &str {
+        self.fixed.get_or_init(|| {
+            let i = &self.info;
+            let mut streams = vec!["main"];
+            if i.has_sub {
+                streams.push("sub");
+            }
+            let v = serde_json::json!({
+                "id": i.id,
+                "name": i.name,
+                "tier": i.tier,
+                "org": i.org,
+                "recording": i.record,
+                "location": i.location.map(|(lat, lon)| serde_json::json!({ "lat": lat, "lon": lon })),
+                "streams": streams,
+            });
+            // Serializing a JSON value cannot fail; it ends with the object's closing brace.
+            let mut s = v.to_string();
+            s.pop();
+            s
+        })
+    }
+
     /// `online`, `connecting`, `offline` or `idle` (not pulled: on-demand cameras).
     pub fn status(&self) -> &'static str {
         let Some(h) = &self.main else { return "idle" };

@@ -92,6 +92,9 @@ struct CompiledGrant {
     covers: Covers,
 }
 
+/// The cameras a caller may see, as catalog indices, with what they may do to each.
+pub type Visible = Arc<[(u32, Actions)]>;
+
 /// Whose visible cameras: a user, and the API token they act through, if any.
 type VisibleKey = (String, Option<String>);
 
@@ -120,7 +123,7 @@ pub struct Policy {
     /// Each department with its ancestors, nearest first.
     dept_chain: HashMap<String, Vec<String>>,
     users: HashMap<String, UserView>,
-    visible: Mutex<HashMap<VisibleKey, Arc<[u32]>>>,
+    visible: Mutex<HashMap<VisibleKey, Visible>>,
 }
 
 impl Policy {
@@ -324,9 +327,9 @@ impl Policy {
         }
     }
 
-    /// The ids of the cameras `p` may see (has any action on), in catalog order. Computed once
-    /// per caller and policy.
-    pub fn visible_cameras(&self, p: &Principal) -> Arc<[u32]> {
+    /// The cameras `p` may see (has any action on), in catalog order, with what `p` may do to
+    /// each. Computed once per caller and policy, so listings cost a lookup.
+    pub fn visible_cameras(&self, p: &Principal) -> Visible {
         let key = (
             p.user.clone(),
             match &p.via {
@@ -337,8 +340,9 @@ impl Policy {
         if let Some(v) = self.visible.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return v.clone();
         }
-        let v: Arc<[u32]> = (0..self.cam_ids.len() as u32)
-            .filter(|&c| !self.camera_actions_at(p, c).is_empty())
+        let v: Visible = (0..self.cam_ids.len() as u32)
+            .map(|c| (c, self.camera_actions_at(p, c)))
+            .filter(|(_, a)| !a.is_empty())
             .collect();
         self.visible
             .lock()
@@ -443,7 +447,7 @@ mod tests {
         assert_eq!(
             p.visible_cameras(&z)
                 .iter()
-                .map(|&i| p.camera_id(i))
+                .map(|&(i, _)| p.camera_id(i))
                 .collect::<Vec<_>>(),
             ["c3", "c4"]
         );
