@@ -17,6 +17,7 @@ pub mod h264;
 pub mod h265;
 mod params;
 pub mod progressive;
+pub mod ps;
 pub mod rtp;
 
 mod time;
