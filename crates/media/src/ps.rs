@@ -74,6 +74,8 @@ pub struct PsDemuxer {
     has_slice: bool,
     /// PTS of the access unit in progress.
     au_pts: Option<u64>,
+    /// The access unit in progress has an IDR / IRAP slice.
+    au_key: bool,
     /// PTSs of PES packets that started inside `es` after its start: (offset, pts). A PTS
     /// belongs to the first access unit that starts at or after its PES (ISO 13818-1 2.4.3.7).
     marks: Vec<(usize, u64)>,
@@ -249,6 +251,7 @@ impl PsDemuxer {
         self.marks.clear();
         self.scan = 0;
         self.has_slice = false;
+        self.au_key = false;
         self.au_pts = None;
     }
 
@@ -383,8 +386,10 @@ impl PsDemuxer {
         } else {
             (6..end, None)
         };
-        let data = self.buf[pos + payload.start..pos + payload.end].to_vec();
-        self.add_es(&data, pts);
+        // Lend the buffer out so the payload is copied once, into the elementary stream.
+        let buf = std::mem::take(&mut self.buf);
+        self.add_es(&buf[pos + payload.start..pos + payload.end], pts);
+        self.buf = buf;
         Step::Ate(end)
     }
 
@@ -418,17 +423,25 @@ impl PsDemuxer {
         let Some(codec) = self.codec() else { return };
         let mut i = self.scan;
         while i + 6 <= self.es.len() {
-            if !start_code_at(&self.es, i) {
-                i += 1;
-                continue;
+            // Skip three bytes at a time while the third cannot end a `00 00 01`.
+            match self.es[i + 2] {
+                1 if self.es[i] == 0 && self.es[i + 1] == 0 => {}
+                0 => {
+                    i += 1;
+                    continue;
+                }
+                _ => {
+                    i += 3;
+                    continue;
+                }
             }
             let (h0, h1, h2) = (self.es[i + 3], self.es[i + 4], self.es[i + 5]);
-            let (slice, starts_au) = match codec {
+            let (slice, starts_au, key) = match codec {
                 VideoCodec::H264 => {
                     let t = h0 & 0x1F;
                     let slice = matches!(t, 1..=5);
                     // first_mb_in_slice = 0 is ue(v) '1': a slice starting a picture.
-                    (slice, matches!(t, 6..=9 | 14..=18) || (slice && h1 & 0x80 != 0))
+                    (slice, matches!(t, 6..=9 | 14..=18) || (slice && h1 & 0x80 != 0), t == 5)
                 }
                 VideoCodec::H265 => {
                     let t = (h0 >> 1) & 0x3F;
@@ -437,14 +450,21 @@ impl PsDemuxer {
                     (
                         slice,
                         matches!(t, 32..=35 | 39 | 41..=44 | 48..=55) || (slice && h2 & 0x80 != 0),
+                        (16..=21).contains(&t),
                     )
                 }
             };
             if starts_au && self.has_slice {
                 let cut = if i > 0 && self.es[i - 1] == 0 { i - 1 } else { i };
-                let au: Vec<u8> = self.es.drain(..cut).collect();
+                // Move the (short) start of the next unit out rather than the unit itself.
+                // Sized like this one, so that the next unit grows without reallocating.
+                let mut rest = Vec::with_capacity(cut.max(4096) + self.es.len() - cut);
+                rest.extend_from_slice(&self.es[cut..]);
+                self.es.truncate(cut);
+                let au = std::mem::replace(&mut self.es, rest);
                 let pts = self.au_pts.take();
-                self.emit(codec, au, pts);
+                let au_key = std::mem::take(&mut self.au_key);
+                self.emit(codec, au, pts, au_key);
                 // The PTS of a PES that began within the old unit belongs to this one.
                 self.au_pts = self.marks.iter().rev().find(|(o, _)| *o <= cut).map(|m| m.1);
                 self.marks.retain(|(o, _)| *o > cut);
@@ -454,6 +474,7 @@ impl PsDemuxer {
             }
             if slice {
                 self.has_slice = true;
+                self.au_key |= key;
             }
             i += 3;
         }
@@ -478,13 +499,13 @@ impl PsDemuxer {
         if self.has_slice || slice_in_tail {
             let au = std::mem::take(&mut self.es);
             let pts = self.au_pts.take();
-            self.emit(codec, au, pts);
+            let key = self.au_key || is_key(codec, &au[self.scan.min(au.len())..]);
+            self.emit(codec, au, pts, key);
         }
         self.drop_au();
     }
 
-    fn emit(&mut self, codec: VideoCodec, au: Vec<u8>, pts: Option<u64>) {
-        let key = is_key(codec, &au);
+    fn emit(&mut self, codec: VideoCodec, au: Vec<u8>, pts: Option<u64>, key: bool) {
         if self.need_key && !key {
             self.stats.dropped_frames += 1;
             return;
