@@ -76,6 +76,10 @@ pub struct PsDemuxer {
     au_pts: Option<u64>,
     /// The access unit in progress has an IDR / IRAP slice.
     au_key: bool,
+    /// How far an unbounded PES at the start of `buf` has been searched for its end.
+    open_pes_scanned: usize,
+    /// How far `es` has been searched for NAL headers that tell the codec.
+    codec_scanned: usize,
     /// PTSs of PES packets that started inside `es` after its start: (offset, pts). A PTS
     /// belongs to the first access unit that starts at or after its PES (ISO 13818-1 2.4.3.7).
     marks: Vec<(usize, u64)>,
@@ -200,6 +204,7 @@ impl PsDemuxer {
             // An element that never ends: drop it and look for the next pack.
             self.stats.skipped_bytes += self.buf.len() as u64;
             self.buf.clear();
+            self.open_pes_scanned = 0;
             self.drop_au();
             self.need_key = true;
         }
@@ -209,6 +214,7 @@ impl PsDemuxer {
     /// access unit in progress is dropped and output resumes at the next key frame.
     pub fn lost(&mut self) {
         self.buf.clear();
+        self.open_pes_scanned = 0;
         self.drop_au();
         self.need_key = true;
     }
@@ -224,6 +230,7 @@ impl PsDemuxer {
     pub fn finish(&mut self) {
         self.close_open_pes();
         self.buf.clear();
+        self.open_pes_scanned = 0;
         self.emit_all();
     }
 
@@ -253,6 +260,7 @@ impl PsDemuxer {
         self.has_slice = false;
         self.au_key = false;
         self.au_pts = None;
+        self.codec_scanned = 0;
     }
 
     fn run(&mut self) {
@@ -365,10 +373,19 @@ impl PsDemuxer {
         }
         let declared = usize::from(u16::from_be_bytes([b[4], b[5]]));
         let end = if declared == 0 {
-            // Unbounded: up to the next PS start code.
-            match next_ps_start(b, 6) {
-                Some(e) => e,
-                None => return Step::More,
+            // Unbounded: up to the next PS start code. The search resumes where the last one
+            // stopped: a key frame arrives in hundreds of pieces, and scanning it again for
+            // each would be quadratic.
+            let from = self.open_pes_scanned.saturating_sub(3).max(6);
+            match next_ps_start(b, from) {
+                Some(e) => {
+                    self.open_pes_scanned = 0;
+                    e
+                }
+                None => {
+                    self.open_pes_scanned = b.len();
+                    return Step::More;
+                }
             }
         } else {
             let e = 6 + declared;
@@ -413,7 +430,11 @@ impl PsDemuxer {
 
     fn codec(&mut self) -> Option<VideoCodec> {
         if self.es_codec.is_none() {
-            self.es_codec = codec_from_es(&self.es);
+            // Resume where the last look stopped: a stream that never says its codec must not
+            // be searched again from the start on every payload.
+            let from = self.codec_scanned.saturating_sub(5).min(self.es.len());
+            self.es_codec = codec_from_es(&self.es[from..]);
+            self.codec_scanned = self.es.len();
         }
         self.es_codec.or(self.psm_video)
     }
