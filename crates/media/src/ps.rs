@@ -394,6 +394,11 @@ impl PsDemuxer {
             }
             e
         };
+        if end < 9 {
+            // Too short to hold a PES header and a payload (found by fuzzing: the header's
+            // bytes would be the next element's).
+            return Step::Ate(end);
+        }
         // MPEG-2 PES header: '10' marker bits, flags, header length.
         let (payload, pts) = if b[6] >> 6 == 0b10 {
             let hlen = usize::from(b[8]);
@@ -781,6 +786,26 @@ mod tests {
         d.push(&strip_psm(&ps));
         d.finish();
         assert!(d.poll().is_none());
+    }
+
+    #[test]
+    fn pes_shorter_than_a_header_is_skipped() {
+        // Declared lengths 0–2, and an unbounded PES ended at once by the next start code.
+        for pes in [
+            &[0u8, 0, 1, 0xE0, 0, 1, 0x80][..],
+            &[0, 0, 1, 0xE0, 0, 2, 0x80, 0x80],
+            &[0, 0, 1, 0xE0, 0, 0, 0x80, 0, 0, 1, 0xBA],
+        ] {
+            let mut ps = Vec::new();
+            mux_frame(VideoCodec::H264, 0, true, &h264_frame(true, 100), &mut ps);
+            ps.extend_from_slice(pes);
+            mux_frame(VideoCodec::H264, 3600, false, &h264_frame(false, 100), &mut ps);
+            let mut d = PsDemuxer::new();
+            d.push(&ps);
+            d.finish();
+            let n = std::iter::from_fn(|| d.poll()).count();
+            assert_eq!(n, 2, "{pes:?}");
+        }
     }
 
     #[test]
