@@ -40,6 +40,36 @@ fn rtsp_describe(rtsp: std::net::SocketAddr, camera: &str, user: &str) -> u16 {
     .0
 }
 
+/// `sharpeye user add NAME --role viewer --department DEPT` with the test node's config and the
+/// test password on stdin.
+fn user_add(dir: &std::path::Path, name: &str, dept: &str) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut add = Command::new(bin())
+        .args([
+            "user",
+            "add",
+            name,
+            "--role",
+            "viewer",
+            "--department",
+            dept,
+            "--config",
+        ])
+        .arg(dir.join("sharpeye.toml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    add.wait_with_output().unwrap()
+}
+
 /// Reads a few bytes of live.mp4 and hangs up.
 fn watch_live_mp4(url: &str, token: &str) -> u16 {
     let resp = ureq::get(url)
@@ -88,12 +118,8 @@ fn listen(base: &str, token: &str, secs: u64) -> std::thread::JoinHandle<Vec<(St
 
 #[test]
 fn departments_are_isolated_and_every_access_is_audited_once() {
-    let sim = four_cameras();
-    let dir = tempfile::tempdir().unwrap();
-    let (addr, rtsp) = (free_addr(), free_addr());
+    let (sim, dir, mut node, rtsp) = permissions_node();
     let data = dir.path().join("data");
-    let config = permissions_config(addr, rtsp, &data, &sim);
-    let mut node = Node::start(dir.path(), &config, addr);
     let base = node.url("");
     let admin = node.token();
     let (a, b) = (login(&base, "viewer"), login(&base, "bviewer"));
@@ -349,30 +375,7 @@ fn departments_are_isolated_and_every_access_is_audited_once() {
 
     // `sharpeye user add` beside the running server: the user can log in within a second or
     // two, and the server audits the outside change.
-    let mut add = Command::new(bin())
-        .args([
-            "user",
-            "add",
-            "cli-user",
-            "--role",
-            "viewer",
-            "--department",
-            "dept-b",
-            "--config",
-        ])
-        .arg(dir.path().join("sharpeye.toml"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = add.wait_with_output().unwrap();
+    let out = user_add(dir.path(), "cli-user", "dept-b");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(wait_until(Duration::from_secs(5), || {
         post_json(
@@ -390,28 +393,7 @@ fn departments_are_isolated_and_every_access_is_audited_once() {
         ("cli-user", "dept-b", "already exists"),
         ("other", "nowhere", "does not exist"),
     ] {
-        let mut add = Command::new(bin())
-            .args([
-                "user",
-                "add",
-                name,
-                "--role",
-                "viewer",
-                "--department",
-                dept,
-                "--config",
-            ])
-            .arg(dir.path().join("sharpeye.toml"))
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .unwrap();
-        let out = add.wait_with_output().unwrap();
+        let out = user_add(dir.path(), name, dept);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(why), "{name}: {err}");

@@ -357,11 +357,7 @@ fn wait_recorded(node: &mut Node, camera: &str, secs: i64) -> (i64, i64) {
 
 #[test]
 fn authorization_matrix_every_endpoint_every_caller() {
-    let sim = four_cameras();
-    let dir = tempfile::tempdir().unwrap();
-    let (addr, rtsp) = (free_addr(), free_addr());
-    let config = permissions_config(addr, rtsp, &dir.path().join("data"), &sim);
-    let mut node = Node::start(dir.path(), &config, addr);
+    let (sim, _dir, mut node, _) = permissions_node();
     let base = node.url("");
     let admin = node.token();
     // Recordings on both cameras to play, export and hold.
@@ -533,12 +529,9 @@ fn authorization_matrix_every_endpoint_every_caller() {
 
 #[test]
 fn logins_are_throttled_and_hostile_input_is_refused_cleanly() {
-    let sim = four_cameras();
-    let dir = tempfile::tempdir().unwrap();
-    let (addr, rtsp) = (free_addr(), free_addr());
+    let (sim, dir, mut node, _) = permissions_node();
     let data = dir.path().join("data");
-    let config = permissions_config(addr, rtsp, &data, &sim);
-    let mut node = Node::start(dir.path(), &config, addr);
+    let addr = node.addr;
     let base = node.url("");
     let admin = node.token();
 

@@ -506,6 +506,17 @@ pub fn permissions_config(
     c
 }
 
+/// A node with [`permissions_config`] over [`four_cameras`]: (the cameras, the test's directory
+/// holding config and data, the node, its RTSP address).
+pub fn permissions_node() -> (Sim, tempfile::TempDir, Node, SocketAddr) {
+    let sim = four_cameras();
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, rtsp) = (free_addr(), free_addr());
+    let config = permissions_config(addr, rtsp, &dir.path().join("data"), &sim);
+    let node = Node::start(dir.path(), &config, addr);
+    (sim, dir, node, rtsp)
+}
+
 pub fn four_cameras() -> Sim {
     Sim::start(
         ["cam0", "cam1", "cam2", "cam3"]

@@ -62,19 +62,8 @@ async fn change<T: Send + 'static>(
 
 /// A JSON body, or a 400/413/415 that says what was expected.
 fn body<T: DeserializeOwned>(b: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
-    b.map(|Json(t)| t).map_err(|e| match e.status().as_u16() {
-        413 => ApiError::new(
-            e.status(),
-            "payload_too_large",
-            format!("the body is larger than {} bytes", crate::MAX_BODY),
-        ),
-        415 => ApiError::new(
-            e.status(),
-            "unsupported_media_type",
-            "send the body as Content-Type: application/json",
-        ),
-        _ => ApiError::bad_request(format!("expected a JSON body {expected}: {}", e.body_text())),
-    })
+    b.map(|Json(t)| t)
+        .map_err(|e| crate::handlers::json_rejection(e, expected))
 }
 
 fn admin(state: &AppState, caller: &Caller) -> Result<(), ApiError> {

@@ -37,7 +37,7 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(json_rejection)?;
+    let Json(req) = body.map_err(|e| json_rejection(e, "{\"username\": ..., \"password\": ...}"))?;
     if req.username.is_empty() || req.username.len() > MAX_NAME || req.password.len() > 1024 {
         return Err(ApiError::bad_request(format!(
             "username must be 1 to {MAX_NAME} bytes and password at most 1024"
@@ -84,8 +84,8 @@ pub async fn login(
 }
 
 /// Maps a JSON body rejection to the API's error form, keeping 413 for oversized bodies and
-/// 415 for a wrong content type.
-fn json_rejection(e: JsonRejection) -> ApiError {
+/// 415 for a wrong content type; `expected` describes the body for a 400.
+pub(crate) fn json_rejection(e: JsonRejection, expected: &str) -> ApiError {
     match e.status().as_u16() {
         413 => ApiError::new(
             e.status(),
@@ -97,10 +97,7 @@ fn json_rejection(e: JsonRejection) -> ApiError {
             "unsupported_media_type",
             "send the body as Content-Type: application/json",
         ),
-        _ => ApiError::bad_request(format!(
-            "expected a JSON body {{\"username\": ..., \"password\": ...}}: {}",
-            e.body_text()
-        )),
+        _ => ApiError::bad_request(format!("expected a JSON body {expected}: {}", e.body_text())),
     }
 }
 
