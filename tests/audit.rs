@@ -11,16 +11,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-fn login(base: &str, user: &str) -> String {
-    let (s, b) = post_json(
-        &format!("{base}/api/v1/login"),
-        &json!({"username": user, "password": PASSWORD}),
-        None,
-    );
-    assert_eq!(s, 200, "{user}: {b}");
-    b["token"].as_str().unwrap().to_owned()
-}
-
 fn ids(list: &Value) -> Vec<String> {
     list.as_array()
         .unwrap()

@@ -118,14 +118,6 @@ fn scoped_to_camera(ep: &Endpoint) -> bool {
     matches!(ep.access, Access::CameraAny | Access::Camera(_) | Access::Media(_))
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
-}
-
 /// One HTTP call: (status, body text). Streaming answers (live.mp4) are not read past their
 /// headers.
 fn call(method: &str, url: &str, token: Option<&str>, body: Option<(&str, String)>) -> (u16, String) {
@@ -326,16 +318,6 @@ fn ok_status(ep: &Endpoint) -> u16 {
     } else {
         ep.ok
     }
-}
-
-fn login(base: &str, user: &str) -> String {
-    let (s, b) = post_json(
-        &format!("{base}/api/v1/login"),
-        &json!({"username": user, "password": PASSWORD}),
-        None,
-    );
-    assert_eq!(s, 200, "{user}: {b}");
-    b["token"].as_str().unwrap().to_owned()
 }
 
 fn wait_recorded(node: &mut Node, camera: &str, secs: i64) -> (i64, i64) {

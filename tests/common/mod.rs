@@ -181,7 +181,8 @@ impl Drop for Node {
     }
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP client that returns error statuses instead of failing, with a 20 s limit.
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(20)))
@@ -537,4 +538,15 @@ pub fn raw_rtsp(addr: SocketAddr, request: &str) -> (u16, String) {
     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
     let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (code, text)
+}
+
+/// Logs `user` in with the test password; returns the session token.
+pub fn login(base: &str, user: &str) -> String {
+    let (s, b) = post_json(
+        &format!("{base}/api/v1/login"),
+        &serde_json::json!({"username": user, "password": PASSWORD}),
+        None,
+    );
+    assert_eq!(s, 200, "{user}: {b}");
+    b["token"].as_str().unwrap().to_owned()
 }
