@@ -239,12 +239,16 @@ fn demo_records_simulated_cameras_and_serves_the_api() {
     assert_eq!(cams.as_array().unwrap().len(), 2);
     // Indexed once durable: within a flush or two, later if the file system is busy syncing.
     let mut ranges = Vec::new();
+    let indexed = wait_until(std::time::Duration::from_secs(30), || {
+        ranges = node.ranges("cam1", now_us() - 60_000_000, now_us());
+        ranges.len() == 1 && ranges[0].1 - ranges[0].0 > 1_000_000
+    });
+    // On failure the node's own view (sync times, camera health) says where it stuck.
     assert!(
-        wait_until(std::time::Duration::from_secs(15), || {
-            ranges = node.ranges("cam1", now_us() - 60_000_000, now_us());
-            ranges.len() == 1 && ranges[0].1 - ranges[0].0 > 1_000_000
-        }),
-        "{ranges:?}"
+        indexed,
+        "{ranges:?}\nhealth: {}\ncamera: {}",
+        node.get("/api/v1/health").1,
+        node.get("/api/v1/cameras/cam1").1
     );
     let page = ureq::get(&node.url("/"))
         .call()

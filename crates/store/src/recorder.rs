@@ -7,14 +7,15 @@
 //!   waits in memory longer than one flush interval. It rotates segments at a GOP boundary
 //!   after the target length, on a parameter change and on a discontinuity.
 //! * one **syncer** thread per data directory. After each tick it receives the index entries of
-//!   the segments that changed, makes the file system durable (`syncfs`), and only then commits
+//!   the segments that changed, makes them durable (`fdatasync` per file on a small node,
+//!   `syncfs` above [`PER_FILE_SYNC_LIMIT`] files), and only then commits
 //!   those entries to the index in one transaction. An index entry therefore never describes
 //!   bytes that a crash could lose.
 //!
 //! Frames reach the writer through a bounded queue; when it is full, `try_push` hands the frame
 //! back so the caller can mark a discontinuity, and recording restarts at the next key frame.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -25,7 +26,7 @@ use media::{Frame, StreamId, WallTime, micros_to_media};
 use tracing::{error, info, warn};
 
 use crate::StoreError;
-use crate::disk::Disk;
+use crate::disk::{Disk, PER_FILE_SYNC_LIMIT};
 use crate::record::SegmentRecord;
 use crate::retention::Trigger;
 use crate::writer::SegmentWriter;
@@ -485,8 +486,39 @@ fn pick_disk(disks: &[Arc<Disk>]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// Makes the files behind `records` durable: one `fdatasync` per file on a small node, one
+/// `syncfs` on a large one. `seen` holds the segments whose directory entries are already
+/// durable; a closed segment leaves it.
+fn make_durable(disk: &Disk, records: &[SegmentRecord], seen: &mut HashSet<(StreamId, u64)>) -> Result<(), StoreError> {
+    if records.len() > PER_FILE_SYNC_LIMIT {
+        disk.sync()?;
+    } else {
+        let path = |r: &SegmentRecord| crate::layout::segment_path(&r.stream, r.start, r.seq);
+        let files: Vec<_> = records.iter().map(path).collect();
+        let new: Vec<_> = records
+            .iter()
+            .filter(|r| !seen.contains(&(r.stream.clone(), r.seq)))
+            .map(path)
+            .collect();
+        // A file retention removed meanwhile must not wedge the round: syncfs covers the rest.
+        if let Err(e) = disk.sync_files(&files, &new) {
+            warn!("{e}; falling back to syncfs");
+            disk.sync()?;
+        }
+    }
+    for r in records {
+        if r.closed {
+            seen.remove(&(r.stream.clone(), r.seq));
+        } else {
+            seen.insert((r.stream.clone(), r.seq));
+        }
+    }
+    Ok(())
+}
+
 fn run_syncer(disk: &Disk, rx: Receiver<SyncMsg>, stats: &RecorderStats) {
     let mut pending: HashMap<(StreamId, u64), SegmentRecord> = HashMap::new();
+    let mut seen = HashSet::new();
     let mut barriers = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut take = |m: SyncMsg| match m {
@@ -505,7 +537,7 @@ fn run_syncer(disk: &Disk, rx: Receiver<SyncMsg>, stats: &RecorderStats) {
             let t0 = Instant::now();
             let records: Vec<SegmentRecord> = pending.drain().map(|(_, r)| r).collect();
             // Data first, then the index entries that describe it.
-            let result = disk.sync().and_then(|()| disk.index().put(&records));
+            let result = make_durable(disk, &records, &mut seen).and_then(|()| disk.index().put(&records));
             let us = t0.elapsed().as_micros() as u64;
             stats.last_sync_us.store(us, Ordering::Relaxed);
             stats.max_sync_us.fetch_max(us, Ordering::Relaxed);
