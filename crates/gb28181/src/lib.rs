@@ -1,5 +1,17 @@
 //! GB/T 28181 device access: SIP signalling, the registrar, MANSCDP and media sessions, as
-//! sans-IO state machines fed bytes and time (DESIGN.md's `gb28181` crate). This first part is
-//! the SIP message codec; the rest follows the build order of `gb28181-notes.md` §10.
+//! sans-IO state machines fed bytes and time (DESIGN.md's `gb28181` crate), and a thin tokio
+//! shell ([`server`]) that runs them over UDP and TCP.
+//!
+//! * [`sip`]: SIP message codec (datagram and stream framing, GB quirks);
+//! * [`digest`]: digest MD5 challenges and checks;
+//! * [`manscdp`]: the XML bodies (lenient, GB18030/UTF-8), PTZ commands;
+//! * [`sdp`]: offers, answers and `y=` SSRCs;
+//! * [`platform`]: the registrar, keepalive, requests and INVITE dialogs as one state machine;
+//! * [`server`]: sockets around [`platform::Platform`].
 
+pub mod digest;
+pub mod manscdp;
+pub mod platform;
+pub mod sdp;
+pub mod server;
 pub mod sip;

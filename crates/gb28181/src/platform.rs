@@ -1,0 +1,1432 @@
+//! The platform side of GB/T 28181 as one sans-IO state machine: the registrar (digest MD5,
+//! refresh, unregister, throttled wrong passwords), keepalive and online state, MANSCDP requests
+//! and their multi-message answers, and INVITE dialogs for live, playback and download.
+//!
+//! Fed with [`Platform::handle_message`] (a parsed SIP message and the peer it came from) and
+//! [`Platform::handle_timeout`]; what it wants done comes out of [`Platform::poll_output`]
+//! (bytes to send to a peer, or an [`Event`]); [`Platform::poll_timeout`] says when to call
+//! again. No sockets, no clock of its own: tests drive hours of protocol time in milliseconds.
+//!
+//! Requests are sent to the address the device's packets come from (not its Contact), on the
+//! transport they came over, so a device behind NAT or registered over TCP is reachable.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::digest::{self, Credentials};
+use crate::manscdp::{self, CatalogChunk, CatalogItem, Charset, Document, RecordChunk, RecordItem};
+use crate::sdp::{Answer, Offer};
+use crate::sip::{Message, StartLine};
+
+/// The transport a message travelled over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// A UDP datagram.
+    Udp,
+    /// A TCP connection (the shell keeps it by peer address).
+    Tcp,
+}
+
+/// Where a message came from, and where answers go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// Transport.
+    pub transport: Transport,
+    /// Source address.
+    pub addr: SocketAddr,
+}
+
+/// How the platform addresses a device's requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CallIdPolicy {
+    /// A fresh Call-ID for every request outside a dialog (what devices expect).
+    #[default]
+    Fresh,
+    /// The Call-ID of the device's registration, for devices (and scripted peers such as sipp)
+    /// that route every request by it.
+    Registration,
+}
+
+/// Settings of one device known in advance.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceSettings {
+    /// Its own password (else the platform's).
+    pub password: Option<String>,
+    /// Charset of its bodies.
+    pub charset: Charset,
+    /// Call-ID policy.
+    pub call_id: CallIdPolicy,
+}
+
+/// Platform settings.
+#[derive(Clone, Debug)]
+pub struct PlatformConfig {
+    /// Our 20-digit id.
+    pub id: String,
+    /// Our SIP domain (10 digits); also the digest realm.
+    pub domain: String,
+    /// Our SIP address as devices reach it (Via, Contact).
+    pub local: SocketAddr,
+    /// Password of devices that have none of their own; `None`: only pre-declared devices.
+    pub password: Option<String>,
+    /// Pre-declared devices by id.
+    pub devices: HashMap<String, DeviceSettings>,
+    /// Expected keepalive interval.
+    pub keepalive_interval: Duration,
+    /// Missed keepalives before a device is offline.
+    pub keepalive_misses: u32,
+    /// How long a request waits for its final response.
+    pub request_timeout: Duration,
+    /// How long a multi-message answer waits for its next part.
+    pub answer_timeout: Duration,
+    /// Challenge with `qop="auth"`.
+    pub qop: bool,
+    /// Offset of the devices' local time from UTC, seconds (China: 8 h), for the `Date` header.
+    pub utc_offset_secs: i64,
+    /// Wrong passwords from one device or address within a minute before it is refused
+    /// without checking for a minute.
+    pub max_auth_failures: u32,
+}
+
+impl PlatformConfig {
+    /// Defaults for `id` in `domain` reachable at `local`.
+    pub fn new(id: &str, domain: &str, local: SocketAddr) -> PlatformConfig {
+        PlatformConfig {
+            id: id.to_owned(),
+            domain: domain.to_owned(),
+            local,
+            password: None,
+            devices: HashMap::new(),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_misses: 3,
+            request_timeout: Duration::from_secs(10),
+            answer_timeout: Duration::from_secs(10),
+            qop: true,
+            utc_offset_secs: 8 * 3600,
+            max_auth_failures: 5,
+        }
+    }
+}
+
+/// Identifies a media session.
+pub type CallId = u64;
+
+/// Why a device went offline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfflineReason {
+    /// No keepalive for `interval × misses`.
+    KeepaliveLost,
+    /// The registration expired without refresh.
+    Expired,
+    /// It unregistered.
+    Unregistered,
+}
+
+/// What happened, for the shell and the node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A device registered (or re-registered with a new Call-ID: `rebooted`).
+    Registered {
+        /// Device id.
+        device: String,
+        /// Where its packets come from.
+        peer: Peer,
+        /// A new registration rather than a refresh.
+        fresh: bool,
+    },
+    /// A device is online again (keepalive after loss).
+    Online {
+        /// Device id.
+        device: String,
+    },
+    /// A device went offline.
+    Offline {
+        /// Device id.
+        device: String,
+        /// Why.
+        reason: OfflineReason,
+    },
+    /// A registration was refused for a wrong password (or throttled).
+    AuthFailed {
+        /// The device id it claimed.
+        device: String,
+        /// Where from.
+        peer: Peer,
+        /// Refused unchecked after too many failures.
+        throttled: bool,
+    },
+    /// A Catalog answer: `complete` when `SumNum` items arrived, else what arrived by the timeout.
+    Catalog {
+        /// Device id.
+        device: String,
+        /// Items, deduplicated by id.
+        items: Vec<CatalogItem>,
+        /// All announced items arrived.
+        complete: bool,
+    },
+    /// A RecordInfo answer.
+    Records {
+        /// Device id.
+        device: String,
+        /// The query's SN.
+        sn: u64,
+        /// Items.
+        items: Vec<RecordItem>,
+        /// All announced items arrived.
+        complete: bool,
+    },
+    /// A DeviceInfo / DeviceStatus answer or an Alarm notify, as the document.
+    Document {
+        /// Device id.
+        device: String,
+        /// The decoded document.
+        doc: Box<Document>,
+    },
+    /// A request of ours failed (non-2xx or no answer).
+    RequestFailed {
+        /// Device id.
+        device: String,
+        /// What it was (`Catalog`, `DeviceControl`, ...).
+        what: String,
+        /// The status, `None` on timeout.
+        status: Option<u16>,
+    },
+    /// A media session was answered: media may flow.
+    CallAnswered {
+        /// The session.
+        call: CallId,
+        /// The device's SDP.
+        answer: Answer,
+    },
+    /// A media session could not be set up.
+    CallFailed {
+        /// The session.
+        call: CallId,
+        /// The status, `None` on timeout.
+        status: Option<u16>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A media session ended (device BYE, MediaStatus 121, or ours).
+    CallEnded {
+        /// The session.
+        call: CallId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the platform wants done.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send bytes to a peer.
+    Send {
+        /// Where.
+        to: Peer,
+        /// The whole SIP message.
+        data: Vec<u8>,
+    },
+    /// Something happened.
+    Event(Event),
+}
+
+/// Why a request could not be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlatformError {
+    /// The device is not registered.
+    #[error("GB28181 device {0} is not registered (check that it points at this platform's id, domain and address)")]
+    NotRegistered(String),
+    /// No such session.
+    #[error("no media session {0}")]
+    NoCall(CallId),
+}
+
+/// A registered device as the node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceView {
+    /// Id.
+    pub id: String,
+    /// Where its packets come from.
+    pub peer: Peer,
+    /// Online (registered and keeping alive).
+    pub online: bool,
+    /// `User-Agent` it sent.
+    pub user_agent: Option<String>,
+    /// `X-GB-Ver` it sent.
+    pub gb_version: Option<String>,
+}
+
+struct Device {
+    peer: Peer,
+    call_id: String,
+    expires_at: Instant,
+    last_seen: Instant,
+    online: bool,
+    user_agent: Option<String>,
+    gb_version: Option<String>,
+    settings: DeviceSettings,
+    cseq: u32,
+}
+
+/// A request of ours awaiting its final answer.
+struct ClientTx {
+    to: Peer,
+    device: String,
+    what: String,
+    data: Vec<u8>,
+    next_resend: Option<Instant>,
+    interval: Duration,
+    deadline: Instant,
+    call: Option<CallId>,
+}
+
+enum CallState {
+    Inviting,
+    Established,
+    Ended,
+}
+
+struct Call {
+    device: String,
+    call_id: String,
+    from_tag: String,
+    to_tag: Option<String>,
+    cseq: u32,
+    request_uri: String,
+    to_uri: String,
+    state: CallState,
+    invite_branch: String,
+    ack: Option<Vec<u8>>,
+}
+
+struct Aggregate {
+    device: String,
+    sum: usize,
+    catalog: BTreeMap<String, CatalogItem>,
+    records: Vec<RecordItem>,
+    deadline: Instant,
+    is_records: bool,
+    sn: u64,
+}
+
+/// The platform state machine.
+pub struct Platform {
+    cfg: PlatformConfig,
+    devices: HashMap<String, Device>,
+    nonces: HashMap<String, Instant>,
+    failures: HashMap<String, (u32, Instant)>,
+    txs: HashMap<String, ClientTx>,
+    calls: HashMap<CallId, Call>,
+    calls_by_id: HashMap<String, CallId>,
+    aggregates: HashMap<(String, u64), Aggregate>,
+    responses: HashMap<String, (Vec<u8>, Instant)>,
+    out: VecDeque<Output>,
+    next_call: CallId,
+    next_sn: u64,
+    secret: u64,
+}
+
+const NONCE_LIFE: Duration = Duration::from_secs(300);
+const MAX_NONCES: usize = 100_000;
+const RESPONSE_CACHE: Duration = Duration::from_secs(32);
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+/// Longest id accepted from a device (GB ids are 20 digits; some tools use shorter ones).
+const MAX_ID: usize = 32;
+
+/// The user part of a SIP URI inside a header value (`"x" <sip:USER@host>;tag=..`).
+pub fn uri_user(v: &str) -> Option<&str> {
+    let at = v.find("sip:")? + 4;
+    let rest = &v[at..];
+    let end = rest.find(['@', '>', ';', ':'])?;
+    if rest.as_bytes().get(end) != Some(&b'@') {
+        return None;
+    }
+    Some(&rest[..end])
+}
+
+fn tag_of(v: &str) -> Option<&str> {
+    let at = v.find(";tag=")? + 5;
+    let rest = &v[at..];
+    Some(&rest[..rest.find([';', ' ', '>']).unwrap_or(rest.len())])
+}
+
+fn branch_of(via: &str) -> Option<&str> {
+    let at = via.find("branch=")? + 7;
+    let rest = &via[at..];
+    Some(&rest[..rest.find([';', ' ', ',']).unwrap_or(rest.len())])
+}
+
+fn cseq_of(m: &Message) -> Option<(u32, String)> {
+    let v = m.header("CSeq")?;
+    let mut p = v.split_whitespace();
+    Some((p.next()?.parse().ok()?, p.next()?.to_ascii_uppercase()))
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn expires_of(m: &Message) -> Option<u64> {
+    if let Some(e) = m.header("Expires") {
+        return e.trim().parse().ok();
+    }
+    let c = m.header("Contact")?;
+    let at = c.to_ascii_lowercase().find("expires=")? + 8;
+    c[at..].split(|ch: char| !ch.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmm` of a Unix time in milliseconds shifted by `offset` seconds.
+pub fn gb_date(unix_ms: i64, offset: i64) -> String {
+    let ms = unix_ms + offset * 1000;
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    // Days to civil date (H. Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}",
+        tod / 3600,
+        tod % 3600 / 60,
+        tod % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+impl Platform {
+    /// A platform with `cfg`.
+    pub fn new(cfg: PlatformConfig) -> Platform {
+        Platform {
+            cfg,
+            devices: HashMap::new(),
+            nonces: HashMap::new(),
+            failures: HashMap::new(),
+            txs: HashMap::new(),
+            calls: HashMap::new(),
+            calls_by_id: HashMap::new(),
+            aggregates: HashMap::new(),
+            responses: HashMap::new(),
+            out: VecDeque::new(),
+            next_call: 1,
+            next_sn: 1,
+            secret: rand::random(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PlatformConfig {
+        &self.cfg
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Registered devices.
+    pub fn devices(&self) -> Vec<DeviceView> {
+        let mut v: Vec<DeviceView> = self
+            .devices
+            .iter()
+            .map(|(id, d)| DeviceView {
+                id: id.clone(),
+                peer: d.peer,
+                online: d.online,
+                user_agent: d.user_agent.clone(),
+                gb_version: d.gb_version.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// The device that owns a media session.
+    pub fn call_device(&self, call: CallId) -> Option<&str> {
+        self.calls.get(&call).map(|c| c.device.as_str())
+    }
+
+    /// When [`Platform::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let tx = self
+            .txs
+            .values()
+            .flat_map(|t| [t.next_resend, Some(t.deadline)])
+            .flatten();
+        let agg = self.aggregates.values().map(|a| a.deadline);
+        let dev = self
+            .devices
+            .values()
+            .flat_map(|d| [d.online.then(|| d.last_seen + self.offline_after()), Some(d.expires_at)]);
+        tx.chain(agg).chain(dev.flatten()).min()
+    }
+
+    fn offline_after(&self) -> Duration {
+        self.cfg.keepalive_interval * self.cfg.keepalive_misses.max(1)
+    }
+
+    fn token(&mut self) -> String {
+        self.secret = self
+            .secret
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        format!("{:016x}", self.secret ^ rand::random::<u64>())
+    }
+
+    fn emit(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn send(&mut self, to: Peer, m: &Message) {
+        self.out.push_back(Output::Send { to, data: m.to_bytes() });
+    }
+
+    /// A response to request `req` with `code`, extra headers and body; cached by branch so
+    /// that a retransmitted request gets the same answer.
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        req: &Message,
+        code: u16,
+        reason: &str,
+        extra: Vec<(String, String)>,
+        body: Bytes,
+    ) {
+        let mut headers: Vec<(String, String)> = req
+            .headers_named("Via")
+            .map(|v| {
+                let mut v = v.to_owned();
+                // rport (RFC 3581): tell the device where its packet came from.
+                if v.contains(";rport") && !v.contains(";rport=") {
+                    v = v.replacen(
+                        ";rport",
+                        &format!(";rport={};received={}", from.addr.port(), from.addr.ip()),
+                        1,
+                    );
+                }
+                ("Via".to_owned(), v)
+            })
+            .collect();
+        for name in ["From", "To", "Call-ID", "CSeq"] {
+            if let Some(v) = req.header(name) {
+                let mut v = v.to_owned();
+                if name == "To" && tag_of(&v).is_none() && code > 100 {
+                    v.push_str(&format!(";tag={}", &self.token()[..10]));
+                }
+                headers.push((name.to_owned(), v));
+            }
+        }
+        headers.push(("User-Agent".into(), "Sharpeye".into()));
+        headers.extend(extra);
+        let m = Message {
+            start: StartLine::Response {
+                code,
+                reason: reason.to_owned(),
+            },
+            headers,
+            body,
+        };
+        let data = m.to_bytes();
+        if let Some(b) = req.header("Via").and_then(branch_of) {
+            let key = format!("{b}/{}", req.method().unwrap_or(""));
+            self.responses.insert(key, (data.clone(), now + RESPONSE_CACHE));
+        }
+        self.out.push_back(Output::Send { to: from, data });
+    }
+
+    fn simple(&mut self, now: Instant, from: Peer, req: &Message, code: u16, reason: &str) {
+        self.respond(now, from, req, code, reason, Vec::new(), Bytes::new());
+    }
+
+    /// Feeds one SIP message from `from`. `unix_ms` is the wall clock (for the `Date` header).
+    pub fn handle_message(&mut self, now: Instant, unix_ms: i64, from: Peer, m: Message) {
+        match &m.start {
+            StartLine::Response { code, .. } => {
+                let code = *code;
+                self.handle_response(now, from, &m, code);
+            }
+            StartLine::Request { method, .. } => {
+                let method = method.clone();
+                // A retransmission of a request already answered: the same answer again.
+                if let Some(b) = m.header("Via").and_then(branch_of) {
+                    let key = format!("{b}/{method}");
+                    if let Some((data, _)) = self.responses.get(&key) {
+                        let data = data.clone();
+                        self.out.push_back(Output::Send { to: from, data });
+                        return;
+                    }
+                }
+                if m.header("Call-ID").is_none() || cseq_of(&m).is_none() || m.header("From").is_none() {
+                    self.simple(now, from, &m, 400, "Bad Request (missing Call-ID, CSeq or From)");
+                    return;
+                }
+                match method.as_str() {
+                    "REGISTER" => self.handle_register(now, unix_ms, from, &m),
+                    "MESSAGE" => self.handle_manscdp(now, from, &m),
+                    "BYE" => self.handle_bye(now, from, &m),
+                    "INFO" | "NOTIFY" => {
+                        self.simple(now, from, &m, 200, "OK");
+                        self.handle_in_dialog_notice(now, &m);
+                    }
+                    "OPTIONS" => self.simple(now, from, &m, 200, "OK"),
+                    "ACK" => {}
+                    "CANCEL" => self.simple(now, from, &m, 481, "Call/Transaction Does Not Exist"),
+                    _ => self.simple(now, from, &m, 405, "Method Not Allowed"),
+                }
+            }
+        }
+    }
+
+    fn device_settings(&self, id: &str) -> Option<DeviceSettings> {
+        match self.cfg.devices.get(id) {
+            Some(s) => Some(DeviceSettings {
+                password: s.password.clone().or_else(|| self.cfg.password.clone()),
+                ..s.clone()
+            }),
+            None => self.cfg.password.as_ref().map(|p| DeviceSettings {
+                password: Some(p.clone()),
+                ..DeviceSettings::default()
+            }),
+        }
+    }
+
+    fn throttled(&mut self, now: Instant, keys: &[String]) -> bool {
+        keys.iter().any(|k| {
+            self.failures.get(k).is_some_and(|(n, since)| {
+                *n >= self.cfg.max_auth_failures && now.duration_since(*since) < Duration::from_secs(60)
+            })
+        })
+    }
+
+    fn fail_auth(&mut self, now: Instant, keys: &[String]) {
+        for k in keys {
+            let e = self.failures.entry(k.clone()).or_insert((0, now));
+            if now.duration_since(e.1) >= Duration::from_secs(60) {
+                *e = (0, now);
+            }
+            e.0 += 1;
+        }
+        if self.failures.len() > MAX_NONCES {
+            self.failures
+                .retain(|_, (_, since)| now.duration_since(*since) < Duration::from_secs(60));
+        }
+    }
+
+    fn challenge(&mut self, now: Instant, from: Peer, m: &Message) {
+        let nonce = self.token();
+        if self.nonces.len() >= MAX_NONCES {
+            self.nonces.retain(|_, t| now.duration_since(*t) < NONCE_LIFE);
+        }
+        self.nonces.insert(nonce.clone(), now);
+        let realm = self.cfg.domain.clone();
+        let value = digest::challenge(&realm, &nonce, self.cfg.qop);
+        self.respond(
+            now,
+            from,
+            m,
+            401,
+            "Unauthorized",
+            vec![("WWW-Authenticate".into(), value)],
+            Bytes::new(),
+        );
+    }
+
+    fn handle_register(&mut self, now: Instant, unix_ms: i64, from: Peer, m: &Message) {
+        // The From user is the device (gb28181-rs puts the domain in To).
+        let Some(id) = m
+            .header("From")
+            .and_then(uri_user)
+            .or_else(|| m.header("To").and_then(uri_user))
+        else {
+            self.simple(now, from, m, 400, "Bad Request (no device id in From)");
+            return;
+        };
+        if !valid_id(id) {
+            self.simple(now, from, m, 400, "Bad Request (device id)");
+            return;
+        }
+        let id = id.to_owned();
+        let Some(settings) = self.device_settings(&id) else {
+            // Not pre-declared and no platform-wide password: not ours to admit.
+            self.simple(now, from, m, 403, "Forbidden (unknown device)");
+            self.emit(Event::AuthFailed {
+                device: id,
+                peer: from,
+                throttled: false,
+            });
+            return;
+        };
+        let keys = [format!("id:{id}"), format!("ip:{}", from.addr.ip())];
+        if self.throttled(now, &keys) {
+            self.simple(now, from, m, 403, "Forbidden (too many wrong passwords: wait a minute)");
+            self.emit(Event::AuthFailed {
+                device: id,
+                peer: from,
+                throttled: true,
+            });
+            return;
+        }
+        let Some(auth) = m.header("Authorization") else {
+            self.challenge(now, from, m);
+            return;
+        };
+        let creds = match Credentials::parse(auth) {
+            Ok(c) => c,
+            Err(_) => {
+                self.simple(now, from, m, 400, "Bad Request (Authorization)");
+                return;
+            }
+        };
+        let fresh_nonce = self
+            .nonces
+            .get(&creds.nonce)
+            .is_some_and(|t| now.duration_since(*t) < NONCE_LIFE);
+        if !fresh_nonce {
+            self.challenge(now, from, m);
+            return;
+        }
+        let password = settings.password.clone().unwrap_or_default();
+        if creds.username != id || !creds.verify("REGISTER", &password) {
+            self.fail_auth(now, &keys);
+            self.simple(now, from, m, 403, "Forbidden (wrong password)");
+            self.emit(Event::AuthFailed {
+                device: id,
+                peer: from,
+                throttled: false,
+            });
+            return;
+        }
+        self.failures.remove(&keys[0]);
+        let expires = expires_of(m).unwrap_or(3600).min(7 * 86_400);
+        let call_id = m.header("Call-ID").unwrap_or("").to_owned();
+        let mut extra = vec![
+            ("Date".to_owned(), gb_date(unix_ms, self.cfg.utc_offset_secs)),
+            ("Expires".to_owned(), expires.to_string()),
+        ];
+        if let Some(c) = m.header("Contact") {
+            extra.push(("Contact".into(), c.to_owned()));
+        }
+        if let Some(v) = m.header("X-GB-Ver") {
+            extra.push(("X-GB-Ver".into(), v.to_owned()));
+        }
+        self.respond(now, from, m, 200, "OK", extra, Bytes::new());
+        if expires == 0 {
+            if self.devices.remove(&id).is_some() {
+                self.end_device_calls(&id, "the device unregistered");
+                self.emit(Event::Offline {
+                    device: id,
+                    reason: OfflineReason::Unregistered,
+                });
+            }
+            return;
+        }
+        let fresh = self.devices.get(&id).is_none_or(|d| d.call_id != call_id || !d.online);
+        let cseq = self.devices.get(&id).map_or(1, |d| d.cseq);
+        self.devices.insert(
+            id.clone(),
+            Device {
+                peer: from,
+                call_id,
+                expires_at: now + Duration::from_secs(expires),
+                last_seen: now,
+                online: true,
+                user_agent: m.header("User-Agent").map(str::to_owned),
+                gb_version: m.header("X-GB-Ver").map(str::to_owned),
+                settings,
+                cseq,
+            },
+        );
+        self.emit(Event::Registered {
+            device: id,
+            peer: from,
+            fresh,
+        });
+    }
+
+    fn handle_manscdp(&mut self, now: Instant, from: Peer, m: &Message) {
+        let device = m.header("From").and_then(uri_user).unwrap_or("").to_owned();
+        let charset = self
+            .devices
+            .get(&device)
+            .map(|d| d.settings.charset)
+            .or_else(|| self.cfg.devices.get(&device).map(|d| d.charset))
+            .unwrap_or_default();
+        let doc = match Document::decode(&m.body, charset) {
+            Ok(d) => d,
+            Err(e) => {
+                let reason = format!("Bad Request ({e})");
+                self.simple(now, from, m, 400, &reason);
+                return;
+            }
+        };
+        // In-dialog MediaStatus: the device finished sending a recording.
+        if doc.is("Notify", "MediaStatus") {
+            self.simple(now, from, m, 200, "OK");
+            self.media_status(now, m);
+            return;
+        }
+        let Some(dev) = self.devices.get_mut(&device) else {
+            // Keepalive (or anything) from a device we do not know: make it register again.
+            self.simple(now, from, m, 404, "Not Found (register first)");
+            return;
+        };
+        dev.last_seen = now;
+        dev.peer = from;
+        let back_online = !dev.online;
+        dev.online = true;
+        self.simple(now, from, m, 200, "OK");
+        if back_online {
+            self.emit(Event::Online { device: device.clone() });
+        }
+        if doc.is("Notify", "Keepalive") {
+            return;
+        }
+        if doc.cmd.eq_ignore_ascii_case("Catalog") && !doc.root.eq_ignore_ascii_case("Query") {
+            let chunk = CatalogChunk::from_document(&doc);
+            let deadline = now + self.cfg.answer_timeout;
+            let key = (device.clone(), doc.sn);
+            let agg = self.aggregates.entry(key.clone()).or_insert_with(|| Aggregate {
+                device: device.clone(),
+                sum: chunk.sum_num,
+                catalog: BTreeMap::new(),
+                records: Vec::new(),
+                deadline,
+                is_records: false,
+                sn: doc.sn,
+            });
+            agg.sum = agg.sum.max(chunk.sum_num);
+            agg.deadline = deadline;
+            for item in chunk.items {
+                agg.catalog.insert(item.device_id.clone(), item);
+            }
+            if agg.catalog.len() >= agg.sum {
+                self.finish_aggregate(&key, true);
+            }
+            return;
+        }
+        if doc.is("Response", "RecordInfo") {
+            let chunk = RecordChunk::from_document(&doc);
+            let deadline = now + self.cfg.answer_timeout;
+            let key = (device.clone(), doc.sn);
+            let agg = self.aggregates.entry(key.clone()).or_insert_with(|| Aggregate {
+                device: device.clone(),
+                sum: chunk.sum_num,
+                catalog: BTreeMap::new(),
+                records: Vec::new(),
+                deadline,
+                is_records: true,
+                sn: doc.sn,
+            });
+            agg.sum = agg.sum.max(chunk.sum_num);
+            agg.deadline = deadline;
+            for item in chunk.items {
+                if !agg.records.contains(&item) {
+                    agg.records.push(item);
+                }
+            }
+            if agg.records.len() >= agg.sum {
+                self.finish_aggregate(&key, true);
+            }
+            return;
+        }
+        if doc.is("Notify", "Alarm") {
+            let body = manscdp::alarm_response(doc.sn, &doc.device_id);
+            let _ = self.request_to_device(
+                now,
+                &device,
+                "MESSAGE",
+                &device.clone(),
+                Some(("Application/MANSCDP+xml", body)),
+                "Alarm",
+            );
+        }
+        self.emit(Event::Document {
+            device,
+            doc: Box::new(doc),
+        });
+    }
+
+    fn finish_aggregate(&mut self, key: &(String, u64), complete: bool) {
+        let Some(agg) = self.aggregates.remove(key) else { return };
+        if agg.is_records {
+            self.emit(Event::Records {
+                device: agg.device,
+                sn: agg.sn,
+                items: agg.records,
+                complete,
+            });
+        } else {
+            self.emit(Event::Catalog {
+                device: agg.device,
+                items: agg.catalog.into_values().collect(),
+                complete,
+            });
+        }
+    }
+
+    fn handle_bye(&mut self, now: Instant, from: Peer, m: &Message) {
+        let call_id = m.header("Call-ID").unwrap_or("");
+        match self.calls_by_id.get(call_id).copied() {
+            Some(call) => {
+                self.simple(now, from, m, 200, "OK");
+                self.end_call(call, "the device hung up (BYE)");
+            }
+            None => self.simple(now, from, m, 481, "Call/Transaction Does Not Exist"),
+        }
+    }
+
+    fn handle_in_dialog_notice(&mut self, now: Instant, m: &Message) {
+        // gb28181-rs and some NVRs report the end of a file in an INFO instead of a MESSAGE.
+        let body = String::from_utf8_lossy(&m.body);
+        if body.contains("MediaStatus") && body.contains("121") {
+            self.media_status(now, m);
+        }
+    }
+
+    fn media_status(&mut self, now: Instant, m: &Message) {
+        let call_id = m.header("Call-ID").unwrap_or("");
+        if let Some(call) = self.calls_by_id.get(call_id).copied() {
+            let _ = self.hangup(now, call);
+        }
+    }
+
+    fn end_call(&mut self, call: CallId, reason: &str) {
+        if let Some(c) = self.calls.remove(&call) {
+            self.calls_by_id.remove(&c.call_id);
+            self.emit(Event::CallEnded {
+                call,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    fn end_device_calls(&mut self, device: &str, reason: &str) {
+        let calls: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.device == device)
+            .map(|(id, _)| *id)
+            .collect();
+        for c in calls {
+            self.end_call(c, reason);
+        }
+    }
+
+    fn via(&mut self, transport: Transport) -> (String, String) {
+        let branch = format!("z9hG4bK{}", self.token());
+        let t = match transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        };
+        (format!("SIP/2.0/{t} {};rport;branch={branch}", self.cfg.local), branch)
+    }
+
+    /// Sends a request outside a dialog to `target` (a device or one of its channels) of a
+    /// registered `device`; returns the Call-ID.
+    fn request_to_device(
+        &mut self,
+        now: Instant,
+        device: &str,
+        method: &str,
+        target: &str,
+        body: Option<(&str, String)>,
+        what: &str,
+    ) -> Result<String, PlatformError> {
+        let dev = self
+            .devices
+            .get(device)
+            .ok_or_else(|| PlatformError::NotRegistered(device.to_owned()))?;
+        let peer = dev.peer;
+        let charset = dev.settings.charset;
+        let call_id = match dev.settings.call_id {
+            CallIdPolicy::Registration => dev.call_id.clone(),
+            CallIdPolicy::Fresh => format!("{}@{}", self.token(), self.cfg.local.ip()),
+        };
+        let cseq = self.bump_cseq(device);
+        let (via, branch) = self.via(peer.transport);
+        let from_tag = self.token()[..10].to_owned();
+        let mut headers = vec![
+            ("Via".to_owned(), via),
+            (
+                "From".to_owned(),
+                format!("<sip:{}@{}>;tag={from_tag}", self.cfg.id, self.cfg.domain),
+            ),
+            ("To".to_owned(), format!("<sip:{target}@{}>", self.cfg.domain)),
+            ("Call-ID".to_owned(), call_id.clone()),
+            ("CSeq".to_owned(), format!("{cseq} {method}")),
+            ("Max-Forwards".to_owned(), "70".to_owned()),
+            ("User-Agent".to_owned(), "Sharpeye".to_owned()),
+        ];
+        let body = match body {
+            Some((ct, text)) => {
+                headers.push(("Content-Type".into(), ct.to_owned()));
+                Bytes::from(manscdp::encode_text(&text, charset))
+            }
+            None => Bytes::new(),
+        };
+        let m = Message {
+            start: StartLine::Request {
+                method: method.to_owned(),
+                uri: format!("sip:{target}@{}", peer.addr),
+            },
+            headers,
+            body,
+        };
+        self.start_tx(now, peer, device, what, &branch, m.to_bytes(), None);
+        Ok(call_id)
+    }
+
+    fn bump_cseq(&mut self, device: &str) -> u32 {
+        match self.devices.get_mut(device) {
+            Some(d) => {
+                d.cseq = d.cseq.wrapping_add(1).max(1);
+                d.cseq
+            }
+            None => 1,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_tx(
+        &mut self,
+        now: Instant,
+        to: Peer,
+        device: &str,
+        what: &str,
+        branch: &str,
+        data: Vec<u8>,
+        call: Option<CallId>,
+    ) {
+        self.out.push_back(Output::Send { to, data: data.clone() });
+        let udp = to.transport == Transport::Udp;
+        self.txs.insert(
+            branch.to_owned(),
+            ClientTx {
+                to,
+                device: device.to_owned(),
+                what: what.to_owned(),
+                data,
+                next_resend: udp.then_some(now + T1),
+                interval: T1,
+                deadline: now + self.cfg.request_timeout,
+                call,
+            },
+        );
+    }
+
+    fn next_sn(&mut self) -> u64 {
+        let sn = self.next_sn;
+        self.next_sn += 1;
+        sn
+    }
+
+    /// Asks a device for its catalog; the answer comes as [`Event::Catalog`].
+    pub fn query_catalog(&mut self, now: Instant, device: &str) -> Result<u64, PlatformError> {
+        let sn = self.next_sn();
+        let body = manscdp::query("Catalog", sn, device);
+        self.request_to_device(
+            now,
+            device,
+            "MESSAGE",
+            device,
+            Some(("Application/MANSCDP+xml", body)),
+            "Catalog",
+        )?;
+        Ok(sn)
+    }
+
+    /// Asks a device for its DeviceInfo; the answer comes as [`Event::Document`].
+    pub fn query_device_info(&mut self, now: Instant, device: &str) -> Result<u64, PlatformError> {
+        let sn = self.next_sn();
+        let body = manscdp::query("DeviceInfo", sn, device);
+        self.request_to_device(
+            now,
+            device,
+            "MESSAGE",
+            device,
+            Some(("Application/MANSCDP+xml", body)),
+            "DeviceInfo",
+        )?;
+        Ok(sn)
+    }
+
+    /// Asks for a channel's recordings between two device-local times; the answer comes as
+    /// [`Event::Records`] with the returned SN.
+    pub fn query_records(
+        &mut self,
+        now: Instant,
+        device: &str,
+        channel: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<u64, PlatformError> {
+        let sn = self.next_sn();
+        let body = manscdp::record_info_query(sn, channel, start, end);
+        self.request_to_device(
+            now,
+            device,
+            "MESSAGE",
+            channel,
+            Some(("Application/MANSCDP+xml", body)),
+            "RecordInfo",
+        )?;
+        Ok(sn)
+    }
+
+    /// Sends a PTZ command to a channel.
+    pub fn ptz(&mut self, now: Instant, device: &str, channel: &str, cmd: &str) -> Result<(), PlatformError> {
+        let sn = self.next_sn();
+        let body = manscdp::ptz_control(sn, channel, cmd);
+        self.request_to_device(
+            now,
+            device,
+            "MESSAGE",
+            channel,
+            Some(("Application/MANSCDP+xml", body)),
+            "DeviceControl",
+        )?;
+        Ok(())
+    }
+
+    /// Invites a device's channel to send media as `offer` describes (its SSRC and media
+    /// address). Progress comes as [`Event::CallAnswered`] / [`Event::CallFailed`].
+    pub fn invite(&mut self, now: Instant, device: &str, offer: &Offer) -> Result<CallId, PlatformError> {
+        let dev = self
+            .devices
+            .get(device)
+            .ok_or_else(|| PlatformError::NotRegistered(device.to_owned()))?;
+        let peer = dev.peer;
+        let call_id = format!("{}@{}", self.token(), self.cfg.local.ip());
+        let cseq = self.bump_cseq(device);
+        let (via, branch) = self.via(peer.transport);
+        let from_tag = self.token()[..10].to_owned();
+        let request_uri = format!("sip:{}@{}", offer.channel, peer.addr);
+        let to_uri = format!("<sip:{}@{}>", offer.channel, self.cfg.domain);
+        let m = Message {
+            start: StartLine::Request {
+                method: "INVITE".into(),
+                uri: request_uri.clone(),
+            },
+            headers: vec![
+                ("Via".into(), via),
+                (
+                    "From".into(),
+                    format!("<sip:{}@{}>;tag={from_tag}", self.cfg.id, self.cfg.domain),
+                ),
+                ("To".into(), to_uri.clone()),
+                ("Call-ID".into(), call_id.clone()),
+                ("CSeq".into(), format!("{cseq} INVITE")),
+                ("Contact".into(), format!("<sip:{}@{}>", self.cfg.id, self.cfg.local)),
+                (
+                    "Subject".into(),
+                    format!("{}:{},{}:0", offer.channel, offer.ssrc, self.cfg.id),
+                ),
+                ("Max-Forwards".into(), "70".into()),
+                ("User-Agent".into(), "Sharpeye".into()),
+                ("Content-Type".into(), "APPLICATION/SDP".into()),
+            ],
+            body: Bytes::from(offer.to_sdp()),
+        };
+        let call = self.next_call;
+        self.next_call += 1;
+        self.calls.insert(
+            call,
+            Call {
+                device: device.to_owned(),
+                call_id: call_id.clone(),
+                from_tag,
+                to_tag: None,
+                cseq,
+                request_uri,
+                to_uri,
+                state: CallState::Inviting,
+                invite_branch: branch.clone(),
+                ack: None,
+            },
+        );
+        self.calls_by_id.insert(call_id, call);
+        self.start_tx(now, peer, device, "INVITE", &branch, m.to_bytes(), Some(call));
+        Ok(call)
+    }
+
+    /// Ends a media session: BYE when established, CANCEL while inviting.
+    pub fn hangup(&mut self, now: Instant, call: CallId) -> Result<(), PlatformError> {
+        let c = self.calls.get(&call).ok_or(PlatformError::NoCall(call))?;
+        let (request_uri, to_uri, to_tag, call_id, from_tag) = (
+            c.request_uri.clone(),
+            c.to_uri.clone(),
+            c.to_tag.clone(),
+            c.call_id.clone(),
+            c.from_tag.clone(),
+        );
+        let Some(dev) = self.devices.get(&c.device) else {
+            self.end_call(call, "hung up (device gone)");
+            return Ok(());
+        };
+        let peer = dev.peer;
+        let device = c.device.clone();
+        let (method, cseq, branch_reuse) = match c.state {
+            CallState::Inviting => ("CANCEL", c.cseq, Some(c.invite_branch.clone())),
+            CallState::Established => ("BYE", c.cseq + 1, None),
+            CallState::Ended => return Ok(()),
+        };
+        let (mut via, mut branch) = self.via(peer.transport);
+        if let Some(b) = branch_reuse {
+            // CANCEL matches the INVITE's transaction: same branch.
+            via = via.replace(&branch, &b);
+            branch = format!("{b}/cancel");
+        }
+        let mut to = to_uri;
+        if let (Some(t), "BYE") = (&to_tag, method) {
+            to.push_str(&format!(";tag={t}"));
+        }
+        let m = Message {
+            start: StartLine::Request {
+                method: method.into(),
+                uri: request_uri,
+            },
+            headers: vec![
+                ("Via".into(), via),
+                (
+                    "From".into(),
+                    format!("<sip:{}@{}>;tag={from_tag}", self.cfg.id, self.cfg.domain),
+                ),
+                ("To".into(), to),
+                ("Call-ID".into(), call_id),
+                ("CSeq".into(), format!("{cseq} {method}")),
+                ("Max-Forwards".into(), "70".into()),
+                ("User-Agent".into(), "Sharpeye".into()),
+            ],
+            body: Bytes::new(),
+        };
+        self.start_tx(now, peer, &device, method, &branch, m.to_bytes(), None);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = CallState::Ended;
+        }
+        self.end_call(call, "hung up by the platform");
+        Ok(())
+    }
+
+    fn handle_response(&mut self, now: Instant, from: Peer, m: &Message, code: u16) {
+        let Some(branch) = m.header("Via").and_then(branch_of).map(str::to_owned) else {
+            return;
+        };
+        let Some((_, method)) = cseq_of(m) else { return };
+        let key = if method == "CANCEL" {
+            format!("{branch}/cancel")
+        } else {
+            branch.clone()
+        };
+        if method == "INVITE" {
+            self.invite_response(now, from, m, code, &branch);
+            return;
+        }
+        if code < 200 {
+            if let Some(tx) = self.txs.get_mut(&key) {
+                tx.next_resend = None;
+            }
+            return;
+        }
+        if let Some(tx) = self.txs.remove(&key)
+            && code >= 300
+        {
+            self.emit(Event::RequestFailed {
+                device: tx.device,
+                what: tx.what,
+                status: Some(code),
+            });
+        }
+    }
+
+    fn invite_response(&mut self, now: Instant, from: Peer, m: &Message, code: u16, branch: &str) {
+        let call_id = m.header("Call-ID").unwrap_or("").to_owned();
+        let Some(call) = self.calls_by_id.get(&call_id).copied() else {
+            // A 200 for a call we already ended (our CANCEL crossed it): ACK and BYE it.
+            return;
+        };
+        if code < 200 {
+            if let Some(tx) = self.txs.get_mut(branch) {
+                tx.next_resend = None;
+            }
+            return;
+        }
+        self.txs.remove(branch);
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        if code >= 300 {
+            // ACK for a non-2xx final answer is part of the INVITE transaction: same branch.
+            let to = m.header("To").unwrap_or("").to_owned();
+            let ack = Message {
+                start: StartLine::Request {
+                    method: "ACK".into(),
+                    uri: c.request_uri.clone(),
+                },
+                headers: vec![
+                    ("Via".into(), m.header("Via").unwrap_or("").to_owned()),
+                    ("From".into(), m.header("From").unwrap_or("").to_owned()),
+                    ("To".into(), to),
+                    ("Call-ID".into(), call_id.clone()),
+                    ("CSeq".into(), format!("{} ACK", c.cseq)),
+                    ("Max-Forwards".into(), "70".into()),
+                ],
+                body: Bytes::new(),
+            };
+            self.send(from, &ack);
+            let reason = match &m.start {
+                StartLine::Response { reason, .. } => reason.clone(),
+                _ => String::new(),
+            };
+            self.calls.remove(&call);
+            self.calls_by_id.remove(&call_id);
+            self.emit(Event::CallFailed {
+                call,
+                status: Some(code),
+                reason: format!("the device answered {code} {reason}"),
+            });
+            return;
+        }
+        // 2xx: retransmissions of it get the same ACK again.
+        if let Some(ack) = &c.ack {
+            let ack = ack.clone();
+            self.out.push_back(Output::Send { to: from, data: ack });
+            return;
+        }
+        c.to_tag = m.header("To").and_then(tag_of).map(str::to_owned);
+        let answer = Answer::parse(&m.body);
+        let to = m.header("To").unwrap_or("").to_owned();
+        let (via, _) = {
+            let t = from.transport;
+            let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
+            let tname = if t == Transport::Udp { "UDP" } else { "TCP" };
+            (
+                format!("SIP/2.0/{tname} {};rport;branch={branch}", self.cfg.local),
+                branch,
+            )
+        };
+        let c = self.calls.get_mut(&call).expect("call looked up above");
+        let ack = Message {
+            start: StartLine::Request {
+                method: "ACK".into(),
+                uri: c.request_uri.clone(),
+            },
+            headers: vec![
+                ("Via".into(), via),
+                ("From".into(), m.header("From").unwrap_or("").to_owned()),
+                ("To".into(), to),
+                ("Call-ID".into(), call_id.clone()),
+                ("CSeq".into(), format!("{} ACK", c.cseq)),
+                ("Max-Forwards".into(), "70".into()),
+                ("User-Agent".into(), "Sharpeye".into()),
+            ],
+            body: Bytes::new(),
+        };
+        let data = ack.to_bytes();
+        c.ack = Some(data.clone());
+        self.out.push_back(Output::Send { to: from, data });
+        match answer {
+            Ok(answer) => {
+                c.state = CallState::Established;
+                self.emit(Event::CallAnswered { call, answer });
+            }
+            Err(e) => {
+                c.state = CallState::Established;
+                let _ = self.hangup(now, call);
+                self.emit(Event::CallFailed {
+                    call,
+                    status: Some(code),
+                    reason: format!("the device's SDP answer is unusable: {e}"),
+                });
+            }
+        }
+    }
+
+    /// Runs timers: retransmissions, request and answer timeouts, keepalive loss, expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut resend = Vec::new();
+        let mut expired = Vec::new();
+        for (branch, tx) in &mut self.txs {
+            if now >= tx.deadline {
+                expired.push(branch.clone());
+            } else if tx.next_resend.is_some_and(|t| now >= t) {
+                tx.interval = (tx.interval * 2).min(T2);
+                tx.next_resend = Some(now + tx.interval);
+                resend.push((tx.to, tx.data.clone()));
+            }
+        }
+        for (to, data) in resend {
+            self.out.push_back(Output::Send { to, data });
+        }
+        for branch in expired {
+            if let Some(tx) = self.txs.remove(&branch) {
+                match tx.call {
+                    Some(call) => {
+                        let _ = self.hangup(now, call);
+                        self.emit(Event::CallFailed {
+                            call,
+                            status: None,
+                            reason: format!(
+                                "the device did not answer the INVITE within {:?}",
+                                self.cfg.request_timeout
+                            ),
+                        });
+                    }
+                    None => self.emit(Event::RequestFailed {
+                        device: tx.device,
+                        what: tx.what,
+                        status: None,
+                    }),
+                }
+            }
+        }
+        let done: Vec<(String, u64)> = self
+            .aggregates
+            .iter()
+            .filter(|(_, a)| now >= a.deadline)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in done {
+            self.finish_aggregate(&k, false);
+        }
+        let offline_after = self.offline_after();
+        let mut lost = Vec::new();
+        let mut gone = Vec::new();
+        for (id, d) in &mut self.devices {
+            if now >= d.expires_at {
+                gone.push(id.clone());
+            } else if d.online && now.duration_since(d.last_seen) >= offline_after {
+                d.online = false;
+                lost.push(id.clone());
+            }
+        }
+        for id in lost {
+            self.end_device_calls(&id, "the device stopped keeping alive");
+            self.emit(Event::Offline {
+                device: id,
+                reason: OfflineReason::KeepaliveLost,
+            });
+        }
+        for id in gone {
+            self.devices.remove(&id);
+            self.end_device_calls(&id, "the device's registration expired");
+            self.emit(Event::Offline {
+                device: id,
+                reason: OfflineReason::Expired,
+            });
+        }
+        self.responses.retain(|_, (_, until)| *until > now);
+        if self.nonces.len() > 1024 {
+            self.nonces.retain(|_, t| now.duration_since(*t) < NONCE_LIFE);
+        }
+    }
+}
