@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -177,9 +177,35 @@ pub struct Gb28181Config {
     pub domain: String,
     /// SIP address (UDP and TCP).
     pub listen: SocketAddr,
-    /// Default device password.
-    #[expect(dead_code, reason = "read by GB/T 28181 device access, which is not built yet")]
+    /// Default device password (devices not pre-declared register with it).
     pub password: String,
+    /// The address offered to devices for media (`c=` in the INVITE's SDP).
+    pub media_ip: IpAddr,
+    /// Media transport: TCP with the device connecting (default), TCP with us connecting, UDP.
+    pub media_transport: gb28181::sdp::MediaTransport,
+    /// Expected keepalive interval of devices.
+    pub keepalive_interval: Duration,
+    /// Missed keepalives before a device is offline.
+    pub keepalive_misses: u32,
+    /// How long an INVITE or query may take to be answered.
+    pub request_timeout: Duration,
+    /// Charset of device bodies unless a device says otherwise.
+    pub charset: gb28181::manscdp::Charset,
+    /// Pre-declared devices.
+    pub devices: Vec<GbDeviceConfig>,
+}
+
+/// One `[[gb28181.devices]]` entry.
+#[derive(Clone, Debug)]
+pub struct GbDeviceConfig {
+    /// Device id.
+    pub id: String,
+    /// Its own password.
+    pub password: Option<String>,
+    /// Its charset.
+    pub charset: Option<gb28181::manscdp::Charset>,
+    /// Its Call-ID policy.
+    pub call_id: gb28181::platform::CallIdPolicy,
 }
 
 /// `[auth]`: sessions and media URLs.
@@ -407,10 +433,15 @@ impl Config {
             w.push("no [[users]]: nobody can log in to the API".into());
         }
         if let Some(g) = &self.gb28181 {
-            w.push(format!(
-                "gb28181 (platform {} in domain {} on {}): GB/T 28181 access is not in this build yet; the section is checked but ignored",
-                g.id, g.domain, g.listen
-            ));
+            if g.media_ip.is_unspecified() {
+                w.push("gb28181.media_ip is a wildcard address: devices are offered 127.0.0.1 and can reach it only on this machine; set it to this node's address on the video network".into());
+            }
+            let gb_cameras = self.cameras.iter().filter(|c| c.url.scheme() == "gb28181").count();
+            if gb_cameras == 0 {
+                w.push("gb28181 is configured but no [[cameras]] has a gb28181:// url: registered devices are listed but not recorded".into());
+            }
+        } else if self.cameras.iter().any(|c| c.url.scheme() == "gb28181") {
+            w.push("cameras with gb28181:// urls need a [gb28181] section".into());
         }
         w
     }
@@ -809,6 +840,18 @@ impl Checker {
         }
     }
 
+    fn charset(&mut self, path: &str, t: &Table) -> Option<gb28181::manscdp::Charset> {
+        let c = self.string(path, t, "charset")?;
+        let parsed = gb28181::manscdp::Charset::parse(&c);
+        if parsed.is_none() {
+            self.problem(
+                join(path, "charset"),
+                format!("{c:?} is not a charset; expected \"auto\", \"gb18030\" (also for GB2312/GBK) or \"utf-8\""),
+            );
+        }
+        parsed
+    }
+
     fn transport(&mut self, path: &str, t: &Table) -> Option<Transport> {
         match self.string(path, t, "transport")?.as_str() {
             "tcp" => Some(Transport::Tcp),
@@ -865,7 +908,23 @@ impl Checker {
 
     fn gb28181(&mut self, root: &Table) -> Option<Gb28181Config> {
         let t = self.section(root, "gb28181")?;
-        self.known("gb28181", t, &["id", "domain", "listen", "password"]);
+        self.known(
+            "gb28181",
+            t,
+            &[
+                "id",
+                "domain",
+                "listen",
+                "password",
+                "media_ip",
+                "media_transport",
+                "keepalive_interval",
+                "keepalive_misses",
+                "request_timeout",
+                "charset",
+                "devices",
+            ],
+        );
         let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
         let id = self.required_string("gb28181", t, "id", "this platform's 20-digit GB/T 28181 id");
         if let Some(id) = &id
@@ -885,11 +944,108 @@ impl Checker {
             Some(SocketAddr::from(([0, 0, 0, 0], 5060)))
         };
         let password = self.required_string("gb28181", t, "password", "the default device password");
+        let media_ip = match self.string("gb28181", t, "media_ip") {
+            None => listen.map(|l| l.ip()),
+            Some(ip) => match ip.parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    self.problem("gb28181.media_ip", format!("{ip:?} is not an IP address"));
+                    None
+                }
+            },
+        };
+        let media_transport = match self.string("gb28181", t, "media_transport") {
+            None => gb28181::sdp::MediaTransport::TcpPassive,
+            Some(m) => gb28181::sdp::MediaTransport::parse(&m).unwrap_or_else(|| {
+                self.problem(
+                    "gb28181.media_transport",
+                    format!("{m:?} is not a media transport; expected \"tcp-passive\" (the device connects to us), \"tcp-active\" (we connect to it) or \"udp\""),
+                );
+                gb28181::sdp::MediaTransport::TcpPassive
+            }),
+        };
+        let s = Duration::from_secs;
+        let keepalive_interval = self.duration("gb28181", t, "keepalive_interval", s(60), s(1), s(3600));
+        let keepalive_misses = match t.get("keepalive_misses") {
+            None => 3,
+            Some(Value::Integer(n)) if (1..=100).contains(n) => *n as u32,
+            Some(v) => {
+                self.problem(
+                    "gb28181.keepalive_misses",
+                    format!("expected a whole number from 1 to 100, got {v}"),
+                );
+                3
+            }
+        };
+        let request_timeout = self.duration(
+            "gb28181",
+            t,
+            "request_timeout",
+            s(10),
+            Duration::from_millis(500),
+            s(120),
+        );
+        let charset = self.charset("gb28181", t).unwrap_or_default();
+        let mut devices = Vec::new();
+        match t.get("devices") {
+            None => {}
+            Some(Value::Array(a)) => {
+                for (i, v) in a.iter().enumerate() {
+                    let path = format!("gb28181.devices[{i}]");
+                    let Value::Table(d) = v else {
+                        self.problem(path, format!("expected a table, got {}", type_name(v)));
+                        continue;
+                    };
+                    self.known(&path, d, &["id", "password", "charset", "call_id"]);
+                    let id = self.required_string(&path, d, "id", "the device's id");
+                    if let Some(id) = &id
+                        && !(id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+                    {
+                        self.problem(
+                            join(&path, "id"),
+                            format!("{id:?} is not a device id (up to 32 letters and digits)"),
+                        );
+                    }
+                    let password = self.string(&path, d, "password");
+                    let charset = self.charset(&path, d);
+                    let call_id = match self.string(&path, d, "call_id").as_deref() {
+                        None | Some("fresh") => gb28181::platform::CallIdPolicy::Fresh,
+                        Some("registration") => gb28181::platform::CallIdPolicy::Registration,
+                        Some(other) => {
+                            self.problem(
+                                join(&path, "call_id"),
+                                format!("{other:?}: expected \"fresh\" or \"registration\""),
+                            );
+                            gb28181::platform::CallIdPolicy::Fresh
+                        }
+                    };
+                    if let Some(id) = id {
+                        devices.push(GbDeviceConfig {
+                            id,
+                            password,
+                            charset,
+                            call_id,
+                        });
+                    }
+                }
+            }
+            Some(v) => self.problem(
+                "gb28181.devices",
+                format!("expected [[gb28181.devices]] tables, got {}", type_name(v)),
+            ),
+        }
         Some(Gb28181Config {
             id: id?,
             domain: domain?,
             listen: listen?,
             password: password?,
+            media_ip: media_ip?,
+            media_transport,
+            keepalive_interval,
+            keepalive_misses,
+            request_timeout,
+            charset,
+            devices,
         })
     }
 
@@ -1110,11 +1266,20 @@ impl Checker {
         };
         match Url::parse(&s) {
             Ok(u) if matches!(u.scheme(), "rtsp" | "rtsps") && u.host_str().is_some_and(|h| !h.is_empty()) => Some(u),
+            // A GB/T 28181 channel: gb28181://DEVICE[/CHANNEL] (the channel defaults to the camera id).
+            Ok(u)
+                if u.scheme() == "gb28181"
+                    && u.host_str()
+                        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric()))
+                    && key == "url" =>
+            {
+                Some(u)
+            }
             Ok(u) => {
                 self.problem(
                     join(path, key),
                     format!(
-                        "scheme {:?} or host is wrong; expected rtsp://[user:password@]host[:port]/path",
+                        "scheme {:?} or host is wrong; expected rtsp://[user:password@]host[:port]/path or gb28181://DEVICE-ID[/CHANNEL-ID]",
                         u.scheme()
                     ),
                 );

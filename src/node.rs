@@ -9,13 +9,14 @@ use anyhow::{Context, Result};
 use api::{AppState, CameraEntry, CameraInfo};
 use ingest::FrameSink;
 use ingest::SourceHealth;
+use ingest::gb28181::{GbSourceConfig, spawn_gb};
 use ingest::rtsp::{RtspSourceConfig, RtspTransport};
 use ingest::supervisor::{SourceHandle, spawn_rtsp_with_health};
 use media::{Frame, StreamId, StreamKind};
 use store::{Recorder, RecorderConfig, Store};
 use tracing::{info, warn};
 
-use crate::config::{Config, MinFree, Secret, Tier, Transport};
+use crate::config::{Config, Gb28181Config, MinFree, Secret, Tier, Transport};
 
 /// Delivers a stream's frames to the recorder (if recorded) and to its live channel. When the
 /// recorder's queue is full a frame is lost, and the next one is marked as a discontinuity so
@@ -119,9 +120,17 @@ impl rtspd::Authorize for RtspAuth {
     }
 }
 
+/// Where a stream comes from.
+enum Source {
+    /// An RTSP URL.
+    Rtsp(RtspSourceConfig),
+    /// A GB/T 28181 channel, through the node's SIP server.
+    Gb(GbSourceConfig),
+}
+
 /// How to pull one stream: what the hub's control starts when the stream is wanted.
 struct Pull {
-    cfg: RtspSourceConfig,
+    source: Source,
     health: Arc<SourceHealth>,
     recorder: Option<Recorder>,
 }
@@ -130,6 +139,7 @@ struct Pull {
 #[derive(Default)]
 struct Pulls {
     specs: HashMap<StreamId, Pull>,
+    sip: Option<Arc<gb28181::server::SipServer>>,
     running: Mutex<HashMap<StreamId, SourceHandle>>,
     hub: std::sync::OnceLock<std::sync::Weak<hub::Hub>>,
 }
@@ -157,7 +167,11 @@ impl Pulls {
                     channel,
                 });
                 info!(stream = %stream, "starting the pull");
-                let handle = spawn_rtsp_with_health(pull.cfg.clone(), sink, pull.health.clone());
+                let handle = match (&pull.source, &self.sip) {
+                    (Source::Rtsp(cfg), _) => spawn_rtsp_with_health(cfg.clone(), sink, pull.health.clone()),
+                    (Source::Gb(cfg), Some(sip)) => spawn_gb(cfg.clone(), sip.clone(), sink, pull.health.clone()),
+                    (Source::Gb(_), None) => return,
+                };
                 running.insert(stream.clone(), handle);
             }
             hub::Action::Stop => {
@@ -284,7 +298,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             .with_context(|| format!("opening the audit log {}", audit_dir.display()))?,
     );
 
-    let mut pulls = Pulls::default();
+    let sip = match &config.gb28181 {
+        Some(g) => Some(Arc::new(start_sip(g).await?)),
+        None => None,
+    };
+    let mut pulls = Pulls {
+        sip: sip.clone(),
+        ..Pulls::default()
+    };
     let mut policies = Vec::new();
     let mut cameras = BTreeMap::new();
     let mut recorded = 0;
@@ -296,18 +317,48 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         ];
         for (kind, url) in urls.into_iter().flatten() {
             let stream = StreamId::new(c.id.as_str(), kind);
-            let mut cfg = RtspSourceConfig::new(stream.clone(), url.clone());
             let i = &config.ingest;
-            cfg.transport = match c.transport.unwrap_or(i.transport) {
-                Transport::Tcp => RtspTransport::Tcp,
-                Transport::Udp => RtspTransport::Udp,
+            let source = match (url.scheme(), &config.gb28181) {
+                ("gb28181", Some(g)) => {
+                    let channel = url.path().trim_matches('/');
+                    Source::Gb(GbSourceConfig {
+                        stream: stream.clone(),
+                        device: url.host_str().unwrap_or_default().to_owned(),
+                        channel: if channel.is_empty() {
+                            c.id.clone()
+                        } else {
+                            channel.to_owned()
+                        },
+                        own_id: g.id.clone(),
+                        domain: g.domain.clone(),
+                        transport: g.media_transport,
+                        media_ip: media_ip(g),
+                        watchdog: i.watchdog.max(Duration::from_secs(5)),
+                        invite_timeout: g.request_timeout,
+                        reconnect_min: i.reconnect_min,
+                        reconnect_max: i.reconnect_max.max(Duration::from_secs(2)),
+                        max_frame_bytes: i.max_frame_bytes,
+                    })
+                }
+                ("gb28181", None) => {
+                    warn!(camera = %c.id, "a gb28181:// camera without a [gb28181] section is not pulled");
+                    continue;
+                }
+                _ => {
+                    let mut cfg = RtspSourceConfig::new(stream.clone(), url.clone());
+                    cfg.transport = match c.transport.unwrap_or(i.transport) {
+                        Transport::Tcp => RtspTransport::Tcp,
+                        Transport::Udp => RtspTransport::Udp,
+                    };
+                    cfg.watchdog = i.watchdog;
+                    cfg.request_timeout = i.request_timeout;
+                    cfg.reconnect_min = i.reconnect_min;
+                    cfg.reconnect_max = i.reconnect_max;
+                    cfg.reconnect_slow = i.reconnect_slow;
+                    cfg.max_frame_bytes = i.max_frame_bytes;
+                    Source::Rtsp(cfg)
+                }
             };
-            cfg.watchdog = i.watchdog;
-            cfg.request_timeout = i.request_timeout;
-            cfg.reconnect_min = i.reconnect_min;
-            cfg.reconnect_max = i.reconnect_max;
-            cfg.reconnect_slow = i.reconnect_slow;
-            cfg.max_frame_bytes = i.max_frame_bytes;
             // Only the main stream is recorded; it is pulled always, the rest on demand.
             let record = c.record && kind == StreamKind::Main;
             recorded += usize::from(record);
@@ -328,7 +379,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             pulls.specs.insert(
                 stream,
                 Pull {
-                    cfg,
+                    source,
                     health,
                     recorder: record.then(|| recorder.clone()),
                 },
@@ -490,6 +541,84 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .context("closing the recorder")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The address devices are told to send media to.
+fn media_ip(g: &Gb28181Config) -> std::net::IpAddr {
+    if g.media_ip.is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        g.media_ip
+    }
+}
+
+/// Starts the GB/T 28181 SIP server of `[gb28181]`.
+async fn start_sip(g: &Gb28181Config) -> Result<gb28181::server::SipServer> {
+    let local = if g.listen.ip().is_unspecified() {
+        std::net::SocketAddr::new(media_ip(g), g.listen.port())
+    } else {
+        g.listen
+    };
+    let mut cfg = gb28181::platform::PlatformConfig::new(&g.id, &g.domain, local);
+    cfg.password = Some(g.password.clone());
+    cfg.keepalive_interval = g.keepalive_interval;
+    cfg.keepalive_misses = g.keepalive_misses;
+    cfg.request_timeout = g.request_timeout;
+    cfg.answer_timeout = g.request_timeout;
+    cfg.devices = g
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.id.clone(),
+                gb28181::platform::DeviceSettings {
+                    password: d.password.clone(),
+                    charset: d.charset.unwrap_or(g.charset),
+                    call_id: d.call_id,
+                },
+            )
+        })
+        .collect();
+    let server = gb28181::server::SipServer::bind(cfg, g.listen)
+        .await
+        .with_context(|| format!("starting GB/T 28181 SIP on {} (gb28181.listen)", g.listen))?;
+    let mut events = server.subscribe();
+    tokio::spawn(async move {
+        use gb28181::platform::Event;
+        loop {
+            match events.recv().await {
+                Ok(Event::Registered { device, peer, fresh }) => {
+                    info!(device = %device, peer = %peer.addr, transport = ?peer.transport, fresh, "GB28181 device registered")
+                }
+                Ok(Event::Offline { device, reason }) => warn!(device = %device, ?reason, "GB28181 device offline"),
+                Ok(Event::Online { device }) => info!(device = %device, "GB28181 device online again"),
+                Ok(Event::AuthFailed {
+                    device,
+                    peer,
+                    throttled,
+                }) => warn!(
+                    device = %device,
+                    peer = %peer.addr,
+                    throttled,
+                    "GB28181 device {device}: registration refused (wrong password, or not allowed): check gb28181.password or its [[gb28181.devices]] entry"
+                ),
+                Ok(Event::Catalog {
+                    device,
+                    items,
+                    complete,
+                }) => {
+                    info!(device = %device, channels = items.len(), complete, "GB28181 catalog")
+                }
+                Ok(Event::RequestFailed { device, what, status }) => {
+                    warn!(device = %device, what = %what, ?status, "GB28181 request failed")
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    Ok(server)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

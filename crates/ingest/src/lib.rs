@@ -11,6 +11,9 @@
 
 pub mod backoff;
 pub mod clock;
+mod deliver;
+pub mod gb28181;
+pub mod ps_rtp;
 pub mod rtsp;
 mod status;
 pub mod supervisor;

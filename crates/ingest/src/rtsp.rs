@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use media::{Frame, StreamId, StreamParams, WallTime};
+use media::{StreamId, StreamParams, WallTime};
 use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, UdpTransportOptions};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
-use tracing::{debug, info, warn};
+use tracing::info;
 use url::Url;
 
-use crate::clock::WallClock;
-use crate::timeline::{Timeline, TimelineCheck};
+use crate::deliver::Delivery;
 use crate::{FrameSink, SourceHealth, SourcePhase};
 
 /// How RTP travels from the camera.
@@ -330,22 +329,18 @@ async fn session(
     health.set_phase(SourcePhase::Streaming);
     info!(peer = %cfg.peer(), transport = ?cfg.transport, "camera {camera}: session playing");
 
-    let mut params: Option<Arc<StreamParams>> = None;
-    let mut clock = WallClock::default();
-    let mut timeline = Timeline::default();
-    let mut discontinuity = true;
-    let mut need_key = true;
-    loop {
+    let mut delivery = Delivery::new(&cfg.stream, cfg.peer(), sink, health, cfg.max_frame_bytes);
+    let result = loop {
         let item = match tokio::time::timeout(cfg.watchdog, demuxed.next()).await {
             Err(_) => {
-                return Err(IngestError::Stalled {
+                break Err(IngestError::Stalled {
                     camera: camera.to_owned(),
                     peer: cfg.peer(),
                     secs: cfg.watchdog.as_secs_f64(),
                 });
             }
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => return Err(IngestError::from_retina(cfg, &e)),
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(e))) => break Err(IngestError::from_retina(cfg, &e)),
             Ok(Some(Ok(item))) => item,
         };
         let CodecItem::VideoFrame(f) = item else {
@@ -355,32 +350,18 @@ async fn session(
             continue;
         }
         let arrival = WallTime::now();
-        if params.is_none() || f.has_new_parameters() {
+        if !delivery.has_params() || f.has_new_parameters() {
             match params_of(demuxed.streams()[video].parameters()) {
-                Some(Ok(p)) => {
-                    let p = Arc::new(p);
-                    if params.as_deref() != Some(&p) {
-                        info!(
-                            codec = p.codec_string(),
-                            width = p.width(),
-                            height = p.height(),
-                            "camera {camera}: stream parameters"
-                        );
-                        let mut s = health.lock();
-                        s.codec = Some(p.codec_string().to_owned());
-                        s.resolution = Some((p.width(), p.height()));
-                        params = Some(p);
-                    }
-                }
+                Some(Ok(p)) => delivery.set_params(Arc::new(p)),
                 Some(Err(source)) => {
-                    return Err(IngestError::BadParams {
+                    break Err(IngestError::BadParams {
                         camera: camera.to_owned(),
                         peer: cfg.peer(),
                         source,
                     });
                 }
                 None => {
-                    return Err(IngestError::Stream {
+                    break Err(IngestError::Stream {
                         camera: camera.to_owned(),
                         peer: cfg.peer(),
                         detail: "frame without H.264/H.265 parameters".into(),
@@ -388,57 +369,12 @@ async fn session(
                 }
             }
         }
-        let Some(p) = params.clone() else { continue };
         let media_time = f.timestamp().timestamp();
-        let check = timeline.check(media_time, arrival);
-        if check.is_discontinuity() && check != TimelineCheck::First {
-            warn!(peer = %cfg.peer(), ?check, "camera {camera}: timestamps jumped; starting a new segment");
-            health.lock().discontinuities += 1;
-            discontinuity = true;
-        }
-        if f.data().len() > cfg.max_frame_bytes {
-            warn!(
-                peer = %cfg.peer(),
-                bytes = f.data().len(),
-                limit = cfg.max_frame_bytes,
-                "camera {camera}: frame above the size limit dropped as corrupt; waiting for the next key frame"
-            );
-            health.lock().dropped_frames += 1;
-            need_key = true;
-            discontinuity = true;
-            continue;
-        }
         let key = f.is_random_access_point();
-        if need_key && !key {
-            debug!("camera {camera}: waiting for a key frame");
-            health.lock().dropped_frames += 1;
-            continue;
-        }
-        need_key = false;
-        if discontinuity {
-            clock.reset();
-        }
-        let wall = clock.map(media_time, arrival);
-        let data = Bytes::from(f.into_data());
-        {
-            let mut s = health.lock();
-            s.frames += 1;
-            s.bytes += data.len() as u64;
-            s.last_frame = Some(arrival);
-            s.last_error = None;
-        }
-        sink.frame(Frame {
-            stream: cfg.stream.clone(),
-            media_time,
-            wall_time: wall.wall,
-            key,
-            discontinuity: discontinuity || wall.anchored,
-            params: p,
-            data,
-        });
-        *delivered = true;
-        discontinuity = false;
-    }
+        delivery.deliver(media_time, key, Bytes::from(f.into_data()), arrival);
+    };
+    *delivered |= delivery.delivered;
+    result
 }
 
 #[cfg(test)]

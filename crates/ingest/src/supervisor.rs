@@ -30,6 +30,11 @@ impl SourceHandle {
         &self.health
     }
 
+    /// A handle for a source task started elsewhere in this crate (GB28181).
+    pub(crate) fn from_parts(health: Arc<SourceHealth>, cancel: CancellationToken, task: JoinHandle<()>) -> Self {
+        SourceHandle { health, cancel, task }
+    }
+
     /// Stops the source (tearing down its session) and waits for it.
     pub async fn stop(self) {
         self.cancel.cancel();

@@ -405,6 +405,13 @@ impl PsDemuxer {
             let start = (9 + hlen).min(end);
             let pts = if b[7] & 0x80 != 0 { read_pts(&b[9..start]) } else { None };
             (start..end, pts)
+        } else if b[6] & 0x3F == 0 && b[6] >> 6 != 0 && usize::from(b[7]) == 5 * usize::from(b[6] >> 6).min(2) {
+            // The first flag byte left out: `PTS_DTS_flags` where the marker bits belong and the
+            // header length after it (gb28181-rs 0.14 writes `C0 0A PTS DTS 00`). Read that way
+            // the PTS is right and the payload starts at the elementary stream's start code.
+            let hlen = usize::from(b[7]);
+            let start = (8 + hlen).min(end);
+            (start..end, read_pts(&b[8..start]))
         } else {
             (6..end, None)
         };
@@ -786,6 +793,47 @@ mod tests {
         d.push(&strip_psm(&ps));
         d.finish();
         assert!(d.poll().is_none());
+    }
+
+    #[test]
+    fn pes_without_its_first_flag_byte_keeps_pts_and_payload() {
+        // As gb28181-rs 0.14 writes a PES: `C0 0A PTS DTS 00`, then the elementary stream.
+        let pts_bytes = |marker: u8, pts: u64| {
+            [
+                marker | ((pts >> 29) as u8 & 0x0E) | 1,
+                (pts >> 22) as u8,
+                ((pts >> 14) as u8 & 0xFE) | 1,
+                (pts >> 7) as u8,
+                ((pts << 1) as u8 & 0xFE) | 1,
+            ]
+        };
+        let mut ps = Vec::new();
+        for (i, key) in [true, false, true].into_iter().enumerate() {
+            let pts = 3000 + i as u64 * 3600;
+            let es = h264_frame(key, 40);
+            let mut pes = vec![0xC0, 0x0A];
+            pes.extend_from_slice(&pts_bytes(0x30, pts));
+            pes.extend_from_slice(&pts_bytes(0x10, pts));
+            pes.push(0);
+            pes.extend_from_slice(&es);
+            ps.extend_from_slice(&[0, 0, 1, 0xBA, 0x44, 0, 4, 0, 4, 1, 0, 0, 3, 0xF8]);
+            ps.extend_from_slice(&[0, 0, 1, 0xE0, (pes.len() >> 8) as u8, pes.len() as u8]);
+            ps.extend_from_slice(&pes);
+        }
+        let mut d = PsDemuxer::new();
+        d.push(&ps);
+        d.finish();
+        let frames: Vec<PsFrame> = std::iter::from_fn(|| d.poll()).collect();
+        assert_eq!(frames.len(), 3);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(f.pts, Some(3000 + i as u64 * 3600));
+            assert_eq!(f.codec, VideoCodec::H264);
+            let want = h264_frame(i != 1, 40);
+            assert_eq!(
+                crate::annexb::nal_units(&f.data).collect::<Vec<_>>(),
+                crate::annexb::nal_units(&want).collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! GB/T 28181 devices as cameras, against a real `sharpeye run`: a third-party device library
+//! (gb28181-rs) registers with digest auth, keeps alive, answers the catalog and streams PS over
+//! RTP when invited; the node records it, serves it live, and tracks it online and offline.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gb28181_rs::config::Transport as SipTransport;
+use gb28181_rs::mock::MockFrameHub;
+use gb28181_rs::{AccessUnit, Gb28181Config, Gb28181Server, Nalu};
+
+const PLATFORM: &str = "34020000002000000001";
+const DEVICE: &str = "34020000001320000001";
+const DEV_PASSWORD: &str = "gb-device-pw";
+
+fn gb_config(listen: SocketAddr, data: &std::path::Path, sip: SocketAddr, media: &str) -> String {
+    let cameras = format!(
+        "[[cameras]]\nid = \"{DEVICE}\"\nname = \"GB gate\"\nurl = \"gb28181://{DEVICE}\"\ntier = \"key\"\norg = \"test/gb\"\n"
+    );
+    let base = config_toml(listen, data, "segment = \"4s\"", &cameras);
+    format!(
+        "{base}\n[gb28181]\nid = \"{PLATFORM}\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"{DEV_PASSWORD}\"\nmedia_transport = \"{media}\"\nkeepalive_interval = \"1s\"\nkeepalive_misses = 3\nrequest_timeout = \"5s\"\n"
+    )
+}
+
+#[derive(Default)]
+struct DeviceCounters {
+    registered: AtomicU64,
+    started: AtomicU64,
+    stopped: AtomicU64,
+}
+
+impl gb28181_rs::metrics::MetricsHooks for DeviceCounters {
+    fn register_ok(&self) {
+        self.registered.fetch_add(1, Ordering::Relaxed);
+    }
+    fn invite_session_started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+    fn invite_session_stopped(&self) {
+        self.stopped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The 240p H.264 fixture as the device library's access units (SPS and PPS before each IDR).
+fn access_units() -> Vec<(bool, Vec<Nalu>)> {
+    let fixture = camsim::BuiltinFixture::H264_240p.load();
+    let params = fixture.params.clone().unwrap();
+    let nalu = |d: &[u8]| {
+        let t = d[0] & 0x1F;
+        Nalu {
+            nalu_type: t,
+            data: d.to_vec(),
+            is_idr: t == 5,
+            is_sps: t == 7,
+            is_pps: t == 8,
+            is_aud: t == 9,
+        }
+    };
+    fixture
+        .frames
+        .iter()
+        .map(|f| {
+            let mut nalus = Vec::new();
+            if f.key {
+                nalus.push(nalu(params.sps()));
+                nalus.push(nalu(params.pps()));
+            }
+            nalus.extend(media::rtp::length_prefixed_nals(&f.avcc).map(nalu));
+            (f.key, nalus)
+        })
+        .collect()
+}
+
+/// A device on its own runtime, fed 25 fps until dropped.
+struct Device {
+    rt: tokio::runtime::Runtime,
+    handle: Option<gb28181_rs::ServerHandle>,
+    counters: Arc<DeviceCounters>,
+    feeder: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Device {
+    fn start(sip: SocketAddr, password: &str, transport: SipTransport) -> Device {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let counters = Arc::new(DeviceCounters::default());
+        let hub = Arc::new(MockFrameHub::new());
+        let cfg = Gb28181Config {
+            platform_sip_address: sip.ip().to_string(),
+            platform_sip_port: sip.port(),
+            sip_domain: "3402000000".into(),
+            device_id: DEVICE.into(),
+            password: password.into(),
+            local_sip_port: free_addr().port(),
+            transport,
+            register_interval_secs: 3600,
+            heartbeat_interval_secs: 1,
+            heartbeat_timeout_count: 3,
+            device_name: Some("gb28181-rs camera".into()),
+            ..Gb28181Config::default()
+        };
+        let handle = rt
+            .block_on(
+                Gb28181Server::new(cfg, hub.clone())
+                    .with_metrics(counters.clone())
+                    .spawn(),
+            )
+            .unwrap();
+        let units = access_units();
+        let feeder = rt.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(40));
+            for (key, nalus) in units.iter().cycle() {
+                tick.tick().await;
+                hub.write(AccessUnit {
+                    nalus: nalus.clone(),
+                    timestamp: Instant::now(),
+                    is_key_frame: *key,
+                });
+            }
+        });
+        Device {
+            rt,
+            handle: Some(handle),
+            counters,
+            feeder: Some(feeder),
+        }
+    }
+
+    /// Stops without unregistering, as a device that loses power.
+    fn kill(mut self) {
+        if let Some(f) = self.feeder.take() {
+            f.abort();
+        }
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+        self.rt.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+fn camera_status(node: &mut Node) -> String {
+    let (_, body) = node.get(&format!("/api/v1/cameras/{DEVICE}"));
+    body["status"].as_str().unwrap_or("").to_owned()
+}
+
+fn run_device_against_node(media: &str, sip_transport: SipTransport) {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg missing: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let sip = free_addr();
+    let data = dir.path().join("data");
+    let mut node = Node::start(dir.path(), &gb_config(addr, &data, sip, media), addr);
+
+    // A wrong password is refused (and named in the log); the right one registers.
+    let bad = Device::start(sip, "not-the-password", sip_transport);
+    assert!(
+        wait_until(Duration::from_secs(15), || node
+            .log_text()
+            .contains("registration refused")),
+        "{}",
+        node.log_text()
+    );
+    bad.kill();
+    let device = Device::start(sip, DEV_PASSWORD, sip_transport);
+    assert!(
+        wait_until(Duration::from_secs(20), || camera_status(&mut node) == "online"),
+        "camera did not come online:\n{}",
+        node.log_text()
+    );
+    assert!(device.counters.registered.load(Ordering::Relaxed) >= 1);
+    assert!(node.log_text().contains("GB28181 catalog"), "{}", node.log_text());
+    // Recorded: a continuous range of several seconds.
+    let mut ranges = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            ranges = node.ranges(DEVICE, now_us() - 120_000_000, now_us());
+            ranges.last().is_some_and(|r| r.1 - r.0 > 5_000_000)
+        }),
+        "{ranges:?}\n{}",
+        node.log_text()
+    );
+    // Live: live.mp4 decodes in ffmpeg.
+    let (status, body) = post_json(
+        &node.url(&format!("/api/v1/cameras/{DEVICE}/media-token")),
+        &serde_json::json!({"action": "live"}),
+        Some(&node.token()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let out = dir.path().join("live.mp4");
+    let url = node.url(&format!("/api/v1/cameras/{DEVICE}/live.mp4?token={token}"));
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i", &url, "-t", "3", "-c", "copy"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (errors, frames) = decode(out.to_str().unwrap());
+    assert!(errors.is_empty(), "{errors}");
+    assert!(frames >= 50, "{frames} frames in 3 s of 25 fps");
+    eprintln!("live.mp4: {frames} frames decoded; recorded {ranges:?}");
+
+    // Keepalive loss (the device dies): offline after interval × misses; its call ends.
+    device.kill();
+    assert!(
+        wait_until(Duration::from_secs(15), || node
+            .log_text()
+            .contains("GB28181 device offline")),
+        "{}",
+        node.log_text()
+    );
+    assert!(wait_until(Duration::from_secs(15), || camera_status(&mut node) != "online"));
+    // It comes back: online and recording again.
+    let device = Device::start(sip, DEV_PASSWORD, sip_transport);
+    assert!(
+        wait_until(Duration::from_secs(25), || camera_status(&mut node) == "online"),
+        "camera did not come back:\n{}",
+        node.log_text()
+    );
+    // Stopping the node BYEs the device's session.
+    let counters = device.counters.clone();
+    assert!(node.terminate().success());
+    assert!(
+        wait_until(Duration::from_secs(5), || counters.stopped.load(Ordering::Relaxed) >= 1),
+        "the device saw no BYE"
+    );
+    device.kill();
+    // Every recorded segment decodes.
+    let segments = indexed_segments(&data);
+    assert!(segments.len() >= 2, "{}", segments.len());
+    eprintln!(
+        "{} segments, {} frames",
+        segments.len(),
+        segments.iter().map(|s| s.1.frames).sum::<u64>()
+    );
+    for (path, rec) in segments {
+        let (errors, frames) = decode(path.to_str().unwrap());
+        assert!(errors.is_empty(), "{}: {errors}", path.display());
+        assert_eq!(frames, rec.frames, "{}", path.display());
+    }
+}
+
+#[test]
+fn gb28181_rs_device_over_udp_signalling_and_tcp_passive_media() {
+    run_device_against_node("tcp-passive", SipTransport::Udp);
+}
+
+#[test]
+fn gb28181_rs_device_over_tcp_signalling_and_udp_media() {
+    run_device_against_node("udp", SipTransport::TcpOut);
+}
