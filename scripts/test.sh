@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Sharpeye's whole test suite on a fresh machine with only Rust installed: installs the
 # independent validators and peers the tests use if they are missing (ffmpeg/ffprobe, GStreamer's
-# tools and Chromium from Debian's packages, Node.js to drive Chromium, playwright-core from npm into
+# tools, sipp and Chromium from Debian's packages, Node.js to drive Chromium, playwright-core from npm into
 # tests/browser), then runs every crate's unit, integration and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 # GStreamer's mpegpsmux makes program streams for the PS demuxer's fixture test.
 gst-inspect-1.0 mpegpsmux >/dev/null 2>&1 || need+=(gstreamer1.0-tools gstreamer1.0-plugins-bad)
+# sipp plays the scripted GB/T 28181 device of ../shared/peers/sipp against our SIP server.
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need[*]}" >&2
   sudo=""

@@ -89,6 +89,8 @@ pub struct PlatformConfig {
     /// Wrong passwords from one device or address within a minute before it is refused
     /// without checking for a minute.
     pub max_auth_failures: u32,
+    /// Ask every newly registered device for its catalog.
+    pub auto_catalog: bool,
 }
 
 impl PlatformConfig {
@@ -107,6 +109,7 @@ impl PlatformConfig {
             qop: true,
             utc_offset_secs: 8 * 3600,
             max_auth_failures: 5,
+            auto_catalog: true,
         }
     }
 }
@@ -269,6 +272,10 @@ struct Device {
     gb_version: Option<String>,
     settings: DeviceSettings,
     cseq: u32,
+    /// A catalog query to send: at the device's first keepalive after registering or at this
+    /// time, whichever comes first (devices are busy right after REGISTER: gb28181-rs drops
+    /// requests then, and a scripted sipp device expects its keepalive answered first).
+    catalog_due: Option<Instant>,
 }
 
 /// A request of ours awaiting its final answer.
@@ -320,7 +327,9 @@ pub struct Platform {
     failures: HashMap<String, (u32, Instant)>,
     txs: HashMap<String, ClientTx>,
     calls: HashMap<CallId, Call>,
-    calls_by_id: HashMap<String, CallId>,
+    /// Calls by dialog: Call-ID and our tag (with the Registration Call-ID policy several
+    /// calls share a Call-ID).
+    calls_by_id: HashMap<(String, String), CallId>,
     aggregates: HashMap<(String, u64), Aggregate>,
     responses: HashMap<String, (Vec<u8>, Instant)>,
     out: VecDeque<Output>,
@@ -334,6 +343,8 @@ const MAX_NONCES: usize = 100_000;
 const RESPONSE_CACHE: Duration = Duration::from_secs(32);
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
+/// Longest wait after a registration before its catalog is asked for.
+const CATALOG_DELAY: Duration = Duration::from_secs(2);
 /// Longest id accepted from a device (GB ids are 20 digits; some tools use shorter ones).
 const MAX_ID: usize = 32;
 
@@ -464,10 +475,13 @@ impl Platform {
             .flat_map(|t| [t.next_resend, Some(t.deadline)])
             .flatten();
         let agg = self.aggregates.values().map(|a| a.deadline);
-        let dev = self
-            .devices
-            .values()
-            .flat_map(|d| [d.online.then(|| d.last_seen + self.offline_after()), Some(d.expires_at)]);
+        let dev = self.devices.values().flat_map(|d| {
+            [
+                d.online.then(|| d.last_seen + self.offline_after()),
+                Some(d.expires_at),
+                d.catalog_due,
+            ]
+        });
         tx.chain(agg).chain(dev.flatten()).min()
     }
 
@@ -746,6 +760,7 @@ impl Platform {
                 gb_version: m.header("X-GB-Ver").map(str::to_owned),
                 settings,
                 cseq,
+                catalog_due: (fresh && self.cfg.auto_catalog).then(|| now + CATALOG_DELAY),
             },
         );
         self.emit(Event::Registered {
@@ -786,9 +801,13 @@ impl Platform {
         dev.peer = from;
         let back_online = !dev.online;
         dev.online = true;
+        let catalog_due = dev.catalog_due.take().is_some();
         self.simple(now, from, m, 200, "OK");
         if back_online {
             self.emit(Event::Online { device: device.clone() });
+        }
+        if catalog_due {
+            let _ = self.query_catalog(now, &device);
         }
         if doc.is("Notify", "Keepalive") {
             return;
@@ -876,9 +895,15 @@ impl Platform {
         }
     }
 
+    /// The call a request from the device belongs to: our tag is in its To.
+    fn call_of_request(&self, m: &Message) -> Option<CallId> {
+        let call_id = m.header("Call-ID")?.to_owned();
+        let ours = m.header("To").and_then(tag_of).unwrap_or("").to_owned();
+        self.calls_by_id.get(&(call_id, ours)).copied()
+    }
+
     fn handle_bye(&mut self, now: Instant, from: Peer, m: &Message) {
-        let call_id = m.header("Call-ID").unwrap_or("");
-        match self.calls_by_id.get(call_id).copied() {
+        match self.call_of_request(m) {
             Some(call) => {
                 self.simple(now, from, m, 200, "OK");
                 self.end_call(call, "the device hung up (BYE)");
@@ -896,15 +921,14 @@ impl Platform {
     }
 
     fn media_status(&mut self, now: Instant, m: &Message) {
-        let call_id = m.header("Call-ID").unwrap_or("");
-        if let Some(call) = self.calls_by_id.get(call_id).copied() {
+        if let Some(call) = self.call_of_request(m) {
             let _ = self.hangup(now, call);
         }
     }
 
     fn end_call(&mut self, call: CallId, reason: &str) {
         if let Some(c) = self.calls.remove(&call) {
-            self.calls_by_id.remove(&c.call_id);
+            self.calls_by_id.remove(&(c.call_id, c.from_tag));
             self.emit(Event::CallEnded {
                 call,
                 reason: reason.to_owned(),
@@ -1108,7 +1132,10 @@ impl Platform {
             .get(device)
             .ok_or_else(|| PlatformError::NotRegistered(device.to_owned()))?;
         let peer = dev.peer;
-        let call_id = format!("{}@{}", self.token(), self.cfg.local.ip());
+        let call_id = match dev.settings.call_id {
+            CallIdPolicy::Registration => dev.call_id.clone(),
+            CallIdPolicy::Fresh => format!("{}@{}", self.token(), self.cfg.local.ip()),
+        };
         let cseq = self.bump_cseq(device);
         let (via, branch) = self.via(peer.transport);
         let from_tag = self.token()[..10].to_owned();
@@ -1141,6 +1168,7 @@ impl Platform {
         };
         let call = self.next_call;
         self.next_call += 1;
+        let from_tag_key = from_tag.clone();
         self.calls.insert(
             call,
             Call {
@@ -1156,7 +1184,7 @@ impl Platform {
                 ack: None,
             },
         );
-        self.calls_by_id.insert(call_id, call);
+        self.calls_by_id.insert((call_id, from_tag_key), call);
         self.start_tx(now, peer, device, "INVITE", &branch, m.to_bytes(), Some(call));
         Ok(call)
     }
@@ -1252,8 +1280,11 @@ impl Platform {
 
     fn invite_response(&mut self, now: Instant, from: Peer, m: &Message, code: u16, branch: &str) {
         let call_id = m.header("Call-ID").unwrap_or("").to_owned();
-        let Some(call) = self.calls_by_id.get(&call_id).copied() else {
-            // A 200 for a call we already ended (our CANCEL crossed it): ACK and BYE it.
+        let ours = m.header("From").and_then(tag_of).unwrap_or("").to_owned();
+        let Some(call) = self.calls_by_id.get(&(call_id.clone(), ours.clone())).copied() else {
+            if (200..300).contains(&code) {
+                self.answer_stray_ok(now, from, m);
+            }
             return;
         };
         if code < 200 {
@@ -1288,7 +1319,7 @@ impl Platform {
                 _ => String::new(),
             };
             self.calls.remove(&call);
-            self.calls_by_id.remove(&call_id);
+            self.calls_by_id.remove(&(call_id.clone(), ours));
             self.emit(Event::CallFailed {
                 call,
                 status: Some(code),
@@ -1351,6 +1382,44 @@ impl Platform {
         }
     }
 
+    /// A 200 to an INVITE we already gave up (our CANCEL crossed it): ACK it, then BYE, so the
+    /// device does not stream to nobody.
+    fn answer_stray_ok(&mut self, now: Instant, from: Peer, m: &Message) {
+        let Some((cseq, _)) = cseq_of(m) else { return };
+        let target = m
+            .header("Contact")
+            .and_then(|c| {
+                let start = c.find("sip:")?;
+                let rest = &c[start..];
+                Some(rest[..rest.find(['>', ';']).unwrap_or(rest.len())].to_owned())
+            })
+            .unwrap_or_else(|| format!("sip:{}", from.addr));
+        for (method, n) in [("ACK", cseq), ("BYE", cseq + 1)] {
+            let (via, branch) = self.via(from.transport);
+            let req = Message {
+                start: StartLine::Request {
+                    method: method.into(),
+                    uri: target.clone(),
+                },
+                headers: vec![
+                    ("Via".into(), via),
+                    ("From".into(), m.header("From").unwrap_or("").to_owned()),
+                    ("To".into(), m.header("To").unwrap_or("").to_owned()),
+                    ("Call-ID".into(), m.header("Call-ID").unwrap_or("").to_owned()),
+                    ("CSeq".into(), format!("{n} {method}")),
+                    ("Max-Forwards".into(), "70".into()),
+                ],
+                body: Bytes::new(),
+            };
+            if method == "BYE" {
+                let device = m.header("To").and_then(uri_user).unwrap_or("").to_owned();
+                self.start_tx(now, from, &device, "BYE", &branch, req.to_bytes(), None);
+            } else {
+                self.send(from, &req);
+            }
+        }
+    }
+
     /// Runs timers: retransmissions, request and answer timeouts, keepalive loss, expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut resend = Vec::new();
@@ -1397,6 +1466,18 @@ impl Platform {
             .collect();
         for k in done {
             self.finish_aggregate(&k, false);
+        }
+        let due: Vec<String> = self
+            .devices
+            .iter_mut()
+            .filter(|(_, d)| d.catalog_due.is_some_and(|t| now >= t))
+            .map(|(id, d)| {
+                d.catalog_due = None;
+                id.clone()
+            })
+            .collect();
+        for id in due {
+            let _ = self.query_catalog(now, &id);
         }
         let offline_after = self.offline_after();
         let mut lost = Vec::new();

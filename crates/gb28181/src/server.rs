@@ -291,14 +291,6 @@ async fn run(
                     },
                 },
                 Output::Event(e) => {
-                    if let Event::Registered {
-                        device, fresh: true, ..
-                    } = &e
-                    {
-                        // A new registration (first, or after a reboot): learn what it has.
-                        let now = Instant::now();
-                        let _ = platform.query_catalog(now, device);
-                    }
                     let _ = events.send(e);
                 }
             }

@@ -26,6 +26,8 @@ fn platform(password: Option<&str>) -> Platform {
     cfg.password = password.map(str::to_owned);
     cfg.keepalive_interval = Duration::from_secs(60);
     cfg.keepalive_misses = 3;
+    // Tests that want the catalog ask for it; one test checks the automatic query.
+    cfg.auto_catalog = false;
     Platform::new(cfg)
 }
 
@@ -296,6 +298,41 @@ fn catalog_answers_are_aggregated_by_sn_and_time_out_with_what_arrived() {
             .iter()
             .any(|e| matches!(e, Event::Catalog { items, complete: false, .. } if items.len() == 3))
     );
+}
+
+#[test]
+fn a_new_registration_is_asked_for_its_catalog_after_its_first_keepalive() {
+    let mut cfg = PlatformConfig::new(PLATFORM, "3402000000", "127.0.0.1:5060".parse::<SocketAddr>().unwrap());
+    cfg.password = Some(PASSWORD.into());
+    let mut p = Platform::new(cfg);
+    let now = Instant::now();
+    let (_, d) = do_register(&mut p, now, "auto", PASSWORD, 3600);
+    assert_eq!(d.sent.len(), 1, "nothing but the 200 right after REGISTER");
+    p.handle_message(now, 0, peer(), keepalive(1));
+    let d = drain(&mut p);
+    assert_eq!(code(&d.sent[0]), 200);
+    assert!(String::from_utf8_lossy(&d.sent[1].body).contains("<CmdType>Catalog</CmdType>"));
+    let first = d.sent[1].header("Call-ID").unwrap().to_owned();
+    // Re-registered after a reboot, without a keepalive: asked two seconds later; only once.
+    let (_, _) = do_register(&mut p, now, "auto2", PASSWORD, 3600);
+    p.handle_timeout(now + Duration::from_millis(1900));
+    let before: Vec<_> = drain(&mut p)
+        .sent
+        .into_iter()
+        .filter(|m| m.header("Call-ID") != Some(first.as_str()))
+        .collect();
+    assert!(before.is_empty());
+    p.handle_timeout(now + Duration::from_secs(2));
+    let d = drain(&mut p);
+    let new: Vec<_> = d
+        .sent
+        .iter()
+        .filter(|m| m.header("Call-ID") != Some(first.as_str()))
+        .collect();
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].method(), Some("MESSAGE"));
+    p.handle_message(now, 0, peer(), keepalive(2));
+    assert_eq!(drain(&mut p).sent.len(), 1);
 }
 
 #[test]
