@@ -42,7 +42,7 @@ fn sipp_device_registers_keeps_alive_answers_the_catalog_and_is_invited() {
         "{}\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"12345678\"\nmedia_transport = \"udp\"\nrequest_timeout = \"5s\"\n\n[[gb28181.devices]]\nid = \"{DEVICE}\"\n# sipp routes every request by the registration's Call-ID.\ncall_id = \"registration\"\n",
         config_with(addr, &dir.path().join("data"), "", "watchdog = \"2s\"", &cameras)
     );
-    let mut node = Node::start(dir.path(), &config, addr);
+    let node = Node::start(dir.path(), &config, addr);
     let port = free_addr().port();
     let started = Instant::now();
     let out = Command::new("sipp")
