@@ -193,6 +193,12 @@ pub struct Gb28181Config {
     pub charset: gb28181::manscdp::Charset,
     /// Pre-declared devices.
     pub devices: Vec<GbDeviceConfig>,
+    /// Channels in device catalogs become cameras (id = channel id).
+    pub adopt: bool,
+    /// Adopted channels are recorded (standard tier); else live on demand.
+    pub record_discovered: bool,
+    /// Org path prefix of adopted channels: `<org>/<device id>`.
+    pub org: String,
 }
 
 /// One `[[gb28181.devices]]` entry.
@@ -923,6 +929,9 @@ impl Checker {
                 "request_timeout",
                 "charset",
                 "devices",
+                "adopt",
+                "record_discovered",
+                "org",
             ],
         );
         let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
@@ -1046,6 +1055,19 @@ impl Checker {
             request_timeout,
             charset,
             devices,
+            adopt: self.bool("gb28181", t, "adopt", true),
+            record_discovered: self.bool("gb28181", t, "record_discovered", true),
+            org: match self.string("gb28181", t, "org") {
+                Some(o) if !o.trim().is_empty() && !o.split('/').any(|p| p.trim().is_empty()) => o,
+                Some(o) => {
+                    self.problem(
+                        "gb28181.org",
+                        format!("{o:?} is not an org path like \"dalian/xigang\""),
+                    );
+                    "gb28181".into()
+                }
+                None => "gb28181".into(),
+            },
         })
     }
 

@@ -2,6 +2,7 @@
 
 mod config;
 mod demo;
+mod gb;
 mod node;
 
 use std::net::SocketAddr;

@@ -121,6 +121,7 @@ impl rtspd::Authorize for RtspAuth {
 }
 
 /// Where a stream comes from.
+#[derive(Clone)]
 enum Source {
     /// An RTSP URL.
     Rtsp(RtspSourceConfig),
@@ -129,6 +130,7 @@ enum Source {
 }
 
 /// How to pull one stream: what the hub's control starts when the stream is wanted.
+#[derive(Clone)]
 struct Pull {
     source: Source,
     health: Arc<SourceHealth>,
@@ -138,7 +140,8 @@ struct Pull {
 /// The running pulls, started and stopped by the hub: at most one per stream.
 #[derive(Default)]
 struct Pulls {
-    specs: HashMap<StreamId, Pull>,
+    /// Added to at run time when a GB/T 28181 catalog brings new channels.
+    specs: Mutex<HashMap<StreamId, Pull>>,
     sip: Option<Arc<gb28181::server::SipServer>>,
     running: Mutex<HashMap<StreamId, SourceHandle>>,
     hub: std::sync::OnceLock<std::sync::Weak<hub::Hub>>,
@@ -146,16 +149,19 @@ struct Pulls {
 
 impl Pulls {
     fn control(self: &Arc<Self>, stream: &StreamId, action: hub::Action) {
-        let Some(pull) = self.specs.get(stream) else { return };
+        let Some(pull) = self
+            .specs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(stream)
+            .cloned()
+        else {
+            return;
+        };
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         match action {
             hub::Action::Start => {
-                let Some(channel) = self
-                    .hub
-                    .get()
-                    .and_then(|h| h.upgrade())
-                    .and_then(|h| h.channel(stream).cloned())
-                else {
+                let Some(channel) = self.hub.get().and_then(|h| h.upgrade()).and_then(|h| h.channel(stream)) else {
                     return;
                 };
                 if running.contains_key(stream) {
@@ -194,6 +200,103 @@ impl Pulls {
         for h in handles {
             h.stop().await;
         }
+    }
+}
+
+/// How to pull a GB/T 28181 channel.
+fn gb_source(
+    stream: StreamId,
+    device: &str,
+    channel: &str,
+    g: &Gb28181Config,
+    i: &crate::config::IngestConfig,
+) -> GbSourceConfig {
+    GbSourceConfig {
+        stream,
+        device: device.to_owned(),
+        channel: channel.to_owned(),
+        own_id: g.id.clone(),
+        domain: g.domain.clone(),
+        transport: g.media_transport,
+        media_ip: crate::gb::media_ip(g),
+        // A device needs longer than an RTSP camera to start: INVITE, TCP connect, first GOP.
+        watchdog: i.watchdog.max(Duration::from_secs(5)),
+        invite_timeout: g.request_timeout,
+        reconnect_min: i.reconnect_min,
+        reconnect_max: i.reconnect_max.max(Duration::from_secs(2)),
+        max_frame_bytes: i.max_frame_bytes,
+    }
+}
+
+/// What a node needs to take a GB/T 28181 catalog channel in as a camera.
+struct Adoption {
+    pulls: Arc<Pulls>,
+    hub: Arc<hub::Hub>,
+    state: Arc<AppState>,
+    recorder: Recorder,
+    gb: Gb28181Config,
+    ingest: crate::config::IngestConfig,
+    idle: Duration,
+}
+
+impl Adoption {
+    /// Makes `item` of `device` a camera unless one with its id exists: in the API, in the
+    /// permission catalog (org `<gb28181.org>/<device>`), in the hub, recorded if configured.
+    fn adopt(&self, device: &str, item: &gb28181::manscdp::CatalogItem) {
+        let id = item.device_id.as_str();
+        let valid = id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !valid || self.state.cameras.contains_key(id) {
+            return;
+        }
+        let record = self.gb.record_discovered;
+        let stream = StreamId::new(id, StreamKind::Main);
+        let health = Arc::new(SourceHealth::default());
+        if !record {
+            health.set_phase(ingest::SourcePhase::Stopped);
+        }
+        let name: String = item.name.chars().take(128).collect();
+        let entry = CameraEntry::new(
+            CameraInfo {
+                id: id.to_owned(),
+                name: if name.trim().is_empty() { id.to_owned() } else { name },
+                tier: "standard".into(),
+                org: format!("{}/{device}", self.gb.org),
+                location: item.location.map(|(lon, lat)| (lat, lon)),
+                record,
+                has_sub: false,
+            },
+            Some(health.clone()),
+        );
+        if !self.state.cameras.insert(entry) {
+            return;
+        }
+        self.pulls.specs.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            stream.clone(),
+            Pull {
+                source: Source::Gb(gb_source(stream.clone(), device, id, &self.gb, &self.ingest)),
+                health,
+                recorder: record.then(|| self.recorder.clone()),
+            },
+        );
+        self.state.auth.set_cameras(
+            self.state
+                .cameras
+                .snapshot()
+                .values()
+                .map(|c| auth::CameraRef {
+                    id: c.info.id.clone(),
+                    org: c.info.org.clone(),
+                })
+                .collect(),
+        );
+        self.hub.add_stream(
+            stream,
+            hub::StreamPolicy {
+                pinned: record,
+                idle: self.idle,
+            },
+        );
+        info!(camera = %id, device = %device, recording = record, "GB28181 channel added as a camera");
     }
 }
 
@@ -299,7 +402,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     );
 
     let sip = match &config.gb28181 {
-        Some(g) => Some(Arc::new(start_sip(g).await?)),
+        Some(g) => Some(Arc::new(crate::gb::start_sip(g).await?)),
         None => None,
     };
     let mut pulls = Pulls {
@@ -321,24 +424,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             let source = match (url.scheme(), &config.gb28181) {
                 ("gb28181", Some(g)) => {
                     let channel = url.path().trim_matches('/');
-                    Source::Gb(GbSourceConfig {
-                        stream: stream.clone(),
-                        device: url.host_str().unwrap_or_default().to_owned(),
-                        channel: if channel.is_empty() {
-                            c.id.clone()
-                        } else {
-                            channel.to_owned()
-                        },
-                        own_id: g.id.clone(),
-                        domain: g.domain.clone(),
-                        transport: g.media_transport,
-                        media_ip: media_ip(g),
-                        watchdog: i.watchdog.max(Duration::from_secs(5)),
-                        invite_timeout: g.request_timeout,
-                        reconnect_min: i.reconnect_min,
-                        reconnect_max: i.reconnect_max.max(Duration::from_secs(2)),
-                        max_frame_bytes: i.max_frame_bytes,
-                    })
+                    let channel = if channel.is_empty() { c.id.as_str() } else { channel };
+                    Source::Gb(gb_source(
+                        stream.clone(),
+                        url.host_str().unwrap_or_default(),
+                        channel,
+                        g,
+                        i,
+                    ))
                 }
                 ("gb28181", None) => {
                     warn!(camera = %c.id, "a gb28181:// camera without a [gb28181] section is not pulled");
@@ -376,7 +469,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
                     idle: config.live.idle,
                 },
             ));
-            pulls.specs.insert(
+            pulls.specs.get_mut().unwrap_or_else(|p| p.into_inner()).insert(
                 stream,
                 Pull {
                     source,
@@ -468,7 +561,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let state = Arc::new(AppState {
         auth,
         store: store.clone(),
-        cameras,
+        cameras: api::CameraMap::new(cameras.into_values()),
         recorder: Some(recorder.stats().clone()),
         started,
         max_listing_us: 100 * 86_400 * 1_000_000,
@@ -520,6 +613,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         ),
         None => None,
     };
+    let adopter = match (&sip, &config.gb28181) {
+        (Some(sip), Some(g)) if g.adopt => {
+            let adoption = Adoption {
+                pulls: pulls.clone(),
+                hub: hub.clone(),
+                state: state.clone(),
+                recorder: recorder.clone(),
+                gb: g.clone(),
+                ingest: config.ingest.clone(),
+                idle: config.live.idle,
+            };
+            Some(crate::gb::spawn_adopter(sip, move |device, item| {
+                adoption.adopt(device, item)
+            }))
+        }
+        _ => None,
+    };
     let watcher = api::events::spawn_watcher(state.clone(), Duration::from_secs(1));
     info!("HTTP API listening on http://{}", config.server.listen);
     api::serve(listener, api::router(state), shutdown)
@@ -532,6 +642,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     }
     reload.abort();
     watcher.abort();
+    if let Some(a) = adopter {
+        a.abort();
+    }
     info!("stopping: closing camera sessions");
     pulls.stop_all().await;
     retention.stop();
@@ -541,84 +654,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .context("closing the recorder")?;
     info!("stopped cleanly");
     Ok(())
-}
-
-/// The address devices are told to send media to.
-fn media_ip(g: &Gb28181Config) -> std::net::IpAddr {
-    if g.media_ip.is_unspecified() {
-        std::net::IpAddr::from([127, 0, 0, 1])
-    } else {
-        g.media_ip
-    }
-}
-
-/// Starts the GB/T 28181 SIP server of `[gb28181]`.
-async fn start_sip(g: &Gb28181Config) -> Result<gb28181::server::SipServer> {
-    let local = if g.listen.ip().is_unspecified() {
-        std::net::SocketAddr::new(media_ip(g), g.listen.port())
-    } else {
-        g.listen
-    };
-    let mut cfg = gb28181::platform::PlatformConfig::new(&g.id, &g.domain, local);
-    cfg.password = Some(g.password.clone());
-    cfg.keepalive_interval = g.keepalive_interval;
-    cfg.keepalive_misses = g.keepalive_misses;
-    cfg.request_timeout = g.request_timeout;
-    cfg.answer_timeout = g.request_timeout;
-    cfg.devices = g
-        .devices
-        .iter()
-        .map(|d| {
-            (
-                d.id.clone(),
-                gb28181::platform::DeviceSettings {
-                    password: d.password.clone(),
-                    charset: d.charset.unwrap_or(g.charset),
-                    call_id: d.call_id,
-                },
-            )
-        })
-        .collect();
-    let server = gb28181::server::SipServer::bind(cfg, g.listen)
-        .await
-        .with_context(|| format!("starting GB/T 28181 SIP on {} (gb28181.listen)", g.listen))?;
-    let mut events = server.subscribe();
-    tokio::spawn(async move {
-        use gb28181::platform::Event;
-        loop {
-            match events.recv().await {
-                Ok(Event::Registered { device, peer, fresh }) => {
-                    info!(device = %device, peer = %peer.addr, transport = ?peer.transport, fresh, "GB28181 device registered")
-                }
-                Ok(Event::Offline { device, reason }) => warn!(device = %device, ?reason, "GB28181 device offline"),
-                Ok(Event::Online { device }) => info!(device = %device, "GB28181 device online again"),
-                Ok(Event::AuthFailed {
-                    device,
-                    peer,
-                    throttled,
-                }) => warn!(
-                    device = %device,
-                    peer = %peer.addr,
-                    throttled,
-                    "GB28181 device {device}: registration refused (wrong password, or not allowed): check gb28181.password or its [[gb28181.devices]] entry"
-                ),
-                Ok(Event::Catalog {
-                    device,
-                    items,
-                    complete,
-                }) => {
-                    info!(device = %device, channels = items.len(), complete, "GB28181 catalog")
-                }
-                Ok(Event::RequestFailed { device, what, status }) => {
-                    warn!(device = %device, what = %what, ?status, "GB28181 request failed")
-                }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    });
-    Ok(server)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

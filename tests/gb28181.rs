@@ -87,6 +87,15 @@ struct Device {
 
 impl Device {
     fn start(sip: SocketAddr, password: &str, transport: SipTransport) -> Device {
+        Device::start_with(sip, password, transport, Vec::new())
+    }
+
+    fn start_with(
+        sip: SocketAddr,
+        password: &str,
+        transport: SipTransport,
+        extra_channels: Vec<gb28181_rs::CatalogChannel>,
+    ) -> Device {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -106,6 +115,7 @@ impl Device {
             heartbeat_interval_secs: 1,
             heartbeat_timeout_count: 3,
             device_name: Some("gb28181-rs camera".into()),
+            extra_channels,
             ..Gb28181Config::default()
         };
         let handle = rt
@@ -260,4 +270,82 @@ fn gb28181_rs_device_over_udp_signalling_and_tcp_passive_media() {
 #[test]
 fn gb28181_rs_device_over_tcp_signalling_and_udp_media() {
     run_device_against_node("udp", SipTransport::TcpOut);
+}
+
+#[test]
+fn catalog_channels_become_cameras_live_on_demand() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg missing: skipped");
+        return;
+    }
+    const EXTRA: &str = "34020000001310000002";
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let sip = free_addr();
+    // No [[cameras]]: everything comes from the device's catalog.
+    let config = format!(
+        "{}\n[gb28181]\nid = \"{PLATFORM}\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"{DEV_PASSWORD}\"\nkeepalive_interval = \"1s\"\nrecord_discovered = false\norg = \"dalian/gb\"\n",
+        config_toml(addr, &dir.path().join("data"), "", "")
+    );
+    let mut node = Node::start(dir.path(), &config, addr);
+    let (_, before) = node.get("/api/v1/cameras");
+    assert_eq!(before.as_array().unwrap().len(), 0);
+    let channel = gb28181_rs::CatalogChannel {
+        device_id: EXTRA.into(),
+        name: "北门 channel 2".into(),
+        manufacturer: "test".into(),
+        model: "sim".into(),
+        status: "ON".into(),
+        ptz_type: Some(1),
+        photoelectric_imaging_type: None,
+    };
+    let device = Device::start_with(sip, DEV_PASSWORD, SipTransport::Udp, vec![channel]);
+    let mut cams = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            cams = node.get("/api/v1/cameras").1;
+            cams.as_array().is_some_and(|a| a.len() == 2)
+        }),
+        "{cams}\n{}",
+        node.log_text()
+    );
+    let extra = cams
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == EXTRA)
+        .unwrap()
+        .clone();
+    assert_eq!(extra["name"], "北门 channel 2");
+    assert_eq!(extra["org"], format!("dalian/gb/{DEVICE}"));
+    assert_eq!(extra["recording"], false);
+    // Live on demand: the first viewer's request INVITEs the channel; ffmpeg decodes it.
+    let (status, body) = post_json(
+        &node.url(&format!("/api/v1/cameras/{EXTRA}/media-token")),
+        &serde_json::json!({"action": "live"}),
+        Some(&node.token()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let out = dir.path().join("extra.mp4");
+    let url = node.url(&format!("/api/v1/cameras/{EXTRA}/live.mp4?token={token}"));
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i", &url, "-t", "2", "-c", "copy"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{}", node.log_text());
+    let (errors, frames) = decode(out.to_str().unwrap());
+    assert!(errors.is_empty(), "{errors}");
+    assert!(frames >= 25, "{frames}");
+    // The viewer left: after the idle time the pull stops and the device gets its BYE.
+    let counters = device.counters.clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || counters.stopped.load(Ordering::Relaxed)
+            >= 1),
+        "no BYE after the last viewer left:\n{}",
+        node.log_text()
+    );
+    assert!(node.terminate().success());
+    device.kill();
 }

@@ -66,8 +66,12 @@ impl Events {
 /// Samples the node every `every` and publishes what changed, until the runtime ends.
 pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut status: HashMap<String, &'static str> =
-            state.cameras.iter().map(|(id, c)| (id.clone(), c.status())).collect();
+        let mut status: HashMap<String, &'static str> = state
+            .cameras
+            .snapshot()
+            .iter()
+            .map(|(id, c)| (id.clone(), c.status()))
+            .collect();
         // When each camera that was online went offline: its recording gap's start.
         let mut dark_since: HashMap<String, WallTime> = HashMap::new();
         let mut alarms_seen = state.retention.as_ref().map_or(0, |r| r.alarms().len());
@@ -79,9 +83,11 @@ pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::Join
         loop {
             tick.tick().await;
             let now = WallTime::now();
-            for (id, c) in &state.cameras {
+            for (id, c) in state.cameras.snapshot().iter() {
                 let s = c.status();
                 let Some(before) = status.get_mut(id) else {
+                    // Added at run time (a GB/T 28181 catalog): watched from now on.
+                    status.insert(id.clone(), s);
                     continue;
                 };
                 if s == *before {

@@ -157,8 +157,9 @@ pub async fn cameras(State(state): AppStateArc, caller: Caller) -> Response {
     let visible = snap.policy.visible_cameras(&caller.who);
     let mut out = String::with_capacity(64 + visible.len() * 320);
     out.push('[');
+    let cameras = state.cameras.snapshot();
     for &(i, actions) in visible.iter() {
-        let Some(c) = state.cameras.get(snap.policy.camera_id(i)) else {
+        let Some(c) = cameras.get(snap.policy.camera_id(i)) else {
             continue;
         };
         if out.len() > 1 {
@@ -183,7 +184,7 @@ pub async fn cameras(State(state): AppStateArc, caller: Caller) -> Response {
 }
 
 /// The camera if the caller has any action on it; 404 otherwise (as for unknown cameras).
-fn visible_camera<'a>(state: &'a AppState, caller: &Caller, id: &str) -> Result<&'a CameraEntry, ApiError> {
+fn visible_camera(state: &AppState, caller: &Caller, id: &str) -> Result<std::sync::Arc<CameraEntry>, ApiError> {
     let c = state.cameras.get(id).ok_or_else(|| no_camera(id))?;
     if state.auth.snapshot().policy.camera_actions(&caller.who, id).is_empty() {
         return Err(no_camera(id));
@@ -198,7 +199,7 @@ pub async fn camera_detail(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let c = visible_camera(&state, &caller, &id)?;
-    let mut v = camera_json(c);
+    let mut v = camera_json(&c);
     v["actions"] = json!(state.auth.snapshot().policy.camera_actions(&caller.who, &id).names());
     if let Some(h) = &c.main {
         let s = h.snapshot();
@@ -319,7 +320,7 @@ pub async fn health(State(state): AppStateArc, _caller: Caller) -> Result<Json<V
         .map(|a| json!({ "at": time::format(a.at), "message": a.alarm.to_string() }))
         .collect();
     let mut counts: HashMap<&str, u64> = HashMap::new();
-    for c in state.cameras.values() {
+    for c in state.cameras.snapshot().values() {
         *counts.entry(c.status()).or_default() += 1;
     }
     let recorder = state.recorder.as_ref().map(|r| {

@@ -33,7 +33,7 @@ use tower_http::trace::TraceLayer;
 
 pub use access::{Caller, Viewing};
 pub use error::ApiError;
-pub use state::{AppState, CameraEntry, CameraInfo};
+pub use state::{AppState, CameraEntry, CameraInfo, CameraMap};
 
 /// Largest request body the API accepts (JSON requests are small).
 pub const MAX_BODY: usize = 64 * 1024;

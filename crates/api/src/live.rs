@@ -86,8 +86,7 @@ async fn first_key_frame(
             let why = state
                 .cameras
                 .get(camera)
-                .and_then(|c| c.main.as_ref())
-                .and_then(|h| h.snapshot().last_error)
+                .and_then(|c| c.main.as_ref().and_then(|h| h.snapshot().last_error))
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default();
             Err(ApiError::new(

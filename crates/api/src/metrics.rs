@@ -66,8 +66,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> Resu
             "1 if the camera is delivering frames.",
         ),
     ];
-    let snaps: Vec<_> = state
-        .cameras
+    let cameras = state.cameras.snapshot();
+    let snaps: Vec<_> = cameras
         .values()
         .map(|c| (c.info.id.as_str(), c.main.as_ref().map(|h| h.snapshot()), c.status()))
         .collect();
@@ -150,7 +150,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> Resu
 /// Per camera stream: viewers by output, upstream sessions (0 or 1), bytes out, dropped viewers,
 /// skipped GOPs.
 fn live_metrics(o: &mut Out, hub: &hub::Hub) {
-    let mut channels: Vec<&Arc<hub::Channel>> = hub.channels().collect();
+    let mut channels: Vec<Arc<hub::Channel>> = hub.channels();
     channels.sort_by_key(|c| c.stream().to_string());
     let name = "sharpeye_live_viewers";
     o.header(name, "gauge", "Live viewers of the stream, by output.");

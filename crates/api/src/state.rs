@@ -92,6 +92,57 @@ impl CameraEntry {
     }
 }
 
+/// The node's cameras by id. Read on every request; written when a camera is added at run
+/// time (a GB/T 28181 device's catalog): readers take a snapshot, writers replace the map.
+#[derive(Debug, Default)]
+pub struct CameraMap(std::sync::RwLock<Arc<BTreeMap<String, Arc<CameraEntry>>>>);
+
+impl CameraMap {
+    /// A map of `cameras`.
+    pub fn new(cameras: impl IntoIterator<Item = CameraEntry>) -> CameraMap {
+        CameraMap(std::sync::RwLock::new(Arc::new(
+            cameras.into_iter().map(|c| (c.info.id.clone(), Arc::new(c))).collect(),
+        )))
+    }
+
+    /// Every camera now.
+    pub fn snapshot(&self) -> Arc<BTreeMap<String, Arc<CameraEntry>>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// One camera.
+    pub fn get(&self, id: &str) -> Option<Arc<CameraEntry>> {
+        self.snapshot().get(id).cloned()
+    }
+
+    /// True if the camera exists.
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.snapshot().contains_key(id)
+    }
+
+    /// Number of cameras.
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds a camera; false (and nothing changed) if the id is taken.
+    pub fn insert(&self, camera: CameraEntry) -> bool {
+        let mut w = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if w.contains_key(&camera.info.id) {
+            return false;
+        }
+        let mut next = (**w).clone();
+        next.insert(camera.info.id.clone(), Arc::new(camera));
+        *w = Arc::new(next);
+        true
+    }
+}
+
 /// Everything handlers need.
 pub struct AppState {
     /// Users and sessions.
@@ -99,7 +150,7 @@ pub struct AppState {
     /// Recordings.
     pub store: Arc<Store>,
     /// Cameras by id.
-    pub cameras: BTreeMap<String, CameraEntry>,
+    pub cameras: CameraMap,
     /// Recorder counters.
     pub recorder: Option<Arc<RecorderStats>>,
     /// Process start.

@@ -13,7 +13,7 @@ pub mod demand;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 pub use channel::{Channel, ChannelLimits, ChannelStats, JoinError, Output, Subscription};
@@ -34,14 +34,18 @@ pub struct StreamPolicy {
 
 /// The node's live channels.
 pub struct Hub {
-    channels: HashMap<StreamId, Arc<Channel>>,
+    /// Cameras can be added at run time (GB/T 28181 catalogs): behind a lock read on every
+    /// join and tick, written only when a stream is added.
+    channels: RwLock<HashMap<StreamId, Arc<Channel>>>,
+    limits: ChannelLimits,
+    control: Control,
     max_viewers: usize,
     viewers: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("channels", &self.channels.len()).finish()
+        f.debug_struct("Hub").field("channels", &self.read().len()).finish()
     }
 }
 
@@ -95,7 +99,9 @@ impl Hub {
             })
             .collect();
         Arc::new(Hub {
-            channels,
+            channels: RwLock::new(channels),
+            limits,
+            control,
             max_viewers,
             viewers: Arc::new(AtomicUsize::new(0)),
         })
@@ -105,7 +111,7 @@ impl Hub {
     /// hub. Needs a tokio runtime.
     pub fn start(self: &Arc<Self>) {
         let now = Instant::now();
-        for c in self.channels.values() {
+        for c in self.channels() {
             c.tick(now);
         }
         let weak: Weak<Hub> = Arc::downgrade(self);
@@ -115,26 +121,53 @@ impl Hub {
                 tick.tick().await;
                 let Some(hub) = weak.upgrade() else { return };
                 let now = Instant::now();
-                for c in hub.channels.values() {
+                for c in hub.channels() {
                     c.tick(now);
                 }
             }
         });
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<StreamId, Arc<Channel>>> {
+        // The map is only inserted into; a panicked writer leaves it whole.
+        self.channels.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The channel of `stream`.
-    pub fn channel(&self, stream: &StreamId) -> Option<&Arc<Channel>> {
-        self.channels.get(stream)
+    pub fn channel(&self, stream: &StreamId) -> Option<Arc<Channel>> {
+        self.read().get(stream).cloned()
     }
 
     /// Every channel.
-    pub fn channels(&self) -> impl Iterator<Item = &Arc<Channel>> {
-        self.channels.values()
+    pub fn channels(&self) -> Vec<Arc<Channel>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Adds a stream found at run time (a pinned one starts at once; needs the runtime the
+    /// hub was started on). An existing stream is left as it is.
+    pub fn add_stream(&self, stream: StreamId, policy: StreamPolicy) -> Arc<Channel> {
+        let ch = {
+            let mut map = self.channels.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(ch) = map.get(&stream) {
+                return ch.clone();
+            }
+            let ch = Channel::new(
+                stream.clone(),
+                self.limits,
+                Demand::new(policy.idle, policy.pinned),
+                self.control.clone(),
+            );
+            map.insert(stream, ch.clone());
+            ch
+        };
+        // Outside the lock: the control may look the channel up.
+        ch.tick(Instant::now());
+        ch
     }
 
     /// Joins `stream` as a viewer through `output`.
     pub fn watch(&self, stream: &StreamId, output: Output) -> Result<Viewer, JoinError> {
-        let ch = self.channels.get(stream).ok_or_else(|| JoinError::Unknown {
+        let ch = self.channel(stream).ok_or_else(|| JoinError::Unknown {
             stream: stream.to_string(),
         })?;
         if self.viewers.fetch_add(1, Ordering::Relaxed) >= self.max_viewers {
