@@ -1,6 +1,8 @@
 //! GB/T 28181 in the node: the SIP server of `[gb28181]`, its event log, and the adoption of
 //! catalog channels as cameras (recorded, live, permissioned like any other).
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use tracing::{info, warn};
 
@@ -104,4 +106,181 @@ pub fn spawn_adopter(
             }
         }
     })
+}
+
+/// Device functions of GB/T 28181 channels for the API: RecordInfo, PTZ, the device list.
+pub struct GbDevices {
+    sip: Arc<gb28181::server::SipServer>,
+    /// Camera id → (device id, channel id); grows as catalogs adopt channels.
+    channels: std::sync::RwLock<std::collections::HashMap<String, (String, String)>>,
+    /// Device local time's offset from UTC (seconds).
+    utc_offset: i64,
+    /// How long a device may take to answer a query in full.
+    timeout: std::time::Duration,
+}
+
+impl GbDevices {
+    /// Device functions through `sip`, with `timeout` for each answer.
+    pub fn new(sip: Arc<gb28181::server::SipServer>, utc_offset: i64, timeout: std::time::Duration) -> GbDevices {
+        GbDevices {
+            sip,
+            channels: Default::default(),
+            utc_offset,
+            timeout,
+        }
+    }
+
+    /// Records that `camera` is `channel` of `device`.
+    pub fn add(&self, camera: &str, device: &str, channel: &str) {
+        self.channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(camera.to_owned(), (device.to_owned(), channel.to_owned()));
+    }
+
+    fn channel(&self, camera: &str) -> Result<(String, String), api::devices::DeviceError> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(camera)
+            .cloned()
+            .ok_or_else(|| api::devices::DeviceError::NotDevice(camera.to_owned()))
+    }
+}
+
+fn offline(camera: &str, e: gb28181::server::ServerError) -> api::devices::DeviceError {
+    match e {
+        gb28181::server::ServerError::Platform(_) => api::devices::DeviceError::Offline(camera.to_owned()),
+        other => api::devices::DeviceError::Refused {
+            camera: camera.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+impl api::devices::DeviceAccess for GbDevices {
+    fn recordings(
+        &self,
+        camera: &str,
+        start: media::WallTime,
+        end: media::WallTime,
+    ) -> api::devices::BoxFuture<Result<Vec<api::devices::DeviceRecording>, api::devices::DeviceError>> {
+        use api::devices::{DeviceError, DeviceRecording};
+        use gb28181::platform::Event;
+        let found = self.channel(camera);
+        let (sip, offset, timeout, camera) = (self.sip.clone(), self.utc_offset, self.timeout, camera.to_owned());
+        Box::pin(async move {
+            let (device, channel) = found?;
+            let local = |t: media::WallTime| gb28181::gbtime::format_secs(t.as_micros().div_euclid(1_000_000), offset);
+            let mut events = sip.subscribe();
+            let sn = sip
+                .query_records(&device, &channel, &local(start), &local(end))
+                .await
+                .map_err(|e| offline(&camera, e))?;
+            let wait = async {
+                loop {
+                    match events.recv().await {
+                        Ok(Event::Records {
+                            device: d,
+                            sn: s,
+                            items,
+                            ..
+                        }) if d == device && s == sn => return Ok(items),
+                        Ok(Event::RequestFailed {
+                            device: d,
+                            what,
+                            status,
+                        }) if d == device && what == "RecordInfo" => {
+                            return Err(DeviceError::Refused {
+                                camera: camera.clone(),
+                                detail: match status {
+                                    Some(s) => format!("SIP {s}"),
+                                    None => "no answer to the query".into(),
+                                },
+                            });
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            return Err(DeviceError::Offline(camera.clone()));
+                        }
+                    }
+                }
+            };
+            let items = tokio::time::timeout(timeout, wait)
+                .await
+                .map_err(|_| DeviceError::Timeout {
+                    camera: camera.clone(),
+                    secs: timeout.as_secs(),
+                })??;
+            let mut out: Vec<DeviceRecording> = items
+                .iter()
+                .filter_map(|i| {
+                    let s = gb28181::gbtime::parse(&i.start, offset)?;
+                    let e = gb28181::gbtime::parse(&i.end, offset)?;
+                    Some(DeviceRecording {
+                        start: media::WallTime::from_micros(s * 1_000_000),
+                        end: media::WallTime::from_micros(e * 1_000_000),
+                        name: i.name.clone(),
+                        kind: i.kind.clone(),
+                        file_size: i.file_size,
+                    })
+                })
+                .collect();
+            out.sort_by_key(|r| r.start);
+            Ok(out)
+        })
+    }
+
+    fn ptz(
+        &self,
+        camera: &str,
+        m: api::devices::PtzMove,
+    ) -> api::devices::BoxFuture<Result<(), api::devices::DeviceError>> {
+        let found = self.channel(camera);
+        let (sip, camera) = (self.sip.clone(), camera.to_owned());
+        Box::pin(async move {
+            let (device, channel) = found?;
+            let cmd = gb28181::manscdp::Ptz {
+                pan: m.pan,
+                tilt: m.tilt,
+                zoom: m.zoom,
+                pan_speed: m.speed,
+                tilt_speed: m.speed,
+                zoom_speed: m.speed >> 4,
+            }
+            .command();
+            sip.ptz(&device, &channel, &cmd).await.map_err(|e| offline(&camera, e))
+        })
+    }
+
+    fn devices(&self) -> api::devices::BoxFuture<Vec<serde_json::Value>> {
+        let sip = self.sip.clone();
+        let channels = self.channels.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Box::pin(async move {
+            sip.devices()
+                .await
+                .into_iter()
+                .map(|d| {
+                    let mut cams: Vec<&String> = channels
+                        .iter()
+                        .filter(|(_, (dev, _))| *dev == d.id)
+                        .map(|(c, _)| c)
+                        .collect();
+                    cams.sort();
+                    serde_json::json!({
+                        "id": d.id,
+                        "online": d.online,
+                        "address": d.peer.addr.to_string(),
+                        "transport": match d.peer.transport {
+                            gb28181::platform::Transport::Udp => "udp",
+                            gb28181::platform::Transport::Tcp => "tcp",
+                        },
+                        "user_agent": d.user_agent,
+                        "gb_version": d.gb_version,
+                        "cameras": cams,
+                    })
+                })
+                .collect()
+        })
+    }
 }

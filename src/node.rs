@@ -230,6 +230,7 @@ fn gb_source(
 
 /// What a node needs to take a GB/T 28181 catalog channel in as a camera.
 struct Adoption {
+    devices: Option<Arc<crate::gb::GbDevices>>,
     pulls: Arc<Pulls>,
     hub: Arc<hub::Hub>,
     state: Arc<AppState>,
@@ -269,6 +270,9 @@ impl Adoption {
         );
         if !self.state.cameras.insert(entry) {
             return;
+        }
+        if let Some(d) = &self.devices {
+            d.add(id, device, id);
         }
         self.pulls.specs.lock().unwrap_or_else(|p| p.into_inner()).insert(
             stream.clone(),
@@ -409,6 +413,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         sip: sip.clone(),
         ..Pulls::default()
     };
+    let gb_devices = match (&sip, &config.gb28181) {
+        (Some(sip), Some(g)) => Some(Arc::new(crate::gb::GbDevices::new(
+            sip.clone(),
+            8 * 3600,
+            g.request_timeout * 3,
+        ))),
+        _ => None,
+    };
     let mut policies = Vec::new();
     let mut cameras = BTreeMap::new();
     let mut recorded = 0;
@@ -425,6 +437,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
                 ("gb28181", Some(g)) => {
                     let channel = url.path().trim_matches('/');
                     let channel = if channel.is_empty() { c.id.as_str() } else { channel };
+                    if let Some(d) = &gb_devices {
+                        d.add(&c.id, url.host_str().unwrap_or_default(), channel);
+                    }
                     Source::Gb(gb_source(
                         stream.clone(),
                         url.host_str().unwrap_or_default(),
@@ -597,6 +612,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
                 ip
             }
         }))),
+        devices: gb_devices.clone().map(|d| d as Arc<dyn api::devices::DeviceAccess>),
     });
     let rtsp = match config.server.rtsp_listen {
         Some(addr) => Some(
@@ -616,6 +632,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let adopter = match (&sip, &config.gb28181) {
         (Some(sip), Some(g)) if g.adopt => {
             let adoption = Adoption {
+                devices: gb_devices.clone(),
                 pulls: pulls.clone(),
                 hub: hub.clone(),
                 state: state.clone(),

@@ -224,6 +224,8 @@ impl Ctx {
             ),
             ("POST", "/api/v1/cameras/{id}/whep") => (p, Some(("application/sdp", self.offer.clone()))),
             ("DELETE", "/api/v1/cameras/{id}/whep/{session}") => (p.replace("{session}", "0123456789abcdef"), None),
+            (_, "/api/v1/cameras/{id}/device-recordings") => (format!("{p}?{window}"), None),
+            ("POST", "/api/v1/cameras/{id}/ptz") => (p, json(json!({"pan": 1, "speed": 64}))),
             ("POST", "/api/v1/cameras/{id}/media-token") => (p, json(json!({"action": "playback"}))),
             ("POST", "/api/v1/exports") => (
                 p,
@@ -315,6 +317,9 @@ impl Ctx {
 fn ok_status(ep: &Endpoint) -> u16 {
     if ep.path.ends_with("/whep/{session}") {
         404
+    } else if ep.path.ends_with("/device-recordings") || ep.path.ends_with("/ptz") {
+        // The matrix's cameras are RTSP cameras: device functions answer 409 to those allowed.
+        409
     } else {
         ep.ok
     }

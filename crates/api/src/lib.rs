@@ -8,6 +8,7 @@
 pub mod access;
 mod admin;
 mod audit_api;
+pub mod devices;
 mod error;
 pub mod events;
 pub mod exports;
@@ -107,7 +108,7 @@ const fn const_upper(m: &'static str) -> &'static str {
 }
 
 use Access::{Authenticated, Camera, CameraAny, Media, Node, Public};
-use Action::{Admin, Audit, Export, Hold, Live, Metrics, Playback};
+use Action::{Admin, Audit, Export, Hold, Live, Metrics, Playback, Ptz};
 
 endpoints! {
     post "/api/v1/login" => handlers::login, Public, 200, [], "Logs in: {username, password} to {token, expires_at}. Throttled after repeated failures (429).";
@@ -125,6 +126,9 @@ endpoints! {
     get "/api/v1/cameras/{id}/live.mp4" => live::live_mp4, Media(Live), 200, ["stream", "token"], "Live fragmented MP4 from a key frame on.";
     post "/api/v1/cameras/{id}/whep" => live::whep_offer, Media(Live), 201, ["stream", "token"], "WebRTC live view by WHEP: SDP offer in, answer out.";
     delete "/api/v1/cameras/{id}/whep/{session}" => live::whep_end, Media(Live), 200, ["token"], "Ends a WHEP session.";
+    get "/api/v1/cameras/{id}/device-recordings" => devices::recordings, Camera(Playback), 200, ["start", "end"], "Recordings the camera's GB/T 28181 device holds (RecordInfo); 409 for cameras that are not device channels.";
+    post "/api/v1/cameras/{id}/ptz" => devices::ptz, Camera(Ptz), 200, [], "Moves a GB/T 28181 channel {pan, tilt, zoom: -1|0|1, speed: 0-255}; all 0 stops. Audited.";
+    get "/api/v1/gb28181/devices" => devices::list, Node(Admin), 200, [], "Registered GB/T 28181 devices: online state, address, catalog size.";
     post "/api/v1/cameras/{id}/media-token" => playback::media_token, Camera(Playback), 200, [], "A signed, short-lived URL token for one camera and action ({action, ttl_s}); needs that action.";
     post "/api/v1/exports" => exports::create, Camera(Export), 202, [], "Starts an evidence export {camera, start, end, reason}.";
     get "/api/v1/exports" => exports::list, Authenticated, 200, [], "Exports of cameras the caller may export.";

@@ -185,4 +185,6 @@ pub struct AppState {
     pub events: crate::events::Events,
     /// WebRTC (WHEP) sessions, when served.
     pub whep: Option<Arc<whep::Whep>>,
+    /// Device-side functions of GB/T 28181 channels, when GB/T 28181 is configured.
+    pub devices: Option<Arc<dyn crate::devices::DeviceAccess>>,
 }

@@ -4,12 +4,14 @@
 //!
 //! * [`sip`]: SIP message codec (datagram and stream framing, GB quirks);
 //! * [`digest`]: digest MD5 challenges and checks;
+//! * [`gbtime`]: device-local times as GB/T 28181 writes them;
 //! * [`manscdp`]: the XML bodies (lenient, GB18030/UTF-8), PTZ commands;
 //! * [`sdp`]: offers, answers and `y=` SSRCs;
 //! * [`platform`]: the registrar, keepalive, requests and INVITE dialogs as one state machine;
 //! * [`server`]: sockets around [`platform::Platform`].
 
 pub mod digest;
+pub mod gbtime;
 pub mod manscdp;
 pub mod platform;
 pub mod sdp;

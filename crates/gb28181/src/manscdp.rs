@@ -571,11 +571,11 @@ impl Ptz {
             p if p > 0 => 0x01,
             _ => 0,
         };
-        let (d1, d2, d3) = if cmd == 0 {
-            (0, 0, 0)
-        } else {
-            (self.pan_speed, self.tilt_speed, self.zoom_speed & 0x0F)
-        };
+        // A speed only for the axes that move (the standard's examples: "right at 0x80" is
+        // A50F010180000036, tilt speed 0).
+        let d1 = if self.pan != 0 { self.pan_speed } else { 0 };
+        let d2 = if self.tilt != 0 { self.tilt_speed } else { 0 };
+        let d3 = if self.zoom != 0 { self.zoom_speed & 0x0F } else { 0 };
         let bytes = [0xA5u8, 0x0F, 0x01, cmd, d1, d2, d3 << 4];
         let sum = bytes.iter().fold(0u32, |a, b| a + u32::from(*b)) % 256;
         let mut s = String::with_capacity(16);
@@ -683,6 +683,15 @@ mod tests {
             ..Ptz::default()
         };
         assert_eq!(zoom_in.command(), "A50F011000005015");
+        // Speeds of axes that do not move are not sent.
+        let pan_only = Ptz {
+            pan: 1,
+            pan_speed: 0x40,
+            tilt_speed: 0x40,
+            zoom_speed: 4,
+            ..Ptz::default()
+        };
+        assert_eq!(pan_only.command(), "A50F0101400000F6");
     }
 
     #[test]

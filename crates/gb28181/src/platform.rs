@@ -392,27 +392,7 @@ fn expires_of(m: &Message) -> Option<u64> {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmm` of a Unix time in milliseconds shifted by `offset` seconds.
 pub fn gb_date(unix_ms: i64, offset: i64) -> String {
-    let ms = unix_ms + offset * 1000;
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    // Days to civil date (H. Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60,
-        ms.rem_euclid(1000)
-    )
+    crate::gbtime::format_ms(unix_ms, offset)
 }
 
 impl Platform {

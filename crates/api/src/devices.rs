@@ -1,0 +1,203 @@
+//! Device-side functions of GB/T 28181 channels: the recordings a device (an NVR or a camera's
+//! SD card) holds, PTZ control, and the registered devices. The API knows no GB28181: the node
+//! gives it a [`DeviceAccess`] that does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use media::WallTime;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::access::Caller;
+use crate::handlers::window;
+use crate::state::AppState;
+use crate::{ApiError, time};
+
+/// A boxed future, as trait objects need.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// One recording a device holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecording {
+    /// Start.
+    pub start: WallTime,
+    /// End.
+    pub end: WallTime,
+    /// Name the device gives it.
+    pub name: String,
+    /// `time`, `alarm`, `manual`, ... as the device says.
+    pub kind: String,
+    /// Size in bytes, when the device says.
+    pub file_size: Option<u64>,
+}
+
+/// A PTZ movement: directions -1, 0 or 1, speed 0-255 (zoom uses the top four bits' worth).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PtzMove {
+    /// -1 left, 1 right.
+    pub pan: i8,
+    /// -1 down, 1 up.
+    pub tilt: i8,
+    /// -1 out, 1 in.
+    pub zoom: i8,
+    /// Speed 0-255.
+    pub speed: u8,
+}
+
+/// Why a device function failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The camera is not a device channel.
+    #[error("camera {0} is not a GB/T 28181 channel: device functions need one")]
+    NotDevice(String),
+    /// Its device is not registered now.
+    #[error("the device of camera {0} is not registered now; try again when it is online")]
+    Offline(String),
+    /// The device did not answer in time.
+    #[error("the device of camera {camera} did not answer within {secs} s")]
+    Timeout {
+        /// Camera id.
+        camera: String,
+        /// Seconds waited.
+        secs: u64,
+    },
+    /// The device refused.
+    #[error("the device of camera {camera} refused: {detail}")]
+    Refused {
+        /// Camera id.
+        camera: String,
+        /// What it said.
+        detail: String,
+    },
+}
+
+impl From<DeviceError> for ApiError {
+    fn from(e: DeviceError) -> Self {
+        let (status, code) = match &e {
+            DeviceError::NotDevice(_) => (StatusCode::CONFLICT, "not_a_device_channel"),
+            DeviceError::Offline(_) => (StatusCode::SERVICE_UNAVAILABLE, "device_offline"),
+            DeviceError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "device_timeout"),
+            DeviceError::Refused { .. } => (StatusCode::BAD_GATEWAY, "device_refused"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// What the node does for device functions.
+pub trait DeviceAccess: Send + Sync {
+    /// The recordings the device of `camera` holds between `start` and `end`.
+    fn recordings(
+        &self,
+        camera: &str,
+        start: WallTime,
+        end: WallTime,
+    ) -> BoxFuture<Result<Vec<DeviceRecording>, DeviceError>>;
+    /// Moves (or, all zero, stops) the camera.
+    fn ptz(&self, camera: &str, movement: PtzMove) -> BoxFuture<Result<(), DeviceError>>;
+    /// The registered devices, as JSON objects.
+    fn devices(&self) -> BoxFuture<Vec<Value>>;
+}
+
+fn access(state: &AppState, camera: &str) -> Result<Arc<dyn DeviceAccess>, ApiError> {
+    state
+        .devices
+        .clone()
+        .ok_or_else(|| DeviceError::NotDevice(camera.to_owned()).into())
+}
+
+/// Longest window asked of a device at once (devices answer large ranges slowly or not at all).
+const MAX_DEVICE_WINDOW_US: i64 = 31 * 86_400 * 1_000_000;
+
+/// `GET /api/v1/cameras/{id}/device-recordings?start=&end=`: RecordInfo of the channel.
+pub async fn recordings(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    caller.require(&state, auth::Action::Playback, Some(&id))?;
+    let (start, end) = window(&q, MAX_DEVICE_WINDOW_US)?;
+    let list = access(&state, &id)?.recordings(&id, start, end).await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|r| {
+            json!({
+                "start": time::format(r.start),
+                "end": time::format(r.end),
+                "name": r.name,
+                "type": r.kind,
+                "file_size": r.file_size,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "camera": id, "recordings": items })))
+}
+
+/// `POST /api/v1/cameras/{id}/ptz` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PtzRequest {
+    #[serde(default)]
+    pan: i8,
+    #[serde(default)]
+    tilt: i8,
+    #[serde(default)]
+    zoom: i8,
+    #[serde(default = "default_speed")]
+    speed: u8,
+}
+
+fn default_speed() -> u8 {
+    128
+}
+
+/// `POST /api/v1/cameras/{id}/ptz`: `{pan, tilt, zoom}` each -1, 0 or 1 (all 0 stops), `speed`
+/// 0-255. Audited.
+pub async fn ptz(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    caller: Caller,
+    body: Result<Json<PtzRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"pan\", \"tilt\", \"zoom\": -1, 0 or 1, \"speed\": 0-255}} as JSON: {}",
+            e.body_text()
+        ))
+    })?;
+    caller.require(&state, auth::Action::Ptz, Some(&id))?;
+    for (name, v) in [("pan", req.pan), ("tilt", req.tilt), ("zoom", req.zoom)] {
+        if !(-1..=1).contains(&v) {
+            return Err(ApiError::bad_request(format!("{name} must be -1, 0 or 1")));
+        }
+    }
+    let movement = PtzMove {
+        pan: req.pan,
+        tilt: req.tilt,
+        zoom: req.zoom,
+        speed: req.speed,
+    };
+    let mut e = caller.event("ptz", Some(&id));
+    e.detail = json!({ "pan": req.pan, "tilt": req.tilt, "zoom": req.zoom, "speed": req.speed });
+    let device = access(&state, &id)?;
+    // Audited first: nothing is done that is not in the log.
+    state.audit(e).await?;
+    device.ptz(&id, movement).await?;
+    Ok(Json(json!({ "camera": id, "sent": true })))
+}
+
+/// `GET /api/v1/gb28181/devices`: registered devices (administrators).
+pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&state, auth::Action::Admin, None)?;
+    let devices = match &state.devices {
+        Some(d) => d.devices().await,
+        None => Vec::new(),
+    };
+    Ok(Json(json!({ "devices": devices })))
+}
