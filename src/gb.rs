@@ -117,16 +117,24 @@ pub struct GbDevices {
     utc_offset: i64,
     /// How long a device may take to answer a query in full.
     timeout: std::time::Duration,
+    /// How sessions are set up (stream, channel and kind are filled in per playback).
+    template: ingest::gb28181::GbSourceConfig,
 }
 
 impl GbDevices {
     /// Device functions through `sip`, with `timeout` for each answer.
-    pub fn new(sip: Arc<gb28181::server::SipServer>, utc_offset: i64, timeout: std::time::Duration) -> GbDevices {
+    pub fn new(
+        sip: Arc<gb28181::server::SipServer>,
+        utc_offset: i64,
+        timeout: std::time::Duration,
+        template: ingest::gb28181::GbSourceConfig,
+    ) -> GbDevices {
         GbDevices {
             sip,
             channels: Default::default(),
             utc_offset,
             timeout,
+            template,
         }
     }
 
@@ -159,6 +167,52 @@ fn offline(camera: &str, e: gb28181::server::ServerError) -> api::devices::Devic
 }
 
 impl api::devices::DeviceAccess for GbDevices {
+    fn playback(
+        &self,
+        camera: &str,
+        start: media::WallTime,
+        end: media::WallTime,
+        download_speed: Option<u32>,
+    ) -> api::devices::BoxFuture<Result<api::devices::DevicePlayback, api::devices::DeviceError>> {
+        let found = self.channel(camera);
+        let mut cfg = self.template.clone();
+        let sip = self.sip.clone();
+        let camera = camera.to_owned();
+        Box::pin(async move {
+            let (device, channel) = found?;
+            if !sip.devices().await.iter().any(|d| d.id == device && d.online) {
+                return Err(api::devices::DeviceError::Offline(camera));
+            }
+            let (s, e) = (
+                start.as_micros().div_euclid(1_000_000),
+                end.as_micros().div_euclid(1_000_000),
+            );
+            cfg.stream = media::StreamId::new(camera.as_str(), media::StreamKind::Main);
+            cfg.device = device;
+            cfg.channel = channel;
+            cfg.kind = match download_speed {
+                Some(speed) => gb28181::sdp::SessionKind::Download {
+                    start: s,
+                    end: e,
+                    speed,
+                },
+                None => gb28181::sdp::SessionKind::Playback { start: s, end: e },
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(4096);
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ingest::gb28181::run_once(cfg, sip, Arc::new(ChannelSink(tx)), stop).await {
+                    warn!("device playback: {e}");
+                }
+            });
+            Ok(api::devices::DevicePlayback {
+                frames: rx,
+                guard: Box::new(cancel.drop_guard()),
+            })
+        })
+    }
+
     fn recordings(
         &self,
         camera: &str,
@@ -283,4 +337,17 @@ impl api::devices::DeviceAccess for GbDevices {
                 .collect()
         })
     }
+}
+
+/// Hands a session's frames to a bounded channel (a device playback being served).
+struct ChannelSink(tokio::sync::mpsc::Sender<media::Frame>);
+
+impl ingest::FrameSink for ChannelSink {
+    fn frame(&self, frame: media::Frame) {
+        if self.0.try_send(frame).is_err() {
+            tracing::warn!("device playback: the viewer is not reading; frame dropped");
+        }
+    }
+
+    fn end_of_stream(&self, _stream: &media::StreamId) {}
 }

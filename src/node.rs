@@ -218,6 +218,7 @@ fn gb_source(
         own_id: g.id.clone(),
         domain: g.domain.clone(),
         transport: g.media_transport,
+        kind: gb28181::sdp::SessionKind::Play,
         media_ip: crate::gb::media_ip(g),
         // A device needs longer than an RTSP camera to start: INVITE, TCP connect, first GOP.
         watchdog: i.watchdog.max(Duration::from_secs(5)),
@@ -418,6 +419,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             sip.clone(),
             8 * 3600,
             g.request_timeout * 3,
+            gb_source(StreamId::main("-"), "", "", g, &config.ingest),
         ))),
         _ => None,
     };

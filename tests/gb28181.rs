@@ -349,3 +349,127 @@ fn catalog_channels_become_cameras_live_on_demand() {
     assert!(node.terminate().success());
     device.kill();
 }
+
+/// A recording the device holds, served through `playback.mp4?source=device`: our own
+/// simulated device (camsim::gbdevice) answers RecordInfo and plays the range back over TCP,
+/// ending with MediaStatus 121; the node hangs up and the MP4 decodes.
+#[test]
+fn device_side_recordings_play_back_through_the_playback_endpoint() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg missing: skipped");
+        return;
+    }
+    const NVR: &str = "34020000001180000001";
+    const CH: &str = "34020000001310000001";
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let sip = free_addr();
+    let cameras =
+        format!("[[cameras]]\nid = \"{CH}\"\nurl = \"gb28181://{NVR}/{CH}\"\nrecord = false\norg = \"test/gb\"\n");
+    let config = format!(
+        "{}\n[gb28181]\nid = \"{PLATFORM}\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"{DEV_PASSWORD}\"\nrecord_discovered = false\n",
+        config_toml(addr, &dir.path().join("data"), "", &cameras)
+    );
+    let mut node = Node::start(dir.path(), &config, addr);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = 1_795_000_000i64; // 2026-11-18T08:26:40Z
+    let device = rt
+        .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
+            id: NVR.into(),
+            password: DEV_PASSWORD.into(),
+            platform: sip,
+            platform_id: PLATFORM.into(),
+            domain: "3402000000".into(),
+            channels: vec![(CH.into(), "NVR channel 1".into())],
+            keepalive: Duration::from_secs(5),
+            fixture: camsim::BuiltinFixture::H264_240p.load(),
+            recordings: vec![(base, base + 600), (base + 900, base + 1200)],
+        }))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let (_, d) = node.get("/api/v1/gb28181/devices");
+            d["devices"][0]["online"] == true
+        }),
+        "{}",
+        node.log_text()
+    );
+    let window = format!(
+        "start={}&end={}",
+        rfc3339(base * 1_000_000 - 3_600_000_000),
+        rfc3339((base + 3600) * 1_000_000)
+    );
+    let (status, body) = node.get(&format!("/api/v1/cameras/{CH}/device-recordings?{window}"));
+    assert_eq!(status, 200, "{body}");
+    let recs = body["recordings"].as_array().unwrap();
+    assert_eq!(recs.len(), 2, "{body}");
+    assert_eq!(parse_time(recs[1]["start"].as_str().unwrap()), (base + 900) * 1_000_000);
+    // Eight seconds of the first recording, downloaded at 4×.
+    let (status, body) = post_json(
+        &node.url(&format!("/api/v1/cameras/{CH}/media-token")),
+        &serde_json::json!({"action": "playback"}),
+        Some(&node.token()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let range = format!(
+        "start={}&end={}",
+        rfc3339((base + 60) * 1_000_000),
+        rfc3339((base + 68) * 1_000_000)
+    );
+    let url = node.url(&format!(
+        "/api/v1/cameras/{CH}/playback.mp4?source=device&download=4&{range}&token={token}"
+    ));
+    let out = dir.path().join("device.mp4");
+    let started = std::time::Instant::now();
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i", &url, "-c", "copy"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{}", node.log_text());
+    let took = started.elapsed();
+    let (errors, frames) = decode(out.to_str().unwrap());
+    assert!(errors.is_empty(), "{errors}");
+    // 8 s at 25 fps (the last frame waits for a successor that never comes).
+    assert!((195..=200).contains(&frames), "{frames} frames");
+    assert!(took < Duration::from_secs(6), "downloaded at 4× in {took:?}");
+    // The device said the file was done; the node hung up.
+    assert!(wait_until(Duration::from_secs(5), || device
+        .stats
+        .finished
+        .load(Ordering::Relaxed)
+        == 1));
+    assert!(wait_until(Duration::from_secs(5), || device
+        .stats
+        .byes
+        .load(Ordering::Relaxed)
+        == 1));
+    // The playback was audited with its source.
+    let (_, audit) = node.get("/api/v1/audit?action=playback");
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"]["source"] == "device"),
+        "{audit}"
+    );
+    // Not a device channel, bad parameters: clear errors.
+    let (status, _) = get_json(
+        &node.url(&format!(
+            "/api/v1/cameras/{CH}/playback.mp4?source=nvr&{range}&token={token}"
+        )),
+        None,
+    );
+    assert_eq!(status, 400);
+    let (status, _) = get_json(
+        &node.url(&format!(
+            "/api/v1/cameras/{CH}/playback.mp4?source=device&download=99&{range}&token={token}"
+        )),
+        None,
+    );
+    assert_eq!(status, 400);
+    assert!(node.terminate().success());
+    device.kill();
+}

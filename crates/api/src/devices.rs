@@ -88,8 +88,26 @@ impl From<DeviceError> for ApiError {
     }
 }
 
+/// A recording being sent by a device: its frames, in order, until it ends. Dropping it hangs
+/// the session up.
+pub struct DevicePlayback {
+    /// The frames.
+    pub frames: tokio::sync::mpsc::Receiver<media::Frame>,
+    /// Ends the session when dropped.
+    pub guard: Box<dyn Send + Sync>,
+}
+
 /// What the node does for device functions.
 pub trait DeviceAccess: Send + Sync {
+    /// Plays back (or, with `download_speed`, downloads) the device's recording of `camera`
+    /// between `start` and `end`.
+    fn playback(
+        &self,
+        camera: &str,
+        start: WallTime,
+        end: WallTime,
+        download_speed: Option<u32>,
+    ) -> BoxFuture<Result<DevicePlayback, DeviceError>>;
     /// The recordings the device of `camera` holds between `start` and `end`.
     fn recordings(
         &self,
@@ -190,6 +208,57 @@ pub async fn ptz(
     state.audit(e).await?;
     device.ptz(&id, movement).await?;
     Ok(Json(json!({ "camera": id, "sent": true })))
+}
+
+/// How long a device may take from INVITE to the first key frame of a recording.
+const DEVICE_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `playback.mp4?source=device[&download=N]`: the device's recording of the range, streamed
+/// as a fragmented MP4 while the device sends it (at its pace, or `download` × faster).
+/// Audited as a playback with `source: device`.
+pub(crate) async fn device_playback(
+    state: &AppState,
+    caller: &Caller,
+    camera: &str,
+    q: &HashMap<String, String>,
+    start: WallTime,
+    end: WallTime,
+) -> Result<axum::response::Response, ApiError> {
+    let download = match q.get("download") {
+        None => None,
+        Some(s) => match s.parse::<u32>() {
+            Ok(n @ 1..=32) => Some(n),
+            _ => return Err(ApiError::bad_request("download: a speed from 1 to 32")),
+        },
+    };
+    let device = access(state, camera)?;
+    let mut e = caller.event("playback", Some(camera));
+    e.detail =
+        json!({ "source": "device", "start": time::format(start), "end": time::format(end), "download": download });
+    state.audit(e).await?;
+    let mut playback = device.playback(camera, start, end, download).await?;
+    let first = tokio::time::timeout(DEVICE_START_TIMEOUT, async {
+        while let Some(f) = playback.frames.recv().await {
+            if f.key {
+                return Some(f);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_video",
+            format!(
+                "the device of camera {camera} sent no key frame of that recording within {} s",
+                DEVICE_START_TIMEOUT.as_secs()
+            ),
+        )
+    })?;
+    crate::live::fragmented_mp4(crate::live::FrameSource::Device(playback), first, Box::new(()))
 }
 
 /// `GET /api/v1/gb28181/devices`: registered devices (administrators).

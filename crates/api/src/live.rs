@@ -39,18 +39,24 @@ pub async fn live_mp4(
     };
     let (viewer, first) = first_key_frame(&state, &hub, &stream, &camera, hub::Output::Mp4).await?;
     let viewing = start_viewing(&state, &caller, &stream, "mp4").await?;
+    fragmented_mp4(FrameSource::Live(viewer), first, Box::new(viewing))
+}
+
+/// A chunked fragmented-MP4 answer of `source`'s frames from `first` (a key frame) on;
+/// `guard` lives as long as the response (it audits the end of a live viewing).
+pub(crate) fn fragmented_mp4(source: FrameSource, first: Frame, guard: Box<dyn Send>) -> Result<Response, ApiError> {
     let mut init = Vec::with_capacity(1024);
     write_ftyp(&mut init).map_err(ApiError::internal)?;
     write_moov(&first.params, &mut init).map_err(ApiError::internal)?;
     let body = futures::stream::unfold(
         Fragmenter {
-            viewer,
+            viewer: source,
             held: Some(first),
             origin: None,
             sequence: 1,
             init: Some(Bytes::from(init)),
             payload: None,
-            _viewing: viewing,
+            _guard: guard,
         },
         |mut f| async move {
             let chunk = f.next_chunk().await?;
@@ -101,10 +107,27 @@ async fn first_key_frame(
     }
 }
 
-/// Turns a viewer's frames into `moof`+`mdat` chunks, one per frame. A frame is sent when the
+/// Where a fragmented MP4's frames come from.
+pub(crate) enum FrameSource {
+    /// A live channel.
+    Live(hub::Viewer),
+    /// A recording a GB/T 28181 device is sending.
+    Device(crate::devices::DevicePlayback),
+}
+
+impl FrameSource {
+    async fn recv(&mut self) -> Option<Frame> {
+        match self {
+            FrameSource::Live(v) => v.recv().await,
+            FrameSource::Device(p) => p.frames.recv().await,
+        }
+    }
+}
+
+/// Turns a source's frames into `moof`+`mdat` chunks, one per frame. A frame is sent when the
 /// next arrives, which gives its exact duration (one frame of latency).
 struct Fragmenter {
-    viewer: hub::Viewer,
+    viewer: FrameSource,
     held: Option<Frame>,
     /// Media time of the first frame: the file's time zero.
     origin: Option<i64>,
@@ -112,8 +135,8 @@ struct Fragmenter {
     init: Option<Bytes>,
     /// A frame's payload, sent as its own chunk after its header so it is never copied.
     payload: Option<Bytes>,
-    /// Audits the end of the viewing when the response ends, however it ends.
-    _viewing: Viewing,
+    /// Lives as long as the response (audits the end of a live viewing, hangs up a device).
+    _guard: Box<dyn Send>,
 }
 
 /// Audits the start of a live viewing (durably: if it cannot be audited it is not served) and

@@ -168,6 +168,15 @@ pub async fn playback_mp4(
 ) -> Result<Response, ApiError> {
     let (q, caller, _) = playback_request(&state, &headers, q, ip, &id)?;
     let (start, end) = window(&q, state.max_playback_us)?;
+    match q.get("source").map(String::as_str) {
+        None | Some("node") => {}
+        Some("device") => return crate::devices::device_playback(&state, &caller, &id, &q, start, end).await,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "source {other:?}: expected \"node\" (this node's recordings, the default) or \"device\" (the GB/T 28181 device's)"
+            )));
+        }
+    }
     let req = PlaybackRequest {
         stream: stream_of(&q, &id)?,
         start,

@@ -18,6 +18,8 @@ mod fixture;
 mod rtsp;
 mod server;
 
+pub mod gbdevice;
+
 pub use camera::{CameraHandle, CameraSpec, MediaTransport, SessionStats};
 pub use fixture::{BuiltinFixture, FRAME_TICKS, Fixture, FixtureError, FixtureFrame, MAX_PAYLOAD};
 pub use server::{Cameras, Camsim};

@@ -24,6 +24,10 @@ pub(crate) struct Delivery<'a> {
     timeline: Timeline,
     discontinuity: bool,
     need_key: bool,
+    /// A recording's timebase: its first frame's wall time and media time. Frames of a
+    /// recording arrive at any pace (download at N×), so their wall time is the recording's,
+    /// not their arrival's.
+    recorded: Option<(WallTime, Option<i64>)>,
     /// At least one frame went to the sink.
     pub delivered: bool,
 }
@@ -48,8 +52,16 @@ impl<'a> Delivery<'a> {
             timeline: Timeline::default(),
             discontinuity: true,
             need_key: true,
+            recorded: None,
             delivered: false,
         }
+    }
+
+    /// Frames are a recording that starts at `start`: wall times follow media time from there,
+    /// whatever the pace they arrive at.
+    pub fn recording_from(mut self, start: WallTime) -> Self {
+        self.recorded = Some((start, None));
+        self
     }
 
     /// True once parameters are known.
@@ -79,7 +91,14 @@ impl<'a> Delivery<'a> {
     pub fn deliver(&mut self, media_time: i64, key: bool, data: Bytes, arrival: WallTime) {
         let Some(p) = self.params.clone() else { return };
         let camera = self.stream.camera();
-        let check = self.timeline.check(media_time, arrival);
+        let check = match self.recorded {
+            // A download's media time runs faster than arrivals: only a step back breaks it.
+            Some(_) => match self.timeline.check(media_time, arrival) {
+                TimelineCheck::ForwardJump { .. } => TimelineCheck::Continues,
+                c => c,
+            },
+            None => self.timeline.check(media_time, arrival),
+        };
         if check.is_discontinuity() && check != TimelineCheck::First {
             warn!(peer = %self.peer, ?check, "camera {camera}: timestamps jumped; starting a new segment");
             self.health.lock().discontinuities += 1;
@@ -106,7 +125,16 @@ impl<'a> Delivery<'a> {
         if self.discontinuity {
             self.clock.reset();
         }
-        let wall = self.clock.map(media_time, arrival);
+        let wall = match &mut self.recorded {
+            Some((start, first)) => {
+                let first = *first.get_or_insert(media_time);
+                crate::clock::Mapped {
+                    wall: WallTime::from_micros(start.as_micros() + media::media_to_micros(media_time - first)),
+                    anchored: false,
+                }
+            }
+            None => self.clock.map(media_time, arrival),
+        };
         {
             let mut s = self.health.lock();
             s.frames += 1;

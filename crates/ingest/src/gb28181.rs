@@ -23,6 +23,9 @@ use crate::ps_rtp::{EsFramer, PsRtpReceiver, PtsUnwrapper, TcpDeframer};
 use crate::supervisor::SourceHandle;
 use crate::{FrameSink, SourceHealth, SourcePhase};
 
+/// How long media is still read after the session's signalling ended.
+const END_DRAIN: Duration = Duration::from_secs(1);
+
 /// How to pull one GB28181 channel.
 #[derive(Clone, Debug)]
 pub struct GbSourceConfig {
@@ -38,6 +41,8 @@ pub struct GbSourceConfig {
     pub domain: String,
     /// Media transport.
     pub transport: MediaTransport,
+    /// Live, or a device recording played back or downloaded.
+    pub kind: SessionKind,
     /// The address we receive media on (put in the offer's `c=`).
     pub media_ip: IpAddr,
     /// No frames for this long ends the session.
@@ -162,14 +167,39 @@ async fn supervise(
 }
 
 /// SSRC counters are per node: a shared allocator keeps concurrent sessions apart.
-fn next_ssrc(domain: &str) -> String {
+fn next_ssrc(domain: &str, history: bool) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let mut a = SsrcAllocator::new(domain);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 9999;
     for _ in 0..n {
-        a.allocate(false);
+        a.allocate(history);
     }
-    a.allocate(false)
+    a.allocate(history)
+}
+
+/// Runs one session (a device playback or download): frames to `sink` until the device says
+/// the file is done (MediaStatus 121, which hangs up), hangs up, the watchdog fires or
+/// `cancel` (the viewer left). The call is always hung up.
+pub async fn run_once(
+    cfg: GbSourceConfig,
+    sip: Arc<SipServer>,
+    sink: Arc<dyn FrameSink>,
+    cancel: CancellationToken,
+) -> Result<(), GbError> {
+    let health = SourceHealth::default();
+    let mut call = None;
+    let result = tokio::select! {
+        _ = cancel.cancelled() => None,
+        r = session(&cfg, &sip, sink.as_ref(), &health, &mut call) => Some(r.1),
+    };
+    if let Some(c) = call {
+        sip.hangup(c).await;
+    }
+    sink.end_of_stream(&cfg.stream);
+    match result {
+        None | Some(GbError::Ended { .. }) => Ok(()),
+        Some(e) => Err(e),
+    }
 }
 
 enum Media {
@@ -237,8 +267,8 @@ async fn session(
         ip: cfg.media_ip,
         port,
         transport: cfg.transport,
-        kind: SessionKind::Play,
-        ssrc: next_ssrc(&cfg.domain),
+        kind: cfg.kind,
+        ssrc: next_ssrc(&cfg.domain, !matches!(cfg.kind, SessionKind::Play)),
     };
     let mut events = sip.subscribe();
     let call = match sip.invite(&cfg.device, offer).await {
@@ -288,6 +318,9 @@ async fn session(
     health.set_phase(SourcePhase::Streaming);
     let peer = format!("{}:{}", answer.ip, answer.port);
     let mut delivery = Delivery::new(&cfg.stream, peer, sink, health, cfg.max_frame_bytes);
+    if let SessionKind::Playback { start, .. } | SessionKind::Download { start, .. } = cfg.kind {
+        delivery = delivery.recording_from(WallTime::from_micros(start.saturating_mul(1_000_000)));
+    }
     let ended = call_ended(sip.subscribe(), call);
     tokio::pin!(ended);
     let stalled = |what| GbError::Stalled {
@@ -296,15 +329,22 @@ async fn session(
         secs: cfg.watchdog.as_secs_f64(),
         what,
     };
-    let result = tokio::select! {
+    let result = {
+        let receiving = receive(cfg, media, &answer, &mut delivery);
+        tokio::pin!(receiving);
+        tokio::select! {
         reason = &mut ended => {
             *call_out = None;
+            // The signalling ended (a playback's MediaStatus 121, a BYE) while the last media
+            // may still be in flight on another path: take what arrives within a moment.
+            let _ = tokio::time::timeout(END_DRAIN, &mut receiving).await;
             GbError::Ended { camera: camera.clone(), device: cfg.device.clone(), reason }
         }
-        e = receive(cfg, media, &answer, &mut delivery) => match e {
+        e = &mut receiving => match e {
             ReceiveEnd::Stalled(what) => stalled(what),
             ReceiveEnd::Io(e) => io(e),
         },
+        }
     };
     (delivery.delivered, result)
 }
