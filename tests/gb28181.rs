@@ -128,11 +128,15 @@ impl Device {
         let units = access_units();
         let feeder = rt.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(40));
-            for (key, nalus) in units.iter().cycle() {
+            // Capture times on the frame schedule, as an encoder stamps them: the library
+            // derives PTS from their differences, and a loaded test machine's late ticks must
+            // not become timestamps 1/90000 s apart.
+            let t0 = Instant::now();
+            for (n, (key, nalus)) in units.iter().cycle().enumerate() {
                 tick.tick().await;
                 hub.write(AccessUnit {
                     nalus: nalus.clone(),
-                    timestamp: Instant::now(),
+                    timestamp: t0 + Duration::from_millis(40 * n as u64),
                     is_key_frame: *key,
                 });
             }
