@@ -1043,6 +1043,19 @@ impl Checker {
                 format!("expected [[gb28181.devices]] tables, got {}", type_name(v)),
             ),
         }
+        let adopt = self.bool("gb28181", t, "adopt", true);
+        let record_discovered = self.bool("gb28181", t, "record_discovered", true);
+        let org = match self.string("gb28181", t, "org") {
+            Some(o) if !o.trim().is_empty() && !o.split('/').any(|p| p.trim().is_empty()) => o,
+            Some(o) => {
+                self.problem(
+                    "gb28181.org",
+                    format!("{o:?} is not an org path like \"dalian/xigang\""),
+                );
+                "gb28181".into()
+            }
+            None => "gb28181".into(),
+        };
         Some(Gb28181Config {
             id: id?,
             domain: domain?,
@@ -1055,19 +1068,9 @@ impl Checker {
             request_timeout,
             charset,
             devices,
-            adopt: self.bool("gb28181", t, "adopt", true),
-            record_discovered: self.bool("gb28181", t, "record_discovered", true),
-            org: match self.string("gb28181", t, "org") {
-                Some(o) if !o.trim().is_empty() && !o.split('/').any(|p| p.trim().is_empty()) => o,
-                Some(o) => {
-                    self.problem(
-                        "gb28181.org",
-                        format!("{o:?} is not an org path like \"dalian/xigang\""),
-                    );
-                    "gb28181".into()
-                }
-                None => "gb28181".into(),
-            },
+            adopt,
+            record_discovered,
+            org,
         })
     }
 
@@ -1495,6 +1498,60 @@ location = { lat = 38.914, lon = 121.614 }
             .iter()
             .map(|p| p.to_string())
             .collect()
+    }
+
+    #[test]
+    fn gb28181_mistakes_are_named() {
+        let bad = r#"
+[server]
+data_dirs = ["/d"]
+
+[gb28181]
+id = "3402"
+domain = "3402000000"
+password = "12345678"
+media_ip = "not-an-ip"
+media_transport = "sctp"
+keepalive_misses = 0
+charset = "latin1"
+org = "a//b"
+colour = "red"
+
+[[gb28181.devices]]
+id = "bad id!"
+call_id = "sometimes"
+
+[[cameras]]
+id = "c1"
+url = "gb28181://"
+"#;
+        let p = problems(bad);
+        for key in [
+            "gb28181.id",
+            "gb28181.media_ip",
+            "gb28181.media_transport",
+            "gb28181.keepalive_misses",
+            "gb28181.charset",
+            "gb28181.org",
+            "gb28181.colour",
+            "gb28181.devices[0].id",
+            "gb28181.devices[0].call_id",
+            "cameras[0].url",
+        ] {
+            assert!(p.iter().any(|m| m.starts_with(key)), "{key} not named in {p:#?}");
+        }
+        // A valid section with a declared channel parses, and a missing section is a warning.
+        let good = "[server]\ndata_dirs = [\"/d\"]\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\npassword = \"12345678\"\nlisten = \"127.0.0.1:5060\"\n[[cameras]]\nid = \"34020000001310000001\"\nurl = \"gb28181://34020000001180000001/34020000001310000001\"\n";
+        let c = Config::parse(good).unwrap();
+        let g = c.gb28181.as_ref().unwrap();
+        assert_eq!(g.media_transport, gb28181::sdp::MediaTransport::TcpPassive);
+        assert!(g.adopt && g.record_discovered);
+        assert_eq!(c.cameras[0].url.host_str(), Some("34020000001180000001"));
+        let orphan = Config::parse(
+            "[server]\ndata_dirs = [\"/d\"]\n[[cameras]]\nid = \"c\"\nurl = \"gb28181://34020000001180000001\"\n",
+        )
+        .unwrap();
+        assert!(orphan.warnings().iter().any(|w| w.contains("need a [gb28181] section")));
     }
 
     #[test]
