@@ -24,7 +24,15 @@ pub struct DemoOptions {
     pub password: Option<String>,
     /// RTSP re-serve address.
     pub rtsp: SocketAddr,
+    /// GB/T 28181 SIP address.
+    pub sip: SocketAddr,
+    /// Channels of the simulated GB/T 28181 NVR.
+    pub gb_channels: usize,
 }
+
+/// The demo platform's GB/T 28181 id and its simulated NVR's.
+const GB_PLATFORM: &str = "34020000002000000001";
+const GB_NVR: &str = "34020000001180000001";
 
 fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -85,7 +93,22 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             reconnect_slow: Duration::from_secs(30),
             max_frame_bytes: 16 << 20,
         },
-        gb28181: None,
+        gb28181: (opts.gb_channels > 0).then(|| crate::config::Gb28181Config {
+            id: GB_PLATFORM.into(),
+            domain: "3402000000".into(),
+            listen: opts.sip,
+            password: password.clone(),
+            media_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            media_transport: gb28181::sdp::MediaTransport::TcpPassive,
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_misses: 3,
+            request_timeout: Duration::from_secs(10),
+            charset: gb28181::manscdp::Charset::Auto,
+            devices: Vec::new(),
+            adopt: true,
+            record_discovered: true,
+            org: "demo/gb28181".into(),
+        }),
         auth: crate::config::AuthSettings::default(),
         // An administrator, and a viewer of one department who sees half the cameras: the
         // permission model in miniature.
@@ -128,6 +151,41 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         }],
         cameras,
     };
+    let nvr = if opts.gb_channels > 0 {
+        let spec = camsim::gbdevice::GbDeviceSpec {
+            id: GB_NVR.into(),
+            password: password.clone(),
+            platform: opts.sip,
+            platform_id: GB_PLATFORM.into(),
+            domain: "3402000000".into(),
+            channels: (0..opts.gb_channels)
+                .map(|i| {
+                    (
+                        format!("340200000013100000{:02}", i + 1),
+                        format!("Demo NVR channel {}", i + 1),
+                    )
+                })
+                .collect(),
+            keepalive: Duration::from_secs(10),
+            fixture: camsim::BuiltinFixture::H264_240p.load(),
+            recordings: Vec::new(),
+        };
+        Some(
+            camsim::gbdevice::GbDevice::start(spec)
+                .await
+                .context("starting the simulated GB/T 28181 NVR")?,
+        )
+    } else {
+        None
+    };
+    let gb_line = if opts.gb_channels > 0 {
+        format!(
+            "\x20 GB/T 28181     : platform {GB_PLATFORM} at sip:{} (domain 3402000000); a simulated NVR ({GB_NVR}) registers\n\x20                  with the admin password and its {} channels become cameras (recorded)\n",
+            opts.sip, opts.gb_channels
+        )
+    } else {
+        String::new()
+    };
     let url = format!("http://{}", opts.listen);
     println!(
         "\nSharpeye demo\n\
@@ -135,6 +193,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
          \x20 login          : user admin, password {password} (or user viewer, same password: one department, half the cameras)\n\
          \x20 cameras        : {} simulated (H.264 and H.265, 1080p) at {}/cam0 ...\n\
          \x20 live over RTSP : ffplay rtsp://admin:{password}@{rtsp}/cameras/cam0\n\
+         {gb_line}\
          \x20 recording into : {}\n\
          \x20 try            : curl -s {url}/api/v1/login -d '{{\"username\":\"admin\",\"password\":\"{password}\"}}' -H 'Content-Type: application/json'\n\
          \x20 stop           : Ctrl-C\n",
@@ -144,6 +203,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         rtsp = opts.rtsp,
     );
     let result = crate::node::run(config, crate::node::shutdown_signal()).await;
+    drop(nvr);
     sim.stop().await;
     result
 }

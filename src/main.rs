@@ -43,6 +43,12 @@ enum Command {
         /// RTSP re-serve address: rtsp://ADDR/cameras/{id}.
         #[arg(long, default_value = "127.0.0.1:8554")]
         rtsp: SocketAddr,
+        /// GB/T 28181 SIP address of the platform (UDP and TCP); a simulated NVR registers here.
+        #[arg(long, default_value = "127.0.0.1:5060")]
+        sip: SocketAddr,
+        /// Channels of the simulated GB/T 28181 NVR (0: none).
+        #[arg(long, default_value_t = 2)]
+        gb_channels: usize,
     },
     /// Runs the server with a configuration file.
     Run {
@@ -215,6 +221,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             password,
             rtsp,
+            sip,
+            gb_channels,
         } => {
             init_logging();
             runtime()?.block_on(demo::run(demo::DemoOptions {
@@ -223,6 +231,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 listen,
                 password,
                 rtsp,
+                sip,
+                gb_channels,
             }))?;
             Ok(ExitCode::SUCCESS)
         }

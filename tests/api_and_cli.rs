@@ -215,6 +215,8 @@ fn demo_records_simulated_cameras_and_serves_the_api() {
             &addr.to_string(),
             "--rtsp",
             &free_addr().to_string(),
+            "--sip",
+            &free_addr().to_string(),
             "--data",
         ])
         .arg(dir.path().join("demo-data"))
@@ -231,12 +233,17 @@ fn demo_records_simulated_cameras_and_serves_the_api() {
     assert!(wait_until(std::time::Duration::from_secs(20), || {
         ureq::get(&node.url("/healthz")).call().is_ok()
     }));
-    assert!(wait_until(std::time::Duration::from_secs(15), || node
-        .get("/api/v1/health")
-        .1["cameras"]["online"]
-        == 2));
+    // Two RTSP cameras and the simulated NVR's two GB/T 28181 channels, all recording.
+    assert!(
+        wait_until(
+            std::time::Duration::from_secs(30),
+            || node.get("/api/v1/health").1["cameras"]["online"] == 4
+        ),
+        "{}",
+        node.get("/api/v1/cameras").1
+    );
     let cams = node.get("/api/v1/cameras").1;
-    assert_eq!(cams.as_array().unwrap().len(), 2);
+    assert_eq!(cams.as_array().unwrap().len(), 4);
     // Indexed once durable: within a flush or two, later if the file system is busy syncing.
     let mut ranges = Vec::new();
     let indexed = wait_until(std::time::Duration::from_secs(30), || {
@@ -268,4 +275,5 @@ fn demo_records_simulated_cameras_and_serves_the_api() {
         "{out}"
     );
     assert!(out.contains(&format!("http://{addr}/")), "{out}");
+    assert!(out.contains("GB/T 28181"), "{out}");
 }

@@ -477,3 +477,120 @@ fn device_side_recordings_play_back_through_the_playback_endpoint() {
     assert!(node.terminate().success());
     device.kill();
 }
+
+/// Hostile SIP over real sockets: garbage, truncated and oversized messages, an unknown
+/// device, a wrong password, a stream that never ends its head. Each gets a clear answer (or is
+/// dropped), nothing takes the server down, and a real device registers afterwards.
+#[test]
+fn hostile_sip_gets_clear_answers_and_the_server_stays_up() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let sip = free_addr();
+    let config = format!(
+        "{}\n[gb28181]\nid = \"{PLATFORM}\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"{DEV_PASSWORD}\"\n",
+        config_toml(addr, &dir.path().join("data"), "", "")
+    );
+    let mut node = Node::start(dir.path(), &config, addr);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let ask = |msg: &[u8]| -> Option<String> {
+        udp.send_to(msg, sip).unwrap();
+        let mut buf = [0u8; 65536];
+        udp.recv(&mut buf)
+            .ok()
+            .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let head = |method: &str, branch: &str, extra: &str| {
+        format!(
+            "{method} sip:{PLATFORM}@3402000000 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK{branch}\r\nFrom: <sip:{DEVICE}@3402000000>;tag=x\r\nTo: <sip:{DEVICE}@3402000000>\r\nCall-ID: {branch}\r\nCSeq: 1 {method}\r\n{extra}",
+            udp.local_addr().unwrap()
+        )
+    };
+    // Bytes that are no SIP at all, and a head without a start line: dropped, no answer.
+    assert_eq!(ask(&[0xff, 0x00, 0x13, 0x37, 0x80, 0x81]), None);
+    assert_eq!(ask(b"hello\r\n\r\n"), None);
+    // A keepalive from a device that never registered: 404, so that it registers.
+    let body = format!(
+        "<?xml version=\"1.0\"?><Notify><CmdType>Keepalive</CmdType><SN>1</SN><DeviceID>{DEVICE}</DeviceID></Notify>"
+    );
+    let r = ask(format!(
+        "{}Content-Type: Application/MANSCDP+xml\r\nContent-Length: {}\r\n\r\n{body}",
+        head("MESSAGE", "k1", ""),
+        body.len()
+    )
+    .as_bytes())
+    .unwrap();
+    assert!(r.starts_with("SIP/2.0 404"), "{r}");
+    // A huge Content-Length: refused by the parser (no answer: the datagram is not a message).
+    assert_eq!(
+        ask(format!("{}Content-Length: 99999999\r\n\r\nx", head("MESSAGE", "k2", "")).as_bytes()),
+        None
+    );
+    // GB2312 bytes declared as UTF-8, from an unknown device: still a clean 404.
+    let mut gb = head("MESSAGE", "k3", "Content-Type: Application/MANSCDP+xml\r\n").into_bytes();
+    let xml = encoding_rs::GB18030.encode("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Notify><CmdType>Keepalive</CmdType><SN>2</SN><DeviceID>东门</DeviceID></Notify>").0;
+    gb.extend_from_slice(format!("Content-Length: {}\r\n\r\n", xml.len()).as_bytes());
+    gb.extend_from_slice(&xml);
+    assert!(ask(&gb).unwrap().starts_with("SIP/2.0 404"));
+    // A REGISTER with a forged digest: challenged again; with a malformed one: 400.
+    let r = ask(format!("{}Authorization: Digest username=\"{DEVICE}\", nonce=\"made-up\", uri=\"sip:x\", response=\"00\"\r\nContent-Length: 0\r\n\r\n", head("REGISTER", "r1", "")).as_bytes()).unwrap();
+    assert!(r.starts_with("SIP/2.0 401") && r.contains("algorithm=MD5"), "{r}");
+    let r = ask(format!(
+        "{}Authorization: Digest username=\"unterminated\r\nContent-Length: 0\r\n\r\n",
+        head("REGISTER", "r2", "")
+    )
+    .as_bytes())
+    .unwrap();
+    assert!(r.starts_with("SIP/2.0 400"), "{r}");
+    // A request with no Call-ID: 400.
+    let r = ask(b"OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKo\r\nFrom: <sip:a@b>;tag=1\r\nCSeq: 1 OPTIONS\r\n\r\n").unwrap();
+    assert!(r.starts_with("SIP/2.0 400"), "{r}");
+    // TCP: a head that never ends is cut off; a real REGISTER on a new connection is answered.
+    let mut tcp = std::net::TcpStream::connect(sip).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let junk = vec![b'A'; 40_000];
+    let _ = tcp.write_all(&junk);
+    let mut buf = [0u8; 16];
+    let closed = matches!(std::io::Read::read(&mut tcp, &mut buf), Ok(0) | Err(_));
+    assert!(closed, "the server kept a connection that sent 40 KB without a message");
+    let mut tcp = std::net::TcpStream::connect(sip).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(
+        format!(
+            "{}Content-Length: 0\r\n\r\n",
+            head("REGISTER", "t1", "").replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = [0u8; 2048];
+    let n = std::io::Read::read(&mut tcp, &mut answer).unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("SIP/2.0 401"));
+    // After all that, a device registers and its channel is a camera.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let device = rt
+        .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
+            id: DEVICE.into(),
+            password: DEV_PASSWORD.into(),
+            platform: sip,
+            platform_id: PLATFORM.into(),
+            domain: "3402000000".into(),
+            channels: Vec::new(),
+            keepalive: Duration::from_secs(5),
+            fixture: camsim::BuiltinFixture::H264_240p.load(),
+            recordings: Vec::new(),
+        }))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || node
+            .get("/api/v1/cameras")
+            .1
+            .as_array()
+            .is_some_and(|a| a.len() == 1)),
+        "{}",
+        node.log_text()
+    );
+    assert!(node.terminate().success());
+    device.kill();
+}

@@ -243,7 +243,13 @@ async fn run(spec: GbDeviceSpec, sock: Arc<UdpSocket>, stats: Arc<GbDeviceStats>
                     let call = format!("ka-{}-{keepalive_sn}", spec.id);
                     let m = req.request("MESSAGE", &call, "ka", &manscdp(), body.as_bytes());
                     let _ = sock.send_to(&m, spec.platform).await;
-                    next_keepalive += spec.keepalive;
+                    // After the first (prompt) one, a random phase: a thousand devices that
+                    // registered together do not keep alive in the same second.
+                    next_keepalive = if keepalive_sn == 1 {
+                        tokio::time::Instant::now() + spec.keepalive.mul_f64(rand::random::<f64>())
+                    } else {
+                        next_keepalive + spec.keepalive
+                    };
                 } else {
                     let mut extra = vec![
                         ("Contact", format!("<sip:{}@{local}>", spec.id)),
