@@ -172,7 +172,7 @@ impl api::devices::DeviceAccess for GbDevices {
         camera: &str,
         start: media::WallTime,
         end: media::WallTime,
-        download_speed: Option<u32>,
+        pace: api::devices::DevicePace,
     ) -> api::devices::BoxFuture<Result<api::devices::DevicePlayback, api::devices::DeviceError>> {
         let found = self.channel(camera);
         let mut cfg = self.template.clone();
@@ -190,13 +190,19 @@ impl api::devices::DeviceAccess for GbDevices {
             cfg.stream = media::StreamId::new(camera.as_str(), media::StreamKind::Main);
             cfg.device = device;
             cfg.channel = channel;
-            cfg.kind = match download_speed {
-                Some(speed) => gb28181::sdp::SessionKind::Download {
-                    start: s,
-                    end: e,
-                    speed,
-                },
-                None => gb28181::sdp::SessionKind::Playback { start: s, end: e },
+            (cfg.kind, cfg.scale) = match pace {
+                api::devices::DevicePace::Download { speed } => (
+                    gb28181::sdp::SessionKind::Download {
+                        start: s,
+                        end: e,
+                        speed,
+                    },
+                    None,
+                ),
+                api::devices::DevicePace::Playback { scale } => (
+                    gb28181::sdp::SessionKind::Playback { start: s, end: e },
+                    (scale != 1.0).then_some(scale),
+                ),
             };
             let (tx, rx) = tokio::sync::mpsc::channel(4096);
             let cancel = tokio_util::sync::CancellationToken::new();

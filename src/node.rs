@@ -219,6 +219,7 @@ fn gb_source(
         domain: g.domain.clone(),
         transport: g.media_transport,
         kind: gb28181::sdp::SessionKind::Play,
+        scale: None,
         media_ip: crate::gb::media_ip(g),
         // A device needs longer than an RTSP camera to start: INVITE, TCP connect, first GOP.
         watchdog: i.watchdog.max(Duration::from_secs(5)),

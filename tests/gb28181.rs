@@ -277,6 +277,11 @@ fn gb28181_rs_device_over_tcp_signalling_and_udp_media() {
 }
 
 #[test]
+fn gb28181_rs_device_with_tcp_active_media() {
+    run_device_against_node("tcp-active", SipTransport::Udp);
+}
+
+#[test]
 fn catalog_channels_become_cameras_live_on_demand() {
     if !have_ffmpeg() {
         eprintln!("ffmpeg missing: skipped");
@@ -449,6 +454,32 @@ fn device_side_recordings_play_back_through_the_playback_endpoint() {
         .byes
         .load(Ordering::Relaxed)
         == 1));
+    // The same range played back (s=Playback) and sped up to 4× with MANSRTSP PLAY Scale.
+    let url = node.url(&format!(
+        "/api/v1/cameras/{CH}/playback.mp4?source=device&scale=4&{range}&token={token}"
+    ));
+    let out = dir.path().join("device-scaled.mp4");
+    let started = std::time::Instant::now();
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i", &url, "-c", "copy"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{}", node.log_text());
+    let (errors, frames) = decode(out.to_str().unwrap());
+    assert!(errors.is_empty(), "{errors}");
+    assert!((190..=200).contains(&frames), "{frames} frames");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "scaled playback took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(device.stats.scale_changes.load(Ordering::Relaxed), 1);
+    assert!(wait_until(Duration::from_secs(5), || device
+        .stats
+        .byes
+        .load(Ordering::Relaxed)
+        == 2));
     // The playback was audited with its source.
     let (_, audit) = node.get("/api/v1/audit?action=playback");
     assert!(

@@ -97,6 +97,21 @@ pub struct DevicePlayback {
     pub guard: Box<dyn Send + Sync>,
 }
 
+/// How fast a device sends a recording.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DevicePace {
+    /// Playback at `scale` × (1.0: real time), asked with MANSRTSP once playing.
+    Playback {
+        /// Speed.
+        scale: f64,
+    },
+    /// Download at `speed` × (`downloadspeed` in the offer).
+    Download {
+        /// Speed.
+        speed: u32,
+    },
+}
+
 /// What the node does for device functions.
 pub trait DeviceAccess: Send + Sync {
     /// Plays back (or, with `download_speed`, downloads) the device's recording of `camera`
@@ -106,7 +121,7 @@ pub trait DeviceAccess: Send + Sync {
         camera: &str,
         start: WallTime,
         end: WallTime,
-        download_speed: Option<u32>,
+        pace: DevicePace,
     ) -> BoxFuture<Result<DevicePlayback, DeviceError>>;
     /// The recordings the device of `camera` holds between `start` and `end`.
     fn recordings(
@@ -224,19 +239,31 @@ pub(crate) async fn device_playback(
     start: WallTime,
     end: WallTime,
 ) -> Result<axum::response::Response, ApiError> {
-    let download = match q.get("download") {
-        None => None,
-        Some(s) => match s.parse::<u32>() {
-            Ok(n @ 1..=32) => Some(n),
+    let pace = match (q.get("download"), q.get("scale")) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("download and scale exclude each other")),
+        (Some(s), None) => match s.parse::<u32>() {
+            Ok(speed @ 1..=32) => DevicePace::Download { speed },
             _ => return Err(ApiError::bad_request("download: a speed from 1 to 32")),
         },
+        (None, Some(s)) => match s.parse::<f64>() {
+            Ok(scale) if (0.25..=16.0).contains(&scale) => DevicePace::Playback { scale },
+            _ => return Err(ApiError::bad_request("scale: a playback speed from 0.25 to 16")),
+        },
+        (None, None) => DevicePace::Playback { scale: 1.0 },
     };
     let device = access(state, camera)?;
     let mut e = caller.event("playback", Some(camera));
-    e.detail =
-        json!({ "source": "device", "start": time::format(start), "end": time::format(end), "download": download });
+    e.detail = json!({
+        "source": "device",
+        "start": time::format(start),
+        "end": time::format(end),
+        "pace": match pace {
+            DevicePace::Playback { scale } => format!("playback x{scale}"),
+            DevicePace::Download { speed } => format!("download x{speed}"),
+        },
+    });
     state.audit(e).await?;
-    let mut playback = device.playback(camera, start, end, download).await?;
+    let mut playback = device.playback(camera, start, end, pace).await?;
     let first = tokio::time::timeout(DEVICE_START_TIMEOUT, async {
         while let Some(f) = playback.frames.recv().await {
             if f.key {

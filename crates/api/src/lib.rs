@@ -120,7 +120,7 @@ endpoints! {
     get "/api/v1/cameras" => handlers::cameras, Authenticated, 200, [], "The cameras the caller may see.";
     get "/api/v1/cameras/{id}" => handlers::camera_detail, CameraAny, 200, [], "One camera, with health (any action on it shows it).";
     get "/api/v1/cameras/{id}/recordings" => handlers::recordings, Camera(Playback), 200, ["start", "end", "stream"], "What is recorded in a window.";
-    get "/api/v1/cameras/{id}/playback.mp4" => playback::playback_mp4, Media(Playback), 200, ["start", "end", "speed", "stream", "token", "source", "download"], "A progressive MP4 of exactly that range (Range, ETag); source=device streams a GB/T 28181 device's recording as fragmented MP4.";
+    get "/api/v1/cameras/{id}/playback.mp4" => playback::playback_mp4, Media(Playback), 200, ["start", "end", "speed", "stream", "token", "source", "download", "scale"], "A progressive MP4 of exactly that range (Range, ETag); source=device streams a GB/T 28181 device's recording as fragmented MP4.";
     get "/api/v1/cameras/{id}/playback.m3u8" => playback::playback_m3u8, Media(Playback), 200, ["start", "end", "stream", "token"], "HLS (fMP4) of a range.";
     get "/api/v1/cameras/{id}/segments/{file}" => playback::segment_file, Media(Playback), 200, ["token"], "Byte ranges of a segment file, for HLS.";
     get "/api/v1/cameras/{id}/live.mp4" => live::live_mp4, Media(Live), 200, ["stream", "token"], "Live fragmented MP4 from a key frame on.";

@@ -62,6 +62,8 @@ pub struct GbDeviceStats {
     pub rtp_packets: AtomicU64,
     /// Playbacks that reached their end (MediaStatus 121 sent).
     pub finished: AtomicU64,
+    /// MANSRTSP speed changes received.
+    pub scale_changes: AtomicU64,
 }
 
 /// A running simulated device.
@@ -101,6 +103,8 @@ impl Drop for GbDevice {
 
 struct Session {
     stop: tokio_util::sync::CancellationToken,
+    /// Playback speed × 1000, changed by MANSRTSP `Scale:` in an INFO.
+    scale_milli: Arc<AtomicU64>,
 }
 
 fn header_value<'a>(m: &'a Message, name: &str) -> &'a str {
@@ -380,13 +384,14 @@ async fn run(spec: GbDeviceSpec, sock: Arc<UdpSocket>, stats: Arc<GbDeviceStats>
                                 let _ = sock.send_to(&response(&m, 200, "OK", &tag, &extra, sdp.as_bytes()), from).await;
                                 stats.invites.fetch_add(1, Ordering::Relaxed);
                                 let stop = tokio_util::sync::CancellationToken::new();
+                                let scale_milli = Arc::new(AtomicU64::new(1000));
                                 let dialog = Dialog {
                                     call_id: call_id.clone(),
                                     platform_from: header_value(&m, "From").to_owned(),
                                     our_to: format!("{};tag={tag}", header_value(&m, "To")),
                                 };
-                                tokio::spawn(stream_media(spec.fixture.clone(), offer, stop.clone(), stats.clone(), dialog, spec.id.clone(), local, to_sip.clone()));
-                                sessions.insert(call_id, Session { stop });
+                                tokio::spawn(stream_media(spec.fixture.clone(), offer, stop.clone(), scale_milli.clone(), stats.clone(), dialog, spec.id.clone(), local, to_sip.clone()));
+                                sessions.insert(call_id, Session { stop, scale_milli });
                             }
                             "BYE" => {
                                 let call_id = header_value(&m, "Call-ID").to_owned();
@@ -396,6 +401,20 @@ async fn run(spec: GbDeviceSpec, sock: Arc<UdpSocket>, stats: Arc<GbDeviceStats>
                                     200
                                 } else {
                                     481
+                                };
+                                let _ = sock.send_to(&response(&m, code, if code == 200 { "OK" } else { "Call/Transaction Does Not Exist" }, &tag, &[], b""), from).await;
+                            }
+                            "INFO" => {
+                                let call_id = header_value(&m, "Call-ID").to_owned();
+                                let body = String::from_utf8_lossy(&m.body).into_owned();
+                                let code = match (sessions.get(&call_id), gb28181::mansrtsp::scale_of(&body)) {
+                                    (Some(s), Some(scale)) if scale > 0.0 => {
+                                        s.scale_milli.store((scale * 1000.0) as u64, Ordering::Relaxed);
+                                        stats.scale_changes.fetch_add(1, Ordering::Relaxed);
+                                        200
+                                    }
+                                    (Some(_), _) => 200,
+                                    (None, _) => 481,
                                 };
                                 let _ = sock.send_to(&response(&m, code, if code == 200 { "OK" } else { "Call/Transaction Does Not Exist" }, &tag, &[], b""), from).await;
                             }
@@ -507,6 +526,7 @@ async fn stream_media(
     fixture: Arc<Fixture>,
     offer: Offered,
     stop: tokio_util::sync::CancellationToken,
+    scale_milli: Arc<AtomicU64>,
     stats: Arc<GbDeviceStats>,
     dialog: Dialog,
     id: String,
@@ -554,14 +574,16 @@ async fn stream_media(
     } else {
         Duration::from_micros(ticks * 1_000_000 / 90_000)
     };
-    let mut tick = tokio::time::interval(pace);
+    let mut next = tokio::time::Instant::now();
     let mut seq: u16 = rand::random();
     let mut ps = Vec::with_capacity(256 * 1024);
     for (i, (key, es)) in frames.iter().cycle().enumerate().take(total) {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(next) => {}
         }
+        let scale = scale_milli.load(Ordering::Relaxed).max(1) as f64 / 1000.0;
+        next += pace.div_f64(scale);
         let pts = i as u64 * ticks;
         ps.clear();
         media::ps::mux_frame(codec, pts, *key, es, &mut ps);

@@ -6,6 +6,7 @@
 //! * [`digest`]: digest MD5 challenges and checks;
 //! * [`gbtime`]: device-local times as GB/T 28181 writes them;
 //! * [`manscdp`]: the XML bodies (lenient, GB18030/UTF-8), PTZ commands;
+//! * [`mansrtsp`]: playback control bodies (PLAY/Scale/Range, PAUSE) for INFO;
 //! * [`sdp`]: offers, answers and `y=` SSRCs;
 //! * [`platform`]: the registrar, keepalive, requests and INVITE dialogs as one state machine;
 //! * [`server`]: sockets around [`platform::Platform`].
@@ -13,6 +14,7 @@
 pub mod digest;
 pub mod gbtime;
 pub mod manscdp;
+pub mod mansrtsp;
 pub mod platform;
 pub mod sdp;
 pub mod server;

@@ -1169,57 +1169,96 @@ impl Platform {
         Ok(call)
     }
 
-    /// Ends a media session: BYE when established, CANCEL while inviting.
-    pub fn hangup(&mut self, now: Instant, call: CallId) -> Result<(), PlatformError> {
-        let c = self.calls.get(&call).ok_or(PlatformError::NoCall(call))?;
-        let (request_uri, to_uri, to_tag, call_id, from_tag) = (
+    /// A request inside `call`'s dialog (or, for CANCEL, its INVITE's transaction: `branch`).
+    fn dialog_request(
+        &mut self,
+        call: CallId,
+        method: &str,
+        cseq: u32,
+        branch: Option<&str>,
+        body: Option<(&str, Bytes)>,
+    ) -> Option<(Peer, String, String, Vec<u8>)> {
+        let c = self.calls.get(&call)?;
+        let peer = self.devices.get(&c.device)?.peer;
+        let (device, request_uri, call_id, from_tag) = (
+            c.device.clone(),
             c.request_uri.clone(),
-            c.to_uri.clone(),
-            c.to_tag.clone(),
             c.call_id.clone(),
             c.from_tag.clone(),
         );
-        let Some(dev) = self.devices.get(&c.device) else {
-            self.end_call(call, "hung up (device gone)");
-            return Ok(());
-        };
-        let peer = dev.peer;
-        let device = c.device.clone();
-        let (method, cseq, branch_reuse) = match c.state {
-            CallState::Inviting => ("CANCEL", c.cseq, Some(c.invite_branch.clone())),
-            CallState::Established => ("BYE", c.cseq + 1, None),
-            CallState::Ended => return Ok(()),
-        };
-        let (mut via, mut branch) = self.via(peer.transport);
-        if let Some(b) = branch_reuse {
-            // CANCEL matches the INVITE's transaction: same branch.
-            via = via.replace(&branch, &b);
-            branch = format!("{b}/cancel");
-        }
-        let mut to = to_uri;
-        if let (Some(t), "BYE") = (&to_tag, method) {
+        let mut to = c.to_uri.clone();
+        if method != "CANCEL"
+            && let Some(t) = &c.to_tag
+        {
             to.push_str(&format!(";tag={t}"));
         }
+        let (mut via, mut key) = self.via(peer.transport);
+        if let Some(b) = branch {
+            via = via.replace(&key, b);
+            key = format!("{b}/cancel");
+        }
+        let mut headers = vec![
+            ("Via".into(), via),
+            (
+                "From".into(),
+                format!("<sip:{}@{}>;tag={from_tag}", self.cfg.id, self.cfg.domain),
+            ),
+            ("To".into(), to),
+            ("Call-ID".into(), call_id),
+            ("CSeq".into(), format!("{cseq} {method}")),
+            ("Max-Forwards".into(), "70".into()),
+            ("User-Agent".into(), "Sharpeye".into()),
+        ];
+        let body = match body {
+            Some((ct, b)) => {
+                headers.push(("Content-Type".into(), ct.to_owned()));
+                b
+            }
+            None => Bytes::new(),
+        };
         let m = Message {
             start: StartLine::Request {
                 method: method.into(),
                 uri: request_uri,
             },
-            headers: vec![
-                ("Via".into(), via),
-                (
-                    "From".into(),
-                    format!("<sip:{}@{}>;tag={from_tag}", self.cfg.id, self.cfg.domain),
-                ),
-                ("To".into(), to),
-                ("Call-ID".into(), call_id),
-                ("CSeq".into(), format!("{cseq} {method}")),
-                ("Max-Forwards".into(), "70".into()),
-                ("User-Agent".into(), "Sharpeye".into()),
-            ],
-            body: Bytes::new(),
+            headers,
+            body,
         };
-        self.start_tx(now, peer, &device, method, &branch, m.to_bytes(), None);
+        Some((peer, device, key, m.to_bytes()))
+    }
+
+    /// Sends MANSRTSP playback control (`PLAY` with `Scale`/`Range`, `PAUSE`; see
+    /// [`crate::mansrtsp`]) in an established playback's dialog as an INFO.
+    pub fn info(&mut self, now: Instant, call: CallId, body: &str) -> Result<(), PlatformError> {
+        let c = self.calls.get_mut(&call).ok_or(PlatformError::NoCall(call))?;
+        if !matches!(c.state, CallState::Established) {
+            return Err(PlatformError::NoCall(call));
+        }
+        c.cseq += 1;
+        let cseq = c.cseq;
+        let body = Some(("Application/MANSRTSP", Bytes::copy_from_slice(body.as_bytes())));
+        let (peer, device, branch, data) = self
+            .dialog_request(call, "INFO", cseq, None, body)
+            .ok_or(PlatformError::NoCall(call))?;
+        self.start_tx(now, peer, &device, "INFO", &branch, data, None);
+        Ok(())
+    }
+
+    /// Ends a media session: BYE when established, CANCEL while inviting.
+    pub fn hangup(&mut self, now: Instant, call: CallId) -> Result<(), PlatformError> {
+        let c = self.calls.get(&call).ok_or(PlatformError::NoCall(call))?;
+        let (method, cseq, invite_branch) = match c.state {
+            CallState::Inviting => ("CANCEL", c.cseq, Some(c.invite_branch.clone())),
+            CallState::Established => ("BYE", c.cseq + 1, None),
+            CallState::Ended => return Ok(()),
+        };
+        match self.dialog_request(call, method, cseq, invite_branch.as_deref(), None) {
+            Some((peer, device, branch, data)) => self.start_tx(now, peer, &device, method, &branch, data, None),
+            None => {
+                self.end_call(call, "hung up (device gone)");
+                return Ok(());
+            }
+        }
         if let Some(c) = self.calls.get_mut(&call) {
             c.state = CallState::Ended;
         }

@@ -40,6 +40,7 @@ pub enum ServerError {
 enum Command {
     Invite(String, Box<Offer>, oneshot::Sender<Result<CallId, PlatformError>>),
     Hangup(CallId),
+    Info(CallId, String),
     Catalog(String, oneshot::Sender<Result<u64, PlatformError>>),
     Records(
         String,
@@ -127,6 +128,11 @@ impl SipServer {
     /// Ends a media session.
     pub async fn hangup(&self, call: CallId) {
         let _ = self.tx.send(Command::Hangup(call)).await;
+    }
+
+    /// Sends MANSRTSP playback control in a call's dialog.
+    pub async fn info(&self, call: CallId, body: String) {
+        let _ = self.tx.send(Command::Info(call, body)).await;
     }
 
     /// Asks a device for its catalog.
@@ -265,6 +271,7 @@ async fn run(
                 match c {
                     Command::Invite(d, offer, r) => { let _ = r.send(platform.invite(now, &d, &offer)); }
                     Command::Hangup(call) => { let _ = platform.hangup(now, call); }
+                    Command::Info(call, body) => { let _ = platform.info(now, call, &body); }
                     Command::Catalog(d, r) => { let _ = r.send(platform.query_catalog(now, &d)); }
                     Command::Records(d, ch, s, e, r) => { let _ = r.send(platform.query_records(now, &d, &ch, &s, &e)); }
                     Command::Ptz(d, ch, cmd, r) => { let _ = r.send(platform.ptz(now, &d, &ch, &cmd)); }

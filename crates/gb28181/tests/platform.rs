@@ -407,10 +407,34 @@ fn invite_answer_ack_and_bye_both_ways() {
     // A retransmitted 200 gets the same ACK.
     p.handle_message(now, 0, peer(), msg(&ok));
     assert_eq!(drain(&mut p).sent[0], d.sent[0]);
+    // Playback control rides the dialog as INFO, CSeq counting on; the BYE after it is higher.
+    p.info(now, call, &gb28181::mansrtsp::play(1, Some(2.0), None)).unwrap();
+    let info = drain(&mut p).sent.remove(0);
+    assert_eq!(info.method(), Some("INFO"));
+    assert_eq!(info.header("Content-Type"), Some("Application/MANSRTSP"));
+    assert!(info.header("To").unwrap().ends_with(";tag=dev"));
+    let invite_cseq: u32 = invite
+        .header("CSeq")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(info.header("CSeq"), Some(format!("{} INFO", invite_cseq + 1).as_str()));
+    assert!(String::from_utf8_lossy(&info.body).contains("Scale: 2.00"));
     // Our BYE carries the device's tag.
     p.hangup(now, call).unwrap();
     let d = drain(&mut p);
     assert_eq!(d.sent[0].method(), Some("BYE"));
+    assert_eq!(
+        d.sent[0].header("CSeq"),
+        Some(format!("{} BYE", invite_cseq + 2).as_str())
+    );
+    assert!(
+        p.info(now, call, "PAUSE RTSP/1.0\r\n").is_err(),
+        "no INFO after the call ended"
+    );
     assert!(d.sent[0].header("To").unwrap().ends_with(";tag=dev"));
     assert!(matches!(d.events[0], Event::CallEnded { .. }));
 

@@ -43,6 +43,8 @@ pub struct GbSourceConfig {
     pub transport: MediaTransport,
     /// Live, or a device recording played back or downloaded.
     pub kind: SessionKind,
+    /// A playback's speed, asked with MANSRTSP `PLAY Scale:` once it is answered.
+    pub scale: Option<f64>,
     /// The address we receive media on (put in the offer's `c=`).
     pub media_ip: IpAddr,
     /// No frames for this long ends the session.
@@ -316,6 +318,9 @@ async fn session(
     info!(peer = %SocketAddr::new(answer.ip, answer.port), ssrc = ?answer.ssrc, transport = ?cfg.transport, "camera {camera}: GB28181 session answered");
     health.lock().sessions += 1;
     health.set_phase(SourcePhase::Streaming);
+    if let (Some(scale), SessionKind::Playback { .. }) = (cfg.scale, cfg.kind) {
+        sip.info(call, gb28181::mansrtsp::play(1, Some(scale), None)).await;
+    }
     let peer = format!("{}:{}", answer.ip, answer.port);
     let mut delivery = Delivery::new(&cfg.stream, peer, sink, health, cfg.max_frame_bytes);
     if let SessionKind::Playback { start, .. } | SessionKind::Download { start, .. } = cfg.kind {
