@@ -357,3 +357,60 @@ impl ingest::FrameSink for ChannelSink {
 
     fn end_of_stream(&self, _stream: &media::StreamId) {}
 }
+
+/// Publishes GB/T 28181 happenings as node events (`GET /api/v1/events`): a channel's alarm as
+/// `camera.alarm` (to those who may see the camera), devices going offline and online as
+/// `device.offline` / `device.online` (administrators).
+pub fn spawn_event_bridge(sip: &gb28181::server::SipServer, state: Arc<api::AppState>) -> tokio::task::JoinHandle<()> {
+    use gb28181::platform::Event;
+    let mut events = sip.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let e = match events.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            let at = api::time::format(media::WallTime::now());
+            let event = match e {
+                Event::Document { device, doc } if doc.is("Notify", "Alarm") => {
+                    let el = &doc.element;
+                    // The alarm's DeviceID is the channel (or the device itself).
+                    let camera = if state.cameras.contains_key(&doc.device_id) {
+                        Some(doc.device_id.clone())
+                    } else {
+                        None
+                    };
+                    api::events::NodeEvent {
+                        kind: "camera.alarm",
+                        camera,
+                        data: serde_json::json!({
+                            "camera": doc.device_id,
+                            "device": device,
+                            "at": at,
+                            "priority": el.number_of::<u8>("AlarmPriority"),
+                            "method": el.number_of::<u8>("AlarmMethod"),
+                            "alarm_time": el.text_of("AlarmTime"),
+                            "description": el.text_of("AlarmDescription").map(|d| d.chars().take(256).collect::<String>()),
+                        }),
+                    }
+                }
+                Event::Offline { device, reason } => api::events::NodeEvent {
+                    kind: "device.offline",
+                    camera: None,
+                    data: serde_json::json!({ "device": device, "at": at, "reason": format!("{reason:?}") }),
+                },
+                Event::Online { device }
+                | Event::Registered {
+                    device, fresh: true, ..
+                } => api::events::NodeEvent {
+                    kind: "device.online",
+                    camera: None,
+                    data: serde_json::json!({ "device": device, "at": at }),
+                },
+                _ => continue,
+            };
+            state.events.publish(event);
+        }
+    })
+}

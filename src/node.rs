@@ -650,6 +650,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         }
         _ => None,
     };
+    let bridge = sip.as_ref().map(|s| crate::gb::spawn_event_bridge(s, state.clone()));
     let watcher = api::events::spawn_watcher(state.clone(), Duration::from_secs(1));
     info!("HTTP API listening on http://{}", config.server.listen);
     api::serve(listener, api::router(state), shutdown)
@@ -662,8 +663,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     }
     reload.abort();
     watcher.abort();
-    if let Some(a) = adopter {
-        a.abort();
+    for task in [adopter, bridge].into_iter().flatten() {
+        task.abort();
     }
     info!("stopping: closing camera sessions");
     pulls.stop_all().await;

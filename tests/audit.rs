@@ -78,33 +78,6 @@ fn watch_live_mp4(url: &str, token: &str) -> u16 {
 }
 
 /// Listens to `/api/v1/events` with `token` for up to `secs`, collecting (kind, data).
-fn listen(base: &str, token: &str, secs: u64) -> std::thread::JoinHandle<Vec<(String, Value)>> {
-    let (url, token) = (format!("{base}/api/v1/events"), token.to_owned());
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(secs)))
-            .build()
-            .into();
-        let resp = agent
-            .get(&url)
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .unwrap();
-        assert_eq!(resp.headers().get("content-type").unwrap(), "text/event-stream");
-        let mut got = Vec::new();
-        let mut kind = String::new();
-        for line in std::io::BufReader::new(resp.into_body().into_reader()).lines() {
-            let Ok(line) = line else { break };
-            if let Some(k) = line.strip_prefix("event: ") {
-                kind = k.to_owned();
-            } else if let Some(d) = line.strip_prefix("data: ") {
-                got.push((kind.clone(), serde_json::from_str(d).unwrap()));
-            }
-        }
-        got
-    })
-}
 
 #[test]
 fn departments_are_isolated_and_every_access_is_audited_once() {

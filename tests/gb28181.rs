@@ -403,6 +403,16 @@ fn device_side_recordings_play_back_through_the_playback_endpoint() {
         "{}",
         node.log_text()
     );
+    // A channel's alarm reaches event listeners as camera.alarm.
+    let events = listen(&node.url(""), &node.token(), 3);
+    std::thread::sleep(Duration::from_millis(500));
+    rt.block_on(device.alarm(CH, 1, 2, "周界入侵 intrusion"));
+    let got = events.join().unwrap();
+    let alarm = got.iter().find(|(k, _)| k == "camera.alarm").map(|(_, d)| d.clone());
+    let alarm = alarm.unwrap_or_else(|| panic!("no camera.alarm in {got:?}"));
+    assert_eq!(alarm["camera"], CH);
+    assert_eq!(alarm["priority"], 1);
+    assert_eq!(alarm["description"], "周界入侵 intrusion");
     let window = format!(
         "start={}&end={}",
         rfc3339(base * 1_000_000 - 3_600_000_000),

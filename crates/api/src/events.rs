@@ -31,7 +31,8 @@ pub const BACKLOG: usize = 1024;
 /// One event.
 #[derive(Clone, Debug)]
 pub struct NodeEvent {
-    /// `camera.online`, `camera.offline`, `disk.alarm`, `export.done`, `export.failed`.
+    /// `camera.online`, `camera.offline`, `camera.alarm`, `disk.alarm`, `export.done`,
+    /// `export.failed`, `device.online`, `device.offline`.
     pub kind: &'static str,
     /// The camera concerned, if any.
     pub camera: Option<String>,

@@ -72,6 +72,8 @@ pub struct GbDevice {
     pub stats: Arc<GbDeviceStats>,
     task: JoinHandle<()>,
     local: SocketAddr,
+    spec: GbDeviceSpec,
+    to_sip: mpsc::Sender<Vec<u8>>,
 }
 
 impl GbDevice {
@@ -80,8 +82,60 @@ impl GbDevice {
         let sock = UdpSocket::bind(("127.0.0.1", 0)).await?;
         let local = sock.local_addr()?;
         let stats = Arc::new(GbDeviceStats::default());
-        let task = tokio::spawn(run(spec, Arc::new(sock), stats.clone()));
-        Ok(GbDevice { stats, task, local })
+        let (to_sip, from_media) = mpsc::channel::<Vec<u8>>(64);
+        let task = tokio::spawn(run(
+            spec.clone(),
+            Arc::new(sock),
+            stats.clone(),
+            to_sip.clone(),
+            from_media,
+        ));
+        Ok(GbDevice {
+            stats,
+            task,
+            local,
+            spec,
+            to_sip,
+        })
+    }
+
+    /// Reports an alarm of `channel` (a MANSCDP Alarm Notify: priority 1-4, method 1-7).
+    pub async fn alarm(&self, channel: &str, priority: u8, method: u8, description: &str) {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>Alarm</CmdType>\r\n<SN>{}</SN>\r\n<DeviceID>{channel}</DeviceID>\r\n<AlarmPriority>{priority}</AlarmPriority>\r\n<AlarmMethod>{method}</AlarmMethod>\r\n<AlarmTime>2026-11-23T08:00:00</AlarmTime>\r\n<AlarmDescription>{description}</AlarmDescription>\r\n</Notify>\r\n",
+            rand::random::<u16>()
+        );
+        let bytes = gb28181::manscdp::encode_text(&body, gb28181::manscdp::Charset::Gb18030);
+        let m = Message {
+            start: StartLine::Request {
+                method: "MESSAGE".into(),
+                uri: format!("sip:{}@{}", self.spec.platform_id, self.spec.domain),
+            },
+            headers: vec![
+                (
+                    "Via".into(),
+                    format!(
+                        "SIP/2.0/UDP {};rport;branch=z9hG4bKal{}",
+                        self.local,
+                        rand::random::<u32>()
+                    ),
+                ),
+                (
+                    "From".into(),
+                    format!("<sip:{}@{}>;tag=al", self.spec.id, self.spec.domain),
+                ),
+                (
+                    "To".into(),
+                    format!("<sip:{}@{}>", self.spec.platform_id, self.spec.domain),
+                ),
+                ("Call-ID".into(), format!("alarm-{}", rand::random::<u32>())),
+                ("CSeq".into(), "1 MESSAGE".into()),
+                ("Max-Forwards".into(), "70".into()),
+                ("Content-Type".into(), "Application/MANSCDP+xml".into()),
+            ],
+            body: Bytes::from(bytes),
+        };
+        let _ = self.to_sip.send(m.to_bytes()).await;
     }
 
     /// Its SIP address.
@@ -210,7 +264,13 @@ fn tag_between<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
     Some(body[start..end].trim())
 }
 
-async fn run(spec: GbDeviceSpec, sock: Arc<UdpSocket>, stats: Arc<GbDeviceStats>) {
+async fn run(
+    spec: GbDeviceSpec,
+    sock: Arc<UdpSocket>,
+    stats: Arc<GbDeviceStats>,
+    to_sip: mpsc::Sender<Vec<u8>>,
+    mut from_media: mpsc::Receiver<Vec<u8>>,
+) {
     let local = match sock.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -231,7 +291,6 @@ async fn run(spec: GbDeviceSpec, sock: Arc<UdpSocket>, stats: Arc<GbDeviceStats>
     };
     let mut buf = vec![0u8; 65_536];
     let mut sessions: std::collections::HashMap<String, Session> = Default::default();
-    let (to_sip, mut from_media) = mpsc::channel::<Vec<u8>>(64);
     let mut registered = false;
     let mut auth: Option<String> = None;
     let mut next_register = tokio::time::Instant::now();
