@@ -119,6 +119,8 @@ pub struct GbDevices {
     timeout: std::time::Duration,
     /// How sessions are set up (stream, channel and kind are filled in per playback).
     template: ingest::gb28181::GbSourceConfig,
+    /// What each device said of itself (DeviceInfo, DeviceStatus), for the device list.
+    info: Arc<std::sync::RwLock<std::collections::HashMap<String, serde_json::Map<String, serde_json::Value>>>>,
 }
 
 impl GbDevices {
@@ -129,12 +131,60 @@ impl GbDevices {
         timeout: std::time::Duration,
         template: ingest::gb28181::GbSourceConfig,
     ) -> GbDevices {
+        let info: Arc<
+            std::sync::RwLock<std::collections::HashMap<String, serde_json::Map<String, serde_json::Value>>>,
+        > = Default::default();
+        let mut events = sip.subscribe();
+        let store = info.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(gb28181::platform::Event::Document { device, doc })
+                        if doc.root.eq_ignore_ascii_case("Response") =>
+                    {
+                        let el = &doc.element;
+                        let fields: &[(&str, &str)] = if doc.cmd.eq_ignore_ascii_case("DeviceInfo") {
+                            &[
+                                ("DeviceName", "name"),
+                                ("Manufacturer", "manufacturer"),
+                                ("Model", "model"),
+                                ("Firmware", "firmware"),
+                                ("Channel", "channels"),
+                            ]
+                        } else if doc.cmd.eq_ignore_ascii_case("DeviceStatus") {
+                            &[
+                                ("Online", "status_online"),
+                                ("Status", "status"),
+                                ("Record", "recording"),
+                                ("Encode", "encoding"),
+                                ("DeviceTime", "device_time"),
+                            ]
+                        } else {
+                            continue;
+                        };
+                        let mut w = store.write().unwrap_or_else(|p| p.into_inner());
+                        let entry = w.entry(device).or_default();
+                        for (xml, key) in fields {
+                            if let Some(v) = el.text_of(xml) {
+                                entry.insert(
+                                    (*key).to_owned(),
+                                    serde_json::Value::String(v.chars().take(128).collect()),
+                                );
+                            }
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
         GbDevices {
             sip,
             channels: Default::default(),
             utc_offset,
             timeout,
             template,
+            info,
         }
     }
 
@@ -316,6 +366,7 @@ impl api::devices::DeviceAccess for GbDevices {
     fn devices(&self) -> api::devices::BoxFuture<Vec<serde_json::Value>> {
         let sip = self.sip.clone();
         let channels = self.channels.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let info = self.info.read().unwrap_or_else(|p| p.into_inner()).clone();
         Box::pin(async move {
             sip.devices()
                 .await
@@ -327,7 +378,7 @@ impl api::devices::DeviceAccess for GbDevices {
                         .map(|(c, _)| c)
                         .collect();
                     cams.sort();
-                    serde_json::json!({
+                    let mut v = serde_json::json!({
                         "id": d.id,
                         "online": d.online,
                         "address": d.peer.addr.to_string(),
@@ -338,7 +389,11 @@ impl api::devices::DeviceAccess for GbDevices {
                         "user_agent": d.user_agent,
                         "gb_version": d.gb_version,
                         "cameras": cams,
-                    })
+                    });
+                    if let (Some(fields), Some(obj)) = (info.get(&d.id), v.as_object_mut()) {
+                        obj.insert("info".into(), serde_json::Value::Object(fields.clone()));
+                    }
+                    v
                 })
                 .collect()
         })

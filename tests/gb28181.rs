@@ -403,6 +403,15 @@ fn device_side_recordings_play_back_through_the_playback_endpoint() {
         "{}",
         node.log_text()
     );
+    // What the device said of itself (DeviceInfo, asked on registration) is in the device list.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let (_, d) = node.get("/api/v1/gb28181/devices");
+            d["devices"][0]["info"]["manufacturer"] == "camsim" && d["devices"][0]["cameras"][0] == CH
+        }),
+        "{}",
+        node.get("/api/v1/gb28181/devices").1
+    );
     // A channel's alarm reaches event listeners as camera.alarm.
     let events = listen(&node.url(""), &node.token(), 3);
     std::thread::sleep(Duration::from_millis(500));

@@ -787,7 +787,7 @@ impl Platform {
             self.emit(Event::Online { device: device.clone() });
         }
         if catalog_due {
-            let _ = self.query_catalog(now, &device);
+            self.learn(now, &device);
         }
         if doc.is("Notify", "Keepalive") {
             return;
@@ -1049,6 +1049,22 @@ impl Platform {
             "Catalog",
         )?;
         Ok(sn)
+    }
+
+    /// What a newly registered device is asked: its catalog, DeviceInfo and DeviceStatus.
+    fn learn(&mut self, now: Instant, device: &str) {
+        let _ = self.query_catalog(now, device);
+        let _ = self.query_device_info(now, device);
+        let sn = self.next_sn();
+        let body = manscdp::query("DeviceStatus", sn, device);
+        let _ = self.request_to_device(
+            now,
+            device,
+            "MESSAGE",
+            device,
+            Some(("Application/MANSCDP+xml", body)),
+            "DeviceStatus",
+        );
     }
 
     /// Asks a device for its DeviceInfo; the answer comes as [`Event::Document`].
@@ -1496,7 +1512,7 @@ impl Platform {
             })
             .collect();
         for id in due {
-            let _ = self.query_catalog(now, &id);
+            self.learn(now, &id);
         }
         let offline_after = self.offline_after();
         let mut lost = Vec::new();

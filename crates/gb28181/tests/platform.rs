@@ -311,28 +311,37 @@ fn a_new_registration_is_asked_for_its_catalog_after_its_first_keepalive() {
     p.handle_message(now, 0, peer(), keepalive(1));
     let d = drain(&mut p);
     assert_eq!(code(&d.sent[0]), 200);
-    assert!(String::from_utf8_lossy(&d.sent[1].body).contains("<CmdType>Catalog</CmdType>"));
-    let first = d.sent[1].header("Call-ID").unwrap().to_owned();
+    let bodies: Vec<String> = d.sent[1..]
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    for cmd in ["Catalog", "DeviceInfo", "DeviceStatus"] {
+        assert!(
+            bodies.iter().any(|b| b.contains(&format!("<CmdType>{cmd}</CmdType>"))),
+            "{cmd} not asked: {bodies:?}"
+        );
+    }
+    let firsts: Vec<String> = d.sent[1..]
+        .iter()
+        .map(|m| m.header("Call-ID").unwrap().to_owned())
+        .collect();
+    let fresh = |m: &&Message| !firsts.iter().any(|c| Some(c.as_str()) == m.header("Call-ID"));
     // Re-registered after a reboot, without a keepalive: asked two seconds later; only once.
     let (_, _) = do_register(&mut p, now, "auto2", PASSWORD, 3600);
     p.handle_timeout(now + Duration::from_millis(1900));
-    let before: Vec<_> = drain(&mut p)
-        .sent
-        .into_iter()
-        .filter(|m| m.header("Call-ID") != Some(first.as_str()))
-        .collect();
+    let before: Vec<_> = drain(&mut p).sent.iter().filter(fresh).cloned().collect();
     assert!(before.is_empty());
     p.handle_timeout(now + Duration::from_secs(2));
     let d = drain(&mut p);
-    let new: Vec<_> = d
-        .sent
-        .iter()
-        .filter(|m| m.header("Call-ID") != Some(first.as_str()))
-        .collect();
-    assert_eq!(new.len(), 1);
-    assert_eq!(new[0].method(), Some("MESSAGE"));
+    let new: Vec<_> = d.sent.iter().filter(fresh).collect();
+    assert_eq!(new.len(), 3, "catalog, device info and status, once");
+    assert!(new.iter().all(|m| m.method() == Some("MESSAGE")));
     p.handle_message(now, 0, peer(), keepalive(2));
-    assert_eq!(drain(&mut p).sent.len(), 1);
+    assert_eq!(
+        drain(&mut p).sent.len(),
+        1,
+        "only the keepalive's 200: nothing asked twice"
+    );
 }
 
 #[test]
