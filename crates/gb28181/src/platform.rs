@@ -893,9 +893,10 @@ impl Platform {
     }
 
     fn handle_in_dialog_notice(&mut self, now: Instant, m: &Message) {
-        // gb28181-rs and some NVRs report the end of a file in an INFO instead of a MESSAGE.
+        // gb28181-rs and some NVRs report the end of a file in an INFO instead of a MESSAGE:
+        // a MANSCDP MediaStatus 121, or a MANSRTSP-style `MediaStatus: Play Finished`.
         let body = String::from_utf8_lossy(&m.body);
-        if body.contains("MediaStatus") && body.contains("121") {
+        if body.contains("MediaStatus") && (body.contains("121") || body.contains("Finished")) {
             self.media_status(now, m);
         }
     }

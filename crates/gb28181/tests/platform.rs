@@ -459,6 +459,34 @@ fn invite_answer_ack_and_bye_both_ways() {
     let d = drain(&mut p);
     assert_eq!(code(&d.sent[0]), 200);
     assert!(matches!(d.events[0], Event::CallEnded { call, .. } if call == call2));
+    // The end of a file reported the gb28181-rs way, in an INFO: the node hangs up.
+    let call_info = p.invite(now, DEV, &offer).unwrap();
+    let inv = drain(&mut p).sent.remove(0);
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=dev3\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: {}\r\n\r\n{sdp}",
+        inv.header("Via").unwrap(),
+        inv.header("From").unwrap(),
+        inv.header("To").unwrap(),
+        inv.header("Call-ID").unwrap(),
+        inv.header("CSeq").unwrap(),
+        sdp.len()
+    );
+    p.handle_message(now, 0, peer(), msg(&ok));
+    drain(&mut p);
+    let finished = format!(
+        "INFO sip:{PLATFORM}@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:15061;branch=z9hG4bKfin\r\nFrom: <sip:{DEV}@3402000000>;tag=dev3\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 3 INFO\r\nContent-Type: Application/MANSRTSP\r\nContent-Length: 29\r\n\r\nMediaStatus: Play Finished\r\n\r\n",
+        inv.header("From").unwrap(),
+        inv.header("Call-ID").unwrap()
+    );
+    p.handle_message(now, 0, peer(), msg(&finished));
+    let d = drain(&mut p);
+    assert_eq!(code(&d.sent[0]), 200);
+    assert!(d.sent.iter().any(|m| m.method() == Some("BYE")));
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, Event::CallEnded { call, .. } if *call == call_info))
+    );
     let call3 = p.invite(now, DEV, &offer).unwrap();
     drain(&mut p);
     p.handle_timeout(now + Duration::from_secs(11));
