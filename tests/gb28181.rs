@@ -206,22 +206,9 @@ fn run_device_against_node(media: &str, sip_transport: SipTransport) {
         node.log_text()
     );
     // Live: live.mp4 decodes in ffmpeg.
-    let (status, body) = post_json(
-        &node.url(&format!("/api/v1/cameras/{DEVICE}/media-token")),
-        &serde_json::json!({"action": "live"}),
-        Some(&node.token()),
-    );
-    assert_eq!(status, 200, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
-    let out = dir.path().join("live.mp4");
+    let token = media_token(&mut node, DEVICE, "live");
     let url = node.url(&format!("/api/v1/cameras/{DEVICE}/live.mp4?token={token}"));
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i", &url, "-t", "3", "-c", "copy"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let (errors, frames) = decode(out.to_str().unwrap());
+    let (errors, frames) = copy_and_decode(&url, Some(3), &dir.path().join("live.mp4"));
     assert!(errors.is_empty(), "{errors}");
     assert!(frames >= 50, "{frames} frames in 3 s of 25 fps");
     eprintln!("live.mp4: {frames} frames decoded; recorded {ranges:?}");
@@ -329,22 +316,9 @@ fn catalog_channels_become_cameras_live_on_demand() {
     assert_eq!(extra["org"], format!("dalian/gb/{DEVICE}"));
     assert_eq!(extra["recording"], false);
     // Live on demand: the first viewer's request INVITEs the channel; ffmpeg decodes it.
-    let (status, body) = post_json(
-        &node.url(&format!("/api/v1/cameras/{EXTRA}/media-token")),
-        &serde_json::json!({"action": "live"}),
-        Some(&node.token()),
-    );
-    assert_eq!(status, 200, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
-    let out = dir.path().join("extra.mp4");
+    let token = media_token(&mut node, EXTRA, "live");
     let url = node.url(&format!("/api/v1/cameras/{EXTRA}/live.mp4?token={token}"));
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i", &url, "-t", "2", "-c", "copy"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success(), "{}", node.log_text());
-    let (errors, frames) = decode(out.to_str().unwrap());
+    let (errors, frames) = copy_and_decode(&url, Some(2), &dir.path().join("extra.mp4"));
     assert!(errors.is_empty(), "{errors}");
     assert!(frames >= 25, "{frames}");
     // The viewer left: after the idle time the pull stops and the device gets its BYE.
@@ -433,13 +407,7 @@ fn device_side_recordings_play_back_through_the_playback_endpoint() {
     assert_eq!(recs.len(), 2, "{body}");
     assert_eq!(parse_time(recs[1]["start"].as_str().unwrap()), (base + 900) * 1_000_000);
     // Eight seconds of the first recording, downloaded at 4×.
-    let (status, body) = post_json(
-        &node.url(&format!("/api/v1/cameras/{CH}/media-token")),
-        &serde_json::json!({"action": "playback"}),
-        Some(&node.token()),
-    );
-    assert_eq!(status, 200, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
+    let token = media_token(&mut node, CH, "playback");
     let range = format!(
         "start={}&end={}",
         rfc3339((base + 60) * 1_000_000),
@@ -448,16 +416,9 @@ fn device_side_recordings_play_back_through_the_playback_endpoint() {
     let url = node.url(&format!(
         "/api/v1/cameras/{CH}/playback.mp4?source=device&download=4&{range}&token={token}"
     ));
-    let out = dir.path().join("device.mp4");
     let started = std::time::Instant::now();
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i", &url, "-c", "copy"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success(), "{}", node.log_text());
+    let (errors, frames) = copy_and_decode(&url, None, &dir.path().join("device.mp4"));
     let took = started.elapsed();
-    let (errors, frames) = decode(out.to_str().unwrap());
     assert!(errors.is_empty(), "{errors}");
     // 8 s at 25 fps (the last frame waits for a successor that never comes).
     assert!((195..=200).contains(&frames), "{frames} frames");
@@ -477,15 +438,8 @@ fn device_side_recordings_play_back_through_the_playback_endpoint() {
     let url = node.url(&format!(
         "/api/v1/cameras/{CH}/playback.mp4?source=device&scale=4&{range}&token={token}"
     ));
-    let out = dir.path().join("device-scaled.mp4");
     let started = std::time::Instant::now();
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i", &url, "-c", "copy"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success(), "{}", node.log_text());
-    let (errors, frames) = decode(out.to_str().unwrap());
+    let (errors, frames) = copy_and_decode(&url, None, &dir.path().join("device-scaled.mp4"));
     assert!(errors.is_empty(), "{errors}");
     assert!((190..=200).contains(&frames), "{frames} frames");
     assert!(

@@ -10,18 +10,6 @@ use std::time::{Duration, Instant};
 
 use camsim::{BuiltinFixture, CameraSpec};
 use common::*;
-use serde_json::json;
-
-fn media_token(node: &mut Node, camera: &str) -> String {
-    let token = node.token();
-    let (status, body) = post_json(
-        &node.url(&format!("/api/v1/cameras/{camera}/media-token")),
-        &json!({"action": "live"}),
-        Some(&token),
-    );
-    assert_eq!(status, 200, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
 
 #[test]
 fn live_mp4_starts_on_a_key_frame_and_decodes_in_ffmpeg() {
@@ -35,7 +23,7 @@ fn live_mp4_starts_on_a_key_frame_and_decodes_in_ffmpeg() {
         &camera_toml("cam0", &sim.url("cam0")),
     );
     let mut node = Node::start(dir.path(), &config, addr);
-    let t = media_token(&mut node, "cam0");
+    let t = media_token(&mut node, "cam0", "live");
     let url = node.url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}"));
     let out = dir.path().join("live.mp4");
     let status = Command::new("ffmpeg")
@@ -107,7 +95,7 @@ fn on_demand_one_upstream_for_many_viewers_closed_after_idle() {
     assert_eq!(sim.cam("cam0").sessions().len(), 0, "nothing pulled before a viewer");
     let (_, cam) = node.get("/api/v1/cameras/cam0");
     assert_eq!(cam["status"], "idle", "{cam}");
-    let t = media_token(&mut node, "cam0");
+    let t = media_token(&mut node, "cam0", "live");
     let url = node.url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}"));
     let viewers: Vec<_> = (0..10).map(|i| watch(url.clone(), 2.0 + f64::from(i) * 0.1)).collect();
     for v in viewers {
@@ -203,8 +191,8 @@ fn ffmpeg_reads_the_rtsp_reserve_h264_and_h265_over_tcp_and_udp() {
     let cams = ["cam0", "cam1", "cam2"].map(|c| camera_toml(c, &sim.url(c))).concat();
     let config = rtsp_config(addr, rtsp, &dir.path().join("data"), &cams, "");
     let mut node = Node::start(dir.path(), &config, addr);
-    let t = media_token(&mut node, "cam0");
-    let t2 = media_token(&mut node, "cam2");
+    let t = media_token(&mut node, "cam0", "live");
+    let t2 = media_token(&mut node, "cam2", "live");
     for (transport, url) in [
         ("tcp", format!("rtsp://{rtsp}/cameras/cam0?token={t}")),
         ("tcp", format!("rtsp://{rtsp}/cameras/cam2?token={t2}")),
@@ -273,7 +261,7 @@ fn twenty_viewers_across_rtsp_http_and_whep_share_one_on_demand_upstream() {
     let cams = camera_toml("cam0", &sim.url("cam0")).replace("tier =", "record = false\ntier =");
     let config = rtsp_config(addr, rtsp, &dir.path().join("data"), &cams, "idle = \"1s\"");
     let mut node = Node::start(dir.path(), &config, addr);
-    let t = media_token(&mut node, "cam0");
+    let t = media_token(&mut node, "cam0", "live");
     let http = node.url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}"));
     let token = node.token();
     let base = node.url("");
@@ -349,7 +337,7 @@ fn a_viewer_that_stops_reading_is_dropped_and_the_others_are_unaffected() {
     )
     .replace("[ingest]", "[live]\nqueue_frames = 50\ndead_after = \"2s\"\n\n[ingest]");
     let mut node = Node::start(dir.path(), &config, addr);
-    let t = media_token(&mut node, "cam0");
+    let t = media_token(&mut node, "cam0", "live");
     let url = node.url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}"));
     // The stalled viewer: sends the request and never reads the body.
     let mut stalled = std::net::TcpStream::connect(addr).unwrap();

@@ -579,3 +579,28 @@ pub fn listen(base: &str, token: &str, secs: u64) -> std::thread::JoinHandle<Vec
         got
     })
 }
+
+/// A signed media token of `node`'s admin for `camera` and `action` (`live`, `playback`, ...).
+pub fn media_token(node: &mut Node, camera: &str, action: &str) -> String {
+    let token = node.token();
+    let (status, body) = post_json(
+        &node.url(&format!("/api/v1/cameras/{camera}/media-token")),
+        &serde_json::json!({ "action": action }),
+        Some(&token),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// ffmpeg copies `url` (the first `secs` seconds if given) into `out`, which must succeed;
+/// then what decoding `out` says and how many frames it decoded.
+pub fn copy_and_decode(url: &str, secs: Option<u32>, out: &Path) -> (String, u64) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-y", "-i", url]);
+    if let Some(s) = secs {
+        cmd.args(["-t", &s.to_string()]);
+    }
+    let st = cmd.args(["-c", "copy"]).arg(out).status().unwrap();
+    assert!(st.success(), "ffmpeg could not read {url}");
+    decode(out.to_str().unwrap())
+}

@@ -73,7 +73,9 @@ fn declared_encoding(bytes: &[u8]) -> Option<String> {
     let decl = &head[..decl_end];
     let at = decl.to_ascii_lowercase().find("encoding")?;
     let rest = decl[at + 8..].trim_start().strip_prefix('=')?.trim_start();
-    let quote = rest.chars().next()?;
+    // Only an ASCII quote opens the value (a curly quote or other byte is no declaration; found
+    // by fuzzing: slicing after a multi-byte character panicked).
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let rest = &rest[1..];
     let end = rest.find(quote)?;
     Some(rest[..end].to_ascii_lowercase())
@@ -626,6 +628,11 @@ mod tests {
 
     #[test]
     fn hostile_bodies_are_errors_not_panics() {
+        // Fuzz finds: a non-ASCII byte or a curly quote after `encoding=`.
+        let odd = [0x65, 0x6e, 0x63, 0x6f, 0x64, 0x69, 0x6e, 0x67, 0x3d, 0xc3, 0x3f, 0x3e];
+        assert!(Document::decode(&odd, Charset::Auto).is_err());
+        let curly = "<?xml version=\"1.0\" encoding=“GB2312”?><Notify><CmdType>Keepalive</CmdType></Notify>";
+        assert!(Document::decode(curly.as_bytes(), Charset::Auto).is_ok());
         assert!(matches!(
             Document::decode(&vec![b'<'; MAX_BODY + 1], Charset::Auto),
             Err(ManscdpError::TooLarge(_))

@@ -309,13 +309,50 @@ struct Call {
     ack: Option<Vec<u8>>,
 }
 
+/// What a multi-message answer has brought so far.
+enum Gathered {
+    /// Catalog items by id (a repeated item replaces the earlier one).
+    Catalog(BTreeMap<String, CatalogItem>),
+    /// RecordInfo items, duplicates dropped.
+    Records(Vec<RecordItem>),
+}
+
+impl Gathered {
+    fn len(&self) -> usize {
+        match self {
+            Gathered::Catalog(m) => m.len(),
+            Gathered::Records(v) => v.len(),
+        }
+    }
+
+    fn empty_like(&self) -> Gathered {
+        match self {
+            Gathered::Catalog(_) => Gathered::Catalog(BTreeMap::new()),
+            Gathered::Records(_) => Gathered::Records(Vec::new()),
+        }
+    }
+
+    fn absorb(&mut self, more: Gathered) {
+        match (self, more) {
+            (Gathered::Catalog(m), Gathered::Catalog(n)) => m.extend(n),
+            (Gathered::Records(v), Gathered::Records(n)) => {
+                for item in n {
+                    if !v.contains(&item) {
+                        v.push(item);
+                    }
+                }
+            }
+            // The same SN answered as both kinds: a confused device; the first kind wins.
+            _ => {}
+        }
+    }
+}
+
 struct Aggregate {
     device: String,
     sum: usize,
-    catalog: BTreeMap<String, CatalogItem>,
-    records: Vec<RecordItem>,
+    parts: Gathered,
     deadline: Instant,
-    is_records: bool,
     sn: u64,
 }
 
@@ -524,11 +561,15 @@ impl Platform {
         }
         headers.push(("User-Agent".into(), "Sharpeye".into()));
         headers.extend(extra);
+        // The reason may quote what the device sent (a parser's error): never let it break the
+        // status line or add headers (found by fuzzing), and keep it short.
+        let reason: String = reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(120)
+            .collect();
         let m = Message {
-            start: StartLine::Response {
-                code,
-                reason: reason.to_owned(),
-            },
+            start: StartLine::Response { code, reason },
             headers,
             body,
         };
@@ -794,50 +835,13 @@ impl Platform {
         }
         if doc.cmd.eq_ignore_ascii_case("Catalog") && !doc.root.eq_ignore_ascii_case("Query") {
             let chunk = CatalogChunk::from_document(&doc);
-            let deadline = now + self.cfg.answer_timeout;
-            let key = (device.clone(), doc.sn);
-            let agg = self.aggregates.entry(key.clone()).or_insert_with(|| Aggregate {
-                device: device.clone(),
-                sum: chunk.sum_num,
-                catalog: BTreeMap::new(),
-                records: Vec::new(),
-                deadline,
-                is_records: false,
-                sn: doc.sn,
-            });
-            agg.sum = agg.sum.max(chunk.sum_num);
-            agg.deadline = deadline;
-            for item in chunk.items {
-                agg.catalog.insert(item.device_id.clone(), item);
-            }
-            if agg.catalog.len() >= agg.sum {
-                self.finish_aggregate(&key, true);
-            }
+            let items = chunk.items.into_iter().map(|i| (i.device_id.clone(), i)).collect();
+            self.gather(now, &device, doc.sn, chunk.sum_num, Gathered::Catalog(items));
             return;
         }
         if doc.is("Response", "RecordInfo") {
             let chunk = RecordChunk::from_document(&doc);
-            let deadline = now + self.cfg.answer_timeout;
-            let key = (device.clone(), doc.sn);
-            let agg = self.aggregates.entry(key.clone()).or_insert_with(|| Aggregate {
-                device: device.clone(),
-                sum: chunk.sum_num,
-                catalog: BTreeMap::new(),
-                records: Vec::new(),
-                deadline,
-                is_records: true,
-                sn: doc.sn,
-            });
-            agg.sum = agg.sum.max(chunk.sum_num);
-            agg.deadline = deadline;
-            for item in chunk.items {
-                if !agg.records.contains(&item) {
-                    agg.records.push(item);
-                }
-            }
-            if agg.records.len() >= agg.sum {
-                self.finish_aggregate(&key, true);
-            }
+            self.gather(now, &device, doc.sn, chunk.sum_num, Gathered::Records(chunk.items));
             return;
         }
         if doc.is("Notify", "Alarm") {
@@ -857,22 +861,42 @@ impl Platform {
         });
     }
 
+    /// Adds one message of a multi-message answer (SumNum `sum`) to the answer to `sn`, and
+    /// finishes it once all announced items are there.
+    fn gather(&mut self, now: Instant, device: &str, sn: u64, sum: usize, parts: Gathered) {
+        let deadline = now + self.cfg.answer_timeout;
+        let key = (device.to_owned(), sn);
+        let agg = self.aggregates.entry(key.clone()).or_insert_with(|| Aggregate {
+            device: device.to_owned(),
+            sum,
+            parts: parts.empty_like(),
+            deadline,
+            sn,
+        });
+        agg.sum = agg.sum.max(sum);
+        agg.deadline = deadline;
+        agg.parts.absorb(parts);
+        if agg.parts.len() >= agg.sum {
+            self.finish_aggregate(&key, true);
+        }
+    }
+
     fn finish_aggregate(&mut self, key: &(String, u64), complete: bool) {
         let Some(agg) = self.aggregates.remove(key) else { return };
-        if agg.is_records {
-            self.emit(Event::Records {
+        let event = match agg.parts {
+            Gathered::Records(items) => Event::Records {
                 device: agg.device,
                 sn: agg.sn,
-                items: agg.records,
+                items,
                 complete,
-            });
-        } else {
-            self.emit(Event::Catalog {
+            },
+            Gathered::Catalog(items) => Event::Catalog {
                 device: agg.device,
-                items: agg.catalog.into_values().collect(),
+                items: items.into_values().collect(),
                 complete,
-            });
-        }
+            },
+        };
+        self.emit(event);
     }
 
     /// The call a request from the device belongs to: our tag is in its To.
@@ -1251,7 +1275,7 @@ impl Platform {
         if !matches!(c.state, CallState::Established) {
             return Err(PlatformError::NoCall(call));
         }
-        c.cseq += 1;
+        c.cseq = c.cseq.wrapping_add(1);
         let cseq = c.cseq;
         let body = Some(("Application/MANSRTSP", Bytes::copy_from_slice(body.as_bytes())));
         let (peer, device, branch, data) = self
@@ -1266,7 +1290,7 @@ impl Platform {
         let c = self.calls.get(&call).ok_or(PlatformError::NoCall(call))?;
         let (method, cseq, invite_branch) = match c.state {
             CallState::Inviting => ("CANCEL", c.cseq, Some(c.invite_branch.clone())),
-            CallState::Established => ("BYE", c.cseq + 1, None),
+            CallState::Established => ("BYE", c.cseq.wrapping_add(1), None),
             CallState::Ended => return Ok(()),
         };
         match self.dialog_request(call, method, cseq, invite_branch.as_deref(), None) {
@@ -1427,10 +1451,13 @@ impl Platform {
             .and_then(|c| {
                 let start = c.find("sip:")?;
                 let rest = &c[start..];
-                Some(rest[..rest.find(['>', ';']).unwrap_or(rest.len())].to_owned())
+                let uri = &rest[..rest.find(['>', ';']).unwrap_or(rest.len())];
+                // A Contact with spaces or control characters would make our request line
+                // unparseable (found by fuzzing): use the source address instead.
+                (!uri.chars().any(|c| c.is_whitespace() || c.is_control())).then(|| uri.to_owned())
             })
             .unwrap_or_else(|| format!("sip:{}", from.addr));
-        for (method, n) in [("ACK", cseq), ("BYE", cseq + 1)] {
+        for (method, n) in [("ACK", cseq), ("BYE", cseq.wrapping_add(1))] {
             let (via, branch) = self.via(from.transport);
             let req = Message {
                 start: StartLine::Request {

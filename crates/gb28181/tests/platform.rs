@@ -228,6 +228,26 @@ fn wrong_passwords_unknown_devices_and_hostile_requests() {
     p4.handle_message(now, 0, peer(), manscdp_message("z", "<<<not xml"));
     let d = drain(&mut p4);
     assert_eq!(code(&d.sent[0]), 400);
+    // Fuzz find: a parser error quoting the body must not break our status line or add headers.
+    p4.handle_message(
+        now,
+        0,
+        peer(),
+        manscdp_message("inj", "</a\r\nX-Injected: yes\r\n\r\n<Notify>>"),
+    );
+    let d = drain(&mut p4);
+    assert_eq!(code(&d.sent[0]), 400);
+    assert_eq!(d.sent[0].header("X-Injected"), None);
+    // Fuzz finds: a stray 200 to an INVITE with a Contact holding a space, and CSeq at its
+    // maximum: our ACK and BYE are valid SIP (drain re-parses everything we send) and nothing
+    // overflows.
+    p4.handle_message(now, 0, peer(), msg("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=x\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: stray\r\nCSeq: 4294967295 INVITE\r\nContact: <sip:a b>\r\n\r\n"));
+    let d = drain(&mut p4);
+    assert_eq!(
+        d.sent.iter().map(|m| m.method()).collect::<Vec<_>>(),
+        vec![Some("ACK"), Some("BYE")]
+    );
+    assert_eq!(d.sent[1].header("CSeq"), Some("0 BYE"));
     p4.handle_message(now, 0, peer(), msg("PUBLISH sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKp\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: p\r\nCSeq: 1 PUBLISH\r\n\r\n"));
     assert_eq!(code(&drain(&mut p4).sent[0]), 405);
     p4.handle_message(
