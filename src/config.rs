@@ -212,6 +212,8 @@ pub struct GbDeviceConfig {
     pub charset: Option<gb28181::manscdp::Charset>,
     /// Its Call-ID policy.
     pub call_id: gb28181::platform::CallIdPolicy,
+    /// Ask it DeviceInfo and DeviceStatus after it registers.
+    pub device_info: bool,
 }
 
 /// `[auth]`: sessions and media URLs.
@@ -1005,7 +1007,8 @@ impl Checker {
                         self.problem(path, format!("expected a table, got {}", type_name(v)));
                         continue;
                     };
-                    self.known(&path, d, &["id", "password", "charset", "call_id"]);
+                    self.known(&path, d, &["id", "password", "charset", "call_id", "device_info"]);
+                    let device_info = self.bool(&path, d, "device_info", true);
                     let id = self.required_string(&path, d, "id", "the device's id");
                     if let Some(id) = &id
                         && !(id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
@@ -1034,6 +1037,7 @@ impl Checker {
                             password,
                             charset,
                             call_id,
+                            device_info,
                         });
                     }
                 }

@@ -40,6 +40,7 @@ pub async fn start_sip(g: &Gb28181Config) -> Result<gb28181::server::SipServer> 
                     password: d.password.clone(),
                     charset: d.charset.unwrap_or(g.charset),
                     call_id: d.call_id,
+                    ask_info: d.device_info,
                 },
             )
         })

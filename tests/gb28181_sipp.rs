@@ -41,7 +41,7 @@ fn sipp_device_registers_keeps_alive_answers_the_catalog_and_is_invited() {
     let sip = free_addr();
     let cameras = format!("[[cameras]]\nid = \"{DEVICE}\"\nurl = \"gb28181://{DEVICE}\"\norg = \"test/gb\"\n");
     let config = format!(
-        "{}\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"12345678\"\nmedia_transport = \"udp\"\nrequest_timeout = \"5s\"\n\n[[gb28181.devices]]\nid = \"{DEVICE}\"\n# sipp routes every request by the registration's Call-ID.\ncall_id = \"registration\"\n",
+        "{}\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"12345678\"\nmedia_transport = \"udp\"\nrequest_timeout = \"5s\"\n\n[[gb28181.devices]]\nid = \"{DEVICE}\"\n# sipp routes every request by the registration's Call-ID, and its script expects no\n# queries but the catalog.\ncall_id = \"registration\"\ndevice_info = false\n",
         config_with(addr, &dir.path().join("data"), "", "watchdog = \"2s\"", &cameras)
     );
     let node = Node::start(dir.path(), &config, addr);
@@ -98,7 +98,7 @@ fn device_recordings_are_gathered_and_ptz_commands_are_exact() {
     let cameras =
         format!("[[cameras]]\nid = \"{NVR}\"\nurl = \"gb28181://{NVR}\"\nrecord = false\norg = \"test/gb\"\n");
     let config = format!(
-        "{}\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"12345678\"\nrequest_timeout = \"3s\"\n\n[[gb28181.devices]]\nid = \"{NVR}\"\ncall_id = \"registration\"\n",
+        "{}\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"12345678\"\nrequest_timeout = \"3s\"\n\n[[gb28181.devices]]\nid = \"{NVR}\"\ncall_id = \"registration\"\ndevice_info = false\n",
         config_with(addr, &dir.path().join("data"), "", "", &cameras)
     );
     let mut node = Node::start(dir.path(), &config, addr);

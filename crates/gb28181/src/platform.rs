@@ -51,7 +51,7 @@ pub enum CallIdPolicy {
 }
 
 /// Settings of one device known in advance.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct DeviceSettings {
     /// Its own password (else the platform's).
     pub password: Option<String>,
@@ -59,6 +59,20 @@ pub struct DeviceSettings {
     pub charset: Charset,
     /// Call-ID policy.
     pub call_id: CallIdPolicy,
+    /// Ask DeviceInfo and DeviceStatus after it registers (some devices, and scripted peers,
+    /// mishandle queries they do not expect).
+    pub ask_info: bool,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            password: None,
+            charset: Charset::default(),
+            call_id: CallIdPolicy::default(),
+            ask_info: true,
+        }
+    }
 }
 
 /// Platform settings.
@@ -1079,6 +1093,9 @@ impl Platform {
     /// What a newly registered device is asked: its catalog, DeviceInfo and DeviceStatus.
     fn learn(&mut self, now: Instant, device: &str) {
         let _ = self.query_catalog(now, device);
+        if !self.devices.get(device).is_some_and(|d| d.settings.ask_info) {
+            return;
+        }
         let _ = self.query_device_info(now, device);
         let sn = self.next_sn();
         let body = manscdp::query("DeviceStatus", sn, device);

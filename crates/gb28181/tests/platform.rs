@@ -365,6 +365,26 @@ fn a_new_registration_is_asked_for_its_catalog_after_its_first_keepalive() {
 }
 
 #[test]
+fn a_device_declared_without_info_queries_is_asked_only_its_catalog() {
+    let mut cfg = PlatformConfig::new(PLATFORM, "3402000000", "127.0.0.1:5060".parse::<SocketAddr>().unwrap());
+    cfg.devices.insert(
+        DEV.into(),
+        gb28181::platform::DeviceSettings {
+            password: Some(PASSWORD.into()),
+            ask_info: false,
+            ..Default::default()
+        },
+    );
+    let mut p = Platform::new(cfg);
+    let now = Instant::now();
+    do_register(&mut p, now, "quiet", PASSWORD, 3600);
+    p.handle_message(now, 0, peer(), keepalive(1));
+    let d = drain(&mut p);
+    assert_eq!(d.sent.len(), 2, "the 200 and the catalog query only");
+    assert!(String::from_utf8_lossy(&d.sent[1].body).contains("<CmdType>Catalog</CmdType>"));
+}
+
+#[test]
 fn requests_are_retransmitted_over_udp_then_fail() {
     let mut p = platform(Some(PASSWORD));
     let now = Instant::now();
