@@ -860,14 +860,7 @@ impl Platform {
         }
         if doc.is("Notify", "Alarm") {
             let body = manscdp::alarm_response(doc.sn, &doc.device_id);
-            let _ = self.request_to_device(
-                now,
-                &device,
-                "MESSAGE",
-                &device.clone(),
-                Some(("Application/MANSCDP+xml", body)),
-                "Alarm",
-            );
+            let _ = self.send_manscdp(now, &device, &device, "Alarm", body);
         }
         self.emit(Event::Document {
             device,
@@ -1075,53 +1068,50 @@ impl Platform {
         sn
     }
 
-    /// Asks a device for its catalog; the answer comes as [`Event::Catalog`].
-    pub fn query_catalog(&mut self, now: Instant, device: &str) -> Result<u64, PlatformError> {
-        let sn = self.next_sn();
-        let body = manscdp::query("Catalog", sn, device);
+    /// Sends a MANSCDP body to `target` (the device or one of its channels) of `device`.
+    fn send_manscdp(
+        &mut self,
+        now: Instant,
+        device: &str,
+        target: &str,
+        what: &str,
+        body: String,
+    ) -> Result<(), PlatformError> {
         self.request_to_device(
             now,
             device,
             "MESSAGE",
-            device,
+            target,
             Some(("Application/MANSCDP+xml", body)),
-            "Catalog",
-        )?;
+            what,
+        )
+        .map(|_| ())
+    }
+
+    /// Sends the `Query` `cmd` about the device itself; returns its SN.
+    fn query(&mut self, now: Instant, device: &str, cmd: &str) -> Result<u64, PlatformError> {
+        let sn = self.next_sn();
+        self.send_manscdp(now, device, device, cmd, manscdp::query(cmd, sn, device))?;
         Ok(sn)
+    }
+
+    /// Asks a device for its catalog; the answer comes as [`Event::Catalog`].
+    pub fn query_catalog(&mut self, now: Instant, device: &str) -> Result<u64, PlatformError> {
+        self.query(now, device, "Catalog")
     }
 
     /// What a newly registered device is asked: its catalog, DeviceInfo and DeviceStatus.
     fn learn(&mut self, now: Instant, device: &str) {
-        let _ = self.query_catalog(now, device);
-        if !self.devices.get(device).is_some_and(|d| d.settings.ask_info) {
-            return;
+        let _ = self.query(now, device, "Catalog");
+        if self.devices.get(device).is_some_and(|d| d.settings.ask_info) {
+            let _ = self.query(now, device, "DeviceInfo");
+            let _ = self.query(now, device, "DeviceStatus");
         }
-        let _ = self.query_device_info(now, device);
-        let sn = self.next_sn();
-        let body = manscdp::query("DeviceStatus", sn, device);
-        let _ = self.request_to_device(
-            now,
-            device,
-            "MESSAGE",
-            device,
-            Some(("Application/MANSCDP+xml", body)),
-            "DeviceStatus",
-        );
     }
 
     /// Asks a device for its DeviceInfo; the answer comes as [`Event::Document`].
     pub fn query_device_info(&mut self, now: Instant, device: &str) -> Result<u64, PlatformError> {
-        let sn = self.next_sn();
-        let body = manscdp::query("DeviceInfo", sn, device);
-        self.request_to_device(
-            now,
-            device,
-            "MESSAGE",
-            device,
-            Some(("Application/MANSCDP+xml", body)),
-            "DeviceInfo",
-        )?;
-        Ok(sn)
+        self.query(now, device, "DeviceInfo")
     }
 
     /// Asks for a channel's recordings between two device-local times; the answer comes as
@@ -1135,14 +1125,12 @@ impl Platform {
         end: &str,
     ) -> Result<u64, PlatformError> {
         let sn = self.next_sn();
-        let body = manscdp::record_info_query(sn, channel, start, end);
-        self.request_to_device(
+        self.send_manscdp(
             now,
             device,
-            "MESSAGE",
             channel,
-            Some(("Application/MANSCDP+xml", body)),
             "RecordInfo",
+            manscdp::record_info_query(sn, channel, start, end),
         )?;
         Ok(sn)
     }
@@ -1150,16 +1138,13 @@ impl Platform {
     /// Sends a PTZ command to a channel.
     pub fn ptz(&mut self, now: Instant, device: &str, channel: &str, cmd: &str) -> Result<(), PlatformError> {
         let sn = self.next_sn();
-        let body = manscdp::ptz_control(sn, channel, cmd);
-        self.request_to_device(
+        self.send_manscdp(
             now,
             device,
-            "MESSAGE",
             channel,
-            Some(("Application/MANSCDP+xml", body)),
             "DeviceControl",
-        )?;
-        Ok(())
+            manscdp::ptz_control(sn, channel, cmd),
+        )
     }
 
     /// Invites a device's channel to send media as `offer` describes (its SSRC and media
