@@ -134,14 +134,26 @@ pub(crate) fn lock_dir(root: &Path) -> Result<File, StoreError> {
         .write(true)
         .open(&path)
         .map_err(StoreError::io(&path, "open"))?;
-    match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(f),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::Locked { path: root.to_owned() }),
-        Err(e) => Err(StoreError::Io {
-            path,
-            op: "flock",
-            source: e.into(),
-        }),
+    // A lock can be held for a moment by a process that is not using the directory: a child
+    // forked by whoever held it last keeps its descriptors until it execs (seen in the tests,
+    // which spawn ffprobe beside a store). Half a second of retries tells that from a real user.
+    let mut tries = 0;
+    loop {
+        match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(f),
+            Err(rustix::io::Errno::WOULDBLOCK) if tries < 10 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(StoreError::Locked { path: root.to_owned() }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path,
+                    op: "flock",
+                    source: e.into(),
+                });
+            }
+        }
     }
 }
 
