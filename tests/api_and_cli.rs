@@ -216,7 +216,7 @@ fn demo_records_simulated_cameras_and_serves_the_api() {
             "--rtsp",
             &free_addr().to_string(),
             "--sip",
-            &free_addr().to_string(),
+            &testkit::free_udp_tcp_addr().to_string(),
             "--data",
         ])
         .arg(dir.path().join("demo-data"))

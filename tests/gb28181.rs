@@ -109,7 +109,7 @@ impl Device {
             sip_domain: "3402000000".into(),
             device_id: DEVICE.into(),
             password: password.into(),
-            local_sip_port: free_addr().port(),
+            local_sip_port: free_udp_tcp_addr().port(),
             transport,
             register_interval_secs: 3600,
             heartbeat_interval_secs: 1,
@@ -118,13 +118,25 @@ impl Device {
             extra_channels,
             ..Gb28181Config::default()
         };
-        let handle = rt
-            .block_on(
-                Gb28181Server::new(cfg, hub.clone())
+        // The library binds 0.0.0.0:PORT for UDP and TCP: a port free for TCP a moment ago can
+        // be taken for UDP by a parallel test's media socket; try a few.
+        let mut cfg = cfg;
+        let mut attempt = 0;
+        let handle = loop {
+            match rt.block_on(
+                Gb28181Server::new(cfg.clone(), hub.clone())
                     .with_metrics(counters.clone())
                     .spawn(),
-            )
-            .unwrap();
+            ) {
+                Ok(h) => break h,
+                Err(e) if attempt < 5 => {
+                    eprintln!("device port {}: {e}; another one", cfg.local_sip_port);
+                    attempt += 1;
+                    cfg.local_sip_port = free_udp_tcp_addr().port();
+                }
+                Err(e) => panic!("starting the gb28181-rs device: {e:?}"),
+            }
+        };
         let units = access_units();
         let feeder = rt.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(40));
@@ -173,7 +185,7 @@ fn run_device_against_node(media: &str, sip_transport: SipTransport) {
     }
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let sip = free_addr();
+    let sip = free_udp_tcp_addr();
     let data = dir.path().join("data");
     let mut node = Node::start(dir.path(), &gb_config(addr, &data, sip, media), addr);
 
@@ -277,7 +289,7 @@ fn catalog_channels_become_cameras_live_on_demand() {
     const EXTRA: &str = "34020000001310000002";
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let sip = free_addr();
+    let sip = free_udp_tcp_addr();
     // No [[cameras]]: everything comes from the device's catalog.
     let config = format!(
         "{}\n[gb28181]\nid = \"{PLATFORM}\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"{DEV_PASSWORD}\"\nkeepalive_interval = \"1s\"\nrecord_discovered = false\norg = \"dalian/gb\"\n",
@@ -346,7 +358,7 @@ fn device_side_recordings_play_back_through_the_playback_endpoint() {
     const CH: &str = "34020000001310000001";
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let sip = free_addr();
+    let sip = free_udp_tcp_addr();
     let cameras =
         format!("[[cameras]]\nid = \"{CH}\"\nurl = \"gb28181://{NVR}/{CH}\"\nrecord = false\norg = \"test/gb\"\n");
     let config = format!(
@@ -490,7 +502,7 @@ fn hostile_sip_gets_clear_answers_and_the_server_stays_up() {
     use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let sip = free_addr();
+    let sip = free_udp_tcp_addr();
     let config = format!(
         "{}\n[gb28181]\nid = \"{PLATFORM}\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"{DEV_PASSWORD}\"\n",
         config_toml(addr, &dir.path().join("data"), "", "")

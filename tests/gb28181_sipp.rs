@@ -38,14 +38,14 @@ fn sipp_device_registers_keeps_alive_answers_the_catalog_and_is_invited() {
     };
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let sip = free_addr();
+    let sip = free_udp_tcp_addr();
     let cameras = format!("[[cameras]]\nid = \"{DEVICE}\"\nurl = \"gb28181://{DEVICE}\"\norg = \"test/gb\"\n");
     let config = format!(
         "{}\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"12345678\"\nmedia_transport = \"udp\"\nrequest_timeout = \"5s\"\n\n[[gb28181.devices]]\nid = \"{DEVICE}\"\n# sipp routes every request by the registration's Call-ID, and its script expects no\n# queries but the catalog.\ncall_id = \"registration\"\ndevice_info = false\n",
         config_with(addr, &dir.path().join("data"), "", "watchdog = \"2s\"", &cameras)
     );
     let node = Node::start(dir.path(), &config, addr);
-    let port = free_addr().port();
+    let port = free_udp_tcp_addr().port();
     let started = Instant::now();
     let out = Command::new("sipp")
         .current_dir(dir.path())
@@ -94,7 +94,7 @@ fn device_recordings_are_gathered_and_ptz_commands_are_exact() {
     let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/device_records_ptz.xml");
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let sip = free_addr();
+    let sip = free_udp_tcp_addr();
     let cameras =
         format!("[[cameras]]\nid = \"{NVR}\"\nurl = \"gb28181://{NVR}\"\nrecord = false\norg = \"test/gb\"\n");
     let config = format!(
@@ -108,7 +108,7 @@ fn device_recordings_are_gathered_and_ptz_commands_are_exact() {
     ));
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "device_offline");
-    let port = free_addr().port();
+    let port = free_udp_tcp_addr().port();
     let mut sipp = Command::new("sipp")
         .current_dir(dir.path())
         .arg("-sf")

@@ -13,6 +13,8 @@ use serde_json::Value;
 pub const PASSWORD: &str = "e2e-password-1";
 
 pub use testkit::free_addr;
+#[allow(unused_imports, reason = "used by the GB/T 28181 test crates only")]
+pub use testkit::free_udp_tcp_addr;
 
 /// A camera entry for a config.
 pub fn camera_toml(id: &str, url: &str) -> String {

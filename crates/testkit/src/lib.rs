@@ -16,6 +16,19 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().expect("a bound socket has an address")
 }
 
+/// A loopback port free for both UDP and TCP (SIP listens on both, and a port free for TCP can
+/// be taken for UDP by another test's media socket).
+pub fn free_udp_tcp_addr() -> SocketAddr {
+    for _ in 0..100 {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding a loopback UDP port");
+        let addr = u.local_addr().expect("a bound socket has an address");
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
+
 /// Panics with install instructions unless ffmpeg and ffprobe can run.
 pub fn require_ffmpeg() {
     let ok = ["ffprobe", "ffmpeg"].iter().all(|t| {
