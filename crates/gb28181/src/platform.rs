@@ -673,6 +673,16 @@ impl Platform {
         }
     }
 
+    /// Refuses a registration with 403 and says so as [`Event::AuthFailed`].
+    fn refuse(&mut self, now: Instant, from: Peer, m: &Message, reason: &str, device: String, throttled: bool) {
+        self.simple(now, from, m, 403, reason);
+        self.emit(Event::AuthFailed {
+            device,
+            peer: from,
+            throttled,
+        });
+    }
+
     fn challenge(&mut self, now: Instant, from: Peer, m: &Message) {
         let nonce = self.token();
         if self.nonces.len() >= MAX_NONCES {
@@ -709,22 +719,19 @@ impl Platform {
         let id = id.to_owned();
         let Some(settings) = self.device_settings(&id) else {
             // Not pre-declared and no platform-wide password: not ours to admit.
-            self.simple(now, from, m, 403, "Forbidden (unknown device)");
-            self.emit(Event::AuthFailed {
-                device: id,
-                peer: from,
-                throttled: false,
-            });
+            self.refuse(now, from, m, "Forbidden (unknown device)", id, false);
             return;
         };
         let keys = [format!("id:{id}"), format!("ip:{}", from.addr.ip())];
         if self.throttled(now, &keys) {
-            self.simple(now, from, m, 403, "Forbidden (too many wrong passwords: wait a minute)");
-            self.emit(Event::AuthFailed {
-                device: id,
-                peer: from,
-                throttled: true,
-            });
+            self.refuse(
+                now,
+                from,
+                m,
+                "Forbidden (too many wrong passwords: wait a minute)",
+                id,
+                true,
+            );
             return;
         }
         let Some(auth) = m.header("Authorization") else {
@@ -749,12 +756,7 @@ impl Platform {
         let password = settings.password.clone().unwrap_or_default();
         if creds.username != id || !creds.verify("REGISTER", &password) {
             self.fail_auth(now, &keys);
-            self.simple(now, from, m, 403, "Forbidden (wrong password)");
-            self.emit(Event::AuthFailed {
-                device: id,
-                peer: from,
-                throttled: false,
-            });
+            self.refuse(now, from, m, "Forbidden (wrong password)", id, false);
             return;
         }
         self.failures.remove(&keys[0]);
