@@ -23,30 +23,25 @@ use std::time::{Duration, Instant};
 
 use common::pct;
 
+/// Command-line arguments (`cargo bench --bench api_load -- --flag value`).
+#[derive(clap::Parser)]
 struct Args {
+    /// `--clients`.
+    #[arg(long, default_value_t = 200)]
     clients: usize,
+    /// `--seconds`.
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// `--interval-ms`.
+    #[arg(long, default_value_t = 200)]
     interval_ms: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        clients: 200,
-        seconds: 10,
-        interval_ms: 200,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--clients" => a.clients = v().parse().unwrap(),
-            "--seconds" => a.seconds = v().parse().unwrap(),
-            "--interval-ms" => a.interval_ms = v().parse().unwrap(),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 const PASSWORD: &str = "bench-password";

@@ -29,30 +29,25 @@ use auth::{
 use common::pct;
 use rand::{Rng, SeedableRng};
 
+/// Command-line arguments (`cargo bench --bench authz -- --flag value`).
+#[derive(clap::Parser)]
 struct Args {
+    /// `--checks`.
+    #[arg(long, default_value_t = 1_000_000)]
     checks: usize,
+    /// `--entries`.
+    #[arg(long, default_value_t = 200_000)]
     entries: usize,
+    /// `--dir`.
+    #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        checks: 1_000_000,
-        entries: 200_000,
-        dir: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--checks" => a.checks = v().parse().unwrap(),
-            "--entries" => a.entries = v().parse().unwrap(),
-            "--dir" => a.dir = Some(v().into()),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 /// A city: 10 districts × 50 streets × 20 cameras; departments per district with 9

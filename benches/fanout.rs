@@ -28,33 +28,28 @@ use common::pct;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+/// Command-line arguments (`cargo bench --bench fanout -- --flag value`).
+#[derive(clap::Parser)]
 struct Args {
+    /// `--viewers`.
+    #[arg(long, default_value_t = 1000)]
     viewers: usize,
+    /// `--seconds`.
+    #[arg(long, default_value_t = 15)]
     seconds: u64,
+    /// `--no-gstreamer`.
+    #[arg(long = "no-gstreamer", action = clap::ArgAction::SetFalse)]
     gstreamer: bool,
+    /// `--whep`.
+    #[arg(long, default_value_t = 50)]
     whep: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        viewers: 1000,
-        seconds: 15,
-        gstreamer: true,
-        whep: 50,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--viewers" => a.viewers = v().parse().unwrap(),
-            "--seconds" => a.seconds = v().parse().unwrap(),
-            "--no-gstreamer" => a.gstreamer = false,
-            "--whep" => a.whep = v().parse().unwrap(),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 /// One complete frame as a client saw it.

@@ -28,33 +28,28 @@ use std::time::{Duration, Instant};
 
 use common::{pct, usage};
 
+/// Command-line arguments (`cargo bench --bench gb_load -- --flag value`).
+#[derive(clap::Parser)]
 struct Args {
+    /// `--devices`.
+    #[arg(long, default_value_t = 10_000)]
     devices: usize,
+    /// `--keepalive-s`.
+    #[arg(long, default_value_t = 60)]
     keepalive_s: u64,
+    /// `--seconds`.
+    #[arg(long, default_value_t = 120)]
     seconds: u64,
+    /// `--invites`.
+    #[arg(long, default_value_t = 200)]
     invites: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        devices: 10_000,
-        keepalive_s: 60,
-        seconds: 120,
-        invites: 200,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--devices" => a.devices = v().parse().unwrap(),
-            "--keepalive-s" => a.keepalive_s = v().parse().unwrap(),
-            "--seconds" => a.seconds = v().parse().unwrap(),
-            "--invites" => a.invites = v().parse().unwrap(),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 const PASSWORD: &str = "bench-password";

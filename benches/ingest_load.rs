@@ -23,39 +23,34 @@ use std::time::{Duration, Instant};
 
 use common::usage;
 
+/// Command-line arguments (`cargo bench --bench ingest_load -- --flag value`).
+#[derive(clap::Parser)]
 struct Args {
+    /// `--cameras`.
+    #[arg(long, default_value_t = 100)]
     cameras: usize,
+    /// `--seconds`.
+    #[arg(long, default_value_t = 60)]
     seconds: u64,
+    /// `--fixture`.
+    #[arg(long, default_value = "h264_1080p")]
     fixture: String,
+    /// `--gst-cameras`.
+    #[arg(long)]
     gst_cameras: Option<usize>,
+    /// `--no-gstreamer`.
+    #[arg(long = "no-gstreamer", action = clap::ArgAction::SetFalse)]
     gstreamer: bool,
+    /// `--data`.
+    #[arg(long)]
     data: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        cameras: 100,
-        seconds: 60,
-        fixture: "h264_1080p".into(),
-        gst_cameras: None,
-        gstreamer: true,
-        data: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--cameras" => a.cameras = val().parse().expect("--cameras N"),
-            "--seconds" => a.seconds = val().parse().expect("--seconds S"),
-            "--fixture" => a.fixture = val(),
-            "--gst-cameras" => a.gst_cameras = Some(val().parse().expect("--gst-cameras N")),
-            "--no-gstreamer" => a.gstreamer = false,
-            "--data" => a.data = Some(PathBuf::from(val())),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 fn written_bytes(pid: u32) -> u64 {

@@ -28,36 +28,31 @@ use common::pct;
 use media::{StreamId, WallTime};
 use store::SegmentRecord;
 
+/// Command-line arguments (`cargo bench --bench playback -- --flag value`).
+#[derive(clap::Parser)]
 struct Args {
+    /// `--days`.
+    #[arg(long, default_value_t = 90)]
     days: i64,
+    /// `--cameras`.
+    #[arg(long, default_value_t = 100)]
     cameras: usize,
+    /// `--requests`.
+    #[arg(long, default_value_t = 200)]
     requests: usize,
+    /// `--data`.
+    #[arg(long)]
     data: Option<PathBuf>,
+    /// `--no-export`.
+    #[arg(long = "no-export", action = clap::ArgAction::SetFalse)]
     export: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        days: 90,
-        cameras: 100,
-        requests: 200,
-        data: None,
-        export: true,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--days" => a.days = v().parse().unwrap(),
-            "--cameras" => a.cameras = v().parse().unwrap(),
-            "--requests" => a.requests = v().parse().unwrap(),
-            "--data" => a.data = Some(PathBuf::from(v())),
-            "--no-export" => a.export = false,
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 /// Drops the page cache (needs root); false if it could not.

@@ -14,17 +14,19 @@ use std::time::Instant;
 use media::VideoCodec;
 use media::ps::{PsDemuxer, mux_frame};
 
+/// Command-line arguments (`cargo bench --bench ps_demux -- --mb N`).
+#[derive(clap::Parser)]
+struct Args {
+    /// Megabytes of program stream to demux.
+    #[arg(long, default_value_t = 512)]
+    mb: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn args() -> usize {
-    let mut mb = 512;
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        match k.as_str() {
-            "--mb" => mb = it.next().and_then(|v| v.parse().ok()).expect("--mb N"),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    mb
+    <Args as clap::Parser>::parse().mb
 }
 
 /// The fixture's access units (each starts with an access unit delimiter).

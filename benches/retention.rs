@@ -32,36 +32,31 @@ use media::{Frame, StreamId, WallTime};
 use store::SegmentRecord;
 use store::retention::{FreeFloor, RetentionPolicy, run_pass};
 
+/// Command-line arguments (`cargo bench --bench retention -- --flag value`).
+#[derive(clap::Parser)]
 struct Args {
+    /// `--cameras`.
+    #[arg(long, default_value_t = 1000)]
     cameras: usize,
+    /// `--minutes`.
+    #[arg(long, default_value_t = 1440)]
     minutes: usize,
+    /// `--recording`.
+    #[arg(long, default_value_t = 100)]
     recording: usize,
+    /// `--batch`.
+    #[arg(long, default_value_t = 5000)]
     batch: usize,
+    /// `--data`.
+    #[arg(long)]
     data: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        cameras: 1000,
-        minutes: 1440,
-        recording: 100,
-        batch: 5000,
-        data: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--cameras" => a.cameras = v().parse().unwrap(),
-            "--minutes" => a.minutes = v().parse().unwrap(),
-            "--recording" => a.recording = v().parse().unwrap(),
-            "--batch" => a.batch = v().parse().unwrap(),
-            "--data" => a.data = Some(PathBuf::from(v())),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 /// Writes the stand-in files of `records` under `data` (first 4 KB real, the rest sparse).
@@ -217,6 +212,7 @@ fn main() {
             segment: Duration::from_secs(60),
             flush_interval: Duration::from_secs(1),
             queue_frames: 25 * 2 * a.recording.max(1),
+            ..store::RecorderConfig::default()
         })
         .unwrap();
     let stats = rec.stats().clone();

@@ -7,10 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use camsim::{Cameras, Camsim};
 
-use crate::config::{
-    CameraConfig, Config, IngestConfig, Location, RecordingConfig, RetentionConfig, Secret, ServerConfig, Tier,
-    Transport, UserConfig,
-};
+use node::config::{CameraConfig, Config, Gb28181Config, Location, Secret, Tier, UserConfig};
 
 /// Options of `sharpeye demo`.
 pub struct DemoOptions {
@@ -64,93 +61,65 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             transport: None,
         })
         .collect();
-    let config = Config {
-        server: ServerConfig {
-            listen: opts.listen,
-            rtsp_listen: Some(opts.rtsp),
-            data_dirs: vec![opts.data.clone()],
+    let mut config = Config::new(vec![opts.data.clone()]);
+    config.server.listen = opts.listen;
+    config.server.rtsp_listen = Some(opts.rtsp);
+    config.gb28181 = (opts.gb_channels > 0).then(|| Gb28181Config {
+        id: GB_PLATFORM.into(),
+        domain: "3402000000".into(),
+        listen: opts.sip,
+        password: password.clone(),
+        media_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        media_transport: gb28181::sdp::MediaTransport::TcpPassive,
+        keepalive_interval: Duration::from_secs(10),
+        keepalive_misses: 3,
+        request_timeout: Duration::from_secs(10),
+        charset: gb28181::manscdp::Charset::Auto,
+        devices: Vec::new(),
+        adopt: true,
+        record_discovered: true,
+        org: "demo/gb28181".into(),
+    });
+    // An administrator, and a viewer of one department who sees half the cameras: the
+    // permission model in miniature.
+    config.users = vec![
+        UserConfig {
+            name: "admin".into(),
+            secret: Secret::Plain(password.clone()),
+            role: auth::Role::Admin,
+            department: None,
         },
-        recording: RecordingConfig {
-            segment: Duration::from_secs(60),
-            flush: Duration::from_millis(500),
+        UserConfig {
+            name: "viewer".into(),
+            secret: Secret::Plain(password.clone()),
+            role: auth::Role::Viewer,
+            department: Some("east-station".into()),
         },
-        live: crate::config::LiveConfig::default(),
-        playback: crate::config::PlaybackConfig {
-            max_range: Duration::from_secs(24 * 3600),
-        },
-        retention: RetentionConfig {
-            standard: crate::config::RULE_STANDARD,
-            key: crate::config::RULE_KEY,
-            min_free: crate::config::MinFree::Percent(5.0),
-            interval: Duration::from_secs(60),
-        },
-        ingest: IngestConfig {
-            transport: Transport::Tcp,
-            watchdog: Duration::from_secs(4),
-            request_timeout: Duration::from_secs(5),
-            reconnect_min: Duration::from_millis(250),
-            reconnect_max: Duration::from_millis(1500),
-            reconnect_slow: Duration::from_secs(30),
-            max_frame_bytes: 16 << 20,
-        },
-        gb28181: (opts.gb_channels > 0).then(|| crate::config::Gb28181Config {
-            id: GB_PLATFORM.into(),
-            domain: "3402000000".into(),
-            listen: opts.sip,
-            password: password.clone(),
-            media_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-            media_transport: gb28181::sdp::MediaTransport::TcpPassive,
-            keepalive_interval: Duration::from_secs(10),
-            keepalive_misses: 3,
-            request_timeout: Duration::from_secs(10),
-            charset: gb28181::manscdp::Charset::Auto,
-            devices: Vec::new(),
-            adopt: true,
-            record_discovered: true,
-            org: "demo/gb28181".into(),
-        }),
-        auth: crate::config::AuthSettings::default(),
-        // An administrator, and a viewer of one department who sees half the cameras: the
-        // permission model in miniature.
-        users: vec![
-            UserConfig {
-                name: "admin".into(),
-                secret: Secret::Plain(password.clone()),
-                role: "admin".into(),
-                department: None,
-            },
-            UserConfig {
-                name: "viewer".into(),
-                secret: Secret::Plain(password.clone()),
-                role: "viewer".into(),
-                department: Some("east-station".into()),
-            },
-        ],
-        departments: vec![auth::DepartmentRecord {
-            id: "east-station".into(),
-            name: "East district police station".into(),
-            parent: None,
-            source: auth::Source::Config,
-        }],
-        groups: vec![auth::GroupRecord {
-            id: "east".into(),
-            name: "East district cameras".into(),
-            cameras: cameras
-                .iter()
-                .take(cameras.len().div_ceil(2))
-                .map(|c| c.id.clone())
-                .collect(),
-            source: auth::Source::Config,
-        }],
-        grants: vec![auth::GrantRecord {
-            id: "config-0".into(),
-            subject: auth::Subject::Department("east-station".into()),
-            actions: auth::Actions::of(&[auth::Action::Live, auth::Action::Playback]),
-            resource: auth::Resource::Group("east".into()),
-            source: auth::Source::Config,
-        }],
-        cameras,
-    };
+    ];
+    config.departments = vec![auth::DepartmentRecord {
+        id: "east-station".into(),
+        name: "East district police station".into(),
+        parent: None,
+        source: auth::Source::Config,
+    }];
+    config.groups = vec![auth::GroupRecord {
+        id: "east".into(),
+        name: "East district cameras".into(),
+        cameras: cameras
+            .iter()
+            .take(cameras.len().div_ceil(2))
+            .map(|c| c.id.clone())
+            .collect(),
+        source: auth::Source::Config,
+    }];
+    config.grants = vec![auth::GrantRecord {
+        id: "config-0".into(),
+        subject: auth::Subject::Department("east-station".into()),
+        actions: auth::Actions::of(&[auth::Action::Live, auth::Action::Playback]),
+        resource: auth::Resource::Group("east".into()),
+        source: auth::Source::Config,
+    }];
+    config.cameras = cameras;
     let nvr = if opts.gb_channels > 0 {
         let spec = camsim::gbdevice::GbDeviceSpec {
             id: GB_NVR.into(),
@@ -202,7 +171,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         opts.data.display(),
         rtsp = opts.rtsp,
     );
-    let result = crate::node::run(config, crate::node::shutdown_signal()).await;
+    let result = node::run(config, node::shutdown_signal())
+        .await
+        .map_err(anyhow::Error::from);
     drop(nvr);
     sim.stop().await;
     result

@@ -2,8 +2,6 @@
 
 mod config;
 mod demo;
-mod gb;
-mod node;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -238,7 +236,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { config } => {
             init_logging();
-            let cfg = config::Config::load(&config)?;
+            let cfg = config::load(&config)?;
             for w in cfg.warnings() {
                 tracing::warn!("{}: {w}", config.display());
             }
@@ -280,7 +278,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { config } => match config::Config::load(&config) {
+        Command::CheckConfig { config } => match config::load(&config) {
             Ok(cfg) => {
                 println!(
                     "{}: OK ({} cameras, {} users, {} departments, {} groups, {} grants, {} data directories)",
@@ -391,7 +389,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn user_add(name: &str, role: &str, department: Option<String>, config: &std::path::Path) -> Result<ExitCode> {
     let role = auth::Role::parse(role)
         .with_context(|| format!("--role {role:?}: expected viewer, operator, dispatcher, auditor or admin"))?;
-    let cfg = config::Config::load(config)?;
+    let cfg = config::load(config)?;
     let known = cfg.directory(|_| String::new());
     let data = cfg.server.data_dirs[0].clone();
     let mut password = String::new();

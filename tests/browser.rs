@@ -16,19 +16,18 @@ fn the_live_wall_decodes_h264_over_webrtc_in_chromium() {
         browser_dir.join("node_modules/playwright-core").exists() && std::path::Path::new("/usr/bin/chromium").exists(),
         "needs Chromium and playwright-core: apt-get install chromium && npm ci --prefix tests/browser (scripts/test.sh does both)"
     );
-    let sim = Sim::start(vec![
-        CameraSpec::new("cam0", BuiltinFixture::H264_240p.load()),
-        CameraSpec::new("cam1", BuiltinFixture::H264_1080p.load()),
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let cams = [
-        camera_toml("cam0", &sim.url("cam0")),
-        camera_toml("cam1", &sim.url("cam1")),
-    ]
-    .concat();
-    let config = config_toml(addr, &dir.path().join("data"), "", &cams);
-    let mut node = Node::start(dir.path(), &config, addr);
+    let Setup {
+        sim,
+        dir: _dir,
+        mut node,
+    } = node_with(
+        vec![
+            CameraSpec::new("cam0", BuiltinFixture::H264_240p.load()),
+            CameraSpec::new("cam1", BuiltinFixture::H264_1080p.load()),
+        ],
+        "",
+        "",
+    );
     let out = Command::new("node")
         .arg(browser_dir.join("wall.mjs"))
         .args([&node.url("/"), PASSWORD, "cam1", "40"])

@@ -9,12 +9,11 @@ use common::*;
 
 #[test]
 fn outage_gap_is_exactly_the_outage_and_recording_resumes_within_2_s() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut sim = Sim::start(camsim::mixed_cameras(1, false));
-    let addr = free_addr();
-    let config = config_toml(addr, &data, "segment = \"60s\"", &camera_toml("cam0", &sim.url("cam0")));
-    let mut node = Node::start(dir.path(), &config, addr);
+    let Setup {
+        mut sim,
+        dir: _dir,
+        mut node,
+    } = node_with(camsim::mixed_cameras(1, false), "segment = \"60s\"", "");
     let cam = sim.cam("cam0");
     let t0 = now_us();
     assert!(wait_until(Duration::from_secs(10), || cam.frames_sent() > 100));
@@ -54,12 +53,11 @@ fn outage_gap_is_exactly_the_outage_and_recording_resumes_within_2_s() {
 
 #[test]
 fn stalled_camera_is_reconnected_by_the_watchdog() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let sim = Sim::start(camsim::mixed_cameras(1, false));
-    let addr = free_addr();
-    let config = config_toml(addr, &data, "segment = \"60s\"", &camera_toml("cam0", &sim.url("cam0")));
-    let mut node = Node::start(dir.path(), &config, addr);
+    let Setup {
+        sim,
+        dir: _dir,
+        mut node,
+    } = node_with(camsim::mixed_cameras(1, false), "segment = \"60s\"", "");
     let cam = sim.cam("cam0");
     assert!(wait_until(Duration::from_secs(10), || cam.frames_sent() > 50));
     cam.stall();

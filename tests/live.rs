@@ -13,16 +13,8 @@ use common::*;
 
 #[test]
 fn live_mp4_starts_on_a_key_frame_and_decodes_in_ffmpeg() {
-    let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load())]);
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let config = config_toml(
-        addr,
-        &dir.path().join("data"),
-        "",
-        &camera_toml("cam0", &sim.url("cam0")),
-    );
-    let mut node = Node::start(dir.path(), &config, addr);
+    let Setup { sim, dir, mut node } =
+        node_with(vec![CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load())], "", "");
     let t = media_token(&mut node, "cam0", "live");
     let url = node.url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}"));
     let out = dir.path().join("live.mp4");
@@ -326,17 +318,16 @@ fn twenty_viewers_across_rtsp_http_and_whep_share_one_on_demand_upstream() {
 
 #[test]
 fn a_viewer_that_stops_reading_is_dropped_and_the_others_are_unaffected() {
-    let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load())]);
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let config = config_toml(
-        addr,
-        &dir.path().join("data"),
+    let Setup {
+        sim: _sim,
+        dir: _dir,
+        mut node,
+    } = node_with(
+        vec![CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load())],
         "",
-        &camera_toml("cam0", &sim.url("cam0")),
-    )
-    .replace("[ingest]", "[live]\nqueue_frames = 50\ndead_after = \"2s\"\n\n[ingest]");
-    let mut node = Node::start(dir.path(), &config, addr);
+        "[live]\nqueue_frames = 50\ndead_after = \"2s\"",
+    );
+    let addr = node.addr;
     let t = media_token(&mut node, "cam0", "live");
     let url = node.url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}"));
     // The stalled viewer: sends the request and never reads the body.

@@ -23,6 +23,7 @@ pub fn record_minutes(data: &Path, cam: &str, base: i64, minutes: usize) -> Vec<
             segment: Duration::from_secs(60),
             flush_interval: Duration::from_millis(100),
             queue_frames: 1 << 20,
+            ..store::RecorderConfig::default()
         })
         .unwrap();
     let stream = StreamId::main(cam);

@@ -190,6 +190,7 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     CallIdPolicy::Fresh
                 },
+                ask_info: flags & 8 != 0,
             },
         );
     }

@@ -34,6 +34,29 @@ pub fn config_toml(listen: SocketAddr, data: &Path, recording: &str, cameras: &s
     config_with(listen, data, recording, "", cameras)
 }
 
+/// A node recording simulated cameras, as most end-to-end tests start: the simulator, the
+/// test's temporary directory (the node's data is in `data/` inside it) and the node.
+pub struct Setup {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+    pub node: Node,
+}
+
+/// Starts camsim with `specs` and a node with a `[[cameras]]` entry for each (named after the
+/// spec), `recording` lines in `[recording]`, and `extra_toml` (whole sections: `[live]`,
+/// `[retention]`, ...) before `[ingest]`.
+pub fn node_with(specs: Vec<camsim::CameraSpec>, recording: &str, extra_toml: &str) -> Setup {
+    let ids: Vec<String> = specs.iter().map(|s| s.path.clone()).collect();
+    let sim = Sim::start(specs);
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let cams: String = ids.iter().map(|id| camera_toml(id, &sim.url(id))).collect();
+    let config = config_toml(addr, &dir.path().join("data"), recording, &cams)
+        .replace("[ingest]", &format!("{extra_toml}\n\n[ingest]"));
+    let node = Node::start(dir.path(), &config, addr);
+    Setup { sim, dir, node }
+}
+
 /// A running `sharpeye run` process.
 pub struct Node {
     pub child: Child,
@@ -366,6 +389,7 @@ pub fn synthesize(data: &Path, base_us: i64, segment_s: u64, stretches: &[Stretc
             segment: Duration::from_secs(segment_s),
             flush_interval: Duration::from_millis(100),
             queue_frames: 1 << 20,
+            ..store::RecorderConfig::default()
         })
         .unwrap();
     for s in stretches {

@@ -9,16 +9,15 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
-use auth::audit::{AuditLog, Event};
+use auth::audit::Event;
 use auth::{Action, Decision, MediaAction, Principal};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 
-use crate::ApiError;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The client's address, when the server was started with connection info.
@@ -73,7 +72,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The 404 for a camera that does not exist or that the caller may not see: the same answer,
 /// so that one cannot be told from the other.
-pub(crate) fn no_camera(id: &str) -> ApiError {
+pub fn no_camera(id: &str) -> ApiError {
     ApiError::not_found(format!(
         "no camera with id {:?}",
         id.chars().take(64).collect::<String>()
@@ -121,9 +120,73 @@ impl Caller {
     }
 }
 
-/// Authorizes a media request: a bearer token, or a media token for this camera and action in
-/// `?token=`; then the grant. Returns the caller and the media token used, if any (to put into
-/// URLs the response hands out).
+/// The credentials a media request came with.
+#[derive(Clone, Copy, Debug)]
+pub enum MediaCredentials<'a> {
+    /// A session or API token (`Authorization: Bearer`).
+    Bearer(&'a str),
+    /// A signed media token for one camera and action (`?token=`).
+    MediaToken(&'a str),
+    /// A user's name and password (RTSP Basic), throttled like logins.
+    Password {
+        /// Login name.
+        user: &'a str,
+        /// Password.
+        password: &'a str,
+    },
+}
+
+/// The one check of every media request, whatever carries it (`live.mp4`, WHEP, playback, HLS,
+/// export downloads, the RTSP re-serve): who the credentials name, then their grant for
+/// `action` on `camera`. A failed password is audited as a failed login `via` the protocol.
+pub fn authorize_media(
+    state: &AppState,
+    credentials: MediaCredentials<'_>,
+    ip: Option<IpAddr>,
+    camera: &str,
+    action: MediaAction,
+    via: &str,
+) -> Result<Caller, ApiError> {
+    let who = match credentials {
+        MediaCredentials::Bearer(t) => state
+            .auth
+            .verify(t)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?,
+        MediaCredentials::MediaToken(t) => state.auth.verify_media(t, camera, action).map_err(|_| {
+            ApiError::unauthorized("the media token is invalid, expired, or for another camera or action")
+        })?,
+        MediaCredentials::Password { user, password } => {
+            match state.auth.check_password_throttled(user, password, ip) {
+                Ok(who) => who,
+                Err(e) => {
+                    state.audit.record(Event {
+                        actor: user.chars().take(128).collect(),
+                        ip: ip.map(|i| i.to_string()),
+                        action: "login".into(),
+                        outcome: if matches!(e, auth::AuthError::Throttled { .. }) {
+                            "throttled"
+                        } else {
+                            "failed"
+                        }
+                        .into(),
+                        camera: Some(camera.to_owned()),
+                        target: None,
+                        reason: None,
+                        detail: serde_json::json!({ "via": via }),
+                    });
+                    return Err(ApiError::unauthorized(e.to_string()));
+                }
+            }
+        }
+    };
+    let caller = Caller { who, ip };
+    caller.require(state, media_action(action), Some(camera))?;
+    Ok(caller)
+}
+
+/// Authorizes an HTTP media request: a bearer token, or a media token for this camera and
+/// action in `?token=`; then the grant. Returns the caller and the media token used, if any (to
+/// put into URLs the response hands out).
 pub(crate) fn media_caller(
     state: &AppState,
     headers: &HeaderMap,
@@ -132,25 +195,16 @@ pub(crate) fn media_caller(
     camera: &str,
     action: MediaAction,
 ) -> Result<(Caller, Option<String>), ApiError> {
-    let (who, token) = if let Some(t) = bearer(headers) {
-        let who = state
-            .auth
-            .verify(t)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        (who, None)
-    } else {
-        let Some(t) = q.get("token") else {
+    let (credentials, token) = match (bearer(headers), q.get("token")) {
+        (Some(t), _) => (MediaCredentials::Bearer(t), None),
+        (None, Some(t)) => (MediaCredentials::MediaToken(t), Some(t.clone())),
+        (None, None) => {
             return Err(ApiError::unauthorized(
                 "missing credentials: send Authorization: Bearer <token>, or ?token= from POST /api/v1/cameras/{id}/media-token",
             ));
-        };
-        let who = state.auth.verify_media(t, camera, action).map_err(|_| {
-            ApiError::unauthorized("the media token is invalid, expired, or for another camera or action")
-        })?;
-        (who, Some(t.clone()))
+        }
     };
-    let caller = Caller { who, ip: ip.0 };
-    caller.require(state, media_action(action), Some(camera))?;
+    let caller = authorize_media(state, credentials, ip.0, camera, action, "http")?;
     Ok((caller, token))
 }
 
@@ -160,59 +214,5 @@ pub(crate) fn media_action(a: MediaAction) -> Action {
         MediaAction::Live => Action::Live,
         MediaAction::Playback => Action::Playback,
         MediaAction::Export => Action::Export,
-    }
-}
-
-impl AppState {
-    /// Writes `event` to the audit log and waits until it is durable. If the log cannot be
-    /// written the request fails (503): nothing is served that is not audited.
-    pub async fn audit(&self, event: Event) -> Result<(), ApiError> {
-        self.audit.append(event).await.map(|_| ()).map_err(|e| {
-            tracing::error!("audit log: {e}");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_unavailable",
-                "the audit log cannot be written, so the request is refused; see the server log",
-            )
-        })
-    }
-}
-
-/// A live viewing in progress: its start is audited when it is made, its stop (with how long
-/// it lasted) when it is dropped, which happens however the viewing ends.
-pub struct Viewing {
-    audit: Arc<AuditLog>,
-    event: Option<Event>,
-    started: Instant,
-}
-
-impl Viewing {
-    /// Audits the start of `event` (a `live.start`) durably and returns the guard that will
-    /// audit its stop.
-    pub async fn start(audit: Arc<AuditLog>, event: Event) -> Result<Viewing, auth::audit::AuditError> {
-        audit.append(event.clone()).await?;
-        Ok(Viewing {
-            audit,
-            event: Some(event),
-            started: Instant::now(),
-        })
-    }
-}
-
-impl Drop for Viewing {
-    fn drop(&mut self) {
-        if let Some(mut e) = self.event.take() {
-            e.action = "live.stop".to_owned();
-            let mut detail = match e.detail.take() {
-                Value::Object(m) => m,
-                _ => serde_json::Map::new(),
-            };
-            detail.insert(
-                "seconds".into(),
-                Value::from((self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
-            );
-            e.detail = Value::Object(detail);
-            self.audit.record(e);
-        }
     }
 }

@@ -15,12 +15,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::access::Caller;
+use crate::error::ApiError;
+use crate::request::json_body as body;
 use crate::state::AppState;
-use crate::{ApiError, time};
+use crate::time;
 
 type St = State<Arc<AppState>>;
 
@@ -58,12 +59,6 @@ async fn change<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(move || auth.change(f))
         .await
         .map_err(ApiError::internal)??)
-}
-
-/// A JSON body, or a 400/413/415 that says what was expected.
-fn body<T: DeserializeOwned>(b: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
-    b.map(|Json(t)| t)
-        .map_err(|e| crate::handlers::json_rejection(e, expected))
 }
 
 fn admin(state: &AppState, caller: &Caller) -> Result<(), ApiError> {

@@ -1,19 +1,19 @@
 //! `GET /api/v1/audit`: the audit log, for auditors and administrators. Reading the log is
 //! itself audited.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use auth::Action;
 use auth::audit::{Filter, query};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 
 use crate::access::Caller;
+use crate::error::ApiError;
+use crate::request::{self, QueryMap};
 use crate::state::AppState;
-use crate::{ApiError, time};
+use crate::time;
 
 /// Most entries in one answer; page with `after`.
 const MAX_LIMIT: usize = 10_000;
@@ -21,13 +21,9 @@ const MAX_LIMIT: usize = 10_000;
 /// `GET /api/v1/audit?start=&end=&user=&camera=&action=&after=&limit=`: entries oldest first.
 /// `action` matches exactly, or as a prefix when it ends with `.` (`live.`). The answer's
 /// `next` is the `after` of the next page, when there is one.
-pub async fn list(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, q: QueryMap) -> Result<Json<Value>, ApiError> {
     caller.require(&state, Action::Audit, None)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = request::query(q)?;
     let when = |k: &str| -> Result<Option<i64>, ApiError> {
         q.get(k).map(|v| time::parse(k, v).map(|t| t.as_micros())).transpose()
     };

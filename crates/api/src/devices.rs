@@ -6,135 +6,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use media::WallTime;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::access::Caller;
-use crate::handlers::window;
+use crate::device_access::{DeviceAccess, DeviceError, DevicePace, PtzMove};
+use crate::error::ApiError;
+use crate::fragmented::{FrameSource, fragmented_mp4};
+use crate::request::{QueryMap, json_body, query, window};
 use crate::state::AppState;
-use crate::{ApiError, time};
-
-/// A boxed future, as trait objects need.
-pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// One recording a device holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceRecording {
-    /// Start.
-    pub start: WallTime,
-    /// End.
-    pub end: WallTime,
-    /// Name the device gives it.
-    pub name: String,
-    /// `time`, `alarm`, `manual`, ... as the device says.
-    pub kind: String,
-    /// Size in bytes, when the device says.
-    pub file_size: Option<u64>,
-}
-
-/// A PTZ movement: directions -1, 0 or 1, speed 0-255 (zoom uses the top four bits' worth).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PtzMove {
-    /// -1 left, 1 right.
-    pub pan: i8,
-    /// -1 down, 1 up.
-    pub tilt: i8,
-    /// -1 out, 1 in.
-    pub zoom: i8,
-    /// Speed 0-255.
-    pub speed: u8,
-}
-
-/// Why a device function failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeviceError {
-    /// The camera is not a device channel.
-    #[error("camera {0} is not a GB/T 28181 channel: device functions need one")]
-    NotDevice(String),
-    /// Its device is not registered now.
-    #[error("the device of camera {0} is not registered now; try again when it is online")]
-    Offline(String),
-    /// The device did not answer in time.
-    #[error("the device of camera {camera} did not answer within {secs} s")]
-    Timeout {
-        /// Camera id.
-        camera: String,
-        /// Seconds waited.
-        secs: u64,
-    },
-    /// The device refused.
-    #[error("the device of camera {camera} refused: {detail}")]
-    Refused {
-        /// Camera id.
-        camera: String,
-        /// What it said.
-        detail: String,
-    },
-}
-
-impl From<DeviceError> for ApiError {
-    fn from(e: DeviceError) -> Self {
-        let (status, code) = match &e {
-            DeviceError::NotDevice(_) => (StatusCode::CONFLICT, "not_a_device_channel"),
-            DeviceError::Offline(_) => (StatusCode::SERVICE_UNAVAILABLE, "device_offline"),
-            DeviceError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "device_timeout"),
-            DeviceError::Refused { .. } => (StatusCode::BAD_GATEWAY, "device_refused"),
-        };
-        ApiError::new(status, code, e.to_string())
-    }
-}
-
-/// A recording being sent by a device: its frames, in order, until it ends. Dropping it hangs
-/// the session up.
-pub struct DevicePlayback {
-    /// The frames.
-    pub frames: tokio::sync::mpsc::Receiver<media::Frame>,
-    /// Ends the session when dropped.
-    pub guard: Box<dyn Send + Sync>,
-}
-
-/// How fast a device sends a recording.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum DevicePace {
-    /// Playback at `scale` × (1.0: real time), asked with MANSRTSP once playing.
-    Playback {
-        /// Speed.
-        scale: f64,
-    },
-    /// Download at `speed` × (`downloadspeed` in the offer).
-    Download {
-        /// Speed.
-        speed: u32,
-    },
-}
-
-/// What the node does for device functions.
-pub trait DeviceAccess: Send + Sync {
-    /// Plays back (or, with `download_speed`, downloads) the device's recording of `camera`
-    /// between `start` and `end`.
-    fn playback(
-        &self,
-        camera: &str,
-        start: WallTime,
-        end: WallTime,
-        pace: DevicePace,
-    ) -> BoxFuture<Result<DevicePlayback, DeviceError>>;
-    /// The recordings the device of `camera` holds between `start` and `end`.
-    fn recordings(
-        &self,
-        camera: &str,
-        start: WallTime,
-        end: WallTime,
-    ) -> BoxFuture<Result<Vec<DeviceRecording>, DeviceError>>;
-    /// Moves (or, all zero, stops) the camera.
-    fn ptz(&self, camera: &str, movement: PtzMove) -> BoxFuture<Result<(), DeviceError>>;
-    /// The registered devices, as JSON objects.
-    fn devices(&self) -> BoxFuture<Vec<Value>>;
-}
+use crate::time;
 
 fn access(state: &AppState, camera: &str) -> Result<Arc<dyn DeviceAccess>, ApiError> {
     state
@@ -150,10 +35,10 @@ const MAX_DEVICE_WINDOW_US: i64 = 31 * 86_400 * 1_000_000;
 pub async fn recordings(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    q: QueryMap,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = query(q)?;
     caller.require(&state, auth::Action::Playback, Some(&id))?;
     let (start, end) = window(&q, MAX_DEVICE_WINDOW_US)?;
     let list = access(&state, &id)?.recordings(&id, start, end).await?;
@@ -198,12 +83,7 @@ pub async fn ptz(
     caller: Caller,
     body: Result<Json<PtzRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(req) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected {{\"pan\", \"tilt\", \"zoom\": -1, 0 or 1, \"speed\": 0-255}} as JSON: {}",
-            e.body_text()
-        ))
-    })?;
+    let req = json_body(body, "{\"pan\", \"tilt\", \"zoom\": -1, 0 or 1, \"speed\": 0-255}")?;
     caller.require(&state, auth::Action::Ptz, Some(&id))?;
     for (name, v) in [("pan", req.pan), ("tilt", req.tilt), ("zoom", req.zoom)] {
         if !(-1..=1).contains(&v) {
@@ -285,7 +165,7 @@ pub(crate) async fn device_playback(
             ),
         )
     })?;
-    crate::live::fragmented_mp4(crate::live::FrameSource::Device(playback), first, Box::new(()))
+    fragmented_mp4(FrameSource::Device(playback), first, Box::new(()))
 }
 
 /// `GET /api/v1/gb28181/devices`: registered devices (administrators).

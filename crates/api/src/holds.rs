@@ -1,6 +1,5 @@
 //! Evidence holds: `POST /api/v1/holds`, `GET /api/v1/holds`, `DELETE /api/v1/holds/{id}`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -14,9 +13,10 @@ use serde_json::{Value, json};
 use store::holds::Hold;
 
 use crate::access::Caller;
-use crate::handlers::window;
+use crate::error::ApiError;
+use crate::request::{QueryMap, json_body, query, window_of};
 use crate::state::AppState;
-use crate::{ApiError, time};
+use crate::time;
 
 /// Longest hold: ten years (evidence can be kept for very long; this only catches typos).
 const MAX_HOLD_US: i64 = 10 * 366 * 86_400 * 1_000_000;
@@ -49,12 +49,7 @@ pub async fn create(
     caller: Caller,
     body: Result<Json<HoldRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected {{\"camera\", \"start\", \"end\", \"reason\"}} as JSON: {}",
-            e.body_text()
-        ))
-    })?;
+    let req = json_body(body, "{\"camera\", \"start\", \"end\", \"reason\"}")?;
     caller.require(&state, auth::Action::Hold, Some(&req.camera))?;
     let reason = req.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
@@ -62,8 +57,7 @@ pub async fn create(
             "reason: say why the range is held (1 to 1000 characters)",
         ));
     }
-    let q = HashMap::from([("start".to_owned(), req.start), ("end".to_owned(), req.end)]);
-    let (start, end) = window(&q, MAX_HOLD_US)?;
+    let (start, end) = window_of(&req.start, &req.end, MAX_HOLD_US)?;
     let st = state.clone();
     let (camera, reason, user) = (req.camera, reason.to_owned(), caller.who.actor());
     let hold = tokio::task::spawn_blocking(move || st.holds.add(&camera, start, end, &reason, &user))
@@ -106,9 +100,9 @@ pub async fn release(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     caller: Caller,
-    q: Result<axum::extract::Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    q: QueryMap,
 ) -> Result<Json<Value>, ApiError> {
-    let q = q.map(|q| q.0).map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = query(q)?;
     let no_hold = || ApiError::not_found(format!("no hold with id {:?}", id.chars().take(32).collect::<String>()));
     let held = state
         .holds

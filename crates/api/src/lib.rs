@@ -7,18 +7,28 @@
 
 pub mod access;
 mod admin;
+pub mod audit;
 mod audit_api;
-pub mod devices;
+mod cameras;
+pub mod device_access;
+mod devices;
 mod error;
+pub mod event_stream;
 pub mod events;
-pub mod exports;
-pub mod handlers;
+pub mod export_jobs;
+mod exports;
+pub mod fragmented;
+mod health;
 mod holds;
 mod live;
 mod metrics;
+pub mod movies;
 pub mod openapi;
-pub mod playback;
+mod playback;
 mod ranged;
+pub mod recent_accesses;
+pub mod request;
+mod session;
 mod state;
 pub mod time;
 
@@ -32,12 +42,11 @@ use axum::response::{Html, IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-pub use access::{Caller, Viewing};
+pub use access::Caller;
+pub use audit::Viewing;
 pub use error::ApiError;
+pub use request::MAX_BODY;
 pub use state::{AppState, CameraEntry, CameraInfo, CameraMap};
-
-/// Largest request body the API accepts (JSON requests are small).
-pub const MAX_BODY: usize = 64 * 1024;
 
 /// What an endpoint requires of its caller.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -111,15 +120,15 @@ use Access::{Authenticated, Camera, CameraAny, Media, Node, Public};
 use Action::{Admin, Audit, Export, Hold, Live, Metrics, Playback, Ptz};
 
 endpoints! {
-    post "/api/v1/login" => handlers::login, Public, 200, [], "Logs in: {username, password} to {token, expires_at}. Throttled after repeated failures (429).";
-    post "/api/v1/logout" => handlers::logout, Authenticated, 200, [], "Ends the caller's session.";
-    get "/api/v1/me" => handlers::me, Authenticated, 200, [], "Who the caller is and what they may do.";
+    post "/api/v1/login" => session::login, Public, 200, [], "Logs in: {username, password} to {token, expires_at}. Throttled after repeated failures (429).";
+    post "/api/v1/logout" => session::logout, Authenticated, 200, [], "Ends the caller's session.";
+    get "/api/v1/me" => session::me, Authenticated, 200, [], "Who the caller is and what they may do.";
     get "/api/v1/openapi.json" => openapi::serve, Public, 200, [], "This API as an OpenAPI 3.1 document.";
-    get "/api/v1/events" => events::stream, Authenticated, 200, [], "Server-sent events: camera online/offline (with recording gaps), disk alarms, exports done, for what the caller may see.";
-    get "/api/v1/health" => handlers::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";
-    get "/api/v1/cameras" => handlers::cameras, Authenticated, 200, [], "The cameras the caller may see.";
-    get "/api/v1/cameras/{id}" => handlers::camera_detail, CameraAny, 200, [], "One camera, with health (any action on it shows it).";
-    get "/api/v1/cameras/{id}/recordings" => handlers::recordings, Camera(Playback), 200, ["start", "end", "stream"], "What is recorded in a window.";
+    get "/api/v1/events" => event_stream::stream, Authenticated, 200, [], "Server-sent events: camera online/offline (with recording gaps), disk alarms, exports done, for what the caller may see.";
+    get "/api/v1/health" => health::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";
+    get "/api/v1/cameras" => cameras::cameras, Authenticated, 200, [], "The cameras the caller may see.";
+    get "/api/v1/cameras/{id}" => cameras::camera_detail, CameraAny, 200, [], "One camera, with health (any action on it shows it).";
+    get "/api/v1/cameras/{id}/recordings" => cameras::recordings, Camera(Playback), 200, ["start", "end", "stream"], "What is recorded in a window.";
     get "/api/v1/cameras/{id}/playback.mp4" => playback::playback_mp4, Media(Playback), 200, ["start", "end", "speed", "stream", "token", "source", "download", "scale"], "A progressive MP4 of exactly that range (Range, ETag); source=device streams a GB/T 28181 device's recording as fragmented MP4.";
     get "/api/v1/cameras/{id}/playback.m3u8" => playback::playback_m3u8, Media(Playback), 200, ["start", "end", "stream", "token"], "HLS (fMP4) of a range.";
     get "/api/v1/cameras/{id}/segments/{file}" => playback::segment_file, Media(Playback), 200, ["token"], "Byte ranges of a segment file, for HLS.";

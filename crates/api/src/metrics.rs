@@ -36,7 +36,10 @@ impl Out {
 }
 
 /// `GET /metrics`.
-pub async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> Result<impl IntoResponse, crate::ApiError> {
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<impl IntoResponse, crate::error::ApiError> {
     caller.require(&state, auth::Action::Metrics, None)?;
     let mut o = Out(String::with_capacity(4096));
     let per_camera: [(&str, &str, &str); 5] = [

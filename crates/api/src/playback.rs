@@ -9,35 +9,23 @@ use std::time::Duration;
 
 use auth::MediaAction;
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use media::WallTime;
 use media::progressive::{Part, VirtualMp4};
-use media::{StreamId, StreamKind, WallTime};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::playback::{PlanError, PlaybackPlan, PlaybackRequest, plan};
+use store::playback::{PlanError, PlaybackPlan, PlaybackRequest, plan, plan_hls};
 
 use crate::access::{Caller, ClientIp, media_caller};
-use crate::handlers::window;
+use crate::error::ApiError;
+use crate::movies::Movie;
 use crate::ranged::{Servable, respond};
+use crate::request::{QueryMap, json_body, query, speed_of, stream_of, window};
 use crate::state::AppState;
-use crate::{ApiError, time};
-
-/// A built movie, cached by its ETag so that a player's many Range requests build it once.
-pub struct Movie {
-    /// The plan it came from.
-    pub plan: PlaybackPlan,
-    /// Its layout.
-    pub file: Arc<VirtualMp4>,
-}
-
-type Q = Result<Query<HashMap<String, String>>, QueryRejection>;
-
-fn query(q: Q) -> Result<HashMap<String, String>, ApiError> {
-    q.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))
-}
+use crate::time;
 
 /// A playback request's query, its caller, and the media token it came with.
 type Authorized = (HashMap<String, String>, Caller, Option<String>);
@@ -48,70 +36,13 @@ type Authorized = (HashMap<String, String>, Caller, Option<String>);
 fn playback_request(
     state: &AppState,
     headers: &HeaderMap,
-    q: Q,
+    q: QueryMap,
     ip: ClientIp,
     camera: &str,
 ) -> Result<Authorized, ApiError> {
     let q = query(q)?;
     let (caller, token) = media_caller(state, headers, &q, ip, camera, MediaAction::Playback)?;
     Ok((q, caller, token))
-}
-
-/// How long a repeated request for the same playback by the same caller counts as the same
-/// viewing: a player fetches one movie with many Range requests, and those are one playback
-/// in the audit log, not hundreds.
-const SAME_PLAYBACK: Duration = Duration::from_secs(600);
-
-impl AppState {
-    /// Audits a playback once per caller, camera and request within [`SAME_PLAYBACK`].
-    async fn audit_playback(&self, caller: &Caller, camera: &str, what: &str, detail: Value) -> Result<(), ApiError> {
-        self.audit_once(caller, camera, "playback", json!({ "format": what, "request": detail }))
-            .await
-    }
-
-    /// Audits `action` once per caller, camera and detail within [`SAME_PLAYBACK`] (a
-    /// player's or downloader's many Range requests are one access).
-    pub(crate) async fn audit_once(
-        &self,
-        caller: &Caller,
-        camera: &str,
-        action: &str,
-        detail: Value,
-    ) -> Result<(), ApiError> {
-        let key = format!("{}|{camera}|{action}|{detail}", caller.who.actor());
-        let now = std::time::Instant::now();
-        {
-            let mut seen = self.recent_playbacks.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.get(&key).is_some_and(|t| now.duration_since(*t) < SAME_PLAYBACK) {
-                return Ok(());
-            }
-            seen.put(key, now);
-        }
-        let mut e = caller.event(action, Some(camera));
-        e.detail = detail;
-        self.audit(e).await
-    }
-}
-
-pub(crate) fn stream_of(q: &HashMap<String, String>, camera: &str) -> Result<StreamId, ApiError> {
-    let kind = match q.get("stream").map(String::as_str) {
-        None => StreamKind::Main,
-        Some(s) => StreamKind::parse(s).ok_or_else(|| ApiError::bad_request("stream: expected main or sub"))?,
-    };
-    Ok(StreamId::new(camera, kind))
-}
-
-fn speed_of(q: &HashMap<String, String>) -> Result<u32, ApiError> {
-    match q.get("speed").map(String::as_str) {
-        None | Some("1") => Ok(1),
-        Some("2") => Ok(2),
-        Some("4") => Ok(4),
-        Some("8") => Ok(8),
-        Some("16") => Ok(16),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "speed: {other:?} is not one of 1, 2, 4, 8, 16"
-        ))),
-    }
 }
 
 fn nothing_recorded() -> ApiError {
@@ -131,18 +62,15 @@ pub(crate) async fn movie(state: &Arc<AppState>, req: PlaybackRequest) -> Result
             Err(PlanError::NothingRecorded) => return Err(nothing_recorded()),
             Err(PlanError::Store(e)) => return Err(ApiError::internal(e)),
         };
-        if let Some(m) = st.movies.lock().unwrap_or_else(|p| p.into_inner()).get(&plan.etag) {
-            return Ok(m.clone());
+        if let Some(m) = st.movies.get(&plan.etag) {
+            return Ok(m);
         }
         let file = media::progressive::build(&plan.spec).map_err(ApiError::internal)?;
         let m = Arc::new(Movie {
             plan,
             file: Arc::new(file),
         });
-        st.movies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .put(m.plan.etag.clone(), m.clone());
+        st.movies.put(m.clone());
         Ok(m)
     })
     .await
@@ -164,7 +92,7 @@ pub async fn playback_mp4(
     method: Method,
     headers: HeaderMap,
     ip: ClientIp,
-    q: Q,
+    q: QueryMap,
 ) -> Result<Response, ApiError> {
     let (q, caller, _) = playback_request(&state, &headers, q, ip, &id)?;
     let (start, end) = window(&q, state.max_playback_us)?;
@@ -229,7 +157,7 @@ pub async fn playback_m3u8(
     Path(id): Path<String>,
     headers: HeaderMap,
     ip: ClientIp,
-    q: Q,
+    q: QueryMap,
 ) -> Result<Response, ApiError> {
     let (q, caller, token) = playback_request(&state, &headers, q, ip, &id)?;
     let (start, end) = window(&q, state.max_playback_us)?;
@@ -239,8 +167,9 @@ pub async fn playback_m3u8(
     let segments = tokio::task::spawn_blocking(move || st.store.segments(&s2, start, end))
         .await
         .map_err(ApiError::internal)??;
-    let segments: Vec<_> = segments.into_iter().filter(|(_, r)| !r.key_frames.is_empty()).collect();
-    if segments.is_empty() {
+    let records: Vec<store::SegmentRecord> = segments.into_iter().map(|(_, r)| r).collect();
+    let files = plan_hls(&records, start, end, HLS_TARGET_TICKS);
+    if files.is_empty() {
         return Err(nothing_recorded());
     }
     let ttl = Duration::from_secs((end.micros_since(start) / 1_000_000).max(0) as u64 + 3600);
@@ -249,71 +178,26 @@ pub async fn playback_m3u8(
     let mut body = String::new();
     let mut entries = String::new();
     let mut max_secs: f64 = 1.0;
-    let mut first_file = true;
-    let mut previous: Option<&store::SegmentRecord> = None;
-    for (_, r) in &segments {
+    for f in &files {
         let url = format!(
             "segments/{}.mp4?t={}&stream={}&token={token}",
-            r.seq,
-            r.start.as_micros(),
+            f.seq,
+            f.start.as_micros(),
             stream.kind().as_str()
         );
-        let init_len = r.key_frames[0].byte_offset;
-        // GOPs overlapping the window, starting from the one at or before start.
-        let frags = &r.key_frames;
-        let end_of = |i: usize| frags.get(i + 1).map_or(r.media_duration, |n| n.media_offset);
-        let wall_end = |i: usize| r.start.add_micros(media::media_to_micros(end_of(i) as i64));
-        let mut first = 0;
-        for (i, f) in frags.iter().enumerate() {
-            if r.key_frame_wall(f) <= start {
-                first = i;
-            }
+        if f.discontinuity {
+            entries.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        let mut i = first;
-        let mut wrote_map = false;
-        while i < frags.len() && r.key_frame_wall(&frags[i]) < end {
-            // Group whole GOPs until the target length.
-            let mut j = i + 1;
-            while j < frags.len() && end_of(j - 1) - frags[i].media_offset < HLS_TARGET_TICKS {
-                j += 1;
-            }
-            if wall_end(j - 1) <= start {
-                i = j;
-                continue;
-            }
-            let offset = frags[i].byte_offset;
-            let len = frags.get(j).map_or(r.bytes, |n| n.byte_offset) - offset;
-            let secs = (end_of(j - 1) - frags[i].media_offset) as f64 / 90_000.0;
-            max_secs = max_secs.max(secs);
-            if !wrote_map {
-                // Files of one continuous run share a timeline and parameters: one stream to a
-                // player. A gap, a new run or new parameters is a discontinuity.
-                let continues = previous.is_some_and(|p| {
-                    r.start.micros_since(p.end) <= store::CONTIGUOUS_US
-                        && r.timeline_start == p.timeline_start + p.media_duration
-                        && (r.codec, r.width, r.height) == (p.codec, p.width, p.height)
-                });
-                if !first_file && !continues {
-                    entries.push_str("#EXT-X-DISCONTINUITY\n");
-                }
-                let _ = writeln!(entries, "#EXT-X-MAP:URI=\"{url}\",BYTERANGE=\"{init_len}@0\"");
-                let _ = writeln!(
-                    entries,
-                    "#EXT-X-PROGRAM-DATE-TIME:{}",
-                    program_date_time(r.key_frame_wall(&frags[i]))
-                );
-                wrote_map = true;
-                first_file = false;
-            }
-            let _ = writeln!(entries, "#EXTINF:{secs:.3},\n#EXT-X-BYTERANGE:{len}@{offset}\n{url}");
-            i = j;
+        let _ = writeln!(entries, "#EXT-X-MAP:URI=\"{url}\",BYTERANGE=\"{}@0\"", f.init_len);
+        let _ = writeln!(entries, "#EXT-X-PROGRAM-DATE-TIME:{}", program_date_time(f.first_wall));
+        for p in &f.parts {
+            max_secs = max_secs.max(p.secs);
+            let _ = writeln!(
+                entries,
+                "#EXTINF:{:.3},\n#EXT-X-BYTERANGE:{}@{}\n{url}",
+                p.secs, p.len, p.offset
+            );
         }
-        if wrote_map {
-            previous = Some(r);
-        }
-    }
-    if first_file {
-        return Err(nothing_recorded());
     }
     let detail = json!({
         "stream": stream.kind().as_str(),
@@ -350,7 +234,7 @@ pub async fn segment_file(
     method: Method,
     headers: HeaderMap,
     ip: ClientIp,
-    q: Q,
+    q: QueryMap,
 ) -> Result<Response, ApiError> {
     // Segments are what an audited playlist points at: checked, not audited again.
     let (q, _, _) = playback_request(&state, &headers, q, ip, &id)?;
@@ -413,12 +297,10 @@ pub async fn media_token(
     caller: Caller,
     body: Result<Json<MediaTokenRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(req) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected {{\"action\": \"playback\"|\"live\"|\"export\", \"ttl_s\": seconds}}: {}",
-            e.body_text()
-        ))
-    })?;
+    let req = json_body(
+        body,
+        "{\"action\": \"playback\"|\"live\"|\"export\", \"ttl_s\": seconds}",
+    )?;
     let action = MediaAction::parse(&req.action)
         .ok_or_else(|| ApiError::bad_request("action: expected playback, live or export"))?;
     // A media token can only carry what its holder may do.

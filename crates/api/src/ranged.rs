@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use media::progressive::{Piece, VirtualMp4};
 
-use crate::ApiError;
+use crate::error::ApiError;
 
 const CHUNK: u64 = 256 << 10;
 /// Range headers longer than this are refused: no player sends them, attackers do.

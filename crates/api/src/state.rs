@@ -132,14 +132,23 @@ impl CameraMap {
 
     /// Adds a camera; false (and nothing changed) if the id is taken.
     pub fn insert(&self, camera: CameraEntry) -> bool {
+        self.insert_many([camera]) == 1
+    }
+
+    /// Adds cameras whose ids are not taken (in one copy of the map, however many), returning
+    /// how many were added.
+    pub fn insert_many(&self, cameras: impl IntoIterator<Item = CameraEntry>) -> usize {
         let mut w = self.0.write().unwrap_or_else(|p| p.into_inner());
-        if w.contains_key(&camera.info.id) {
-            return false;
-        }
         let mut next = (**w).clone();
-        next.insert(camera.info.id.clone(), Arc::new(camera));
-        *w = Arc::new(next);
-        true
+        let before = next.len();
+        for c in cameras {
+            next.entry(c.info.id.clone()).or_insert_with(|| Arc::new(c));
+        }
+        let added = next.len() - before;
+        if added > 0 {
+            *w = Arc::new(next);
+        }
+        added
     }
 }
 
@@ -162,15 +171,15 @@ pub struct AppState {
     /// Sample tables of recently played segments.
     pub samples: store::playback::SampleCache,
     /// Recently built playback movies by ETag.
-    pub movies: std::sync::Mutex<lru::LruCache<String, Arc<crate::playback::Movie>>>,
+    pub movies: crate::movies::MovieCache,
     /// The audit log: every access and change is written here.
     pub audit: Arc<auth::audit::AuditLog>,
     /// Longest life of a media token.
     pub media_token_ttl: std::time::Duration,
     /// Recently audited playbacks and downloads (so a player's Range requests are one entry).
-    pub recent_playbacks: std::sync::Mutex<lru::LruCache<String, std::time::Instant>>,
+    pub recent_playbacks: crate::recent_accesses::RecentAccesses,
     /// Export jobs and packages.
-    pub exports: Arc<crate::exports::Exports>,
+    pub exports: Arc<crate::export_jobs::Exports>,
     /// Evidence holds.
     pub holds: Arc<store::holds::Holds>,
     /// What retention enforces (for the health forecast).
@@ -186,5 +195,5 @@ pub struct AppState {
     /// WebRTC (WHEP) sessions, when served.
     pub whep: Option<Arc<whep::Whep>>,
     /// Device-side functions of GB/T 28181 channels, when GB/T 28181 is configured.
-    pub devices: Option<Arc<dyn crate::devices::DeviceAccess>>,
+    pub devices: Option<Arc<dyn crate::device_access::DeviceAccess>>,
 }

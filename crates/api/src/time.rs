@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use media::WallTime;
 
-use crate::ApiError;
+use crate::error::ApiError;
 
 /// Parses an RFC 3339 time with an offset (`2026-11-23T08:00:00+08:00` or `...Z`).
 pub fn parse(name: &str, value: &str) -> Result<WallTime, ApiError> {

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
-use rtsp_types::{Message, Method, ParseError, Request, Response, StatusCode, Version, headers};
+use rtsp_types::{Method, Request, Response, StatusCode, Version, headers};
 
 use crate::camera::CameraState;
 
@@ -46,41 +46,6 @@ pub(crate) struct Conn {
     nonce: String,
     local: SocketAddr,
     peer: SocketAddr,
-}
-
-/// Outcome of trying to take one message off the input buffer.
-pub(crate) enum Parsed {
-    /// A complete request.
-    Request(Box<Request<Vec<u8>>>),
-    /// Interleaved data or a response from the client (RTCP receiver reports): ignored.
-    Ignored,
-    /// Not a full message yet.
-    Incomplete,
-    /// Unparseable or too large: answer 400 and close.
-    Bad,
-}
-
-/// Takes the next message off the front of `buf`.
-pub(crate) fn parse_next(buf: &mut Vec<u8>) -> Parsed {
-    if buf.is_empty() {
-        return Parsed::Incomplete;
-    }
-    match Message::<Vec<u8>>::parse(buf.as_slice()) {
-        Ok((msg, consumed)) => {
-            buf.drain(..consumed);
-            match msg {
-                Message::Request(r) => Parsed::Request(Box::new(r)),
-                _ => Parsed::Ignored,
-            }
-        }
-        Err(ParseError::Incomplete(_)) if buf.len() < MAX_REQUEST => Parsed::Incomplete,
-        Err(_) => Parsed::Bad,
-    }
-}
-
-/// A bare 400 response for unparseable input.
-pub(crate) fn bad_request() -> Response<Vec<u8>> {
-    Response::builder(Version::V1_0, StatusCode::BadRequest).build(Vec::new())
 }
 
 impl Conn {
@@ -322,6 +287,8 @@ fn parse_auth_params(s: &str) -> HashMap<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use rtspd::framing::{Parsed, parse_next};
+
     use super::*;
     use crate::camera::CameraSpec;
     use crate::fixture::BuiltinFixture;
@@ -334,7 +301,7 @@ mod tests {
 
     fn req(text: &str) -> Request<Vec<u8>> {
         let mut buf = text.as_bytes().to_vec();
-        match parse_next(&mut buf) {
+        match parse_next(&mut buf, MAX_REQUEST) {
             Parsed::Request(r) => *r,
             _ => panic!("not a request: {text}"),
         }
@@ -420,11 +387,11 @@ mod tests {
     #[test]
     fn garbage_input_is_bad_and_partial_input_waits() {
         let mut buf = b"DESCRIBE rtsp://x/cam0 RTSP/1.0\r\nCSeq: 1\r\n".to_vec();
-        assert!(matches!(parse_next(&mut buf), Parsed::Incomplete));
+        assert!(matches!(parse_next(&mut buf, MAX_REQUEST), Parsed::Incomplete));
         let mut junk = b"\x01\x02 not rtsp at all\r\n\r\n".to_vec();
-        assert!(matches!(parse_next(&mut junk), Parsed::Bad));
+        assert!(matches!(parse_next(&mut junk, MAX_REQUEST), Parsed::Bad));
         let mut huge = vec![b'A'; MAX_REQUEST + 10];
-        assert!(matches!(parse_next(&mut huge), Parsed::Bad));
+        assert!(matches!(parse_next(&mut huge, MAX_REQUEST), Parsed::Bad));
     }
 
     #[test]

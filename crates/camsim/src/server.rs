@@ -13,11 +13,13 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info_span};
+use tracing::info_span;
 
 use crate::camera::{CameraHandle, CameraSpec, CameraState};
 use crate::fixture::{Fixture, MAX_PAYLOAD};
-use crate::rtsp::{Action, Conn, Parsed, SetupTransport, bad_request, parse_next};
+use rtspd::framing::{Parsed, bad_request, parse_next};
+
+use crate::rtsp::{Action, Conn, MAX_REQUEST, SetupTransport};
 use media::rtp::packetize;
 
 /// A set of simulated cameras, addressed by path. Outlives servers: stop a [`Camsim`] and start
@@ -73,7 +75,13 @@ impl Camsim {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let (c, t) = (cancel.clone(), tracker.clone());
-        tracker.spawn(accept_loop(listener, cameras, c, t));
+        tracker.spawn(rtspd::framing::accept_loop(
+            listener,
+            c.clone(),
+            t,
+            |peer| info_span!("camsim_conn", %peer),
+            move |stream, peer| serve(stream, peer, cameras.clone(), c.clone()),
+        ));
         Ok(Camsim { addr, cancel, tracker })
     }
 
@@ -92,27 +100,6 @@ impl Camsim {
         self.cancel.cancel();
         self.tracker.close();
         self.tracker.wait().await;
-    }
-}
-
-async fn accept_loop(listener: TcpListener, cameras: Cameras, cancel: CancellationToken, tracker: TaskTracker) {
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let span = info_span!("camsim_conn", %peer);
-                tracker.spawn(serve(stream, peer, cameras.clone(), cancel.clone()).instrument(span));
-            }
-            // Out of file descriptors and the like: back off instead of spinning.
-            Err(e) => {
-                debug!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
     }
 }
 
@@ -313,7 +300,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, cameras: Cameras, cancel: Ca
                     break;
                 }
                 loop {
-                    let req = match parse_next(&mut inbuf) {
+                    let req = match parse_next(&mut inbuf, MAX_REQUEST) {
                         Parsed::Request(r) => r,
                         Parsed::Ignored => continue,
                         Parsed::Incomplete => break,

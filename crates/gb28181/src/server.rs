@@ -112,6 +112,19 @@ impl SipServer {
         self.events.subscribe()
     }
 
+    /// Runs `handle` on every event from now on until the server stops; a handler that falls
+    /// behind skips what it missed rather than slowing the server.
+    pub fn each_event(&self, mut handle: impl FnMut(Event) + Send + 'static) -> tokio::task::JoinHandle<()> {
+        let mut events = self.subscribe();
+        tokio::spawn(async move {
+            next_event(&mut events, |e| {
+                handle(e);
+                None::<()>
+            })
+            .await;
+        })
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ServerError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(make(reply)).await.map_err(|_| ServerError::Stopped)?;
@@ -301,6 +314,25 @@ async fn run(
                     let _ = events.send(e);
                 }
             }
+        }
+    }
+}
+
+/// The first event of `events` that `pick` turns into a value; `None` once the server stopped.
+/// Events missed by lagging behind are skipped.
+pub async fn next_event<T>(
+    events: &mut broadcast::Receiver<Event>,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> Option<T> {
+    loop {
+        match events.recv().await {
+            Ok(e) => {
+                if let Some(v) = pick(e) {
+                    return Some(v);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return None,
         }
     }
 }

@@ -9,18 +9,17 @@ use std::time::Duration;
 
 use gb28181::platform::{CallId, Event};
 use gb28181::sdp::{Answer, MediaTransport, Offer, SessionKind, SsrcAllocator};
-use gb28181::server::SipServer;
+use gb28181::server::{SipServer, next_event};
 use media::{StreamId, WallTime};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
-use crate::backoff::Backoff;
 use crate::deliver::Delivery;
 use crate::ps_rtp::{EsFramer, PsRtpReceiver, PtsUnwrapper, TcpDeframer};
-use crate::supervisor::SourceHandle;
+use crate::supervisor::{self, Ended, Retry, SourceHandle};
 use crate::{FrameSink, SourceHealth, SourcePhase};
 
 /// How long media is still read after the session's signalling ended.
@@ -51,10 +50,8 @@ pub struct GbSourceConfig {
     pub watchdog: Duration,
     /// How long the INVITE may take to be answered.
     pub invite_timeout: Duration,
-    /// First reconnect delay.
-    pub reconnect_min: Duration,
-    /// Longest reconnect delay.
-    pub reconnect_max: Duration,
+    /// Reconnect delays.
+    pub retry: Retry,
     /// Frames above this size are dropped as corrupt.
     pub max_frame_bytes: usize,
 }
@@ -114,6 +111,48 @@ pub enum GbError {
     },
 }
 
+/// A GB28181 channel as a [`supervisor::Session`]: each session is one INVITE, hung up in
+/// [`supervisor::Session::close`] however it ended.
+pub struct GbSession {
+    cfg: GbSourceConfig,
+    sip: Arc<SipServer>,
+    call: Option<CallId>,
+}
+
+impl GbSession {
+    /// A session of `cfg`'s channel through `sip`.
+    pub fn new(cfg: GbSourceConfig, sip: Arc<SipServer>) -> GbSession {
+        GbSession { cfg, sip, call: None }
+    }
+}
+
+impl supervisor::Session for GbSession {
+    type Error = GbError;
+
+    fn stream(&self) -> &StreamId {
+        &self.cfg.stream
+    }
+
+    fn span(&self) -> tracing::Span {
+        info_span!("camera", id = self.cfg.stream.camera(), gb_device = %self.cfg.device)
+    }
+
+    fn retry(&self) -> Retry {
+        self.cfg.retry
+    }
+
+    async fn run(&mut self, sink: &dyn FrameSink, health: &SourceHealth) -> Ended<GbError> {
+        let (delivered, error) = session(&self.cfg, &self.sip, sink, health, &mut self.call).await;
+        Ended { delivered, error }
+    }
+
+    async fn close(&mut self) {
+        if let Some(c) = self.call.take() {
+            self.sip.hangup(c).await;
+        }
+    }
+}
+
 /// Starts supervising a GB28181 channel that delivers to `sink`, reporting into `health`.
 pub fn spawn_gb(
     cfg: GbSourceConfig,
@@ -121,51 +160,7 @@ pub fn spawn_gb(
     sink: Arc<dyn FrameSink>,
     health: Arc<SourceHealth>,
 ) -> SourceHandle {
-    let cancel = CancellationToken::new();
-    let span = info_span!("camera", id = cfg.stream.camera(), gb_device = %cfg.device);
-    let task = tokio::spawn(supervise(cfg, sip, sink, health.clone(), cancel.clone()).instrument(span));
-    SourceHandle::from_parts(health, cancel, task)
-}
-
-async fn supervise(
-    cfg: GbSourceConfig,
-    sip: Arc<SipServer>,
-    sink: Arc<dyn FrameSink>,
-    health: Arc<SourceHealth>,
-    cancel: CancellationToken,
-) {
-    let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
-    let mut last: Option<String> = None;
-    loop {
-        health.set_phase(SourcePhase::Connecting);
-        let mut call = None;
-        let (delivered, err) = tokio::select! {
-            _ = cancel.cancelled() => (false, None),
-            r = session(&cfg, &sip, sink.as_ref(), &health, &mut call) => (r.0, Some(r.1)),
-        };
-        if let Some(c) = call {
-            sip.hangup(c).await;
-        }
-        if delivered {
-            sink.end_of_stream(&cfg.stream);
-            backoff.reset();
-        }
-        let Some(err) = err else { break };
-        let message = err.to_string();
-        if last.as_deref() != Some(&message) {
-            warn!("{message}");
-            last = Some(message.clone());
-        }
-        health.set_error(message);
-        health.set_phase(SourcePhase::Retrying);
-        let delay = backoff.next_delay();
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(delay) => {}
-        }
-    }
-    health.set_phase(SourcePhase::Stopped);
-    sink.end_of_stream(&cfg.stream);
+    supervisor::spawn(GbSession::new(cfg, sip), sink, health)
 }
 
 /// SSRC counters are per node: a shared allocator keeps concurrent sessions apart.
@@ -188,16 +183,15 @@ pub async fn run_once(
     sink: Arc<dyn FrameSink>,
     cancel: CancellationToken,
 ) -> Result<(), GbError> {
+    use supervisor::Session;
     let health = SourceHealth::default();
-    let mut call = None;
+    let mut session = GbSession::new(cfg, sip);
     let result = tokio::select! {
         _ = cancel.cancelled() => None,
-        r = session(&cfg, &sip, sink.as_ref(), &health, &mut call) => Some(r.1),
+        r = session.run(sink.as_ref(), &health) => Some(r.error),
     };
-    if let Some(c) = call {
-        sip.hangup(c).await;
-    }
-    sink.end_of_stream(&cfg.stream);
+    session.close().await;
+    sink.end_of_stream(session.stream());
     match result {
         None | Some(GbError::Ended { .. }) => Ok(()),
         Some(e) => Err(e),
@@ -211,25 +205,24 @@ enum Media {
 }
 
 async fn wait_call(events: &mut broadcast::Receiver<Event>, call: CallId) -> Result<Answer, String> {
-    loop {
-        match events.recv().await {
-            Ok(Event::CallAnswered { call: c, answer }) if c == call => return Ok(answer),
-            Ok(Event::CallFailed { call: c, reason, .. }) if c == call => return Err(reason),
-            Ok(Event::CallEnded { call: c, reason }) if c == call => return Err(reason),
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return Err("the SIP server stopped".into()),
+    next_event(events, |e| match e {
+        Event::CallAnswered { call: c, answer } if c == call => Some(Ok(answer)),
+        Event::CallFailed { call: c, reason, .. } | Event::CallEnded { call: c, reason } if c == call => {
+            Some(Err(reason))
         }
-    }
+        _ => None,
+    })
+    .await
+    .unwrap_or_else(|| Err("the SIP server stopped".into()))
 }
 
 async fn call_ended(mut events: broadcast::Receiver<Event>, call: CallId) -> String {
-    loop {
-        match events.recv().await {
-            Ok(Event::CallEnded { call: c, reason }) if c == call => return reason,
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return "the SIP server stopped".into(),
-        }
-    }
+    next_event(&mut events, |e| match e {
+        Event::CallEnded { call: c, reason } if c == call => Some(reason),
+        _ => None,
+    })
+    .await
+    .unwrap_or_else(|| "the SIP server stopped".into())
 }
 
 async fn session(

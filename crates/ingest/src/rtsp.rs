@@ -12,6 +12,7 @@ use tracing::info;
 use url::Url;
 
 use crate::deliver::Delivery;
+use crate::supervisor::{self, Ended, Retry, SourceHandle};
 use crate::{FrameSink, SourceHealth, SourcePhase};
 
 /// How RTP travels from the camera.
@@ -24,6 +25,36 @@ pub enum RtspTransport {
     Udp,
 }
 
+/// How cameras are pulled: the node's `[ingest]` settings, shared by every source and
+/// overridable per camera (the transport).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullSettings {
+    /// TCP or UDP (RTSP only).
+    pub transport: RtspTransport,
+    /// A session without a frame for this long is considered stalled and reopened.
+    pub watchdog: Duration,
+    /// Limit for each RTSP request (connect, DESCRIBE, SETUP, PLAY).
+    pub request_timeout: Duration,
+    /// Reconnect delays.
+    pub retry: Retry,
+    /// Frames larger than this are dropped as corrupt.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for PullSettings {
+    /// TCP, 4 s watchdog, 5 s request timeout, reconnect 250 ms → 1.5 s (30 s for
+    /// configuration errors), 16 MiB frame limit.
+    fn default() -> Self {
+        PullSettings {
+            transport: RtspTransport::Tcp,
+            watchdog: Duration::from_secs(4),
+            request_timeout: Duration::from_secs(5),
+            retry: Retry::default(),
+            max_frame_bytes: 16 << 20,
+        }
+    }
+}
+
 /// Settings of one RTSP source.
 #[derive(Clone, Debug)]
 pub struct RtspSourceConfig {
@@ -32,36 +63,17 @@ pub struct RtspSourceConfig {
     /// The camera URL; user name and password in it are used for RTSP authentication and never
     /// logged.
     pub url: Url,
-    /// TCP or UDP.
-    pub transport: RtspTransport,
-    /// A session without a frame for this long is considered stalled and reopened.
-    pub watchdog: Duration,
-    /// Limit for each RTSP request (connect, DESCRIBE, SETUP, PLAY).
-    pub request_timeout: Duration,
-    /// First reconnect delay.
-    pub reconnect_min: Duration,
-    /// Largest reconnect delay after transient failures (camera down, stalled, network).
-    pub reconnect_max: Duration,
-    /// Reconnect delay after failures that retrying soon cannot fix (wrong credentials or path).
-    pub reconnect_slow: Duration,
-    /// Frames larger than this are dropped as corrupt.
-    pub max_frame_bytes: usize,
+    /// Transport, timeouts, reconnect delays, frame limit.
+    pub pull: PullSettings,
 }
 
 impl RtspSourceConfig {
-    /// Defaults for `stream` at `url`: TCP, 4 s watchdog, 5 s request timeout, reconnect
-    /// 250 ms → 1.5 s (30 s for configuration errors), 16 MiB frame limit.
+    /// `stream` at `url` with the default [`PullSettings`].
     pub fn new(stream: StreamId, url: Url) -> Self {
         RtspSourceConfig {
             stream,
             url,
-            transport: RtspTransport::Tcp,
-            watchdog: Duration::from_secs(4),
-            request_timeout: Duration::from_secs(5),
-            reconnect_min: Duration::from_millis(250),
-            reconnect_max: Duration::from_millis(1500),
-            reconnect_slow: Duration::from_secs(30),
-            max_frame_bytes: 16 << 20,
+            pull: PullSettings::default(),
         }
     }
 
@@ -257,32 +269,61 @@ async fn step<T>(
     name: &'static str,
     fut: impl Future<Output = Result<T, retina::Error>>,
 ) -> Result<T, IngestError> {
-    match tokio::time::timeout(cfg.request_timeout, fut).await {
+    match tokio::time::timeout(cfg.pull.request_timeout, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(IngestError::from_retina(cfg, &e)),
         Err(_) => Err(IngestError::Timeout {
             camera: cfg.stream.camera().to_owned(),
             peer: cfg.peer(),
             step: name,
-            secs: cfg.request_timeout.as_secs_f64(),
+            secs: cfg.pull.request_timeout.as_secs_f64(),
         }),
     }
 }
 
-/// Runs one RTSP session until it fails or the camera ends it, delivering frames to `sink`.
-///
-/// Returns `Ok(true)` if at least one frame was delivered before the session ended with the
-/// returned error (`Err`) or cleanly (`Ok`).
-pub async fn run_session(cfg: &RtspSourceConfig, sink: &dyn FrameSink, health: &SourceHealth) -> (bool, IngestError) {
-    let mut delivered = false;
-    let err = match session(cfg, sink, health, &mut delivered).await {
-        Ok(()) => IngestError::Closed {
-            camera: cfg.stream.camera().to_owned(),
-            peer: cfg.peer(),
-        },
-        Err(e) => e,
-    };
-    (delivered, err)
+/// An RTSP camera as a [`supervisor::Session`].
+pub struct RtspSession(pub RtspSourceConfig);
+
+impl supervisor::Session for RtspSession {
+    type Error = IngestError;
+
+    fn stream(&self) -> &StreamId {
+        &self.0.stream
+    }
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "camera",
+            id = self.0.stream.camera(),
+            stream = self.0.stream.kind().as_str()
+        )
+    }
+
+    fn retry(&self) -> Retry {
+        self.0.pull.retry
+    }
+
+    async fn run(&mut self, sink: &dyn FrameSink, health: &SourceHealth) -> Ended<IngestError> {
+        let cfg = &self.0;
+        let mut delivered = false;
+        let error = match session(cfg, sink, health, &mut delivered).await {
+            Ok(()) => IngestError::Closed {
+                camera: cfg.stream.camera().to_owned(),
+                peer: cfg.peer(),
+            },
+            Err(e) => e,
+        };
+        Ended { delivered, error }
+    }
+
+    fn needs_operator(error: &IngestError) -> bool {
+        error.needs_operator()
+    }
+}
+
+/// Starts supervising an RTSP source that delivers to `sink`, reporting into `health`.
+pub fn spawn_rtsp(cfg: RtspSourceConfig, sink: Arc<dyn FrameSink>, health: Arc<SourceHealth>) -> SourceHandle {
+    supervisor::spawn(RtspSession(cfg), sink, health)
 }
 
 async fn session(
@@ -312,7 +353,7 @@ async fn session(
             found,
         });
     };
-    let transport = match cfg.transport {
+    let transport = match cfg.pull.transport {
         RtspTransport::Tcp => retina::client::Transport::Tcp(TcpTransportOptions::default()),
         RtspTransport::Udp => retina::client::Transport::Udp(UdpTransportOptions::default()),
     };
@@ -327,16 +368,16 @@ async fn session(
         s.sessions += 1;
     }
     health.set_phase(SourcePhase::Streaming);
-    info!(peer = %cfg.peer(), transport = ?cfg.transport, "camera {camera}: session playing");
+    info!(peer = %cfg.peer(), transport = ?cfg.pull.transport, "camera {camera}: session playing");
 
-    let mut delivery = Delivery::new(&cfg.stream, cfg.peer(), sink, health, cfg.max_frame_bytes);
+    let mut delivery = Delivery::new(&cfg.stream, cfg.peer(), sink, health, cfg.pull.max_frame_bytes);
     let result = loop {
-        let item = match tokio::time::timeout(cfg.watchdog, demuxed.next()).await {
+        let item = match tokio::time::timeout(cfg.pull.watchdog, demuxed.next()).await {
             Err(_) => {
                 break Err(IngestError::Stalled {
                     camera: camera.to_owned(),
                     peer: cfg.peer(),
-                    secs: cfg.watchdog.as_secs_f64(),
+                    secs: cfg.pull.watchdog.as_secs_f64(),
                 });
             }
             Ok(None) => break Ok(()),

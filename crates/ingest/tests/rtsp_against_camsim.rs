@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use camsim::{BuiltinFixture, CameraSpec, Cameras, Camsim};
-use ingest::rtsp::{RtspSourceConfig, RtspTransport};
-use ingest::supervisor::{SourceHandle, spawn_rtsp};
-use ingest::{FrameSink, SourcePhase};
+use ingest::rtsp::{RtspSourceConfig, RtspTransport, spawn_rtsp};
+use ingest::supervisor::SourceHandle;
+use ingest::{FrameSink, SourceHealth, SourcePhase};
 use media::{Frame, StreamId};
 
 #[derive(Default)]
@@ -41,11 +41,11 @@ async fn camsim(specs: Vec<CameraSpec>) -> (Camsim, Cameras) {
 
 fn source(url: &str, tweak: impl FnOnce(&mut RtspSourceConfig)) -> (SourceHandle, Arc<Collect>) {
     let mut cfg = RtspSourceConfig::new(StreamId::main("cam"), url.parse().unwrap());
-    cfg.reconnect_min = Duration::from_millis(50);
-    cfg.reconnect_max = Duration::from_millis(300);
+    cfg.pull.retry.min = Duration::from_millis(50);
+    cfg.pull.retry.max = Duration::from_millis(300);
     tweak(&mut cfg);
     let sink = Arc::new(Collect::default());
-    (spawn_rtsp(cfg, sink.clone()), sink)
+    (spawn_rtsp(cfg, sink.clone(), Arc::new(SourceHealth::default())), sink)
 }
 
 async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -63,7 +63,7 @@ async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 async fn delivers_frames_with_key_first_and_monotonic_times_over_tcp_and_udp() {
     let (sim, _) = camsim(camsim::mixed_cameras(2, false)).await;
     for (path, transport) in [("cam0", RtspTransport::Tcp), ("cam1", RtspTransport::Udp)] {
-        let (src, sink) = source(&sim.url(path), |c| c.transport = transport);
+        let (src, sink) = source(&sim.url(path), |c| c.pull.transport = transport);
         assert!(
             wait_until(Duration::from_secs(5), || sink.count() >= 30).await,
             "{path}"
@@ -116,7 +116,7 @@ async fn outage_and_return_resumes_quickly() {
         .unwrap();
     let addr = sim.local_addr();
     let (src, sink) = source(&sim.url("cam0"), |c| {
-        c.reconnect_max = RtspSourceConfig::new(StreamId::main("x"), "rtsp://x/".parse().unwrap()).reconnect_max
+        c.pull.retry.max = ingest::supervisor::Retry::default().max
     });
     assert!(wait_until(Duration::from_secs(5), || sink.count() > 5).await);
     sim.stop().await;
@@ -203,7 +203,7 @@ async fn backwards_timestamps_start_a_new_run_and_never_go_back() {
 async fn oversized_frame_is_dropped_and_recording_waits_for_the_next_key_frame() {
     let (sim, cams) = camsim(camsim::mixed_cameras(1, false)).await;
     let cam = cams.get("cam0").unwrap();
-    let (src, sink) = source(&sim.url("cam0"), |c| c.max_frame_bytes = 1 << 20);
+    let (src, sink) = source(&sim.url("cam0"), |c| c.pull.max_frame_bytes = 1 << 20);
     assert!(wait_until(Duration::from_secs(5), || sink.count() > 5).await);
     cam.send_oversized_nal(4 << 20);
     let n = sink.count();

@@ -11,6 +11,7 @@
 //! typed error, which is what lets the parsers be fuzzed directly.
 
 pub mod annexb;
+pub mod clock;
 pub mod fmp4;
 mod frame;
 pub mod h264;

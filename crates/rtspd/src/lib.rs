@@ -10,7 +10,8 @@
 //! Digest is not offered: passwords are stored as argon2id hashes, from which digest responses
 //! cannot be checked.
 
+pub mod framing;
 pub mod proto;
 pub mod server;
 
-pub use server::{Authorize, BoxFuture, RtspConfig, RtspServer};
+pub use server::{Authorize, RtspConfig, RtspServer};

@@ -6,52 +6,16 @@ use std::collections::HashMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use media::{StreamId, StreamKind, StreamParams};
-use rtsp_types::{Message, Method, ParseError, Request, Response, StatusCode, Version, headers};
+use rtsp_types::{Method, Request, Response, StatusCode, Version, headers};
 
 /// Requests larger than this are refused: it bounds memory per connection.
 pub const MAX_REQUEST: usize = 16 * 1024;
 
-/// Outcome of trying to take one message off the input buffer.
-#[derive(Debug)]
-pub enum Parsed {
-    /// A complete request.
-    Request(Box<Request<Vec<u8>>>),
-    /// Interleaved data or a response from the client (RTCP receiver reports): ignored.
-    Ignored,
-    /// Not a full message yet.
-    Incomplete,
-    /// Unparseable or too large: answer 400 and close.
-    Bad,
-}
+pub use crate::framing::Parsed;
 
-/// Takes the next message off the front of `buf`.
+/// Takes the next request off the front of `buf` (at most [`MAX_REQUEST`] bytes).
 pub fn parse_next(buf: &mut Vec<u8>) -> Parsed {
-    if buf.is_empty() {
-        return Parsed::Incomplete;
-    }
-    // Interleaved frames from the client (`$`, channel, length): RTCP; skipped whole.
-    if buf[0] == b'$' {
-        if buf.len() < 4 {
-            return Parsed::Incomplete;
-        }
-        let len = 4 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-        if buf.len() < len {
-            return Parsed::Incomplete;
-        }
-        buf.drain(..len);
-        return Parsed::Ignored;
-    }
-    match Message::<Vec<u8>>::parse(buf.as_slice()) {
-        Ok((msg, consumed)) => {
-            buf.drain(..consumed);
-            match msg {
-                Message::Request(r) => Parsed::Request(Box::new(r)),
-                _ => Parsed::Ignored,
-            }
-        }
-        Err(ParseError::Incomplete(_)) if buf.len() < MAX_REQUEST => Parsed::Incomplete,
-        Err(_) => Parsed::Bad,
-    }
+    crate::framing::parse_next(buf, MAX_REQUEST)
 }
 
 /// What a request's URL names: `rtsp://HOST:PORT/cameras/{id}[/sub][/trackID=0][?token=...]`.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use hub::{Hub, JoinError, Output, Viewer};
 use media::{Frame, StreamId};
 use rtsp_types::{Method, Request, Response, StatusCode, headers};
@@ -36,11 +37,8 @@ pub trait Authorize: Send + Sync + 'static {
     /// Called when `who` starts playing `stream`. The guard it resolves to is kept for the
     /// session's life and dropped when it ends, however it ends; None refuses the PLAY (503),
     /// e.g. when the viewing cannot be audited.
-    fn playing(&self, stream: &StreamId, who: &str, peer: SocketAddr) -> BoxFuture<Option<Box<dyn Send>>>;
+    fn playing(&self, stream: &StreamId, who: &str, peer: SocketAddr) -> BoxFuture<'static, Option<Box<dyn Send>>>;
 }
-
-/// A boxed future, as [`Authorize::playing`] returns.
-pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Settings of the re-serve.
 #[derive(Clone, Copy, Debug)]
@@ -74,7 +72,16 @@ impl RtspServer {
             config,
             packets: Arc::default(),
         });
-        tracker.spawn(accept_loop(listener, ctx, cancel.clone(), tracker.clone()));
+        tracker.spawn(crate::framing::accept_loop(
+            listener,
+            cancel.clone(),
+            tracker.clone(),
+            |peer| info_span!("rtsp", %peer),
+            {
+                let cancel = cancel.clone();
+                move |stream, peer| serve(stream, peer, ctx.clone(), cancel.clone())
+            },
+        ));
         info!("RTSP re-serve listening on rtsp://{local}/cameras/{{id}}");
         Ok(RtspServer { local, cancel, tracker })
     }
@@ -127,26 +134,6 @@ impl PacketCache {
             .unwrap_or_else(|e| e.into_inner())
             .insert(f.stream.clone(), (f.data.clone(), p.clone()));
         p
-    }
-}
-
-async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, cancel: CancellationToken, tracker: TaskTracker) {
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let span = info_span!("rtsp", %peer);
-                tracker.spawn(serve(stream, peer, ctx.clone(), cancel.clone()).instrument(span));
-            }
-            Err(e) => {
-                debug!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
     }
 }
 

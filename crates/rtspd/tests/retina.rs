@@ -48,7 +48,7 @@ impl Authorize for Creds {
         _stream: &StreamId,
         who: &str,
         _peer: std::net::SocketAddr,
-    ) -> rtspd::BoxFuture<Option<Box<dyn Send>>> {
+    ) -> futures::future::BoxFuture<'static, Option<Box<dyn Send>>> {
         assert!(who == "token" || who == "viewer", "{who}");
         PLAYS.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Some(Box::new(Ended) as Box<dyn Send>) })

@@ -183,6 +183,17 @@ impl Index {
         result
     }
 
+    /// Runs `body` in one read transaction (a consistent snapshot of the index).
+    fn read<T>(
+        &self,
+        body: impl FnOnce(&redb::ReadTransaction, &Path) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let p = &self.path;
+        let db = self.db()?;
+        let txn = tr!(p, db.begin_read());
+        body(&txn, p)
+    }
+
     /// The index file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -278,36 +289,34 @@ impl Index {
 
     /// Deletes interrupted by a crash: (stream, start, seq) whose files may still exist.
     pub fn deleting(&self) -> Result<Vec<(StreamId, WallTime, u64)>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_read());
-        let table = tr!(p, txn.open_table(DELETING));
-        let mut out = Vec::new();
-        for item in tr!(p, table.iter()) {
-            let (k, _) = tr!(p, item);
-            let (key, start, seq) = k.value();
-            if let Some(stream) = parse_stream_key(key) {
-                out.push((stream, WallTime::from_micros(start), seq));
+        self.read(|txn, p| {
+            let table = tr!(p, txn.open_table(DELETING));
+            let mut out = Vec::new();
+            for item in tr!(p, table.iter()) {
+                let (k, _) = tr!(p, item);
+                let (key, start, seq) = k.value();
+                if let Some(stream) = parse_stream_key(key) {
+                    out.push((stream, WallTime::from_micros(start), seq));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Per stream: bytes and number of segments indexed.
     pub fn stream_stats(&self) -> Result<Vec<(StreamId, u64, u64)>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_read());
-        let table = tr!(p, txn.open_table(STATS));
-        let mut out = Vec::new();
-        for item in tr!(p, table.iter()) {
-            let (k, v) = tr!(p, item);
-            if let Some(stream) = parse_stream_key(k.value()) {
-                let (bytes, count) = v.value();
-                out.push((stream, bytes, count));
+        self.read(|txn, p| {
+            let table = tr!(p, txn.open_table(STATS));
+            let mut out = Vec::new();
+            for item in tr!(p, table.iter()) {
+                let (k, v) = tr!(p, item);
+                if let Some(stream) = parse_stream_key(k.value()) {
+                    let (bytes, count) = v.value();
+                    out.push((stream, bytes, count));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Up to `limit` segments of `stream` in start order (summaries, without key-frame
@@ -318,30 +327,29 @@ impl Index {
         after: Option<(WallTime, u64)>,
         limit: usize,
     ) -> Result<Vec<SegmentRecord>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_read());
-        let table = tr!(p, txn.open_table(SEGMENTS));
-        let key = stream_key(stream);
-        let mut out = Vec::new();
-        let from = after.map_or((i64::MIN, 0), |(t, s)| (t.as_micros(), s));
-        let range = (
-            std::ops::Bound::Excluded((key.as_str(), from.0, from.1)),
-            std::ops::Bound::Included((key.as_str(), i64::MAX, u64::MAX)),
-        );
-        let range = if after.is_none() {
-            (std::ops::Bound::Included((key.as_str(), i64::MIN, 0)), range.1)
-        } else {
-            range
-        };
-        for item in tr!(p, table.range::<SegmentKey>(range)) {
-            if out.len() >= limit {
-                break;
+        self.read(|txn, p| {
+            let table = tr!(p, txn.open_table(SEGMENTS));
+            let key = stream_key(stream);
+            let mut out = Vec::new();
+            let from = after.map_or((i64::MIN, 0), |(t, s)| (t.as_micros(), s));
+            let range = (
+                std::ops::Bound::Excluded((key.as_str(), from.0, from.1)),
+                std::ops::Bound::Included((key.as_str(), i64::MAX, u64::MAX)),
+            );
+            let range = if after.is_none() {
+                (std::ops::Bound::Included((key.as_str(), i64::MIN, 0)), range.1)
+            } else {
+                range
+            };
+            for item in tr!(p, table.range::<SegmentKey>(range)) {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = tr!(p, item);
+                out.push(self.decode_with(k.value(), v.value(), false)?);
             }
-            let (k, v) = tr!(p, item);
-            out.push(self.decode_with(k.value(), v.value(), false)?);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Removes entries (by stream, start and sequence number) in one durable transaction.
@@ -411,105 +419,99 @@ impl Index {
         to: WallTime,
         with_table: bool,
     ) -> Result<Vec<SegmentRecord>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_read());
-        let max_len = {
-            let meta = tr!(p, txn.open_table(META));
-            tr!(p, meta.get("max_segment_us")).map_or(0, |v| v.value())
-        };
-        let table = tr!(p, txn.open_table(SEGMENTS));
-        let key = stream_key(stream);
-        let lo = from
-            .as_micros()
-            .saturating_sub(i64::try_from(max_len).unwrap_or(i64::MAX));
-        let mut out = Vec::new();
-        for item in tr!(p, table.range((key.as_str(), lo, 0)..(key.as_str(), to.as_micros(), 0))) {
-            let (k, v) = tr!(p, item);
-            let r = self.decode_with(k.value(), v.value(), with_table)?;
-            if r.end > from && r.start < to {
-                out.push(r);
+        self.read(|txn, p| {
+            let max_len = {
+                let meta = tr!(p, txn.open_table(META));
+                tr!(p, meta.get("max_segment_us")).map_or(0, |v| v.value())
+            };
+            let table = tr!(p, txn.open_table(SEGMENTS));
+            let key = stream_key(stream);
+            let lo = from
+                .as_micros()
+                .saturating_sub(i64::try_from(max_len).unwrap_or(i64::MAX));
+            let mut out = Vec::new();
+            for item in tr!(p, table.range((key.as_str(), lo, 0)..(key.as_str(), to.as_micros(), 0))) {
+                let (k, v) = tr!(p, item);
+                let r = self.decode_with(k.value(), v.value(), with_table)?;
+                if r.end > from && r.start < to {
+                    out.push(r);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Every segment still marked open (being written when the process stopped).
     pub fn open_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_read());
-        let open = tr!(p, txn.open_table(OPEN));
-        let segments = tr!(p, txn.open_table(SEGMENTS));
-        let mut out = Vec::new();
-        for item in tr!(p, open.iter()) {
-            let (k, _) = tr!(p, item);
-            let k = k.value();
-            if let Some(v) = tr!(p, segments.get(k)) {
-                out.push(self.decode(k, v.value())?);
+        self.read(|txn, p| {
+            let open = tr!(p, txn.open_table(OPEN));
+            let segments = tr!(p, txn.open_table(SEGMENTS));
+            let mut out = Vec::new();
+            for item in tr!(p, open.iter()) {
+                let (k, _) = tr!(p, item);
+                let k = k.value();
+                if let Some(v) = tr!(p, segments.get(k)) {
+                    out.push(self.decode(k, v.value())?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Every segment of every stream, in key order (rebuild comparisons, tests and tools).
     pub fn all_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_read());
-        let table = tr!(p, txn.open_table(SEGMENTS));
-        let mut out = Vec::new();
-        for item in tr!(p, table.iter()) {
-            let (k, v) = tr!(p, item);
-            out.push(self.decode(k.value(), v.value())?);
-        }
-        Ok(out)
+        self.read(|txn, p| {
+            let table = tr!(p, txn.open_table(SEGMENTS));
+            let mut out = Vec::new();
+            for item in tr!(p, table.iter()) {
+                let (k, v) = tr!(p, item);
+                out.push(self.decode(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// Whether an entry exists.
     pub fn contains(&self, stream: &StreamId, start: WallTime, seq: u64) -> Result<bool, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_read());
-        let table = tr!(p, txn.open_table(SEGMENTS));
-        let key = stream_key(stream);
-        Ok(tr!(p, table.get((key.as_str(), start.as_micros(), seq))).is_some())
+        self.read(|txn, p| {
+            let table = tr!(p, txn.open_table(SEGMENTS));
+            let key = stream_key(stream);
+            Ok(tr!(p, table.get((key.as_str(), start.as_micros(), seq))).is_some())
+        })
     }
 
     /// The latest segment of `stream` (the one that starts last).
     pub fn last_segment(&self, stream: &StreamId) -> Result<Option<SegmentRecord>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_read());
-        let table = tr!(p, txn.open_table(SEGMENTS));
-        let key = stream_key(stream);
-        let mut range = tr!(
-            p,
-            table.range((key.as_str(), i64::MIN, 0)..=(key.as_str(), i64::MAX, u64::MAX))
-        );
-        match range.next_back() {
-            Some(item) => {
-                let (k, v) = tr!(p, item);
-                Ok(Some(self.decode(k.value(), v.value())?))
+        self.read(|txn, p| {
+            let table = tr!(p, txn.open_table(SEGMENTS));
+            let key = stream_key(stream);
+            let mut range = tr!(
+                p,
+                table.range((key.as_str(), i64::MIN, 0)..=(key.as_str(), i64::MAX, u64::MAX))
+            );
+            match range.next_back() {
+                Some(item) => {
+                    let (k, v) = tr!(p, item);
+                    Ok(Some(self.decode(k.value(), v.value())?))
+                }
+                None => Ok(None),
             }
-            None => Ok(None),
-        }
+        })
     }
 
     /// Every stream with its highest sequence number.
     pub fn streams(&self) -> Result<Vec<(StreamId, u64)>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = tr!(p, db.begin_read());
-        let table = tr!(p, txn.open_table(STREAMS));
-        let mut out = Vec::new();
-        for item in tr!(p, table.iter()) {
-            let (k, v) = tr!(p, item);
-            if let Some(s) = parse_stream_key(k.value()) {
-                out.push((s, v.value()));
+        self.read(|txn, p| {
+            let table = tr!(p, txn.open_table(STREAMS));
+            let mut out = Vec::new();
+            for item in tr!(p, table.iter()) {
+                let (k, v) = tr!(p, item);
+                if let Some(s) = parse_stream_key(k.value()) {
+                    out.push((s, v.value()));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 

@@ -16,11 +16,15 @@ pub mod export;
 pub mod holds;
 pub mod identity;
 
+mod hls;
 pub mod index;
 pub mod layout;
 pub mod playback;
 pub mod record;
 mod recorder;
+mod recorder_stats;
+mod segmenter;
+mod syncer;
 
 mod recovery;
 pub mod retention;
@@ -36,8 +40,10 @@ use media::{StreamId, WallTime};
 pub use disk::Disk;
 pub use error::StoreError;
 pub use record::{KeyFrameEntry, SegmentRecord};
-pub use recorder::{Recorder, RecorderConfig, RecorderStats};
+pub use recorder::Recorder;
+pub use recorder_stats::RecorderStats;
 pub use recovery::{RebuildReport, RecoveryReport, rebuild};
+pub use segmenter::RecorderConfig;
 
 /// Segments closer than this (10 ms, a quarter of a 25 fps frame) are one continuous recording.
 pub const CONTIGUOUS_US: i64 = 10_000;

@@ -19,6 +19,7 @@ use media::progressive::{MovieSpec, Run, SampleRef};
 use media::{StreamId, StreamParams, WallTime, media_to_micros, micros_to_media};
 use sha2::{Digest, Sha256};
 
+pub use crate::hls::{HlsFile, HlsPart, plan_hls};
 use crate::record::SegmentRecord;
 use crate::segment_file::{FragmentTable, read_fragment, read_init};
 use crate::{CONTIGUOUS_US, Store, StoreError};

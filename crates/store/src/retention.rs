@@ -24,20 +24,7 @@ use crate::holds::Holds;
 use crate::record::SegmentRecord;
 use crate::{Disk, Store, StoreError};
 
-/// Where the time comes from.
-pub trait Clock: Send + Sync + 'static {
-    /// Now.
-    fn now(&self) -> WallTime;
-}
-
-/// The server's clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> WallTime {
-        WallTime::now()
-    }
-}
+pub use media::clock::{Clock, SystemClock};
 
 /// The free-space floor of a disk.
 #[derive(Copy, Clone, Debug, PartialEq)]

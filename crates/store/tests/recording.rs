@@ -34,6 +34,7 @@ fn cfg(segment_ms: u64) -> RecorderConfig {
         segment: Duration::from_millis(segment_ms),
         flush_interval: Duration::from_millis(100),
         queue_frames: 100_000,
+        ..RecorderConfig::default()
     }
 }
 
@@ -296,4 +297,49 @@ fn scanning_any_truncation_or_corruption_never_panics_and_never_overstates() {
             assert!(s.valid_len <= b.len() as u64);
         }
     }
+}
+
+#[test]
+fn pending_frames_are_flushed_and_indexed_on_the_recorder_clock() {
+    // On a simulated clock the flush tick comes only when the clock moves: nothing of a GOP in
+    // progress reaches the index until then, and it does within a tick of the clock moving.
+    let dir = tempdir();
+    let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+    let clock = std::sync::Arc::new(media::clock::SimClock::new(WallTime::from_micros(T0)));
+    let rec = store
+        .start_recorder(RecorderConfig {
+            clock: clock.clone(),
+            ..cfg(60_000)
+        })
+        .unwrap();
+    let stream = StreamId::main("sim");
+    // Half a GOP (the fixture's key frames are 1 s apart at 25 fps): nothing closes a fragment.
+    for f in BuiltinFixture::H264_240p
+        .load()
+        .frames(&stream, 12, 1_000_000, WallTime::from_micros(T0))
+    {
+        rec.try_push(f).unwrap();
+    }
+    let index = store.disks()[0].index();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        index.all_segments().unwrap().is_empty(),
+        "flushed without the clock moving"
+    );
+    clock.advance(Duration::from_millis(150));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let frames = loop {
+        let all = index.all_segments().unwrap();
+        if let Some(r) = all.first() {
+            break r.frames;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not flushed after the clock moved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // All but the last frame, whose duration is not known yet.
+    assert_eq!(frames, 11);
+    rec.shutdown().unwrap();
 }

@@ -1,0 +1,134 @@
+//! Cameras: the list a caller may see, one camera with its health, and what is recorded.
+
+use std::sync::Arc;
+
+use auth::Action;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::access::{Caller, no_camera};
+use crate::error::ApiError;
+use crate::request::{QueryMap, query, stream_of, window};
+use crate::state::{AppState, CameraEntry};
+use crate::time;
+
+type AppStateArc = State<Arc<AppState>>;
+
+fn camera_json(c: &CameraEntry) -> Value {
+    let i = &c.info;
+    let mut streams = vec!["main"];
+    if i.has_sub {
+        streams.push("sub");
+    }
+    json!({
+        "id": i.id,
+        "name": i.name,
+        "tier": i.tier,
+        "org": i.org,
+        "status": c.status(),
+        "recording": i.record,
+        "location": i.location.map(|(lat, lon)| json!({ "lat": lat, "lon": lon })),
+        "streams": streams,
+    })
+}
+
+/// `GET /api/v1/cameras`: only the cameras the caller has some action on, each with the
+/// actions they have. The answer is written as text from each camera's pre-serialized fixed
+/// fields plus its status and the caller's actions: a dispatch room's software lists often,
+/// and building a JSON tree per camera per request was most of the cost.
+pub async fn cameras(State(state): AppStateArc, caller: Caller) -> Response {
+    let snap = state.auth.snapshot();
+    let visible = snap.policy.visible_cameras(&caller.who);
+    let mut out = String::with_capacity(64 + visible.len() * 320);
+    out.push('[');
+    let cameras = state.cameras.snapshot();
+    for &(i, actions) in visible.iter() {
+        let Some(c) = cameras.get(snap.policy.camera_id(i)) else {
+            continue;
+        };
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(c.fixed_json());
+        out.push_str(",\"status\":\"");
+        out.push_str(c.status());
+        out.push_str("\",\"actions\":[");
+        for (k, a) in actions.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(a.as_str());
+            out.push('"');
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+}
+
+/// The camera if the caller has any action on it; 404 otherwise (as for unknown cameras).
+fn visible_camera(state: &AppState, caller: &Caller, id: &str) -> Result<std::sync::Arc<CameraEntry>, ApiError> {
+    let c = state.cameras.get(id).ok_or_else(|| no_camera(id))?;
+    if state.auth.snapshot().policy.camera_actions(&caller.who, id).is_empty() {
+        return Err(no_camera(id));
+    }
+    Ok(c)
+}
+
+/// `GET /api/v1/cameras/{id}`.
+pub async fn camera_detail(
+    State(state): AppStateArc,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let c = visible_camera(&state, &caller, &id)?;
+    let mut v = camera_json(&c);
+    v["actions"] = json!(state.auth.snapshot().policy.camera_actions(&caller.who, &id).names());
+    if let Some(h) = &c.main {
+        let s = h.snapshot();
+        v["health"] = json!({
+            "main": {
+                "phase": s.phase.as_str(),
+                "since": time::format(s.since),
+                "last_error": s.last_error,
+                "last_error_at": s.last_error_at.map(time::format),
+                "sessions": s.sessions,
+                "frames": s.frames,
+                "bytes": s.bytes,
+                "dropped_frames": s.dropped_frames,
+                "discontinuities": s.discontinuities,
+                "last_frame": s.last_frame.map(time::format),
+                "codec": s.codec,
+                "width": s.resolution.map(|r| r.0),
+                "height": s.resolution.map(|r| r.1),
+            }
+        });
+    }
+    Ok(Json(v))
+}
+
+/// `GET /api/v1/cameras/{id}/recordings?start=&end=[&stream=main|sub]`.
+pub async fn recordings(
+    State(state): AppStateArc,
+    Path(id): Path<String>,
+    q: QueryMap,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    caller.require(&state, Action::Playback, Some(&id))?;
+    let (start, end) = window(&q, state.max_listing_us)?;
+    let stream = stream_of(&q, &id)?;
+    let store = state.store.clone();
+    let ranges = tokio::task::spawn_blocking(move || store.recordings(&stream, start, end))
+        .await
+        .map_err(ApiError::internal)??;
+    let ranges: Vec<Value> = ranges
+        .iter()
+        .map(|r| json!({ "start": time::format(r.start), "end": time::format(r.end) }))
+        .collect();
+    Ok(Json(json!({ "ranges": ranges })))
+}

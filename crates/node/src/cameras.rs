@@ -1,0 +1,169 @@
+//! Adding cameras to a running node: one path for the configured cameras at start-up and for
+//! those found later (GB/T 28181 catalog channels), so both are listed, permissioned, pulled
+//! and recorded the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::{AppState, CameraEntry, CameraInfo};
+use ingest::rtsp::RtspSourceConfig;
+use ingest::{SourceHealth, SourcePhase};
+use media::{StreamId, StreamKind};
+use store::Recorder;
+use tracing::{info, warn};
+
+use crate::config::{CameraConfig, Config};
+use crate::gb::GbDevices;
+use crate::sources::{Pull, Pulls, Source};
+
+/// A camera to add: what the API shows and how each of its streams is pulled.
+pub struct NewCamera {
+    /// Id, name, tier, org, place, recorded, sub-stream.
+    pub info: CameraInfo,
+    /// Each stream and its source (main first).
+    pub streams: Vec<(StreamKind, Source)>,
+    /// The GB/T 28181 device and channel it is, for device functions (RecordInfo, PTZ).
+    pub device: Option<(String, String)>,
+}
+
+/// The configured camera `c` as a camera to add. A gb28181:// stream on a node without
+/// `[gb28181]` is not pulled (with a warning); the camera is still listed.
+pub fn configured(c: &CameraConfig, config: &Config) -> NewCamera {
+    let mut streams = Vec::new();
+    let mut device = None;
+    let urls = [
+        Some((StreamKind::Main, &c.url)),
+        c.sub_url.as_ref().map(|u| (StreamKind::Sub, u)),
+    ];
+    for (kind, url) in urls.into_iter().flatten() {
+        let stream = StreamId::new(c.id.as_str(), kind);
+        let source = if url.scheme() == "gb28181" {
+            let Some(g) = &config.gb28181 else {
+                warn!(camera = %c.id, "a gb28181:// camera without a [gb28181] section is not pulled");
+                continue;
+            };
+            let dev = url.host_str().unwrap_or_default();
+            let channel = match url.path().trim_matches('/') {
+                "" => c.id.as_str(),
+                ch => ch,
+            };
+            device = Some((dev.to_owned(), channel.to_owned()));
+            Source::Gb(crate::gb::source(stream, dev, channel, g, &config.ingest))
+        } else {
+            let mut pull = config.ingest.clone();
+            pull.transport = c.transport.unwrap_or(pull.transport);
+            Source::Rtsp(RtspSourceConfig {
+                stream,
+                url: url.clone(),
+                pull,
+            })
+        };
+        streams.push((kind, source));
+    }
+    NewCamera {
+        info: CameraInfo {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            tier: c.tier.as_str().to_owned(),
+            org: c.org.clone(),
+            location: c.location.map(|l| (l.lat, l.lon)),
+            record: c.record,
+            has_sub: c.sub_url.is_some(),
+        },
+        streams,
+        device,
+    }
+}
+
+/// Adds cameras to the API, the permission catalog, the hub and the pulls.
+pub struct CameraRegistry {
+    /// The API's state: its camera map and authenticator.
+    pub state: Arc<AppState>,
+    /// The node's live channels.
+    pub hub: Arc<hub::Hub>,
+    /// The node's pulls.
+    pub pulls: Arc<Pulls>,
+    /// The recorder recorded streams write to.
+    pub recorder: Recorder,
+    /// How long an on-demand pull outlives its last viewer.
+    pub idle: Duration,
+    /// GB/T 28181 device functions, when the node speaks it.
+    pub devices: Option<Arc<GbDevices>>,
+}
+
+impl CameraRegistry {
+    /// Adds `cameras` whose ids are new (others are skipped) and returns how many were added.
+    /// Only main streams are recorded; recorded streams are pulled at once, the rest on
+    /// demand. The permission catalog is rebuilt once for the whole batch.
+    pub fn add(&self, cameras: Vec<NewCamera>) -> usize {
+        let known = self.state.cameras.snapshot();
+        let mut entries = Vec::new();
+        let mut streams = Vec::new();
+        for cam in cameras {
+            if known.contains_key(&cam.info.id) || entries.iter().any(|e: &CameraEntry| e.info.id == cam.info.id) {
+                continue;
+            }
+            let mut main = None;
+            for (kind, source) in cam.streams {
+                let stream = StreamId::new(cam.info.id.as_str(), kind);
+                let record = cam.info.record && kind == StreamKind::Main;
+                let health = Arc::new(SourceHealth::default());
+                if !record {
+                    health.set_phase(SourcePhase::Stopped);
+                }
+                if kind == StreamKind::Main {
+                    main = Some(health.clone());
+                }
+                self.pulls.declare(
+                    stream.clone(),
+                    Pull {
+                        source,
+                        health,
+                        recorder: record.then(|| self.recorder.clone()),
+                    },
+                );
+                streams.push((stream, record));
+            }
+            if let (Some(d), Some((device, channel))) = (&self.devices, &cam.device) {
+                d.add(&cam.info.id, device, channel);
+            }
+            entries.push(CameraEntry::new(cam.info, main));
+        }
+        let added = entries.len();
+        if added == 0 {
+            return 0;
+        }
+        self.state.cameras.insert_many(entries);
+        self.state.auth.set_cameras(
+            self.state
+                .cameras
+                .snapshot()
+                .values()
+                .map(|c| auth::CameraRef {
+                    id: c.info.id.clone(),
+                    org: c.info.org.clone(),
+                })
+                .collect(),
+        );
+        // Last: a recorded stream's pull starts as its channel is added, and finds its spec.
+        for (stream, record) in streams {
+            self.hub.add_stream(
+                stream,
+                hub::StreamPolicy {
+                    pinned: record,
+                    idle: self.idle,
+                },
+            );
+        }
+        added
+    }
+
+    /// Adds the configured cameras; returns (cameras, recorded streams).
+    pub fn add_configured(&self, config: &Config) -> (usize, usize) {
+        let cams: Vec<NewCamera> = config.cameras.iter().map(|c| configured(c, config)).collect();
+        let recorded = cams.iter().filter(|c| c.info.record).count();
+        let n = self.add(cams);
+        info!(cameras = n, recording = recorded, "cameras started");
+        (n, recorded)
+    }
+}

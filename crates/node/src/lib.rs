@@ -1,0 +1,249 @@
+//! A Sharpeye node: everything `sharpeye run` does besides reading the command line and the
+//! config file.
+//!
+//! [`run`] goes through named steps, each in its own module:
+//!
+//! 1. [`storage`]: open the data directories (recovering from an unclean stop), start the
+//!    recorder, load evidence holds, start retention;
+//! 2. [`security`]: the media-token key, the audit log, users and grants;
+//! 3. `start_sources`: the GB/T 28181 SIP server ([`gb`]), the [`sources::Pulls`] and the live
+//!    hub whose demand starts and stops them;
+//! 4. `build_state`: the API's state;
+//! 5. [`cameras`]: the configured cameras are added (and, at run time, adopted GB/T 28181
+//!    channels, through the same path);
+//! 6. `serve`: HTTP, the RTSP re-serve, the event watcher and bridges, until `shutdown`;
+//! 7. `shutdown`: viewers, then sources, then retention, then the recorder, which closes and
+//!    syncs every segment.
+
+pub mod adoption;
+pub mod cameras;
+pub mod config;
+mod error;
+pub mod gb;
+mod rtsp_auth;
+pub mod security;
+mod shutdown;
+pub mod sink;
+pub mod sources;
+pub mod storage;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api::AppState;
+use tracing::{info, warn};
+
+use crate::cameras::CameraRegistry;
+use crate::config::Config;
+pub use crate::error::NodeError;
+use crate::error::StepContext;
+use crate::gb::GbDevices;
+use crate::security::Security;
+pub use crate::shutdown::shutdown_signal;
+use crate::sources::Pulls;
+use crate::storage::Storage;
+
+/// Device time of GB/T 28181 devices: China's zone (UTC+8).
+const GB_UTC_OFFSET_S: i64 = 8 * 3600;
+
+/// The node's sources: the SIP server, the pulls and the hub that drives them.
+struct Sources {
+    sip: Option<Arc<gb28181::server::SipServer>>,
+    pulls: Arc<Pulls>,
+    hub: Arc<hub::Hub>,
+    devices: Option<Arc<GbDevices>>,
+}
+
+/// Starts the SIP server (with `[gb28181]`), the pulls and the hub, with no cameras yet.
+async fn start_sources(config: &Config) -> Result<Sources, NodeError> {
+    let sip = match &config.gb28181 {
+        Some(g) => Some(gb::start_sip(g).await?),
+        None => None,
+    };
+    let devices = match (&sip, &config.gb28181) {
+        (Some(sip), Some(g)) => Some(Arc::new(GbDevices::new(
+            sip.clone(),
+            GB_UTC_OFFSET_S,
+            g.request_timeout * 3,
+            gb::source(media::StreamId::main("-"), "", "", g, &config.ingest),
+        ))),
+        _ => None,
+    };
+    let pulls = Arc::new(Pulls::new(sip.clone()));
+    let hub = hub::Hub::new(
+        [],
+        hub::ChannelLimits {
+            queue_frames: config.live.queue_frames,
+            dead_after: config.live.dead_after,
+            max_viewers: config.live.max_viewers_per_stream,
+            ..hub::ChannelLimits::default()
+        },
+        config.live.max_viewers,
+        pulls.control(),
+    );
+    pulls.attach(&hub);
+    hub.start();
+    Ok(Sources {
+        sip,
+        pulls,
+        hub,
+        devices,
+    })
+}
+
+/// The address WebRTC offers browsers: `[live] webrtc_host`, else the HTTP address (loopback,
+/// with a warning, when that is a wildcard).
+fn webrtc_host(config: &Config) -> std::net::IpAddr {
+    config.live.webrtc_host.unwrap_or_else(|| {
+        let ip = config.server.listen.ip();
+        if ip.is_unspecified() {
+            warn!("[live] webrtc_host is not set and server.listen is a wildcard: WebRTC offers 127.0.0.1, reachable only from this machine");
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            ip
+        }
+    })
+}
+
+/// The API's state over the node's storage, security and sources (its camera map starts empty).
+fn build_state(
+    config: &Config,
+    started: Instant,
+    storage: &Storage,
+    security: &Security,
+    sources: &Sources,
+) -> Result<Arc<AppState>, NodeError> {
+    let first = &config.server.data_dirs[0];
+    let exports = api::export_jobs::Exports::open(&first.join("exports"), &first.join("node.key"))
+        .step(|| "opening the export directory".into())?;
+    Ok(Arc::new(AppState {
+        auth: security.auth.clone(),
+        store: storage.store.clone(),
+        cameras: api::CameraMap::default(),
+        recorder: Some(storage.recorder.stats().clone()),
+        started,
+        max_listing_us: 100 * 86_400 * 1_000_000,
+        max_playback_us: config.playback.max_range.as_micros() as i64,
+        samples: store::playback::SampleCache::new(4096),
+        movies: api::movies::MovieCache::new(64),
+        audit: security.audit.clone(),
+        events: api::events::Events::default(),
+        media_token_ttl: config.auth.media_token_ttl,
+        recent_playbacks: api::recent_accesses::RecentAccesses::new(4096),
+        exports: Arc::new(exports),
+        holds: storage.holds.clone(),
+        retention_policy: storage.policy.clone(),
+        retention: Some(storage.retention.clone()),
+        hub: Some(sources.hub.clone()),
+        live_start_timeout: config.live.start_timeout,
+        whep: Some(whep::Whep::new(webrtc_host(config))),
+        devices: sources
+            .devices
+            .clone()
+            .map(|d| d as Arc<dyn api::device_access::DeviceAccess>),
+    }))
+}
+
+/// What `serve` starts beside HTTP and `shutdown` stops.
+struct Serving {
+    rtsp: Option<rtspd::RtspServer>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the RTSP re-serve, the users reload, the event watcher and the GB/T 28181 adoption and
+/// bridge.
+async fn start_serving(
+    config: &Config,
+    state: &Arc<AppState>,
+    security: &Security,
+    sources: &Sources,
+    registry: &Arc<CameraRegistry>,
+) -> Result<Serving, NodeError> {
+    let rtsp = match config.server.rtsp_listen {
+        Some(addr) => Some(
+            rtspd::RtspServer::bind(
+                addr,
+                sources.hub.clone(),
+                Arc::new(rtsp_auth::RtspAuth(state.clone())),
+                rtspd::RtspConfig {
+                    start_timeout: config.live.start_timeout,
+                },
+            )
+            .await
+            .map_err(|source| NodeError::Listen {
+                addr,
+                key: "server.rtsp_listen",
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let mut tasks = vec![
+        security.spawn_reload(),
+        api::event_stream::spawn_watcher(state.clone(), Duration::from_secs(1)),
+    ];
+    if let (Some(sip), Some(g)) = (&sources.sip, &config.gb28181) {
+        if g.adopt {
+            tasks.push(adoption::spawn_adopter(
+                sip,
+                registry.clone(),
+                g.clone(),
+                config.ingest.clone(),
+            ));
+        }
+        tasks.push(gb::events::spawn_event_bridge(sip, state.clone()));
+    }
+    Ok(Serving { rtsp, tasks })
+}
+
+/// Stops in order: RTSP viewers and background tasks, then every pull, then storage (retention,
+/// then the recorder, which closes and syncs every segment).
+async fn shutdown(serving: Serving, sources: Sources, storage: Storage) -> Result<(), NodeError> {
+    if let Some(r) = serving.rtsp {
+        info!("stopping: closing RTSP viewers");
+        r.stop().await;
+    }
+    for task in serving.tasks {
+        task.abort();
+    }
+    info!("stopping: closing camera sessions");
+    sources.pulls.stop_all().await;
+    info!("stopping: closing and syncing segments");
+    storage.close().await?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+/// Runs a node with `config` until `stop` resolves, then stops cleanly: viewers and sources
+/// first, then the recorder (which closes and syncs every segment).
+pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+    let started = Instant::now();
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: config.server.listen,
+            key: "server.listen",
+            source,
+        })?;
+    let storage = Storage::open(&config).await?;
+    let security = Security::open(&config)?;
+    let sources = start_sources(&config).await?;
+    let state = build_state(&config, started, &storage, &security, &sources)?;
+    let registry = Arc::new(CameraRegistry {
+        state: state.clone(),
+        hub: sources.hub.clone(),
+        pulls: sources.pulls.clone(),
+        recorder: storage.recorder.clone(),
+        idle: config.live.idle,
+        devices: sources.devices.clone(),
+    });
+    registry.add_configured(&config);
+    let serving = start_serving(&config, &state, &security, &sources, &registry).await?;
+    info!("HTTP API listening on http://{}", config.server.listen);
+    api::serve(listener, api::router(state), stop)
+        .await
+        .step(|| "serving HTTP".into())?;
+    shutdown(serving, sources, storage).await
+}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! The node's pulls: how each stream is pulled, and which pulls run. The hub's demand decides
+//! when (first viewer, last viewer plus idle, or always for recorded streams); [`Pulls`] starts
+//! and stops the supervised sources it is told to.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use ingest::SourceHealth;
+use ingest::gb28181::{GbSourceConfig, spawn_gb};
+use ingest::rtsp::{RtspSourceConfig, spawn_rtsp};
+use ingest::supervisor::SourceHandle;
+use media::StreamId;
+use store::Recorder;
+use tracing::info;
+
+use crate::sink::StreamSink;
+
+/// Where a stream comes from.
+#[derive(Clone)]
+pub enum Source {
+    /// An RTSP URL.
+    Rtsp(RtspSourceConfig),
+    /// A GB/T 28181 channel, through the node's SIP server.
+    Gb(GbSourceConfig),
+}
+
+/// How to pull one stream: what the hub's control starts when the stream is wanted.
+#[derive(Clone)]
+pub struct Pull {
+    /// Where from.
+    pub source: Source,
+    /// The stream's status, kept across the pulls its viewers start and stop.
+    pub health: Arc<SourceHealth>,
+    /// The recorder, for recorded streams.
+    pub recorder: Option<Recorder>,
+}
+
+/// The running pulls, started and stopped by the hub: at most one per stream.
+#[derive(Default)]
+pub struct Pulls {
+    /// How each stream is pulled; grows at run time (GB/T 28181 catalogs).
+    specs: Mutex<HashMap<StreamId, Pull>>,
+    sip: Option<Arc<gb28181::server::SipServer>>,
+    running: Mutex<HashMap<StreamId, SourceHandle>>,
+    hub: OnceLock<Weak<hub::Hub>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Maps only inserted into and removed from: a panicked holder leaves them whole.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Pulls {
+    /// Pulls that reach GB/T 28181 channels through `sip`.
+    pub fn new(sip: Option<Arc<gb28181::server::SipServer>>) -> Pulls {
+        Pulls {
+            sip,
+            ..Pulls::default()
+        }
+    }
+
+    /// The hub whose channels the pulls feed (set once, before any stream is added).
+    pub fn attach(&self, hub: &Arc<hub::Hub>) {
+        let _ = self.hub.set(Arc::downgrade(hub));
+    }
+
+    /// The hub's control: starts and stops pulls as the hub's demand says.
+    pub fn control(self: &Arc<Self>) -> hub::Control {
+        let pulls = Arc::downgrade(self);
+        Arc::new(move |s: &StreamId, a| {
+            if let Some(p) = pulls.upgrade() {
+                p.act(s, a);
+            }
+        })
+    }
+
+    /// Declares how `stream` is pulled (before its channel is added to the hub).
+    pub fn declare(&self, stream: StreamId, pull: Pull) {
+        lock(&self.specs).insert(stream, pull);
+    }
+
+    /// Streams being pulled now.
+    pub fn running(&self) -> usize {
+        lock(&self.running).len()
+    }
+
+    fn act(&self, stream: &StreamId, action: hub::Action) {
+        let Some(pull) = lock(&self.specs).get(stream).cloned() else {
+            return;
+        };
+        let mut running = lock(&self.running);
+        match action {
+            hub::Action::Start => {
+                let Some(channel) = self.hub.get().and_then(Weak::upgrade).and_then(|h| h.channel(stream)) else {
+                    return;
+                };
+                if running.contains_key(stream) {
+                    return;
+                }
+                let sink = Arc::new(StreamSink::new(channel, pull.recorder.clone()));
+                info!(stream = %stream, "starting the pull");
+                let handle = match (&pull.source, &self.sip) {
+                    (Source::Rtsp(cfg), _) => spawn_rtsp(cfg.clone(), sink, pull.health.clone()),
+                    (Source::Gb(cfg), Some(sip)) => spawn_gb(cfg.clone(), sip.clone(), sink, pull.health.clone()),
+                    (Source::Gb(_), None) => return,
+                };
+                running.insert(stream.clone(), handle);
+            }
+            hub::Action::Stop => {
+                if let Some(h) = running.remove(stream) {
+                    info!(stream = %stream, "no viewers left: stopping the pull");
+                    tokio::spawn(h.stop());
+                }
+            }
+        }
+    }
+
+    /// Stops every pull and waits for them.
+    pub async fn stop_all(&self) {
+        let handles: Vec<SourceHandle> = lock(&self.running).drain().map(|(_, h)| h).collect();
+        for h in handles {
+            h.stop().await;
+        }
+    }
+}

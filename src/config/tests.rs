@@ -1,0 +1,304 @@
+//! The checker against good files, files with every kind of mistake, and hostile values.
+
+use std::time::Duration;
+
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+rtsp_listen = "127.0.0.1:8554"
+data_dirs = ["/var/lib/sharpeye/disk1"]
+
+[recording]
+segment = "60s"
+
+[retention]
+standard = "30d"
+key = "90d"
+
+[gb28181]
+id = "34020000002000000001"
+domain = "3402000000"
+listen = "127.0.0.1:5060"
+password = "12345678"
+
+[[users]]
+name = "admin"
+password = "change-me"
+role = "admin"
+
+[[cameras]]
+id = "34020000001320000001"
+name = "East gate"
+url = "rtsp://user:pass@10.0.0.5/stream1"
+sub_url = "rtsp://user:pass@10.0.0.5/stream2"
+tier = "key"
+record = true
+org = "dalian/xigang/renmin-road"
+location = { lat = 38.914, lon = 121.614 }
+"#;
+
+#[test]
+fn the_api_md_example_parses() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.cameras.len(), 1);
+    assert_eq!(c.cameras[0].tier, Tier::Key);
+    assert_eq!(c.retention.key, Duration::from_secs(90 * 86_400));
+    assert_eq!(c.recording.segment, Duration::from_secs(60));
+    assert_eq!(c.gb28181.as_ref().unwrap().domain, "3402000000");
+    assert_eq!(
+        c.cameras[0].location,
+        Some(Location {
+            lat: 38.914,
+            lon: 121.614
+        })
+    );
+    let w = c.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("gb28181"));
+}
+
+fn problems(text: &str) -> Vec<String> {
+    parse(text)
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+#[test]
+fn gb28181_mistakes_are_named() {
+    let bad = r#"
+[server]
+data_dirs = ["/d"]
+
+[gb28181]
+id = "3402"
+domain = "3402000000"
+password = "12345678"
+media_ip = "not-an-ip"
+media_transport = "sctp"
+keepalive_misses = 0
+charset = "latin1"
+org = "a//b"
+colour = "red"
+
+[[gb28181.devices]]
+id = "bad id!"
+call_id = "sometimes"
+
+[[cameras]]
+id = "c1"
+url = "gb28181://"
+"#;
+    let p = problems(bad);
+    for key in [
+        "gb28181.id",
+        "gb28181.media_ip",
+        "gb28181.media_transport",
+        "gb28181.keepalive_misses",
+        "gb28181.charset",
+        "gb28181.org",
+        "gb28181.colour",
+        "gb28181.devices[0].id",
+        "gb28181.devices[0].call_id",
+        "cameras[0].url",
+    ] {
+        assert!(p.iter().any(|m| m.starts_with(key)), "{key} not named in {p:#?}");
+    }
+    // A valid section with a declared channel parses, and a missing section is a warning.
+    let good = "[server]\ndata_dirs = [\"/d\"]\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\npassword = \"12345678\"\nlisten = \"127.0.0.1:5060\"\n[[cameras]]\nid = \"34020000001310000001\"\nurl = \"gb28181://34020000001180000001/34020000001310000001\"\n";
+    let c = parse(good).unwrap();
+    let g = c.gb28181.as_ref().unwrap();
+    assert_eq!(g.media_transport, ::gb28181::sdp::MediaTransport::TcpPassive);
+    assert!(g.adopt && g.record_discovered);
+    assert_eq!(c.cameras[0].url.host_str(), Some("34020000001180000001"));
+    let orphan =
+        parse("[server]\ndata_dirs = [\"/d\"]\n[[cameras]]\nid = \"c\"\nurl = \"gb28181://34020000001180000001\"\n")
+            .unwrap();
+    assert!(orphan.warnings().iter().any(|w| w.contains("need a [gb28181] section")));
+}
+
+#[test]
+fn permission_mistakes_are_named() {
+    let bad = r#"
+[server]
+data_dirs = ["/d"]
+
+[[users]]
+name = "amy"
+password = "long-enough"
+role = "viewer"
+department = "east"
+
+[[departments]]
+id = "east"
+parent = "west"
+
+[[departments]]
+name = "no id"
+
+[[groups]]
+id = "gates"
+
+[[grants]]
+subject = "team:east"
+actions = ["live", "fly"]
+resource = "street:x"
+
+[[grants]]
+subject = "department:east"
+actions = "live"
+resource = "group:gates"
+"#;
+    let p = problems(bad);
+    for want in [
+        "departments[1].id: missing",
+        "groups[0].cameras: missing",
+        "grants[0].subject: \"team:east\" is not a subject",
+        "grants[0].actions: \"fly\" is not an action",
+        "grants[0].resource: \"street:x\" is not a resource",
+        "grants[1].actions: expected a list of strings",
+        "grants: department \"east\": parent \"west\" does not exist",
+    ] {
+        assert!(p.iter().any(|x| x.contains(want)), "missing {want:?} in {p:#?}");
+    }
+    // References are checked with the same rules as the admin API.
+    let unknown_group = r#"
+[server]
+data_dirs = ["/d"]
+[[grants]]
+subject = "role:viewer"
+actions = ["live"]
+resource = "group:nowhere"
+[[grants]]
+subject = "role:viewer"
+actions = ["admin"]
+resource = "org:dalian"
+"#;
+    let p = problems(unknown_group);
+    assert!(
+        p.iter().any(|x| x.contains("group \"nowhere\" does not exist")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn every_mistake_is_named_at_once() {
+    let bad = r#"
+[server]
+listen = "localhost"
+data_dirs = []
+colour = "blue"
+
+[recording]
+segment = "60"
+flush = "5s"
+
+[retention]
+standard = "90d"
+key = "30d"
+
+[[users]]
+name = "admin"
+password = "short"
+role = "root"
+
+[[users]]
+name = "admin"
+password_hash = "md5:abc"
+role = "viewer"
+
+[[cameras]]
+id = "cam/1"
+url = "http://10.0.0.5/stream"
+tier = "gold"
+location = { lat = 123.0, lon = 10 }
+
+[[cameras]]
+id = "cam2"
+url = "rtsp://10.0.0.6/s"
+transport = "sctp"
+record = "yes"
+
+[[cameras]]
+id = "cam2"
+"#;
+    let p = problems(bad);
+    let expect = [
+        "server.listen: \"localhost\" is not an address",
+        "server.data_dirs: empty",
+        "server.colour: unknown key",
+        "recording.segment: \"60\" is not a duration",
+        "recording.flush: \"5s\" is out of range",
+        "retention.key: is shorter than retention.standard",
+        "users[0].password: shorter than 8 characters",
+        "users[0].role: \"root\" is not a role",
+        "users[1].name: user \"admin\" is defined twice",
+        "users[1].password_hash: expected an argon2id hash",
+        "cameras[0].id: \"cam/1\" is not a valid id",
+        "cameras[0].url: scheme \"http\"",
+        "cameras[0].tier: \"gold\" is not a tier",
+        "cameras[0].location.lat: 123 is outside -90..90",
+        "cameras[1].transport: \"sctp\" is not a transport",
+        "cameras[1].record: expected true or false",
+        "cameras[2].id: \"cam2\" is already used by cameras[1]",
+        "cameras[2].url: missing",
+    ];
+    for e in expect {
+        assert!(
+            p.iter().any(|x| x.starts_with(e)),
+            "missing {e:?} in:\n{}",
+            p.join("\n")
+        );
+    }
+    assert_eq!(p.len(), expect.len(), "unexpected extra problems:\n{}", p.join("\n"));
+}
+
+#[test]
+fn syntax_errors_and_wrong_types_are_reported() {
+    assert!(problems("[server\n")[0].starts_with("not valid TOML"));
+    let p = problems("server = 3");
+    assert!(p[0].starts_with("server: expected a table"), "{p:?}");
+    let p = problems("[server]\ndata_dirs = \"/x\"\n[[cameras]]\nid = 5\nurl = \"rtsp://h/\"");
+    assert!(
+        p.iter().any(|x| x.starts_with("server.data_dirs: expected a list")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|x| x.starts_with("cameras[0].id: expected a string")),
+        "{p:?}"
+    );
+    let p = problems("");
+    assert!(p[0].starts_with("server: missing"));
+}
+
+#[test]
+fn min_free_forms() {
+    assert_eq!(parse_min_free("10%"), Some(FreeFloor::Percent(10.0)));
+    assert_eq!(parse_min_free("50GB"), Some(FreeFloor::Bytes(50_000_000_000)));
+    assert_eq!(parse_min_free("512MiB"), Some(FreeFloor::Bytes(512 << 20)));
+    assert_eq!(parse_min_free("1000"), Some(FreeFloor::Bytes(1000)));
+    for bad in ["", "95%", "-1", "lots", "5 parsecs"] {
+        assert_eq!(parse_min_free(bad), None, "{bad}");
+    }
+    let p = problems("[server]\ndata_dirs=[\"/d\"]\n[retention]\nmin_free=\"lots\"");
+    assert!(p[0].starts_with("retention.min_free: \"lots\" is not a size"), "{p:?}");
+}
+
+#[test]
+fn url_problems_never_echo_the_value() {
+    let p = problems("[server]\ndata_dirs=[\"/d\"]\n[[cameras]]\nid=\"c\"\nurl=\"rtsp://u:sEcReT@[bad\"");
+    assert_eq!(p.len(), 1);
+    assert!(!p[0].contains("sEcReT"), "{}", p[0]);
+}
+
+#[test]
+fn short_retention_is_a_warning_not_an_error() {
+    let c = parse("[server]\ndata_dirs=[\"/d\"]\n[retention]\nstandard=\"20s\"\nkey=\"40s\"").unwrap();
+    let w = c.warnings();
+    assert!(w.iter().any(|x| x.contains("below the 30 days")));
+    assert!(w.iter().any(|x| x.contains("below the 90 days")));
+}
