@@ -13,6 +13,7 @@
 pub mod annexb;
 pub mod clock;
 pub mod fmp4;
+pub mod fmp4_stream;
 mod frame;
 pub mod h264;
 pub mod h265;
