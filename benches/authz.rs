@@ -250,6 +250,7 @@ fn event(i: usize) -> Event {
         target: None,
         reason: None,
         detail: serde_json::json!({ "stream": "main", "output": "rtsp" }),
+        on_behalf_of: None,
     }
 }
 

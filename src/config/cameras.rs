@@ -26,6 +26,14 @@ impl Checker {
             {
                 Some(u)
             }
+            // A lower node's camera, named as an operator might try to record it here.
+            Ok(u) if u.scheme() == "sharpeye" => {
+                self.problem(
+                    join(path, key),
+                    "a lower node's camera cannot be configured here: the rules say an upper level does not aggregate or store lower-level video, it calls it up on demand with a temporary cache; its cameras are adopted through its [[lower]] link and pulled when someone watches",
+                );
+                None
+            }
             Ok(u) => {
                 self.problem(
                     join(path, key),

@@ -10,6 +10,7 @@ mod access;
 mod cameras;
 mod check;
 mod gb28181;
+mod hierarchy;
 mod ingest;
 mod server;
 #[cfg(test)]
@@ -132,6 +133,10 @@ impl Checker {
                 "groups",
                 "grants",
                 "cameras",
+                "node",
+                "lower",
+                "upper",
+                "cache",
             ],
         );
         let server = self.server(root);
@@ -147,6 +152,11 @@ impl Checker {
         let groups = self.groups(root);
         let grants = self.grants(root);
         let cameras = self.cameras(root);
+        let linked = root.contains_key("lower") || root.contains_key("upper");
+        let node = self.node_identity(root, linked);
+        let lower = self.lowers(root, &node.id);
+        let upper = self.uppers(root, &node.id);
+        let cache = self.cache(root);
         let config = Config {
             server: server?,
             recording,
@@ -161,6 +171,10 @@ impl Checker {
             groups,
             grants,
             cameras,
+            node,
+            lower,
+            upper,
+            cache,
         };
         // References between users, departments, groups and grants are checked by the same
         // rules the admin API applies, so that the server never refuses a checked config.

@@ -302,3 +302,122 @@ fn short_retention_is_a_warning_not_an_error() {
     assert!(w.iter().any(|x| x.contains("below the 30 days")));
     assert!(w.iter().any(|x| x.contains("below the 90 days")));
 }
+
+#[test]
+fn hierarchy_keys_parse_and_every_mistake_is_named() {
+    let good = r#"
+[server]
+data_dirs = ["/d"]
+
+[node]
+id = "xigang-street"
+name = "Xigang street centre"
+level = "street"
+
+[[lower]]
+id = "renmin-community"
+url = "http://10.0.0.9:8080"
+token = "sk_0123456789abcdef"
+link_mbps = 10
+org = "dalian/xigang/renmin"
+
+[[lower]]
+id = "behind-nat"
+token = "sk_fedcba9876543210"
+link_mbps = 2.5
+org = "dalian/xigang/nat"
+dial = "up"
+
+[[upper]]
+id = "xigang-district"
+url = "http://10.0.0.1:8080"
+token = "sk_aaaaaaaaaaaaaaaa"
+
+[cache]
+size = "20GB"
+max_age = "24h"
+"#;
+    let c = parse(good).unwrap();
+    assert_eq!(c.node.level, Level::Street);
+    assert_eq!(c.node.name, "Xigang street centre");
+    assert_eq!(c.lower.len(), 2);
+    assert_eq!(c.lower[0].link_kbps, 10_000);
+    assert_eq!(c.lower[1].link_kbps, 2_500);
+    assert_eq!(c.lower[1].dial, Dial::Up);
+    assert!(c.lower[1].url.is_none());
+    assert_eq!(c.upper[0].url.as_str(), "http://10.0.0.1:8080/");
+    assert_eq!(c.cache.size, 20_000_000_000);
+    assert_eq!(c.cache.max_age, Duration::from_secs(86_400));
+
+    let bad = r#"
+[server]
+data_dirs = ["/d"]
+
+[node]
+id = "me"
+level = "province"
+
+[[lower]]
+id = "me"
+url = "ftp://x"
+token = "password123"
+link_mbps = 0
+org = "a//b"
+dial = "sideways"
+
+[[lower]]
+id = "twice"
+token = "sk_0123456789abcdef"
+link_mbps = 10
+org = "x"
+
+[[lower]]
+id = "twice"
+url = "http://u:p@10.0.0.2:8080"
+token = "sk_0123456789abcdef"
+org = "y"
+
+[[upper]]
+id = "up"
+token = "sk_0123456789abcdef"
+
+[cache]
+size = "lots"
+max_age = "5s"
+
+[[cameras]]
+id = "remote"
+url = "sharpeye://renmin-community/cam1"
+"#;
+    let p = problems(bad);
+    for want in [
+        "node.level: \"province\" is not a level",
+        "lower[0].id: is this node's own id",
+        "lower[0].url: expected the node's API",
+        "lower[0].token: not an API token",
+        "lower[0].link_mbps: expected a number",
+        "lower[0].org: \"a//b\" has an empty part",
+        "lower[0].dial: \"sideways\"",
+        "lower[1].url: missing",
+        "lower[2].id: lower node \"twice\" is listed twice",
+        "lower[2].url: expected the node's API",
+        "lower[2].link_mbps: missing",
+        "upper[0].url: missing",
+        "cache.size: \"lots\" is not a size",
+        "cache.max_age: \"5s\" is out of range",
+        "cameras[0].url: a lower node's camera cannot be configured here: the rules say an upper level does not aggregate or store lower-level video",
+    ] {
+        assert!(
+            p.iter().any(|x| x.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            p.join("\n")
+        );
+    }
+    // The token is never echoed.
+    assert!(!p.iter().any(|x| x.contains("password123")), "{p:#?}");
+    // Links need the node's identity.
+    let p = problems(
+        "[server]\ndata_dirs=[\"/d\"]\n[[upper]]\nid=\"u\"\nurl=\"http://10.0.0.1:8080\"\ntoken=\"sk_0123456789abcdef\"\n",
+    );
+    assert!(p.iter().any(|x| x.starts_with("node: missing")), "{p:#?}");
+}

@@ -2,6 +2,8 @@
 //! and ffprobe/ffmpeg validation.
 #![allow(dead_code)]
 
+pub mod levels;
+
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -34,6 +34,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// The header an upper node names its end user in (`alice@district-1`).
+pub const ON_BEHALF_OF: &str = "x-sharpeye-on-behalf-of";
+
 /// A verified caller and where they call from.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -41,6 +44,34 @@ pub struct Caller {
     pub who: Principal,
     /// From where.
     pub ip: Option<IpAddr>,
+    /// For an upper node calling with its API token: the user it calls for.
+    pub on_behalf_of: Option<String>,
+}
+
+/// The end user an upper node names in [`ON_BEHALF_OF`]: honoured only for API tokens (a
+/// person's session speaks for itself), and only when it is a short printable name.
+fn on_behalf_of(headers: &HeaderMap, who: &Principal) -> Option<String> {
+    if !matches!(who.via, auth::Via::ApiToken(_)) {
+        return None;
+    }
+    let v = headers.get(ON_BEHALF_OF)?.to_str().ok()?.trim();
+    (!v.is_empty() && v.len() <= 200 && v.chars().all(|c| !c.is_control())).then(|| v.to_owned())
+}
+
+impl Caller {
+    /// A caller `who` from `ip`, calling for the user `headers` name if `who` is an upper node.
+    pub fn new(who: Principal, ip: Option<IpAddr>, headers: &HeaderMap) -> Caller {
+        let on_behalf_of = on_behalf_of(headers, &who);
+        Caller { who, ip, on_behalf_of }
+    }
+
+    /// Who a lower node should audit this caller's requests as: the end user an upper node
+    /// named, else the caller on this node (`alice@xigang-street`).
+    pub fn end_user(&self, node: &str) -> String {
+        self.on_behalf_of
+            .clone()
+            .unwrap_or_else(|| format!("{}@{node}", self.who.actor()))
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for Caller {
@@ -59,7 +90,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .auth
             .verify(token)
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        Ok(Caller { who, ip })
+        Ok(Caller::new(who, ip, &parts.headers))
     }
 }
 
@@ -116,6 +147,7 @@ impl Caller {
             target: None,
             reason: None,
             detail: Value::Null,
+            on_behalf_of: self.on_behalf_of.clone(),
         }
     }
 }
@@ -143,6 +175,7 @@ pub fn authorize_media(
     state: &AppState,
     credentials: MediaCredentials<'_>,
     ip: Option<IpAddr>,
+    headers: Option<&HeaderMap>,
     camera: &str,
     action: MediaAction,
     via: &str,
@@ -173,13 +206,21 @@ pub fn authorize_media(
                         target: None,
                         reason: None,
                         detail: serde_json::json!({ "via": via }),
+                        on_behalf_of: None,
                     });
                     return Err(ApiError::unauthorized(e.to_string()));
                 }
             }
         }
     };
-    let caller = Caller { who, ip };
+    let caller = match headers {
+        Some(h) => Caller::new(who, ip, h),
+        None => Caller {
+            who,
+            ip,
+            on_behalf_of: None,
+        },
+    };
     caller.require(state, media_action(action), Some(camera))?;
     Ok(caller)
 }
@@ -204,7 +245,7 @@ pub(crate) fn media_caller(
             ));
         }
     };
-    let caller = authorize_media(state, credentials, ip.0, camera, action, "http")?;
+    let caller = authorize_media(state, credentials, ip.0, Some(headers), camera, action, "http")?;
     Ok((caller, token))
 }
 

@@ -105,12 +105,13 @@ impl Drop for Viewing {
 }
 
 /// Audits the start of `actor`'s live viewing of `stream` through `output` (`mp4`, `webrtc`,
-/// `rtsp`) durably, and returns the guard that audits its end; a 503 if it cannot be audited
+/// `rtsp`; for an upper node, `on_behalf_of` its user) durably, and returns the guard that audits its end; a 503 if it cannot be audited
 /// (then it is not served).
 pub async fn start_viewing(
     state: &AppState,
     actor: &str,
     ip: Option<IpAddr>,
+    on_behalf_of: Option<String>,
     stream: &StreamId,
     output: &str,
 ) -> Result<Viewing, ApiError> {
@@ -123,6 +124,7 @@ pub async fn start_viewing(
         target: None,
         reason: None,
         detail: serde_json::json!({ "stream": stream.kind().as_str(), "output": output }),
+        on_behalf_of,
     };
     Viewing::start(state.audit.clone(), event)
         .await

@@ -18,21 +18,13 @@ use crate::time;
 type AppStateArc = State<Arc<AppState>>;
 
 fn camera_json(c: &CameraEntry) -> Value {
-    let i = &c.info;
-    let mut streams = vec!["main"];
-    if i.has_sub {
-        streams.push("sub");
+    // The fixed part is a JSON object without its closing brace: the listing's own form.
+    let mut v: Value = serde_json::from_str(&format!("{}}}", c.fixed_json())).unwrap_or_else(|_| json!({}));
+    v["status"] = json!(c.status());
+    if let Some(why) = c.status_reason() {
+        v["status_reason"] = json!(why);
     }
-    json!({
-        "id": i.id,
-        "name": i.name,
-        "tier": i.tier,
-        "org": i.org,
-        "status": c.status(),
-        "recording": i.record,
-        "location": i.location.map(|(lat, lon)| json!({ "lat": lat, "lon": lon })),
-        "streams": streams,
-    })
+    v
 }
 
 /// `GET /api/v1/cameras`: only the cameras the caller has some action on, each with the
@@ -55,7 +47,13 @@ pub async fn cameras(State(state): AppStateArc, caller: Caller) -> Response {
         out.push_str(c.fixed_json());
         out.push_str(",\"status\":\"");
         out.push_str(c.status());
-        out.push_str("\",\"actions\":[");
+        if let Some(why) = c.status_reason() {
+            out.push_str("\",\"status_reason\":");
+            out.push_str(&Value::String(why).to_string());
+            out.push_str(",\"actions\":[");
+        } else {
+            out.push_str("\",\"actions\":[");
+        }
         for (k, a) in actions.iter().enumerate() {
             if k > 0 {
                 out.push(',');

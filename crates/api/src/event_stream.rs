@@ -44,11 +44,30 @@ pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::Join
         loop {
             tick.tick().await;
             let now = WallTime::now();
-            for (id, c) in state.cameras.snapshot().iter() {
+            let cameras = state.cameras.snapshot();
+            status.retain(|id, _| {
+                let kept = cameras.contains_key(id);
+                if !kept {
+                    // A lower node stopped sharing it (an upper node lists again on this).
+                    state.events.publish(NodeEvent {
+                        kind: "camera.removed",
+                        camera: None,
+                        data: json!({ "camera": id, "at": time::format(now) }),
+                    });
+                }
+                kept
+            });
+            for (id, c) in cameras.iter() {
                 let s = c.status();
                 let Some(before) = status.get_mut(id) else {
-                    // Added at run time (a GB/T 28181 catalog): watched from now on.
+                    // Added at run time (a GB/T 28181 catalog, a lower node's listing): watched
+                    // from now on.
                     status.insert(id.clone(), s);
+                    state.events.publish(NodeEvent {
+                        kind: "camera.added",
+                        camera: Some(id.clone()),
+                        data: json!({ "camera": id, "status": s, "at": time::format(now) }),
+                    });
                     continue;
                 };
                 if s == *before {
@@ -64,6 +83,9 @@ pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::Join
                 };
                 let mut data =
                     json!({ "camera": id, "status": s, "at": time::format(now), "recording": c.info.record });
+                if let Some(why) = c.status_reason() {
+                    data["status_reason"] = json!(why);
+                }
                 if kind == "camera.offline" {
                     dark_since.insert(id.clone(), now);
                 } else if let Some(since) = dark_since.remove(id)

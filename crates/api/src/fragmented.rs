@@ -107,3 +107,96 @@ impl Fragmenter {
         Some(Bytes::from(out))
     }
 }
+
+/// A chunked relay stream of `source`'s frames from `first` on, for another node
+/// (`live.mp4?relay=1`): each frame goes out the moment it arrives (no frame of latency per
+/// hop), with a `prft` carrying its wall time, and a new `moov` whenever the parameters change
+/// or a run ends, so the stream never has to be reopened. The reader is
+/// `media::fmp4_stream::Fmp4StreamReader`; durations are the previous frame spacing, a hint
+/// only: the receiver times frames by their `tfdt`.
+pub fn relay_mp4(source: FrameSource, first: Frame, guard: Box<dyn Send>) -> Result<Response, ApiError> {
+    let mut ftyp = Vec::with_capacity(32);
+    write_ftyp(&mut ftyp).map_err(ApiError::internal)?;
+    let body = futures::stream::unfold(
+        Relay {
+            source,
+            next: Some(first),
+            current: None,
+            origin: 0,
+            spacing: 3600,
+            sequence: 1,
+            queue: std::collections::VecDeque::from([Bytes::from(ftyp)]),
+            _guard: guard,
+        },
+        |mut r| async move {
+            let chunk = r.next_chunk().await?;
+            Some((Ok::<Bytes, std::io::Error>(chunk), r))
+        },
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "video/mp4"), (header::CACHE_CONTROL, "no-store")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// The relay stream's state between chunks.
+struct Relay {
+    source: FrameSource,
+    next: Option<Frame>,
+    /// The previous frame's parameters and media time.
+    current: Option<(Arc<media::StreamParams>, i64)>,
+    /// Media time of the current run's first frame: its time zero.
+    origin: i64,
+    /// The last frame spacing seen (90 kHz), as the next frame's duration hint.
+    spacing: u32,
+    sequence: u32,
+    /// Chunks ready to go (headers, then the payload as its own chunk: never copied).
+    queue: std::collections::VecDeque<Bytes>,
+    _guard: Box<dyn Send>,
+}
+
+impl Relay {
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(c) = self.queue.pop_front() {
+            return Some(c);
+        }
+        let f = match self.next.take() {
+            Some(f) => f,
+            None => self.source.recv().await?,
+        };
+        let mut head = Vec::with_capacity(256);
+        let new_run = match &self.current {
+            None => true,
+            Some((params, last)) => {
+                f.discontinuity || f.media_time <= *last || (!Arc::ptr_eq(params, &f.params) && **params != *f.params)
+            }
+        };
+        if new_run {
+            write_moov(&f.params, &mut head).ok()?;
+            self.origin = f.media_time;
+        } else if let Some((_, last)) = &self.current {
+            self.spacing = u32::try_from(f.media_time - last).unwrap_or(3600).max(1);
+        }
+        let base = u64::try_from(f.media_time - self.origin).unwrap_or(0);
+        write_fragment_header(
+            &mut head,
+            self.sequence,
+            base,
+            &[Sample {
+                duration: self.spacing,
+                size: f.data.len() as u32,
+                key: f.key,
+            }],
+            Some(media::fmp4::ProducerTime {
+                wall: f.wall_time,
+                media_time: base,
+            }),
+        )
+        .ok()?;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.current = Some((f.params.clone(), f.media_time));
+        self.queue.push_back(f.data);
+        Some(Bytes::from(head))
+    }
+}

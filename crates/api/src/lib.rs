@@ -20,6 +20,7 @@ mod exports;
 pub mod fragmented;
 mod health;
 mod holds;
+mod links;
 mod live;
 mod metrics;
 pub mod movies;
@@ -27,6 +28,7 @@ pub mod openapi;
 mod playback;
 mod ranged;
 pub mod recent_accesses;
+pub mod remote_access;
 pub mod request;
 mod session;
 mod state;
@@ -46,7 +48,7 @@ pub use access::Caller;
 pub use audit::Viewing;
 pub use error::ApiError;
 pub use request::MAX_BODY;
-pub use state::{AppState, CameraEntry, CameraInfo, CameraMap};
+pub use state::{AppState, CameraEntry, CameraInfo, CameraMap, NodeInfo, RemoteState};
 
 /// What an endpoint requires of its caller.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -125,6 +127,8 @@ endpoints! {
     get "/api/v1/me" => session::me, Authenticated, 200, [], "Who the caller is and what they may do.";
     get "/api/v1/openapi.json" => openapi::serve, Public, 200, [], "This API as an OpenAPI 3.1 document.";
     get "/api/v1/events" => event_stream::stream, Authenticated, 200, [], "Server-sent events: camera online/offline (with recording gaps), disk alarms, exports done, for what the caller may see.";
+    get "/api/v1/node" => links::node, Authenticated, 200, [], "This node: id, name and level.";
+    get "/api/v1/links" => links::list, Node(Admin), 200, [], "Links to lower nodes: budget, use, pulls, refusals, state.";
     get "/api/v1/health" => health::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";
     get "/api/v1/cameras" => cameras::cameras, Authenticated, 200, [], "The cameras the caller may see.";
     get "/api/v1/cameras/{id}" => cameras::camera_detail, CameraAny, 200, [], "One camera, with health (any action on it shows it).";
@@ -132,7 +136,7 @@ endpoints! {
     get "/api/v1/cameras/{id}/playback.mp4" => playback::playback_mp4, Media(Playback), 200, ["start", "end", "speed", "stream", "token", "source", "download", "scale"], "A progressive MP4 of exactly that range (Range, ETag); source=device streams a GB/T 28181 device's recording as fragmented MP4.";
     get "/api/v1/cameras/{id}/playback.m3u8" => playback::playback_m3u8, Media(Playback), 200, ["start", "end", "stream", "token"], "HLS (fMP4) of a range.";
     get "/api/v1/cameras/{id}/segments/{file}" => playback::segment_file, Media(Playback), 200, ["token"], "Byte ranges of a segment file, for HLS.";
-    get "/api/v1/cameras/{id}/live.mp4" => live::live_mp4, Media(Live), 200, ["stream", "token"], "Live fragmented MP4 from a key frame on.";
+    get "/api/v1/cameras/{id}/live.mp4" => live::live_mp4, Media(Live), 200, ["stream", "token", "relay"], "Live fragmented MP4 from a key frame on (relay=1: the form another node pulls, each frame at once with its wall time). For a camera of a lower node, the sub-stream when the link has room only for it (x-sharpeye-stream), or 503 link_budget.";
     post "/api/v1/cameras/{id}/whep" => live::whep_offer, Media(Live), 201, ["stream", "token"], "WebRTC live view by WHEP: SDP offer in, answer out.";
     delete "/api/v1/cameras/{id}/whep/{session}" => live::whep_end, Media(Live), 200, ["token"], "Ends a WHEP session.";
     get "/api/v1/cameras/{id}/device-recordings" => devices::recordings, Camera(Playback), 200, ["start", "end"], "Recordings the camera's GB/T 28181 device holds (RecordInfo); 409 for cameras that are not device channels.";

@@ -8,12 +8,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use media::Frame;
+use media::{Frame, StreamId};
 
-use crate::access::{ClientIp, media_caller};
+use crate::access::{Caller, ClientIp, media_caller};
 use crate::audit::start_viewing;
 use crate::error::ApiError;
-use crate::fragmented::{FrameSource, fragmented_mp4};
+use crate::fragmented::{FrameSource, fragmented_mp4, relay_mp4};
 use crate::request::{QueryMap, query, stream_of};
 use crate::state::AppState;
 
@@ -27,7 +27,16 @@ pub async fn live_mp4(
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
     let (caller, _) = media_caller(&state, &headers, &q, ip, &camera, MediaAction::Live)?;
-    let stream = stream_of(&q, &camera)?;
+    let relay = match q.get("relay").map(String::as_str) {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "relay: expected 1 (a stream for another node) or 0",
+            ));
+        }
+    };
+    let stream = admit(&state, &caller, stream_of(&q, &camera)?)?;
     let Some(hub) = state.hub.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -36,8 +45,41 @@ pub async fn live_mp4(
         ));
     };
     let (viewer, first) = first_key_frame(&state, &hub, &stream, &camera, hub::Output::Mp4).await?;
-    let viewing = start_viewing(&state, &caller.who.actor(), caller.ip, &stream, "mp4").await?;
-    fragmented_mp4(FrameSource::Live(viewer), first, Box::new(viewing))
+    let output = if relay { "relay" } else { "mp4" };
+    let viewing = start_viewing(
+        &state,
+        &caller.who.actor(),
+        caller.ip,
+        caller.on_behalf_of.clone(),
+        &stream,
+        output,
+    )
+    .await?;
+    let mut r = if relay {
+        relay_mp4(FrameSource::Live(viewer), first, Box::new(viewing))?
+    } else {
+        fragmented_mp4(FrameSource::Live(viewer), first, Box::new(viewing))?
+    };
+    r.headers_mut().insert(
+        STREAM_HEADER,
+        axum::http::HeaderValue::from_static(stream.kind().as_str()),
+    );
+    Ok(r)
+}
+
+/// The response header naming the stream served (`sub` when a link's budget had room only for
+/// the sub-stream).
+pub const STREAM_HEADER: &str = "x-sharpeye-stream";
+
+/// The stream a live view of `stream` gets: itself, or for a camera of a lower node what its
+/// link admits (the sub-stream when the main one does not fit), or a 503 `link_budget`.
+pub(crate) fn admit(state: &AppState, caller: &Caller, stream: StreamId) -> Result<StreamId, ApiError> {
+    let Some(remote) = &state.remote else { return Ok(stream) };
+    match remote.admit_live(stream.camera(), stream.kind(), &caller.end_user(&state.node.id)) {
+        None => Ok(stream),
+        Some(Ok(kind)) => Ok(StreamId::new(stream.camera(), kind)),
+        Some(Err(e)) => Err(e.into()),
+    }
 }
 
 /// Joins `stream` and waits for its first key frame (up to `[live] start_timeout`); the errors
@@ -89,7 +131,7 @@ pub async fn whep_offer(
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
     let (caller, _) = media_caller(&state, &headers, &q, ip, &camera, MediaAction::Live)?;
-    let stream = stream_of(&q, &camera)?;
+    let stream = admit(&state, &caller, stream_of(&q, &camera)?)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -112,7 +154,15 @@ pub async fn whep_offer(
     // A bad offer is refused before the camera is joined or the viewing audited.
     whep::Whep::check_offer(offer).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (viewer, first) = first_key_frame(&state, &hub, &stream, &camera, hub::Output::Webrtc).await?;
-    let viewing = start_viewing(&state, &caller.who.actor(), caller.ip, &stream, "webrtc").await?;
+    let viewing = start_viewing(
+        &state,
+        &caller.who.actor(),
+        caller.ip,
+        caller.on_behalf_of.clone(),
+        &stream,
+        "webrtc",
+    )
+    .await?;
     let (id, answer) = whep
         .create(offer, viewer, first, Box::new(viewing))
         .await

@@ -56,6 +56,7 @@ pub async fn login(
         target: None,
         reason: None,
         detail: Value::Null,
+        on_behalf_of: None,
     };
     match result {
         Ok((session, _)) => {

@@ -25,6 +25,49 @@ pub struct CameraInfo {
     pub record: bool,
     /// Has a sub-stream.
     pub has_sub: bool,
+    /// The node that records it (this node's id for its own cameras).
+    pub node: String,
+    /// The nodes between this one and the camera's, nearest first (empty for its own).
+    pub path: Vec<String>,
+}
+
+/// What this node knows of a remote camera's state, from its lower node's listing and events,
+/// and from the link itself (a link that is down makes every camera behind it offline).
+#[derive(Debug)]
+pub struct RemoteState {
+    /// The link it comes through.
+    pub link: String,
+    state: std::sync::RwLock<(&'static str, Option<String>)>,
+}
+
+impl RemoteState {
+    /// A camera behind `link`, in `status` as the lower node reported it.
+    pub fn new(link: &str, status: &str) -> RemoteState {
+        RemoteState {
+            link: link.to_owned(),
+            state: std::sync::RwLock::new((status_name(status), None)),
+        }
+    }
+
+    /// Sets the status (one of `online`, `connecting`, `offline`, `idle`) and why.
+    pub fn set(&self, status: &str, reason: Option<String>) {
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = (status_name(status), reason);
+    }
+
+    /// The status and why.
+    pub fn get(&self) -> (&'static str, Option<String>) {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A status as the API names it; anything a lower node sends that is not one is `offline`.
+fn status_name(s: &str) -> &'static str {
+    match s {
+        "online" => "online",
+        "connecting" => "connecting",
+        "idle" => "idle",
+        _ => "offline",
+    }
 }
 
 /// A camera and the health of the sources pulling it.
@@ -34,6 +77,8 @@ pub struct CameraEntry {
     pub info: CameraInfo,
     /// The main stream's source, when it is being pulled.
     pub main: Option<Arc<SourceHealth>>,
+    /// For a camera of a lower node: what is known of it.
+    pub remote: Option<Arc<RemoteState>>,
     /// The listing's fixed fields, serialized once (see [`CameraEntry::fixed_json`]).
     pub fixed: std::sync::OnceLock<String>,
 }
@@ -47,12 +92,23 @@ impl CameraEntry {
         CameraEntry {
             info,
             main,
+            remote: None,
+            fixed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A camera of a lower node, reached through a link.
+    pub fn remote(info: CameraInfo, remote: Arc<RemoteState>) -> CameraEntry {
+        CameraEntry {
+            info,
+            main: None,
+            remote: Some(remote),
             fixed: std::sync::OnceLock::new(),
         }
     }
 
     /// The fields of the camera's listing entry that never change, as a JSON object missing
-    /// its closing brace: `{"id":..,"name":..,"tier":..,"org":..,"recording":..,"location":..,"streams":[..]`.
+    /// its closing brace: `{"id":..,"name":..,"tier":..,"org":..,"recording":..,"location":..,"streams":[..],"node":..,"path":[..]`.
     pub fn fixed_json(&self) -> &str {
         self.fixed.get_or_init(|| {
             let i = &self.info;
@@ -68,6 +124,8 @@ impl CameraEntry {
                 "recording": i.record,
                 "location": i.location.map(|(lat, lon)| serde_json::json!({ "lat": lat, "lon": lon })),
                 "streams": streams,
+                "node": i.node,
+                "path": i.path,
             });
             // Serializing a JSON value cannot fail; it ends with the object's closing brace.
             let mut s = v.to_string();
@@ -76,8 +134,17 @@ impl CameraEntry {
         })
     }
 
-    /// `online`, `connecting`, `offline` or `idle` (not pulled: on-demand cameras).
+    /// Why a camera is not online, when that is known (a lower node that cannot be reached).
+    pub fn status_reason(&self) -> Option<String> {
+        self.remote.as_ref().and_then(|r| r.get().1)
+    }
+
+    /// `online`, `connecting`, `offline` or `idle` (not pulled: on-demand cameras). A remote
+    /// camera's is what its lower node says, or `offline` while the link is down.
     pub fn status(&self) -> &'static str {
+        if let Some(r) = &self.remote {
+            return r.get().0;
+        }
         let Some(h) = &self.main else { return "idle" };
         let s = h.snapshot();
         let fresh = s
@@ -130,6 +197,17 @@ impl CameraMap {
         self.len() == 0
     }
 
+    /// Removes cameras (a lower node no longer shares them); returns how many were removed.
+    pub fn remove_many(&self, ids: &[String]) -> usize {
+        let mut w = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = (**w).clone();
+        let removed = ids.iter().filter(|id| next.remove(id.as_str()).is_some()).count();
+        if removed > 0 {
+            *w = Arc::new(next);
+        }
+        removed
+    }
+
     /// Adds a camera; false (and nothing changed) if the id is taken.
     pub fn insert(&self, camera: CameraEntry) -> bool {
         self.insert_many([camera]) == 1
@@ -152,8 +230,21 @@ impl CameraMap {
     }
 }
 
+/// This node's identity, as `GET /api/v1/node` and camera listings show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `community`, `street`, `district` or `city`.
+    pub level: String,
+}
+
 /// Everything handlers need.
 pub struct AppState {
+    /// This node.
+    pub node: NodeInfo,
     /// Users and sessions.
     pub auth: Arc<auth::Auth>,
     /// Recordings.
@@ -196,4 +287,6 @@ pub struct AppState {
     pub whep: Option<Arc<whep::Whep>>,
     /// Device-side functions of GB/T 28181 channels, when GB/T 28181 is configured.
     pub devices: Option<Arc<dyn crate::device_access::DeviceAccess>>,
+    /// Cameras of lower nodes, when this node has links.
+    pub remote: Option<Arc<dyn crate::remote_access::RemoteAccess>>,
 }

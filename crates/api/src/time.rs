@@ -1,7 +1,6 @@
 //! RFC 3339 times in and out of the API.
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use media::WallTime;
 
 use crate::error::ApiError;
@@ -20,12 +19,7 @@ pub fn parse(name: &str, value: &str) -> Result<WallTime, ApiError> {
 /// Formats a wall time as RFC 3339 in the server's time zone, with fractional seconds only
 /// when there are any.
 pub fn format(t: WallTime) -> String {
-    let Ok(ts) = Timestamp::from_microsecond(t.as_micros()) else {
-        return String::new();
-    };
-    ts.to_zoned(TimeZone::system())
-        .strftime("%Y-%m-%dT%H:%M:%S%.f%:z")
-        .to_string()
+    t.to_rfc3339()
 }
 
 #[cfg(test)]

@@ -165,6 +165,12 @@ impl Hub {
         ch
     }
 
+    /// Removes a stream (its camera is gone: a lower node stopped sharing it). Its viewers get
+    /// nothing more; the caller stops its pull.
+    pub fn remove_stream(&self, stream: &StreamId) -> Option<Arc<Channel>> {
+        self.channels.write().unwrap_or_else(|p| p.into_inner()).remove(stream)
+    }
+
     /// Joins `stream` as a viewer through `output`.
     pub fn watch(&self, stream: &StreamId, output: Output) -> Result<Viewer, JoinError> {
         let ch = self.channel(stream).ok_or_else(|| JoinError::Unknown {

@@ -13,7 +13,7 @@ use crate::timeline::{Timeline, TimelineCheck};
 use crate::{FrameSink, SourceHealth};
 
 /// The delivery state of one session.
-pub(crate) struct Delivery<'a> {
+pub struct Delivery<'a> {
     stream: &'a StreamId,
     peer: String,
     sink: &'a dyn FrameSink,
@@ -89,6 +89,21 @@ impl<'a> Delivery<'a> {
 
     /// Delivers one frame (dropped while no parameters are known).
     pub fn deliver(&mut self, media_time: i64, key: bool, data: Bytes, arrival: WallTime) {
+        self.deliver_at(media_time, key, data, arrival, None);
+    }
+
+    /// Delivers a frame another node relayed: its parameters, run boundary and wall time are
+    /// the sender's (the recording node anchored it to its clock; anchoring it again here
+    /// would only add this hop's jitter).
+    pub fn deliver_relayed(&mut self, frame: Frame, arrival: WallTime) {
+        self.set_params(frame.params.clone());
+        if frame.discontinuity {
+            self.discontinuity = true;
+        }
+        self.deliver_at(frame.media_time, frame.key, frame.data, arrival, Some(frame.wall_time));
+    }
+
+    fn deliver_at(&mut self, media_time: i64, key: bool, data: Bytes, arrival: WallTime, given: Option<WallTime>) {
         let Some(p) = self.params.clone() else { return };
         let camera = self.stream.camera();
         let check = match self.recorded {
@@ -125,15 +140,16 @@ impl<'a> Delivery<'a> {
         if self.discontinuity {
             self.clock.reset();
         }
-        let wall = match &mut self.recorded {
-            Some((start, first)) => {
+        let wall = match (&mut self.recorded, given) {
+            (_, Some(wall)) => crate::clock::Mapped { wall, anchored: false },
+            (Some((start, first)), None) => {
                 let first = *first.get_or_insert(media_time);
                 crate::clock::Mapped {
                     wall: WallTime::from_micros(start.as_micros() + media::media_to_micros(media_time - first)),
                     anchored: false,
                 }
             }
-            None => self.clock.map(media_time, arrival),
+            (None, None) => self.clock.map(media_time, arrival),
         };
         {
             let mut s = self.health.lock();

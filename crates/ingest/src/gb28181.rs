@@ -20,7 +20,7 @@ use tracing::{info, info_span, warn};
 use crate::deliver::Delivery;
 use crate::ps_rtp::{EsFramer, PsRtpReceiver, PtsUnwrapper, TcpDeframer};
 use crate::supervisor::{self, Ended, Retry, SourceHandle};
-use crate::{FrameSink, SourceHealth, SourcePhase};
+use crate::{FrameSink, SourceHealth};
 
 /// How long media is still read after the session's signalling ended.
 const END_DRAIN: Duration = Duration::from_secs(1);
@@ -309,8 +309,7 @@ async fn session(
         }
     };
     info!(peer = %SocketAddr::new(answer.ip, answer.port), ssrc = ?answer.ssrc, transport = ?cfg.transport, "camera {camera}: GB28181 session answered");
-    health.lock().sessions += 1;
-    health.set_phase(SourcePhase::Streaming);
+    health.session_started();
     if let (Some(scale), SessionKind::Playback { .. }) = (cfg.scale, cfg.kind) {
         sip.info(call, gb28181::mansrtsp::play(1, Some(scale), None)).await;
     }

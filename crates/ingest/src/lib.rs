@@ -11,7 +11,7 @@
 
 pub mod backoff;
 pub mod clock;
-mod deliver;
+pub mod deliver;
 pub mod gb28181;
 pub mod ps_rtp;
 pub mod rtsp;

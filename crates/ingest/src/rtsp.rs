@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::deliver::Delivery;
 use crate::supervisor::{self, Ended, Retry, SourceHandle};
-use crate::{FrameSink, SourceHealth, SourcePhase};
+use crate::{FrameSink, SourceHealth};
 
 /// How RTP travels from the camera.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -363,11 +363,7 @@ async fn session(
     step(cfg, "SETUP", session.setup(video, setup)).await?;
     let playing = step(cfg, "PLAY", session.play(PlayOptions::default())).await?;
     let mut demuxed = playing.demuxed().map_err(|e| IngestError::from_retina(cfg, &e))?;
-    {
-        let mut s = health.lock();
-        s.sessions += 1;
-    }
-    health.set_phase(SourcePhase::Streaming);
+    health.session_started();
     info!(peer = %cfg.peer(), transport = ?cfg.pull.transport, "camera {camera}: session playing");
 
     let mut delivery = Delivery::new(&cfg.stream, cfg.peer(), sink, health, cfg.pull.max_frame_bytes);

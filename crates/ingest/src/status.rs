@@ -102,6 +102,12 @@ impl SourceHealth {
         }
     }
 
+    /// A session is streaming: counted, and the phase set.
+    pub fn session_started(&self) {
+        self.lock().sessions += 1;
+        self.set_phase(SourcePhase::Streaming);
+    }
+
     pub(crate) fn set_error(&self, message: String) {
         let mut s = self.lock();
         s.last_error = Some(message);

@@ -28,6 +28,17 @@ impl WallTime {
         self.0
     }
 
+    /// RFC 3339 in the server's time zone, with fractional seconds only when there are any
+    /// (`2026-11-23T08:00:00+08:00`): how times leave the node.
+    pub fn to_rfc3339(self) -> String {
+        let Ok(ts) = jiff::Timestamp::from_microsecond(self.0) else {
+            return String::new();
+        };
+        ts.to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%dT%H:%M:%S%.f%:z")
+            .to_string()
+    }
+
     /// The server's clock now.
     pub fn now() -> Self {
         Self::from_system_time(SystemTime::now())

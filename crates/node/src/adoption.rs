@@ -17,7 +17,13 @@ use crate::sources::Source;
 
 /// `item` of `device`'s catalog as a camera (id = channel id, org `<gb28181.org>/<device>`,
 /// recorded if `record_discovered`); `None` for an id that is not a plain id.
-pub fn adopted(device: &str, item: &CatalogItem, g: &Gb28181Config, pull: &PullSettings) -> Option<NewCamera> {
+pub fn adopted(
+    device: &str,
+    item: &CatalogItem,
+    g: &Gb28181Config,
+    pull: &PullSettings,
+    node: &str,
+) -> Option<NewCamera> {
     let id = item.device_id.as_str();
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
@@ -32,12 +38,15 @@ pub fn adopted(device: &str, item: &CatalogItem, g: &Gb28181Config, pull: &PullS
             location: item.location.map(|(lon, lat)| (lat, lon)),
             record: g.record_discovered,
             has_sub: false,
+            node: node.to_owned(),
+            path: Vec::new(),
         },
         streams: vec![(
             StreamKind::Main,
             Source::Gb(crate::gb::source(StreamId::main(id), device, id, g, pull)),
         )],
         device: Some((device.to_owned(), id.to_owned())),
+        remote: None,
     })
 }
 
@@ -48,13 +57,14 @@ pub fn spawn_adopter(
     registry: Arc<CameraRegistry>,
     g: Gb28181Config,
     pull: PullSettings,
+    node: String,
 ) -> tokio::task::JoinHandle<()> {
     sip.each_event(move |e| {
         let Event::Catalog { device, items, .. } = e else { return };
         let cams: Vec<NewCamera> = items
             .iter()
             .filter(|i| i.is_video_channel())
-            .filter_map(|i| adopted(&device, i, &g, &pull))
+            .filter_map(|i| adopted(&device, i, &g, &pull, &node))
             .collect();
         let added = registry.add(cams);
         if added > 0 {

@@ -24,6 +24,8 @@ pub struct NewCamera {
     pub streams: Vec<(StreamKind, Source)>,
     /// The GB/T 28181 device and channel it is, for device functions (RecordInfo, PTZ).
     pub device: Option<(String, String)>,
+    /// For a lower node's camera: its state as known here.
+    pub remote: Option<Arc<api::RemoteState>>,
 }
 
 /// The configured camera `c` as a camera to add. A gb28181:// stream on a node without
@@ -69,9 +71,12 @@ pub fn configured(c: &CameraConfig, config: &Config) -> NewCamera {
             location: c.location.map(|l| (l.lat, l.lon)),
             record: c.record,
             has_sub: c.sub_url.is_some(),
+            node: config.node.id.clone(),
+            path: Vec::new(),
         },
         streams,
         device,
+        remote: None,
     }
 }
 
@@ -106,7 +111,8 @@ impl CameraRegistry {
             let mut main = None;
             for (kind, source) in cam.streams {
                 let stream = StreamId::new(cam.info.id.as_str(), kind);
-                let record = cam.info.record && kind == StreamKind::Main;
+                // A lower node's camera is never recorded here, whatever it says of itself.
+                let record = cam.info.record && kind == StreamKind::Main && cam.remote.is_none();
                 let health = Arc::new(SourceHealth::default());
                 if !record {
                     health.set_phase(SourcePhase::Stopped);
@@ -127,24 +133,17 @@ impl CameraRegistry {
             if let (Some(d), Some((device, channel))) = (&self.devices, &cam.device) {
                 d.add(&cam.info.id, device, channel);
             }
-            entries.push(CameraEntry::new(cam.info, main));
+            entries.push(match cam.remote {
+                Some(r) => CameraEntry::remote(cam.info, r),
+                None => CameraEntry::new(cam.info, main),
+            });
         }
         let added = entries.len();
         if added == 0 {
             return 0;
         }
         self.state.cameras.insert_many(entries);
-        self.state.auth.set_cameras(
-            self.state
-                .cameras
-                .snapshot()
-                .values()
-                .map(|c| auth::CameraRef {
-                    id: c.info.id.clone(),
-                    org: c.info.org.clone(),
-                })
-                .collect(),
-        );
+        self.refresh_catalog();
         // Last: a recorded stream's pull starts as its channel is added, and finds its spec.
         for (stream, record) in streams {
             self.hub.add_stream(
@@ -156,6 +155,39 @@ impl CameraRegistry {
             );
         }
         added
+    }
+
+    /// The permission catalog from the cameras there are now.
+    fn refresh_catalog(&self) {
+        self.state.auth.set_cameras(
+            self.state
+                .cameras
+                .snapshot()
+                .values()
+                .map(|c| auth::CameraRef {
+                    id: c.info.id.clone(),
+                    org: c.info.org.clone(),
+                })
+                .collect(),
+        );
+    }
+
+    /// Removes cameras (a lower node no longer shares them): from the API, the permission
+    /// catalog, the hub and the pulls; returns how many were removed.
+    pub fn remove(&self, ids: &[String]) -> usize {
+        let removed = self.state.cameras.remove_many(ids);
+        if removed == 0 {
+            return 0;
+        }
+        self.refresh_catalog();
+        for id in ids {
+            for kind in [StreamKind::Main, StreamKind::Sub] {
+                let stream = StreamId::new(id.as_str(), kind);
+                self.hub.remove_stream(&stream);
+                self.pulls.forget(&stream);
+            }
+        }
+        removed
     }
 
     /// Adds the configured cameras; returns (cameras, recorded streams).

@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use hierarchy::Level;
+pub use hierarchy::config::{CacheConfig, Dial, LowerConfig, UpperConfig};
 pub use ingest::rtsp::{PullSettings, RtspTransport};
 pub use store::retention::{FreeFloor, Tier};
 use url::Url;
@@ -181,6 +183,28 @@ pub struct GbDeviceConfig {
     pub device_info: bool,
 }
 
+/// `[node]`: this node's place in the hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// Its id (a GB/T 28181 platform id where it has one); other nodes and audit heads name it so.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its level.
+    pub level: Level,
+}
+
+impl Default for NodeIdentity {
+    /// A stand-alone node.
+    fn default() -> Self {
+        NodeIdentity {
+            id: "sharpeye".into(),
+            name: "Sharpeye".into(),
+            level: Level::Community,
+        }
+    }
+}
+
 /// `[auth]`: sessions and media URLs.
 #[derive(Clone, Copy, Debug)]
 pub struct AuthSettings {
@@ -291,6 +315,14 @@ pub struct Config {
     pub grants: Vec<auth::GrantRecord>,
     /// `[[cameras]]`.
     pub cameras: Vec<CameraConfig>,
+    /// `[node]`.
+    pub node: NodeIdentity,
+    /// `[[lower]]`.
+    pub lower: Vec<LowerConfig>,
+    /// `[[upper]]`.
+    pub upper: Vec<UpperConfig>,
+    /// `[cache]`.
+    pub cache: CacheConfig,
 }
 
 impl Config {
@@ -315,6 +347,10 @@ impl Config {
             groups: Vec::new(),
             grants: Vec::new(),
             cameras: Vec::new(),
+            node: NodeIdentity::default(),
+            lower: Vec::new(),
+            upper: Vec::new(),
+            cache: CacheConfig::default(),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod cameras;
 pub mod config;
 mod error;
 pub mod gb;
+pub mod remote;
 mod rtsp_auth;
 pub mod security;
 mod shutdown;
@@ -46,12 +47,14 @@ use crate::storage::Storage;
 /// Device time of GB/T 28181 devices: China's zone (UTC+8).
 const GB_UTC_OFFSET_S: i64 = 8 * 3600;
 
-/// The node's sources: the SIP server, the pulls and the hub that drives them.
+/// The node's sources: the SIP server, the links to lower nodes, the pulls and the hub that
+/// drives them.
 struct Sources {
     sip: Option<Arc<gb28181::server::SipServer>>,
     pulls: Arc<Pulls>,
     hub: Arc<hub::Hub>,
     devices: Option<Arc<GbDevices>>,
+    remote: Option<Arc<remote::RemoteCameras>>,
 }
 
 /// Starts the SIP server (with `[gb28181]`), the pulls and the hub, with no cameras yet.
@@ -83,11 +86,13 @@ async fn start_sources(config: &Config) -> Result<Sources, NodeError> {
     );
     pulls.attach(&hub);
     hub.start();
+    let remote = (!config.lower.is_empty()).then(|| remote::RemoteCameras::new(&config.lower, config.ingest.clone()));
     Ok(Sources {
         sip,
         pulls,
         hub,
         devices,
+        remote,
     })
 }
 
@@ -117,6 +122,11 @@ fn build_state(
     let exports = api::export_jobs::Exports::open(&first.join("exports"), &first.join("node.key"))
         .step(|| "opening the export directory".into())?;
     Ok(Arc::new(AppState {
+        node: api::NodeInfo {
+            id: config.node.id.clone(),
+            name: config.node.name.clone(),
+            level: config.node.level.as_str().into(),
+        },
         auth: security.auth.clone(),
         store: storage.store.clone(),
         cameras: api::CameraMap::default(),
@@ -141,6 +151,10 @@ fn build_state(
             .devices
             .clone()
             .map(|d| d as Arc<dyn api::device_access::DeviceAccess>),
+        remote: sources
+            .remote
+            .clone()
+            .map(|r| r as Arc<dyn api::remote_access::RemoteAccess>),
     }))
 }
 
@@ -189,9 +203,13 @@ async fn start_serving(
                 registry.clone(),
                 g.clone(),
                 config.ingest.clone(),
+                config.node.id.clone(),
             ));
         }
         tasks.push(gb::events::spawn_event_bridge(sip, state.clone()));
+    }
+    if let Some(r) = &sources.remote {
+        tasks.extend(r.start(registry.clone()));
     }
     Ok(Serving { rtsp, tasks })
 }

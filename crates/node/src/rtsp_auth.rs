@@ -31,6 +31,7 @@ impl rtspd::Authorize for RtspAuth {
             &self.0,
             credentials,
             Some(peer.ip()),
+            None,
             stream.camera(),
             MediaAction::Live,
             "rtsp",
@@ -39,10 +40,22 @@ impl rtspd::Authorize for RtspAuth {
         .map(|caller| caller.who.actor())
     }
 
+    fn admit(&self, stream: &StreamId, who: &str) -> Result<StreamId, String> {
+        let Some(remote) = &self.0.remote else {
+            return Ok(stream.clone());
+        };
+        let user = format!("{who}@{}", self.0.node.id);
+        match remote.admit_live(stream.camera(), stream.kind(), &user) {
+            None => Ok(stream.clone()),
+            Some(Ok(kind)) => Ok(StreamId::new(stream.camera(), kind)),
+            Some(Err(e)) => Err(e.to_string()),
+        }
+    }
+
     fn playing(&self, stream: &StreamId, who: &str, peer: SocketAddr) -> BoxFuture<'static, Option<Box<dyn Send>>> {
         let (state, stream, who) = (self.0.clone(), stream.clone(), who.to_owned());
         Box::pin(async move {
-            api::audit::start_viewing(&state, &who, Some(peer.ip()), &stream, "rtsp")
+            api::audit::start_viewing(&state, &who, Some(peer.ip()), None, &stream, "rtsp")
                 .await
                 .ok()
                 .map(|v| Box::new(v) as Box<dyn Send>)

@@ -111,6 +111,7 @@ pub fn reload_event(old: &auth::Directory, new: &auth::Directory) -> auth::audit
             "grants": diff(old.grants.iter().map(|g| g.id.as_str()), new.grants.iter().map(|g| g.id.as_str())),
             "tokens": diff(old.tokens.iter().map(|t| t.id.as_str()), new.tokens.iter().map(|t| t.id.as_str())),
         }),
+        on_behalf_of: None,
     }
 }
 

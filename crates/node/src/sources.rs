@@ -22,6 +22,8 @@ pub enum Source {
     Rtsp(RtspSourceConfig),
     /// A GB/T 28181 channel, through the node's SIP server.
     Gb(GbSourceConfig),
+    /// A lower node's camera, across its link (never recorded here).
+    Remote(hierarchy::remote::RemoteSource),
 }
 
 /// How to pull one stream: what the hub's control starts when the stream is wanted.
@@ -103,15 +105,34 @@ impl Pulls {
                     (Source::Rtsp(cfg), _) => spawn_rtsp(cfg.clone(), sink, pull.health.clone()),
                     (Source::Gb(cfg), Some(sip)) => spawn_gb(cfg.clone(), sip.clone(), sink, pull.health.clone()),
                     (Source::Gb(_), None) => return,
+                    (Source::Remote(r), _) => r.spawn(sink, pull.health.clone()),
                 };
                 running.insert(stream.clone(), handle);
             }
             hub::Action::Stop => {
                 if let Some(h) = running.remove(stream) {
                     info!(stream = %stream, "no viewers left: stopping the pull");
+                    if let Source::Remote(r) = &pull.source {
+                        r.stopped();
+                    }
                     tokio::spawn(h.stop());
                 }
             }
+        }
+    }
+
+    /// Forgets `stream` (its camera is gone), stopping its pull if one runs.
+    pub fn forget(&self, stream: &StreamId) {
+        let pull = lock(&self.specs).remove(stream);
+        if let Some(h) = lock(&self.running).remove(stream) {
+            if let Some(Pull {
+                source: Source::Remote(r),
+                ..
+            }) = &pull
+            {
+                r.stopped();
+            }
+            tokio::spawn(h.stop());
         }
     }
 

@@ -38,6 +38,12 @@ pub trait Authorize: Send + Sync + 'static {
     /// session's life and dropped when it ends, however it ends; None refuses the PLAY (503),
     /// e.g. when the viewing cannot be audited.
     fn playing(&self, stream: &StreamId, who: &str, peer: SocketAddr) -> BoxFuture<'static, Option<Box<dyn Send>>>;
+
+    /// The stream `who` gets when asking for `stream`: itself, or (a camera of a lower node
+    /// whose link has room only for it) the sub-stream; `Err` says why none (503).
+    fn admit(&self, stream: &StreamId, _who: &str) -> Result<StreamId, String> {
+        Ok(stream.clone())
+    }
 }
 
 /// Settings of the re-serve.
@@ -252,10 +258,12 @@ async fn respond(
         return status(StatusCode::NotFound);
     };
     let basic = proto::basic_credentials(req);
+    // Authorization is per camera: a link's budget may have switched the client to the
+    // sub-stream, whose URLs it then uses.
     let known = conn
         .allowed
         .as_ref()
-        .filter(|(s, _)| *s == target.stream)
+        .filter(|(s, _)| s.camera() == target.stream.camera())
         .map(|(_, who)| who.clone());
     let who = known.or_else(|| {
         ctx.auth.authorize(
@@ -265,8 +273,9 @@ async fn respond(
             conn.peer,
         )
     });
-    if let Some(who) = who {
-        conn.allowed = Some((target.stream.clone(), who));
+    let who = if let Some(who) = who {
+        conn.allowed = Some((target.stream.clone(), who.clone()));
+        who
     } else {
         if basic.is_some() || target.token.is_some() {
             warn!(stream = %target.stream, "RTSP request refused: bad credentials or token");
@@ -275,16 +284,27 @@ async fn respond(
             .header(headers::WWW_AUTHENTICATE, "Basic realm=\"sharpeye\"")
             .build(Vec::new());
         return (r, false);
-    }
+    };
     if let Some((s, _, _)) = &conn.watching
         && *s != target.stream
     {
         return status(StatusCode::AggregateOperationNotAllowed);
     }
+    let wanted = if conn.watching.is_none() {
+        match ctx.auth.admit(&target.stream, &who) {
+            Ok(s) => s,
+            Err(why) => {
+                warn!(stream = %target.stream, "RTSP request refused: {why}");
+                return status(StatusCode::ServiceUnavailable);
+            }
+        }
+    } else {
+        target.stream.clone()
+    };
     match req.method() {
         Method::Describe => {
             if conn.watching.is_none() {
-                match watch(ctx, &target.stream).await {
+                match watch(ctx, &wanted).await {
                     Ok(w) => conn.watching = Some(w),
                     Err((code, why)) => {
                         warn!(stream = %target.stream, "DESCRIBE refused: {why}");
@@ -314,7 +334,7 @@ async fn respond(
         }
         Method::Setup => {
             if conn.watching.is_none() {
-                match watch(ctx, &target.stream).await {
+                match watch(ctx, &wanted).await {
                     Ok(w) => conn.watching = Some(w),
                     Err((code, _)) => return status(code),
                 }

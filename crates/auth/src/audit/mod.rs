@@ -54,6 +54,11 @@ pub struct Event {
     pub reason: Option<String>,
     /// Anything else (`null` when nothing).
     pub detail: serde_json::Value,
+    /// For a request an upper node made for one of its users: that user (`alice@district-1`);
+    /// the actor is then the upper node's token. Absent from the line when not set, so lines
+    /// written before it existed read and hash the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 /// A stored entry: the line's fields in order (`seq`, `at`, the event's fields, `prev`,
@@ -171,7 +176,7 @@ pub struct AuditStats {
 type Ack = oneshot::Sender<Result<u64, AuditError>>;
 
 enum Job {
-    Entry(Event, Option<Ack>),
+    Entry(Box<Event>, Option<Ack>),
     Flush(std::sync::mpsc::Sender<Result<(), AuditError>>),
 }
 
@@ -422,7 +427,7 @@ impl AuditLog {
     /// blocks.
     pub fn append(&self, event: Event) -> impl Future<Output = Result<u64, AuditError>> + Send + 'static {
         let (ack, done) = oneshot::channel();
-        let early = (!self.send(Job::Entry(event, Some(ack)))).then(|| self.closed());
+        let early = (!self.send(Job::Entry(Box::new(event), Some(ack)))).then(|| self.closed());
         let closed = self.closed();
         async move {
             if let Some(e) = early {
@@ -440,7 +445,7 @@ impl AuditLog {
     /// Queues `event` without waiting (viewing stops, written when nobody waits for them).
     /// A failure is counted in [`AuditStats::failures`] and logged by the writer's errors.
     pub fn record(&self, event: Event) {
-        if !self.send(Job::Entry(event, None)) {
+        if !self.send(Job::Entry(Box::new(event), None)) {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -561,9 +566,12 @@ impl Writer {
     ) {
         let why = e.to_string();
         self.failed = Some(why.clone());
-        let mut jobs: Vec<Job> = done.into_iter().map(|(_, a)| Job::Entry(empty_event(), a)).collect();
+        let mut jobs: Vec<Job> = done
+            .into_iter()
+            .map(|(_, a)| Job::Entry(Box::new(empty_event()), a))
+            .collect();
         if let Some(a) = extra {
-            jobs.push(Job::Entry(empty_event(), Some(a)));
+            jobs.push(Job::Entry(Box::new(empty_event()), Some(a)));
         }
         jobs.extend(flushes.into_iter().map(Job::Flush));
         self.fail_all(jobs, &why);
@@ -659,6 +667,7 @@ fn empty_event() -> Event {
         target: None,
         reason: None,
         detail: serde_json::Value::Null,
+        on_behalf_of: None,
     }
 }
 

@@ -17,6 +17,7 @@ fn ev(i: usize) -> Event {
         target: None,
         reason: i.is_multiple_of(5).then(|| "case \"7\"\n\u{1F4F9}".into()),
         detail: serde_json::json!({ "i": i }),
+        on_behalf_of: None,
     }
 }
 

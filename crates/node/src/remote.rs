@@ -1,0 +1,231 @@
+//! The node's links to lower nodes: their cameras adopted as remote cameras (through the same
+//! registry as its own, never recorded), kept current by each link's sync, and admitted across
+//! each link's budget when someone watches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use api::remote_access::{RemoteAccess, RemoteError};
+use api::{CameraInfo, RemoteState};
+use hierarchy::catalog::RemoteCamera;
+use hierarchy::client::LowerClient;
+use hierarchy::config::{Dial, LowerConfig};
+use hierarchy::remote::RemoteSource;
+use hierarchy::sync::CatalogSink;
+use hierarchy::{Link, LinkState};
+use ingest::rtsp::PullSettings;
+use media::{StreamId, StreamKind};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::cameras::{CameraRegistry, NewCamera};
+use crate::sources::Source;
+
+/// How often a lower node's whole listing is read again.
+const RESYNC: Duration = Duration::from_secs(30);
+/// How soon an unreachable lower node is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The node's links and the cameras behind them.
+pub struct RemoteCameras {
+    links: HashMap<String, Arc<Link>>,
+    /// Camera id → the link it comes through.
+    by_camera: RwLock<HashMap<String, Arc<Link>>>,
+    registry: OnceLock<Arc<CameraRegistry>>,
+    pull: PullSettings,
+}
+
+impl RemoteCameras {
+    /// The links of `lower`; remote streams are pulled with `pull`'s watchdog, delays and
+    /// frame limit.
+    pub fn new(lower: &[LowerConfig], pull: PullSettings) -> Arc<RemoteCameras> {
+        let links = lower
+            .iter()
+            .map(|l| {
+                let client = match (l.dial, &l.url) {
+                    (Dial::Down, Some(url)) => LowerClient::direct(&l.id, url.clone(), &l.token),
+                    _ => LowerClient::tunnel(&l.id, &l.token),
+                };
+                (l.id.clone(), Link::new(l.clone(), client.shared()))
+            })
+            .collect();
+        Arc::new(RemoteCameras {
+            links,
+            by_camera: RwLock::default(),
+            registry: OnceLock::new(),
+            pull,
+        })
+    }
+
+    /// One link.
+    pub fn link(&self, id: &str) -> Option<&Arc<Link>> {
+        self.links.get(id)
+    }
+
+    /// Starts keeping every link's catalog current and its budget measured, adding cameras
+    /// through `registry`; the tasks end when aborted.
+    pub fn start(self: &Arc<Self>, registry: Arc<CameraRegistry>) -> Vec<tokio::task::JoinHandle<()>> {
+        let _ = self.registry.set(registry);
+        let mut tasks: Vec<_> = self
+            .links
+            .values()
+            .map(|l| hierarchy::sync::spawn_sync(l.clone(), self.clone() as Arc<dyn CatalogSink>, RESYNC, RETRY))
+            .collect();
+        let links: Vec<Arc<Link>> = self.links.values().cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                for l in &links {
+                    l.tick();
+                }
+            }
+        }));
+        tasks
+    }
+
+    fn link_of(&self, camera: &str) -> Option<Arc<Link>> {
+        self.by_camera
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(camera)
+            .cloned()
+    }
+
+    fn source(&self, link: &Arc<Link>, stream: StreamId) -> Source {
+        Source::Remote(RemoteSource {
+            link: link.clone(),
+            stream,
+            // The lower node starts its own pull on demand: give it longer than a camera.
+            watchdog: self.pull.watchdog.max(Duration::from_secs(6)),
+            retry: self.pull.retry,
+            max_frame_bytes: self.pull.max_frame_bytes,
+        })
+    }
+
+    fn camera(&self, link: &Arc<Link>, c: RemoteCamera) -> NewCamera {
+        let mut streams = vec![(StreamKind::Main, self.source(link, StreamId::main(c.id.as_str())))];
+        if c.has_sub {
+            streams.push((
+                StreamKind::Sub,
+                self.source(link, StreamId::new(c.id.as_str(), StreamKind::Sub)),
+            ));
+        }
+        // Its place in this node's tree: under the link's org. A lower node that names its
+        // cameras in the same tree (their org already under the link's) keeps its names.
+        let base = &link.config().org;
+        let org = match c.org.trim_matches('/') {
+            "" => base.clone(),
+            o if o == base || o.starts_with(&format!("{base}/")) => o.to_owned(),
+            o => format!("{base}/{o}"),
+        };
+        let remote = Arc::new(RemoteState::new(link.id(), &c.status));
+        NewCamera {
+            info: CameraInfo {
+                path: c.path_from_here(link.id()),
+                id: c.id,
+                name: c.name,
+                tier: c.tier,
+                org,
+                location: c.location,
+                record: false,
+                has_sub: c.has_sub,
+                node: c.node,
+            },
+            streams,
+            device: None,
+            remote: Some(remote),
+        }
+    }
+}
+
+impl CatalogSink for RemoteCameras {
+    fn added(&self, link: &Arc<Link>, cameras: Vec<RemoteCamera>) {
+        let Some(registry) = self.registry.get() else { return };
+        let known = registry.state.cameras.snapshot();
+        let mut batch = Vec::new();
+        {
+            let mut by = self.by_camera.write().unwrap_or_else(|p| p.into_inner());
+            for c in cameras {
+                if known.contains_key(&c.id) {
+                    warn!(
+                        link = link.id(),
+                        camera = %c.id,
+                        "lower node {} shares camera {} but this node already has a camera with that id; left out",
+                        link.id(),
+                        c.id
+                    );
+                    continue;
+                }
+                by.insert(c.id.clone(), link.clone());
+                batch.push(self.camera(link, c));
+            }
+        }
+        let n = registry.add(batch);
+        if n > 0 {
+            info!(
+                link = link.id(),
+                cameras = n,
+                "cameras of lower node {} adopted",
+                link.id()
+            );
+        }
+    }
+
+    fn removed(&self, link: &Arc<Link>, ids: Vec<String>) {
+        let Some(registry) = self.registry.get() else { return };
+        let ids: Vec<String> = {
+            let mut by = self.by_camera.write().unwrap_or_else(|p| p.into_inner());
+            let ours: Vec<String> = ids
+                .into_iter()
+                .filter(|id| by.get(id).is_some_and(|l| Arc::ptr_eq(l, link)))
+                .collect();
+            for id in &ours {
+                by.remove(id);
+            }
+            ours
+        };
+        let n = registry.remove(&ids);
+        if n > 0 {
+            info!(
+                link = link.id(),
+                cameras = n,
+                "lower node {} no longer shares {n} cameras",
+                link.id()
+            );
+        }
+    }
+
+    fn status(&self, link: &Arc<Link>, camera: &str, status: &str, reason: Option<String>) {
+        let Some(registry) = self.registry.get() else { return };
+        if let Some(c) = registry.state.cameras.get(camera)
+            && let Some(r) = &c.remote
+            && r.link == link.id()
+        {
+            r.set(status, reason);
+        }
+    }
+}
+
+impl RemoteAccess for RemoteCameras {
+    fn admit_live(&self, camera: &str, kind: StreamKind, who: &str) -> Option<Result<StreamKind, RemoteError>> {
+        let link = self.link_of(camera)?;
+        if let LinkState::Down { .. } = link.state() {
+            return Some(Err(RemoteError::Unreachable(
+                link.down_reason()
+                    .unwrap_or_else(|| format!("lower node {} is unreachable", link.id())),
+            )));
+        }
+        Some(
+            link.admit_live(camera, kind, who)
+                .map_err(|e| RemoteError::Budget(e.to_string())),
+        )
+    }
+
+    fn links(&self) -> Vec<Value> {
+        let mut v: Vec<&Arc<Link>> = self.links.values().collect();
+        v.sort_by(|a, b| a.id().cmp(b.id()));
+        v.into_iter().map(|l| l.to_json()).collect()
+    }
+}
