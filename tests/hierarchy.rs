@@ -23,6 +23,12 @@ struct Chain {
 /// Cameras: `cam0` (1080p main, 240p sub), `cam1` and `cam2` (1080p, no sub) recorded at the
 /// community; the street's link to it has `community_mbps`.
 fn chain(community_mbps: u32, live_idle: &str) -> Chain {
+    chain_with(community_mbps, live_idle, None)
+}
+
+/// As [`chain`], with `synth` (a base time) also giving the community three minutes of `cam0`
+/// recorded from that time, written before it starts.
+fn chain_with(community_mbps: u32, live_idle: &str, synth: Option<i64>) -> Chain {
     let sim = Sim::start(vec![
         CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),
         CameraSpec::new("cam0-sub", BuiltinFixture::H264_240p.load()),
@@ -40,6 +46,19 @@ fn chain(community_mbps: u32, live_idle: &str) -> Chain {
     )
     .replace("org = \"test/e2e\"", "org = \"gate\"");
     let (ca, sa, da) = (addr(), addr(), addr());
+    if let Some(base) = synth {
+        synthesize(
+            &dirs[0].path().join("data"),
+            base,
+            60,
+            &[Stretch {
+                camera: "cam0",
+                fixture: BuiltinFixture::H264_240p,
+                offset_s: 0.0,
+                seconds: 180.0,
+            }],
+        );
+    }
     let mut community = Node::start(
         dirs[0].path(),
         &level_config(
@@ -235,4 +254,169 @@ fn a_thin_link_falls_back_to_the_sub_stream_then_refuses_with_the_reason() {
     assert!(l["in_use_mbps"].as_f64().unwrap() <= 6.0, "{l}");
     assert!(first.join().unwrap() > 100_000);
     assert!(fallback.join().unwrap() > 10_000);
+}
+
+/// Every audit entry of `node` with `action`.
+fn audited(node: &mut Node, action: &str) -> Vec<serde_json::Value> {
+    let (s, b) = node.get(&format!("/api/v1/audit?action={action}&limit=1000"));
+    assert_eq!(s, 200, "{b}");
+    b["entries"]
+        .as_array()
+        .or_else(|| b.as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn recorded_video_of_a_community_camera_plays_exports_and_holds_at_the_district() {
+    assert!(have_ffmpeg());
+    // Whole seconds, two hours ago: the range is settled, so it may be cached above.
+    let base = (now_us() / 1_000_000 - 7200) * 1_000_000;
+    let mut c = chain_with(10, "1s", Some(base));
+    wait_for_camera(&mut c.district, "cam0", "online", Duration::from_secs(20));
+    let tmp = tempfile::tempdir().unwrap();
+    let (from, to) = (at(base, 30.0), at(base, 150.0));
+    let query = format!("start={from}&end={to}");
+
+    // The listing of what is recorded comes from below.
+    let (s, rec) = c.district.get(&format!("/api/v1/cameras/cam0/recordings?{query}"));
+    assert_eq!(s, 200, "{rec}");
+    assert_eq!(rec["ranges"].as_array().unwrap().len(), 1, "{rec}");
+
+    // Two minutes, exactly, with the community's first frame.
+    let path = format!("/api/v1/cameras/cam0/playback.mp4?{query}");
+    let token = c.district.token();
+    let (s, h, body) = fetch(&c.district.url(&path), &token, &[]);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(header(&h, "x-sharpeye-first-frame").is_some());
+    let up = tmp.path().join("district.mp4");
+    std::fs::write(&up, &body).unwrap();
+    assert!((duration(&up) - 120.0).abs() <= 0.04, "{}", duration(&up));
+    let ct = c.community.token();
+    let (_, _, direct) = fetch(&c.community.url(&path), &ct, &[]);
+    let down = tmp.path().join("community.mp4");
+    std::fs::write(&down, &direct).unwrap();
+    assert_eq!(body, direct, "the district serves the community's bytes");
+    assert_eq!(
+        first_frame(up.to_str().unwrap(), None),
+        first_frame(down.to_str().unwrap(), None)
+    );
+
+    // A second viewer, and a Range request: served from the district's cache.
+    let (s, _, again) = fetch(&c.district.url(&path), &token, &[]);
+    assert_eq!((s, again.len()), (200, body.len()));
+    let (s, h, part) = fetch(&c.district.url(&path), &token, &[("Range", "bytes=1000-1999")]);
+    assert_eq!(s, 206);
+    assert_eq!(
+        header(&h, "content-range"),
+        Some(format!("bytes 1000-1999/{}", body.len()).as_str())
+    );
+    assert_eq!(part, body[1000..2000]);
+    let (_, health) = c.district.get("/api/v1/health");
+    assert!(health["cache"]["hits"].as_u64().unwrap() >= 2, "{}", health["cache"]);
+    assert!(health["cache"]["bytes"].as_u64().unwrap() >= body.len() as u64);
+    // The community saw one playback of it, made for the district's admin through the street.
+    let plays: Vec<_> = audited(&mut c.community, "playback")
+        .into_iter()
+        .filter(|e| e["on_behalf_of"] == "admin@district")
+        .collect();
+    assert_eq!(plays.len(), 1, "{plays:#?}");
+    assert!(plays[0]["actor"].as_str().unwrap().contains("street"), "{}", plays[0]);
+
+    // HLS through two levels: the playlist's segments are fetched through the district.
+    let (s, _, m3u8) = fetch(
+        &c.district.url(&format!("/api/v1/cameras/cam0/playback.m3u8?{query}")),
+        &token,
+        &[],
+    );
+    assert_eq!(s, 200);
+    let m3u8 = String::from_utf8(m3u8).unwrap();
+    assert!(m3u8.contains("#EXT-X-MAP") && m3u8.contains("token="), "{m3u8}");
+    let playlist = tmp.path().join("p.m3u8");
+    let abs = m3u8.replace("segments/", &c.district.url("/api/v1/cameras/cam0/segments/"));
+    std::fs::write(&playlist, abs).unwrap();
+    let (errors, frames) = decode_args(&["-protocol_whitelist", "file,http,tcp", "-i", playlist.to_str().unwrap()]);
+    assert!(errors.is_empty(), "{errors}");
+    assert!(frames >= 120 * 25, "{frames} frames");
+
+    // An export made at the district is built and signed by the community.
+    let (s, job) = post_json(
+        &c.district.url("/api/v1/exports"),
+        &serde_json::json!({"camera": "cam0", "start": from, "end": to, "reason": "case 2026-17"}),
+        Some(&token),
+    );
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert!(id.ends_with("@cam0"), "{id}");
+    let mut done = serde_json::Value::Null;
+    assert!(wait_until(Duration::from_secs(30), || {
+        done = c.district.get(&format!("/api/v1/exports/{id}")).1;
+        done["status"] == "done" || done["status"] == "failed"
+    }));
+    assert_eq!(done["status"], "done", "{done}");
+    let (s, _, zip) = fetch(&c.district.url(&format!("/api/v1/exports/{id}/download")), &token, &[]);
+    assert_eq!(s, 200);
+    let pkg = tmp.path().join("package.zip");
+    std::fs::write(&pkg, &zip).unwrap();
+    let signer = |path: &std::path::Path| {
+        let out = std::process::Command::new(bin())
+            .arg("verify-export")
+            .arg(path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        text.split("signed by node key ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap()
+            .to_owned()
+    };
+    // The same range exported at the community itself: the same signer.
+    let (s, own) = post_json(
+        &c.community.url("/api/v1/exports"),
+        &serde_json::json!({"camera": "cam0", "start": from, "end": to, "reason": "reference"}),
+        Some(&ct),
+    );
+    assert_eq!(s, 202, "{own}");
+    let own_id = own["id"].as_str().unwrap().to_owned();
+    assert!(wait_until(Duration::from_secs(30), || c
+        .community
+        .get(&format!("/api/v1/exports/{own_id}"))
+        .1["status"]
+        == "done"));
+    let (_, _, own_zip) = fetch(
+        &c.community.url(&format!("/api/v1/exports/{own_id}/download")),
+        &ct,
+        &[],
+    );
+    let own_pkg = tmp.path().join("own.zip");
+    std::fs::write(&own_pkg, &own_zip).unwrap();
+    assert_eq!(signer(&pkg), signer(&own_pkg));
+
+    // A hold placed at the district lands on the community, and is released from there too.
+    let (s, hold) = post_json(
+        &c.district.url("/api/v1/holds"),
+        &serde_json::json!({"camera": "cam0", "start": from, "end": to, "reason": "case 2026-17"}),
+        Some(&token),
+    );
+    assert_eq!(s, 201, "{hold}");
+    let (_, held) = c.community.get("/api/v1/holds");
+    assert_eq!(held.as_array().unwrap().len(), 1, "{held}");
+    let hid = hold["id"].as_str().unwrap();
+    let (s, b) = {
+        let mut r = agent()
+            .delete(&c.district.url(&format!("/api/v1/holds/{hid}")))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+    };
+    assert_eq!(s, 200, "{b}");
+    let (_, held) = c.community.get("/api/v1/holds");
+    assert!(held.as_array().unwrap().is_empty(), "{held}");
+    // Nothing recorded above the community.
+    for dir in [1, 2] {
+        assert!(!c._dirs[dir].path().join("data/segments/cam0").exists());
+    }
 }

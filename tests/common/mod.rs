@@ -471,19 +471,15 @@ pub fn first_frame(input: &str, select: Option<u32>) -> Vec<u8> {
 
 /// What `ffmpeg -v error` says decoding all of `input`, and the number of frames it decoded.
 pub fn decode(input: &str) -> (String, u64) {
+    decode_args(&["-i", input])
+}
+
+/// As [`decode`], with the input given by `args` (`-i` and its options).
+pub fn decode_args(args: &[&str]) -> (String, u64) {
     let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-i",
-            input,
-            "-f",
-            "null",
-            "-",
-            "-progress",
-            "pipe:1",
-            "-nostats",
-        ])
+        .args(["-v", "error"])
+        .args(args)
+        .args(["-f", "null", "-", "-progress", "pipe:1", "-nostats"])
         .output()
         .unwrap();
     let frames = String::from_utf8_lossy(&out.stdout)

@@ -120,6 +120,29 @@ pub async fn recordings(
     caller.require(&state, Action::Playback, Some(&id))?;
     let (start, end) = window(&q, state.max_listing_us)?;
     let stream = stream_of(&q, &id)?;
+    if let Some(remote) = state.remote_for(&id) {
+        let path = format!(
+            "/api/v1/cameras/{id}/recordings?start={}&end={}&stream={}",
+            crate::state::query_time(start),
+            crate::state::query_time(end),
+            stream.kind().as_str()
+        );
+        let v = remote
+            .call(&id, "GET", path, None, caller.end_user(&state.node.id))
+            .await?;
+        // Passed on as ranges of two times each, whatever else the lower node sent.
+        let ranges: Vec<Value> = v["ranges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let (a, b) = (r["start"].as_str()?, r["end"].as_str()?);
+                let (a, b) = (time::parse("start", a).ok()?, time::parse("end", b).ok()?);
+                (a < b).then(|| json!({ "start": time::format(a), "end": time::format(b) }))
+            })
+            .collect();
+        return Ok(Json(json!({ "ranges": ranges })));
+    }
     let store = state.store.clone();
     let ranges = tokio::task::spawn_blocking(move || store.recordings(&stream, start, end))
         .await

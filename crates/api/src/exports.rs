@@ -80,6 +80,37 @@ pub async fn create(
     }
     let (start, end) = window_of(&req.start, &req.end, state.max_playback_us)?;
     let kind = kind_of(req.stream.as_deref())?;
+    if let Some(remote) = state.remote_for(&req.camera) {
+        // The lower node holds the evidence: it builds and signs the package; this node relays.
+        let body = json!({
+            "camera": req.camera,
+            "start": crate::state::query_time(start),
+            "end": crate::state::query_time(end),
+            "reason": reason,
+            "stream": kind.as_str(),
+        });
+        let mut job = remote
+            .call(
+                &req.camera,
+                "POST",
+                "/api/v1/exports".into(),
+                Some(body),
+                caller.end_user(&state.node.id),
+            )
+            .await?;
+        let id = relay_job(&mut job, &req.camera)?;
+        let mut event = caller.event("export.create", Some(&req.camera));
+        event.target = Some(id.clone());
+        event.reason = Some(reason.to_owned());
+        event.detail = json!({ "stream": kind.as_str(), "start": time::format(start), "end": time::format(end), "made_by": "lower node" });
+        state.audit(event).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, format!("/api/v1/exports/{id}"))],
+            Json(job),
+        )
+            .into_response());
+    }
     let stream = StreamId::new(req.camera.as_str(), kind);
     // Fail now, not in the background, if there is nothing to export.
     let st = state.clone();
@@ -168,6 +199,17 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Va
     ))
 }
 
+/// A lower node's export job as this node shows it: its id made routable back
+/// ([`crate::state::remote_id`]) and its download link pointing here; returns the id.
+fn relay_job(job: &mut Value, camera: &str) -> Result<String, ApiError> {
+    let id = crate::state::remote_id(job["id"].as_str().unwrap_or_default(), camera)?;
+    job["id"] = json!(id);
+    if job["download"].is_string() {
+        job["download"] = json!(format!("/api/v1/exports/{id}/download"));
+    }
+    Ok(id)
+}
+
 fn find(state: &AppState, id: &str) -> Result<Job, ApiError> {
     state.exports.lock().get(id).cloned().ok_or_else(|| no_export(id))
 }
@@ -178,6 +220,29 @@ pub async fn status(
     UrlPath(id): UrlPath<String>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some((lower_id, camera)) = id.rsplit_once('@') {
+        let remote = state.remote_for(camera).ok_or_else(|| no_export(&id))?;
+        caller
+            .require(&state, auth::Action::Export, Some(camera))
+            .map_err(|e| {
+                if e.status == StatusCode::NOT_FOUND {
+                    no_export(&id)
+                } else {
+                    e
+                }
+            })?;
+        let mut job = remote
+            .call(
+                camera,
+                "GET",
+                format!("/api/v1/exports/{lower_id}"),
+                None,
+                caller.end_user(&state.node.id),
+            )
+            .await?;
+        relay_job(&mut job, camera)?;
+        return Ok(Json(job));
+    }
     let job = find(&state, &id)?;
     caller
         .require(&state, auth::Action::Export, Some(&job.camera))
@@ -209,6 +274,36 @@ pub async fn download(
     q: QueryMap,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
+    if let Some((lower_id, camera)) = id.rsplit_once('@') {
+        let (caller, _) = media_caller(&state, &headers, &q, ip, camera, MediaAction::Export).map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                no_export(&id)
+            } else {
+                e
+            }
+        })?;
+        let remote = state.remote_for(camera).ok_or_else(|| no_export(&id))?;
+        state
+            .audit_once(&caller, camera, "export.download", json!({ "export": id }))
+            .await?;
+        let body = remote
+            .recorded(
+                camera,
+                crate::remote_access::RemoteRequest {
+                    path: format!("/api/v1/exports/{lower_id}/download"),
+                    range: headers
+                        .get(header::RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                    head: method == Method::HEAD,
+                    who: caller.end_user(&state.node.id),
+                    cacheable: false,
+                    speed: 1,
+                },
+            )
+            .await?;
+        return crate::relayed::serve(body, &method, &headers, "application/zip");
+    }
     // Do not reveal which ids exist to callers without valid credentials: check them first.
     let camera_of = find(&state, &id).map(|j| j.camera);
     let (caller, _) = media_caller(

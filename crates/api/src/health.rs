@@ -97,5 +97,8 @@ pub async fn health(State(state): AppStateArc, _caller: Caller) -> Result<Json<V
             "online_rate": if total == 0 { 1.0 } else { online as f64 / total as f64 },
         },
         "recorder": recorder,
+        "node": { "id": state.node.id, "name": state.node.name, "level": state.node.level },
+        "links": state.remote.as_ref().map(|r| r.links()).unwrap_or_default(),
+        "cache": state.remote.as_ref().map(|r| r.cache()),
     })))
 }

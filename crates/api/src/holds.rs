@@ -58,6 +58,32 @@ pub async fn create(
         ));
     }
     let (start, end) = window_of(&req.start, &req.end, MAX_HOLD_US)?;
+    if let Some(remote) = state.remote_for(&req.camera) {
+        // Evidence stays where it is recorded: the hold is placed on the lower node.
+        let body = json!({
+            "camera": req.camera,
+            "start": crate::state::query_time(start),
+            "end": crate::state::query_time(end),
+            "reason": reason,
+        });
+        let mut hold = remote
+            .call(
+                &req.camera,
+                "POST",
+                "/api/v1/holds".into(),
+                Some(body),
+                caller.end_user(&state.node.id),
+            )
+            .await?;
+        let id = crate::state::remote_id(hold["id"].as_str().unwrap_or_default(), &req.camera)?;
+        hold["id"] = json!(id);
+        let mut e = caller.event("hold.create", Some(&req.camera));
+        e.target = Some(id);
+        e.reason = Some(reason.to_owned());
+        e.detail = json!({ "start": time::format(start), "end": time::format(end), "placed_on": "lower node" });
+        state.audit(e).await?;
+        return Ok((StatusCode::CREATED, Json(hold)).into_response());
+    }
     let st = state.clone();
     let (camera, reason, user) = (req.camera, reason.to_owned(), caller.who.actor());
     let hold = tokio::task::spawn_blocking(move || st.holds.add(&camera, start, end, &reason, &user))
@@ -104,6 +130,31 @@ pub async fn release(
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let no_hold = || ApiError::not_found(format!("no hold with id {:?}", id.chars().take(32).collect::<String>()));
+    if let Some((lower_id, camera)) = id.rsplit_once('@') {
+        let remote = state.remote_for(camera).ok_or_else(no_hold)?;
+        caller.require(&state, auth::Action::Hold, Some(camera)).map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                no_hold()
+            } else {
+                e
+            }
+        })?;
+        let reason = q.get("reason").map(|r| r.chars().take(1000).collect::<String>());
+        let mut path = format!("/api/v1/holds/{lower_id}");
+        if let Some(r) = &reason {
+            path.push_str("?reason=");
+            path.push_str(&crate::state::query_escape(r));
+        }
+        let mut out = remote
+            .call(camera, "DELETE", path, None, caller.end_user(&state.node.id))
+            .await?;
+        out["released"]["id"] = json!(id);
+        let mut e = caller.event("hold.release", Some(camera));
+        e.target = Some(id.clone());
+        e.reason = reason;
+        state.audit(e).await?;
+        return Ok(Json(out));
+    }
     let held = state
         .holds
         .list()

@@ -28,6 +28,7 @@ pub mod openapi;
 mod playback;
 mod ranged;
 pub mod recent_accesses;
+mod relayed;
 pub mod remote_access;
 pub mod request;
 mod session;

@@ -145,9 +145,66 @@ pub async fn metrics(
             r.last_sync_us.load(Ordering::Relaxed) as f64 / 1e6,
         );
     }
+    if let Some(r) = &state.remote {
+        link_metrics(&mut o, &r.links(), &r.cache());
+    }
     o.header("sharpeye_uptime_seconds", "gauge", "Seconds since the process started.");
     o.value("sharpeye_uptime_seconds", &[], state.started.elapsed().as_secs());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o.0))
+}
+
+/// Per link to a lower node: budget, what is counted against it, what was measured crossing
+/// it, pulls, refusals, whether it is up; and the temporary cache.
+fn link_metrics(o: &mut Out, links: &[serde_json::Value], cache: &serde_json::Value) {
+    let gauges: [(&str, &str, &str); 5] = [
+        ("sharpeye_link_budget_mbps", "budget_mbps", "The link's budget."),
+        (
+            "sharpeye_link_in_use_mbps",
+            "in_use_mbps",
+            "Bandwidth counted against the link now.",
+        ),
+        (
+            "sharpeye_link_measured_mbps",
+            "measured_mbps",
+            "Bandwidth measured crossing the link (4 s average).",
+        ),
+        (
+            "sharpeye_link_pulls",
+            "pulls",
+            "Live pulls and transfers crossing the link.",
+        ),
+        (
+            "sharpeye_link_refusals_total",
+            "refusals",
+            "Requests refused for the link's budget.",
+        ),
+    ];
+    for (name, key, help) in gauges {
+        o.header(name, if key == "refusals" { "counter" } else { "gauge" }, help);
+        for l in links {
+            let id = l["id"].as_str().unwrap_or_default();
+            o.value(name, &[("link", id)], l[key].as_f64().unwrap_or(0.0));
+        }
+    }
+    o.header("sharpeye_link_up", "gauge", "1 while the lower node answers.");
+    for l in links {
+        let id = l["id"].as_str().unwrap_or_default();
+        o.value("sharpeye_link_up", &[("link", id)], u8::from(l["state"] == "up"));
+    }
+    if cache.is_object() {
+        for (name, key, kind) in [
+            ("sharpeye_cache_bytes", "bytes", "gauge"),
+            ("sharpeye_cache_hits_total", "hits", "counter"),
+            ("sharpeye_cache_misses_total", "misses", "counter"),
+        ] {
+            o.header(
+                name,
+                kind,
+                "The temporary cache of recorded video fetched from lower nodes.",
+            );
+            o.value(name, &[], cache[key].as_u64().unwrap_or(0));
+        }
+    }
 }
 
 /// Per camera stream: viewers by output, upstream sessions (0 or 1), bytes out, dropped viewers,

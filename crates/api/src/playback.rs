@@ -96,6 +96,9 @@ pub async fn playback_mp4(
 ) -> Result<Response, ApiError> {
     let (q, caller, _) = playback_request(&state, &headers, q, ip, &id)?;
     let (start, end) = window(&q, state.max_playback_us)?;
+    if let Some(remote) = state.remote_for(&id) {
+        return remote_playback(&state, remote, &caller, &id, &q, (start, end), &method, &headers).await;
+    }
     match q.get("source").map(String::as_str) {
         None | Some("node") => {}
         Some("device") => return crate::devices::device_playback(&state, &caller, &id, &q, start, end).await,
@@ -146,6 +149,69 @@ pub async fn playback_mp4(
     )
 }
 
+/// How long after its end a range of a lower node's recording is taken as final (its last
+/// fragments durable and indexed down there) and may be kept in the temporary cache.
+const SETTLED_US: i64 = 60_000_000;
+
+/// `playback.mp4` of a lower node's camera: audited here as a playback, fetched from below
+/// (or the temporary cache) for the caller, served with Range as if it were recorded here.
+#[allow(clippy::too_many_arguments, reason = "one call site; the handler's parts, passed on")]
+async fn remote_playback(
+    state: &AppState,
+    remote: Arc<dyn crate::remote_access::RemoteAccess>,
+    caller: &Caller,
+    id: &str,
+    q: &HashMap<String, String>,
+    (start, end): (WallTime, WallTime),
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let stream = stream_of(q, id)?;
+    let speed = speed_of(q)?;
+    let mut path = format!(
+        "/api/v1/cameras/{id}/playback.mp4?start={}&end={}&speed={speed}&stream={}",
+        crate::state::query_time(start),
+        crate::state::query_time(end),
+        stream.kind().as_str()
+    );
+    let from_device = q.get("source").is_some_and(|s| s != "node");
+    for k in ["source", "download", "scale"] {
+        if let Some(v) = q.get(k) {
+            // Passed on only when it is a plain word or number (the lower node checks it).
+            if !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.') {
+                let _ = write!(path, "&{k}={v}");
+            } else {
+                return Err(ApiError::bad_request(format!("{k}: not a valid value")));
+            }
+        }
+    }
+    let detail = json!({
+        "stream": stream.kind().as_str(),
+        "start": time::format(start),
+        "end": time::format(end),
+        "speed": speed,
+        "source": if from_device { "device" } else { "node" },
+    });
+    state.audit_playback(caller, id, "mp4", detail).await?;
+    let body = remote
+        .recorded(
+            id,
+            crate::remote_access::RemoteRequest {
+                path,
+                range: headers
+                    .get(header::RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                head: method == Method::HEAD,
+                who: caller.end_user(&state.node.id),
+                cacheable: !from_device && WallTime::now().micros_since(end) > SETTLED_US,
+                speed,
+            },
+        )
+        .await?;
+    crate::relayed::serve(body, method, headers, "video/mp4")
+}
+
 /// Target length of an HLS segment: several fragments of one file.
 const HLS_TARGET_TICKS: u64 = 4 * 90_000;
 
@@ -162,6 +228,44 @@ pub async fn playback_m3u8(
     let (q, caller, token) = playback_request(&state, &headers, q, ip, &id)?;
     let (start, end) = window(&q, state.max_playback_us)?;
     let stream = stream_of(&q, &id)?;
+    let ttl = Duration::from_secs((end.micros_since(start) / 1_000_000).max(0) as u64 + 3600);
+    if let Some(remote) = state.remote_for(&id) {
+        // The lower node's playlist, its segment URLs carrying a token of this node's: the
+        // segments are fetched through here too.
+        let token = token.unwrap_or_else(|| state.auth.sign_media(&caller.who, &id, MediaAction::Playback, ttl).0);
+        let path = format!(
+            "/api/v1/cameras/{id}/playback.m3u8?start={}&end={}&stream={}",
+            crate::state::query_time(start),
+            crate::state::query_time(end),
+            stream.kind().as_str()
+        );
+        let detail =
+            json!({ "stream": stream.kind().as_str(), "start": time::format(start), "end": time::format(end) });
+        state.audit_playback(&caller, &id, "hls", detail).await?;
+        let body = remote
+            .recorded(
+                &id,
+                crate::remote_access::RemoteRequest {
+                    path,
+                    range: None,
+                    head: false,
+                    who: caller.end_user(&state.node.id),
+                    cacheable: false,
+                    speed: 1,
+                },
+            )
+            .await?;
+        let text = crate::relayed::text(body, 1 << 20).await?;
+        let body = crate::relayed::retoken(&text, &token);
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+                (header::CACHE_CONTROL, "private, no-cache"),
+            ],
+            body,
+        )
+            .into_response());
+    }
     let st = state.clone();
     let s2 = stream.clone();
     let segments = tokio::task::spawn_blocking(move || st.store.segments(&s2, start, end))
@@ -172,7 +276,6 @@ pub async fn playback_m3u8(
     if files.is_empty() {
         return Err(nothing_recorded());
     }
-    let ttl = Duration::from_secs((end.micros_since(start) / 1_000_000).max(0) as u64 + 3600);
     let token = token.unwrap_or_else(|| state.auth.sign_media(&caller.who, &id, MediaAction::Playback, ttl).0);
 
     let mut body = String::new();
@@ -237,7 +340,7 @@ pub async fn segment_file(
     q: QueryMap,
 ) -> Result<Response, ApiError> {
     // Segments are what an audited playlist points at: checked, not audited again.
-    let (q, _, _) = playback_request(&state, &headers, q, ip, &id)?;
+    let (q, caller, _) = playback_request(&state, &headers, q, ip, &id)?;
     let seq: u64 = file
         .strip_suffix(".mp4")
         .and_then(|s| s.parse().ok())
@@ -247,6 +350,30 @@ pub async fn segment_file(
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| ApiError::bad_request("t: expected the segment's start in microseconds"))?;
     let stream = stream_of(&q, &id)?;
+    if let Some(remote) = state.remote_for(&id) {
+        let path = format!(
+            "/api/v1/cameras/{id}/segments/{seq}.mp4?t={t}&stream={}",
+            stream.kind().as_str()
+        );
+        let body = remote
+            .recorded(
+                &id,
+                crate::remote_access::RemoteRequest {
+                    path,
+                    range: headers
+                        .get(header::RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                    head: method == Method::HEAD,
+                    who: caller.end_user(&state.node.id),
+                    // The indexed part of a segment never changes once written.
+                    cacheable: true,
+                    speed: 1,
+                },
+            )
+            .await?;
+        return crate::relayed::serve(body, &method, &headers, "video/mp4");
+    }
     let st = state.clone();
     let found = tokio::task::spawn_blocking(move || st.store.find_segment(&stream, WallTime::from_micros(t), seq))
         .await

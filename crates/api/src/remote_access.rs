@@ -2,6 +2,11 @@
 //! live views across a link's budget, and the links' state. The API knows no HTTP client and no
 //! cache; the `hierarchy` crate does.
 
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use media::StreamKind;
 use serde_json::Value;
 
@@ -55,8 +60,68 @@ impl From<RemoteError> for crate::error::ApiError {
     }
 }
 
+/// A request for a lower node's recorded video (playback, HLS, a segment's bytes, an export
+/// package).
+#[derive(Clone, Debug)]
+pub struct RemoteRequest {
+    /// Path and query on the lower node.
+    pub path: String,
+    /// The client's `Range`.
+    pub range: Option<String>,
+    /// A `HEAD`.
+    pub head: bool,
+    /// The user it is for (`alice@district-1`).
+    pub who: String,
+    /// The answer cannot change, so the temporary cache may keep it.
+    pub cacheable: bool,
+    /// Playback speed (the transfer needs the bitrate × this).
+    pub speed: u32,
+}
+
+/// A lower node's recorded answer.
+pub enum RemoteBody {
+    /// From the temporary cache: a whole answer (`whole`: any range of it may be served) or
+    /// one range's answer, replayed as it came.
+    File {
+        /// The cached bytes.
+        path: PathBuf,
+        /// Their length.
+        len: u64,
+        /// The lower node's headers.
+        headers: Vec<(String, String)>,
+        /// A whole answer, not a range of one.
+        whole: bool,
+    },
+    /// Streamed from the lower node as it arrives.
+    Stream {
+        /// Its status.
+        status: u16,
+        /// Its headers.
+        headers: Vec<(String, String)>,
+        /// Its body.
+        body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    },
+}
+
 /// What the node does for cameras of lower nodes.
 pub trait RemoteAccess: Send + Sync {
+    /// True for a camera of a lower node.
+    fn is_remote(&self, camera: &str) -> bool;
+
+    /// Fetches recorded video of `camera` from its lower node (or the temporary cache).
+    fn recorded(&self, camera: &str, req: RemoteRequest) -> BoxFuture<'static, Result<RemoteBody, RemoteError>>;
+
+    /// A JSON request about `camera` to its lower node (`GET` recordings, `POST` an export or a
+    /// hold, `DELETE` a hold...), for `who`.
+    fn call(
+        &self,
+        camera: &str,
+        method: &str,
+        path: String,
+        body: Option<Value>,
+        who: String,
+    ) -> BoxFuture<'static, Result<Value, RemoteError>>;
+
     /// For a camera of a lower node, admits a live view of its `kind` stream across the link,
     /// on behalf of `who` (this node's user, for the lower node's audit): the stream to watch
     /// (the sub-stream when the main one does not fit) or why not. `None` for this node's own
@@ -65,4 +130,8 @@ pub trait RemoteAccess: Send + Sync {
 
     /// The links, as `GET /api/v1/links` lists them.
     fn links(&self) -> Vec<Value>;
+
+    /// The temporary cache's figures for health (`bytes`, `max_bytes`, `entries`, `hits`,
+    /// `misses`, `hit_rate`, ...).
+    fn cache(&self) -> Value;
 }

@@ -290,3 +290,40 @@ pub struct AppState {
     /// Cameras of lower nodes, when this node has links.
     pub remote: Option<Arc<dyn crate::remote_access::RemoteAccess>>,
 }
+
+impl AppState {
+    /// The links' access to `camera` when it is a lower node's camera.
+    pub fn remote_for(&self, camera: &str) -> Option<Arc<dyn crate::remote_access::RemoteAccess>> {
+        self.remote.clone().filter(|r| r.is_remote(camera))
+    }
+}
+
+/// A time as a query parameter for another node: RFC 3339 in UTC (`...Z`, nothing to escape).
+pub fn query_time(t: WallTime) -> String {
+    jiff::Timestamp::from_microsecond(t.as_micros())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// This node's id for an object (a hold, an export) a lower node made for one of its cameras:
+/// `<the lower node's id>@<camera>`, which routes later requests back (nested once per level).
+pub fn remote_id(lower: &str, camera: &str) -> Result<String, crate::error::ApiError> {
+    if lower.is_empty() || lower.len() > 200 || !lower.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?') {
+        return Err(crate::error::ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "lower_error",
+            "the lower node answered without a usable id",
+        ));
+    }
+    Ok(format!("{lower}@{camera}"))
+}
+
+/// `s` escaped for a query string.
+pub fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -8,15 +8,19 @@
 //! * [`catalog`] and [`sync`]: the lower node's cameras, checked, and kept current from its
 //!   listing and its event stream ([`sse`]).
 //! * [`remote`]: a lower node's camera as a supervised source (one pull per stream per link).
+//! * [`recorded`] and [`cache`]: its recorded video fetched on demand, through the temporary
+//!   cache.
 //! * [`config`]: how links and the cache are configured; [`level`]: the four levels.
 
 pub mod budget;
+pub mod cache;
 pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod level;
 pub mod link;
 pub mod meter;
+pub mod recorded;
 pub mod remote;
 pub mod sse;
 pub mod sync;

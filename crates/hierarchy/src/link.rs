@@ -186,6 +186,16 @@ impl Link {
         }
     }
 
+    /// What a recording of `camera`'s `kind` stream needs at 1×, kbit/s: its live stream's
+    /// last measured rate, or the default.
+    pub fn recorded_kbps(&self, camera: &str, kind: StreamKind) -> u64 {
+        let rates = self.rates(camera);
+        match kind {
+            StreamKind::Main => rates.main_kbps,
+            StreamKind::Sub => rates.sub_kbps.unwrap_or(DEFAULT_SUB_KBPS),
+        }
+    }
+
     /// Admits a live view of `camera`'s `want` stream for `who` (see [`Budget::admit_live`]);
     /// a stream that is not crossing yet is reserved for the pull the view starts.
     pub fn admit_live(&self, camera: &str, want: StreamKind, who: &str) -> Result<StreamKind, LinkRefusal> {

@@ -86,7 +86,18 @@ async fn start_sources(config: &Config) -> Result<Sources, NodeError> {
     );
     pulls.attach(&hub);
     hub.start();
-    let remote = (!config.lower.is_empty()).then(|| remote::RemoteCameras::new(&config.lower, config.ingest.clone()));
+    let remote = if config.lower.is_empty() {
+        None
+    } else {
+        let dir = config.server.data_dirs[0].join("cache");
+        let cache = hierarchy::cache::Cache::open(&dir, config.cache.size, config.cache.max_age)
+            .step(|| format!("opening the playback cache {} ([cache])", dir.display()))?;
+        Some(remote::RemoteCameras::new(
+            &config.lower,
+            config.ingest.clone(),
+            Some(Arc::new(cache)),
+        ))
+    };
     Ok(Sources {
         sip,
         pulls,

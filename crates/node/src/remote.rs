@@ -6,11 +6,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use api::remote_access::{RemoteAccess, RemoteError};
+use api::remote_access::{RemoteAccess, RemoteBody, RemoteError, RemoteRequest};
 use api::{CameraInfo, RemoteState};
+use futures::future::BoxFuture;
+use hierarchy::cache::Cache;
 use hierarchy::catalog::RemoteCamera;
 use hierarchy::client::LowerClient;
+use hierarchy::client::{Call, ClientError};
 use hierarchy::config::{Dial, LowerConfig};
+use hierarchy::recorded::{Recorded, RecordedError, RecordedRequest};
 use hierarchy::remote::RemoteSource;
 use hierarchy::sync::CatalogSink;
 use hierarchy::{Link, LinkState};
@@ -34,12 +38,36 @@ pub struct RemoteCameras {
     by_camera: RwLock<HashMap<String, Arc<Link>>>,
     registry: OnceLock<Arc<CameraRegistry>>,
     pull: PullSettings,
+    /// The temporary cache of recorded video fetched from below.
+    cache: Option<Arc<Cache>>,
+}
+
+/// The API's error for a failed request to a lower node.
+fn lower_error(e: ClientError) -> RemoteError {
+    match e {
+        ClientError::Unreachable { .. } => RemoteError::Unreachable(e.to_string()),
+        ClientError::Status {
+            ref link,
+            status,
+            ref code,
+            ref message,
+        } => RemoteError::Lower {
+            status,
+            code: code.clone(),
+            message: format!("lower node {link}: {message}"),
+        },
+        ClientError::BadAnswer { .. } => RemoteError::Lower {
+            status: 502,
+            code: "lower_error".into(),
+            message: e.to_string(),
+        },
+    }
 }
 
 impl RemoteCameras {
     /// The links of `lower`; remote streams are pulled with `pull`'s watchdog, delays and
-    /// frame limit.
-    pub fn new(lower: &[LowerConfig], pull: PullSettings) -> Arc<RemoteCameras> {
+    /// frame limit; recorded video goes through `cache`.
+    pub fn new(lower: &[LowerConfig], pull: PullSettings, cache: Option<Arc<Cache>>) -> Arc<RemoteCameras> {
         let links = lower
             .iter()
             .map(|l| {
@@ -55,6 +83,7 @@ impl RemoteCameras {
             by_camera: RwLock::default(),
             registry: OnceLock::new(),
             pull,
+            cache,
         })
     }
 
@@ -209,6 +238,77 @@ impl CatalogSink for RemoteCameras {
 }
 
 impl RemoteAccess for RemoteCameras {
+    fn is_remote(&self, camera: &str) -> bool {
+        self.link_of(camera).is_some()
+    }
+
+    fn recorded(&self, camera: &str, req: RemoteRequest) -> BoxFuture<'static, Result<RemoteBody, RemoteError>> {
+        let link = self.link_of(camera);
+        let cache = self.cache.clone();
+        let camera = camera.to_owned();
+        Box::pin(async move {
+            let link =
+                link.ok_or_else(|| RemoteError::Unreachable(format!("camera {camera} is not a lower node's")))?;
+            let kind = if req.path.contains("stream=sub") {
+                StreamKind::Sub
+            } else {
+                StreamKind::Main
+            };
+            let kbps = link
+                .recorded_kbps(&camera, kind)
+                .saturating_mul(u64::from(req.speed.max(1)));
+            let r = hierarchy::recorded::fetch(
+                &link,
+                cache.as_ref(),
+                RecordedRequest {
+                    path: req.path,
+                    range: req.range,
+                    head: req.head,
+                    who: req.who,
+                    cacheable: req.cacheable,
+                    kbps,
+                },
+            )
+            .await;
+            match r {
+                Ok(Recorded::Cached { entry, status }) => Ok(RemoteBody::File {
+                    path: entry.path,
+                    len: entry.meta.len,
+                    headers: entry.meta.headers,
+                    whole: status == 200,
+                }),
+                Ok(Recorded::Streamed { status, headers, body }) => Ok(RemoteBody::Stream { status, headers, body }),
+                Err(RecordedError::Budget(r)) => Err(RemoteError::Budget(r.message)),
+                Err(RecordedError::Lower(e)) => Err(lower_error(e)),
+            }
+        })
+    }
+
+    fn call(
+        &self,
+        camera: &str,
+        method: &str,
+        path: String,
+        body: Option<Value>,
+        who: String,
+    ) -> BoxFuture<'static, Result<Value, RemoteError>> {
+        let link = self.link_of(camera);
+        let camera = camera.to_owned();
+        let method = hyper::Method::from_bytes(method.as_bytes()).unwrap_or(hyper::Method::GET);
+        Box::pin(async move {
+            let link =
+                link.ok_or_else(|| RemoteError::Unreachable(format!("camera {camera} is not a lower node's")))?;
+            let call = Call {
+                method,
+                path,
+                json: body,
+                on_behalf_of: Some(who),
+                headers: Vec::new(),
+            };
+            link.client().json(call).await.map_err(lower_error)
+        })
+    }
+
     fn admit_live(&self, camera: &str, kind: StreamKind, who: &str) -> Option<Result<StreamKind, RemoteError>> {
         let link = self.link_of(camera)?;
         if let LinkState::Down { .. } = link.state() {
@@ -221,6 +321,21 @@ impl RemoteAccess for RemoteCameras {
             link.admit_live(camera, kind, who)
                 .map_err(|e| RemoteError::Budget(e.to_string())),
         )
+    }
+
+    fn cache(&self) -> Value {
+        let Some(c) = &self.cache else { return Value::Null };
+        let s = c.stats();
+        serde_json::json!({
+            "bytes": s.bytes,
+            "max_bytes": s.max_bytes,
+            "entries": s.entries,
+            "hits": s.hits,
+            "misses": s.misses,
+            "hit_rate": (s.hit_rate() * 1000.0).round() / 1000.0,
+            "evicted": s.evicted,
+            "damaged": s.damaged,
+        })
     }
 
     fn links(&self) -> Vec<Value> {
