@@ -120,6 +120,11 @@ enum AuditCommand {
         /// The data directory (the first of server.data_dirs).
         #[arg(long)]
         data: PathBuf,
+        /// A file of this node's signed heads another node kept (the upper level's copy,
+        /// `<its data>/links/heads/<this node>.jsonl`): the log must still hold every entry
+        /// they name. Repeatable; the node's own `audit/heads.jsonl` is always checked.
+        #[arg(long)]
+        heads: Vec<PathBuf>,
     },
 }
 
@@ -336,20 +341,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Hold { url, user, command } => hold_command(&url, &user, command),
         Command::Audit {
-            command: AuditCommand::Verify { data },
-        } => {
-            let dir = data.join("audit");
-            match auth::audit::verify(&dir) {
-                Ok(r) => {
-                    println!("{}: intact: {r}", dir.display());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    println!("{}: NOT intact: {e}", dir.display());
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
+            command: AuditCommand::Verify { data, heads },
+        } => audit_verify(&data, &heads),
         Command::User {
             command:
                 UserCommand::Add {
@@ -382,6 +375,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `sharpeye audit verify`: the hash chain, then the entries every signed head names (the
+/// node's own heads and any copies given), so a tail cut off or rewritten is found and named.
+fn audit_verify(data: &std::path::Path, copies: &[PathBuf]) -> Result<ExitCode> {
+    use auth::audit::heads;
+    let dir = data.join("audit");
+    let report = match auth::audit::verify(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("{}: NOT intact: {e}", dir.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let own = heads::read(&dir.join("heads.jsonl"));
+    let mut checked = Vec::new();
+    for (name, list) in std::iter::once(("own heads".to_owned(), own.clone()))
+        .chain(copies.iter().map(|p| (p.display().to_string(), heads::read(p))))
+    {
+        let node = own.first().or_else(|| list.first()).map(|h| h.node.clone());
+        let Some(node) = node else { continue };
+        match heads::check_log(&dir, &node, &list) {
+            Ok(n) => checked.push(format!("{n} signed heads of {node} hold ({name})")),
+            Err(e) => {
+                println!("{}: NOT intact: {e} (heads: {name})", dir.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    println!("{}: intact: {report}", dir.display());
+    for c in checked {
+        println!("  {c}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `sharpeye user add`: writes the user into the data directory's directory file, under its

@@ -35,7 +35,7 @@ fn chain_with(community_mbps: u32, live_idle: &str, synth: Option<i64>) -> Chain
         CameraSpec::new("cam1", BuiltinFixture::H264_1080p.load()),
         CameraSpec::new("cam2", BuiltinFixture::H264_1080p.load()),
     ]);
-    let live = format!("[live]\nidle = \"{live_idle}\"\nstart_timeout = \"8s\"\n\n");
+    let live = format!("[live]\nidle = \"{live_idle}\"\nstart_timeout = \"8s\"\n\n[audit]\nhead_every = \"1s\"\n\n");
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let cams = format!(
         "{}\nsub_url = \"{}\"\n\n{}{}",
@@ -419,4 +419,99 @@ fn recorded_video_of_a_community_camera_plays_exports_and_holds_at_the_district(
     for dir in [1, 2] {
         assert!(!c._dirs[dir].path().join("data/segments/cam0").exists());
     }
+}
+
+#[test]
+fn both_levels_audit_the_district_user_and_the_street_holds_the_community_s_signed_heads() {
+    let base = (now_us() / 1_000_000 - 7200) * 1_000_000;
+    let mut c = chain_with(10, "1s", Some(base));
+    wait_for_camera(&mut c.district, "cam0", "online", Duration::from_secs(20));
+    let token = c.district.token();
+    let path = format!(
+        "/api/v1/cameras/cam0/playback.mp4?start={}&end={}",
+        at(base, 10.0),
+        at(base, 20.0)
+    );
+    assert_eq!(fetch(&c.district.url(&path), &token, &[]).0, 200);
+    // The district audits its user; the community audits the street's token acting for them.
+    let here = audited(&mut c.district, "playback");
+    assert!(
+        here.iter().any(|e| e["actor"] == "admin" && e["camera"] == "cam0"),
+        "{here:#?}"
+    );
+    let below = audited(&mut c.community, "playback");
+    assert!(
+        below
+            .iter()
+            .any(|e| e["on_behalf_of"] == "admin@district" && e["camera"] == "cam0"),
+        "{below:#?}"
+    );
+
+    // More entries at the community, then wait until the street holds a head covering them.
+    for _ in 0..15 {
+        let _ = login(&c.community.url(""), "admin");
+    }
+    let community_data = c._dirs[0].path().join("data");
+    let copy = c._dirs[1].path().join("data/links/heads/community.jsonl");
+    let last_seq = || {
+        std::fs::read_to_string(community_data.join("audit/heads.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|h| h["seq"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    let held = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|h| h["seq"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let target = last_seq();
+    assert!(target > 15, "the community signed no head yet");
+    assert!(
+        wait_until(Duration::from_secs(15), || held(&copy) >= target),
+        "the street holds heads up to {} of the community's {target}",
+        held(&copy)
+    );
+    // The district holds them too, through the street.
+    let district_copy = c._dirs[2].path().join("data/links/heads/community.jsonl");
+    assert!(wait_until(Duration::from_secs(15), || held(&district_copy) >= target));
+
+    // Cut the community's last 10 entries, and its own heads with them.
+    c.community.kill();
+    let audit_dir = community_data.join("audit");
+    let file = std::fs::read_dir(&audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("audit-"))
+        .max()
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let kept = lines.len() - 10;
+    std::fs::write(&file, lines[..kept].join("\n") + "\n").unwrap();
+    std::fs::remove_file(audit_dir.join("heads.jsonl")).unwrap();
+    let verify = |extra: &[&std::path::Path]| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["audit", "verify", "--data"]).arg(&community_data);
+        for p in extra {
+            cmd.arg("--heads").arg(p);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // The chain alone still verifies: that is the gap the heads close.
+    assert!(verify(&[]).0, "{}", verify(&[]).1);
+    let (ok, text) = verify(&[&copy]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("are missing") && text.contains(&format!("ends at entry {kept}")),
+        "{text}"
+    );
 }

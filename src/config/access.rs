@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use node::config::{AuthSettings, Secret, UserConfig};
+use node::config::{AuditSettings, AuthSettings, Secret, UserConfig};
 use toml::Table;
 
 use super::check::{Checker, join};
@@ -32,6 +32,22 @@ impl Checker {
                 d.media_token_ttl,
                 Duration::from_secs(1),
                 day,
+            ),
+        }
+    }
+
+    pub(super) fn audit(&mut self, root: &Table) -> AuditSettings {
+        let d = AuditSettings::default();
+        let t = self.optional_section(root, "audit");
+        self.known("audit", t, &["head_every"]);
+        AuditSettings {
+            head_every: self.duration(
+                "audit",
+                t,
+                "head_every",
+                d.head_every,
+                Duration::from_millis(200),
+                Duration::from_secs(60),
             ),
         }
     }

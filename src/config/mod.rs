@@ -137,6 +137,7 @@ impl Checker {
                 "lower",
                 "upper",
                 "cache",
+                "audit",
             ],
         );
         let server = self.server(root);
@@ -157,6 +158,7 @@ impl Checker {
         let lower = self.lowers(root, &node.id);
         let upper = self.uppers(root, &node.id);
         let cache = self.cache(root);
+        let audit = self.audit(root);
         let config = Config {
             server: server?,
             recording,
@@ -175,6 +177,7 @@ impl Checker {
             lower,
             upper,
             cache,
+            audit,
         };
         // References between users, departments, groups and grants are checked by the same
         // rules the admin API applies, so that the server never refuses a checked config.

@@ -58,3 +58,42 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, q: QueryMa
     state.audit(e).await?;
     Ok(Json(json!({ "entries": records, "next": next })))
 }
+
+/// Most heads in one answer.
+const MAX_HEADS: usize = 1000;
+
+/// `GET /api/v1/audit/heads?since=SEQ`: `{node, key, heads, held: {node: [heads]}}`: this
+/// node's signed heads after `since` (the latest [`MAX_HEADS`]), and every head it holds for the
+/// nodes below it. Not secret: they only let others check this node's log.
+pub async fn heads(State(state): State<Arc<AppState>>, _caller: Caller, q: QueryMap) -> Result<Json<Value>, ApiError> {
+    let q = request::query(q)?;
+    let since: u64 = match q.get("since") {
+        None => 0,
+        Some(v) => v
+            .parse()
+            .map_err(|_| ApiError::bad_request("since: expected a sequence number"))?,
+    };
+    let files = state.heads.clone();
+    let node = state.node.id.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let tail = |v: Vec<auth::audit::heads::SignedHead>| {
+            let v: Vec<_> = v.into_iter().filter(|h| h.seq > since).collect();
+            let skip = v.len().saturating_sub(MAX_HEADS);
+            v.into_iter().skip(skip).collect::<Vec<_>>()
+        };
+        let own = tail(auth::audit::heads::read(&files.own));
+        let mut held = serde_json::Map::new();
+        for e in std::fs::read_dir(&files.held).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_suffix(".jsonl") {
+                let v = tail(auth::audit::heads::read(&e.path()));
+                held.insert(n.to_owned(), json!(v));
+            }
+        }
+        let key = own.last().map(|h| h.key.clone());
+        json!({ "node": node, "key": key, "heads": own, "held": held })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(out))
+}

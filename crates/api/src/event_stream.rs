@@ -131,6 +131,8 @@ pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::Join
 fn concerns(state: &AppState, caller: &Caller, e: &NodeEvent) -> bool {
     let snap = state.auth.snapshot();
     match (e.kind, &e.camera) {
+        // Only a sequence number: every caller may know a new head is there to fetch.
+        ("audit.head", _) => true,
         ("export.done" | "export.failed", Some(c)) => {
             snap.policy.camera_actions(&caller.who, c).contains(Action::Export)
         }

@@ -49,7 +49,7 @@ pub use access::Caller;
 pub use audit::Viewing;
 pub use error::ApiError;
 pub use request::MAX_BODY;
-pub use state::{AppState, CameraEntry, CameraInfo, CameraMap, NodeInfo, RemoteState};
+pub use state::{AppState, CameraEntry, CameraInfo, CameraMap, HeadFiles, NodeInfo, RemoteState};
 
 /// What an endpoint requires of its caller.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -151,6 +151,7 @@ endpoints! {
     post "/api/v1/holds" => holds::create, Camera(Hold), 201, [], "Pins a range against deletion {camera, start, end, reason}.";
     get "/api/v1/holds" => holds::list, Authenticated, 200, [], "Holds on cameras the caller may hold.";
     delete "/api/v1/holds/{id}" => holds::release, Camera(Hold), 200, [], "Releases a hold.";
+    get "/api/v1/audit/heads" => audit_api::heads, Authenticated, 200, ["since"], "Signed heads of the audit log: this node's after `since` (a sequence number), and those it holds for lower nodes; an upper level keeps them as tamper evidence.";
     get "/api/v1/audit" => audit_api::list, Node(Audit), 200, ["start", "end", "user", "camera", "action", "after", "limit"], "Audit entries, oldest first, filtered.";
     get "/api/v1/users" => admin::list_users, Node(Admin), 200, [], "Users.";
     post "/api/v1/users" => admin::create_user, Node(Admin), 201, [], "Creates a user {name, password, role, department?}.";

@@ -241,6 +241,16 @@ pub struct NodeInfo {
     pub level: String,
 }
 
+/// Where signed audit heads are kept: this node's own, and those it holds for lower nodes (one
+/// `<node>.jsonl` each).
+#[derive(Clone, Debug)]
+pub struct HeadFiles {
+    /// This node's.
+    pub own: std::path::PathBuf,
+    /// The directory of lower nodes'.
+    pub held: std::path::PathBuf,
+}
+
 /// Everything handlers need.
 pub struct AppState {
     /// This node.
@@ -287,6 +297,8 @@ pub struct AppState {
     pub whep: Option<Arc<whep::Whep>>,
     /// Device-side functions of GB/T 28181 channels, when GB/T 28181 is configured.
     pub devices: Option<Arc<dyn crate::device_access::DeviceAccess>>,
+    /// Signed audit heads.
+    pub heads: HeadFiles,
     /// Cameras of lower nodes, when this node has links.
     pub remote: Option<Arc<dyn crate::remote_access::RemoteAccess>>,
 }

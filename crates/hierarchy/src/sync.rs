@@ -22,7 +22,8 @@ pub trait CatalogSink: Send + Sync + 'static {
     /// A camera's state: `status` as the lower node reports it, or `offline` with the reason
     /// while the link is down.
     fn status(&self, link: &Arc<Link>, camera: &str, status: &str, reason: Option<String>);
-    /// Called once a minute while the link is up, for what else rides on it (audit heads).
+    /// Called when the lower node signed a new audit head, and at least once a minute while
+    /// the link is up: for what else rides on it (fetching the heads).
     fn periodic(&self, _link: &Arc<Link>) {}
 }
 
@@ -136,6 +137,7 @@ async fn session(
                 }
                 // A camera shared or withdrawn: list again now.
                 "camera.added" | "camera.removed" => return Ok(()),
+                "audit.head" => sink.periodic(link),
                 _ => {}
             }
         }

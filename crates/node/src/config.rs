@@ -205,6 +205,22 @@ impl Default for NodeIdentity {
     }
 }
 
+/// `[audit]`: how the audit log is anchored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// How often the log's head is signed (and offered to the upper level).
+    pub head_every: Duration,
+}
+
+impl Default for AuditSettings {
+    /// Every minute, as the rules' tamper evidence asks at least.
+    fn default() -> Self {
+        AuditSettings {
+            head_every: Duration::from_secs(60),
+        }
+    }
+}
+
 /// `[auth]`: sessions and media URLs.
 #[derive(Clone, Copy, Debug)]
 pub struct AuthSettings {
@@ -323,6 +339,8 @@ pub struct Config {
     pub upper: Vec<UpperConfig>,
     /// `[cache]`.
     pub cache: CacheConfig,
+    /// `[audit]`.
+    pub audit: AuditSettings,
 }
 
 impl Config {
@@ -351,6 +369,7 @@ impl Config {
             lower: Vec::new(),
             upper: Vec::new(),
             cache: CacheConfig::default(),
+            audit: AuditSettings::default(),
         }
     }
 

@@ -96,6 +96,7 @@ async fn start_sources(config: &Config) -> Result<Sources, NodeError> {
             &config.lower,
             config.ingest.clone(),
             Some(Arc::new(cache)),
+            config.server.data_dirs[0].join("links/heads"),
         ))
     };
     Ok(Sources {
@@ -162,6 +163,10 @@ fn build_state(
             .devices
             .clone()
             .map(|d| d as Arc<dyn api::device_access::DeviceAccess>),
+        heads: api::HeadFiles {
+            own: security.heads.clone(),
+            held: config.server.data_dirs[0].join("links/heads"),
+        },
         remote: sources
             .remote
             .clone()
@@ -180,7 +185,7 @@ struct Serving {
 async fn start_serving(
     config: &Config,
     state: &Arc<AppState>,
-    security: &Security,
+    security: &Arc<Security>,
     sources: &Sources,
     registry: &Arc<CameraRegistry>,
 ) -> Result<Serving, NodeError> {
@@ -205,6 +210,7 @@ async fn start_serving(
     };
     let mut tasks = vec![
         security.spawn_reload(),
+        security.spawn_head_signer(config.node.id.clone(), config.audit.head_every, state.clone()),
         api::event_stream::spawn_watcher(state.clone(), Duration::from_secs(1)),
     ];
     if let (Some(sip), Some(g)) = (&sources.sip, &config.gb28181) {
@@ -226,8 +232,15 @@ async fn start_serving(
 }
 
 /// Stops in order: RTSP viewers and background tasks, then every pull, then storage (retention,
-/// then the recorder, which closes and syncs every segment).
-async fn shutdown(serving: Serving, sources: Sources, storage: Storage) -> Result<(), NodeError> {
+/// then the recorder, which closes and syncs every segment), and signs the audit log's head
+/// last, over everything the stop itself audited.
+async fn shutdown(
+    serving: Serving,
+    sources: Sources,
+    storage: Storage,
+    security: Arc<Security>,
+    node: String,
+) -> Result<(), NodeError> {
     if let Some(r) = serving.rtsp {
         info!("stopping: closing RTSP viewers");
         r.stop().await;
@@ -239,6 +252,11 @@ async fn shutdown(serving: Serving, sources: Sources, storage: Storage) -> Resul
     sources.pulls.stop_all().await;
     info!("stopping: closing and syncing segments");
     storage.close().await?;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = security.audit.flush();
+        security.sign_head(&node)
+    })
+    .await;
     info!("stopped cleanly");
     Ok(())
 }
@@ -255,7 +273,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
             source,
         })?;
     let storage = Storage::open(&config).await?;
-    let security = Security::open(&config)?;
+    let security = Arc::new(Security::open(&config)?);
     let sources = start_sources(&config).await?;
     let state = build_state(&config, started, &storage, &security, &sources)?;
     let registry = Arc::new(CameraRegistry {
@@ -272,7 +290,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
     api::serve(listener, api::router(state), stop)
         .await
         .step(|| "serving HTTP".into())?;
-    shutdown(serving, sources, storage).await
+    shutdown(serving, sources, storage, security, config.node.id.clone()).await
 }
 #[cfg(test)]
 mod tests;

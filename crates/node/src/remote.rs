@@ -40,6 +40,12 @@ pub struct RemoteCameras {
     pull: PullSettings,
     /// The temporary cache of recorded video fetched from below.
     cache: Option<Arc<Cache>>,
+    /// Where the signed audit heads of lower nodes are kept (`<node>.jsonl`).
+    heads: std::path::PathBuf,
+    /// Links whose heads are being fetched now (one fetch at a time per link).
+    fetching: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Itself, for the tasks it starts.
+    me: std::sync::Weak<RemoteCameras>,
 }
 
 /// The API's error for a failed request to a lower node.
@@ -67,7 +73,12 @@ fn lower_error(e: ClientError) -> RemoteError {
 impl RemoteCameras {
     /// The links of `lower`; remote streams are pulled with `pull`'s watchdog, delays and
     /// frame limit; recorded video goes through `cache`.
-    pub fn new(lower: &[LowerConfig], pull: PullSettings, cache: Option<Arc<Cache>>) -> Arc<RemoteCameras> {
+    pub fn new(
+        lower: &[LowerConfig],
+        pull: PullSettings,
+        cache: Option<Arc<Cache>>,
+        heads: std::path::PathBuf,
+    ) -> Arc<RemoteCameras> {
         let links = lower
             .iter()
             .map(|l| {
@@ -78,12 +89,15 @@ impl RemoteCameras {
                 (l.id.clone(), Link::new(l.clone(), client.shared()))
             })
             .collect();
-        Arc::new(RemoteCameras {
+        Arc::new_cyclic(|me| RemoteCameras {
+            me: me.clone(),
             links,
             by_camera: RwLock::default(),
             registry: OnceLock::new(),
             pull,
             cache,
+            heads,
+            fetching: std::sync::Mutex::default(),
         })
     }
 
@@ -169,7 +183,88 @@ impl RemoteCameras {
     }
 }
 
+/// A node id fit to name a file.
+fn node_file(id: &str) -> Option<String> {
+    (!id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
+    .then(|| format!("{id}.jsonl"))
+}
+
+/// Keeps the heads a lower node sent (its own and those it holds for the nodes below it) that
+/// are new and correctly signed, each node's in its own file under `dir`; returns how many.
+fn keep_heads(dir: &std::path::Path, answer: &Value, link: &str) -> usize {
+    use auth::audit::heads::{SignedHead, append, read};
+    let mut kept = 0;
+    let mut groups: Vec<(String, &Value)> =
+        vec![(answer["node"].as_str().unwrap_or(link).to_owned(), &answer["heads"])];
+    if let Some(held) = answer["held"].as_object() {
+        groups.extend(held.iter().map(|(k, v)| (k.clone(), v)));
+    }
+    for (node, list) in groups {
+        let Some(file) = node_file(&node) else { continue };
+        let path = dir.join(file);
+        let known = read(&path);
+        let key = known.first().map(|h| h.key.clone());
+        let last = known.iter().map(|h| h.seq).max();
+        for v in list.as_array().into_iter().flatten().take(2000) {
+            let Ok(h) = serde_json::from_value::<SignedHead>(v.clone()) else {
+                continue;
+            };
+            if h.node != node || last.is_some_and(|l| h.seq <= l) {
+                continue;
+            }
+            if let Err(e) = h.verify(key.as_deref()) {
+                warn!(link, "audit head from lower node refused: {e}");
+                continue;
+            }
+            if append(&path, &h).is_ok() {
+                kept += 1;
+            }
+        }
+    }
+    kept
+}
+
 impl CatalogSink for RemoteCameras {
+    fn periodic(&self, link: &Arc<Link>) {
+        let id = link.id().to_owned();
+        if !self
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone())
+        {
+            return;
+        }
+        let (link, dir, me) = (link.clone(), self.heads.clone(), self.me.clone());
+        tokio::spawn(async move {
+            let since = node_file(&id)
+                .and_then(|f| auth::audit::heads::last(&dir.join(f)))
+                .map_or(0, |h| h.seq);
+            match link
+                .client()
+                .json(Call::get(format!("/api/v1/audit/heads?since={since}"), None))
+                .await
+            {
+                Ok(answer) => {
+                    let (d, l) = (dir, id.clone());
+                    let n = tokio::task::spawn_blocking(move || keep_heads(&d, &answer, &l))
+                        .await
+                        .unwrap_or(0);
+                    tracing::debug!(link = %id, heads = n, "audit heads of lower nodes kept");
+                }
+                Err(e) => warn!(link = %id, "audit heads not fetched: {e}"),
+            }
+            if let Some(me) = me.upgrade() {
+                me.fetching.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            }
+        });
+    }
+
     fn added(&self, link: &Arc<Link>, cameras: Vec<RemoteCamera>) {
         let Some(registry) = self.registry.get() else { return };
         let known = registry.state.cameras.snapshot();

@@ -16,6 +16,23 @@ pub struct Security {
     pub auth: Arc<auth::Auth>,
     /// The audit log.
     pub audit: Arc<auth::audit::AuditLog>,
+    /// The node's signing key (exports, audit heads).
+    pub key: Arc<NodeSigner>,
+    /// Where this node's signed audit heads are kept.
+    pub heads: std::path::PathBuf,
+}
+
+/// The node's key as the audit log's head signer.
+pub struct NodeSigner(pub store::export::NodeKey);
+
+impl auth::audit::heads::HeadSigner for NodeSigner {
+    fn public_key(&self) -> String {
+        self.0.public_key()
+    }
+
+    fn sign(&self, message: &[u8]) -> String {
+        self.0.sign(message)
+    }
 }
 
 /// The config's users, departments, groups and grants, with plain passwords hashed.
@@ -40,6 +57,9 @@ impl Security {
             auth::audit::AuditLog::open(&audit_dir, auth::audit::AuditConfig::default())
                 .step(|| format!("opening the audit log {}", audit_dir.display()))?,
         );
+        let key_file = first.join("node.key");
+        let key = store::export::NodeKey::load_or_create(&key_file)
+            .step(|| format!("loading the node key {}", key_file.display()))?;
         let file =
             auth::DirectoryFile::new(&first.join("auth")).step(|| "opening the users and grants directory".into())?;
         let auth = Arc::new(
@@ -59,7 +79,64 @@ impl Security {
             )
             .step(|| "loading users, departments, groups and grants".into())?,
         );
-        Ok(Security { auth, audit })
+        Ok(Security {
+            auth,
+            audit,
+            key: Arc::new(NodeSigner(key)),
+            heads: audit_dir.join("heads.jsonl"),
+        })
+    }
+
+    /// Signs the audit log's head if it moved since the last signed one; returns it if it did.
+    pub fn sign_head(&self, node: &str) -> Option<auth::audit::heads::SignedHead> {
+        let (seq, hash) = self.audit.head();
+        if auth::audit::heads::last(&self.heads).is_some_and(|h| h.seq == seq && h.hash == hash && h.node == node) {
+            return None;
+        }
+        let head = auth::audit::heads::SignedHead::sign(
+            node,
+            seq,
+            &hash,
+            &media::WallTime::now().to_rfc3339(),
+            self.key.as_ref(),
+        );
+        match auth::audit::heads::append(&self.heads, &head) {
+            Ok(()) => Some(head),
+            Err(e) => {
+                warn!("audit head not kept: {e}");
+                None
+            }
+        }
+    }
+
+    /// Signs the head every `every` (when it moved), telling listeners (an upper level) with an
+    /// `audit.head` event.
+    pub fn spawn_head_signer(
+        self: &Arc<Self>,
+        node: String,
+        every: Duration,
+        events: Arc<api::AppState>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let s = me.clone();
+                let n = node.clone();
+                let signed = tokio::task::spawn_blocking(move || s.sign_head(&n))
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(h) = signed {
+                    events.events.publish(api::events::NodeEvent {
+                        kind: "audit.head",
+                        camera: None,
+                        data: serde_json::json!({ "node": h.node, "seq": h.seq, "at": h.at }),
+                    });
+                }
+            }
+        })
     }
 
     /// Picks up changes another process (`sharpeye user add`, an edit) makes to the directory

@@ -84,7 +84,8 @@ impl NodeKey {
         key_id(self.0.verifying_key().as_bytes())
     }
 
-    fn sign(&self, msg: &[u8]) -> String {
+    /// A base64 Ed25519 signature of `msg` (manifests, audit heads).
+    pub fn sign(&self, msg: &[u8]) -> String {
         B64.encode(self.0.sign(msg).to_bytes())
     }
 }

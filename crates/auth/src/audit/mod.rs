@@ -185,6 +185,8 @@ struct Counters {
     entries: AtomicU64,
     syncs: AtomicU64,
     failures: AtomicU64,
+    /// The last durable entry's sequence number and hash (the head a node signs).
+    head: Mutex<(u64, String)>,
 }
 
 /// The log. Appends from any thread; one writer thread makes them durable in order.
@@ -375,6 +377,7 @@ impl AuditLog {
         let (tail, recovered_bytes, broken) = recover(dir)?;
         let (tx, rx) = channel();
         let counters = Arc::new(Counters::default());
+        *counters.head.lock().unwrap_or_else(|p| p.into_inner()) = (tail.seq, tail.hash.clone());
         let writer = Writer {
             dir: dir.to_owned(),
             config,
@@ -457,6 +460,12 @@ impl AuditLog {
             return Err(self.closed());
         }
         rx.recv().unwrap_or_else(|_| Err(self.closed()))
+    }
+
+    /// The last durable entry: its sequence number and hash (0 and the genesis hash when the
+    /// log is empty).
+    pub fn head(&self) -> (u64, String) {
+        self.counters.head.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Counters so far.
@@ -618,6 +627,7 @@ impl Writer {
         *len += self.out.len() as u64;
         self.out.clear();
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        *self.counters.head.lock().unwrap_or_else(|p| p.into_inner()) = (self.tail.seq, self.tail.hash.clone());
         Ok(())
     }
 
@@ -671,6 +681,7 @@ fn empty_event() -> Event {
     }
 }
 
+pub mod heads;
 mod read;
 #[cfg(test)]
 mod tests;
