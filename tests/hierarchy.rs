@@ -515,3 +515,96 @@ fn both_levels_audit_the_district_user_and_the_street_holds_the_community_s_sign
         "{text}"
     );
 }
+
+#[test]
+fn a_community_behind_nat_dials_up_and_the_street_watches_and_plays_back_over_it() {
+    assert!(have_ffmpeg());
+    let base = (now_us() / 1_000_000 - 7200) * 1_000_000;
+    let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load())]);
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let data = dirs[0].path().join("data");
+    synthesize(
+        &data,
+        base,
+        60,
+        &[Stretch {
+            camera: "cam0",
+            fixture: BuiltinFixture::H264_240p,
+            offset_s: 0.0,
+            seconds: 60.0,
+        }],
+    );
+    let (ca, sa) = (addr(), addr());
+    let live = "[live]\nidle = \"1s\"\nstart_timeout = \"8s\"\n\n";
+    let cams = camera_toml("cam0", &sim.url("cam0"));
+    let community_config = |upper: &str| {
+        level_config(
+            "community",
+            "community",
+            ca,
+            None,
+            &data,
+            &format!("{live}{upper}{cams}"),
+        )
+    };
+    // First without the upper, to issue the token the link will use both ways.
+    let mut community = Node::start(dirs[0].path(), &community_config(""), ca);
+    let t = issue_upper_token(&mut community, "street");
+    community.terminate();
+    let upper = format!("[[upper]]\nid = \"street\"\nurl = \"http://{sa}\"\ntoken = \"{t}\"\n\n");
+    // The street has no address for the community: only the community can connect.
+    let mut street = Node::start(
+        dirs[1].path(),
+        &level_config(
+            "street",
+            "street",
+            sa,
+            None,
+            &dirs[1].path().join("data"),
+            &format!(
+                "{live}[[lower]]\nid = \"community\"\ntoken = \"{t}\"\nlink_mbps = 10\norg = \"city/street/community\"\ndial = \"up\"\n\n"
+            ),
+        ),
+        sa,
+    );
+    assert_eq!(link(&mut street, "community")["state"], "down");
+    let community = Node::start(dirs[0].path(), &community_config(&upper), ca);
+    wait_for_camera(&mut street, "cam0", "online", Duration::from_secs(20));
+    assert_eq!(link(&mut street, "community")["dial"], "up");
+    assert!(community.log_text().contains("dialed up to upper node street"));
+
+    // Live over the tunnel.
+    let st = media_token(&mut street, "cam0", "live");
+    let out = dirs[1].path().join("live.mp4");
+    let (errors, frames) = copy_and_decode(
+        &street.url(&format!("/api/v1/cameras/cam0/live.mp4?token={st}")),
+        Some(3),
+        &out,
+    );
+    assert!(errors.is_empty(), "{errors}");
+    assert!(frames >= 50, "{frames}");
+    // Playback over the tunnel, exact.
+    let token = street.token();
+    let path = format!(
+        "/api/v1/cameras/cam0/playback.mp4?start={}&end={}",
+        at(base, 10.0),
+        at(base, 40.0)
+    );
+    let (s, _, body) = fetch(&street.url(&path), &token, &[]);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let file = dirs[1].path().join("play.mp4");
+    std::fs::write(&file, &body).unwrap();
+    assert!((duration(&file) - 30.0).abs() <= 0.04, "{}", duration(&file));
+
+    // A wrong token is refused, and the link comes back after the community restarts.
+    let (s, b) = get_json(
+        &street.url("/api/v1/links/community/tunnel"),
+        Some("sk_wrong_token_for_the_link"),
+    );
+    assert_eq!(s, 401, "{b}");
+    community.kill();
+    wait_for_camera(&mut street, "cam0", "offline", Duration::from_secs(15));
+    let _community = Node::start(dirs[0].path(), &community_config(&upper), ca);
+    wait_for_camera(&mut street, "cam0", "online", Duration::from_secs(15));
+    drop(sim);
+}

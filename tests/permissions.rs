@@ -88,6 +88,8 @@ fn expected(ep: &Endpoint, who: Option<&Who>, inside: bool, ok: u16) -> u16 {
     let cams = if inside { who.cam_in } else { who.cam_out };
     match ep.access {
         Access::Public | Access::Authenticated => ok,
+        // This node has no links: nobody's session or API token is a link's.
+        Access::LinkToken => 401,
         Access::CameraAny => {
             if cams.is_empty() {
                 404

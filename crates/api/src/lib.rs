@@ -66,6 +66,8 @@ pub enum Access {
     Media(Action),
     /// A bearer token whose holder has the node-wide action.
     Node(Action),
+    /// The token of a lower node's link that dials up (`[[lower]] dial = "up"`).
+    LinkToken,
 }
 
 /// One endpoint of the API. The router, the OpenAPI document and the authorization matrix
@@ -119,7 +121,7 @@ const fn const_upper(m: &'static str) -> &'static str {
     }
 }
 
-use Access::{Authenticated, Camera, CameraAny, Media, Node, Public};
+use Access::{Authenticated, Camera, CameraAny, LinkToken, Media, Node, Public};
 use Action::{Admin, Audit, Export, Hold, Live, Metrics, Playback, Ptz};
 
 endpoints! {
@@ -130,6 +132,7 @@ endpoints! {
     get "/api/v1/events" => event_stream::stream, Authenticated, 200, [], "Server-sent events: camera online/offline (with recording gaps), disk alarms, exports done, for what the caller may see.";
     get "/api/v1/node" => links::node, Authenticated, 200, [], "This node: id, name and level.";
     get "/api/v1/links" => links::list, Node(Admin), 200, [], "Links to lower nodes: budget, use, pulls, refusals, state.";
+    get "/api/v1/links/{id}/tunnel" => links::tunnel, LinkToken, 101, [], "A lower node dialing up (dial = \"up\"): upgraded to sharpeye-tunnel/1, over which this node's requests and the media flow (HTTP/2).";
     get "/api/v1/health" => health::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";
     get "/api/v1/cameras" => cameras::cameras, Authenticated, 200, [], "The cameras the caller may see.";
     get "/api/v1/cameras/{id}" => cameras::camera_detail, CameraAny, 200, [], "One camera, with health (any action on it shows it).";

@@ -24,6 +24,7 @@ fn access_text(a: Access) -> String {
         Access::Camera(x) => format!("bearer token with `{x}` on the camera"),
         Access::Media(x) => format!("bearer token with `{x}` on the camera, or `?token=` media token for it"),
         Access::Node(x) => format!("bearer token with node-wide `{x}`"),
+        Access::LinkToken => "the link token of a lower node that dials up".into(),
     }
 }
 

@@ -131,6 +131,15 @@ pub trait RemoteAccess: Send + Sync {
     /// The links, as `GET /api/v1/links` lists them.
     fn links(&self) -> Vec<Value>;
 
+    /// A lower node dialing up on link `link` with `token`: what to run on the upgraded
+    /// connection, or why it is refused (an unknown link, one that does not dial up, a wrong
+    /// token: one answer for all, so nothing is revealed).
+    fn tunnel(
+        &self,
+        link: &str,
+        token: &str,
+    ) -> Option<Box<dyn FnOnce(hyper::upgrade::Upgraded) -> BoxFuture<'static, ()> + Send>>;
+
     /// The temporary cache's figures for health (`bytes`, `max_bytes`, `entries`, `hits`,
     /// `misses`, `hit_rate`, ...).
     fn cache(&self) -> Value;

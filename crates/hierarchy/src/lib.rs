@@ -10,6 +10,7 @@
 //! * [`remote`]: a lower node's camera as a supervised source (one pull per stream per link).
 //! * [`recorded`] and [`cache`]: its recorded video fetched on demand, through the temporary
 //!   cache.
+//! * [`tunnel`]: `dial = "up"`, the link's connection opened by the lower node.
 //! * [`config`]: how links and the cache are configured; [`level`]: the four levels.
 
 pub mod budget;
@@ -24,6 +25,7 @@ pub mod recorded;
 pub mod remote;
 pub mod sse;
 pub mod sync;
+pub mod tunnel;
 
 pub use budget::{Budget, LinkRefusal, PullKey, StreamRates};
 pub use level::Level;

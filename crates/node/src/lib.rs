@@ -18,6 +18,7 @@
 pub mod adoption;
 pub mod cameras;
 pub mod config;
+mod dial_up;
 mod error;
 pub mod gb;
 pub mod remote;
@@ -227,6 +228,13 @@ async fn start_serving(
     }
     if let Some(r) = &sources.remote {
         tasks.extend(r.start(registry.clone()));
+    }
+    for upper in &config.upper {
+        tasks.push(dial_up::spawn(
+            upper.clone(),
+            config.node.id.clone(),
+            api::router(state.clone()),
+        ));
     }
     Ok(Serving { rtsp, tasks })
 }

@@ -418,6 +418,21 @@ impl RemoteAccess for RemoteCameras {
         )
     }
 
+    fn tunnel(
+        &self,
+        link: &str,
+        token: &str,
+    ) -> Option<Box<dyn FnOnce(hyper::upgrade::Upgraded) -> BoxFuture<'static, ()> + Send>> {
+        let l = self.links.get(link)?;
+        if l.config().dial != Dial::Up || !hierarchy::tunnel::token_matches(token, &l.config().token) {
+            return None;
+        }
+        let client = l.client().clone();
+        Some(Box::new(move |upgraded| {
+            Box::pin(hierarchy::tunnel::accept(upgraded, client))
+        }))
+    }
+
     fn cache(&self) -> Value {
         let Some(c) = &self.cache else { return Value::Null };
         let s = c.stats();
