@@ -608,3 +608,114 @@ fn a_community_behind_nat_dials_up_and_the_street_watches_and_plays_back_over_it
     wait_for_camera(&mut street, "cam0", "online", Duration::from_secs(15));
     drop(sim);
 }
+
+#[test]
+fn a_street_killed_mid_stream_takes_its_cameras_offline_and_back_and_leaves_nothing_running() {
+    let Chain {
+        sim: _sim,
+        _dirs: dirs,
+        community: _community,
+        street,
+        mut district,
+    } = chain(10, "1s");
+    wait_for_camera(&mut district, "cam0", "online", Duration::from_secs(20));
+    let token = district.token();
+    let events = listen(&district.url(""), &token, 17);
+    // A viewer at the district through it all, reconnecting as players do when a stream ends
+    // (a new run needs a new init segment): (seconds since start, bytes so far).
+    let viewer = {
+        let (url, token) = (district.url("/api/v1/cameras/cam0/live.mp4"), token.clone());
+        std::thread::spawn(move || {
+            let (start, mut n, mut marks) = (Instant::now(), 0usize, Vec::<(f64, usize)>::new());
+            let mut buf = vec![0u8; 65536];
+            while start.elapsed() < Duration::from_secs(16) {
+                let resp = agent()
+                    .get(&url)
+                    .header("Authorization", &format!("Bearer {token}"))
+                    .config()
+                    .timeout_global(Some(Duration::from_secs(30)))
+                    .build()
+                    .call();
+                let Ok(resp) = resp
+                    .map_err(|_| ())
+                    .and_then(|r| if r.status() == 200 { Ok(r) } else { Err(()) })
+                else {
+                    std::thread::sleep(Duration::from_millis(300));
+                    continue;
+                };
+                let mut body = resp.into_body().into_reader();
+                while start.elapsed() < Duration::from_secs(16) {
+                    match std::io::Read::read(&mut body, &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                    marks.push((start.elapsed().as_secs_f64(), n));
+                }
+            }
+            marks
+        })
+    };
+    let watch_start = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    let street_config = std::fs::read_to_string(dirs[1].path().join("sharpeye.toml")).unwrap();
+    let street_addr = street.addr;
+    let killed = now_us();
+    let killed_at = watch_start.elapsed().as_secs_f64();
+    street.kill();
+    std::thread::sleep(Duration::from_secs(6));
+    let restarted = now_us();
+    let restarted_at = watch_start.elapsed().as_secs_f64();
+    let mut street = Node::start(dirs[1].path(), &street_config, street_addr);
+    let back = wait_for_camera(&mut district, "cam0", "online", Duration::from_secs(10));
+    let back_us = now_us();
+    assert!(
+        back_us - restarted < 5_000_000,
+        "back {} ms after the restart",
+        (back_us - restarted) / 1000
+    );
+    assert_eq!(back["status"], "online");
+    let marks = viewer.join().unwrap();
+    let got = events.join().unwrap();
+    // Offline within 10 s of the kill, with the reason; online again after the restart.
+    let offline = got
+        .iter()
+        .find(|(k, d)| k == "camera.offline" && d["camera"] == "cam0")
+        .unwrap_or_else(|| panic!("no offline event: {got:#?}"));
+    let at = parse_time(offline.1["at"].as_str().unwrap());
+    assert!(
+        at - killed < 10_000_000,
+        "offline {} ms after the kill",
+        (at - killed) / 1000
+    );
+    assert!(
+        offline.1["status_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("lower node street unreachable since")),
+        "{}",
+        offline.1
+    );
+    assert!(
+        got.iter().any(|(k, d)| k == "camera.online"
+            && d["camera"] == "cam0"
+            && parse_time(d["at"].as_str().unwrap()) > restarted),
+        "{got:#?}"
+    );
+    // The viewer's stall ended: video flowed again within the reconnect window of the restart.
+    let bytes_at = |t: f64| marks.iter().take_while(|(s, _)| *s <= t).last().map_or(0, |m| m.1);
+    let before = bytes_at(killed_at);
+    assert!(before > 500_000, "{before} bytes before the kill");
+    let resumed = marks
+        .iter()
+        .find(|(t, n)| *t > restarted_at && *n > bytes_at(restarted_at) + 200_000)
+        .map(|m| m.0);
+    assert!(
+        resumed.is_some_and(|t| t - restarted_at < 8.0),
+        "video did not resume within 8 s of the restart: {resumed:?} (restart at {restarted_at:.1} s, last mark {:?})",
+        marks.last()
+    );
+    // Nothing left running at any level once the viewer has gone.
+    assert!(wait_until(
+        Duration::from_secs(5),
+        || link(&mut district, "street")["pulls"] == 0 && link(&mut street, "community")["pulls"] == 0
+    ));
+}

@@ -19,6 +19,10 @@ use crate::meter::Meter;
 pub const DEFAULT_MAIN_KBPS: u64 = 4096;
 /// See [`DEFAULT_MAIN_KBPS`].
 pub const DEFAULT_SUB_KBPS: u64 = 512;
+/// A camera left out of this many listings over [`MISSING_FOR`] is no longer shared.
+pub const MISSING_LISTINGS: u32 = 2;
+/// See [`MISSING_LISTINGS`].
+pub const MISSING_FOR: Duration = Duration::from_secs(20);
 /// A stream admitted for a viewer that never started pulling is released after this long.
 const RESERVATION_LIFE: Duration = Duration::from_secs(30);
 
@@ -54,8 +58,10 @@ pub struct Link {
     reserved: Mutex<HashMap<StreamId, (Instant, String)>>,
     /// The last rate each live stream was measured at, for the next admission.
     history: Mutex<HashMap<StreamId, u64>>,
-    /// The cameras it shares, by id, from its last listing.
+    /// The cameras it shares, by id, from its listings.
     cameras: RwLock<HashMap<String, RemoteCamera>>,
+    /// Cameras its latest listings left out, since when and in how many listings.
+    missing: Mutex<HashMap<String, (Instant, u32)>>,
     transfers: std::sync::atomic::AtomicU64,
 }
 
@@ -82,6 +88,7 @@ impl Link {
             reserved: Mutex::default(),
             history: Mutex::default(),
             cameras: RwLock::default(),
+            missing: Mutex::default(),
             transfers: std::sync::atomic::AtomicU64::new(1),
             config,
         })
@@ -148,14 +155,36 @@ impl Link {
         }
     }
 
-    /// Replaces what it shares, returning the ids added and removed.
-    pub fn set_cameras(&self, cameras: Vec<RemoteCamera>) -> (Vec<RemoteCamera>, Vec<String>) {
+    /// Takes in a listing: returns the cameras it adds, the ids it has dropped for good, and
+    /// the ids left out of it but not yet dropped. A camera is dropped only once it has been
+    /// left out of [`MISSING_LISTINGS`] listings over [`MISSING_FOR`]: a lower node that has
+    /// just restarted lists its own cameras before those of the nodes below it, and that must
+    /// not end the viewings of the latter.
+    pub fn set_cameras(&self, cameras: Vec<RemoteCamera>) -> (Vec<RemoteCamera>, Vec<String>, Vec<String>) {
+        let now = Instant::now();
         let mut w = self.cameras.write().unwrap_or_else(|p| p.into_inner());
-        let new: HashMap<String, RemoteCamera> = cameras.into_iter().map(|c| (c.id.clone(), c)).collect();
-        let added = new.values().filter(|c| !w.contains_key(&c.id)).cloned().collect();
-        let removed = w.keys().filter(|id| !new.contains_key(*id)).cloned().collect();
-        *w = new;
-        (added, removed)
+        let mut missing = lock(&self.missing);
+        let listed: HashMap<String, RemoteCamera> = cameras.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let added: Vec<RemoteCamera> = listed.values().filter(|c| !w.contains_key(&c.id)).cloned().collect();
+        let (mut removed, mut absent) = (Vec::new(), Vec::new());
+        for id in w.keys().filter(|id| !listed.contains_key(*id)) {
+            let m = missing.entry(id.clone()).or_insert((now, 0));
+            m.1 += 1;
+            if m.1 >= MISSING_LISTINGS && now.duration_since(m.0) >= MISSING_FOR {
+                removed.push(id.clone());
+            } else {
+                absent.push(id.clone());
+            }
+        }
+        for id in listed.keys() {
+            missing.remove(id);
+        }
+        for id in &removed {
+            missing.remove(id);
+            w.remove(id);
+        }
+        w.extend(listed);
+        (added, removed, absent)
     }
 
     /// One camera it shares.

@@ -92,7 +92,7 @@ async fn session(
         .iter()
         .map(|c| (c.id.clone(), c.status.clone(), c.status_reason.clone()))
         .collect();
-    let (added, removed) = link.set_cameras(cameras);
+    let (added, removed, absent) = link.set_cameras(cameras);
     if !removed.is_empty() {
         sink.removed(link, removed);
     }
@@ -101,6 +101,10 @@ async fn session(
     }
     for (id, status, reason) in statuses {
         sink.status(link, &id, &status, reason);
+    }
+    for id in absent {
+        let why = format!("lower node {} does not list it now", link.id());
+        sink.status(link, &id, "offline", Some(why));
     }
     if last_periodic.elapsed() >= Duration::from_secs(60) {
         sink.periodic(link);
