@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&control, rest)) = data.split_first() else { return };
     let mut d = PsDemuxer::new();
     let mut expect_key = true;
-    let mut check = |d: &mut PsDemuxer, expect_key: &mut bool| {
+    let check = |d: &mut PsDemuxer, expect_key: &mut bool| {
         while let Some(f) = d.poll() {
             assert!(f.data.len() <= MAX_FRAME);
             assert!(f.key || !*expect_key, "a frame before a key frame");
