@@ -2,7 +2,8 @@
 # Runs Sharpeye's whole test suite on a fresh machine with only Rust installed: installs the
 # independent validators and peers the tests use if they are missing (ffmpeg/ffprobe, GStreamer's
 # tools, sipp and Chromium from Debian's packages, Node.js to drive Chromium, playwright-core from npm into
-# tests/browser), then runs every crate's unit, integration and end-to-end tests.
+# tests/browser, iproute2 and nftables for the network-namespace test of three levels), then runs
+# every crate's unit, integration and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,10 @@ command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 gst-inspect-1.0 mpegpsmux >/dev/null 2>&1 || need+=(gstreamer1.0-tools gstreamer1.0-plugins-bad)
 # sipp plays the scripted GB/T 28181 device of ../shared/peers/sipp against our SIP server.
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+# The three-level test runs nodes in network namespaces joined by veth pairs shaped with tc,
+# and firewalls one of them with nft (tests/levels_netns.rs; as root).
+command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need[*]}" >&2
   sudo=""

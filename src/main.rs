@@ -68,6 +68,9 @@ enum Command {
         /// Give every camera this clip instead (h264_1080p, h264_240p, h265_1080p, h265_240p).
         #[arg(long)]
         fixture: Option<String>,
+        /// Give every camera a 320x240 sub-stream too, at rtsp://ADDR/camN-sub.
+        #[arg(long)]
+        sub: bool,
     },
 
     /// Checks a configuration file and explains every problem.
@@ -253,6 +256,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             small,
             fixture,
+            sub,
         } => {
             init_logging();
             let specs = match fixture {
@@ -266,6 +270,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .collect()
                 }
             };
+            let specs = if sub { camsim::with_sub_streams(specs) } else { specs };
             runtime()?.block_on(async move {
                 let cams = camsim::Cameras::new(specs);
 

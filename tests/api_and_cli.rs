@@ -229,6 +229,7 @@ fn demo_records_simulated_cameras_and_serves_the_api() {
         addr,
         log: dir.path().join("none"),
         token: None,
+        ns: None,
     };
     assert!(wait_until(std::time::Duration::from_secs(20), || {
         ureq::get(&node.url("/healthz")).call().is_ok()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Node, PASSWORD, free_addr, post_json, wait_until};
+use super::{Node, PASSWORD, free_addr, wait_until};
 
 /// `[node]` and the common sections of a node at `level`, listening on `listen`, with `extra`
 /// (cameras, `[[lower]]` entries, `[live]`...).
@@ -36,11 +36,9 @@ pub fn lower_toml(id: &str, url: &str, token: &str, link_mbps: u32, org: &str, d
 /// Issues an API token on `node` for an upper node: live, playback, export and hold over every
 /// camera it has.
 pub fn issue_upper_token(node: &mut Node, name: &str) -> String {
-    let t = node.token();
-    let (s, b) = post_json(
-        &node.url("/api/v1/tokens"),
+    let (s, b) = node.post(
+        "/api/v1/tokens",
         &json!({"name": name, "actions": ["live", "playback", "export", "hold"], "resources": ["*"]}),
-        Some(&t),
     );
     assert_eq!(s, 201, "{b}");
     b["secret"].as_str().or_else(|| b["token"].as_str()).unwrap().to_owned()

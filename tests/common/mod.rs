@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod levels;
+pub mod netns;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct Node {
     pub addr: SocketAddr,
     pub log: PathBuf,
     pub token: Option<String>,
+    /// The network namespace it runs in (its API is reachable only from there).
+    pub ns: Option<String>,
 }
 
 pub fn bin() -> &'static str {
@@ -74,11 +77,25 @@ pub fn bin() -> &'static str {
 impl Node {
     /// Starts `sharpeye run` with `config` (written into `dir`) and waits until its API answers.
     pub fn start(dir: &Path, config: &str, addr: SocketAddr) -> Node {
+        Node::start_in(None, dir, config, addr, addr)
+    }
+
+    /// As [`Node::start`], inside network namespace `ns` (when given), listening on `listen`
+    /// (a wildcard, say) and reached at `addr`.
+    pub fn start_in(ns: Option<&str>, dir: &Path, config: &str, addr: SocketAddr, listen: SocketAddr) -> Node {
         let cfg = dir.join("sharpeye.toml");
         std::fs::write(&cfg, config).unwrap();
         let n = std::fs::read_dir(dir).unwrap().count();
         let log = dir.join(format!("node-{n}.log"));
-        let child = Command::new(bin())
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin()]);
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "info")
@@ -92,6 +109,7 @@ impl Node {
             addr,
             log,
             token: None,
+            ns: ns.map(str::to_owned),
         };
         let start = Instant::now();
         loop {
@@ -102,8 +120,8 @@ impl Node {
             // taken by a node another test starts at the same time.
             if node
                 .log_text()
-                .contains(&format!("HTTP API listening on http://{addr}"))
-                && ureq::get(&format!("http://{addr}/healthz")).call().is_ok()
+                .contains(&format!("HTTP API listening on http://{listen}"))
+                && node.http(|| ureq::get(&format!("http://{addr}/healthz")).call().is_ok())
             {
                 break;
             }
@@ -121,6 +139,14 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Runs `f` where the node can be reached (inside its namespace, if it has one).
+    pub fn http<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.ns {
+            Some(ns) => netns::in_ns(ns, f),
+            None => f(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -128,11 +154,14 @@ impl Node {
     /// Logs in as admin (once) and returns the token.
     pub fn token(&mut self) -> String {
         if self.token.is_none() {
-            let (status, body) = post_json(
-                &self.url("/api/v1/login"),
-                &serde_json::json!({"username": "admin", "password": PASSWORD}),
-                None,
-            );
+            let url = self.url("/api/v1/login");
+            let (status, body) = self.http(|| {
+                post_json(
+                    &url,
+                    &serde_json::json!({"username": "admin", "password": PASSWORD}),
+                    None,
+                )
+            });
             assert_eq!(status, 200, "{body}");
             self.token = Some(body["token"].as_str().unwrap().to_owned());
         }
@@ -142,18 +171,29 @@ impl Node {
     /// `/metrics` as text (authenticated).
     pub fn metrics(&mut self) -> String {
         let token = self.token();
-        let resp = ureq::get(&self.url("/metrics"))
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.into_body().read_to_string().unwrap()
+        let url = self.url("/metrics");
+        self.http(|| {
+            let resp = ureq::get(&url)
+                .header("Authorization", &format!("Bearer {token}"))
+                .call()
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.into_body().read_to_string().unwrap()
+        })
+    }
+
+    /// An authenticated POST of JSON: (status, JSON body).
+    pub fn post(&mut self, path: &str, body: &Value) -> (u16, Value) {
+        let t = self.token();
+        let url = self.url(path);
+        self.http(|| post_json(&url, body, Some(&t)))
     }
 
     /// An authenticated GET: (status, JSON body).
     pub fn get(&mut self, path: &str) -> (u16, Value) {
         let t = self.token();
-        get_json(&self.url(path), Some(&t))
+        let url = self.url(path);
+        self.http(|| get_json(&url, Some(&t)))
     }
 
     /// Recorded ranges of a camera as (start µs, end µs).
@@ -607,11 +647,8 @@ pub fn listen(base: &str, token: &str, secs: u64) -> std::thread::JoinHandle<Vec
 /// A signed media token of `node`'s admin for `camera` and `action` (`live`, `playback`, ...).
 pub fn media_token(node: &mut Node, camera: &str, action: &str) -> String {
     let token = node.token();
-    let (status, body) = post_json(
-        &node.url(&format!("/api/v1/cameras/{camera}/media-token")),
-        &serde_json::json!({ "action": action }),
-        Some(&token),
-    );
+    let url = node.url(&format!("/api/v1/cameras/{camera}/media-token"));
+    let (status, body) = node.http(|| post_json(&url, &serde_json::json!({ "action": action }), Some(&token)));
     assert_eq!(status, 200, "{body}");
     body["token"].as_str().unwrap().to_owned()
 }

@@ -299,6 +299,7 @@ pub async fn download(
                     who: caller.end_user(&state.node.id),
                     cacheable: false,
                     speed: 1,
+                    plays_for: None,
                 },
             )
             .await?;

@@ -206,6 +206,9 @@ async fn remote_playback(
                 who: caller.end_user(&state.node.id),
                 cacheable: !from_device && WallTime::now().micros_since(end) > SETTLED_US,
                 speed,
+                plays_for: Some(Duration::from_micros(
+                    (end.micros_since(start).max(0) as u64) / u64::from(speed.max(1)),
+                )),
             },
         )
         .await?;
@@ -252,6 +255,7 @@ pub async fn playback_m3u8(
                     who: caller.end_user(&state.node.id),
                     cacheable: false,
                     speed: 1,
+                    plays_for: None,
                 },
             )
             .await?;
@@ -369,6 +373,7 @@ pub async fn segment_file(
                     // The indexed part of a segment never changes once written.
                     cacheable: true,
                     speed: 1,
+                    plays_for: None,
                 },
             )
             .await?;

@@ -76,6 +76,8 @@ pub struct RemoteRequest {
     pub cacheable: bool,
     /// Playback speed (the transfer needs the bitrate × this).
     pub speed: u32,
+    /// How long the answer plays (the range ÷ speed), when it is a playback of a range.
+    pub plays_for: Option<std::time::Duration>,
 }
 
 /// A lower node's recorded answer.

@@ -24,6 +24,23 @@ pub use camera::{CameraHandle, CameraSpec, MediaTransport, SessionStats};
 pub use fixture::{BuiltinFixture, FRAME_TICKS, Fixture, FixtureError, FixtureFrame, MAX_PAYLOAD};
 pub use server::{Cameras, Camsim};
 
+/// Each of `cameras` with a sub-stream beside it, as real cameras have: `camN-sub` streams the
+/// 320×240 clip of the same codec (the main stream's path with `-sub`).
+pub fn with_sub_streams(cameras: Vec<CameraSpec>) -> Vec<CameraSpec> {
+    cameras
+        .into_iter()
+        .flat_map(|c| {
+            let small = if c.fixture.codec == media::VideoCodec::H265 {
+                BuiltinFixture::H265_240p
+            } else {
+                BuiltinFixture::H264_240p
+            };
+            let sub = CameraSpec::new(format!("{}-sub", c.path), small.load());
+            [c, sub]
+        })
+        .collect()
+}
+
 /// `n` cameras `cam0..cam{n-1}` alternating H.264 and H.265 at the given resolution
 /// (`true`: 1080p, `false`: 240p).
 pub fn mixed_cameras(n: usize, full_hd: bool) -> Vec<CameraSpec> {

@@ -42,8 +42,11 @@ pub struct RecordedRequest {
     pub who: String,
     /// The answer will not change (a range wholly in the past): it may be cached.
     pub cacheable: bool,
-    /// What the transfer needs of the link, kbit/s.
+    /// What the transfer needs of the link, kbit/s, when its length is not known in advance.
     pub kbps: u64,
+    /// How long the answer plays, at its speed (a playback's range ÷ speed), when known: the
+    /// transfer then needs the answer's length over this, once the lower node says its length.
+    pub plays_for: Option<std::time::Duration>,
 }
 
 /// An answer.
@@ -106,7 +109,6 @@ pub async fn fetch(
             }
         }
     }
-    let transfer = link.admit_transfer(req.kbps)?;
     let mut call = Call::get(req.path.clone(), Some(&req.who));
     if req.head {
         call.method = Method::HEAD;
@@ -122,14 +124,20 @@ pub async fn fetch(
     {
         call.headers.push((HeaderName::from_static("range"), v));
     }
-    let resp = match link.client().send(call).await {
-        Ok(r) => r,
-        Err(e) => {
-            link.transfer_done(&transfer);
-            return Err(e.into());
-        }
-    };
+    let resp = link.client().send(call).await?;
     let status = resp.status().as_u16();
+    // The recording's own bitrate × speed, from its length, when both are known; else the
+    // estimate. Admitted before any of the body crosses.
+    let length = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let kbps = match (length, req.plays_for) {
+        (Some(len), Some(d)) if !d.is_zero() => (len * 8 / 1000).saturating_mul(1000) / (d.as_millis().max(1) as u64),
+        _ => req.kbps,
+    };
+    let transfer = link.admit_transfer(kbps.max(1))?;
     let headers: Vec<(String, String)> = PASSED_HEADERS
         .iter()
         .filter_map(|h| {

@@ -362,6 +362,7 @@ impl RemoteAccess for RemoteCameras {
                     who: req.who,
                     cacheable: req.cacheable,
                     kbps,
+                    plays_for: req.plays_for,
                 },
             )
             .await;
