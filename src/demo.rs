@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use camsim::{Cameras, Camsim};
 
-use node::config::{CameraConfig, Config, Gb28181Config, Location, Secret, Tier, UserConfig};
+use node::config::{
+    CameraConfig, Config, Dial, Gb28181Config, Level, Location, LowerConfig, NodeIdentity, Secret, Tier, UserConfig,
+};
 
 /// Options of `sharpeye demo`.
 pub struct DemoOptions {
@@ -25,6 +27,8 @@ pub struct DemoOptions {
     pub sip: SocketAddr,
     /// Channels of the simulated GB/T 28181 NVR.
     pub gb_channels: usize,
+    /// Also run a street node here, the community's upper level, pulling its cameras on demand.
+    pub street: Option<SocketAddr>,
 }
 
 /// The demo platform's GB/T 28181 id and its simulated NVR's.
@@ -40,7 +44,7 @@ fn random_password() -> String {
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(opts: DemoOptions) -> Result<()> {
-    let sim_cams = Cameras::new(camsim::mixed_cameras(opts.cameras, true));
+    let sim_cams = Cameras::new(camsim::with_sub_streams(camsim::mixed_cameras(opts.cameras, true)));
     let sim = Camsim::start(SocketAddr::from(([127, 0, 0, 1], 0)), sim_cams)
         .await
         .context("starting the camera simulator")?;
@@ -50,7 +54,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             id: format!("cam{i}"),
             name: format!("Demo camera {i} ({})", if i % 2 == 0 { "H.264" } else { "H.265" }),
             url: sim.url(&format!("cam{i}")).parse().expect("camsim URLs are valid"),
-            sub_url: None,
+            sub_url: Some(sim.url(&format!("cam{i}-sub")).parse().expect("camsim URLs are valid")),
             tier: if i % 4 == 3 { Tier::Key } else { Tier::Standard },
             record: true,
             org: format!("demo/district-{}/street-{}", i / 8, i % 8),
@@ -62,6 +66,11 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         })
         .collect();
     let mut config = Config::new(vec![opts.data.clone()]);
+    config.node = NodeIdentity {
+        id: "demo-community".into(),
+        name: "Demo community centre".into(),
+        level: Level::Community,
+    };
     config.server.listen = opts.listen;
     config.server.rtsp_listen = Some(opts.rtsp);
     config.gb28181 = (opts.gb_channels > 0).then(|| Gb28181Config {
@@ -156,6 +165,12 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         String::new()
     };
     let url = format!("http://{}", opts.listen);
+    let street_line = match opts.street {
+        Some(a) => format!(
+            "\x20 street level   : http://{a}/  (an upper node: the community's cameras, pulled only while watched, same login)\n"
+        ),
+        None => String::new(),
+    };
     println!(
         "\nSharpeye demo\n\
          \x20 web UI and API : {url}/  (status, and a live wall of the first four cameras)\n\
@@ -163,6 +178,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
          \x20 cameras        : {} simulated (H.264 and H.265, 1080p) at {}/cam0 ...\n\
          \x20 live over RTSP : ffplay rtsp://admin:{password}@{rtsp}/cameras/cam0\n\
          {gb_line}\
+         {street_line}\
          \x20 recording into : {}\n\
          \x20 try            : curl -s {url}/api/v1/login -d '{{\"username\":\"admin\",\"password\":\"{password}\"}}' -H 'Content-Type: application/json'\n\
          \x20 stop           : Ctrl-C\n",
@@ -171,10 +187,102 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         opts.data.display(),
         rtsp = opts.rtsp,
     );
-    let result = node::run(config, node::shutdown_signal())
-        .await
-        .map_err(anyhow::Error::from);
+    let result = match opts.street {
+        None => node::run(config, node::shutdown_signal())
+            .await
+            .map_err(anyhow::Error::from),
+        Some(street) => run_pair(config, street, &opts.data, &password).await,
+    };
     drop(nvr);
     sim.stop().await;
     result
+}
+
+/// Runs the community node of `config` and a street node at `street` above it until Ctrl-C.
+/// The street's link token is issued by the community through its API, as an operator would.
+async fn run_pair(config: Config, street: SocketAddr, data: &std::path::Path, password: &str) -> Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let community_url = format!("http://{}", config.server.listen);
+    let mut community = {
+        let stop = stop.clone();
+        tokio::spawn(async move { node::run(config, async move { stop.cancelled().await }).await })
+    };
+    let token = {
+        let (url, password) = (community_url.clone(), password.to_owned());
+        tokio::task::spawn_blocking(move || issue_link_token(&url, &password)).await??
+    };
+    let mut upper = Config::new(vec![data.with_file_name(format!(
+        "{}-street",
+        data.file_name().and_then(|n| n.to_str()).unwrap_or("sharpeye-demo-data")
+    ))]);
+    upper.node = NodeIdentity {
+        id: "demo-street".into(),
+        name: "Demo street centre".into(),
+        level: Level::Street,
+    };
+    upper.server.listen = street;
+    upper.users = vec![UserConfig {
+        name: "admin".into(),
+        secret: Secret::Plain(password.to_owned()),
+        role: auth::Role::Admin,
+        department: None,
+    }];
+    upper.lower = vec![LowerConfig {
+        id: "demo-community".into(),
+        url: Some(community_url.parse().context("the community's URL")?),
+        token,
+        link_kbps: 10_000,
+        org: "demo".into(),
+        dial: Dial::Down,
+    }];
+    let street_node = {
+        let stop = stop.clone();
+        tokio::spawn(async move { node::run(upper, async move { stop.cancelled().await }).await })
+    };
+    tokio::select! {
+        _ = node::shutdown_signal() => {}
+        r = &mut community => {
+            stop.cancel();
+            return r.context("the community node")?.map_err(anyhow::Error::from);
+        }
+    }
+    stop.cancel();
+    let (c, s) = tokio::join!(community, street_node);
+    s.context("the street node")??;
+    c.context("the community node")?.map_err(anyhow::Error::from)
+}
+
+/// Logs in to the community's API as admin (waiting up to 20 s for it to come up) and issues
+/// the token its upper level uses.
+fn issue_link_token(base: &str, password: &str) -> Result<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let start = std::time::Instant::now();
+    let login = loop {
+        let r = agent
+            .post(format!("{base}/api/v1/login"))
+            .send_json(serde_json::json!({ "username": "admin", "password": password }));
+        if let Ok(mut r) = r
+            && r.status() == 200
+        {
+            break r.body_mut().read_json::<serde_json::Value>()?;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            anyhow::bail!("the community node's API at {base} did not come up within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let bearer = format!("Bearer {}", login["token"].as_str().unwrap_or_default());
+    let mut r = agent
+        .post(format!("{base}/api/v1/tokens"))
+        .header("Authorization", &bearer)
+        .send_json(serde_json::json!({
+            "name": "demo-street",
+            "actions": ["live", "playback", "export", "hold"],
+            "resources": ["*"],
+        }))?;
+    let v: serde_json::Value = r.body_mut().read_json()?;
+    v["token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("the community did not issue a token: {v}"))
 }

@@ -47,6 +47,10 @@ enum Command {
         /// Channels of the simulated GB/T 28181 NVR (0: none).
         #[arg(long, default_value_t = 2)]
         gb_channels: usize,
+        /// Also run a street node at this address, the community's upper level: it pulls the
+        /// community's cameras only while someone watches (e.g. 127.0.0.1:8081).
+        #[arg(long)]
+        street: Option<SocketAddr>,
     },
     /// Runs the server with a configuration file.
     Run {
@@ -229,6 +233,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rtsp,
             sip,
             gb_channels,
+            street,
         } => {
             init_logging();
             runtime()?.block_on(demo::run(demo::DemoOptions {
@@ -239,6 +244,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 rtsp,
                 sip,
                 gb_channels,
+                street,
             }))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -204,9 +204,12 @@ fn http_errors_are_json_with_the_right_status() {
 fn demo_records_simulated_cameras_and_serves_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
+    let street_addr = free_addr();
     let child = Command::new(bin())
         .args([
             "demo",
+            "--street",
+            &street_addr.to_string(),
             "--cameras",
             "2",
             "--password",
@@ -265,6 +268,19 @@ fn demo_records_simulated_cameras_and_serves_the_api() {
         .read_to_string()
         .unwrap();
     assert!(page.contains("<title>Sharpeye</title>"));
+    // The street node above it lists the community's cameras, pulled only while watched.
+    let street_token = login(&format!("http://{street_addr}"), "admin");
+    let mut listed = serde_json::Value::Null;
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || {
+            listed = get_json(&format!("http://{street_addr}/api/v1/cameras"), Some(&street_token)).1;
+            listed.as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["id"] == "cam0" && c["node"] == "demo-community" && c["status"] == "online")
+            })
+        }),
+        "{listed}"
+    );
     let mut child = std::mem::replace(&mut node.child, Command::new("true").spawn().unwrap());
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
@@ -277,4 +293,8 @@ fn demo_records_simulated_cameras_and_serves_the_api() {
     );
     assert!(out.contains(&format!("http://{addr}/")), "{out}");
     assert!(out.contains("GB/T 28181"), "{out}");
+    assert!(
+        out.contains(&format!("street level   : http://{street_addr}/")),
+        "{out}"
+    );
 }
