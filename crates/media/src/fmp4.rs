@@ -316,6 +316,7 @@ fn hevc_params(hvcc: &mp4_atom::Hvcc) -> Result<StreamParams, Mp4Error> {
 
 /// Decodes a `moov` box from its bytes (header included).
 pub fn decode_moov(bytes: &[u8]) -> Result<mp4_atom::Moov, Mp4Error> {
+    crate::moov_guard::check_moov(bytes)?;
     let mut buf = bytes;
     mp4_atom::Moov::decode(&mut buf).map_err(atom("moov"))
 }

@@ -17,6 +17,7 @@ pub mod fmp4_stream;
 mod frame;
 pub mod h264;
 pub mod h265;
+mod moov_guard;
 mod params;
 pub mod progressive;
 pub mod ps;
