@@ -97,7 +97,11 @@ fn start(dir: &Path, config: &str, addr: SocketAddr) -> Proc {
         assert!(t.elapsed() < Duration::from_secs(20), "node at {addr} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (_, login) = post(&format!("http://{addr}/api/v1/login"), None, json!({"username": "admin", "password": PASSWORD}));
+    let (_, login) = post(
+        &format!("http://{addr}/api/v1/login"),
+        None,
+        json!({"username": "admin", "password": PASSWORD}),
+    );
     Proc(child, addr, login["token"].as_str().unwrap().to_owned())
 }
 
@@ -107,7 +111,10 @@ fn post(url: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         r = r.header("Authorization", &format!("Bearer {t}"));
     }
     let mut resp = r.send_json(body).unwrap();
-    (resp.status().as_u16(), resp.body_mut().read_json().unwrap_or(Value::Null))
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_json().unwrap_or(Value::Null),
+    )
 }
 
 fn get(p: &Proc, path: &str) -> Value {
@@ -152,7 +159,11 @@ fn read_stream(url: String, token: String, stop: Arc<AtomicBool>, limit: Duratio
         first: None,
         frames: HashMap::new(),
     };
-    let Ok(resp) = agent().get(&url).header("Authorization", &format!("Bearer {token}")).call() else {
+    let Ok(resp) = agent()
+        .get(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+    else {
         return out;
     };
     if resp.status() != 200 {
@@ -219,14 +230,21 @@ fn main() {
         std::fs::create_dir_all(d).unwrap();
     }
     // Cameras (1080p H.264, 240p sub-streams) in this process.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let specs = camsim::with_sub_streams(
         (0..a.cameras)
             .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_1080p.load()))
             .collect(),
     );
     let sim = rt
-        .block_on(camsim::Camsim::start("127.0.0.1:0".parse().unwrap(), camsim::Cameras::new(specs)))
+        .block_on(camsim::Camsim::start(
+            "127.0.0.1:0".parse().unwrap(),
+            camsim::Cameras::new(specs),
+        ))
         .unwrap();
     // Thirty minutes of cam0 recorded an hour ago, to play back.
     let base = (WallTime::now().as_micros() / 1_000_000 - 3600) * 1_000_000;
@@ -267,13 +285,18 @@ fn main() {
             "district",
             da,
             &dirs[2].join("data"),
-            &format!("[[lower]]\nid = \"street\"\nurl = \"http://{sa}\"\ntoken = \"{t2}\"\nlink_mbps = 1000\norg = \"city/street\"\n\n[cache]\nsize = \"2GB\"\n\n"),
+            &format!(
+                "[[lower]]\nid = \"street\"\nurl = \"http://{sa}\"\ntoken = \"{t2}\"\nlink_mbps = 1000\norg = \"city/street\"\n\n[cache]\nsize = \"2GB\"\n\n"
+            ),
         ),
         da,
     );
     let t = Instant::now();
     while get(&district, "/api/v1/cameras").as_array().map_or(0, |c| c.len()) < a.cameras {
-        assert!(t.elapsed() < Duration::from_secs(30), "the district did not list every camera");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the district did not list every camera"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -285,14 +308,22 @@ fn main() {
             if relay { "?relay=1" } else { "" }
         )
     };
-    println!("\nhierarchy bench: {} cameras at the community (1080p H.264, GOP 1 s), loopback", a.cameras);
+    println!(
+        "\nhierarchy bench: {} cameras at the community (1080p H.264, GOP 1 s), loopback",
+        a.cameras
+    );
 
     // 1. Cold and warm time to first frame at the district.
     let mut cold = Vec::new();
     let mut fully_cold = Vec::new();
     for i in 0..a.cameras {
         let stop = Arc::new(AtomicBool::new(false));
-        let r = read_stream(live(&district, &format!("cam{i}"), true), dtoken.clone(), stop, Duration::from_secs(3));
+        let r = read_stream(
+            live(&district, &format!("cam{i}"), true),
+            dtoken.clone(),
+            stop,
+            Duration::from_secs(3),
+        );
         if let Some(f) = r.first {
             if i < a.cameras / 2 { &mut cold } else { &mut fully_cold }.push(ms(f));
         }
@@ -323,13 +354,17 @@ fn main() {
         let relay = true;
         let stop = Arc::new(AtomicBool::new(false));
         let lim = Duration::from_secs(a.seconds.min(15) + 5);
-        let clients: Vec<_> = [(&district, dtoken.clone()), (&street, street.2.clone()), (&community, community.2.clone())]
-            .into_iter()
-            .map(|(p, t)| {
-                let (u, s) = (live(p, "cam1", relay), stop.clone());
-                std::thread::spawn(move || read_stream(u, t, s, lim))
-            })
-            .collect();
+        let clients: Vec<_> = [
+            (&district, dtoken.clone()),
+            (&street, street.2.clone()),
+            (&community, community.2.clone()),
+        ]
+        .into_iter()
+        .map(|(p, t)| {
+            let (u, s) = (live(p, "cam1", relay), stop.clone());
+            std::thread::spawn(move || read_stream(u, t, s, lim))
+        })
+        .collect();
         std::thread::sleep(Duration::from_secs(a.seconds.min(15)));
         stop.store(true, Ordering::Relaxed);
         let r: Vec<Arrivals> = clients.into_iter().map(|c| c.join().unwrap()).collect();
@@ -342,7 +377,11 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let viewers: Vec<_> = (0..a.viewers)
         .map(|v| {
-            let (u, t, s) = (live(&district, &format!("cam{}", v % a.cameras), false), dtoken.clone(), stop.clone());
+            let (u, t, s) = (
+                live(&district, &format!("cam{}", v % a.cameras), false),
+                dtoken.clone(),
+                stop.clone(),
+            );
             std::thread::spawn(move || read_stream(u, t, s, Duration::from_secs(600)))
         })
         .collect();
@@ -364,13 +403,20 @@ fn main() {
     }
     let ls = get(&street, "/api/v1/links")["links"][0].clone();
     stop.store(true, Ordering::Relaxed);
-    let served = viewers.into_iter().map(|v| v.join().unwrap()).filter(|a| a.first.is_some()).count();
+    let served = viewers
+        .into_iter()
+        .map(|v| v.join().unwrap())
+        .filter(|a| a.first.is_some())
+        .count();
     println!("link use with {} district viewers of {} cameras:", a.viewers, a.cameras);
     println!(
         "  street <- community: budget {} Mbit/s, counted max {used_s:.1}, measured peak {peak_s:.1} (samples over budget: {over}); pulls {}, refusals {}",
         a.community_mbps, ls["pulls"], ls["refusals"]
     );
-    println!("  district <- street: measured peak {peak_d:.1} Mbit/s; viewers served {served}/{}", a.viewers);
+    println!(
+        "  district <- street: measured peak {peak_d:.1} Mbit/s; viewers served {served}/{}",
+        a.viewers
+    );
 
     // 4. Playback first byte at the district: a miss, then a hit, per range.
     std::thread::sleep(Duration::from_secs(3));
@@ -386,7 +432,11 @@ fn main() {
         );
         for list in [&mut miss, &mut hit] {
             let t = Instant::now();
-            let resp = agent().get(&url).header("Authorization", &format!("Bearer {dtoken}")).call().unwrap();
+            let resp = agent()
+                .get(&url)
+                .header("Authorization", &format!("Bearer {dtoken}"))
+                .call()
+                .unwrap();
             let mut body = resp.into_body().into_reader();
             let mut b = [0u8; 1];
             let _ = std::io::Read::read(&mut body, &mut b);

@@ -297,14 +297,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(cfg) => {
                 println!(
-                    "{}: OK ({} cameras, {} users, {} departments, {} groups, {} grants, {} data directories)",
+                    "{}: OK ({} cameras, {} users, {} departments, {} groups, {} grants, {} data directories){}",
                     config.display(),
                     cfg.cameras.len(),
                     cfg.users.len(),
                     cfg.departments.len(),
                     cfg.groups.len(),
                     cfg.grants.len(),
-                    cfg.server.data_dirs.len()
+                    cfg.server.data_dirs.len(),
+                    if cfg.lower.is_empty() && cfg.upper.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; {} {} node, {} lower links, {} upper links",
+                            cfg.node.level,
+                            cfg.node.id,
+                            cfg.lower.len(),
+                            cfg.upper.len()
+                        )
+                    }
                 );
                 for w in cfg.warnings() {
                     println!("  warning: {w}");

@@ -30,6 +30,23 @@ fn check_config_names_every_mistake_and_accepts_the_example() {
         out.contains("OK (1 cameras, 2 users, 2 departments, 1 groups, 2 grants, 1 data directories)"),
         "{out}"
     );
+    // The worked three-level example of docs/hierarchy.md.
+    for (file, want) in [
+        (
+            "community",
+            "OK (2 cameras, 1 users, 0 departments, 0 groups, 0 grants, 1 data directories)",
+        ),
+        ("street", "; street xigang-street node, 1 lower links, 0 upper links"),
+        (
+            "district",
+            "; district xigang-district node, 1 lower links, 0 upper links",
+        ),
+    ] {
+        let path = format!("{}/config/levels/{file}.toml", env!("CARGO_MANIFEST_DIR"));
+        let (code, out) = run(&["check-config", "--config", &path]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains(want), "{out}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
