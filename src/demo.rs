@@ -234,6 +234,8 @@ async fn run_pair(config: Config, street: SocketAddr, data: &std::path::Path, pa
         link_kbps: 10_000,
         org: "demo".into(),
         dial: Dial::Down,
+        main_kbps: node::config::DEFAULT_MAIN_KBPS,
+        sub_kbps: node::config::DEFAULT_SUB_KBPS,
     }];
     let street_node = {
         let stop = stop.clone();

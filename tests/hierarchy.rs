@@ -23,12 +23,13 @@ struct Chain {
 /// Cameras: `cam0` (1080p main, 240p sub), `cam1` and `cam2` (1080p, no sub) recorded at the
 /// community; the street's link to it has `community_mbps`.
 fn chain(community_mbps: u32, live_idle: &str) -> Chain {
-    chain_with(community_mbps, live_idle, None)
+    chain_with(community_mbps, live_idle, None, "", true)
 }
 
 /// As [`chain`], with `synth` (a base time) also giving the community three minutes of `cam0`
-/// recorded from that time, written before it starts.
-fn chain_with(community_mbps: u32, live_idle: &str, synth: Option<i64>) -> Chain {
+/// recorded from that time, written before it starts, `street_link` (keys) added to the
+/// street's `[[lower]]` entry, and the cameras pulled only on demand unless `record`.
+fn chain_with(community_mbps: u32, live_idle: &str, synth: Option<i64>, street_link: &str, record: bool) -> Chain {
     let sim = Sim::start(vec![
         CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),
         CameraSpec::new("cam0-sub", BuiltinFixture::H264_240p.load()),
@@ -44,7 +45,14 @@ fn chain_with(community_mbps: u32, live_idle: &str, synth: Option<i64>) -> Chain
         camera_toml("cam1", &sim.url("cam1")),
         camera_toml("cam2", &sim.url("cam2")),
     )
-    .replace("org = \"test/e2e\"", "org = \"gate\"");
+    .replace(
+        "org = \"test/e2e\"",
+        if record {
+            "org = \"gate\""
+        } else {
+            "org = \"gate\"\nrecord = false"
+        },
+    );
     let (ca, sa, da) = (addr(), addr(), addr());
     if let Some(base) = synth {
         synthesize(
@@ -81,7 +89,7 @@ fn chain_with(community_mbps: u32, live_idle: &str, synth: Option<i64>) -> Chain
             None,
             &dirs[1].path().join("data"),
             &format!(
-                "{live}{}",
+                "{live}{}\n{street_link}\n\n",
                 lower_toml(
                     "community",
                     &format!("http://{ca}"),
@@ -90,6 +98,7 @@ fn chain_with(community_mbps: u32, live_idle: &str, synth: Option<i64>) -> Chain
                     "city/street/community",
                     "down"
                 )
+                .trim_end()
             ),
         ),
         sa,
@@ -232,6 +241,22 @@ fn a_thin_link_falls_back_to_the_sub_stream_then_refuses_with_the_reason() {
     // sub-stream, and a camera without one fits nowhere.
     let mut c = chain(6, "1s");
     wait_for_camera(&mut c.street, "cam2", "online", Duration::from_secs(20));
+    // The community lists what its recorded cameras send, as measured where it arrives: the
+    // street admits by that, not by a guess.
+    let t = Instant::now();
+    let cam1 = loop {
+        let cam1 = cameras(&mut c.community)
+            .into_iter()
+            .find(|v| v["id"] == "cam1")
+            .unwrap();
+        if cam1["kbps"]["main"].is_u64() || t.elapsed() > Duration::from_secs(10) {
+            break cam1;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let main = cam1["kbps"]["main"].as_u64().unwrap_or(0);
+    assert!((2_000..8_000).contains(&main), "{cam1}");
+    assert!(cam1["kbps"]["sub"].is_null(), "cam1 has no sub-stream: {cam1}");
     let token = c.street.token();
     let first = watch(c.street.url("/api/v1/cameras/cam1/live.mp4"), token.clone(), 6.0);
     std::thread::sleep(Duration::from_millis(1500));
@@ -256,6 +281,56 @@ fn a_thin_link_falls_back_to_the_sub_stream_then_refuses_with_the_reason() {
     assert!(fallback.join().unwrap() > 10_000);
 }
 
+#[test]
+fn live_pulls_that_outgrow_the_budget_are_shed_newest_first_and_their_viewers_told() {
+    // The street expects 1 Mbit/s main streams and the community, pulling its cameras only on
+    // demand, has never measured them: three are admitted on a 10 Mbit/s link, and the cameras
+    // send ~4 Mbit/s each. Within the grace the newest is shed, its viewer's stream ends, the
+    // link is back within its budget, and asking again uses what was measured.
+    let mut c = chain_with(10, "1s", None, "main_mbps = 1", false);
+    wait_for_camera(&mut c.street, "cam2", "idle", Duration::from_secs(20));
+    let token = c.street.token();
+    let viewers: Vec<_> = ["cam1", "cam2", "cam0"]
+        .iter()
+        .map(|cam| {
+            let v = watch(
+                c.street.url(&format!("/api/v1/cameras/{cam}/live.mp4")),
+                token.clone(),
+                14.0,
+            );
+            std::thread::sleep(Duration::from_millis(300));
+            v
+        })
+        .collect();
+    let t = Instant::now();
+    let shed = loop {
+        let l = link(&mut c.street, "community");
+        if l["shed"].as_u64().unwrap_or(0) > 0 {
+            break l;
+        }
+        assert!(t.elapsed() < Duration::from_secs(12), "nothing was shed: {l}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(shed["in_use_mbps"].as_f64().unwrap() <= 10.0, "{shed}");
+    assert!(
+        c.street
+            .metrics()
+            .contains("sharpeye_link_shed_total{link=\"community\"} 1")
+    );
+    let read: Vec<usize> = viewers.into_iter().map(|v| v.join().unwrap()).collect();
+    // cam0 was admitted last: its viewer was cut off (once measured, 4 s, and the 3 s grace),
+    // the others read on for the whole 14 s.
+    let rate = |n: usize| n as f64 * 8.0 / 14.0 / 1e6;
+    assert!(rate(read[0]) > 2.5 && rate(read[1]) > 2.5, "{read:?}");
+    assert!(
+        read[2] * 10 < read[0].min(read[1]) * 7,
+        "cam0's viewer was not cut off: {read:?}"
+    );
+    // Asked again, cam0 is admitted at its measured rate: only its sub-stream fits.
+    let again = open_live(&c.street, &token, "cam0");
+    assert_eq!((again.0, again.1.as_str()), (200, "sub"), "{}", again.2);
+}
+
 /// Every audit entry of `node` with `action`.
 fn audited(node: &mut Node, action: &str) -> Vec<serde_json::Value> {
     let (s, b) = node.get(&format!("/api/v1/audit?action={action}&limit=1000"));
@@ -272,7 +347,7 @@ fn recorded_video_of_a_community_camera_plays_exports_and_holds_at_the_district(
     assert!(have_ffmpeg());
     // Whole seconds, two hours ago: the range is settled, so it may be cached above.
     let base = (now_us() / 1_000_000 - 7200) * 1_000_000;
-    let mut c = chain_with(10, "1s", Some(base));
+    let mut c = chain_with(10, "1s", Some(base), "", true);
     wait_for_camera(&mut c.district, "cam0", "online", Duration::from_secs(20));
     let tmp = tempfile::tempdir().unwrap();
     let (from, to) = (at(base, 30.0), at(base, 150.0));
@@ -337,7 +412,12 @@ fn recorded_video_of_a_community_camera_plays_exports_and_holds_at_the_district(
     std::fs::write(&playlist, abs).unwrap();
     let (errors, frames) = decode_args(&["-protocol_whitelist", "file,http,tcp", "-i", playlist.to_str().unwrap()]);
     assert!(errors.is_empty(), "{errors}");
-    assert!(frames >= 120 * 25, "{frames} frames");
+    assert!(
+        frames >= 120 * 25,
+        "{frames} frames\nstreet:\n{}\ndistrict:\n{}",
+        c.street.log_text(),
+        c.district.log_text()
+    );
 
     // An export made at the district is built and signed by the community.
     let (s, job) = post_json(
@@ -424,7 +504,7 @@ fn recorded_video_of_a_community_camera_plays_exports_and_holds_at_the_district(
 #[test]
 fn both_levels_audit_the_district_user_and_the_street_holds_the_community_s_signed_heads() {
     let base = (now_us() / 1_000_000 - 7200) * 1_000_000;
-    let mut c = chain_with(10, "1s", Some(base));
+    let mut c = chain_with(10, "1s", Some(base), "", true);
     wait_for_camera(&mut c.district, "cam0", "online", Duration::from_secs(20));
     let token = c.district.token();
     let path = format!(
@@ -481,7 +561,19 @@ fn both_levels_audit_the_district_user_and_the_street_holds_the_community_s_sign
     );
     // The district holds them too, through the street.
     let district_copy = c._dirs[2].path().join("data/links/heads/community.jsonl");
-    assert!(wait_until(Duration::from_secs(15), || held(&district_copy) >= target));
+    assert!(
+        wait_until(Duration::from_secs(15), || held(&district_copy) >= target),
+        "the district holds the community's heads up to {} of {target}; the street answers {}\n{}",
+        held(&district_copy),
+        c.street
+            .get("/api/v1/audit/heads")
+            .1
+            .to_string()
+            .chars()
+            .take(3000)
+            .collect::<String>(),
+        c.district.log_text()
+    );
 
     // Cut the community's last 10 entries, and its own heads with them.
     c.community.kill();

@@ -328,8 +328,8 @@ fn three_levels_in_network_namespaces() {
         9.0,
     );
     std::thread::sleep(Duration::from_millis(800));
-    let (s, kind, _) = open_live_in(&street, &st, "cam0");
-    assert_eq!((s, kind.as_str()), (200, "sub"));
+    let (s, kind, body) = open_live_in(&street, &st, "cam0");
+    assert_eq!((s, kind.as_str()), (200, "sub"), "{body}");
     let (s, _, body) = open_live_in(&street, &st, "cam3");
     assert_eq!(s, 503, "{body}");
     assert!(

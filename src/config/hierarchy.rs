@@ -108,7 +108,20 @@ impl Checker {
         let mut out = Vec::new();
         let mut ids = HashSet::new();
         for (path, t) in self.array_of_tables(root, "lower") {
-            self.known(&path, t, &["id", "url", "token", "link_mbps", "org", "dial"]);
+            self.known(
+                &path,
+                t,
+                &[
+                    "id",
+                    "url",
+                    "token",
+                    "link_mbps",
+                    "org",
+                    "dial",
+                    "main_mbps",
+                    "sub_mbps",
+                ],
+            );
             let id = self.node_id(&path, t, "the lower node's id");
             if let Some(id) = &id {
                 if !ids.insert(id.clone()) {
@@ -141,16 +154,10 @@ impl Checker {
                     );
                     None
                 }
-                Some(Value::Integer(n)) if (1..=100_000).contains(n) => Some(*n as u64 * 1000),
-                Some(Value::Float(f)) if (0.1..=100_000.0).contains(f) => Some((f * 1000.0) as u64),
-                Some(v) => {
-                    self.problem(
-                        join(&path, "link_mbps"),
-                        format!("expected a number of Mbit/s from 0.1 to 100000, got {}", type_name(v)),
-                    );
-                    None
-                }
+                Some(_) => self.mbps(&path, t, "link_mbps", 0.1),
             };
+            let main_kbps = self.mbps(&path, t, "main_mbps", 0.01);
+            let sub_kbps = self.mbps(&path, t, "sub_mbps", 0.01);
             let org = self.required_string(
                 &path,
                 t,
@@ -173,10 +180,36 @@ impl Checker {
                     link_kbps,
                     org,
                     dial,
+                    main_kbps: main_kbps.unwrap_or(node::config::DEFAULT_MAIN_KBPS),
+                    sub_kbps: sub_kbps.unwrap_or(node::config::DEFAULT_SUB_KBPS),
                 });
             }
         }
         out
+    }
+
+    /// `key` of `t` as kbit/s, from a number of Mbit/s between `min` and 100000; `None` when
+    /// absent or wrong (then a problem is noted).
+    fn mbps(&mut self, path: &str, t: &Table, key: &str, min: f64) -> Option<u64> {
+        let mbps = match t.get(key)? {
+            Value::Integer(n) => *n as f64,
+            Value::Float(f) => *f,
+            v => {
+                self.problem(
+                    join(path, key),
+                    format!("expected a number of Mbit/s from {min} to 100000, got {}", type_name(v)),
+                );
+                return None;
+            }
+        };
+        if !(min..=100_000.0).contains(&mbps) {
+            self.problem(
+                join(path, key),
+                format!("expected a number of Mbit/s from {min} to 100000, got {mbps}"),
+            );
+            return None;
+        }
+        Some((mbps * 1000.0).round() as u64)
     }
 
     pub(super) fn uppers(&mut self, root: &Table, own_id: &str) -> Vec<UpperConfig> {

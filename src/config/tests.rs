@@ -320,6 +320,8 @@ url = "http://10.0.0.9:8080"
 token = "sk_0123456789abcdef"
 link_mbps = 10
 org = "dalian/xigang/renmin"
+main_mbps = 2
+sub_mbps = 0.25
 
 [[lower]]
 id = "behind-nat"
@@ -343,6 +345,11 @@ max_age = "24h"
     assert_eq!(c.lower.len(), 2);
     assert_eq!(c.lower[0].link_kbps, 10_000);
     assert_eq!(c.lower[1].link_kbps, 2_500);
+    assert_eq!((c.lower[0].main_kbps, c.lower[0].sub_kbps), (2_000, 250));
+    assert_eq!(
+        (c.lower[1].main_kbps, c.lower[1].sub_kbps),
+        (node::config::DEFAULT_MAIN_KBPS, node::config::DEFAULT_SUB_KBPS)
+    );
     assert_eq!(c.lower[1].dial, Dial::Up);
     assert!(c.lower[1].url.is_none());
     assert_eq!(c.upper[0].url.as_str(), "http://10.0.0.1:8080/");
@@ -370,6 +377,8 @@ id = "twice"
 token = "sk_0123456789abcdef"
 link_mbps = 10
 org = "x"
+main_mbps = "fast"
+sub_mbps = 0
 
 [[lower]]
 id = "twice"
@@ -399,6 +408,8 @@ url = "sharpeye://renmin-community/cam1"
         "lower[0].org: \"a//b\" has an empty part",
         "lower[0].dial: \"sideways\"",
         "lower[1].url: missing",
+        "lower[1].main_mbps: expected a number of Mbit/s from 0.01 to 100000, got a string",
+        "lower[1].sub_mbps: expected a number of Mbit/s from 0.01 to 100000, got 0",
         "lower[2].id: lower node \"twice\" is listed twice",
         "lower[2].url: expected the node's API",
         "lower[2].link_mbps: missing",

@@ -62,9 +62,30 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, q: QueryMa
 /// Most heads in one answer.
 const MAX_HEADS: usize = 1000;
 
-/// `GET /api/v1/audit/heads?since=SEQ`: `{node, key, heads, held: {node: [heads]}}`: this
-/// node's signed heads after `since` (the latest [`MAX_HEADS`]), and every head it holds for the
-/// nodes below it. Not secret: they only let others check this node's log.
+/// `held_since`: `node:seq` pairs, comma-separated (at most 1000).
+fn held_since(v: &str) -> Result<std::collections::HashMap<String, u64>, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "held_since: expected node:seq pairs separated by commas, like street-1:120,community-4:88",
+        )
+    };
+    let pairs: Vec<&str> = v.split(',').filter(|p| !p.is_empty()).collect();
+    if pairs.len() > 1000 {
+        return Err(bad());
+    }
+    pairs
+        .into_iter()
+        .map(|p| {
+            let (n, seq) = p.rsplit_once(':').ok_or_else(bad)?;
+            Ok((n.to_owned(), seq.parse().map_err(|_| bad())?))
+        })
+        .collect()
+}
+
+/// `GET /api/v1/audit/heads?since=SEQ[&held_since=NODE:SEQ,...]`: `{node, key, heads, held:
+/// {node: [heads]}}`: this node's signed heads after `since`, and the heads it holds for the
+/// nodes below it, each node's after its own `held_since` entry (the latest [`MAX_HEADS`] of
+/// each). Not secret: they only let others check this node's log.
 pub async fn heads(State(state): State<Arc<AppState>>, _caller: Caller, q: QueryMap) -> Result<Json<Value>, ApiError> {
     let q = request::query(q)?;
     let since: u64 = match q.get("since") {
@@ -73,20 +94,22 @@ pub async fn heads(State(state): State<Arc<AppState>>, _caller: Caller, q: Query
             .parse()
             .map_err(|_| ApiError::bad_request("since: expected a sequence number"))?,
     };
+    let held_since = held_since(q.get("held_since").map(String::as_str).unwrap_or(""))?;
     let files = state.heads.clone();
     let node = state.node.id.clone();
     let out = tokio::task::spawn_blocking(move || {
-        let tail = |v: Vec<auth::audit::heads::SignedHead>| {
+        let tail = |v: Vec<auth::audit::heads::SignedHead>, since: u64| {
             let v: Vec<_> = v.into_iter().filter(|h| h.seq > since).collect();
             let skip = v.len().saturating_sub(MAX_HEADS);
             v.into_iter().skip(skip).collect::<Vec<_>>()
         };
-        let own = tail(auth::audit::heads::read(&files.own));
+        let own = tail(auth::audit::heads::read(&files.own), since);
         let mut held = serde_json::Map::new();
         for e in std::fs::read_dir(&files.held).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(n) = name.strip_suffix(".jsonl") {
-                let v = tail(auth::audit::heads::read(&e.path()));
+                let after = held_since.get(n).copied().unwrap_or(0);
+                let v = tail(auth::audit::heads::read(&e.path()), after);
                 held.insert(n.to_owned(), json!(v));
             }
         }
@@ -96,4 +119,21 @@ pub async fn heads(State(state): State<Arc<AppState>>, _caller: Caller, q: Query
     .await
     .map_err(ApiError::internal)?;
     Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::held_since;
+
+    #[test]
+    fn held_since_takes_node_seq_pairs_and_refuses_anything_else() {
+        let m = held_since("street-1:120,community:88,").unwrap();
+        assert_eq!((m["street-1"], m["community"], m.len()), (120, 88, 2));
+        assert!(held_since("").unwrap().is_empty());
+        for bad in ["street", "street:-1", "a:1,b:x", ":"] {
+            assert!(held_since(bad).is_err(), "{bad}");
+        }
+        let many = (0..1001).map(|i| format!("n{i}:1")).collect::<Vec<_>>().join(",");
+        assert!(held_since(&many).is_err());
+    }
 }

@@ -17,14 +17,45 @@ use crate::time;
 
 type AppStateArc = State<Arc<AppState>>;
 
-fn camera_json(c: &CameraEntry) -> Value {
+fn camera_json(state: &AppState, c: &CameraEntry) -> Value {
     // The fixed part is a JSON object without its closing brace: the listing's own form.
     let mut v: Value = serde_json::from_str(&format!("{}}}", c.fixed_json())).unwrap_or_else(|_| json!({}));
     v["status"] = json!(c.status());
     if let Some(why) = c.status_reason() {
         v["status_reason"] = json!(why);
     }
+    let mut kbps = String::new();
+    push_kbps(&mut kbps, state, &c.info.id);
+    if let Some(k) = kbps
+        .strip_prefix(",\"kbps\":")
+        .and_then(|k| serde_json::from_str::<Value>(k).ok())
+    {
+        v["kbps"] = k;
+    }
     v
+}
+
+/// Appends `,"kbps":{"main":..,"sub":..}` with the rates the camera's streams were last
+/// measured arriving at (those known): an upper node counts a pull across its link at these,
+/// since what it measures itself is capped by the link.
+fn push_kbps(out: &mut String, state: &AppState, camera: &str) {
+    let Some(hub) = &state.hub else { return };
+    let rate = |kind| hub.channel(&media::StreamId::new(camera, kind)).and_then(|c| c.kbps());
+    let (main, sub) = (rate(media::StreamKind::Main), rate(media::StreamKind::Sub));
+    if main.is_none() && sub.is_none() {
+        return;
+    }
+    out.push_str(",\"kbps\":{");
+    if let Some(m) = main {
+        out.push_str(&format!("\"main\":{m}"));
+    }
+    if let Some(s) = sub {
+        if main.is_some() {
+            out.push(',');
+        }
+        out.push_str(&format!("\"sub\":{s}"));
+    }
+    out.push('}');
 }
 
 /// `GET /api/v1/cameras`: only the cameras the caller has some action on, each with the
@@ -50,10 +81,11 @@ pub async fn cameras(State(state): AppStateArc, caller: Caller) -> Response {
         if let Some(why) = c.status_reason() {
             out.push_str("\",\"status_reason\":");
             out.push_str(&Value::String(why).to_string());
-            out.push_str(",\"actions\":[");
         } else {
-            out.push_str("\",\"actions\":[");
+            out.push('"');
         }
+        push_kbps(&mut out, &state, &c.info.id);
+        out.push_str(",\"actions\":[");
         for (k, a) in actions.iter().enumerate() {
             if k > 0 {
                 out.push(',');
@@ -84,7 +116,7 @@ pub async fn camera_detail(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let c = visible_camera(&state, &caller, &id)?;
-    let mut v = camera_json(&c);
+    let mut v = camera_json(&state, &c);
     v["actions"] = json!(state.auth.snapshot().policy.camera_actions(&caller.who, &id).names());
     if let Some(h) = &c.main {
         let s = h.snapshot();

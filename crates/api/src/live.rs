@@ -64,12 +64,19 @@ pub async fn live_mp4(
         STREAM_HEADER,
         axum::http::HeaderValue::from_static(stream.kind().as_str()),
     );
+    if let Some(kbps) = hub.channel(&stream).and_then(|c| c.kbps()) {
+        r.headers_mut().insert(KBPS_HEADER, axum::http::HeaderValue::from(kbps));
+    }
     Ok(r)
 }
 
 /// The response header naming the stream served (`sub` when a link's budget had room only for
 /// the sub-stream).
 pub const STREAM_HEADER: &str = "x-sharpeye-stream";
+
+/// The response header with the stream's bitrate as last measured arriving at this node,
+/// kbit/s, when known: the upper node pulling it counts it at this against its link.
+pub const KBPS_HEADER: &str = "x-sharpeye-kbps";
 
 /// The stream a live view of `stream` gets: itself, or for a camera of a lower node what its
 /// link admits (the sub-stream when the main one does not fit), or a 503 `link_budget`.

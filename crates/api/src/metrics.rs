@@ -156,7 +156,7 @@ pub async fn metrics(
 /// Per link to a lower node: budget, what is counted against it, what was measured crossing
 /// it, pulls, refusals, whether it is up; and the temporary cache.
 fn link_metrics(o: &mut Out, links: &[serde_json::Value], cache: &serde_json::Value) {
-    let gauges: [(&str, &str, &str); 5] = [
+    let gauges: [(&str, &str, &str); 6] = [
         ("sharpeye_link_budget_mbps", "budget_mbps", "The link's budget."),
         (
             "sharpeye_link_in_use_mbps",
@@ -178,9 +178,19 @@ fn link_metrics(o: &mut Out, links: &[serde_json::Value], cache: &serde_json::Va
             "refusals",
             "Requests refused for the link's budget.",
         ),
+        (
+            "sharpeye_link_shed_total",
+            "shed",
+            "Live pulls shed (newest first, viewers disconnected) after the link was over its budget.",
+        ),
     ];
     for (name, key, help) in gauges {
-        o.header(name, if key == "refusals" { "counter" } else { "gauge" }, help);
+        let kind = if matches!(key, "refusals" | "shed") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        o.header(name, kind, help);
         for l in links {
             let id = l["id"].as_str().unwrap_or_default();
             o.value(name, &[("link", id)], l[key].as_f64().unwrap_or(0.0));

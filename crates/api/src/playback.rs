@@ -407,7 +407,12 @@ pub async fn segment_file(
         },
         &method,
         &headers,
-        vec![],
+        // How long the segment plays: an upper node fetching it counts it against its link at
+        // its own bitrate, not the camera's live one.
+        vec![(
+            crate::relayed::PLAYS_FOR_HEADER,
+            (r.end.micros_since(r.start).max(0) / 1000).to_string(),
+        )],
     )
 }
 

@@ -12,14 +12,19 @@ use crate::error::ApiError;
 use crate::ranged::{Servable, respond};
 use crate::remote_access::RemoteBody;
 
+/// How long a recorded answer plays, in milliseconds (an HLS segment's duration): the upper
+/// node fetching it admits it against its link at its length over this.
+pub const PLAYS_FOR_HEADER: &str = "x-sharpeye-plays-for-ms";
+
 /// Headers of the lower node's answer passed on to the client (beyond type, length, range and
 /// validator, which are the answer's own).
-const EXTRA: [&str; 5] = [
+const EXTRA: [&str; 6] = [
     "content-disposition",
     "x-sharpeye-first-frame",
     "x-sharpeye-end",
     "x-sharpeye-gaps",
     "x-sharpeye-truncated",
+    PLAYS_FOR_HEADER,
 ];
 
 /// Content types a relayed answer may have; anything else is sent as `fallback`.

@@ -2,9 +2,13 @@
 //! more fits. Live pulls are keyed by their stream (one per camera stream per link, whatever the
 //! number of viewers); playback transfers by a request number.
 //!
-//! A pull's cost is the larger of what it was admitted at (an estimate: the stream's measured
-//! bitrate, or the lower node's report, or a default) and what it is measured using, so a camera
-//! that turns out busier than thought counts as it is.
+//! A live pull's cost is the larger of what it was admitted at (an estimate: the stream's
+//! measured bitrate, or a default) and what it is measured using, so a camera that turns out
+//! busier than thought counts as it is; when that pushes the link over its budget the newest
+//! live pulls are the ones to shed ([`Budget::excess_live`]). A transfer costs what it was
+//! admitted at (the recording's bitrate × speed) and may borrow whatever the budget has spare
+//! ([`Budget::spare_kbps`]), paced so that it never takes more: a download on an idle link runs
+//! at the link's budget, and slows as soon as live pulls need the room.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -53,11 +57,22 @@ pub struct LinkRefusal {
 struct Pull {
     admitted_kbps: u64,
     measured_kbps: u64,
+    /// The lower node said what the stream needs: that is what it costs. Measured where the
+    /// video arrives over whole GOPs, it is better than this link's own meter, which a
+    /// congested link caps and a pull's opening burst (the lower's cached GOP) inflates.
+    declared: bool,
+    /// Order of admission: the newest live pulls are shed first.
+    order: u64,
 }
 
 impl Pull {
-    fn cost(&self) -> u64 {
-        self.admitted_kbps.max(self.measured_kbps)
+    fn cost(&self, key: &PullKey) -> u64 {
+        match key {
+            PullKey::Live(_) if self.declared => self.admitted_kbps,
+            PullKey::Live(_) => self.admitted_kbps.max(self.measured_kbps),
+            // Anything above its admitted rate is borrowed spare budget, paced to fit.
+            PullKey::Transfer(_) => self.admitted_kbps,
+        }
     }
 }
 
@@ -68,6 +83,7 @@ pub struct Budget {
     budget_kbps: u64,
     pulls: HashMap<PullKey, Pull>,
     refusals: u64,
+    admitted: u64,
 }
 
 fn mbps(kbps: u64) -> String {
@@ -82,6 +98,7 @@ impl Budget {
             budget_kbps,
             pulls: HashMap::new(),
             refusals: 0,
+            admitted: 0,
         }
     }
 
@@ -92,7 +109,41 @@ impl Budget {
 
     /// What the pulls counted now cost, kbit/s.
     pub fn in_use_kbps(&self) -> u64 {
-        self.pulls.values().map(Pull::cost).sum()
+        self.pulls.iter().map(|(k, p)| p.cost(k)).sum()
+    }
+
+    /// What the budget has left over, kbit/s: what a transfer may borrow on top of its own.
+    pub fn spare_kbps(&self) -> u64 {
+        self.budget_kbps.saturating_sub(self.in_use_kbps())
+    }
+
+    /// What `key` was admitted at, kbit/s (0 when it is not counted).
+    pub fn admitted_kbps(&self, key: &PullKey) -> u64 {
+        self.pulls.get(key).map_or(0, |p| p.admitted_kbps)
+    }
+
+    /// The live pulls to shed, newest first, for the rest to fit the budget; empty when the
+    /// link is within it. Only live pulls grow past what they were admitted at.
+    pub fn excess_live(&self) -> Vec<StreamId> {
+        let mut over = self.in_use_kbps().saturating_sub(self.budget_kbps);
+        let mut live: Vec<(&StreamId, &Pull)> = self
+            .pulls
+            .iter()
+            .filter_map(|(k, p)| match k {
+                PullKey::Live(s) => Some((s, p)),
+                PullKey::Transfer(_) => None,
+            })
+            .collect();
+        live.sort_by_key(|(_, p)| std::cmp::Reverse(p.order));
+        let mut shed = Vec::new();
+        for (s, p) in live {
+            if over == 0 {
+                break;
+            }
+            over = over.saturating_sub(p.cost(&PullKey::Live(s.clone())));
+            shed.push(s.clone());
+        }
+        shed
     }
 
     /// Pulls counted now.
@@ -116,7 +167,7 @@ impl Budget {
 
     fn refusal(&mut self, wanted: u64, fallback: String) -> LinkRefusal {
         self.refusals += 1;
-        let mut users: Vec<(&PullKey, u64)> = self.pulls.iter().map(|(k, p)| (k, p.cost())).collect();
+        let mut users: Vec<(&PullKey, u64)> = self.pulls.iter().map(|(k, p)| (k, p.cost(k))).collect();
         users.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         let mut text = String::new();
         for (i, (k, c)) in users.iter().enumerate() {
@@ -199,10 +250,23 @@ impl Budget {
     /// Counts `key` at `kbps` whether or not it fits (a pull that must run: a recorded stream
     /// of an upper level's own configuration, say).
     pub fn count(&mut self, key: PullKey, kbps: u64) {
+        self.admitted += 1;
+        let order = self.admitted;
         self.pulls.entry(key).or_insert(Pull {
             admitted_kbps: kbps,
             measured_kbps: 0,
+            declared: false,
+            order,
         });
+    }
+
+    /// The lower node says live pull `key` needs `kbps` (its own measurement, which a congested
+    /// link cannot cap): it counts that from now on.
+    pub fn declared(&mut self, key: &PullKey, kbps: u64) {
+        if let (PullKey::Live(_), Some(p)) = (key, self.pulls.get_mut(key)) {
+            p.admitted_kbps = kbps;
+            p.declared = true;
+        }
     }
 
     /// Records what `key` was measured using.
@@ -219,7 +283,7 @@ impl Budget {
 
     /// The pulls counted, with their costs (kbit/s), largest first.
     pub fn users(&self) -> Vec<(PullKey, u64)> {
-        let mut v: Vec<(PullKey, u64)> = self.pulls.iter().map(|(k, p)| (k.clone(), p.cost())).collect();
+        let mut v: Vec<(PullKey, u64)> = self.pulls.iter().map(|(k, p)| (k.clone(), p.cost(k))).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v
     }
@@ -275,6 +339,84 @@ mod tests {
         assert_eq!(b.pulls(), 2);
         b.release(&PullKey::Transfer(2));
         assert_eq!(b.users(), vec![(PullKey::Live(StreamId::main("a")), 9000)]);
+    }
+
+    #[test]
+    fn live_pulls_grown_past_the_budget_are_shed_newest_first() {
+        let mut b = Budget::new("l", 10_000);
+        for cam in ["a", "b", "c"] {
+            b.admit_live(
+                cam,
+                StreamKind::Main,
+                StreamRates {
+                    main_kbps: 3000,
+                    sub_kbps: None,
+                },
+            )
+            .unwrap();
+        }
+        assert!(b.excess_live().is_empty());
+        // Each camera turns out to send 4.5 Mbit/s: 13.5 on a 10 Mbit/s link.
+        for cam in ["a", "b", "c"] {
+            b.measured(&PullKey::Live(StreamId::main(cam)), 4500);
+        }
+        assert_eq!(b.excess_live(), vec![StreamId::main("c")]);
+        b.measured(&PullKey::Live(StreamId::main("a")), 7000);
+        assert_eq!(b.excess_live(), vec![StreamId::main("c"), StreamId::main("b")]);
+        b.release(&PullKey::Live(StreamId::main("c")));
+        b.release(&PullKey::Live(StreamId::main("b")));
+        assert!(b.excess_live().is_empty());
+    }
+
+    #[test]
+    fn a_rate_the_lower_node_declares_raises_what_a_live_pull_counts() {
+        let mut b = Budget::new("l", 10_000);
+        b.admit_live(
+            "a",
+            StreamKind::Main,
+            StreamRates {
+                main_kbps: 3000,
+                sub_kbps: None,
+            },
+        )
+        .unwrap();
+        b.admit_live(
+            "b",
+            StreamKind::Main,
+            StreamRates {
+                main_kbps: 3000,
+                sub_kbps: None,
+            },
+        )
+        .unwrap();
+        // Measured on a congested link, b looks like it fits; the lower node knows better.
+        b.measured(&PullKey::Live(StreamId::main("b")), 2500);
+        b.declared(&PullKey::Live(StreamId::main("b")), 8000);
+        assert_eq!(b.in_use_kbps(), 11_000);
+        assert_eq!(b.excess_live(), vec![StreamId::main("b")]);
+        b.admit_transfer(PullKey::Transfer(1), 1).unwrap_err();
+        // Nor does an opening burst measured here count over what the lower node says.
+        b.declared(&PullKey::Live(StreamId::main("b")), 4000);
+        b.measured(&PullKey::Live(StreamId::main("b")), 6500);
+        assert_eq!(b.in_use_kbps(), 7000);
+        b.declared(&PullKey::Transfer(9), 1);
+        assert_eq!(b.pulls(), 2);
+    }
+
+    #[test]
+    fn a_transfer_costs_what_it_was_admitted_at_and_may_borrow_only_the_spare() {
+        let mut b = Budget::new("l", 10_000);
+        b.admit_live("a", StreamKind::Main, CAM).unwrap();
+        b.admit_transfer(PullKey::Transfer(1), 2000).unwrap();
+        assert_eq!(b.spare_kbps(), 4000);
+        // Borrowing the spare does not count against later admissions...
+        b.measured(&PullKey::Transfer(1), 6000);
+        assert_eq!(b.in_use_kbps(), 6000);
+        assert_eq!(b.admitted_kbps(&PullKey::Transfer(1)), 2000);
+        // ...and never makes a live pull the one to shed.
+        assert!(b.excess_live().is_empty());
+        assert_eq!(b.admit_live("b", StreamKind::Main, CAM), Ok(StreamKind::Main));
+        assert_eq!(b.spare_kbps(), 0);
     }
 
     #[test]

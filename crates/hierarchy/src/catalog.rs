@@ -27,6 +27,18 @@ pub struct RemoteCamera {
     pub node: String,
     /// The nodes between the lower node and that one, nearest first.
     pub path: Vec<String>,
+    /// The main stream's bitrate as the lower node last measured it arriving, kbit/s.
+    pub main_kbps: Option<u64>,
+    /// The same for the sub-stream.
+    pub sub_kbps: Option<u64>,
+}
+
+/// Bitrates above this (kbit/s) are not a camera's: a lower node claiming one is ignored rather
+/// than allowed to make every pull look unaffordable.
+pub const MAX_STREAM_KBPS: u64 = 200_000;
+
+fn kbps(v: &Value, kind: &str) -> Option<u64> {
+    v["kbps"][kind].as_u64().filter(|k| (1..=MAX_STREAM_KBPS).contains(k))
 }
 
 /// Most cameras read from one listing (the rules' largest city joined 25,000).
@@ -108,6 +120,8 @@ impl RemoteCamera {
             has_sub: streams.iter().any(|s| s == "sub"),
             node,
             path,
+            main_kbps: kbps(v, "main"),
+            sub_kbps: kbps(v, "sub"),
             id,
         })
     }
@@ -170,6 +184,7 @@ mod tests {
         let mut deep = entry("deep");
         deep["node"] = json!("community-2");
         deep["path"] = json!(["street-9"]);
+        deep["kbps"] = json!({"main": 4100, "sub": 99_000_000});
         let listing = json!([entry("cam1"), bad_id, huge, no_main, entry("cam1"), deep, 42]);
         let (ok, bad) = parse_listing(&listing, "renmin").unwrap();
         assert_eq!(ok.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["cam1", "deep"]);
@@ -180,6 +195,9 @@ mod tests {
         assert!(c.has_sub && c.tier == "key" && c.location == Some((38.9, 121.6)));
         assert!(c.path_from_here("renmin").is_empty());
         assert_eq!(ok[1].path_from_here("renmin"), ["renmin", "street-9"]);
+        // A rate the lower node measured is taken; an absurd one is not.
+        assert_eq!((ok[1].main_kbps, ok[1].sub_kbps), (Some(4100), None));
+        assert_eq!((c.main_kbps, c.sub_kbps), (None, None));
         assert!(parse_listing(&json!({"not": "a list"}), "l").is_err());
     }
 }

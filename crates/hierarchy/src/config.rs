@@ -41,6 +41,11 @@ pub struct LowerConfig {
     pub org: String,
     /// Who connects.
     pub dial: Dial,
+    /// What a main stream is expected to need before this link ever measured it, kbit/s
+    /// (`main_mbps`; [`crate::link::DEFAULT_MAIN_KBPS`] unless set).
+    pub main_kbps: u64,
+    /// The same for a sub-stream (`sub_mbps`; [`crate::link::DEFAULT_SUB_KBPS`]).
+    pub sub_kbps: u64,
 }
 
 /// One `[[upper]]` entry: an upper node this node connects out to (`dial = "up"` links).

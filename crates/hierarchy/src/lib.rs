@@ -21,6 +21,7 @@ pub mod config;
 pub mod level;
 pub mod link;
 pub mod meter;
+pub mod pacer;
 pub mod recorded;
 pub mod remote;
 pub mod sse;

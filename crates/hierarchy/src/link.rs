@@ -1,7 +1,7 @@
 //! One link to a lower node at run time: how to reach it, whether it is up, its budget and what
 //! crosses it, and the cameras it shares.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,9 @@ use crate::client::LowerClient;
 use crate::config::LowerConfig;
 use crate::meter::Meter;
 
-/// What a live stream is expected to need before it was ever measured, kbit/s: a 1080p main
-/// stream and a CIF/D1 sub-stream as cameras of this kind send them.
+/// What a live stream is expected to need before it was ever measured, kbit/s, unless the
+/// link says otherwise (`main_mbps`, `sub_mbps`): a 1080p main stream and a CIF/D1 sub-stream
+/// as cameras of this kind send them.
 pub const DEFAULT_MAIN_KBPS: u64 = 4096;
 /// See [`DEFAULT_MAIN_KBPS`].
 pub const DEFAULT_SUB_KBPS: u64 = 512;
@@ -25,6 +26,10 @@ pub const MISSING_LISTINGS: u32 = 2;
 pub const MISSING_FOR: Duration = Duration::from_secs(20);
 /// A stream admitted for a viewer that never started pulling is released after this long.
 const RESERVATION_LIFE: Duration = Duration::from_secs(30);
+/// Live pulls measured over the budget for this long are shed (newest first): long enough that
+/// one burst of key frames does not cut anyone off, short enough that the link's other users
+/// (on a 10 Mbit/s link, the other cameras' viewers) are not starved for long.
+pub const OVER_BUDGET_GRACE: Duration = Duration::from_secs(3);
 
 /// Whether a link can be used now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,11 +63,20 @@ pub struct Link {
     reserved: Mutex<HashMap<StreamId, (Instant, String)>>,
     /// The last rate each live stream was measured at, for the next admission.
     history: Mutex<HashMap<StreamId, u64>>,
+    /// What the lower node says each stream needs (its listing, its answers): measured where
+    /// the camera's video arrives, so not capped by this link when the link is congested.
+    declared: Mutex<HashMap<StreamId, u64>>,
     /// The cameras it shares, by id, from its listings.
     cameras: RwLock<HashMap<String, RemoteCamera>>,
     /// Cameras its latest listings left out, since when and in how many listings.
     missing: Mutex<HashMap<String, (Instant, u32)>>,
     transfers: std::sync::atomic::AtomicU64,
+    /// Since when the live pulls have been measured over the budget.
+    over_since: Mutex<Option<Instant>>,
+    /// Live pulls shed to bring the link back within its budget, until they stop or a viewer
+    /// is admitted to them again.
+    shed: Mutex<HashSet<StreamId>>,
+    shed_total: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Link {
@@ -87,9 +101,13 @@ impl Link {
             meters: Mutex::new((Meter::new(Duration::from_secs(4)), HashMap::new())),
             reserved: Mutex::default(),
             history: Mutex::default(),
+            declared: Mutex::default(),
             cameras: RwLock::default(),
             missing: Mutex::default(),
             transfers: std::sync::atomic::AtomicU64::new(1),
+            over_since: Mutex::default(),
+            shed: Mutex::default(),
+            shed_total: std::sync::atomic::AtomicU64::new(0),
             config,
         })
     }
@@ -183,7 +201,21 @@ impl Link {
             missing.remove(id);
             w.remove(id);
         }
+        let rates: Vec<(StreamId, u64)> = listed
+            .values()
+            .flat_map(|c| {
+                [
+                    c.main_kbps.map(|k| (StreamId::main(c.id.as_str()), k)),
+                    c.sub_kbps.map(|k| (StreamId::new(c.id.as_str(), StreamKind::Sub), k)),
+                ]
+            })
+            .flatten()
+            .collect();
         w.extend(listed);
+        drop((w, missing));
+        for (stream, kbps) in rates {
+            self.declare(&stream, kbps);
+        }
         (added, removed, absent)
     }
 
@@ -202,17 +234,25 @@ impl Link {
             .collect()
     }
 
+    /// What `camera`'s streams are expected to need: what the lower node says (measured where
+    /// the video arrives, over whole GOPs), else what this link last measured, else the link's
+    /// configured guess.
     fn rates(&self, camera: &str) -> StreamRates {
         let has_sub = self.camera(camera).is_some_and(|c| c.has_sub);
-        let h = lock(&self.history);
+        let (h, d) = (lock(&self.history), lock(&self.declared));
+        let known = |s: StreamId| d.get(&s).or_else(|| h.get(&s)).copied();
         StreamRates {
-            main_kbps: h.get(&StreamId::main(camera)).copied().unwrap_or(DEFAULT_MAIN_KBPS),
-            sub_kbps: has_sub.then(|| {
-                h.get(&StreamId::new(camera, StreamKind::Sub))
-                    .copied()
-                    .unwrap_or(DEFAULT_SUB_KBPS)
-            }),
+            main_kbps: known(StreamId::main(camera)).unwrap_or(self.config.main_kbps),
+            sub_kbps: has_sub.then(|| known(StreamId::new(camera, StreamKind::Sub)).unwrap_or(self.config.sub_kbps)),
         }
+    }
+
+    /// The lower node says `stream` needs `kbps`: later admissions expect it, and a pull of it
+    /// running now counts at least that (which may make it one to shed, see [`Link::tick`]).
+    pub fn declare(&self, stream: &StreamId, kbps: u64) {
+        let kbps = kbps.min(crate::catalog::MAX_STREAM_KBPS);
+        lock(&self.declared).insert(stream.clone(), kbps);
+        lock(&self.budget).declared(&PullKey::Live(stream.clone()), kbps);
     }
 
     /// What a recording of `camera`'s `kind` stream needs at 1×, kbit/s: its live stream's
@@ -221,7 +261,7 @@ impl Link {
         let rates = self.rates(camera);
         match kind {
             StreamKind::Main => rates.main_kbps,
-            StreamKind::Sub => rates.sub_kbps.unwrap_or(DEFAULT_SUB_KBPS),
+            StreamKind::Sub => rates.sub_kbps.unwrap_or(self.config.sub_kbps),
         }
     }
 
@@ -232,6 +272,8 @@ impl Link {
         let mut b = lock(&self.budget);
         let kind = b.admit_live(camera, want, rates)?;
         let stream = StreamId::new(camera, kind);
+        // Admitted again after being shed: the pull may resume.
+        lock(&self.shed).remove(&stream);
         lock(&self.reserved)
             .entry(stream)
             .or_insert_with(|| (Instant::now(), who.to_owned()));
@@ -245,7 +287,7 @@ impl Link {
         let rates = self.rates(stream.camera());
         let kbps = match stream.kind() {
             StreamKind::Main => rates.main_kbps,
-            StreamKind::Sub => rates.sub_kbps.unwrap_or(DEFAULT_SUB_KBPS),
+            StreamKind::Sub => rates.sub_kbps.unwrap_or(self.config.sub_kbps),
         };
         lock(&self.budget).count(key, kbps);
         lock(&self.reserved).remove(stream).map(|(_, who)| who)
@@ -256,6 +298,7 @@ impl Link {
     pub fn pull_stopped(&self, stream: &StreamId) {
         let key = PullKey::Live(stream.clone());
         lock(&self.budget).release(&key);
+        lock(&self.shed).remove(stream);
         let measured = lock(&self.meters).1.remove(&key).map(|mut m| m.kbps(Instant::now()));
         if let Some(kbps) = measured.filter(|k| *k > 0) {
             lock(&self.history).insert(stream.clone(), kbps);
@@ -285,9 +328,22 @@ impl Link {
             .add(now, bytes);
     }
 
-    /// Once a second: each pull's measured rate into the budget, and reservations no viewer
-    /// used released.
-    pub fn tick(&self) {
+    /// True when `stream` was shed to keep the link within its budget: its pull must stop.
+    pub fn is_shed(&self, stream: &StreamId) -> bool {
+        lock(&self.shed).contains(stream)
+    }
+
+    /// The rate a transfer may use now, kbit/s: what it was admitted at plus whatever the
+    /// budget has spare.
+    pub fn transfer_kbps(&self, key: &PullKey) -> u64 {
+        let b = lock(&self.budget);
+        b.admitted_kbps(key).saturating_add(b.spare_kbps())
+    }
+
+    /// Once a second: each pull's measured rate into the budget, reservations no viewer used
+    /// released, and — when live pulls have been over the budget for [`OVER_BUDGET_GRACE`] —
+    /// the newest of them shed. Returns the streams shed now: their viewers are to be told.
+    pub fn tick(&self) -> Vec<StreamId> {
         let now = Instant::now();
         let rates: Vec<(PullKey, u64)> = lock(&self.meters)
             .1
@@ -313,6 +369,26 @@ impl Link {
         for s in stale {
             b.release(&PullKey::Live(s));
         }
+        let excess = b.excess_live();
+        let mut over_since = lock(&self.over_since);
+        if excess.is_empty() {
+            *over_since = None;
+            return Vec::new();
+        }
+        let since = *over_since.get_or_insert(now);
+        if now.duration_since(since) < OVER_BUDGET_GRACE {
+            return Vec::new();
+        }
+        *over_since = None;
+        // Released at once, so the next admission sees the room they leave.
+        for s in &excess {
+            b.release(&PullKey::Live(s.clone()));
+        }
+        drop(b);
+        lock(&self.shed).extend(excess.iter().cloned());
+        self.shed_total
+            .fetch_add(excess.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        excess
     }
 
     /// Throughput over the last seconds, kbit/s.
@@ -348,6 +424,7 @@ impl Link {
             "measured_mbps": self.measured_kbps() as f64 / 1000.0,
             "pulls": pulls,
             "refusals": refusals,
+            "shed": self.shed_total.load(std::sync::atomic::Ordering::Relaxed),
             "users": users,
             "state": state,
             "since": since.map(WallTime::to_rfc3339),

@@ -16,7 +16,7 @@ use crate::client::{BODY_SILENCE, Call, ClientError, next_chunk};
 use crate::link::Link;
 
 /// Headers of a lower node's recorded answer that are passed on (and kept with a cache entry).
-const PASSED_HEADERS: [&str; 10] = [
+const PASSED_HEADERS: [&str; 11] = [
     "content-type",
     "content-length",
     "content-range",
@@ -27,6 +27,7 @@ const PASSED_HEADERS: [&str; 10] = [
     "x-sharpeye-end",
     "x-sharpeye-gaps",
     "x-sharpeye-truncated",
+    "x-sharpeye-plays-for-ms",
 ];
 
 /// A request for recorded video.
@@ -133,7 +134,16 @@ pub async fn fetch(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let kbps = match (length, req.plays_for) {
+    // An answer that says how long it plays (an HLS segment) is its own measure.
+    let plays_for = req.plays_for.or_else(|| {
+        resp.headers()
+            .get("x-sharpeye-plays-for-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis)
+    });
+    let kbps = match (length, plays_for) {
         (Some(len), Some(d)) if !d.is_zero() => (len * 8 / 1000).saturating_mul(1000) / (d.as_millis().max(1) as u64),
         _ => req.kbps,
     };
@@ -171,10 +181,21 @@ pub async fn fetch(
         let mut fill = cache.as_ref().and_then(|c| c.fill(&key).ok());
         let mut complete = false;
         let mut client_gone = false;
+        let mut pacer = crate::pacer::Pacer::new(std::time::Instant::now());
         loop {
             match next_chunk(&mut body, BODY_SILENCE).await {
                 Ok(Some(chunk)) => {
                     link.crossed(&transfer, chunk.len() as u64);
+                    // Not reading on holds the lower node back through TCP: the transfer uses
+                    // its admitted rate plus what the budget has spare, never more.
+                    let wait = pacer.sent(
+                        std::time::Instant::now(),
+                        chunk.len() as u64,
+                        link.transfer_kbps(&transfer),
+                    );
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
                     if let Some(f) = fill.as_mut()
                         && let Err(e) = f.write(&chunk)
                     {

@@ -37,6 +37,18 @@ pub enum RemoteError {
         /// What happened.
         detail: String,
     },
+    /// The link went over its budget and this pull, among the newest, was shed.
+    #[error(
+        "camera {camera}: link {link} has been over its budget for {grace:?}; this pull, among the newest, was stopped and its viewers disconnected (they may ask again: they get the sub-stream or 503 link_budget). Raise the link's link_mbps if its cameras need more"
+    )]
+    Shed {
+        /// Camera id.
+        camera: String,
+        /// The link.
+        link: String,
+        /// How long the link was over budget first.
+        grace: Duration,
+    },
 }
 
 /// How to pull a stream of a lower node's camera.
@@ -106,6 +118,17 @@ impl supervisor::Session for RemoteSession {
         let s = &self.source;
         let camera = s.stream.camera().to_owned();
         let link = s.link.id().to_owned();
+        let shed = |camera, link| RemoteError::Shed {
+            camera,
+            link,
+            grace: crate::link::OVER_BUDGET_GRACE,
+        };
+        if s.link.is_shed(&s.stream) {
+            return Ended {
+                delivered: false,
+                error: shed(camera, link),
+            };
+        }
         let path = format!(
             "/api/v1/cameras/{}/live.mp4?stream={}&relay=1",
             camera,
@@ -120,6 +143,16 @@ impl supervisor::Session for RemoteSession {
                 };
             }
         };
+        // What the stream needs, as measured where it arrives: counted at least that here.
+        if let Some(kbps) = resp
+            .headers()
+            .get("x-sharpeye-kbps")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|k| *k > 0)
+        {
+            s.link.declare(&s.stream, kbps);
+        }
         // The lower node may have served the sub-stream (its own link's budget): the frames
         // are still this stream's here.
         let mut body = resp.into_body();
@@ -130,6 +163,12 @@ impl supervisor::Session for RemoteSession {
         let mut delivery = Delivery::new(&s.stream, link.clone(), sink, health, s.max_frame_bytes);
         let detail = loop {
             match next_chunk(&mut body, s.watchdog).await {
+                Ok(Some(_)) if s.link.is_shed(&s.stream) => {
+                    return Ended {
+                        delivered: delivery.delivered,
+                        error: shed(camera, link),
+                    };
+                }
                 Ok(Some(chunk)) => {
                     s.link.crossed(&key, chunk.len() as u64);
                     let now = WallTime::now();

@@ -128,6 +128,8 @@ fn link_to(addr: std::net::SocketAddr) -> Arc<Link> {
         link_kbps: 10_000,
         org: "up".into(),
         dial: Dial::Down,
+        main_kbps: hierarchy::link::DEFAULT_MAIN_KBPS,
+        sub_kbps: hierarchy::link::DEFAULT_SUB_KBPS,
     };
     Link::new(
         cfg.clone(),

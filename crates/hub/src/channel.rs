@@ -92,6 +92,7 @@ struct Inner {
     viewers: Vec<Viewer>,
     next_id: u64,
     demand: Demand,
+    rate: crate::rate::Rate,
 }
 
 /// One stream's fan-out.
@@ -147,6 +148,7 @@ impl Channel {
                 viewers: Vec::new(),
                 next_id: 1,
                 demand,
+                rate: crate::rate::Rate::default(),
             }),
             stats: ChannelStats::default(),
             control,
@@ -185,6 +187,7 @@ impl Channel {
         let len = frame.data.len();
         let mut guard = self.lock();
         let inner = &mut *guard;
+        inner.rate.add(now, len, frame.key);
         if frame.key || frame.discontinuity {
             inner.gop.clear();
             inner.gop_bytes = 0;
@@ -306,9 +309,34 @@ impl Channel {
         self.act(action);
     }
 
+    /// Disconnects every viewer (their subscriptions end, as if dropped for not reading) and
+    /// returns how many there were: the upstream was taken away from them (shed to keep a link
+    /// within its budget), and a stalled view would only look like a fault.
+    pub fn close_viewers(&self) -> usize {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let gone = inner.viewers.len();
+        inner.viewers.clear();
+        inner.gop.clear();
+        inner.gop_bytes = 0;
+        let actions: Vec<_> = (0..gone).map(|_| inner.demand.leave(now)).collect();
+        drop(inner);
+        for a in actions {
+            self.act(a);
+        }
+        gone
+    }
+
+    /// The stream's bitrate as last measured arriving here, kbit/s (kept after the upstream
+    /// stops, as the best guess for its next start).
+    pub fn kbps(&self) -> Option<u64> {
+        self.lock().rate.kbps()
+    }
+
     /// The upstream ended by itself (the camera went away): cached frames are stale.
     pub fn upstream_ended(&self) {
         let mut inner = self.lock();
+        inner.rate.pause();
         inner.gop.clear();
         inner.gop_bytes = 0;
     }

@@ -10,6 +10,7 @@
 
 pub mod channel;
 pub mod demand;
+mod rate;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -143,3 +143,34 @@ fn the_first_viewer_starts_the_pull_and_it_stops_idle_after_the_last() {
     assert_eq!(*log.lock().unwrap(), vec![Action::Start, Action::Stop]);
     assert!(!ch.upstream_running());
 }
+
+#[test]
+fn closing_the_viewers_ends_their_subscriptions_and_lets_the_pull_go_idle() {
+    let (hub, log) = hub(ChannelLimits::default(), false, Duration::from_millis(100));
+    let ch = hub.channel(&StreamId::main("cam")).unwrap().clone();
+    let mut a = hub.watch(&StreamId::main("cam"), Output::Mp4).unwrap();
+    let b = hub.watch(&StreamId::main("cam"), Output::Rtsp).unwrap();
+    let all = frames(30);
+    for f in &all[..10] {
+        ch.publish(f);
+    }
+    assert_eq!(ch.close_viewers(), 2);
+    assert!(ch.viewers().iter().all(|(_, n)| *n == 0));
+    // What was queued is still read, then the subscription ends.
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let got = rt.block_on(async {
+        let mut n = 0;
+        while a.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+    assert_eq!(got, 10);
+    // No stale GOP is replayed to the next viewer.
+    let mut c = hub.watch(&StreamId::main("cam"), Output::Other).unwrap();
+    assert!(c.try_recv().is_none());
+    drop((b, c));
+    std::thread::sleep(Duration::from_millis(150));
+    ch.tick(std::time::Instant::now());
+    assert_eq!(*log.lock().unwrap(), vec![Action::Start, Action::Stop]);
+}

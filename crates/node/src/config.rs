@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub use hierarchy::Level;
 pub use hierarchy::config::{CacheConfig, Dial, LowerConfig, UpperConfig};
+pub use hierarchy::link::{DEFAULT_MAIN_KBPS, DEFAULT_SUB_KBPS};
 pub use ingest::rtsp::{PullSettings, RtspTransport};
 pub use store::retention::{FreeFloor, Tier};
 use url::Url;

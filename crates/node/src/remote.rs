@@ -116,16 +116,35 @@ impl RemoteCameras {
             .map(|l| hierarchy::sync::spawn_sync(l.clone(), self.clone() as Arc<dyn CatalogSink>, RESYNC, RETRY))
             .collect();
         let links: Vec<Arc<Link>> = self.links.values().cloned().collect();
+        let me = self.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
                 for l in &links {
-                    l.tick();
+                    for stream in l.tick() {
+                        me.shed(l, &stream);
+                    }
                 }
             }
         }));
         tasks
+    }
+
+    /// `stream` was shed to bring `link` back within its budget: its viewers here are
+    /// disconnected (a stalled view would look like a fault), and the pull stops once idle.
+    fn shed(&self, link: &Link, stream: &media::StreamId) {
+        let viewers = self
+            .registry
+            .get()
+            .and_then(|r| r.hub.channel(stream))
+            .map_or(0, |c| c.close_viewers());
+        warn!(
+            link = link.id(),
+            "link {} over its budget for {:?}: shed {stream}, disconnecting its {viewers} viewer(s); raise link_mbps if its cameras need more",
+            link.id(),
+            hierarchy::link::OVER_BUDGET_GRACE
+        );
     }
 
     fn link_of(&self, camera: &str) -> Option<Arc<Link>> {
@@ -229,6 +248,23 @@ fn keep_heads(dir: &std::path::Path, answer: &Value, link: &str) -> usize {
     kept
 }
 
+/// The last head kept of `link`'s own, and `node:seq` of every other node's kept under `dir`
+/// (which of them come through `link` is for it to say): what to ask `link` for after.
+fn heads_held(dir: &std::path::Path, link: &str) -> (u64, String) {
+    let last = |f: &std::path::Path| auth::audit::heads::last(f).map_or(0, |h| h.seq);
+    let own = node_file(link).map_or(0, |f| last(&dir.join(f)));
+    let mut others = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_suffix(".jsonl")
+            && n != link
+        {
+            others.push(format!("{n}:{}", last(&e.path())));
+        }
+    }
+    (own, others.join(","))
+}
+
 impl CatalogSink for RemoteCameras {
     fn periodic(&self, link: &Arc<Link>) {
         let id = link.id().to_owned();
@@ -242,12 +278,19 @@ impl CatalogSink for RemoteCameras {
         }
         let (link, dir, me) = (link.clone(), self.heads.clone(), self.me.clone());
         tokio::spawn(async move {
-            let since = node_file(&id)
-                .and_then(|f| auth::audit::heads::last(&dir.join(f)))
-                .map_or(0, |h| h.seq);
+            let (since, held_since) = {
+                let dir = dir.clone();
+                let id = id.clone();
+                tokio::task::spawn_blocking(move || heads_held(&dir, &id))
+                    .await
+                    .unwrap_or_default()
+            };
             match link
                 .client()
-                .json(Call::get(format!("/api/v1/audit/heads?since={since}"), None))
+                .json(Call::get(
+                    format!("/api/v1/audit/heads?since={since}&held_since={held_since}"),
+                    None,
+                ))
                 .await
             {
                 Ok(answer) => {
@@ -256,6 +299,17 @@ impl CatalogSink for RemoteCameras {
                         .await
                         .unwrap_or(0);
                     tracing::debug!(link = %id, heads = n, "audit heads of lower nodes kept");
+                    // Passed on up at once: this node's upper fetches heads when told of new
+                    // ones, and its own head may not change for a long while.
+                    if let (true, Some(me)) = (n > 0, me.upgrade())
+                        && let Some(r) = me.registry.get()
+                    {
+                        r.state.events.publish(api::events::NodeEvent {
+                            kind: "audit.head",
+                            camera: None,
+                            data: serde_json::json!({ "held_from": id, "kept": n }),
+                        });
+                    }
                 }
                 Err(e) => warn!(link = %id, "audit heads not fetched: {e}"),
             }
