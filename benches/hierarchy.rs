@@ -279,7 +279,8 @@ fn token_for(p: &Proc, name: &str) -> String {
 /// A relay client: each frame's arrival, by the wall time the recording node gave it.
 struct Arrivals {
     first: Option<Duration>,
-    frames: HashMap<i64, Instant>,
+    /// Arrival and size of each frame, by its wall time.
+    frames: HashMap<i64, (Instant, usize)>,
     /// The stream served (`x-sharpeye-stream`), or the error status.
     served: String,
 }
@@ -329,7 +330,7 @@ fn read_stream(url: String, token: String, stop: Arc<AtomicBool>, limit: Duratio
             }
             while let Some(f) = reader.poll() {
                 out.first.get_or_insert(t0.elapsed());
-                out.frames.insert(f.wall_time.as_micros(), now);
+                out.frames.insert(f.wall_time.as_micros(), (now, f.data.len()));
             }
         } else if seen > 4096 {
             out.first.get_or_insert(t0.elapsed());
@@ -360,7 +361,28 @@ fn show(name: &str, v: Vec<f64>) {
 fn hop(near: &Arrivals, far: &Arrivals) -> Vec<f64> {
     far.frames
         .iter()
-        .filter_map(|(k, at)| near.frames.get(k).map(|n| ms(at.saturating_duration_since(*n))))
+        .filter_map(|(k, (at, _))| near.frames.get(k).map(|(n, _)| ms(at.saturating_duration_since(*n))))
+        .collect()
+}
+
+/// As [`hop`], less what a wire of `mbps` must take: each frame leaves when it arrived below or
+/// when the wire finished the frame before, whichever is later, and takes its size over the
+/// rate (a first-in first-out link). What is left is what the nodes add.
+fn hop_beyond_wire(near: &Arrivals, far: &Arrivals, mbps: f64) -> Vec<f64> {
+    let mut both: Vec<(Instant, Instant, usize)> = far
+        .frames
+        .iter()
+        .filter_map(|(k, (at, len))| near.frames.get(k).map(|(n, _)| (*n, *at, *len)))
+        .collect();
+    both.sort_by_key(|(n, _, _)| *n);
+    let mut free: Option<Instant> = None;
+    both.into_iter()
+        .map(|(n, at, len)| {
+            let leaves = free.map_or(n, |f| f.max(n));
+            let done = leaves + Duration::from_secs_f64(len as f64 * 8.0 / (mbps * 1e6));
+            free = Some(done);
+            ms(at.saturating_duration_since(done))
+        })
         .collect()
 }
 
@@ -531,7 +553,8 @@ fn main() {
     show("warm (the stream already crosses both links)", warm);
 
     // 2. Added latency per hop (relay framing: live.mp4?relay=1, what nodes pull each other
-    // with).
+    // with), once the pulls above have gone idle so that only this stream crosses.
+    std::thread::sleep(Duration::from_secs(3));
     {
         let stop = Arc::new(AtomicBool::new(false));
         let lim = Duration::from_secs(a.seconds.min(15) + 5);
@@ -545,6 +568,12 @@ fn main() {
         println!("added latency per hop (ms), relay framing (live.mp4?relay=1):");
         show("community -> street", hop(&r[2], &r[1]));
         show("street -> district", hop(&r[1], &r[0]));
+        if shaped_ok {
+            let thin = f64::from(a.community_mbps);
+            println!("  less the time the shaped wire itself takes (frames queued at the link rate):");
+            show("community -> street", hop_beyond_wire(&r[2], &r[1], thin));
+            show("street -> district", hop_beyond_wire(&r[1], &r[0], 100.0));
+        }
     }
     std::thread::sleep(Duration::from_secs(3));
 

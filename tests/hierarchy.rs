@@ -266,6 +266,10 @@ fn a_thin_link_falls_back_to_the_sub_stream_then_refuses_with_the_reason() {
     assert_eq!(open_live(&c.street, &token, "cam0").1, "sub");
     let l = link(&mut c.street, "community");
     assert_eq!(l["pulls"], 2, "{l}");
+    // A district viewer of cam0's main stream shares that sub-stream too, and is told so.
+    let dt = c.district.token();
+    assert_eq!(open_live(&c.district, &dt, "cam0").1, "sub");
+    assert_eq!(link(&mut c.street, "community")["pulls"], 2);
     let (status, _, body) = open_live(&c.street, &token, "cam2");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("link_budget"), "{body}");

@@ -60,10 +60,14 @@ pub async fn live_mp4(
     } else {
         fragmented_mp4(FrameSource::Live(viewer), first, Box::new(viewing))?
     };
-    r.headers_mut().insert(
-        STREAM_HEADER,
-        axum::http::HeaderValue::from_static(stream.kind().as_str()),
-    );
+    // Below, the lower node may have fallen back to the sub-stream on its own link.
+    let served = state
+        .remote
+        .as_ref()
+        .and_then(|r| r.served(&stream))
+        .unwrap_or(stream.kind());
+    r.headers_mut()
+        .insert(STREAM_HEADER, axum::http::HeaderValue::from_static(served.as_str()));
     if let Some(kbps) = hub.channel(&stream).and_then(|c| c.kbps()) {
         r.headers_mut().insert(KBPS_HEADER, axum::http::HeaderValue::from(kbps));
     }

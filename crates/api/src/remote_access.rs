@@ -130,6 +130,14 @@ pub trait RemoteAccess: Send + Sync {
     /// cameras.
     fn admit_live(&self, camera: &str, kind: StreamKind, who: &str) -> Option<Result<StreamKind, RemoteError>>;
 
+    /// What a lower node last served for this node's pull of `stream` (the sub-stream, when its
+    /// own link had room only for that), if it differs from `stream` itself; `None` for a
+    /// camera of this node or while unknown.
+    fn served(&self, stream: &media::StreamId) -> Option<StreamKind> {
+        let _ = stream;
+        None
+    }
+
     /// The links, as `GET /api/v1/links` lists them.
     fn links(&self) -> Vec<Value>;
 

@@ -73,6 +73,9 @@ pub struct Link {
     transfers: std::sync::atomic::AtomicU64,
     /// Since when the live pulls have been measured over the budget.
     over_since: Mutex<Option<Instant>>,
+    /// What the lower node serves for pulls where that is not the stream asked for (it fell
+    /// back to the sub-stream on its own link).
+    served: Mutex<HashMap<StreamId, StreamKind>>,
     /// Live pulls shed to bring the link back within its budget, until they stop or a viewer
     /// is admitted to them again.
     shed: Mutex<HashSet<StreamId>>,
@@ -106,6 +109,7 @@ impl Link {
             missing: Mutex::default(),
             transfers: std::sync::atomic::AtomicU64::new(1),
             over_since: Mutex::default(),
+            served: Mutex::default(),
             shed: Mutex::default(),
             shed_total: std::sync::atomic::AtomicU64::new(0),
             config,
@@ -326,6 +330,21 @@ impl Link {
         m.1.entry(key.clone())
             .or_insert_with(|| Meter::new(Duration::from_secs(4)))
             .add(now, bytes);
+    }
+
+    /// The lower node answered this node's pull of `stream` with its `kind` stream.
+    pub fn set_served(&self, stream: &StreamId, kind: StreamKind) {
+        let mut s = lock(&self.served);
+        if kind == stream.kind() {
+            s.remove(stream);
+        } else {
+            s.insert(stream.clone(), kind);
+        }
+    }
+
+    /// What the lower node serves for `stream` when that is another stream of the camera.
+    pub fn served(&self, stream: &StreamId) -> Option<StreamKind> {
+        lock(&self.served).get(stream).copied()
     }
 
     /// True when `stream` was shed to keep the link within its budget: its pull must stop.

@@ -9,7 +9,7 @@ use ingest::deliver::Delivery;
 use ingest::supervisor::{self, Ended, Retry, SourceHandle};
 use ingest::{FrameSink, SourceHealth};
 use media::fmp4_stream::Fmp4StreamReader;
-use media::{StreamId, WallTime};
+use media::{StreamId, StreamKind, WallTime};
 use tracing::info;
 
 use crate::budget::PullKey;
@@ -154,7 +154,13 @@ impl supervisor::Session for RemoteSession {
             s.link.declare(&s.stream, kbps);
         }
         // The lower node may have served the sub-stream (its own link's budget): the frames
-        // are still this stream's here.
+        // are still this stream's here, and viewers are told which they get.
+        let served = match resp.headers().get("x-sharpeye-stream").map(|v| v.as_bytes()) {
+            Some(b"sub") => StreamKind::Sub,
+            Some(b"main") => StreamKind::Main,
+            _ => s.stream.kind(),
+        };
+        s.link.set_served(&s.stream, served);
         let mut body = resp.into_body();
         health.session_started();
         info!("camera {camera}: pulling from lower node {link}");

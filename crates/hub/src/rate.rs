@@ -8,15 +8,20 @@ use std::time::{Duration, Instant};
 /// key frame does not swing them.
 const WINDOW: Duration = Duration::from_secs(2);
 
+/// The rate reported is the highest of this many recent windows: what a link must be ready to
+/// carry, not an average a busier scene soon exceeds (which would make an upper node shed the
+/// pull it admitted on the strength of it).
+const KEPT: usize = 4;
+
 /// Bytes per window of whole GOPs (a window closes at a key frame once it is long enough, so
 /// every window holds the same mix of key and other frames and the rate does not swing with
-/// where the key frames fall); the last complete window's rate is kept (also after the stream
+/// where the key frames fall); the last [`KEPT`] windows' rates are kept (also after the stream
 /// stops).
 #[derive(Debug, Default)]
 pub struct Rate {
     started: Option<Instant>,
     bytes: u64,
-    kbps: Option<u64>,
+    recent: std::collections::VecDeque<u64>,
 }
 
 impl Rate {
@@ -29,7 +34,10 @@ impl Rate {
             Some(started) if key => {
                 let span = now.saturating_duration_since(started);
                 if span >= WINDOW {
-                    self.kbps = Some(self.bytes * 8 / span.as_millis().max(1) as u64);
+                    if self.recent.len() == KEPT {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(self.bytes * 8 / span.as_millis().max(1) as u64);
                     self.started = Some(now);
                     self.bytes = 0;
                 }
@@ -45,9 +53,9 @@ impl Rate {
         self.bytes = 0;
     }
 
-    /// The last complete window's rate, kbit/s.
+    /// The highest rate of the recent complete windows, kbit/s.
     pub fn kbps(&self) -> Option<u64> {
-        self.kbps
+        self.recent.iter().max().copied()
     }
 }
 
@@ -81,12 +89,28 @@ mod tests {
         }
         assert_eq!(r.kbps(), Some(3120));
         r.pause();
-        // An hour later, a quieter stream: measured afresh, not over the hour.
+        // An hour later, a quieter stream: measured afresh, not over the hour, and once its
+        // windows have replaced the busier ones, reported as it is.
         let t1 = t0 + Duration::from_secs(3600);
         for i in 0..=75 {
             let (len, key) = frame(i);
             r.add(t1 + Duration::from_millis(i * 40), len / 4, key);
         }
+        assert_eq!(r.kbps(), Some(3120), "the busier windows are still recent");
+        for i in 76..=250 {
+            let (len, key) = frame(i);
+            r.add(t1 + Duration::from_millis(i * 40), len / 4, key);
+        }
         assert_eq!(r.kbps(), Some(780));
+        // A busier moment (two seconds at the old rate) is what the stream is reported needing.
+        for i in 251..=350 {
+            let (len, key) = frame(i);
+            r.add(
+                t1 + Duration::from_millis(i * 40),
+                if i < 300 { len } else { len / 4 },
+                key,
+            );
+        }
+        assert!(r.kbps().unwrap() > 2500, "{:?}", r.kbps());
     }
 }

@@ -473,6 +473,10 @@ impl RemoteAccess for RemoteCameras {
         )
     }
 
+    fn served(&self, stream: &media::StreamId) -> Option<StreamKind> {
+        self.link_of(stream.camera())?.served(stream)
+    }
+
     fn tunnel(
         &self,
         link: &str,
