@@ -4,15 +4,12 @@
 //! not know by reading the rest of the box, so every later entry reads nothing — and it runs the
 //! loop `entry_count` times, a number taken from the input. A `moov` under 1 KB could ask for
 //! billions of entries (found by the `fmp4_stream` fuzz target; the stream a lower node relays
-//! is outside input). No maintained crate offers a bounded walk of just this, so it is written
-//! here: every `sgpd` must be able to hold the entries it declares before the decoder sees it.
+//! is outside input). `mp4-atom` decodes an `sgpd` wherever one appears, also among the child
+//! boxes of a sample entry, so every place in the `moov` that could hold one is checked: each
+//! `sgpd` box header that fits must be able to hold the entries it declares. No maintained crate
+//! offers this, so it is written here.
 
 use crate::fmp4::Mp4Error;
-
-/// Boxes whose bodies are only child boxes, and that can lead to an `sgpd`.
-const CONTAINERS: [&[u8; 4]; 9] = [
-    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"edts", b"dinf", b"udta",
-];
 
 /// The one grouping type `mp4-atom` decodes with a structure of its own (at least 5 bytes).
 const REFS: &[u8; 4] = b"refs";
@@ -24,29 +21,25 @@ pub fn check_moov(bytes: &[u8]) -> Result<(), Mp4Error> {
         return Err(malformed("cut short before its header"));
     }
     let (_, _, size) = header(bytes)?;
-    walk(&bytes[..size], 0)
-}
-
-fn walk(mut bytes: &[u8], depth: usize) -> Result<(), Mp4Error> {
-    // Real files nest five deep; the bound keeps hostile nesting from exhausting the stack.
-    if depth > 16 {
-        return Err(malformed("boxes nested more than 16 deep"));
-    }
-    while bytes.len() >= 8 {
-        let (kind, header, size) = header(bytes)?;
-        let body = &bytes[header..size];
-        if CONTAINERS.contains(&&kind) {
-            walk(body, depth + 1)?;
-        } else if &kind == b"sgpd" {
-            check_sgpd(body)?;
+    let moov = &bytes[..size];
+    // Every `sgpd` type code with a box size before it that fits what follows is a box the
+    // decoder may read; a size that does not fit makes the decoder stop before the body.
+    for at in 4..moov.len().saturating_sub(3) {
+        if &moov[at..at + 4] != b"sgpd" {
+            continue;
         }
-        bytes = &bytes[size..];
+        if let Ok((_, head, len)) = header(&moov[at - 4..]) {
+            check_sgpd(&moov[at - 4 + head..at - 4 + len])?;
+        }
     }
     Ok(())
 }
 
 /// Returns the box type, its header length and its whole length, checked against `bytes`.
 fn header(bytes: &[u8]) -> Result<([u8; 4], usize, usize), Mp4Error> {
+    if bytes.len() < 8 {
+        return Err(malformed("box header cut short"));
+    }
     let size32 = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     let kind = [bytes[4], bytes[5], bytes[6], bytes[7]];
     let (header, size) = match size32 {
@@ -170,17 +163,28 @@ mod tests {
     }
 
     #[test]
-    fn boxes_overrunning_their_parent_or_nested_too_deep_are_refused() {
+    fn an_sgpd_hidden_among_a_sample_entry_s_children_is_found() {
+        // mp4-atom decodes the child boxes of a sample entry as any box, sgpd included.
+        let mut entry = vec![0u8; 78];
+        entry.extend(sgpd(0, b"vide", &[], 0x7669_6465, b""));
+        let moov = in_moov(boxed(b"stsd", &boxed(b"hvc1", &entry)));
+        assert!(check_moov(&moov).unwrap_err().to_string().contains("only one fits"));
+    }
+
+    #[test]
+    fn a_moov_overrunning_its_bytes_or_cut_short_is_refused() {
         let mut moov = in_moov(sgpd(0, b"roll", &[], 1, &[0, 1]));
         moov[3] += 1;
         assert!(check_moov(&moov).is_err());
-        let mut deep = boxed(b"free", b"");
-        for _ in 0..40 {
-            deep = boxed(b"trak", &deep);
-        }
-        assert!(check_moov(&deep).unwrap_err().to_string().contains("nested"));
         assert!(check_moov(&[0, 0, 0, 1, b'm', b'o', b'o', b'v', 0]).is_err());
+        assert!(check_moov(&[0, 0, 0]).is_err());
+        // An sgpd too short for its own fields.
         assert!(check_moov(&in_moov(boxed(b"sgpd", &[0, 0, 0]))).is_err());
+        // "sgpd" bytes inside other data, with no size that fits before them, are not a box.
+        let mut name = b"free".to_vec();
+        name.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        name.extend_from_slice(b"sgpd");
+        assert!(check_moov(&in_moov(boxed(b"udta", &name))).is_ok());
         let mut followed = in_moov(sgpd(0, b"roll", &[], 1, &[0, 1]));
         followed.extend_from_slice(&[0, 0, 0x10, 0, b'm', b'd', b'a', b't']);
         assert!(

@@ -43,5 +43,5 @@ fn fmp4_stream_sample_group_bombs_are_refused() {
         );
         seen += 1;
     }
-    assert_eq!(seen, 4, "the four sgpd seeds are replayed");
+    assert_eq!(seen, 5, "the five sgpd seeds are replayed");
 }
