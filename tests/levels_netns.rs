@@ -10,7 +10,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use camsim::{BuiltinFixture, CameraSpec};
@@ -34,19 +33,23 @@ fn wild(port: u16) -> SocketAddr {
 
 /// `ffmpeg` run inside namespace `ns`: (decoding errors, frames decoded).
 fn ffmpeg_in(ns: &str, args: &[&str]) -> (String, u64) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "ffmpeg", "-v", "error"])
-        .args(args)
-        .args(["-f", "null", "-", "-progress", "pipe:1", "-nostats"])
-        .output()
-        .unwrap();
-    let frames = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("frame="))
-        .next_back()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    (String::from_utf8_lossy(&out.stderr).trim().to_owned(), frames)
+    decode_args_in(Some(ns), args)
+}
+
+/// Three seconds of cam0's live.mp4 at the district, decoded by ffmpeg in its namespace.
+fn district_live_decodes(district: &mut Node, ns: &str) {
+    let lt = media_token(district, "cam0", "live");
+    let (errors, frames) = ffmpeg_in(
+        ns,
+        &[
+            "-i",
+            &district.url(&format!("/api/v1/cameras/cam0/live.mp4?token={lt}")),
+            "-t",
+            "3",
+        ],
+    );
+    assert!(errors.is_empty(), "{errors}");
+    assert!(frames >= 50, "{frames}");
 }
 
 /// Reads `secs` of a live.mp4 inside `ns`: bytes read (0 on an error status).
@@ -294,18 +297,7 @@ fn three_levels_in_network_namespaces() {
     // The community's camera is pulled once: by its own recorder.
     assert_eq!(sim.cam("cam0").sessions().len(), 1);
     // And what the district relays decodes.
-    let lt = media_token(&mut district, "cam0", "live");
-    let (errors, frames) = ffmpeg_in(
-        &d_ns.name,
-        &[
-            "-i",
-            &district.url(&format!("/api/v1/cameras/cam0/live.mp4?token={lt}")),
-            "-t",
-            "3",
-        ],
-    );
-    assert!(errors.is_empty(), "{errors}");
-    assert!(frames >= 50, "{frames}");
+    district_live_decodes(&mut district, &d_ns.name);
     // Every pull released within idle + 2 s of the last viewer, at every level.
     assert!(wait_until(Duration::from_secs(4), || pulls(&mut district, "street")
         == 0
@@ -430,18 +422,7 @@ fn three_levels_in_network_namespaces() {
     );
     wait_for_camera(&mut district, "cam0", "online", Duration::from_secs(30));
     assert_eq!(link_of(&mut street, "community")["dial"], "up");
-    let lt = media_token(&mut district, "cam0", "live");
-    let (errors, frames) = ffmpeg_in(
-        &d_ns.name,
-        &[
-            "-i",
-            &district.url(&format!("/api/v1/cameras/cam0/live.mp4?token={lt}")),
-            "-t",
-            "3",
-        ],
-    );
-    assert!(errors.is_empty(), "{errors}");
-    assert!(frames >= 50, "{frames}");
+    district_live_decodes(&mut district, &d_ns.name);
     let p = format!(
         "/api/v1/cameras/cam0/playback.mp4?start={}&end={}",
         at(base, 100.0),

@@ -516,7 +516,20 @@ pub fn decode(input: &str) -> (String, u64) {
 
 /// As [`decode`], with the input given by `args` (`-i` and its options).
 pub fn decode_args(args: &[&str]) -> (String, u64) {
-    let out = Command::new("ffmpeg")
+    decode_args_in(None, args)
+}
+
+/// As [`decode_args`], with ffmpeg run inside network namespace `ns` when given.
+pub fn decode_args_in(ns: Option<&str>, args: &[&str]) -> (String, u64) {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "ffmpeg"]);
+            c
+        }
+        None => Command::new("ffmpeg"),
+    };
+    let out = cmd
         .args(["-v", "error"])
         .args(args)
         .args(["-f", "null", "-", "-progress", "pipe:1", "-nostats"])

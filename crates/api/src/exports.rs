@@ -289,18 +289,12 @@ pub async fn download(
         let body = remote
             .recorded(
                 camera,
-                crate::remote_access::RemoteRequest {
-                    path: format!("/api/v1/exports/{lower_id}/download"),
-                    range: headers
-                        .get(header::RANGE)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned),
-                    head: method == Method::HEAD,
-                    who: caller.end_user(&state.node.id),
-                    cacheable: false,
-                    speed: 1,
-                    plays_for: None,
-                },
+                crate::remote_access::RemoteRequest::for_client(
+                    format!("/api/v1/exports/{lower_id}/download"),
+                    &method,
+                    &headers,
+                    caller.end_user(&state.node.id),
+                ),
             )
             .await?;
         return crate::relayed::serve(body, &method, &headers, "application/zip");

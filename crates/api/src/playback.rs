@@ -197,18 +197,17 @@ async fn remote_playback(
         .recorded(
             id,
             crate::remote_access::RemoteRequest {
-                path,
-                range: headers
-                    .get(header::RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-                head: method == Method::HEAD,
-                who: caller.end_user(&state.node.id),
                 cacheable: !from_device && WallTime::now().micros_since(end) > SETTLED_US,
                 speed,
                 plays_for: Some(Duration::from_micros(
                     (end.micros_since(start).max(0) as u64) / u64::from(speed.max(1)),
                 )),
+                ..crate::remote_access::RemoteRequest::for_client(
+                    path,
+                    method,
+                    headers,
+                    caller.end_user(&state.node.id),
+                )
             },
         )
         .await?;
@@ -363,17 +362,14 @@ pub async fn segment_file(
             .recorded(
                 &id,
                 crate::remote_access::RemoteRequest {
-                    path,
-                    range: headers
-                        .get(header::RANGE)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned),
-                    head: method == Method::HEAD,
-                    who: caller.end_user(&state.node.id),
                     // The indexed part of a segment never changes once written.
                     cacheable: true,
-                    speed: 1,
-                    plays_for: None,
+                    ..crate::remote_access::RemoteRequest::for_client(
+                        path,
+                        &method,
+                        &headers,
+                        caller.end_user(&state.node.id),
+                    )
                 },
             )
             .await?;

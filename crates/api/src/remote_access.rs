@@ -80,6 +80,25 @@ pub struct RemoteRequest {
     pub plays_for: Option<std::time::Duration>,
 }
 
+impl RemoteRequest {
+    /// `path` on the lower node for a client's `method` and `headers` (its `Range`; `HEAD`
+    /// asks for headers only), for `who`: not cacheable, at 1×, of unknown duration.
+    pub fn for_client(path: String, method: &axum::http::Method, headers: &axum::http::HeaderMap, who: String) -> Self {
+        RemoteRequest {
+            path,
+            range: headers
+                .get(axum::http::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            head: method == axum::http::Method::HEAD,
+            who,
+            cacheable: false,
+            speed: 1,
+            plays_for: None,
+        }
+    }
+}
+
 /// A lower node's recorded answer.
 pub enum RemoteBody {
     /// From the temporary cache: a whole answer (`whole`: any range of it may be served) or
