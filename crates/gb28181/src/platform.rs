@@ -9,6 +9,12 @@
 //!
 //! Requests are sent to the address the device's packets come from (not its Contact), on the
 //! transport they came over, so a device behind NAT or registered over TCP is reachable.
+//!
+//! Why one file of this size: every handler reads and writes the same device, dialog and
+//! pending-request tables and the same output queue, and splitting them across modules would
+//! have meant making those tables public to the crate or threading them through every call. The
+//! GB/T 28181 cascade (this node as a lower platform of another) adds a second role; that is the
+//! point to split it by role (registrar, queries, dialogs) over a shared core.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
