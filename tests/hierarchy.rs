@@ -2,6 +2,9 @@
 //! a street node pulls them on demand, a district node pulls the street's copy. One pull per
 //! camera per link whatever the number of viewers, released when the last one leaves; link
 //! budgets with sub-stream fallback; nothing of a lower level stored above.
+//!
+//! Over 800 lines because the tests share one three-node chain builder; each test reads on
+//! its own from top to bottom.
 
 mod common;
 
