@@ -185,6 +185,88 @@ impl Credentials {
     }
 }
 
+/// A challenge we were sent (`WWW-Authenticate`), when we are the one registering (toward an
+/// upper platform).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// `realm`.
+    pub realm: String,
+    /// `nonce`.
+    pub nonce: String,
+    /// `qop="auth"` was offered.
+    pub qop_auth: bool,
+    /// `opaque`, echoed back.
+    pub opaque: Option<String>,
+    /// `stale=true`: only the nonce was old, the password was right.
+    pub stale: bool,
+}
+
+impl Challenge {
+    /// Reads a `WWW-Authenticate` (or `Proxy-Authenticate`) value.
+    pub fn parse(header: &str) -> Result<Challenge, DigestError> {
+        if header.len() > MAX_HEADER {
+            return Err(DigestError::TooLong(header.len()));
+        }
+        let h = header.trim_start();
+        let (scheme, rest) = h.split_at(h.find(char::is_whitespace).unwrap_or(h.len()));
+        if !scheme.eq_ignore_ascii_case("digest") {
+            return Err(DigestError::NotDigest);
+        }
+        let mut c = Challenge {
+            realm: String::new(),
+            nonce: String::new(),
+            qop_auth: false,
+            opaque: None,
+            stale: false,
+        };
+        for (k, v) in params(rest)? {
+            match k.as_str() {
+                "realm" => c.realm = v,
+                "nonce" => c.nonce = v,
+                "qop" => c.qop_auth = v.split(',').any(|q| q.trim().eq_ignore_ascii_case("auth")),
+                "opaque" => c.opaque = Some(v),
+                "stale" => c.stale = v.eq_ignore_ascii_case("true"),
+                "algorithm" if !v.eq_ignore_ascii_case("md5") => return Err(DigestError::Algorithm(v)),
+                _ => {}
+            }
+        }
+        if c.nonce.is_empty() {
+            return Err(DigestError::Missing("nonce"));
+        }
+        Ok(c)
+    }
+
+    /// The `Authorization` value answering this challenge for `username` with `password`, for
+    /// `method` on `uri`; `nc` counts the requests made with this nonce (from 1), `cnonce` is
+    /// ours.
+    pub fn authorize(&self, username: &str, password: &str, method: &str, uri: &str, nc: u32, cnonce: &str) -> String {
+        let nc = format!("{nc:08x}");
+        let mut c = Credentials {
+            username: username.to_owned(),
+            realm: self.realm.clone(),
+            nonce: self.nonce.clone(),
+            uri: uri.to_owned(),
+            qop: self.qop_auth.then(|| "auth".to_owned()),
+            nc: self.qop_auth.then(|| nc.clone()),
+            cnonce: self.qop_auth.then(|| cnonce.to_owned()),
+            algorithm: Some("MD5".to_owned()),
+            ..Credentials::default()
+        };
+        c.response = c.expected(method, password);
+        let mut v = format!(
+            "Digest username=\"{username}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{}\", algorithm=MD5",
+            c.realm, c.nonce, c.response
+        );
+        if self.qop_auth {
+            v.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
+        }
+        if let Some(o) = &self.opaque {
+            v.push_str(&format!(", opaque=\"{o}\""));
+        }
+        v
+    }
+}
+
 /// The `WWW-Authenticate` value of a challenge.
 pub fn challenge(realm: &str, nonce: &str, qop: bool) -> String {
     if qop {
@@ -225,6 +307,26 @@ mod tests {
         let parsed = Credentials::parse(&header).unwrap();
         assert!(parsed.verify("REGISTER", "12345678"));
         assert!(!parsed.verify("REGISTER", "1234567"));
+    }
+
+    #[test]
+    fn a_challenge_we_answer_verifies_on_the_other_side() {
+        for qop in [false, true] {
+            let header = challenge("3402000000", "n0nce", qop);
+            let c = Challenge::parse(&header).unwrap();
+            assert_eq!((c.realm.as_str(), c.qop_auth, c.stale), ("3402000000", qop, false));
+            let auth = c.authorize("34020000002000000010", "pw", "REGISTER", "sip:34020000002000000099@3402000000", 2, "c0ffee");
+            let back = Credentials::parse(&auth).unwrap();
+            assert!(back.verify("REGISTER", "pw"), "{auth}");
+            assert!(!back.verify("REGISTER", "wrong"));
+            assert_eq!(back.nc.is_some(), qop);
+        }
+        let c = Challenge::parse("Digest realm=\"r\", nonce=\"n\", opaque=\"o1\", stale=TRUE, qop=\"auth-int,auth\"").unwrap();
+        assert!(c.stale && c.qop_auth);
+        assert!(c.authorize("u", "p", "REGISTER", "sip:x", 1, "c").contains("opaque=\"o1\""));
+        assert!(Challenge::parse("Digest realm=\"r\"").is_err());
+        assert!(Challenge::parse("Basic realm=\"r\"").is_err());
+        assert!(Challenge::parse("Digest nonce=\"n\", algorithm=SHA-256").is_err());
     }
 
     #[test]

@@ -26,6 +26,8 @@ use crate::digest::{self, Credentials};
 use crate::manscdp::{self, CatalogChunk, CatalogItem, Charset, Document, RecordChunk, RecordItem};
 use crate::sdp::{Answer, Offer};
 use crate::sip::{Message, StartLine};
+pub use crate::sipcore::uri_user;
+use crate::sipcore::{RESPONSE_CACHE, T1, T2, branch_of, cseq_of, expires_of, response_to, tag_of, valid_id};
 
 /// The transport a message travelled over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -392,60 +394,13 @@ pub struct Platform {
     out: VecDeque<Output>,
     next_call: CallId,
     next_sn: u64,
-    secret: u64,
+    tokens: crate::sipcore::Tokens,
 }
 
 const NONCE_LIFE: Duration = Duration::from_secs(300);
 const MAX_NONCES: usize = 100_000;
-const RESPONSE_CACHE: Duration = Duration::from_secs(32);
-const T1: Duration = Duration::from_millis(500);
-const T2: Duration = Duration::from_secs(4);
 /// Longest wait after a registration before its catalog is asked for.
 const CATALOG_DELAY: Duration = Duration::from_secs(2);
-/// Longest id accepted from a device (GB ids are 20 digits; some tools use shorter ones).
-const MAX_ID: usize = 32;
-
-/// The user part of a SIP URI inside a header value (`"x" <sip:USER@host>;tag=..`).
-pub fn uri_user(v: &str) -> Option<&str> {
-    let at = v.find("sip:")? + 4;
-    let rest = &v[at..];
-    let end = rest.find(['@', '>', ';', ':'])?;
-    if rest.as_bytes().get(end) != Some(&b'@') {
-        return None;
-    }
-    Some(&rest[..end])
-}
-
-fn tag_of(v: &str) -> Option<&str> {
-    let at = v.find(";tag=")? + 5;
-    let rest = &v[at..];
-    Some(&rest[..rest.find([';', ' ', '>']).unwrap_or(rest.len())])
-}
-
-fn branch_of(via: &str) -> Option<&str> {
-    let at = via.find("branch=")? + 7;
-    let rest = &via[at..];
-    Some(&rest[..rest.find([';', ' ', ',']).unwrap_or(rest.len())])
-}
-
-fn cseq_of(m: &Message) -> Option<(u32, String)> {
-    let v = m.header("CSeq")?;
-    let mut p = v.split_whitespace();
-    Some((p.next()?.parse().ok()?, p.next()?.to_ascii_uppercase()))
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_ID && id.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
-fn expires_of(m: &Message) -> Option<u64> {
-    if let Some(e) = m.header("Expires") {
-        return e.trim().parse().ok();
-    }
-    let c = m.header("Contact")?;
-    let at = c.to_ascii_lowercase().find("expires=")? + 8;
-    c[at..].split(|ch: char| !ch.is_ascii_digit()).next()?.parse().ok()
-}
 
 /// `YYYY-MM-DDTHH:MM:SS.mmm` of a Unix time in milliseconds shifted by `offset` seconds.
 pub fn gb_date(unix_ms: i64, offset: i64) -> String {
@@ -468,7 +423,7 @@ impl Platform {
             out: VecDeque::new(),
             next_call: 1,
             next_sn: 1,
-            secret: rand::random(),
+            tokens: crate::sipcore::Tokens::default(),
         }
     }
 
@@ -527,11 +482,7 @@ impl Platform {
     }
 
     fn token(&mut self) -> String {
-        self.secret = self
-            .secret
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        format!("{:016x}", self.secret ^ rand::random::<u64>())
+        self.tokens.next()
     }
 
     fn emit(&mut self, e: Event) {
@@ -555,45 +506,8 @@ impl Platform {
         extra: Vec<(String, String)>,
         body: Bytes,
     ) {
-        let mut headers: Vec<(String, String)> = req
-            .headers_named("Via")
-            .map(|v| {
-                let mut v = v.to_owned();
-                // rport (RFC 3581): tell the device where its packet came from.
-                if v.contains(";rport") && !v.contains(";rport=") {
-                    v = v.replacen(
-                        ";rport",
-                        &format!(";rport={};received={}", from.addr.port(), from.addr.ip()),
-                        1,
-                    );
-                }
-                ("Via".to_owned(), v)
-            })
-            .collect();
-        for name in ["From", "To", "Call-ID", "CSeq"] {
-            if let Some(v) = req.header(name) {
-                let mut v = v.to_owned();
-                if name == "To" && tag_of(&v).is_none() && code > 100 {
-                    v.push_str(&format!(";tag={}", &self.token()[..10]));
-                }
-                headers.push((name.to_owned(), v));
-            }
-        }
-        headers.push(("User-Agent".into(), "Sharpeye".into()));
-        headers.extend(extra);
-        // The reason may quote what the device sent (a parser's error): never let it break the
-        // status line or add headers (found by fuzzing), and keep it short.
-        let reason: String = reason
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(120)
-            .collect();
-        let m = Message {
-            start: StartLine::Response { code, reason },
-            headers,
-            body,
-        };
-        let data = m.to_bytes();
+        let tag = self.token()[..10].to_owned();
+        let data = response_to(req, from, code, reason, &tag, extra, body).to_bytes();
         if let Some(b) = req.header("Via").and_then(branch_of) {
             let key = format!("{b}/{}", req.method().unwrap_or(""));
             self.responses.insert(key, (data.clone(), now + RESPONSE_CACHE));
@@ -969,12 +883,8 @@ impl Platform {
     }
 
     fn via(&mut self, transport: Transport) -> (String, String) {
-        let branch = format!("z9hG4bK{}", self.token());
-        let t = match transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        };
-        (format!("SIP/2.0/{t} {};rport;branch={branch}", self.cfg.local), branch)
+        let branch = self.tokens.branch();
+        (crate::sipcore::via(self.cfg.local, transport, &branch), branch)
     }
 
     /// Sends a request outside a dialog to `target` (a device or one of its channels) of a

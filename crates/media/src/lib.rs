@@ -21,6 +21,7 @@ mod moov_guard;
 mod params;
 pub mod progressive;
 pub mod ps;
+pub mod ps_mux;
 pub mod rtp;
 
 mod time;

@@ -557,50 +557,7 @@ impl PsDemuxer {
     }
 }
 
-/// Builds a PS pack for one frame, as a GB/T 28181 device does (pack header; system header
-/// and PSM on key frames; the frame in PES packets of at most 65,000 bytes, the first with
-/// the PTS). For tests, the camera simulator and re-muxing.
-pub fn mux_frame(codec: VideoCodec, pts: u64, key: bool, es: &[u8], out: &mut Vec<u8>) {
-    let scr = pts;
-    // Pack header (MPEG-2): '01' SCR[32..30] '1' SCR[29..15] '1' SCR[14..0] '1' ext(9) '1'.
-    out.extend_from_slice(&[0, 0, 1, 0xBA]);
-    out.push(0x44 | (((scr >> 30) as u8 & 0x07) << 3) | ((scr >> 28) as u8 & 0x03));
-    out.push((scr >> 20) as u8);
-    out.push(((scr >> 12) as u8 & 0xF8) | 0x04 | ((scr >> 13) as u8 & 0x03));
-    out.push((scr >> 5) as u8);
-    out.push((((scr & 0x1F) as u8) << 3) | 0x04);
-    out.push(0x01);
-    out.extend_from_slice(&[0x01, 0x89, 0xC3]); // mux rate, markers
-    out.push(0xF8); // no stuffing
-    if key {
-        // System header: one video stream.
-        out.extend_from_slice(&[
-            0, 0, 1, 0xBB, 0, 12, 0x80, 0x01, 0x89, 0x04, 0xE1, 0xFF, 0xE0, 0xE0, 0x80, 0xC0, 0xC0, 0x08,
-        ]);
-        // PSM: video stream E0 of the codec's type; CRC left zero (receivers ignore it).
-        let ty = match codec {
-            VideoCodec::H264 => 0x1B,
-            VideoCodec::H265 => 0x24,
-        };
-        out.extend_from_slice(&[0, 0, 1, 0xBC, 0, 14, 0xE0, 0xFF, 0, 0, 0, 4, ty, 0xE0, 0, 0, 0, 0, 0, 0]);
-    }
-    for (i, chunk) in es.chunks(65_000).enumerate() {
-        let with_pts = i == 0;
-        let hlen = if with_pts { 5 } else { 0 };
-        let len = 3 + hlen + chunk.len();
-        out.extend_from_slice(&[0, 0, 1, 0xE0, (len >> 8) as u8, len as u8, 0x80]);
-        out.push(if with_pts { 0x80 } else { 0 });
-        out.push(hlen as u8);
-        if with_pts {
-            out.push(0x21 | (((pts >> 30) as u8 & 0x07) << 1));
-            out.push((pts >> 22) as u8);
-            out.push(((pts >> 14) as u8 & 0xFE) | 1);
-            out.push((pts >> 7) as u8);
-            out.push((((pts & 0x7F) as u8) << 1) | 1);
-        }
-        out.extend_from_slice(chunk);
-    }
-}
+pub use crate::ps_mux::mux_frame;
 
 #[cfg(test)]
 mod tests {

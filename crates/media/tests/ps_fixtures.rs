@@ -149,3 +149,42 @@ fn gstreamer_mpegpsmux_h264_with_psm() {
     check(&out, &fixture("h264_240p.h264"), VideoCodec::H264, false);
     let _ = std::fs::remove_file(&out);
 }
+
+/// Our own muxer (what an upper platform receives from us), read back by ffmpeg (ffprobe finds
+/// the codec from the PSM and counts every frame; the decoder reports no error) and by our
+/// demuxer (every access unit byte for byte, key frames and PTSs in place).
+#[test]
+fn our_muxer_is_read_by_ffmpeg_and_by_our_demuxer() {
+    let dir = std::env::temp_dir().join(format!("sharpeye-psmux-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, codec, ffname) in [
+        ("h264_240p.h264", VideoCodec::H264, "h264"),
+        ("h265_240p.h265", VideoCodec::H265, "hevc"),
+        ("h264_1080p.h264", VideoCodec::H264, "h264"),
+    ] {
+        let aus = access_units(&std::fs::read(fixture(name)).unwrap(), codec);
+        let mut ps = Vec::new();
+        for (i, au) in aus.iter().enumerate() {
+            media::ps_mux::mux_frame(codec, 3600 * i as u64, i % 25 == 0, au, &mut ps);
+        }
+        let out = dir.join(format!("{name}.mpg"));
+        std::fs::write(&out, &ps).unwrap();
+        check(&out, &fixture(name), codec, true);
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=codec_name,nb_read_frames", "-of", "csv=p=0", "-f", "mpeg"])
+            .arg(&out)
+            .output()
+            .expect("ffprobe (scripts/test.sh installs it)");
+        let text = String::from_utf8_lossy(&probe.stdout).trim().to_owned();
+        assert_eq!(text, format!("{ffname},{}", aus.len()), "{name}: {}", String::from_utf8_lossy(&probe.stderr));
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "mpeg", "-i"])
+            .arg(&out)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(decode.status.success() && decode.stderr.is_empty(), "{name}: {}", String::from_utf8_lossy(&decode.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
