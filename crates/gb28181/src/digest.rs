@@ -315,15 +315,26 @@ mod tests {
             let header = challenge("3402000000", "n0nce", qop);
             let c = Challenge::parse(&header).unwrap();
             assert_eq!((c.realm.as_str(), c.qop_auth, c.stale), ("3402000000", qop, false));
-            let auth = c.authorize("34020000002000000010", "pw", "REGISTER", "sip:34020000002000000099@3402000000", 2, "c0ffee");
+            let auth = c.authorize(
+                "34020000002000000010",
+                "pw",
+                "REGISTER",
+                "sip:34020000002000000099@3402000000",
+                2,
+                "c0ffee",
+            );
             let back = Credentials::parse(&auth).unwrap();
             assert!(back.verify("REGISTER", "pw"), "{auth}");
             assert!(!back.verify("REGISTER", "wrong"));
             assert_eq!(back.nc.is_some(), qop);
         }
-        let c = Challenge::parse("Digest realm=\"r\", nonce=\"n\", opaque=\"o1\", stale=TRUE, qop=\"auth-int,auth\"").unwrap();
+        let c = Challenge::parse("Digest realm=\"r\", nonce=\"n\", opaque=\"o1\", stale=TRUE, qop=\"auth-int,auth\"")
+            .unwrap();
         assert!(c.stale && c.qop_auth);
-        assert!(c.authorize("u", "p", "REGISTER", "sip:x", 1, "c").contains("opaque=\"o1\""));
+        assert!(
+            c.authorize("u", "p", "REGISTER", "sip:x", 1, "c")
+                .contains("opaque=\"o1\"")
+        );
         assert!(Challenge::parse("Digest realm=\"r\"").is_err());
         assert!(Challenge::parse("Basic realm=\"r\"").is_err());
         assert!(Challenge::parse("Digest nonce=\"n\", algorithm=SHA-256").is_err());

@@ -218,7 +218,13 @@ mod tests {
         assert_eq!(i.ssrc.as_deref(), Some("0100000001"));
         assert!(!i.sub);
         assert_eq!(i.origin, "34020000002000000099");
-        let a = answer_sdp("34020000001320000001", "10.0.0.5".parse().unwrap(), 40000, &i, "0100000001");
+        let a = answer_sdp(
+            "34020000001320000001",
+            "10.0.0.5".parse().unwrap(),
+            40000,
+            &i,
+            "0100000001",
+        );
         assert!(a.contains("m=video 40000 RTP/AVP 96\r\n") && a.contains("a=sendonly") && a.contains("y=0100000001"));
         assert!(!a.contains("setup"));
     }
@@ -229,7 +235,10 @@ mod tests {
         let i = Invitation::parse(passive.as_bytes()).unwrap();
         assert_eq!(i.media, UpperMedia::WeConnect("10.1.0.2:30000".parse().unwrap()));
         let a = answer_sdp("c", "10.0.0.5".parse().unwrap(), 0, &i, "1");
-        assert!(a.contains("a=setup:active") && a.contains("m=video 1 TCP/RTP/AVP 96"), "{a}");
+        assert!(
+            a.contains("a=setup:active") && a.contains("m=video 1 TCP/RTP/AVP 96"),
+            "{a}"
+        );
         let active = LIVE.replace("m=video 30000 RTP/AVP 96 98 97", "m=video 0 TCP/RTP/AVP 96") + "a=setup:active\r\n";
         let i = Invitation::parse(active.as_bytes()).unwrap();
         assert_eq!(i.media, UpperMedia::TheyConnect);
@@ -238,7 +247,12 @@ mod tests {
 
     #[test]
     fn sub_stream_in_every_dialect() {
-        for attr in ["a=streamnumber:1", "a=stream:1", "a=streamprofile:1", "a=streamMode:SUB"] {
+        for attr in [
+            "a=streamnumber:1",
+            "a=stream:1",
+            "a=streamprofile:1",
+            "a=streamMode:SUB",
+        ] {
             let i = Invitation::parse(format!("{LIVE}{attr}\r\n").as_bytes()).unwrap();
             assert!(i.sub, "{attr}");
         }
@@ -255,28 +269,52 @@ mod tests {
             .replace("t=0 0", "t=1700000000 1700000060")
             .replace("y=0100000001", "y=1100000001");
         let i = Invitation::parse(pb.as_bytes()).unwrap();
-        assert_eq!(i.kind, SessionKind::Playback { start: 1_700_000_000, end: 1_700_000_060 });
+        assert_eq!(
+            i.kind,
+            SessionKind::Playback {
+                start: 1_700_000_000,
+                end: 1_700_000_060
+            }
+        );
         assert_eq!(i.channel.as_deref(), Some("34020000001320000001"));
         let dl = pb.replace("s=Playback", "s=Download") + "a=downloadspeed:4\r\n";
         let i = Invitation::parse(dl.as_bytes()).unwrap();
-        assert_eq!(i.kind, SessionKind::Download { start: 1_700_000_000, end: 1_700_000_060, speed: 4 });
+        assert_eq!(
+            i.kind,
+            SessionKind::Download {
+                start: 1_700_000_000,
+                end: 1_700_000_060,
+                speed: 4
+            }
+        );
         assert!(answer_sdp("c", "10.0.0.5".parse().unwrap(), 5, &i, "1100000001").contains("a=downloadspeed:4"));
         let huge = dl.replace("downloadspeed:4", "downloadspeed:4096");
-        assert!(matches!(Invitation::parse(huge.as_bytes()).unwrap().kind, SessionKind::Download { speed: 16, .. }));
+        assert!(matches!(
+            Invitation::parse(huge.as_bytes()).unwrap().kind,
+            SessionKind::Download { speed: 16, .. }
+        ));
     }
 
     #[test]
     fn hostile_offers_are_errors() {
         let no_m = LIVE.replace("m=video 30000 RTP/AVP 96 98 97\r\n", "");
         assert_eq!(Invitation::parse(no_m.as_bytes()), Err(SdpError::Missing("m=video")));
-        for bad in ["m=video 99999 RTP/AVP 96", "m=video -1 RTP/AVP 96", "m=video x RTP/AVP 96", "m=video 0 RTP/AVP 96"] {
+        for bad in [
+            "m=video 99999 RTP/AVP 96",
+            "m=video -1 RTP/AVP 96",
+            "m=video x RTP/AVP 96",
+            "m=video 0 RTP/AVP 96",
+        ] {
             let s = LIVE.replace("m=video 30000 RTP/AVP 96 98 97", bad);
             assert!(Invitation::parse(s.as_bytes()).is_err(), "{bad}");
         }
         let zero_ip = LIVE.replace("c=IN IP4 10.1.0.2", "c=IN IP4 0.0.0.0");
         assert!(Invitation::parse(zero_ip.as_bytes()).is_err());
         let backwards = LIVE.replace("s=Play", "s=Playback").replace("t=0 0", "t=20 10");
-        assert_eq!(Invitation::parse(backwards.as_bytes()), Err(SdpError::Missing("t= range")));
+        assert_eq!(
+            Invitation::parse(backwards.as_bytes()),
+            Err(SdpError::Missing("t= range"))
+        );
         let null = LIVE.replace("y=0100000001", "y=null");
         assert_eq!(Invitation::parse(null.as_bytes()).unwrap().ssrc, None);
         assert!(Invitation::parse(&[b'a'; 9000]).is_err());

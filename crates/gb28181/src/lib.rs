@@ -12,7 +12,9 @@
 //! * [`invitation`]: an upper platform's INVITE offer and our answer;
 //! * [`platform`]: the registrar, keepalive, requests and INVITE dialogs as one state machine;
 //! * [`sipcore`]: header fields, responses, branches and timers both roles share;
-//! * [`server`]: sockets around [`platform::Platform`].
+//! * [`upper`]: the link toward an upper platform (cascade): registration, keepalive,
+//!   answering its queries and INVITEs;
+//! * [`server`]: sockets around [`platform::Platform`] and the upper links.
 
 pub mod digest;
 pub mod gbtime;
@@ -25,3 +27,4 @@ pub mod sdp;
 pub mod server;
 pub mod sip;
 pub mod sipcore;
+pub mod upper;

@@ -102,7 +102,9 @@ impl CatalogEntry {
                     if *online { "ON" } else { "OFF" }
                 ));
                 if let Some((lat, lon)) = location {
-                    s.push_str(&format!("<Longitude>{lon:.6}</Longitude>\r\n<Latitude>{lat:.6}</Latitude>\r\n"));
+                    s.push_str(&format!(
+                        "<Longitude>{lon:.6}</Longitude>\r\n<Latitude>{lat:.6}</Latitude>\r\n"
+                    ));
                 }
                 if let Some(p) = ptz_type {
                     s.push_str(&format!("<Info>\r\n<PTZType>{p}</PTZType>\r\n</Info>\r\n"));
@@ -268,7 +270,14 @@ pub fn device_info(sn: u64, target: &str, name: &str, channels: usize, charset: 
 }
 
 /// A DeviceStatus answer about `target`; `device_time` is device-local.
-pub fn device_status(sn: u64, target: &str, online: bool, recording: bool, device_time: &str, charset: Charset) -> String {
+pub fn device_status(
+    sn: u64,
+    target: &str,
+    online: bool,
+    recording: bool,
+    device_time: &str,
+    charset: Charset,
+) -> String {
     format!(
         "{}<Response>\r\n<CmdType>DeviceStatus</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<Result>OK</Result>\r\n<Online>{}</Online>\r\n<Status>OK</Status>\r\n<Encode>ON</Encode>\r\n<Record>{}</Record>\r\n<DeviceTime>{}</DeviceTime>\r\n<Alarmstatus Num=\"0\">\r\n</Alarmstatus>\r\n</Response>\r\n",
         declaration(charset),
@@ -331,7 +340,14 @@ mod tests {
             .item_xml(None),
         ];
         for i in 0..30 {
-            items.push(channel(&format!("340200000013200000{i:02}"), &format!("门口 {i} & co"), "34020000002160000001").item_xml(None));
+            items.push(
+                channel(
+                    &format!("340200000013200000{i:02}"),
+                    &format!("门口 {i} & co"),
+                    "34020000002160000001",
+                )
+                .item_xml(None),
+            );
         }
         let a = ListAnswer {
             cmd: "Catalog",
@@ -348,7 +364,11 @@ mod tests {
             let mut seen = Vec::new();
             for b in &bodies {
                 let items_in = b.windows(6).filter(|w| w == b"<Item>").count();
-                assert!(b.len() <= 900 || items_in == 1, "{} bytes with {items_in} items", b.len());
+                assert!(
+                    b.len() <= 900 || items_in == 1,
+                    "{} bytes with {items_in} items",
+                    b.len()
+                );
                 let doc = Document::decode(b, charset).unwrap();
                 assert!(doc.is("Response", "Catalog") && doc.sn == 77);
                 let chunk = CatalogChunk::from_document(&doc);
@@ -391,6 +411,9 @@ mod tests {
         let b = ListAnswer { items: &items, ..a }.bodies(Charset::Utf8, 1000);
         let doc = Document::decode(&b[0], Charset::Utf8).unwrap();
         let chunk = RecordChunk::from_document(&doc);
-        assert_eq!((chunk.sum_num, chunk.items[0].start.as_str()), (1, "2026-12-04T10:00:00"));
+        assert_eq!(
+            (chunk.sum_num, chunk.items[0].start.as_str()),
+            (1, "2026-12-04T10:00:00")
+        );
     }
 }

@@ -242,6 +242,13 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Something happened on the link toward an upper platform.
+    Upper {
+        /// The upper's id.
+        upper: String,
+        /// What.
+        event: crate::upper::UpperEvent,
+    },
 }
 
 /// What the platform wants done.
@@ -482,7 +489,7 @@ impl Platform {
     }
 
     fn token(&mut self) -> String {
-        self.tokens.next()
+        self.tokens.fresh()
     }
 
     fn emit(&mut self, e: Event) {

@@ -150,7 +150,7 @@ impl Default for Tokens {
 
 impl Tokens {
     /// 16 hex digits, never the same twice in a row.
-    pub fn next(&mut self) -> String {
+    pub fn fresh(&mut self) -> String {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -160,12 +160,12 @@ impl Tokens {
 
     /// A new branch (with the RFC 3261 magic cookie).
     pub fn branch(&mut self) -> String {
-        format!("z9hG4bK{}", self.next())
+        format!("z9hG4bK{}", self.fresh())
     }
 
     /// A new tag.
     pub fn tag(&mut self) -> String {
-        self.next()[..10].to_owned()
+        self.fresh()[..10].to_owned()
     }
 }
 
@@ -194,7 +194,7 @@ mod tests {
         assert!(text.contains("To: <sip:9@3402000000>;tag=t9\r\n"));
         assert!(!valid_id("../x") && valid_id("34020000001320000001"));
         let mut t = Tokens::default();
-        assert_ne!(t.next(), t.next());
+        assert_ne!(t.fresh(), t.fresh());
         assert!(t.branch().starts_with("z9hG4bK"));
     }
 }

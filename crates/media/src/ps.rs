@@ -458,7 +458,13 @@ impl PsDemuxer {
     fn split(&mut self) {
         let Some(codec) = self.codec() else { return };
         let mut i = self.scan;
-        while i + 6 <= self.es.len() {
+        // The NAL header bytes a start is classified by: two for H.264, three for H.265 (the
+        // slice's first flag follows its two-byte header).
+        let need = match codec {
+            VideoCodec::H264 => 5,
+            VideoCodec::H265 => 6,
+        };
+        while i + need <= self.es.len() {
             // Skip three bytes at a time while the third cannot end a `00 00 01`.
             match self.es[i + 2] {
                 1 if self.es[i] == 0 && self.es[i + 1] == 0 => {}
@@ -471,7 +477,8 @@ impl PsDemuxer {
                     continue;
                 }
             }
-            let (h0, h1, h2) = (self.es[i + 3], self.es[i + 4], self.es[i + 5]);
+            let (h0, h1) = (self.es[i + 3], self.es[i + 4]);
+            let h2 = self.es.get(i + 5).copied().unwrap_or(0);
             let (slice, starts_au, key) = match codec {
                 VideoCodec::H264 => {
                     let t = h0 & 0x1F;
@@ -846,5 +853,21 @@ mod tests {
             d.finish();
             while d.poll().is_some() {}
         }
+    }
+
+    #[test]
+    fn tiny_last_frames_are_still_cut_apart_at_the_end() {
+        // Found by the ps_mux_roundtrip fuzz target: a last frame whose slice is two bytes
+        // long was glued to the one before it when the stream ended.
+        let mut ps = Vec::new();
+        mux_frame(VideoCodec::H264, 0, true, &[0, 0, 0, 1, 0x65, 0x80], &mut ps);
+        mux_frame(VideoCodec::H264, 3600, false, &[0, 0, 0, 1, 0x41, 0x80], &mut ps);
+        let mut d = PsDemuxer::new();
+        d.push(&ps);
+        d.finish();
+        let got: Vec<PsFrame> = std::iter::from_fn(|| d.poll()).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].pts, got[1].pts), (Some(0), Some(3600)));
+        assert_eq!(&got[1].data[..], &[0, 0, 0, 1, 0x41, 0x80]);
     }
 }

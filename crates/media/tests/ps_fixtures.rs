@@ -172,19 +172,35 @@ fn our_muxer_is_read_by_ffmpeg_and_by_our_demuxer() {
         check(&out, &fixture(name), codec, true);
         let probe = Command::new("ffprobe")
             .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-            .args(["-show_entries", "stream=codec_name,nb_read_frames", "-of", "csv=p=0", "-f", "mpeg"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,nb_read_frames",
+                "-of",
+                "csv=p=0",
+                "-f",
+                "mpeg",
+            ])
             .arg(&out)
             .output()
             .expect("ffprobe (scripts/test.sh installs it)");
         let text = String::from_utf8_lossy(&probe.stdout).trim().to_owned();
-        assert_eq!(text, format!("{ffname},{}", aus.len()), "{name}: {}", String::from_utf8_lossy(&probe.stderr));
+        assert_eq!(
+            text,
+            format!("{ffname},{}", aus.len()),
+            "{name}: {}",
+            String::from_utf8_lossy(&probe.stderr)
+        );
         let decode = Command::new("ffmpeg")
             .args(["-v", "error", "-f", "mpeg", "-i"])
             .arg(&out)
             .args(["-f", "null", "-"])
             .output()
             .unwrap();
-        assert!(decode.status.success() && decode.stderr.is_empty(), "{name}: {}", String::from_utf8_lossy(&decode.stderr));
+        assert!(
+            decode.status.success() && decode.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
