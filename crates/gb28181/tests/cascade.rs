@@ -88,13 +88,20 @@ async fn cascade(transport: Transport) {
     // The upper asks for the catalog by itself; the lower answers with its org node and three
     // channels, which arrive whole.
     let sn = upper_event(&mut low_events, |e| match e {
-        UpperEvent::Query { sn, query: Query::Catalog } => Some(sn),
+        UpperEvent::Query {
+            sn,
+            query: Query::Catalog,
+        } => Some(sn),
         _ => None,
     })
     .await;
     lower.upper_catalog(UPPER, sn, entries()).await;
     let items = platform_event(&mut up_events, |e| match e {
-        Event::Catalog { device, items, complete } if device == LOWER => {
+        Event::Catalog {
+            device,
+            items,
+            complete,
+        } if device == LOWER => {
             assert!(complete);
             Some(items)
         }
@@ -104,7 +111,10 @@ async fn cascade(transport: Transport) {
     let mut ids: Vec<&str> = items.iter().map(|i| i.device_id.as_str()).collect();
     ids.sort();
     assert_eq!(ids.len(), 4);
-    let gate = items.iter().find(|i| i.device_id.ends_with("0001") && i.name == "Gate 1").unwrap();
+    let gate = items
+        .iter()
+        .find(|i| i.device_id.ends_with("0001") && i.name == "Gate 1")
+        .unwrap();
     assert_eq!(gate.parent_id, "34020000002150000001");
 
     // A live INVITE from the upper, answered by the lower, then hung up.
@@ -119,7 +129,12 @@ async fn cascade(transport: Transport) {
     };
     let call = upper.invite(LOWER, offer).await.unwrap();
     let (dialog, channel, ssrc) = upper_event(&mut low_events, |e| match e {
-        UpperEvent::Invite { dialog, channel, invitation, .. } => Some((dialog, channel, invitation.ssrc)),
+        UpperEvent::Invite {
+            dialog,
+            channel,
+            invitation,
+            ..
+        } => Some((dialog, channel, invitation.ssrc)),
         _ => None,
     })
     .await;
@@ -145,7 +160,10 @@ async fn cascade(transport: Transport) {
     // Keepalives are answered, so the registration holds; stopping unregisters.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let v = &lower.uppers().await[0];
-    assert!(v.registered && v.last_keepalive_ago.is_some_and(|a| a < Duration::from_secs(2)), "{v:?}");
+    assert!(
+        v.registered && v.last_keepalive_ago.is_some_and(|a| a < Duration::from_secs(2)),
+        "{v:?}"
+    );
     lower.stop_uppers().await;
     platform_event(&mut up_events, |e| match e {
         Event::Offline { device, .. } if device == LOWER => Some(()),
@@ -177,7 +195,14 @@ async fn a_wrong_password_fails_with_the_reason_and_a_silent_upper_is_reported()
     .unwrap();
     let mut low_events = lower.subscribe();
     lower
-        .add_upper(UpperConfig::new(UPPER, "3402000000", upper.local_addr(), LOWER, lower.local_addr(), "wrong"))
+        .add_upper(UpperConfig::new(
+            UPPER,
+            "3402000000",
+            upper.local_addr(),
+            LOWER,
+            lower.local_addr(),
+            "wrong",
+        ))
         .await
         .unwrap();
     let (status, reason) = upper_event(&mut low_events, |e| match e {
@@ -191,7 +216,14 @@ async fn a_wrong_password_fails_with_the_reason_and_a_silent_upper_is_reported()
     assert_eq!(v.state, "failed");
     // An address nobody answers on.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut cfg = UpperConfig::new("34020000002000000098", "3402000000", silent.local_addr().unwrap(), LOWER, lower.local_addr(), "pw");
+    let mut cfg = UpperConfig::new(
+        "34020000002000000098",
+        "3402000000",
+        silent.local_addr().unwrap(),
+        LOWER,
+        lower.local_addr(),
+        "pw",
+    );
     cfg.request_timeout = Duration::from_millis(800);
     lower.add_upper(cfg).await.unwrap();
     let (status, reason) = upper_event(&mut low_events, |e| match e {

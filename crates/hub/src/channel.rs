@@ -19,13 +19,21 @@ pub enum Output {
     Rtsp,
     /// WebRTC (WHEP).
     Webrtc,
+    /// PS over RTP toward a GB/T 28181 upper platform.
+    Gb28181,
     /// In-process consumers (tests, relays).
     Other,
 }
 
 impl Output {
     /// Every output, in metric order.
-    pub const ALL: [Output; 4] = [Output::Mp4, Output::Rtsp, Output::Webrtc, Output::Other];
+    pub const ALL: [Output; 5] = [
+        Output::Mp4,
+        Output::Rtsp,
+        Output::Webrtc,
+        Output::Gb28181,
+        Output::Other,
+    ];
 
     /// The metric label.
     pub fn label(self) -> &'static str {
@@ -33,6 +41,7 @@ impl Output {
             Output::Mp4 => "mp4",
             Output::Rtsp => "rtsp",
             Output::Webrtc => "webrtc",
+            Output::Gb28181 => "gb28181",
             Output::Other => "other",
         }
     }
