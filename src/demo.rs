@@ -88,6 +88,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         adopt: true,
         record_discovered: true,
         org: "demo/gb28181".into(),
+        uppers: Vec::new(),
     });
     // An administrator, and a viewer of one department who sees half the cameras: the
     // permission model in miniature.

@@ -41,6 +41,7 @@ impl Checker {
                 "adopt",
                 "record_discovered",
                 "org",
+                "upper",
             ],
         );
         let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
@@ -167,6 +168,7 @@ impl Checker {
             }
             None => "gb28181".into(),
         };
+        let uppers = self.gb_uppers(t, id.as_deref());
         Some(Gb28181Config {
             id: id?,
             domain: domain?,
@@ -182,6 +184,7 @@ impl Checker {
             adopt,
             record_discovered,
             org,
+            uppers,
         })
     }
 }

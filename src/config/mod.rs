@@ -10,6 +10,7 @@ mod access;
 mod cameras;
 mod check;
 mod gb28181;
+mod gb28181_upper;
 mod hierarchy;
 mod ingest;
 mod server;

@@ -432,3 +432,41 @@ url = "sharpeye://renmin-community/cam1"
     );
     assert!(p.iter().any(|x| x.starts_with("node: missing")), "{p:#?}");
 }
+
+#[test]
+fn gb28181_uppers_parse_and_every_mistake_is_named() {
+    let base = "[server]\ndata_dirs = [\"/d\"]\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\npassword = \"12345678\"\nlisten = \"127.0.0.1:5060\"\n";
+    let good = format!(
+        "{base}[[gb28181.upper]]\nid = \"34020000002000000099\"\ndomain = \"3402000000\"\naddress = \"10.1.0.2:5060\"\ntransport = \"tcp\"\npassword = \"pw\"\nshare = [\"org:dalian/xigang\", \"camera:c1\"]\nptz = [\"camera:c1\"]\nkeepalive = \"30s\"\nlink_mbps = 10\n\n[[gb28181.upper]]\nid = \"34020000002000000098\"\ndomain = \"3402000000\"\naddress = \"10.1.0.3:5060\"\npassword = \"pw\"\n"
+    );
+    let c = parse(&good).unwrap();
+    let u = &c.gb28181.as_ref().unwrap().uppers;
+    assert_eq!(u.len(), 2);
+    assert_eq!(u[0].transport, ::gb28181::platform::Transport::Tcp);
+    assert_eq!(u[0].share, vec![auth::Resource::Org("dalian/xigang".into()), auth::Resource::Camera("c1".into())]);
+    assert_eq!((u[0].keepalive, u[0].link_kbps), (Duration::from_secs(30), 10_000));
+    assert_eq!(u[1].transport, ::gb28181::platform::Transport::Udp);
+    assert!(c.warnings().iter().any(|w| w.contains("34020000002000000098 has no `share`")));
+    let bad = format!(
+        "{base}[[gb28181.upper]]\nid = \"34020000002000000001\"\ndomain = \"34\"\naddress = \"0.0.0.0:5060\"\ntransport = \"sctp\"\nshare = [\"everything\", 3]\nkeepalive = \"0s\"\nlink_mbps = -1\ncolour = \"red\"\n\n[[gb28181.upper]]\ndomain = \"3402000000\"\npassword = \"pw\"\n"
+    );
+    let p = problems(&bad);
+    for want in [
+        "gb28181.upper[0].id: is this platform's own id",
+        "gb28181.upper[0].domain: \"34\" is not a 10-digit domain",
+        "gb28181.upper[0].address: 0.0.0.0:5060 is not an address one can send to",
+        "gb28181.upper[0].transport: \"sctp\"",
+        "gb28181.upper[0].password: missing",
+        "gb28181.upper[0].share[0]: \"everything\" is not a resource",
+        "gb28181.upper[0].share[1]: expected a string",
+        "gb28181.upper[0].keepalive",
+        "gb28181.upper[0].link_mbps",
+        "gb28181.upper[0].colour: unknown key",
+        "gb28181.upper[1].id: missing",
+        "gb28181.upper[1].address: missing",
+    ] {
+        assert!(p.iter().any(|x| x.starts_with(want)), "missing {want:?} in:\n{}", p.join("\n"));
+    }
+    // The password is never echoed.
+    assert!(!problems(&good.replace("share", "shar")).iter().any(|x| x.contains("\"pw\"")));
+}

@@ -251,6 +251,22 @@ impl Policy {
         }
     }
 
+    /// The ids of the cameras any of `resources` covers (a node's `share` list toward an
+    /// upper platform, written like grants), in catalog order.
+    pub fn cameras_covered(&self, resources: &[Resource]) -> Vec<String> {
+        (0..self.cam_ids.len() as u32)
+            .filter(|&c| resources.iter().any(|r| self.resource_covers(r, c)))
+            .map(|c| self.cam_ids[c as usize].clone())
+            .collect()
+    }
+
+    /// True if any of `resources` covers camera `id`.
+    pub fn covered(&self, resources: &[Resource], id: &str) -> bool {
+        self.cams
+            .get(id)
+            .is_some_and(|&c| resources.iter().any(|r| self.resource_covers(r, c)))
+    }
+
     fn grants_of<'a>(&'a self, p: &'a Principal) -> impl Iterator<Item = &'a CompiledGrant> + 'a {
         let user = self.by_user.get(&p.user).into_iter().flatten();
         let role = self.by_role[p.role as usize].iter();
@@ -427,6 +443,18 @@ mod tests {
             department: dept.map(Into::into),
             via: Via::Session,
         }
+    }
+
+    #[test]
+    fn share_lists_cover_cameras_like_grants_do() {
+        let p = Policy::build(&dir(), &cams());
+        let r = |v: &[&str]| v.iter().map(|s| Resource::parse(s).unwrap()).collect::<Vec<_>>();
+        assert_eq!(p.cameras_covered(&r(&["org:dalian/xigang"])), ["c1", "c2"]);
+        assert_eq!(p.cameras_covered(&r(&["group:gate", "camera:c4"])), ["c3", "c4"]);
+        assert_eq!(p.cameras_covered(&r(&["*"])).len(), 4);
+        assert!(p.cameras_covered(&[]).is_empty());
+        assert!(p.covered(&r(&["org:dalian"]), "c4") && !p.covered(&r(&["org:dalian/xigang"]), "c4"));
+        assert!(!p.covered(&r(&["*"]), "nope"));
     }
 
     #[test]

@@ -155,6 +155,8 @@ pub struct Gb28181Config {
     pub record_discovered: bool,
     /// Org path prefix of adopted channels: `<org>/<device id>`.
     pub org: String,
+    /// Upper platforms we register to (cascade), `[[gb28181.upper]]`.
+    pub uppers: Vec<GbUpperConfig>,
 }
 
 impl Gb28181Config {
@@ -182,6 +184,37 @@ pub struct GbDeviceConfig {
     pub call_id: gb28181::platform::CallIdPolicy,
     /// Ask it DeviceInfo and DeviceStatus after it registers.
     pub device_info: bool,
+}
+
+/// One `[[gb28181.upper]]` entry: an upper platform we register to as its lower platform.
+#[derive(Clone, Debug)]
+pub struct GbUpperConfig {
+    /// The upper's platform id.
+    pub id: String,
+    /// Its SIP domain.
+    pub domain: String,
+    /// Its SIP address.
+    pub address: SocketAddr,
+    /// Signalling transport toward it.
+    pub transport: gb28181::platform::Transport,
+    /// Our id toward it (`[gb28181] id` unless set).
+    pub own_id: Option<String>,
+    /// Digest username (our id unless set).
+    pub username: Option<String>,
+    /// Digest password.
+    pub password: String,
+    /// What it may see and pull: grant resources (`org:PATH`, `group:ID`, `camera:ID`, `*`).
+    pub share: Vec<auth::Resource>,
+    /// Which shared cameras it may steer (PTZ).
+    pub ptz: Vec<auth::Resource>,
+    /// Keepalive interval.
+    pub keepalive: Duration,
+    /// Registration lifetime asked for.
+    pub expires: Duration,
+    /// Charset of our bodies toward it.
+    pub charset: gb28181::manscdp::Charset,
+    /// Budget of the link toward it, kbit/s: every session it pulls counts.
+    pub link_kbps: u64,
 }
 
 /// `[node]`: this node's place in the hierarchy.
@@ -418,6 +451,12 @@ impl Config {
         if let Some(g) = &self.gb28181 {
             if g.media_ip.is_unspecified() {
                 w.push("gb28181.media_ip is a wildcard address: devices are offered 127.0.0.1 and can reach it only on this machine; set it to this node's address on the video network".into());
+            }
+            for u in g.uppers.iter().filter(|u| u.share.is_empty()) {
+                w.push(format!(
+                    "gb28181.upper {} has no `share`: it sees no camera; add share = [\"org:...\"] (grant resources)",
+                    u.id
+                ));
             }
             let gb_cameras = self.cameras.iter().filter(|c| c.url.scheme() == "gb28181").count();
             if gb_cameras == 0 {

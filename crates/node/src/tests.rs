@@ -141,6 +141,7 @@ fn catalog_channels_become_cameras_under_the_device() {
         adopt: true,
         record_discovered: false,
         org: "city/gb".into(),
+        uppers: Vec::new(),
     };
     let item = gb28181::manscdp::CatalogItem {
         device_id: "34020000001310000007".into(),
