@@ -23,7 +23,10 @@ impl Checker {
                         None
                     }
                     None => {
-                        self.problem(format!("{path}.{key}[{i}]"), format!("expected a string, got {}", type_name(v)));
+                        self.problem(
+                            format!("{path}.{key}[{i}]"),
+                            format!("expected a string, got {}", type_name(v)),
+                        );
                         None
                     }
                 })
@@ -31,7 +34,10 @@ impl Checker {
             Some(v) => {
                 self.problem(
                     join(path, key),
-                    format!("expected a list like [\"org:dalian/xigang\", \"camera:ID\"], got {}", type_name(v)),
+                    format!(
+                        "expected a list like [\"org:dalian/xigang\", \"camera:ID\"], got {}",
+                        type_name(v)
+                    ),
                 );
                 Vec::new()
             }
@@ -85,7 +91,10 @@ impl Checker {
                 } else if !ids.insert(id.clone()) {
                     self.problem(join(&path, "id"), format!("upper {id} is listed twice"));
                 } else if Some(id.as_str()) == own_id {
-                    self.problem(join(&path, "id"), "is this platform's own id (gb28181.id); a platform cannot be its own upper");
+                    self.problem(
+                        join(&path, "id"),
+                        "is this platform's own id (gb28181.id); a platform cannot be its own upper",
+                    );
                 }
             }
             let domain = self.required_string(&path, u, "domain", "the upper's 10-digit SIP domain");
@@ -97,7 +106,10 @@ impl Checker {
             let address = if u.contains_key("address") {
                 self.addr(&path, u, "address")
             } else {
-                self.problem(join(&path, "address"), "missing; expected the upper's SIP address, like \"10.1.0.2:5060\"");
+                self.problem(
+                    join(&path, "address"),
+                    "missing; expected the upper's SIP address, like \"10.1.0.2:5060\"",
+                );
                 None
             };
             if let Some(a) = address
@@ -109,7 +121,10 @@ impl Checker {
                 None | Some("udp") => gb28181::platform::Transport::Udp,
                 Some("tcp") => gb28181::platform::Transport::Tcp,
                 Some(other) => {
-                    self.problem(join(&path, "transport"), format!("{other:?}: expected \"udp\" or \"tcp\""));
+                    self.problem(
+                        join(&path, "transport"),
+                        format!("{other:?}: expected \"udp\" or \"tcp\""),
+                    );
                     gb28181::platform::Transport::Udp
                 }
             };
@@ -132,7 +147,10 @@ impl Checker {
                 Some(Value::Integer(n)) if (1..=100_000).contains(n) => *n as u64 * 1000,
                 Some(Value::Float(f)) if (0.1..=100_000.0).contains(f) => (f * 1000.0) as u64,
                 Some(v) => {
-                    self.problem(join(&path, "link_mbps"), format!("expected a number of Mbit/s from 0.1 to 100000, got {v}"));
+                    self.problem(
+                        join(&path, "link_mbps"),
+                        format!("expected a number of Mbit/s from 0.1 to 100000, got {v}"),
+                    );
                     100_000
                 }
             };

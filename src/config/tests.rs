@@ -443,10 +443,20 @@ fn gb28181_uppers_parse_and_every_mistake_is_named() {
     let u = &c.gb28181.as_ref().unwrap().uppers;
     assert_eq!(u.len(), 2);
     assert_eq!(u[0].transport, ::gb28181::platform::Transport::Tcp);
-    assert_eq!(u[0].share, vec![auth::Resource::Org("dalian/xigang".into()), auth::Resource::Camera("c1".into())]);
+    assert_eq!(
+        u[0].share,
+        vec![
+            auth::Resource::Org("dalian/xigang".into()),
+            auth::Resource::Camera("c1".into())
+        ]
+    );
     assert_eq!((u[0].keepalive, u[0].link_kbps), (Duration::from_secs(30), 10_000));
     assert_eq!(u[1].transport, ::gb28181::platform::Transport::Udp);
-    assert!(c.warnings().iter().any(|w| w.contains("34020000002000000098 has no `share`")));
+    assert!(
+        c.warnings()
+            .iter()
+            .any(|w| w.contains("34020000002000000098 has no `share`"))
+    );
     let bad = format!(
         "{base}[[gb28181.upper]]\nid = \"34020000002000000001\"\ndomain = \"34\"\naddress = \"0.0.0.0:5060\"\ntransport = \"sctp\"\nshare = [\"everything\", 3]\nkeepalive = \"0s\"\nlink_mbps = -1\ncolour = \"red\"\n\n[[gb28181.upper]]\ndomain = \"3402000000\"\npassword = \"pw\"\n"
     );
@@ -465,8 +475,16 @@ fn gb28181_uppers_parse_and_every_mistake_is_named() {
         "gb28181.upper[1].id: missing",
         "gb28181.upper[1].address: missing",
     ] {
-        assert!(p.iter().any(|x| x.starts_with(want)), "missing {want:?} in:\n{}", p.join("\n"));
+        assert!(
+            p.iter().any(|x| x.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            p.join("\n")
+        );
     }
     // The password is never echoed.
-    assert!(!problems(&good.replace("share", "shar")).iter().any(|x| x.contains("\"pw\"")));
+    assert!(
+        !problems(&good.replace("share", "shar"))
+            .iter()
+            .any(|x| x.contains("\"pw\""))
+    );
 }

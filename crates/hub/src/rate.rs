@@ -68,7 +68,13 @@ mod tests {
         let t0 = Instant::now();
         // 25 frames a second, a 150 kB key frame every 25 and 10 kB frames between:
         // 150 + 24 × 10 = 390 kB a second, 3120 kbit/s, whichever frame the pull starts on.
-        let frame = |i: u64| if i.is_multiple_of(25) { (150_000, true) } else { (10_000, false) };
+        let frame = |i: u64| {
+            if i.is_multiple_of(25) {
+                (150_000, true)
+            } else {
+                (10_000, false)
+            }
+        };
         for first in [0, 7, 24] {
             let mut r = Rate::default();
             for i in first..first + 40 {
