@@ -122,3 +122,10 @@ pub trait DeviceAccess: Send + Sync {
     /// The registered devices, as JSON objects.
     fn devices(&self) -> BoxFuture<'static, Vec<Value>>;
 }
+
+/// What the node says of its links toward GB/T 28181 upper platforms (cascade).
+pub trait UpperAccess: Send + Sync {
+    /// Each upper: `id, address, transport, registered, state, reason, last_keepalive,
+    /// sessions, shared`.
+    fn uppers(&self) -> BoxFuture<'static, Vec<Value>>;
+}

@@ -177,3 +177,13 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Result<
     };
     Ok(Json(json!({ "devices": devices })))
 }
+
+/// `GET /api/v1/gb28181/uppers`: the upper platforms this node registers to (administrators).
+pub async fn uppers(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&state, auth::Action::Admin, None)?;
+    let uppers = match state.uppers.get() {
+        Some(u) => u.uppers().await,
+        None => Vec::new(),
+    };
+    Ok(Json(json!({ "uppers": uppers })))
+}

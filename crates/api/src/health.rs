@@ -81,6 +81,10 @@ pub async fn health(State(state): AppStateArc, _caller: Caller) -> Result<Json<V
         .as_ref()
         .is_some_and(|r| r.write_errors.load(Ordering::Relaxed) + r.sync_errors.load(Ordering::Relaxed) > 0)
         || reports.iter().any(|d| d.blocked);
+    let uppers = match state.uppers.get() {
+        Some(u) => u.uppers().await,
+        None => Vec::new(),
+    };
     Ok(Json(json!({
         "status": if degraded { "degraded" } else { "ok" },
         "version": env!("CARGO_PKG_VERSION"),
@@ -100,5 +104,6 @@ pub async fn health(State(state): AppStateArc, _caller: Caller) -> Result<Json<V
         "node": { "id": state.node.id, "name": state.node.name, "level": state.node.level },
         "links": state.remote.as_ref().map(|r| r.links()).unwrap_or_default(),
         "cache": state.remote.as_ref().map(|r| r.cache()),
+        "gb28181_uppers": uppers,
     })))
 }

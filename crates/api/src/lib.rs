@@ -146,6 +146,7 @@ endpoints! {
     get "/api/v1/cameras/{id}/device-recordings" => devices::recordings, Camera(Playback), 200, ["start", "end"], "Recordings the camera's GB/T 28181 device holds (RecordInfo); 409 for cameras that are not device channels.";
     post "/api/v1/cameras/{id}/ptz" => devices::ptz, Camera(Ptz), 200, [], "Moves a GB/T 28181 channel {pan, tilt, zoom: -1|0|1, speed: 0-255}; all 0 stops. Audited.";
     get "/api/v1/gb28181/devices" => devices::list, Node(Admin), 200, [], "Registered GB/T 28181 devices: online state, address, catalog size.";
+    get "/api/v1/gb28181/uppers" => devices::uppers, Node(Admin), 200, [], "Upper platforms this node registers to (GB/T 28181 cascade): registered, last keepalive, sessions, how many cameras are shared.";
     post "/api/v1/cameras/{id}/media-token" => playback::media_token, Camera(Playback), 200, [], "A signed, short-lived URL token for one camera and action ({action, ttl_s}); needs that action.";
     post "/api/v1/exports" => exports::create, Camera(Export), 202, [], "Starts an evidence export {camera, start, end, reason}.";
     get "/api/v1/exports" => exports::list, Authenticated, 200, [], "Exports of cameras the caller may export.";

@@ -297,6 +297,9 @@ pub struct AppState {
     pub whep: Option<Arc<whep::Whep>>,
     /// Device-side functions of GB/T 28181 channels, when GB/T 28181 is configured.
     pub devices: Option<Arc<dyn crate::device_access::DeviceAccess>>,
+    /// The links toward GB/T 28181 upper platforms, when the node cascades upward. Set once,
+    /// after the state is built (the cascade answers from the state).
+    pub uppers: std::sync::OnceLock<Arc<dyn crate::device_access::UpperAccess>>,
     /// Signed audit heads.
     pub heads: HeadFiles,
     /// Cameras of lower nodes, when this node has links.

@@ -17,6 +17,7 @@
 
 pub mod adoption;
 pub mod cameras;
+pub mod cascade;
 pub mod config;
 mod dial_up;
 mod error;
@@ -172,6 +173,7 @@ fn build_state(
             .remote
             .clone()
             .map(|r| r as Arc<dyn api::remote_access::RemoteAccess>),
+        uppers: std::sync::OnceLock::new(),
     }))
 }
 
@@ -225,6 +227,18 @@ async fn start_serving(
             ));
         }
         tasks.push(gb::events::spawn_event_bridge(sip, state.clone()));
+        if !g.uppers.is_empty() {
+            let c = cascade::Cascade::new(
+                sip.clone(),
+                state.clone(),
+                sources.devices.clone(),
+                g,
+                &config.node.name,
+                GB_UTC_OFFSET_S,
+            );
+            let _ = state.uppers.set(c.clone());
+            tasks.push(c.spawn());
+        }
     }
     if let Some(r) = &sources.remote {
         tasks.extend(r.start(registry.clone()));
@@ -252,6 +266,10 @@ async fn shutdown(
     if let Some(r) = serving.rtsp {
         info!("stopping: closing RTSP viewers");
         r.stop().await;
+    }
+    if let Some(sip) = &sources.sip {
+        // Unregister from upper platforms and end their sessions while the socket still works.
+        sip.stop_uppers().await;
     }
     for task in serving.tasks {
         task.abort();

@@ -96,6 +96,21 @@ impl GbDevices {
             .insert(camera.to_owned(), (device.to_owned(), channel.to_owned()));
     }
 
+    /// Sends a PTZ command as an upper platform wrote it (16 hex digits) to `camera`'s device.
+    pub async fn ptz_raw(&self, camera: &str, cmd: &str) -> Result<(), DeviceError> {
+        if cmd.len() != 16 || !cmd.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(DeviceError::Refused {
+                camera: camera.to_owned(),
+                detail: "a PTZ command is 16 hex digits".into(),
+            });
+        }
+        let (device, channel) = self.channel(camera)?;
+        self.sip
+            .ptz(&device, &channel, &cmd.to_ascii_uppercase())
+            .await
+            .map_err(|e| offline(camera, e))
+    }
+
     fn channel(&self, camera: &str) -> Result<(String, String), DeviceError> {
         self.channels
             .read()
