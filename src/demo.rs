@@ -145,6 +145,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
                     )
                 })
                 .collect(),
+            groups: Vec::new(),
+            parents: Default::default(),
+            catalog_page: 0,
             keepalive: Duration::from_secs(10),
             fixture: camsim::BuiltinFixture::H264_240p.load(),
             recordings: Vec::new(),

@@ -26,8 +26,12 @@ use gb28181::platform::{
     CallId, CallIdPolicy, DeviceSettings, Event, Output, Peer, Platform, PlatformConfig, Transport,
 };
 use gb28181::sdp::{MediaTransport, Offer, SessionKind};
-use gb28181::sip::{self, Framing, Message, StartLine};
+use gb28181::sip::{self, Framing};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "sip_script.rs"]
+mod sip_script;
+use sip_script::Seen;
 
 const DEV: &str = "34020000001320000001";
 const PLATFORM: &str = "34020000002000000001";
@@ -35,25 +39,16 @@ const DOMAIN: &str = "3402000000";
 const PASSWORD: &str = "12345678";
 const STEPS: [u64; 8] = [0, 10, 500, 1_000, 4_000, 10_000, 60_000, 3_600_000];
 
+/// What the fuzzer's datagrams can echo, and the calls the platform holds.
 #[derive(Default)]
-struct Seen {
-    branch: String,
-    call_id: String,
-    from_tag: String,
-    cseq: String,
-    nonce: String,
+struct State {
+    seen: Seen,
     calls: Vec<CallId>,
-}
-
-fn param<'a>(v: &'a str, key: &str) -> Option<&'a str> {
-    let at = v.find(key)? + key.len();
-    let rest = &v[at..];
-    Some(&rest[..rest.find([';', ' ', ',', '>', '"']).unwrap_or(rest.len())])
 }
 
 /// Takes everything out of the platform: what it sends must parse; requests and challenges
 /// are remembered for the placeholders.
-fn drain(p: &mut Platform, seen: &mut Seen) {
+fn drain(p: &mut Platform, st: &mut State) {
     while let Some(o) = p.poll_output() {
         match o {
             Output::Send { data, .. } => {
@@ -65,34 +60,12 @@ fn drain(p: &mut Platform, seen: &mut Seen) {
                     ),
                 };
                 assert_eq!(used, data.len(), "the platform sent trailing bytes");
-                remember(&m, seen);
+                st.seen.remember(&m);
             }
             Output::Event(Event::CallFailed { call, .. } | Event::CallEnded { call, .. }) => {
-                seen.calls.retain(|c| *c != call);
+                st.calls.retain(|c| *c != call);
             }
             Output::Event(_) => {}
-        }
-    }
-}
-
-fn remember(m: &Message, seen: &mut Seen) {
-    match &m.start {
-        StartLine::Request { .. } => {
-            if let Some(b) = m.header("Via").and_then(|v| param(v, "branch=")) {
-                seen.branch = b.to_owned();
-            }
-            seen.call_id = m.header("Call-ID").unwrap_or("").to_owned();
-            if let Some(t) = m.header("From").and_then(|v| param(v, ";tag=")) {
-                seen.from_tag = t.to_owned();
-            }
-            if let Some(n) = m.header("CSeq").and_then(|c| c.split_whitespace().next()) {
-                seen.cseq = n.to_owned();
-            }
-        }
-        StartLine::Response { .. } => {
-            if let Some(n) = m.header("WWW-Authenticate").and_then(|v| param(v, "nonce=\"")) {
-                seen.nonce = n.to_owned();
-            }
         }
     }
 }
@@ -120,36 +93,6 @@ fn authorization(seen: &Seen, qop: bool) -> String {
         "Digest username=\"{DEV}\", realm=\"{DOMAIN}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm=MD5{q}",
         c.nonce, c.uri, c.response
     )
-}
-
-fn substitute(datagram: &[u8], seen: &Seen, qop: bool) -> Vec<u8> {
-    if !datagram.contains(&b'$') {
-        return datagram.to_vec();
-    }
-    let mut out = Vec::with_capacity(datagram.len() + 64);
-    let mut i = 0;
-    while i < datagram.len() {
-        let value = match (datagram[i], datagram.get(i + 1)) {
-            (b'$', Some(b'B')) => Some(seen.branch.clone()),
-            (b'$', Some(b'C')) => Some(seen.call_id.clone()),
-            (b'$', Some(b'T')) => Some(seen.from_tag.clone()),
-            (b'$', Some(b'S')) => Some(seen.cseq.clone()),
-            (b'$', Some(b'N')) => Some(seen.nonce.clone()),
-            (b'$', Some(b'A')) => Some(authorization(seen, qop)),
-            _ => None,
-        };
-        match value {
-            Some(v) => {
-                out.extend_from_slice(v.as_bytes());
-                i += 2;
-            }
-            None => {
-                out.push(datagram[i]);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 fn register(seen: &Seen, qop: bool, auth: bool) -> Vec<u8> {
@@ -208,13 +151,13 @@ fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
     let mut now = t0;
     let unix = |now: Instant| 1_700_000_000_000 + now.duration_since(t0).as_millis() as i64;
-    let mut seen = Seen::default();
+    let mut st = State::default();
 
     if flags & 8 != 0 {
         for auth in [false, true] {
-            let (m, _) = sip::parse(&register(&seen, qop, auth), Framing::Datagram).expect("our REGISTER parses");
+            let (m, _) = sip::parse(&register(&st.seen, qop, auth), Framing::Datagram).expect("our REGISTER parses");
             p.handle_message(now, unix(now), peers[0], m);
-            drain(&mut p, &mut seen);
+            drain(&mut p, &mut st);
         }
         assert_eq!(p.devices().len(), 1, "the scripted registration succeeds");
     }
@@ -255,11 +198,11 @@ fuzz_target!(|data: &[u8]| {
                     ssrc: "0200000001".into(),
                 };
                 if let Ok(call) = p.invite(now, DEV, &offer) {
-                    seen.calls.push(call);
+                    st.calls.push(call);
                 }
             }
             5 => {
-                if let Some(call) = seen.calls.pop() {
+                if let Some(call) = st.calls.pop() {
                     let _ = p.hangup(now, call);
                 }
             }
@@ -271,13 +214,13 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {}
         }
-        drain(&mut p, &mut seen);
+        drain(&mut p, &mut st);
         if !datagram.is_empty() {
-            let bytes = substitute(datagram, &seen, qop);
+            let bytes = st.seen.substitute(datagram, &|c| (c == b'A').then(|| authorization(&st.seen, qop)));
             if let Ok((m, _)) = sip::parse(&bytes, Framing::Datagram) {
                 p.handle_message(now, unix(now), peer, m);
             }
-            drain(&mut p, &mut seen);
+            drain(&mut p, &mut st);
         }
         if control & 0x80 != 0 {
             if let Some(t) = p.poll_timeout() {
@@ -285,11 +228,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         p.handle_timeout(now);
-        drain(&mut p, &mut seen);
+        drain(&mut p, &mut st);
         let _ = p.devices();
     }
     // Everything pending runs out.
     now += Duration::from_secs(7 * 86_400 + 1);
     p.handle_timeout(now);
-    drain(&mut p, &mut seen);
+    drain(&mut p, &mut st);
 });

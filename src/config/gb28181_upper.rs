@@ -82,6 +82,8 @@ impl Checker {
                     "expires",
                     "charset",
                     "link_mbps",
+                    "call_id",
+                    "ack_timeout",
                 ],
             );
             let id = self.required_string(&path, u, "id", "the upper platform's 20-digit id");
@@ -141,6 +143,7 @@ impl Checker {
             let s = Duration::from_secs;
             let keepalive = self.duration(&path, u, "keepalive", s(60), s(1), s(3600));
             let expires = self.duration(&path, u, "expires", s(3600), s(60), s(7 * 86_400));
+            let ack_timeout = self.duration(&path, u, "ack_timeout", s(60), s(1), s(300));
             let charset = self.charset(&path, u).unwrap_or(gb28181::manscdp::Charset::Gb18030);
             let link_kbps = match u.get("link_mbps") {
                 None => 100_000,
@@ -152,6 +155,17 @@ impl Checker {
                         format!("expected a number of Mbit/s from 0.1 to 100000, got {v}"),
                     );
                     100_000
+                }
+            };
+            let reuse_call_id = match self.string(&path, u, "call_id").as_deref() {
+                None | Some("fresh") => false,
+                Some("registration") => true,
+                Some(other) => {
+                    self.problem(
+                        join(&path, "call_id"),
+                        format!("{other:?}: expected \"fresh\" or \"registration\""),
+                    );
+                    false
                 }
             };
             if let (Some(id), Some(domain), Some(address), Some(password)) = (id, domain, address, password) {
@@ -169,6 +183,8 @@ impl Checker {
                     expires,
                     charset,
                     link_kbps,
+                    reuse_call_id,
+                    ack_timeout,
                 });
             }
         }

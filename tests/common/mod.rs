@@ -98,7 +98,11 @@ impl Node {
         let child = cmd
             .args(["run", "--config"])
             .arg(&cfg)
-            .env("RUST_LOG", "info")
+            // SHARPEYE_TEST_LOG=debug (or a filter) when a test needs more of the node's log.
+            .env(
+                "RUST_LOG",
+                std::env::var("SHARPEYE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())

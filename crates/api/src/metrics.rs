@@ -148,6 +148,12 @@ pub async fn metrics(
     if let Some(r) = &state.remote {
         link_metrics(&mut o, &r.links(), &r.cache());
     }
+    o.header(
+        "sharpeye_permission_rebuilds_total",
+        "counter",
+        "Times the permission catalog was rebuilt for cameras added or removed at run time.",
+    );
+    o.value("sharpeye_permission_rebuilds_total", &[], state.auth.camera_rebuilds());
     o.header("sharpeye_uptime_seconds", "gauge", "Seconds since the process started.");
     o.value("sharpeye_uptime_seconds", &[], state.started.elapsed().as_secs());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o.0))

@@ -118,6 +118,8 @@ pub struct Auth {
     ttl: Duration,
     media: MediaSigner,
     dummy_hash: String,
+    /// Times the camera catalog was replaced (each rebuilds the policy).
+    camera_rebuilds: std::sync::atomic::AtomicU64,
 }
 
 impl Auth {
@@ -151,6 +153,7 @@ impl Auth {
             ttl,
             media,
             dummy_hash: hash_password("sharpeye-timing-equaliser"),
+            camera_rebuilds: Default::default(),
         })
     }
 
@@ -208,6 +211,13 @@ impl Auth {
         *self.cameras.write().unwrap_or_else(|e| e.into_inner()) = cams.clone();
         let s = self.snapshot();
         self.install(Self::snapshot_of(s.directory.clone(), &cams, s.stamp));
+        self.camera_rebuilds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times the camera catalog was replaced since start: a batch of cameras added
+    /// at run time (a lower platform's thousands of channels) is one.
+    pub fn camera_rebuilds(&self) -> u64 {
+        self.camera_rebuilds.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Applies an administrative change: to the file when there is one (under its lock, so

@@ -37,6 +37,14 @@ pub struct GbDeviceSpec {
     pub domain: String,
     /// Channels: (id, name). Empty: the device is its own only channel.
     pub channels: Vec<(String, String)>,
+    /// Organisation nodes it lists before its channels, as a lower platform does:
+    /// (id, name, parent id); a business group (type 215) or virtual organisation (216).
+    pub groups: Vec<(String, String, String)>,
+    /// A channel's `ParentID` when not the device itself: channel id → parent id.
+    pub parents: std::collections::HashMap<String, String>,
+    /// Catalog items per answer message (0: all in one); a platform with thousands of
+    /// channels answers in many messages with one `SumNum`.
+    pub catalog_page: usize,
     /// Keepalive interval.
     pub keepalive: Duration,
     /// Video it sends.
@@ -64,6 +72,8 @@ pub struct GbDeviceStats {
     pub finished: AtomicU64,
     /// MANSRTSP speed changes received.
     pub scale_changes: AtomicU64,
+    /// SUBSCRIBEs received (a platform subscribing to the catalog of a lower platform).
+    pub subscriptions: AtomicU64,
 }
 
 /// A running simulated device.
@@ -248,6 +258,50 @@ fn manscdp() -> [(&'static str, String); 1] {
     [("Content-Type", "Application/MANSCDP+xml".to_owned())]
 }
 
+/// The catalog answer to query `sn`: groups, then channels, `catalog_page` items per message.
+fn catalog_pages(spec: &GbDeviceSpec, channels: &[(String, String)], sn: u64) -> Vec<String> {
+    let mut items: Vec<String> = spec
+        .groups
+        .iter()
+        .map(|(id, name, parent)| {
+            let bg = if id.get(10..13) == Some("216") {
+                // A virtual organisation names its business group: the first 215 above it.
+                spec.groups
+                    .iter()
+                    .find(|(g, _, _)| g.get(10..13) == Some("215"))
+                    .map(|(g, _, _)| format!("<BusinessGroupID>{g}</BusinessGroupID>\r\n"))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            format!("<Item>\r\n<DeviceID>{id}</DeviceID>\r\n<Name>{name}</Name>\r\n<ParentID>{parent}</ParentID>\r\n{bg}</Item>\r\n")
+        })
+        .collect();
+    items.extend(channels.iter().map(|(id, name)| {
+        let parent = spec.parents.get(id).unwrap_or(&spec.id);
+        format!(
+            "<Item>\r\n<DeviceID>{id}</DeviceID>\r\n<Name>{name}</Name>\r\n<Manufacturer>camsim</Manufacturer>\r\n<Model>gb</Model>\r\n<Owner>0</Owner>\r\n<CivilCode>340200</CivilCode>\r\n<Address>sim</Address>\r\n<Parental>0</Parental>\r\n<ParentID>{parent}</ParentID>\r\n<RegisterWay>1</RegisterWay>\r\n<Secrecy>0</Secrecy>\r\n<Status>ON</Status>\r\n</Item>\r\n"
+        )
+    }));
+    let total = items.len();
+    let page = if spec.catalog_page == 0 {
+        total.max(1)
+    } else {
+        spec.catalog_page
+    };
+    items
+        .chunks(page)
+        .map(|chunk| {
+            format!(
+                "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<SumNum>{total}</SumNum>\r\n<DeviceList Num=\"{}\">\r\n{}</DeviceList>\r\n</Response>\r\n",
+                spec.id,
+                chunk.len(),
+                chunk.concat()
+            )
+        })
+        .collect()
+}
+
 fn sn_of(body: &str) -> u64 {
     body.split("<SN>")
         .nth(1)
@@ -397,9 +451,17 @@ async fn run(
                                 let body = String::from_utf8_lossy(&m.body).into_owned();
                                 let sn = sn_of(&body);
                                 let answer = if body.contains("<CmdType>Catalog</CmdType>") {
-                                    let items: String = channels.iter().map(|(id, name)| format!(
-                                        "<Item>\r\n<DeviceID>{id}</DeviceID>\r\n<Name>{name}</Name>\r\n<Manufacturer>camsim</Manufacturer>\r\n<Model>gb</Model>\r\n<Owner>0</Owner>\r\n<CivilCode>340200</CivilCode>\r\n<Address>sim</Address>\r\n<Parental>0</Parental>\r\n<ParentID>{}</ParentID>\r\n<RegisterWay>1</RegisterWay>\r\n<Secrecy>0</Secrecy>\r\n<Status>ON</Status>\r\n</Item>\r\n", spec.id)).collect();
-                                    Some(format!("<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<SumNum>{}</SumNum>\r\n<DeviceList Num=\"{}\">\r\n{items}</DeviceList>\r\n</Response>\r\n", spec.id, channels.len(), channels.len()))
+                                    let mut pages = catalog_pages(&spec, &channels, sn);
+                                    let last = pages.pop();
+                                    for page in pages {
+                                        let call = format!("ans-{}-{}", spec.id, req.next());
+                                        let m = req.request("MESSAGE", &call, "ans", &manscdp(), page.as_bytes());
+                                        let _ = sock.send_to(&m, from).await;
+                                        // Paced, as platforms do: a burst of hundreds of
+                                        // datagrams overflows the receiver's socket buffer.
+                                        tokio::time::sleep(Duration::from_millis(1)).await;
+                                    }
+                                    last
                                 } else if body.contains("<CmdType>DeviceInfo</CmdType>") {
                                     Some(format!("<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>DeviceInfo</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<Result>OK</Result>\r\n<Manufacturer>camsim</Manufacturer>\r\n<Channel>{}</Channel>\r\n</Response>\r\n", spec.id, channels.len()))
                                 } else if body.contains("<CmdType>RecordInfo</CmdType>") {
@@ -479,6 +541,9 @@ async fn run(
                             }
                             "ACK" => {}
                             _ => {
+                                if method == "SUBSCRIBE" {
+                                    stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+                                }
                                 let _ = sock.send_to(&response(&m, 200, "OK", &tag, &[], b""), from).await;
                             }
                         }

@@ -362,6 +362,9 @@ pub struct CatalogItem {
     pub location: Option<(f64, f64)>,
     /// `Info/PTZType` when given.
     pub ptz_type: Option<u8>,
+    /// `Event` of a catalog change notification (`ADD`, `DEL`, `ON`, `OFF`, `UPDATE`, ...),
+    /// upper-cased; `None` in a plain catalog answer.
+    pub event: Option<String>,
 }
 
 impl CatalogItem {
@@ -432,6 +435,10 @@ impl CatalogChunk {
                                 _ => None,
                             },
                             ptz_type: i.child("Info").and_then(|info| info.number_of("PTZType")),
+                            event: i
+                                .text_of("Event")
+                                .map(|e| e.trim().chars().take(16).collect::<String>().to_ascii_uppercase())
+                                .filter(|e| !e.is_empty()),
                         })
                     })
                     .collect()

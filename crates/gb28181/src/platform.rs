@@ -192,6 +192,14 @@ pub enum Event {
         /// All announced items arrived.
         complete: bool,
     },
+    /// Changes a lower platform notified in its catalog subscription (or a device in a Catalog
+    /// `Notify`): each item carries its `event` (`ADD`, `DEL`, `ON`, `OFF`, `UPDATE`, ...).
+    CatalogChange {
+        /// Device id.
+        device: String,
+        /// The changed items.
+        items: Vec<CatalogItem>,
+    },
     /// A RecordInfo answer.
     Records {
         /// Device id.
@@ -305,6 +313,8 @@ struct Device {
     /// time, whichever comes first (devices are busy right after REGISTER: gb28181-rs drops
     /// requests then, and a scripted sipp device expects its keepalive answered first).
     catalog_due: Option<Instant>,
+    /// When the catalog subscription to this device (a lower platform) is renewed.
+    subscribe_due: Option<Instant>,
 }
 
 /// A request of ours awaiting its final answer.
@@ -406,6 +416,9 @@ pub struct Platform {
 
 const NONCE_LIFE: Duration = Duration::from_secs(300);
 const MAX_NONCES: usize = 100_000;
+/// How long a catalog subscription to a lower platform is asked to last (renewed at 90 %).
+const CATALOG_SUBSCRIPTION: Duration = Duration::from_secs(3600);
+
 /// Longest wait after a registration before its catalog is asked for.
 const CATALOG_DELAY: Duration = Duration::from_secs(2);
 
@@ -552,6 +565,10 @@ impl Platform {
                     "REGISTER" => self.handle_register(now, unix_ms, from, &m),
                     "MESSAGE" => self.handle_manscdp(now, from, &m),
                     "BYE" => self.handle_bye(now, from, &m),
+                    // A lower platform's catalog change, in the subscription we opened.
+                    "NOTIFY" if m.body.windows(7).any(|w| w.eq_ignore_ascii_case(b"Catalog")) => {
+                        self.handle_manscdp(now, from, &m)
+                    }
                     "INFO" | "NOTIFY" => {
                         self.simple(now, from, &m, 200, "OK");
                         self.handle_in_dialog_notice(now, &m);
@@ -725,6 +742,7 @@ impl Platform {
                 settings,
                 cseq,
                 catalog_due: (fresh && self.cfg.auto_catalog).then(|| now + CATALOG_DELAY),
+                subscribe_due: None,
             },
         );
         self.emit(Event::Registered {
@@ -778,6 +796,13 @@ impl Platform {
         }
         if doc.cmd.eq_ignore_ascii_case("Catalog") && !doc.root.eq_ignore_ascii_case("Query") {
             let chunk = CatalogChunk::from_document(&doc);
+            if doc.root.eq_ignore_ascii_case("Notify") && chunk.items.iter().any(|i| i.event.is_some()) {
+                self.emit(Event::CatalogChange {
+                    device,
+                    items: chunk.items,
+                });
+                return;
+            }
             let items = chunk.items.into_iter().map(|i| (i.device_id.clone(), i)).collect();
             self.gather(now, &device, doc.sn, chunk.sum_num, Gathered::Catalog(items));
             return;
@@ -905,6 +930,20 @@ impl Platform {
         body: Option<(&str, String)>,
         what: &str,
     ) -> Result<String, PlatformError> {
+        self.request_with(now, device, method, target, body, what, Vec::new())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request_with(
+        &mut self,
+        now: Instant,
+        device: &str,
+        method: &str,
+        target: &str,
+        body: Option<(&str, String)>,
+        what: &str,
+        extra: Vec<(String, String)>,
+    ) -> Result<String, PlatformError> {
         let dev = self
             .devices
             .get(device)
@@ -930,6 +969,7 @@ impl Platform {
             ("Max-Forwards".to_owned(), "70".to_owned()),
             ("User-Agent".to_owned(), "Sharpeye".to_owned()),
         ];
+        headers.extend(extra);
         let body = match body {
             Some((ct, text)) => {
                 headers.push(("Content-Type".into(), ct.to_owned()));
@@ -1028,9 +1068,38 @@ impl Platform {
     /// What a newly registered device is asked: its catalog, DeviceInfo and DeviceStatus.
     fn learn(&mut self, now: Instant, device: &str) {
         let _ = self.query(now, device, "Catalog");
+        // A lower platform's catalog changes as its devices come and go: subscribe to them.
+        if manscdp::type_code(device) == Some(200) {
+            self.subscribe_catalog(now, device);
+        }
         if self.devices.get(device).is_some_and(|d| d.settings.ask_info) {
             let _ = self.query(now, device, "DeviceInfo");
             let _ = self.query(now, device, "DeviceStatus");
+        }
+    }
+
+    /// Opens (or renews) a catalog subscription to `device`: its changes come as
+    /// [`Event::CatalogChange`]; renewed before it expires.
+    fn subscribe_catalog(&mut self, now: Instant, device: &str) {
+        let sn = self.next_sn();
+        let contact = format!("<sip:{}@{}>", self.cfg.id, self.cfg.local);
+        let extra = vec![
+            ("Event".to_owned(), format!("Catalog;id={sn}")),
+            ("Expires".to_owned(), CATALOG_SUBSCRIPTION.as_secs().to_string()),
+            ("Contact".to_owned(), contact),
+        ];
+        let body = manscdp::query("Catalog", sn, device);
+        let sent = self.request_with(
+            now,
+            device,
+            "SUBSCRIBE",
+            device,
+            Some(("Application/MANSCDP+xml", body)),
+            "Catalog subscription",
+            extra,
+        );
+        if let (Ok(_), Some(d)) = (sent, self.devices.get_mut(device)) {
+            d.subscribe_due = Some(now + CATALOG_SUBSCRIPTION.mul_f32(0.9));
         }
     }
 
@@ -1468,6 +1537,15 @@ impl Platform {
             .collect();
         for id in due {
             self.learn(now, &id);
+        }
+        let renew: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.online && d.subscribe_due.is_some_and(|t| now >= t))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in renew {
+            self.subscribe_catalog(now, &id);
         }
         let offline_after = self.offline_after();
         let mut lost = Vec::new();

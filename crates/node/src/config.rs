@@ -215,6 +215,11 @@ pub struct GbUpperConfig {
     pub charset: gb28181::manscdp::Charset,
     /// Budget of the link toward it, kbit/s: every session it pulls counts.
     pub link_kbps: u64,
+    /// Our MESSAGEs reuse the registration's Call-ID (`call_id = "registration"`).
+    pub reuse_call_id: bool,
+    /// How long the upper may take to ACK our answer to its INVITE before the session is
+    /// dropped (with a BYE).
+    pub ack_timeout: Duration,
 }
 
 /// `[node]`: this node's place in the hierarchy.

@@ -149,7 +149,15 @@ fn catalog_channels_become_cameras_under_the_device() {
         location: Some((121.6, 38.9)),
         ..Default::default()
     };
-    let cam = adoption::adopted("34020000001180000001", &item, &g, &config::PullSettings::default(), "n").unwrap();
+    let cam = adoption::adopted(
+        "34020000001180000001",
+        &item,
+        &[],
+        &g,
+        &config::PullSettings::default(),
+        "n",
+    )
+    .unwrap();
     assert_eq!(cam.info.org, "city/gb/34020000001180000001");
     assert_eq!(cam.info.location, Some((38.9, 121.6)));
     assert_eq!(cam.info.name.chars().count(), 128);
@@ -162,12 +170,12 @@ fn catalog_channels_become_cameras_under_the_device() {
         device_id: "../../etc".into(),
         ..Default::default()
     };
-    assert!(adoption::adopted("d", &hostile, &g, &config::PullSettings::default(), "n").is_none());
+    assert!(adoption::adopted("d", &hostile, &[], &g, &config::PullSettings::default(), "n").is_none());
     let unnamed = gb28181::manscdp::CatalogItem {
         device_id: "34020000001310000008".into(),
         name: "   ".into(),
         ..Default::default()
     };
-    let cam = adoption::adopted("d", &unnamed, &g, &config::PullSettings::default(), "n").unwrap();
+    let cam = adoption::adopted("d", &unnamed, &[], &g, &config::PullSettings::default(), "n").unwrap();
     assert_eq!(cam.info.name, "34020000001310000008");
 }

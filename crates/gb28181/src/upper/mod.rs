@@ -63,6 +63,9 @@ pub struct UpperConfig {
     pub max_message: usize,
     /// Offset of device-local time from UTC, seconds (China: 8 h).
     pub utc_offset_secs: i64,
+    /// Our MESSAGEs (keepalives, answers) reuse the registration's Call-ID, for uppers and
+    /// tools that route every request by it (sipp); else each has its own.
+    pub reuse_call_id: bool,
 }
 
 impl UpperConfig {
@@ -93,6 +96,7 @@ impl UpperConfig {
             retry: Duration::from_secs(60),
             max_message: 1300,
             utc_offset_secs: 8 * 3600,
+            reuse_call_id: false,
         }
     }
 

@@ -286,14 +286,18 @@ impl UpperLink {
 
     fn message_headers(&mut self) -> Vec<(String, String)> {
         let tag = self.tokens.tag();
+        let (call_id, cseq) = if self.cfg.reuse_call_id {
+            // In the registration's Call-ID the CSeq goes on rising with the REGISTERs'.
+            self.reg.cseq = self.reg.cseq.wrapping_add(1).max(1);
+            (self.reg.call_id.clone(), self.reg.cseq)
+        } else {
+            (format!("{}@{}", self.tokens.fresh(), self.cfg.local.ip()), 1)
+        };
         vec![
             ("From".to_owned(), format!("{};tag={tag}", self.own_uri())),
             ("To".to_owned(), format!("<sip:{}@{}>", self.cfg.id, self.cfg.domain)),
-            (
-                "Call-ID".to_owned(),
-                format!("{}@{}", self.tokens.fresh(), self.cfg.local.ip()),
-            ),
-            ("CSeq".to_owned(), "1 MESSAGE".to_owned()),
+            ("Call-ID".to_owned(), call_id),
+            ("CSeq".to_owned(), format!("{cseq} MESSAGE")),
         ]
     }
 

@@ -193,11 +193,18 @@ impl UpperLink {
     fn handle_invite(&mut self, now: Instant, from: Peer, m: Message) {
         if let Some(dialog) = self.dialog_of(&m) {
             // A re-INVITE (session refresh): the same answer again.
-            if let Some(DialogPhase::Answered { response, .. }) = self.dialogs.get(&dialog).map(|d| &d.phase) {
-                let data = response.clone();
-                self.out.push_back(Output::Send { to: from, data });
-            } else {
-                self.simple(now, from, &m, 491, "Request Pending");
+            let retransmitted = self
+                .dialogs
+                .get(&dialog)
+                .is_some_and(|d| Some(d.invite_branch.as_str()) == m.header("Via").and_then(branch_of));
+            match self.dialogs.get(&dialog).map(|d| &d.phase) {
+                Some(DialogPhase::Answered { response, .. }) => {
+                    let data = response.clone();
+                    self.out.push_back(Output::Send { to: from, data });
+                }
+                // The same INVITE again while we prepare the answer: still trying.
+                Some(DialogPhase::Offered) if retransmitted => self.simple(now, from, &m, 100, "Trying"),
+                _ => self.simple(now, from, &m, 491, "Request Pending"),
             }
             return;
         }

@@ -439,3 +439,38 @@ fn a_catalog_subscription_gets_notifies_in_its_dialog() {
         expires: Duration::ZERO
     }));
 }
+
+/// An upper that routes everything by our registration's Call-ID (sipp): its INVITE and ACK
+/// come in that Call-ID, and the dialog still works.
+#[test]
+fn an_invite_in_the_registrations_call_id_is_answered_and_acked() {
+    let (mut l, now) = registered();
+    let (sent, _) = drain(&mut l);
+    let _ = sent;
+    l.handle_timeout(now + Duration::from_secs(1));
+    let (sent, _) = drain(&mut l);
+    let reg_call = sent
+        .iter()
+        .find_map(|m| m.header("Call-ID").map(str::to_owned))
+        .unwrap_or_default();
+    let inv = invite(&reg_call, "34020000001320000001", SDP);
+    l.handle_message(now, 0, upper_peer(), inv);
+    let (_, events) = drain(&mut l);
+    let UpperEvent::Invite { dialog, .. } = &events[0] else {
+        panic!("{events:?}")
+    };
+    let dialog = *dialog;
+    l.accept(now, dialog, "v=0\r\ny=0100000001\r\n".into());
+    let (sent, _) = drain(&mut l);
+    let to = sent[0].header("To").unwrap().to_owned();
+    let mut ack = from_upper("ACK", "34020000001320000001", &reg_call, &[], "");
+    ack.headers.retain(|(k, _)| k != "To" && k != "Via");
+    ack.headers.push(("To".into(), to));
+    ack.headers.push((
+        "Via".into(),
+        "SIP/2.0/UDP 10.1.0.2:5060;rport;branch=z9hG4bK-1-17".into(),
+    ));
+    assert!(l.accepts(&ack));
+    l.handle_message(now, 0, upper_peer(), ack);
+    assert_eq!(drain(&mut l).1, vec![UpperEvent::Acked { dialog }]);
+}

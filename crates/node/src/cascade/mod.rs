@@ -118,6 +118,8 @@ impl Cascade {
                 cfg.expires = c.expires;
                 cfg.charset = c.charset;
                 cfg.utc_offset_secs = me.utc_offset;
+                cfg.reuse_call_id = c.reuse_call_id;
+                cfg.ack_timeout = c.ack_timeout;
                 // Over TCP a message can be as large as it needs.
                 if c.transport == gb28181::platform::Transport::Tcp {
                     cfg.max_message = 60_000;

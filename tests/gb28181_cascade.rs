@@ -1,0 +1,653 @@
+//! GB/T 28181 cascade between two real Sharpeye nodes: node A (a street, the lower platform)
+//! registers to node B (the district, the upper platform) over SIP and shares three of its five
+//! cameras; B adopts them under A's org nodes, watches them live as PS over RTP (one session at
+//! A whatever the number of viewers at B), lists and plays back A's recordings, is refused what
+//! A does not share, and follows A through a restart.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const A_ID: &str = "21020000002000000010";
+const B_ID: &str = "21020000002000000001";
+const CASCADE_PW: &str = "cascade-pw-1";
+/// Shared with B (org `dalian/xigang/...`).
+const SHARED: [&str; 3] = ["21020000001320000001", "21020000001320000002", "21020000001320000003"];
+/// Not shared (org `dalian/shahekou`).
+const PRIVATE: [&str; 2] = ["21020000001320000004", "21020000001320000005"];
+
+fn sim() -> Sim {
+    Sim::start(
+        SHARED
+            .iter()
+            .chain(PRIVATE.iter())
+            .map(|c| camsim::CameraSpec::new(*c, camsim::BuiltinFixture::H264_240p.load()))
+            .collect(),
+    )
+}
+
+/// A: five recorded cameras, an upper link to B sharing `org:dalian/xigang`.
+fn lower_config(addr: SocketAddr, data: &Path, sip: SocketAddr, upper_sip: SocketAddr, sim: &Sim) -> String {
+    let orgs = [
+        "dalian/xigang/renmin",
+        "dalian/xigang/renmin",
+        "dalian/xigang/bayi",
+        "dalian/shahekou",
+        "dalian/shahekou",
+    ];
+    let cams: String = SHARED
+        .iter()
+        .chain(PRIVATE.iter())
+        .zip(orgs)
+        .map(|(id, org)| {
+            format!(
+                "[[cameras]]\nid = \"{id}\"\nname = \"cam {id}\"\nurl = \"{}\"\ntier = \"standard\"\norg = \"{org}\"\n\n",
+                sim.url(id)
+            )
+        })
+        .collect();
+    let base = config_toml(addr, data, "segment = \"2s\"", &cams);
+    format!(
+        "[node]\nid = \"street-a\"\nname = \"Xigang street\"\nlevel = \"street\"\n\n{base}\n[gb28181]\nid = \"{A_ID}\"\ndomain = \"2102000000\"\nlisten = \"{sip}\"\npassword = \"device-pw\"\n\n[[gb28181.upper]]\nid = \"{B_ID}\"\ndomain = \"2102000000\"\naddress = \"{upper_sip}\"\ntransport = \"udp\"\npassword = \"{CASCADE_PW}\"\nkeepalive = \"1s\"\nshare = [\"org:dalian/xigang\"]\n"
+    )
+}
+
+/// B: no cameras of its own but one configured channel of A that A does not share; adopts what
+/// A's catalog lists, on demand, under `city/gb/<A>/...`.
+fn upper_config(addr: SocketAddr, data: &Path, sip: SocketAddr, media: &str) -> String {
+    let cams = format!(
+        "[[cameras]]\nid = \"{}\"\nname = \"not shared\"\nurl = \"gb28181://{A_ID}/{}\"\nrecord = false\norg = \"city/manual\"\n",
+        PRIVATE[0], PRIVATE[0]
+    );
+    let base = config_toml(addr, data, "", &cams);
+    format!(
+        "[node]\nid = \"district-b\"\nname = \"District\"\nlevel = \"district\"\n\n{base}\n[gb28181]\nid = \"{B_ID}\"\ndomain = \"2102000000\"\nlisten = \"{sip}\"\npassword = \"{CASCADE_PW}\"\nmedia_transport = \"{media}\"\nkeepalive_interval = \"1s\"\nkeepalive_misses = 3\nrequest_timeout = \"5s\"\nrecord_discovered = false\norg = \"city/gb\"\n"
+    )
+}
+
+fn adopted(node: &mut Node) -> Vec<Value> {
+    let (_, cams) = node.get("/api/v1/cameras");
+    cams.as_array()
+        .map(|a| a.iter().filter(|c| c["id"] != PRIVATE[0]).cloned().collect())
+        .unwrap_or_default()
+}
+
+fn status(node: &mut Node, camera: &str) -> String {
+    node.get(&format!("/api/v1/cameras/{camera}")).1["status"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn upper_sessions(a: &mut Node) -> i64 {
+    let (_, u) = a.get("/api/v1/gb28181/uppers");
+    u["uppers"][0]["sessions"].as_i64().unwrap_or(-1)
+}
+
+/// A pair: camsim, A (with `synth` recorded before it starts) and B; returns once B lists
+/// A's shared cameras.
+struct Pair {
+    sim: Sim,
+    dir: tempfile::TempDir,
+    a: Node,
+    b: Node,
+    a_config: String,
+    a_addr: SocketAddr,
+}
+
+fn pair(media: &str, synth: Option<i64>) -> Pair {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    if let Some(base_us) = synth {
+        synthesize(
+            &a_dir.join("data"),
+            base_us,
+            4,
+            &[Stretch {
+                camera: SHARED[0],
+                fixture: camsim::BuiltinFixture::H264_240p,
+                offset_s: 0.0,
+                seconds: 70.0,
+            }],
+        );
+    }
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let (a_sip, b_sip) = (free_udp_tcp_addr(), free_udp_tcp_addr());
+    let mut b = Node::start(&b_dir, &upper_config(b_addr, &b_dir.join("data"), b_sip, media), b_addr);
+    let a_config = lower_config(a_addr, &a_dir.join("data"), a_sip, b_sip, &sim);
+    let a = Node::start(&a_dir, &a_config, a_addr);
+    let mut cams = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            cams = adopted(&mut b);
+            cams.len() >= 3
+        }),
+        "B did not adopt A's cameras: {cams:?}\nA:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    Pair {
+        sim,
+        dir,
+        a,
+        b,
+        a_config,
+        a_addr,
+    }
+}
+
+#[test]
+fn a_street_node_cascades_to_a_district_node_over_gb28181() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg missing: skipped");
+        return;
+    }
+    let base_us = (now_us() / 1_000_000 - 900) * 1_000_000;
+    let Pair {
+        sim,
+        dir,
+        mut a,
+        mut b,
+        a_config,
+        a_addr,
+    } = pair("tcp-passive", Some(base_us));
+
+    // Exactly the shared three, under A's org nodes (A's node name, then its org path).
+    let cams = adopted(&mut b);
+    let ids: BTreeSet<&str> = cams.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids, SHARED.iter().copied().collect(), "{cams:?}");
+    let org_of = |id: &str| {
+        cams.iter().find(|c| c["id"] == id).unwrap()["org"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        org_of(SHARED[0]),
+        format!("city/gb/{A_ID}/Xigang street/dalian/xigang/renmin")
+    );
+    assert_eq!(
+        org_of(SHARED[2]),
+        format!("city/gb/{A_ID}/Xigang street/dalian/xigang/bayi")
+    );
+    assert!(
+        cams.iter().all(|c| c["recording"] == false),
+        "B never records them: {cams:?}"
+    );
+    // Online as A's catalog (or its change notifications, once A's cameras are up) says.
+    for id in SHARED {
+        assert!(
+            wait_until(Duration::from_secs(20), || status(&mut b, id) == "online"),
+            "{id} is {} at B\nB:\n{}",
+            status(&mut b, id),
+            b.log_text()
+        );
+    }
+    let (_, uppers) = a.get("/api/v1/gb28181/uppers");
+    assert_eq!(uppers["uppers"][0]["registered"], true, "{uppers}");
+    assert_eq!(uppers["uppers"][0]["shared"], 3, "{uppers}");
+
+    // Live at B: PS over RTP from A, remuxed to fMP4, decodes in ffmpeg.
+    let token = media_token(&mut b, SHARED[1], "live");
+    let live = b.url(&format!("/api/v1/cameras/{}/live.mp4?token={token}", SHARED[1]));
+    let (errors, frames) = copy_and_decode(&live, Some(2), &dir.path().join("live.mp4"));
+    assert!(errors.is_empty(), "{errors}");
+    assert!(frames >= 25, "{frames} frames");
+
+    // Ten viewers at B cost one session at A (and A's one pull of the camera).
+    let readers: Vec<_> = (0..10)
+        .map(|_| {
+            let url = live.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let Ok(resp) = agent().get(&url).call() else { return 0 };
+                let mut body = resp.into_body().into_reader();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = 0usize;
+                let until = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < until {
+                    match body.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    let watch_until = Instant::now() + Duration::from_secs(4);
+    std::thread::sleep(Duration::from_millis(1500));
+    while Instant::now() < watch_until {
+        seen.insert(upper_sessions(&mut a));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bytes: Vec<usize> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert!(bytes.iter().all(|b| *b > 10_000), "every viewer got video: {bytes:?}");
+    assert_eq!(seen, BTreeSet::from([1]), "sessions at A while 10 watched at B");
+    assert_eq!(sim.cam(SHARED[1]).active_sessions(), 1, "A pulls the camera once");
+
+    // RecordInfo from B lists A's recordings of the channel.
+    let window = format!("start={}&end={}", at(base_us, -60.0), at(base_us, 600.0));
+    let (st, recs) = b.get(&format!("/api/v1/cameras/{}/device-recordings?{window}", SHARED[0]));
+    assert_eq!(st, 200, "{recs}");
+    let list = recs["recordings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 1, "{recs}");
+    let (s, e) = (
+        parse_time(list[0]["start"].as_str().unwrap()),
+        parse_time(list[0]["end"].as_str().unwrap()),
+    );
+    assert!((s - base_us).abs() <= 1_000_000, "{recs}");
+    assert!((e - (base_us + 70_000_000)).abs() <= 2_000_000, "{recs}");
+
+    // 60 s of A's recording played back at B over PS (s=Playback, sped up by MANSRTSP Scale),
+    // then downloaded at 4× (s=Download): both decode to 60 s (± one frame).
+    let ptoken = media_token(&mut b, SHARED[0], "playback");
+    let range = format!("start={}&end={}", at(base_us, 5.0), at(base_us, 65.0));
+    for (what, mode, out) in [
+        ("playback", "scale=4", "playback.mp4"),
+        ("download", "download=4", "download.mp4"),
+    ] {
+        let url = b.url(&format!(
+            "/api/v1/cameras/{}/playback.mp4?source=device&{mode}&{range}&token={ptoken}",
+            SHARED[0]
+        ));
+        let started = Instant::now();
+        let (errors, frames) = copy_and_decode(&url, None, &dir.path().join(out));
+        let took = started.elapsed();
+        assert!(errors.is_empty(), "{what}: {errors}");
+        assert!((1499..=1501).contains(&frames), "{what}: {frames} frames");
+        let d = duration(&dir.path().join(out));
+        assert!((d - 60.0).abs() <= 0.041, "{what}: {d} s");
+        assert!(took <= Duration::from_secs(20), "{what} at 4× took {took:?}");
+    }
+
+    // A channel A does not share: A answers B's INVITE 404, B's viewer gets an error.
+    let ntoken = media_token(&mut b, PRIVATE[0], "live");
+    let url = b.url(&format!("/api/v1/cameras/{}/live.mp4?token={ntoken}", PRIVATE[0]));
+    let st = agent()
+        .get(&url)
+        .call()
+        .map(|r| r.status().as_u16())
+        .unwrap_or_else(|e| match e {
+            ureq::Error::StatusCode(c) => c,
+            _ => 0,
+        });
+    assert!(st >= 400, "a non-shared channel was served ({st})");
+    assert!(
+        wait_until(Duration::from_secs(5), || a.log_text().contains("INVITE refused")),
+        "{}",
+        a.log_text()
+    );
+
+    // A restarts: B sees its channels offline, then online again, none twice.
+    assert!(a.terminate().success());
+    assert!(
+        wait_until(Duration::from_secs(15), || status(&mut b, SHARED[0]) == "offline"),
+        "B still shows {} as {}",
+        SHARED[0],
+        status(&mut b, SHARED[0])
+    );
+    let a_dir = dir.path().join("a");
+    let a = Node::start(&a_dir, &a_config, a_addr);
+    assert!(
+        wait_until(Duration::from_secs(30), || SHARED
+            .iter()
+            .all(|id| status(&mut b, id) == "online")),
+        "B:\n{}",
+        b.log_text()
+    );
+    let (_, all) = b.get("/api/v1/cameras");
+    let all = all.as_array().unwrap().clone();
+    let ids: Vec<&str> = all.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids.len(), 4, "three adopted and one configured, no duplicates: {ids:?}");
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+    drop(sim);
+}
+
+/// Live video from A to B over the other media transports B may offer: UDP, and TCP with A
+/// listening and B connecting (the test above has B listening and A connecting).
+#[test]
+fn live_cascade_over_udp_and_tcp_active() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg missing: skipped");
+        return;
+    }
+    // B's choice, and what it means from A's side.
+    for (media, at_a) in [("udp", "udp"), ("tcp-active", "tcp-passive")] {
+        let Pair {
+            sim, dir, mut a, mut b, ..
+        } = pair(media, None);
+        assert!(
+            wait_until(Duration::from_secs(20), || status(&mut b, SHARED[2]) == "online"),
+            "{media}"
+        );
+        let token = media_token(&mut b, SHARED[2], "live");
+        let live = b.url(&format!("/api/v1/cameras/{}/live.mp4?token={token}", SHARED[2]));
+        let (errors, frames) = copy_and_decode(&live, Some(2), &dir.path().join("live.mp4"));
+        assert!(errors.is_empty(), "{media}: {errors}\nA:\n{}", a.log_text());
+        assert!(frames >= 25, "{media}: {frames} frames");
+        let accepted = a
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("INVITE accepted"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        assert!(
+            accepted.iter().any(|l| l.contains(&format!("media=\"{at_a}\""))),
+            "{media}: {accepted:?}"
+        );
+        // The viewer left: B hangs up after its idle time, and A's session ends.
+        assert!(
+            wait_until(Duration::from_secs(30), || upper_sessions(&mut a) == 0),
+            "{media}: A still sends"
+        );
+        assert!(a.terminate().success());
+        assert!(b.terminate().success());
+        drop(sim);
+    }
+}
+
+/// A foreign lower platform with 5,000 channels under three levels of org nodes (our simulated
+/// device, answering its catalog in 256 messages): all adopted under the right tree in under
+/// ten seconds, with one rebuild of the permission catalog for the whole catalog.
+#[test]
+fn a_lower_platform_with_5000_channels_is_adopted_under_its_tree() {
+    const LOWER: &str = "21020000002000000077";
+    const BG: &str = "21020000002150000001";
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, sip) = (free_addr(), free_udp_tcp_addr());
+    let config = upper_config(addr, &dir.path().join("data"), sip, "udp");
+    let mut b = Node::start(dir.path(), &config, addr);
+    let rebuilds = |b: &mut Node| -> u64 {
+        b.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("sharpeye_permission_rebuilds_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    let before = rebuilds(&mut b);
+    // BG → 10 districts → 10 streets each → 50 channels each.
+    let mut groups = vec![(BG.to_owned(), "Lower city".to_owned(), LOWER.to_owned())];
+    let mut channels = Vec::new();
+    let mut parents = std::collections::HashMap::new();
+    for d in 0..10 {
+        let district = format!("2102000000216{:07}", 1000 + d);
+        groups.push((district.clone(), format!("district {d}"), BG.to_owned()));
+        for s in 0..10 {
+            let street = format!("2102000000216{:07}", 2000 + d * 10 + s);
+            groups.push((street.clone(), format!("street {d}-{s}"), district.clone()));
+            for c in 0..50 {
+                let id = format!("2102000000131{:07}", (d * 10 + s) * 50 + c);
+                parents.insert(id.clone(), street.clone());
+                channels.push((id, format!("cam {d}-{s}-{c}")));
+            }
+        }
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    let lower = rt
+        .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
+            id: LOWER.into(),
+            password: CASCADE_PW.into(),
+            platform: sip,
+            platform_id: B_ID.into(),
+            domain: "2102000000".into(),
+            channels,
+            groups,
+            parents,
+            catalog_page: 20,
+            keepalive: Duration::from_secs(1),
+            fixture: camsim::BuiltinFixture::H264_240p.load(),
+            recordings: Vec::new(),
+        }))
+        .unwrap();
+    let mut n = 0;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            n = adopted(&mut b).len();
+            n == 5000
+        }),
+        "{n} of 5000 adopted in {:?}\n{}",
+        started.elapsed(),
+        b.log_text()
+    );
+    let took = started.elapsed();
+    eprintln!("5000 channels adopted in {took:?}");
+    let cams = adopted(&mut b);
+    let cam = cams.iter().find(|c| c["id"] == "21020000001310004321").unwrap();
+    // Channel 4321 = street 86 (district 8, street 6), channel 21.
+    assert_eq!(cam["org"], format!("city/gb/{LOWER}/Lower city/district 8/street 8-6"));
+    assert_eq!(cam["name"], "cam 8-6-21");
+    assert_eq!(cam["status"], "online");
+    assert_eq!(rebuilds(&mut b) - before, 1, "one permission rebuild for the catalog");
+    // A platform's catalog changes are subscribed to.
+    assert!(wait_until(Duration::from_secs(5), || lower
+        .stats
+        .subscriptions
+        .load(std::sync::atomic::Ordering::Relaxed)
+        >= 1));
+    lower.kill();
+    assert!(b.terminate().success());
+}
+
+/// A hostile upper platform, scripted here over a raw UDP socket: INVITEs for an unknown
+/// channel, without `m=`, with absurd ports, one never ACKed; BYE for a dialog that does not
+/// exist; a flood of RecordInfo queries; garbage. Each gets a clear answer, the node stays up,
+/// and nothing leaks: no hub viewer, no session and no socket is left behind.
+#[test]
+fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
+    use gb28181::sip::{self, Framing, Message, StartLine};
+    const CAM: &str = "21020000001320000001";
+    let sim = Sim::start(vec![camsim::CameraSpec::new(
+        CAM,
+        camsim::BuiltinFixture::H264_240p.load(),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, sip_addr) = (free_addr(), free_udp_tcp_addr());
+    let upper = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    upper.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let upper_addr = upper.local_addr().unwrap();
+    let cams = format!(
+        "[[cameras]]\nid = \"{CAM}\"\nurl = \"{}\"\norg = \"xigang\"\n",
+        sim.url(CAM)
+    );
+    let config = format!(
+        "{}\n[gb28181]\nid = \"{A_ID}\"\ndomain = \"2102000000\"\nlisten = \"{sip_addr}\"\npassword = \"device-pw\"\n\n[[gb28181.upper]]\nid = \"{B_ID}\"\ndomain = \"2102000000\"\naddress = \"{upper_addr}\"\npassword = \"x\"\nkeepalive = \"1s\"\nack_timeout = \"2s\"\nshare = [\"org:xigang\"]\n",
+        config_toml(addr, &dir.path().join("data"), "", &cams)
+    );
+    let mut node = Node::start(dir.path(), &config, addr);
+    let pid = node.child.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+
+    // The scripted upper: answers our requests 200 (REGISTER, keepalives, answers), and returns
+    // the responses to its own requests.
+    let mut buf = vec![0u8; 65_536];
+    let mut pump = |upper: &std::net::UdpSocket, for_ms: u64| -> Vec<Message> {
+        let mut got = Vec::new();
+        let until = Instant::now() + Duration::from_millis(for_ms);
+        while Instant::now() < until {
+            let Ok((n, from)) = upper.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok((m, _)) = sip::parse(&buf[..n], Framing::Datagram) else {
+                continue;
+            };
+            if m.method().is_some() {
+                if m.method() != Some("ACK") {
+                    let mut headers: Vec<(String, String)> = ["Via", "From", "To", "Call-ID", "CSeq"]
+                        .iter()
+                        .filter_map(|h| m.header(h).map(|v| ((*h).to_owned(), v.to_owned())))
+                        .collect();
+                    if m.method() == Some("REGISTER") {
+                        headers.push(("Expires".into(), "3600".into()));
+                    }
+                    let ok = Message {
+                        start: StartLine::Response {
+                            code: 200,
+                            reason: "OK".into(),
+                        },
+                        headers,
+                        body: Default::default(),
+                    };
+                    let _ = upper.send_to(&ok.to_bytes(), from);
+                }
+                got.push(m);
+            } else {
+                got.push(m);
+            }
+        }
+        got
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            pump(&upper, 200);
+            node.get("/api/v1/gb28181/uppers").1["uppers"][0]["registered"] == true
+        }),
+        "{}",
+        node.log_text()
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        pump(&upper, 100);
+        node.get(&format!("/api/v1/cameras/{CAM}")).1["status"] == "online"
+    }));
+    let fds_before = fds();
+    let mut n = 0;
+    let mut request = |method: &str, channel: &str, call: &str, ctype: &str, body: &str| -> Vec<u8> {
+        n += 1;
+        format!(
+            "{method} sip:{channel}@{sip_addr} SIP/2.0\r\nVia: SIP/2.0/UDP {upper_addr};rport;branch=z9hG4bKh{n}\r\nFrom: <sip:{B_ID}@2102000000>;tag=h{call}\r\nTo: <sip:{channel}@2102000000>\r\nCall-ID: {call}\r\nCSeq: {n} {method}\r\nContact: <sip:{B_ID}@{upper_addr}>\r\nMax-Forwards: 70\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let sdp = |port: &str| {
+        format!(
+            "v=0\r\no={B_ID} 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {port} RTP/AVP 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\ny=0200000001\r\n"
+        )
+    };
+    let status_of = |got: &[Message], call: &str| -> Vec<u16> {
+        got.iter()
+            .filter(|m| m.header("Call-ID") == Some(call))
+            .filter_map(|m| match &m.start {
+                StartLine::Response { code, .. } => Some(*code),
+                _ => None,
+            })
+            .collect()
+    };
+    let cases: [(&str, &str, String, u16); 5] = [
+        ("unknown", "21020000001320009999", sdp("30000"), 404),
+        (
+            "no-m",
+            CAM,
+            "v=0\r\no=x 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\ny=0200000001\r\n".into(),
+            400,
+        ),
+        ("port-0", CAM, sdp("0"), 400),
+        ("port-huge", CAM, sdp("70000"), 400),
+        ("not-a-number", "../../etc/passwd", sdp("30000"), 400),
+    ];
+    for (call, channel, body, want) in &cases {
+        upper
+            .send_to(&request("INVITE", channel, call, "APPLICATION/SDP", body), sip_addr)
+            .unwrap();
+        let got = pump(&upper, 1500);
+        let codes = status_of(&got, call);
+        assert_eq!(codes.last(), Some(want), "{call}: {codes:?}\n{}", node.log_text());
+    }
+    // A BYE for a dialog that does not exist.
+    upper
+        .send_to(&request("BYE", CAM, "nobody", "text/plain", ""), sip_addr)
+        .unwrap();
+    assert_eq!(status_of(&pump(&upper, 800), "nobody"), [481]);
+    // An INVITE answered and never ACKed: dropped after ack_timeout with a BYE to us.
+    upper
+        .send_to(
+            &request("INVITE", CAM, "no-ack", "APPLICATION/SDP", &sdp("30000")),
+            sip_addr,
+        )
+        .unwrap();
+    let got = pump(&upper, 4000);
+    let codes = status_of(&got, "no-ack");
+    assert!(codes.contains(&100) && codes.contains(&200), "{codes:?}");
+    assert!(
+        got.iter()
+            .any(|m| m.method() == Some("BYE") && m.header("Call-ID") == Some("no-ack")),
+        "no BYE after the missing ACK\n{}",
+        node.log_text()
+    );
+    // A RecordInfo flood: every query is taken (200), the node stays responsive. (Sent in
+    // bursts of 20: over loopback a burst of 300 datagrams overflows socket buffers, ours
+    // included, and what is measured would be the kernel's drops.)
+    let mut got = Vec::new();
+    for i in 0..300 {
+        if i % 20 == 0 {
+            got.extend(pump(&upper, 30));
+        }
+        let q = format!(
+            "<?xml version=\"1.0\"?>\r\n<Query>\r\n<CmdType>RecordInfo</CmdType>\r\n<SN>{i}</SN>\r\n<DeviceID>{CAM}</DeviceID>\r\n<StartTime>2026-11-01T00:00:00</StartTime>\r\n<EndTime>2026-12-31T00:00:00</EndTime>\r\n<Type>all</Type>\r\n</Query>\r\n"
+        );
+        upper
+            .send_to(
+                &request("MESSAGE", A_ID, &format!("flood{i}"), "Application/MANSCDP+xml", &q),
+                sip_addr,
+            )
+            .unwrap();
+    }
+    // Garbage in between.
+    for junk in [
+        &b"\x00\x01\x02"[..],
+        b"INVITE",
+        b"SIP/2.0 200 OK\r\n\r\n",
+        &[0xff; 1400],
+    ] {
+        upper.send_to(junk, sip_addr).unwrap();
+    }
+    got.extend(pump(&upper, 3000));
+    let taken = got
+        .iter()
+        .filter(|m| m.header("Call-ID").is_some_and(|c| c.starts_with("flood")) && m.method().is_none())
+        .count();
+    assert!(taken >= 290, "{taken} of 300 RecordInfo queries answered 200");
+    let (st, _) = node.get("/api/v1/health");
+    assert_eq!(st, 200);
+    // Nothing left behind: no session, no live viewer of the camera, no extra socket.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            pump(&upper, 100);
+            node.get("/api/v1/gb28181/uppers").1["uppers"][0]["sessions"] == 0
+        }),
+        "{}",
+        node.get("/api/v1/gb28181/uppers").1
+    );
+    let viewers = node
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("sharpeye_live_viewers{") && l.contains(CAM) && l.contains("gb28181"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert_eq!(viewers, 0.0, "hub viewers left");
+    assert!(
+        wait_until(Duration::from_secs(10), || fds() <= fds_before + 2),
+        "sockets leaked: {} before, {} after",
+        fds_before,
+        fds()
+    );
+    assert!(node.log_text().lines().all(|l| !l.contains("panicked")));
+    assert!(node.terminate().success());
+    drop(sim);
+}
