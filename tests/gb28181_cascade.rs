@@ -463,7 +463,7 @@ fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
         sim.url(CAM)
     );
     let config = format!(
-        "{}\n[gb28181]\nid = \"{A_ID}\"\ndomain = \"2102000000\"\nlisten = \"{sip_addr}\"\npassword = \"device-pw\"\n\n[[gb28181.upper]]\nid = \"{B_ID}\"\ndomain = \"2102000000\"\naddress = \"{upper_addr}\"\npassword = \"x\"\nkeepalive = \"1s\"\nack_timeout = \"2s\"\nshare = [\"org:xigang\"]\n",
+        "{}\n[gb28181]\nid = \"{A_ID}\"\ndomain = \"2102000000\"\nlisten = \"{sip_addr}\"\npassword = \"device-pw\"\nrecord_discovered = false\norg = \"xigang/gb\"\n\n[[gb28181.upper]]\nid = \"{B_ID}\"\ndomain = \"2102000000\"\naddress = \"{upper_addr}\"\npassword = \"x\"\nkeepalive = \"1s\"\nack_timeout = \"2s\"\nshare = [\"org:xigang\"]\n",
         config_toml(addr, &dir.path().join("data"), "", &cams)
     );
     let mut node = Node::start(dir.path(), &config, addr);
@@ -525,6 +525,48 @@ fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
         pump(&upper, 100);
         node.get(&format!("/api/v1/cameras/{CAM}")).1["status"] == "online"
     }));
+    // A GB/T 28181 device's channel, adopted here and shared: its alarm is passed up.
+    const CH: &str = "21020000001320000002";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let device = rt
+        .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
+            id: "21020000001180000001".into(),
+            password: "device-pw".into(),
+            platform: sip_addr,
+            platform_id: A_ID.into(),
+            domain: "2102000000".into(),
+            channels: vec![(CH.into(), "NVR channel".into())],
+            groups: Vec::new(),
+            parents: Default::default(),
+            catalog_page: 0,
+            keepalive: Duration::from_secs(1),
+            fixture: camsim::BuiltinFixture::H264_240p.load(),
+            recordings: Vec::new(),
+        }))
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        pump(&upper, 100);
+        node.get(&format!("/api/v1/cameras/{CH}")).0 == 200
+    }));
+    rt.block_on(device.alarm(CH, 1, 2, "周界入侵 intrusion"));
+    let mut alarm = None;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            alarm = pump(&upper, 200).into_iter().find(|m| {
+                let body = String::from_utf8_lossy(&m.body);
+                body.contains("<CmdType>Alarm</CmdType>")
+            });
+            alarm.is_some()
+        }),
+        "no alarm passed up\n{}",
+        node.log_text()
+    );
+    let body = gb28181::manscdp::decode_text(&alarm.unwrap().body, gb28181::manscdp::Charset::Gb18030);
+    assert!(body.contains(&format!("<DeviceID>{CH}</DeviceID>")), "{body}");
+    assert!(
+        body.contains("<AlarmPriority>1</AlarmPriority>") && body.contains("周界入侵"),
+        "{body}"
+    );
     let fds_before = fds();
     let mut n = 0;
     let mut request = |method: &str, channel: &str, call: &str, ctype: &str, body: &str| -> Vec<u8> {
@@ -649,5 +691,6 @@ fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
     );
     assert!(node.log_text().lines().all(|l| !l.contains("panicked")));
     assert!(node.terminate().success());
+    device.kill();
     drop(sim);
 }

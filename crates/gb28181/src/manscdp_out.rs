@@ -288,6 +288,26 @@ pub fn device_status(
     )
 }
 
+/// A channel's alarm passed up to an upper platform (an Alarm notify): priority 1-4, method
+/// 1-7, device-local time, description as the device gave it.
+pub fn alarm_notify(
+    sn: u64,
+    channel: &str,
+    priority: u8,
+    method: u8,
+    time: &str,
+    description: &str,
+    charset: Charset,
+) -> String {
+    format!(
+        "{}<Notify>\r\n<CmdType>Alarm</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<AlarmPriority>{priority}</AlarmPriority>\r\n<AlarmMethod>{method}</AlarmMethod>\r\n<AlarmTime>{}</AlarmTime>\r\n<AlarmDescription>{}</AlarmDescription>\r\n</Notify>\r\n",
+        declaration(charset),
+        escape(channel),
+        escape(time),
+        escape(description)
+    )
+}
+
 /// The end of a recording sent in a playback's dialog (NotifyType 121).
 pub fn media_status(sn: u64, channel: &str, charset: Charset) -> String {
     format!(

@@ -49,6 +49,8 @@ pub struct Cascade {
     uppers: HashMap<String, Upper>,
     ssrc: Mutex<gb28181::sdp::SsrcAllocator>,
     sessions: sessions::Sessions,
+    /// SNs of the notifies we start (alarms).
+    sn: std::sync::atomic::AtomicU64,
 }
 
 impl Cascade {
@@ -90,6 +92,7 @@ impl Cascade {
             uppers,
             ssrc: Mutex::new(gb28181::sdp::SsrcAllocator::new(&g.domain)),
             sessions: sessions::Sessions::default(),
+            sn: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -132,6 +135,10 @@ impl Cascade {
             loop {
                 match events.recv().await {
                     Ok(Event::Upper { upper, event }) => me.clone().handle(upper, event),
+                    Ok(Event::Document { doc, .. }) if doc.is("Notify", "Alarm") => {
+                        let me = me.clone();
+                        tokio::spawn(async move { me.forward_alarm(&doc).await });
+                    }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         warn!(
@@ -211,6 +218,73 @@ impl Cascade {
         .build(&self.shared(u));
         *u.ids.write().unwrap_or_else(|p| p.into_inner()) = ids;
         entries
+    }
+
+    fn next_sn(&self) -> u64 {
+        self.sn.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `camera`'s channel id in `u`'s catalog, if it is shared with it.
+    fn channel_for(&self, u: &Upper, camera: &str) -> Option<String> {
+        if !self.state.auth.snapshot().policy.covered(&u.cfg.share, camera) {
+            return None;
+        }
+        let known = u
+            .ids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .channel_of
+            .get(camera)
+            .cloned();
+        known.or_else(|| {
+            self.catalog(u);
+            u.ids
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .channel_of
+                .get(camera)
+                .cloned()
+        })
+    }
+
+    /// Passes a device channel's alarm up, as an Alarm notify under the channel's id there,
+    /// to every upper the camera is shared with.
+    async fn forward_alarm(&self, doc: &gb28181::manscdp::Document) {
+        let camera = doc.device_id.as_str();
+        if !self.state.cameras.contains_key(camera) {
+            return;
+        }
+        let el = &doc.element;
+        let priority = el.number_of::<u8>("AlarmPriority").unwrap_or(4).clamp(1, 4);
+        let method = el.number_of::<u8>("AlarmMethod").unwrap_or(5).clamp(1, 7);
+        let time = el
+            .text_of("AlarmTime")
+            .unwrap_or_default()
+            .chars()
+            .take(32)
+            .collect::<String>();
+        let description: String = el
+            .text_of("AlarmDescription")
+            .unwrap_or_default()
+            .chars()
+            .take(256)
+            .collect();
+        for (id, u) in &self.uppers {
+            let Some(channel) = self.channel_for(u, camera) else {
+                continue;
+            };
+            let body = gb28181::manscdp_out::alarm_notify(
+                self.next_sn(),
+                &channel,
+                priority,
+                method,
+                &time,
+                &description,
+                u.cfg.charset,
+            );
+            info!(upper = %id, camera, channel = %channel, "GB28181 cascade: alarm passed up");
+            self.sip.upper_answer(id, body).await;
+        }
     }
 
     /// Our camera behind channel `channel` of `upper`'s catalog, if it is shared with it.
