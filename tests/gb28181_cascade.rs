@@ -694,3 +694,112 @@ fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
     device.kill();
     drop(sim);
 }
+
+/// A lower platform registered with a link budget (`[[gb28181.devices]] link_mbps`): live pulls
+/// of its channels count against it; one that does not fit is refused with the reason (no
+/// INVITE goes down), and fits again once a pull stops.
+#[test]
+fn a_lower_platforms_registration_has_a_link_budget() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg missing: skipped");
+        return;
+    }
+    const LOWER: &str = "21020000002000000078";
+    let ch = |i: u32| format!("2102000000131000000{i}");
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, sip) = (free_addr(), free_udp_tcp_addr());
+    let config = format!(
+        "{}\n[[gb28181.devices]]\nid = \"{LOWER}\"\nlink_mbps = 5\nchannel_mbps = 2\n\n[live]\nidle = \"500ms\"\nstart_timeout = \"3s\"\n",
+        upper_config(addr, &dir.path().join("data"), sip, "udp")
+    );
+    let mut b = Node::start(dir.path(), &config, addr);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lower = rt
+        .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
+            id: LOWER.into(),
+            password: CASCADE_PW.into(),
+            platform: sip,
+            platform_id: B_ID.into(),
+            domain: "2102000000".into(),
+            channels: (1..=3).map(|i| (ch(i), format!("cam {i}"))).collect(),
+            groups: Vec::new(),
+            parents: Default::default(),
+            catalog_page: 0,
+            keepalive: Duration::from_secs(1),
+            fixture: camsim::BuiltinFixture::H264_240p.load(),
+            recordings: Vec::new(),
+        }))
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(15), || adopted(&mut b).len() == 3));
+    let url = |b: &mut Node, c: &str| {
+        let t = media_token(b, c, "live");
+        b.url(&format!("/api/v1/cameras/{c}/live.mp4?token={t}"))
+    };
+    // Two channels at 2 Mbit/s fill most of the 5 Mbit/s.
+    let watchers: Vec<_> = [ch(1), ch(2)]
+        .into_iter()
+        .map(|c| {
+            let u = url(&mut b, &c);
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let Ok(resp) = agent().get(&u).call() else { return 0 };
+                let mut body = resp.into_body().into_reader();
+                let mut buf = vec![0u8; 65_536];
+                let (mut got, until) = (0, Instant::now() + Duration::from_secs(5));
+                while Instant::now() < until {
+                    match body.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let third = url(&mut b, &ch(3));
+    let (status, body) = match agent().get(&third).call() {
+        Ok(r) => (r.status().as_u16(), String::new()),
+        Err(ureq::Error::StatusCode(c)) => (c, String::new()),
+        Err(e) => (0, e.to_string()),
+    };
+    assert_eq!(status, 503, "{body}");
+    let (_, devices) = b.get("/api/v1/gb28181/devices");
+    let dev = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == LOWER)
+        .unwrap()
+        .clone();
+    assert_eq!(dev["link"]["pulls"], 2, "{dev}");
+    assert!(dev["link"]["refusals"].as_u64().unwrap() >= 1, "{dev}");
+    assert_eq!(
+        lower.stats.invites.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "no INVITE for the refused one"
+    );
+    let (_, cam) = b.get(&format!("/api/v1/cameras/{}", ch(3)));
+    assert!(
+        cam["health"]["main"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("gb28181 device {LOWER}")) && e.contains("link_mbps")),
+        "{cam}"
+    );
+    for w in watchers {
+        assert!(w.join().unwrap() > 10_000);
+    }
+    // The two viewers left; after the idle time their pulls stop and free the link.
+    assert!(wait_until(Duration::from_secs(10), || {
+        b.get("/api/v1/gb28181/devices").1["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == LOWER && d["link"]["pulls"] == 0)
+    }));
+    let third = url(&mut b, &ch(3));
+    let (errors, frames) = copy_and_decode(&third, Some(1), &dir.path().join("third.mp4"));
+    assert!(errors.is_empty() && frames >= 10, "{errors} {frames}");
+    lower.kill();
+    assert!(b.terminate().success());
+}

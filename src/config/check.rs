@@ -115,6 +115,29 @@ impl Checker {
         }
     }
 
+    /// `key` of `t` as Mbit/s from `min` to 100,000, in kbit/s; `None` when absent (or wrong).
+    pub(super) fn mbps(&mut self, path: &str, t: &Table, key: &str, min: f64) -> Option<u64> {
+        let mbps = match t.get(key)? {
+            Value::Integer(n) => *n as f64,
+            Value::Float(f) => *f,
+            v => {
+                self.problem(
+                    join(path, key),
+                    format!("expected a number of Mbit/s from {min} to 100000, got {}", type_name(v)),
+                );
+                return None;
+            }
+        };
+        if !(min..=100_000.0).contains(&mbps) {
+            self.problem(
+                join(path, key),
+                format!("expected a number of Mbit/s from {min} to 100000, got {mbps}"),
+            );
+            return None;
+        }
+        Some((mbps * 1000.0).round() as u64)
+    }
+
     /// `key` of `t` as a duration with a unit between `min` and `max` (`default` when absent).
     pub(super) fn duration(
         &mut self,

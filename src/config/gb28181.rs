@@ -115,7 +115,21 @@ impl Checker {
                         self.problem(path, format!("expected a table, got {}", type_name(v)));
                         continue;
                     };
-                    self.known(&path, d, &["id", "password", "charset", "call_id", "device_info"]);
+                    self.known(
+                        &path,
+                        d,
+                        &[
+                            "id",
+                            "password",
+                            "charset",
+                            "call_id",
+                            "device_info",
+                            "link_mbps",
+                            "channel_mbps",
+                        ],
+                    );
+                    let link_kbps = self.mbps(&path, d, "link_mbps", 0.1);
+                    let channel_kbps = self.mbps(&path, d, "channel_mbps", 0.01);
                     let device_info = self.bool(&path, d, "device_info", true);
                     let id = self.required_string(&path, d, "id", "the device's id");
                     if let Some(id) = &id
@@ -146,6 +160,8 @@ impl Checker {
                             charset,
                             call_id,
                             device_info,
+                            link_kbps,
+                            channel_kbps,
                         });
                     }
                 }

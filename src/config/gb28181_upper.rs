@@ -145,18 +145,7 @@ impl Checker {
             let expires = self.duration(&path, u, "expires", s(3600), s(60), s(7 * 86_400));
             let ack_timeout = self.duration(&path, u, "ack_timeout", s(60), s(1), s(300));
             let charset = self.charset(&path, u).unwrap_or(gb28181::manscdp::Charset::Gb18030);
-            let link_kbps = match u.get("link_mbps") {
-                None => 100_000,
-                Some(Value::Integer(n)) if (1..=100_000).contains(n) => *n as u64 * 1000,
-                Some(Value::Float(f)) if (0.1..=100_000.0).contains(f) => (f * 1000.0) as u64,
-                Some(v) => {
-                    self.problem(
-                        join(&path, "link_mbps"),
-                        format!("expected a number of Mbit/s from 0.1 to 100000, got {v}"),
-                    );
-                    100_000
-                }
-            };
+            let link_kbps = self.mbps(&path, u, "link_mbps", 0.1).unwrap_or(100_000);
             let reuse_call_id = match self.string(&path, u, "call_id").as_deref() {
                 None | Some("fresh") => false,
                 Some("registration") => true,

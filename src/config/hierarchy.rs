@@ -190,28 +190,6 @@ impl Checker {
 
     /// `key` of `t` as kbit/s, from a number of Mbit/s between `min` and 100000; `None` when
     /// absent or wrong (then a problem is noted).
-    fn mbps(&mut self, path: &str, t: &Table, key: &str, min: f64) -> Option<u64> {
-        let mbps = match t.get(key)? {
-            Value::Integer(n) => *n as f64,
-            Value::Float(f) => *f,
-            v => {
-                self.problem(
-                    join(path, key),
-                    format!("expected a number of Mbit/s from {min} to 100000, got {}", type_name(v)),
-                );
-                return None;
-            }
-        };
-        if !(min..=100_000.0).contains(&mbps) {
-            self.problem(
-                join(path, key),
-                format!("expected a number of Mbit/s from {min} to 100000, got {mbps}"),
-            );
-            return None;
-        }
-        Some((mbps * 1000.0).round() as u64)
-    }
-
     pub(super) fn uppers(&mut self, root: &Table, own_id: &str) -> Vec<UpperConfig> {
         let mut out = Vec::new();
         for (path, t) in self.array_of_tables(root, "upper") {

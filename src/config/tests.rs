@@ -437,7 +437,7 @@ url = "sharpeye://renmin-community/cam1"
 fn gb28181_uppers_parse_and_every_mistake_is_named() {
     let base = "[server]\ndata_dirs = [\"/d\"]\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\npassword = \"12345678\"\nlisten = \"127.0.0.1:5060\"\n";
     let good = format!(
-        "{base}[[gb28181.upper]]\nid = \"34020000002000000099\"\ndomain = \"3402000000\"\naddress = \"10.1.0.2:5060\"\ntransport = \"tcp\"\npassword = \"pw\"\nshare = [\"org:dalian/xigang\", \"camera:c1\"]\nptz = [\"camera:c1\"]\nkeepalive = \"30s\"\nlink_mbps = 10\n\n[[gb28181.upper]]\nid = \"34020000002000000098\"\ndomain = \"3402000000\"\naddress = \"10.1.0.3:5060\"\npassword = \"pw\"\n"
+        "{base}[[gb28181.upper]]\nid = \"34020000002000000099\"\ndomain = \"3402000000\"\naddress = \"10.1.0.2:5060\"\ntransport = \"tcp\"\npassword = \"pw\"\nshare = [\"org:dalian/xigang\", \"camera:c1\"]\nptz = [\"camera:c1\"]\nkeepalive = \"30s\"\nlink_mbps = 10\ncall_id = \"registration\"\nack_timeout = \"5s\"\n\n[[gb28181.upper]]\nid = \"34020000002000000098\"\ndomain = \"3402000000\"\naddress = \"10.1.0.3:5060\"\npassword = \"pw\"\n"
     );
     let c = parse(&good).unwrap();
     let u = &c.gb28181.as_ref().unwrap().uppers;
@@ -451,6 +451,11 @@ fn gb28181_uppers_parse_and_every_mistake_is_named() {
         ]
     );
     assert_eq!((u[0].keepalive, u[0].link_kbps), (Duration::from_secs(30), 10_000));
+    assert!(u[0].reuse_call_id && !u[1].reuse_call_id);
+    assert_eq!(
+        (u[0].ack_timeout, u[1].ack_timeout),
+        (Duration::from_secs(5), Duration::from_secs(60))
+    );
     assert_eq!(u[1].transport, ::gb28181::platform::Transport::Udp);
     assert!(
         c.warnings()
@@ -458,7 +463,7 @@ fn gb28181_uppers_parse_and_every_mistake_is_named() {
             .any(|w| w.contains("34020000002000000098 has no `share`"))
     );
     let bad = format!(
-        "{base}[[gb28181.upper]]\nid = \"34020000002000000001\"\ndomain = \"34\"\naddress = \"0.0.0.0:5060\"\ntransport = \"sctp\"\nshare = [\"everything\", 3]\nkeepalive = \"0s\"\nlink_mbps = -1\ncolour = \"red\"\n\n[[gb28181.upper]]\ndomain = \"3402000000\"\npassword = \"pw\"\n"
+        "{base}[[gb28181.upper]]\nid = \"34020000002000000001\"\ndomain = \"34\"\naddress = \"0.0.0.0:5060\"\ntransport = \"sctp\"\nshare = [\"everything\", 3]\nkeepalive = \"0s\"\nlink_mbps = -1\ncall_id = \"sticky\"\nack_timeout = \"1h\"\ncolour = \"red\"\n\n[[gb28181.upper]]\ndomain = \"3402000000\"\npassword = \"pw\"\n"
     );
     let p = problems(&bad);
     for want in [
@@ -471,6 +476,8 @@ fn gb28181_uppers_parse_and_every_mistake_is_named() {
         "gb28181.upper[0].share[1]: expected a string",
         "gb28181.upper[0].keepalive",
         "gb28181.upper[0].link_mbps",
+        "gb28181.upper[0].call_id: \"sticky\"",
+        "gb28181.upper[0].ack_timeout",
         "gb28181.upper[0].colour: unknown key",
         "gb28181.upper[1].id: missing",
         "gb28181.upper[1].address: missing",
@@ -487,4 +494,26 @@ fn gb28181_uppers_parse_and_every_mistake_is_named() {
             .iter()
             .any(|x| x.contains("\"pw\""))
     );
+}
+
+#[test]
+fn a_lower_platforms_registration_takes_a_link_budget() {
+    let base = "[server]\ndata_dirs = [\"/d\"]\n[gb28181]\nid = \"34020000002000000001\"\ndomain = \"3402000000\"\npassword = \"12345678\"\nlisten = \"127.0.0.1:5060\"\n";
+    let c = parse(&format!(
+        "{base}[[gb28181.devices]]\nid = \"34020000002000000077\"\nlink_mbps = 10\nchannel_mbps = 1.5\n\n[[gb28181.devices]]\nid = \"34020000001320000001\"\n"
+    ))
+    .unwrap();
+    let d = &c.gb28181.as_ref().unwrap().devices;
+    assert_eq!((d[0].link_kbps, d[0].channel_kbps), (Some(10_000), Some(1_500)));
+    assert_eq!((d[1].link_kbps, d[1].channel_kbps), (None, None));
+    let p = problems(&format!(
+        "{base}[[gb28181.devices]]\nid = \"34020000002000000077\"\nlink_mbps = \"fast\"\nchannel_mbps = 0\n"
+    ));
+    for want in ["gb28181.devices[0].link_mbps", "gb28181.devices[0].channel_mbps"] {
+        assert!(
+            p.iter().any(|x| x.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            p.join("\n")
+        );
+    }
 }

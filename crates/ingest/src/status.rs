@@ -108,7 +108,9 @@ impl SourceHealth {
         self.set_phase(SourcePhase::Streaming);
     }
 
-    pub(crate) fn set_error(&self, message: String) {
+    /// Records why the source is not getting video (a source does; the node does for a pull it
+    /// refused to start, say over a link budget).
+    pub fn set_error(&self, message: String) {
         let mut s = self.lock();
         s.last_error = Some(message);
         s.last_error_at = Some(WallTime::now());

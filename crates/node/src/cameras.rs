@@ -134,7 +134,16 @@ impl CameraRegistry {
                 d.add(&cam.info.id, device, channel);
             }
             entries.push(match cam.remote {
-                Some(r) => CameraEntry::remote(cam.info, r),
+                Some(r) => {
+                    let device_channel = cam.device.is_some();
+                    let mut e = CameraEntry::remote(cam.info, r);
+                    // An adopted channel's state is its device's, but why a pull of it failed
+                    // (a refused link budget, say) is its pull's.
+                    if device_channel {
+                        e.main = main;
+                    }
+                    e
+                }
                 None => CameraEntry::new(cam.info, main),
             });
         }

@@ -184,6 +184,12 @@ pub struct GbDeviceConfig {
     pub call_id: gb28181::platform::CallIdPolicy,
     /// Ask it DeviceInfo and DeviceStatus after it registers.
     pub device_info: bool,
+    /// Budget of the link its media crosses, kbit/s (a lower platform's registration): every
+    /// live pull of its channels counts.
+    pub link_kbps: Option<u64>,
+    /// What one of its channels is expected to need, kbit/s (the hierarchy's main-stream
+    /// default unless set).
+    pub channel_kbps: Option<u64>,
 }
 
 /// One `[[gb28181.upper]]` entry: an upper platform we register to as its lower platform.

@@ -65,16 +65,24 @@ async fn start_sources(config: &Config) -> Result<Sources, NodeError> {
         Some(g) => Some(gb::start_sip(g).await?),
         None => None,
     };
+    let gb_links = Arc::new(gb::links::GbLinks::new(
+        config
+            .gb28181
+            .as_ref()
+            .map(|g| g.devices.as_slice())
+            .unwrap_or_default(),
+    ));
     let devices = match (&sip, &config.gb28181) {
         (Some(sip), Some(g)) => Some(Arc::new(GbDevices::new(
             sip.clone(),
+            gb_links.clone(),
             GB_UTC_OFFSET_S,
             g.request_timeout * 3,
             gb::source(media::StreamId::main("-"), "", "", g, &config.ingest),
         ))),
         _ => None,
     };
-    let pulls = Arc::new(Pulls::new(sip.clone()));
+    let pulls = Arc::new(Pulls::new(sip.clone(), gb_links));
     let hub = hub::Hub::new(
         [],
         hub::ChannelLimits {

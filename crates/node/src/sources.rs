@@ -11,7 +11,7 @@ use ingest::rtsp::{RtspSourceConfig, spawn_rtsp};
 use ingest::supervisor::SourceHandle;
 use media::StreamId;
 use store::Recorder;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::sink::StreamSink;
 
@@ -45,6 +45,8 @@ pub struct Pulls {
     sip: Option<Arc<gb28181::server::SipServer>>,
     running: Mutex<HashMap<StreamId, SourceHandle>>,
     hub: OnceLock<Weak<hub::Hub>>,
+    /// Budgets of lower platforms' registrations their channels' pulls count against.
+    gb_links: Arc<crate::gb::links::GbLinks>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -53,10 +55,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Pulls {
-    /// Pulls that reach GB/T 28181 channels through `sip`.
-    pub fn new(sip: Option<Arc<gb28181::server::SipServer>>) -> Pulls {
+    /// Pulls that reach GB/T 28181 channels through `sip`, within `gb_links`' budgets.
+    pub fn new(sip: Option<Arc<gb28181::server::SipServer>>, gb_links: Arc<crate::gb::links::GbLinks>) -> Pulls {
         Pulls {
             sip,
+            gb_links,
             ..Pulls::default()
         }
     }
@@ -103,7 +106,14 @@ impl Pulls {
                 info!(stream = %stream, "starting the pull");
                 let handle = match (&pull.source, &self.sip) {
                     (Source::Rtsp(cfg), _) => spawn_rtsp(cfg.clone(), sink, pull.health.clone()),
-                    (Source::Gb(cfg), Some(sip)) => spawn_gb(cfg.clone(), sip.clone(), sink, pull.health.clone()),
+                    (Source::Gb(cfg), Some(sip)) => {
+                        if let Err(refusal) = self.gb_links.admit(&cfg.device, stream) {
+                            warn!(stream = %stream, device = %cfg.device, "not pulled: {refusal}");
+                            pull.health.set_error(refusal.to_string());
+                            return;
+                        }
+                        spawn_gb(cfg.clone(), sip.clone(), sink, pull.health.clone())
+                    }
                     (Source::Gb(_), None) => return,
                     (Source::Remote(r), _) => r.spawn(sink, pull.health.clone()),
                 };
@@ -112,9 +122,7 @@ impl Pulls {
             hub::Action::Stop => {
                 if let Some(h) = running.remove(stream) {
                     info!(stream = %stream, "no viewers left: stopping the pull");
-                    if let Source::Remote(r) = &pull.source {
-                        r.stopped();
-                    }
+                    self.stopped(stream, &pull.source);
                     tokio::spawn(h.stop());
                 }
             }
@@ -125,14 +133,19 @@ impl Pulls {
     pub fn forget(&self, stream: &StreamId) {
         let pull = lock(&self.specs).remove(stream);
         if let Some(h) = lock(&self.running).remove(stream) {
-            if let Some(Pull {
-                source: Source::Remote(r),
-                ..
-            }) = &pull
-            {
-                r.stopped();
+            if let Some(p) = &pull {
+                self.stopped(stream, &p.source);
             }
             tokio::spawn(h.stop());
+        }
+    }
+
+    /// A pull of `stream` from `source` stopped: what it counted against is freed.
+    fn stopped(&self, stream: &StreamId, source: &Source) {
+        match source {
+            Source::Remote(r) => r.stopped(),
+            Source::Gb(cfg) => self.gb_links.release(&cfg.device, stream),
+            Source::Rtsp(_) => {}
         }
     }
 

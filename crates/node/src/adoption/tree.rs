@@ -136,7 +136,11 @@ mod tests {
                 item("21020000002160000002", "b", "21020000002160000001"),
             ],
         );
-        assert_eq!(t.path("21020000002160000001"), ["a", "b"]);
+        assert_eq!(
+            t.path("21020000002160000001"),
+            ["b", "a"],
+            "the loop is cut where it closes"
+        );
         let deep: Vec<CatalogItem> = (0..100)
             .map(|i| {
                 item(

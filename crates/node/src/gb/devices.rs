@@ -47,6 +47,8 @@ pub struct GbDevices {
     template: GbSourceConfig,
     /// What each device said of itself (DeviceInfo, DeviceStatus), for the device list.
     info: DeviceInfo,
+    /// Registrations' link budgets, for the device list.
+    links: Arc<super::links::GbLinks>,
 }
 
 /// Keeps the fields of DeviceInfo and DeviceStatus answers.
@@ -74,7 +76,13 @@ fn remember_info(info: &DeviceInfo, e: Event) {
 impl GbDevices {
     /// Device functions through `sip`, with `timeout` for each answer; device times are
     /// `utc_offset` seconds ahead of UTC; sessions are set up as `template` says.
-    pub fn new(sip: Arc<SipServer>, utc_offset: i64, timeout: Duration, template: GbSourceConfig) -> GbDevices {
+    pub fn new(
+        sip: Arc<SipServer>,
+        links: Arc<super::links::GbLinks>,
+        utc_offset: i64,
+        timeout: Duration,
+        template: GbSourceConfig,
+    ) -> GbDevices {
         let info = DeviceInfo::default();
         let store = info.clone();
         sip.each_event(move |e| remember_info(&store, e));
@@ -85,6 +93,7 @@ impl GbDevices {
             timeout,
             template,
             info,
+            links,
         }
     }
 
@@ -268,6 +277,7 @@ impl DeviceAccess for GbDevices {
         let sip = self.sip.clone();
         let channels = self.channels.read().unwrap_or_else(|p| p.into_inner()).clone();
         let info = self.info.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let links = self.links.clone();
         Box::pin(async move {
             sip.devices()
                 .await
@@ -293,6 +303,9 @@ impl DeviceAccess for GbDevices {
                     });
                     if let (Some(fields), Some(obj)) = (info.get(&d.id), v.as_object_mut()) {
                         obj.insert("info".into(), Value::Object(fields.clone()));
+                    }
+                    if let (Some(link), Some(obj)) = (links.view(&d.id), v.as_object_mut()) {
+                        obj.insert("link".into(), link);
                     }
                     v
                 })

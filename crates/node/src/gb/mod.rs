@@ -1,9 +1,11 @@
 //! GB/T 28181 in the node: the SIP server of `[gb28181]` and its log lines, how a channel is
 //! pulled, the device functions the API offers ([`GbDevices`]), and alarms and device state as
-//! node events ([`events`]). Catalog channels become cameras in `crate::adoption`.
+//! node events ([`events`]), and the link budgets of lower platforms' registrations
+//! ([`links`]). Catalog channels become cameras in `crate::adoption`.
 
 mod devices;
 pub mod events;
+pub mod links;
 
 use std::sync::Arc;
 use std::time::Duration;
