@@ -124,6 +124,22 @@ pub struct SipServer {
     task: JoinHandle<()>,
 }
 
+/// Receive buffer asked for the SIP socket. The default (~200 KB) holds only some fifty
+/// datagrams, whatever their size (each is accounted with its kernel overhead): a burst of
+/// INVITEs from uppers, or of catalog pages from a lower platform, would be dropped. The kernel
+/// caps it at `net.core.rmem_max`.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// The SIP UDP socket on `addr`, with a receive buffer for bursts.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+    // A smaller buffer than asked for is still better than none: not an error.
+    let _ = s.set_recv_buffer_size(UDP_RECV_BUFFER);
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}
+
 /// Largest TCP buffer kept while a message is incomplete.
 const MAX_STREAM_BUFFER: usize = sip::MAX_HEAD + sip::MAX_BODY + 4096;
 
@@ -131,7 +147,7 @@ impl SipServer {
     /// Listens on `listen` (UDP and TCP, same port) and runs a platform with `cfg`. If
     /// `cfg.local` has port 0 it becomes the bound address.
     pub async fn bind(mut cfg: PlatformConfig, listen: SocketAddr) -> Result<SipServer, ServerError> {
-        let udp = UdpSocket::bind(listen).await.map_err(|source| ServerError::Bind {
+        let udp = bind_udp(listen).map_err(|source| ServerError::Bind {
             addr: listen,
             transport: "UDP",
             source,

@@ -22,6 +22,9 @@ pub enum PullKey {
     Live(StreamId),
     /// A recorded range being fetched (playback, HLS segment, export download), by number.
     Transfer(u64),
+    /// A GB/T 28181 media session toward an upper platform, by number, and what it carries
+    /// (`live CAMERA`, `playback CAMERA`): each session crosses the link on its own.
+    Session(u64, String),
 }
 
 impl std::fmt::Display for PullKey {
@@ -29,6 +32,7 @@ impl std::fmt::Display for PullKey {
         match self {
             PullKey::Live(s) => write!(f, "{s}"),
             PullKey::Transfer(n) => write!(f, "playback #{n}"),
+            PullKey::Session(n, what) => write!(f, "{what} (session #{n})"),
         }
     }
 }
@@ -71,7 +75,7 @@ impl Pull {
             PullKey::Live(_) if self.declared => self.admitted_kbps,
             PullKey::Live(_) => self.admitted_kbps.max(self.measured_kbps),
             // Anything above its admitted rate is borrowed spare budget, paced to fit.
-            PullKey::Transfer(_) => self.admitted_kbps,
+            PullKey::Transfer(_) | PullKey::Session(..) => self.admitted_kbps,
         }
     }
 }
@@ -131,7 +135,7 @@ impl Budget {
             .iter()
             .filter_map(|(k, p)| match k {
                 PullKey::Live(s) => Some((s, p)),
-                PullKey::Transfer(_) => None,
+                PullKey::Transfer(_) | PullKey::Session(..) => None,
             })
             .collect();
         live.sort_by_key(|(_, p)| std::cmp::Reverse(p.order));

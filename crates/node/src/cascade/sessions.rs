@@ -94,10 +94,11 @@ impl Cascade {
         }
     }
 
-    /// Admits `kbps` on `upper`'s link; the key to release, or why not.
-    fn admit(&self, upper: &str, kbps: u64) -> Result<PullKey, String> {
+    /// Admits a session carrying `what` at `kbps` on `upper`'s link; the key to release, or why
+    /// not.
+    fn admit(&self, upper: &str, what: String, kbps: u64) -> Result<PullKey, String> {
         let u = self.uppers.get(upper).ok_or("unknown upper")?;
-        let key = PullKey::Transfer(self.sessions.next_key.fetch_add(1, Ordering::Relaxed));
+        let key = PullKey::Session(self.sessions.next_key.fetch_add(1, Ordering::Relaxed), what);
         u.budget
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -178,13 +179,22 @@ impl Cascade {
                     StreamKind::Main
                 };
                 let mut kind = want;
-                let budget = match self.admit(upper, kbps_of(&self.state, &StreamId::new(camera.as_str(), want))) {
+                let what = |k: StreamKind| format!("live {camera}/{}", k.as_str());
+                let budget = match self.admit(
+                    upper,
+                    what(want),
+                    kbps_of(&self.state, &StreamId::new(camera.as_str(), want)),
+                ) {
                     Ok(k) => k,
                     // The sub-stream when the main one does not fit the link.
                     Err(e) if want == StreamKind::Main && entry.info.has_sub => {
                         kind = StreamKind::Sub;
-                        self.admit(upper, kbps_of(&self.state, &StreamId::new(camera.as_str(), kind)))
-                            .map_err(|_| (503, format!("Service Unavailable ({e})")))?
+                        self.admit(
+                            upper,
+                            what(kind),
+                            kbps_of(&self.state, &StreamId::new(camera.as_str(), kind)),
+                        )
+                        .map_err(|_| (503, format!("Service Unavailable ({e})")))?
                     }
                     Err(e) => return Err((503, format!("Service Unavailable ({e})"))),
                 };
@@ -211,7 +221,7 @@ impl Cascade {
                 let stream = StreamId::main(camera.as_str());
                 let kbps = (kbps_of(&self.state, &stream) as f64 * speed) as u64;
                 let budget = self
-                    .admit(upper, kbps)
+                    .admit(upper, format!("playback {camera}"), kbps)
                     .map_err(|e| (503, format!("Service Unavailable ({e})")))?;
                 let (from, to) = (
                     WallTime::from_micros(start * 1_000_000),
