@@ -136,6 +136,7 @@ fn ok_to(req: &Message) -> Vec<u8> {
     .to_bytes()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn request(
     method: &str,
     upper: &str,
@@ -245,7 +246,7 @@ fn upper(
     while !done.load(Ordering::Relaxed) {
         if Instant::now() >= resend_at {
             resend_at += Duration::from_millis(500);
-            for (i, invite) in invites.iter().enumerate().filter(|(i, _)| !answered[*i]) {
+            for (_, invite) in invites.iter().enumerate().filter(|(i, _)| !answered[*i]) {
                 let _ = sock.send_to(invite, node_sip);
             }
         }
