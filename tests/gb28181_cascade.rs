@@ -447,7 +447,7 @@ fn a_lower_platform_with_5000_channels_is_adopted_under_its_tree() {
 /// and nothing leaks: no hub viewer, no session and no socket is left behind.
 #[test]
 fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
-    use gb28181::sip::{self, Framing, Message, StartLine};
+    use gb28181::sip::{Message, StartLine};
     const CAM: &str = "21020000001320000001";
     let sim = Sim::start(vec![camsim::CameraSpec::new(
         CAM,
@@ -463,7 +463,7 @@ fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
         sim.url(CAM)
     );
     let config = format!(
-        "{}\n[gb28181]\nid = \"{A_ID}\"\ndomain = \"2102000000\"\nlisten = \"{sip_addr}\"\npassword = \"device-pw\"\nrecord_discovered = false\norg = \"xigang/gb\"\n\n[[gb28181.upper]]\nid = \"{B_ID}\"\ndomain = \"2102000000\"\naddress = \"{upper_addr}\"\npassword = \"x\"\nkeepalive = \"1s\"\nack_timeout = \"2s\"\nshare = [\"org:xigang\"]\n",
+        "{}\n[gb28181]\nid = \"{A_ID}\"\ndomain = \"2102000000\"\nlisten = \"{sip_addr}\"\npassword = \"device-pw\"\nrecord_discovered = false\norg = \"xigang/gb\"\n\n[[gb28181.upper]]\nid = \"{B_ID}\"\ndomain = \"2102000000\"\naddress = \"{upper_addr}\"\npassword = \"x\"\nkeepalive = \"1s\"\nack_timeout = \"2s\"\nshare = [\"org:xigang\"]\nptz = [\"org:xigang/gb\"]\n",
         config_toml(addr, &dir.path().join("data"), "", &cams)
     );
     let mut node = Node::start(dir.path(), &config, addr);
@@ -474,45 +474,7 @@ fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
             .unwrap_or(0)
     };
 
-    // The scripted upper: answers our requests 200 (REGISTER, keepalives, answers), and returns
-    // the responses to its own requests.
-    let mut buf = vec![0u8; 65_536];
-    let mut pump = |upper: &std::net::UdpSocket, for_ms: u64| -> Vec<Message> {
-        let mut got = Vec::new();
-        let until = Instant::now() + Duration::from_millis(for_ms);
-        while Instant::now() < until {
-            let Ok((n, from)) = upper.recv_from(&mut buf) else {
-                continue;
-            };
-            let Ok((m, _)) = sip::parse(&buf[..n], Framing::Datagram) else {
-                continue;
-            };
-            if m.method().is_some() {
-                if m.method() != Some("ACK") {
-                    let mut headers: Vec<(String, String)> = ["Via", "From", "To", "Call-ID", "CSeq"]
-                        .iter()
-                        .filter_map(|h| m.header(h).map(|v| ((*h).to_owned(), v.to_owned())))
-                        .collect();
-                    if m.method() == Some("REGISTER") {
-                        headers.push(("Expires".into(), "3600".into()));
-                    }
-                    let ok = Message {
-                        start: StartLine::Response {
-                            code: 200,
-                            reason: "OK".into(),
-                        },
-                        headers,
-                        body: Default::default(),
-                    };
-                    let _ = upper.send_to(&ok.to_bytes(), from);
-                }
-                got.push(m);
-            } else {
-                got.push(m);
-            }
-        }
-        got
-    };
+    let pump = scripted_upper;
     assert!(
         wait_until(Duration::from_secs(10), || {
             pump(&upper, 200);
@@ -566,6 +528,48 @@ fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
     assert!(
         body.contains("<AlarmPriority>1</AlarmPriority>") && body.contains("周界入侵"),
         "{body}"
+    );
+    // PTZ from the upper: forwarded to the device's channel (its ptz list covers it), refused
+    // for the RTSP camera (not in that list); both audited as the upper, with the end user.
+    let ptz = |call: &str, channel: &str| {
+        let body = format!(
+            "<?xml version=\"1.0\"?>\r\n<Control>\r\n<CmdType>DeviceControl</CmdType>\r\n<SN>77</SN>\r\n<DeviceID>{channel}</DeviceID>\r\n<PTZCmd>A50F010110000026</PTZCmd>\r\n</Control>\r\n"
+        );
+        format!(
+            "MESSAGE sip:{channel}@{sip_addr} SIP/2.0\r\nVia: SIP/2.0/UDP {upper_addr};rport;branch=z9hG4bK{call}\r\nFrom: <sip:{B_ID}@2102000000>;tag=p{call}\r\nTo: <sip:{channel}@2102000000>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\nMonitor-User-Identity: dispatcher-7\r\nContent-Type: Application/MANSCDP+xml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    upper.send_to(ptz("ptz-dev", CH).as_bytes(), sip_addr).unwrap();
+    upper.send_to(ptz("ptz-rtsp", CAM).as_bytes(), sip_addr).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            pump(&upper, 100);
+            device.stats.ptz.load(std::sync::atomic::Ordering::Relaxed) == 1
+        }),
+        "the PTZ command did not reach the device\n{}",
+        node.log_text()
+    );
+    let mut entries = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        entries = node.get("/api/v1/audit?action=ptz").1["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        entries.len() == 2
+    }));
+    assert!(
+        entries.iter().all(|e| e["actor"] == format!("gb28181:{B_ID}")),
+        "{entries:?}"
+    );
+    assert!(
+        entries.iter().any(|e| e["camera"] == CH && e["outcome"] == "ok"),
+        "{entries:?}"
+    );
+    assert!(entries.iter().any(|e| e["outcome"] == "refused"), "{entries:?}");
+    assert!(
+        entries.iter().all(|e| e["on_behalf_of"] == "dispatcher-7"),
+        "{entries:?}"
     );
     let fds_before = fds();
     let mut n = 0;
@@ -802,4 +806,141 @@ fn a_lower_platforms_registration_has_a_link_budget() {
     assert!(errors.is_empty() && frames >= 10, "{errors} {frames}");
     lower.kill();
     assert!(b.terminate().success());
+}
+
+/// A scripted upper platform on `upper` for `for_ms`: answers the node's requests 200
+/// (REGISTER, keepalives, answers) and returns everything that arrived, requests and responses.
+fn scripted_upper(upper: &std::net::UdpSocket, for_ms: u64) -> Vec<gb28181::sip::Message> {
+    use gb28181::sip::{self, Framing, Message, StartLine};
+    let mut buf = vec![0u8; 65_536];
+    let mut got = Vec::new();
+    let until = Instant::now() + Duration::from_millis(for_ms);
+    while Instant::now() < until {
+        let Ok((n, from)) = upper.recv_from(&mut buf) else {
+            continue;
+        };
+        let Ok((m, _)) = sip::parse(&buf[..n], Framing::Datagram) else {
+            continue;
+        };
+        if m.method().is_some() && m.method() != Some("ACK") {
+            let mut headers: Vec<(String, String)> = ["Via", "From", "To", "Call-ID", "CSeq"]
+                .iter()
+                .filter_map(|h| m.header(h).map(|v| ((*h).to_owned(), v.to_owned())))
+                .collect();
+            if m.method() == Some("REGISTER") {
+                headers.push(("Expires".into(), "3600".into()));
+            }
+            let ok = Message {
+                start: StartLine::Response {
+                    code: 200,
+                    reason: "OK".into(),
+                },
+                headers,
+                body: Default::default(),
+            };
+            let _ = upper.send_to(&ok.to_bytes(), from);
+        }
+        got.push(m);
+    }
+    got
+}
+
+/// A street node cascades to a GB/T 28181 upper the cameras of the community node below it
+/// (native hierarchy): the upper's RecordInfo about such a camera is answered from the
+/// community's recordings, asked through the link.
+#[test]
+fn recordings_of_a_lower_nodes_camera_are_listed_to_a_gb_upper() {
+    use common::levels::{issue_upper_token, level_config, lower_toml, wait_for_camera};
+    const CAM: &str = "21020000001320000042";
+    let sim = Sim::start(vec![camsim::CameraSpec::new(
+        CAM,
+        camsim::BuiltinFixture::H264_240p.load(),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let (c_dir, s_dir) = (dir.path().join("community"), dir.path().join("street"));
+    std::fs::create_dir_all(&c_dir).unwrap();
+    std::fs::create_dir_all(&s_dir).unwrap();
+    let base_us = (now_us() / 1_000_000 - 1200) * 1_000_000;
+    synthesize(
+        &c_dir.join("data"),
+        base_us,
+        4,
+        &[Stretch {
+            camera: CAM,
+            fixture: camsim::BuiltinFixture::H264_240p,
+            offset_s: 0.0,
+            seconds: 30.0,
+        }],
+    );
+    let c_addr = free_addr();
+    let cams = format!(
+        "[[cameras]]\nid = \"{CAM}\"\nurl = \"{}\"\norg = \"renmin\"\nrecord = false\n",
+        sim.url(CAM)
+    );
+    let mut c = Node::start(
+        &c_dir,
+        &level_config("comm", "community", c_addr, None, &c_dir.join("data"), &cams),
+        c_addr,
+    );
+    let token = issue_upper_token(&mut c, "street");
+    let upper = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    upper.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let upper_addr = upper.local_addr().unwrap();
+    let (s_addr, s_sip) = (free_addr(), free_udp_tcp_addr());
+    let extra = format!(
+        "{}[gb28181]\nid = \"{A_ID}\"\ndomain = \"2102000000\"\nlisten = \"{s_sip}\"\npassword = \"device-pw\"\n\n[[gb28181.upper]]\nid = \"{B_ID}\"\ndomain = \"2102000000\"\naddress = \"{upper_addr}\"\npassword = \"x\"\nkeepalive = \"1s\"\nshare = [\"*\"]\n",
+        lower_toml(
+            "comm",
+            &format!("http://{c_addr}"),
+            &token,
+            100,
+            "dalian/xigang",
+            "down"
+        )
+    );
+    let mut s = Node::start(
+        &s_dir,
+        &level_config("street", "street", s_addr, None, &s_dir.join("data"), &extra),
+        s_addr,
+    );
+    wait_for_camera(&mut s, CAM, "idle", Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            scripted_upper(&upper, 200);
+            s.get("/api/v1/gb28181/uppers").1["uppers"][0]["registered"] == true
+        }),
+        "{}",
+        s.log_text()
+    );
+    let q = format!(
+        "<?xml version=\"1.0\"?>\r\n<Query>\r\n<CmdType>RecordInfo</CmdType>\r\n<SN>5150</SN>\r\n<DeviceID>{CAM}</DeviceID>\r\n<StartTime>{}</StartTime>\r\n<EndTime>{}</EndTime>\r\n<Type>all</Type>\r\n</Query>\r\n",
+        gb28181::gbtime::format_secs(base_us / 1_000_000 - 60, 8 * 3600),
+        gb28181::gbtime::format_secs(base_us / 1_000_000 + 600, 8 * 3600)
+    );
+    let msg = format!(
+        "MESSAGE sip:{A_ID}@{s_sip} SIP/2.0\r\nVia: SIP/2.0/UDP {upper_addr};rport;branch=z9hG4bKri1\r\nFrom: <sip:{B_ID}@2102000000>;tag=ri\r\nTo: <sip:{A_ID}@2102000000>\r\nCall-ID: ri-1\r\nCSeq: 1 MESSAGE\r\nContent-Type: Application/MANSCDP+xml\r\nContent-Length: {}\r\n\r\n{q}",
+        q.len()
+    );
+    upper.send_to(msg.as_bytes(), s_sip).unwrap();
+    let mut answer = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            for m in scripted_upper(&upper, 200) {
+                let body = gb28181::manscdp::decode_text(&m.body, gb28181::manscdp::Charset::Gb18030);
+                if body.contains("<CmdType>RecordInfo</CmdType>") && body.contains("<SN>5150</SN>") {
+                    answer = body;
+                }
+            }
+            !answer.is_empty()
+        }),
+        "no RecordInfo answer\n{}",
+        s.log_text()
+    );
+    assert!(answer.contains("<SumNum>1</SumNum>"), "{answer}");
+    let start = gb28181::gbtime::format_secs(base_us / 1_000_000, 8 * 3600);
+    assert!(answer.contains(&format!("<StartTime>{start}</StartTime>")), "{answer}");
+    assert!(answer.contains(&format!("<DeviceID>{CAM}</DeviceID>")), "{answer}");
+    assert!(c.terminate().success());
+    assert!(s.terminate().success());
+    drop(sim);
 }

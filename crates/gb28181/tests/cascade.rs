@@ -91,6 +91,7 @@ async fn cascade(transport: Transport) {
         UpperEvent::Query {
             sn,
             query: Query::Catalog,
+            ..
         } => Some(sn),
         _ => None,
     })

@@ -183,6 +183,8 @@ pub enum UpperEvent {
         sn: u64,
         /// What it asks.
         query: Query,
+        /// The end user it asks for (`Monitor-User-Identity`), when it says.
+        user: Option<String>,
     },
     /// A DeviceControl for `channel` (PTZ when `ptz` is set).
     Control {
@@ -192,6 +194,8 @@ pub enum UpperEvent {
         channel: String,
         /// `PTZCmd`, 16 hex digits.
         ptz: Option<String>,
+        /// The end user it acts for (`Monitor-User-Identity`), when it says.
+        user: Option<String>,
     },
     /// The upper subscribed to catalog changes (`expires` zero: it unsubscribed).
     CatalogSubscribed {

@@ -96,6 +96,7 @@ impl UpperLink {
             return;
         }
         let sn = doc.sn;
+        let user = end_user(m);
         let target = if doc.device_id.is_empty() {
             self.cfg.own_id.clone()
         } else {
@@ -118,13 +119,14 @@ impl UpperLink {
             None
         };
         if let Some(query) = query {
-            self.emit(UpperEvent::Query { sn, query });
+            self.emit(UpperEvent::Query { sn, query, user });
         } else if doc.is("Control", "DeviceControl") {
             let ptz = doc.element.text_of("PTZCmd").map(|p| p.trim().to_owned());
             self.emit(UpperEvent::Control {
                 sn,
                 channel: target,
                 ptz,
+                user,
             });
         }
     }
@@ -241,9 +243,7 @@ impl UpperLink {
         self.simple(now, from, &m, 100, "Trying");
         let dialog = self.next_dialog;
         self.next_dialog += 1;
-        let user = m
-            .header("Monitor-User-Identity")
-            .map(|u| u.chars().filter(|c| !c.is_control()).take(200).collect());
+        let user = end_user(&m);
         self.dialogs.insert(
             dialog,
             Dialog {
@@ -411,4 +411,11 @@ impl UpperLink {
             });
         }
     }
+}
+
+/// The end user an upper acts for (`Monitor-User-Identity`), bounded and without control
+/// characters, for the audit.
+fn end_user(m: &Message) -> Option<String> {
+    m.header("Monitor-User-Identity")
+        .map(|u| u.chars().filter(|c| !c.is_control()).take(200).collect())
 }

@@ -231,7 +231,8 @@ fn a_catalog_answer_goes_one_message_at_a_time_each_under_the_mtu() {
         events,
         vec![UpperEvent::Query {
             sn: 42,
-            query: Query::Catalog
+            query: Query::Catalog,
+            user: None,
         }]
     );
     let entries: Vec<CatalogEntry> = (0..20).map(entry).collect();

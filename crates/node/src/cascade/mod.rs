@@ -161,11 +161,11 @@ impl Cascade {
                 warn!(upper = %upper, ?status, "GB28181 cascade: registration failed: {reason}")
             }
             UpperEvent::Lost { reason } => warn!(upper = %upper, "GB28181 cascade: {reason}; registering again"),
-            UpperEvent::Query { sn, query } => {
-                tokio::spawn(async move { self.answer(&upper, sn, query).await });
+            UpperEvent::Query { sn, query, user } => {
+                tokio::spawn(async move { self.answer(&upper, sn, query, user).await });
             }
-            UpperEvent::Control { sn, channel, ptz } => {
-                tokio::spawn(async move { self.control(&upper, sn, &channel, ptz).await });
+            UpperEvent::Control { sn, channel, ptz, user } => {
+                tokio::spawn(async move { self.control(&upper, sn, &channel, ptz, user).await });
             }
             UpperEvent::CatalogSubscribed { expires } => {
                 info!(upper = %upper, ?expires, "GB28181 cascade: catalog subscription")

@@ -68,7 +68,7 @@ impl Cascade {
         }
     }
 
-    pub(super) async fn answer(&self, upper: &str, sn: u64, query: Query) {
+    pub(super) async fn answer(&self, upper: &str, sn: u64, query: Query, user: Option<String>) {
         let Some(u) = self.uppers.get(upper) else { return };
         let charset = u.cfg.charset;
         match query {
@@ -106,11 +106,13 @@ impl Cascade {
                 let body = manscdp_out::device_status(sn, &target, online, recording, &now, charset);
                 self.sip.upper_answer(upper, body).await;
             }
-            Query::RecordInfo { channel, start, end } => self.record_info(upper, sn, &channel, &start, &end).await,
+            Query::RecordInfo { channel, start, end } => {
+                self.record_info(upper, sn, &channel, &start, &end, user).await
+            }
         }
     }
 
-    async fn record_info(&self, upper: &str, sn: u64, channel: &str, start: &str, end: &str) {
+    async fn record_info(&self, upper: &str, sn: u64, channel: &str, start: &str, end: &str, user: Option<String>) {
         let Some(camera) = self.camera_of(upper, channel) else {
             // Not ours to tell: an empty answer, so the upper does not wait.
             self.sip.upper_records(upper, sn, channel, channel, Vec::new()).await;
@@ -131,24 +133,10 @@ impl Cascade {
             WallTime::from_micros(from * 1_000_000),
             WallTime::from_micros(to * 1_000_000),
         );
-        let store = self.state.store.clone();
-        let stream = StreamId::main(camera.as_str());
-        let found = tokio::task::spawn_blocking(move || store.segments(&stream, from, to))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        // Back-to-back segments are one recording.
-        let mut runs: Vec<(WallTime, WallTime, u64)> = Vec::new();
-        for (_, r) in &found {
-            match runs.last_mut() {
-                Some(last) if r.start.micros_since(last.1) <= CONTIGUOUS_US => {
-                    last.1 = r.end;
-                    last.2 += r.bytes;
-                }
-                _ => runs.push((r.start, r.end, r.bytes)),
-            }
-        }
+        let runs = match self.state.remote.as_ref().filter(|r| r.is_remote(&camera)) {
+            Some(remote) => lower_recordings(remote.as_ref(), &camera, from, to, upper).await,
+            None => self.local_recordings(&camera, from, to).await,
+        };
         let fmt = |t: WallTime| gb28181::gbtime::format_secs(t.as_micros() / 1_000_000, off);
         let records: Vec<RecordEntry> = runs
             .into_iter()
@@ -158,7 +146,7 @@ impl Cascade {
                 name: name.clone(),
                 start: fmt(s.max(from)),
                 end: fmt(e.min(to)),
-                file_size: Some(bytes),
+                file_size: bytes,
             })
             .collect();
         self.audit_upper(
@@ -166,14 +154,48 @@ impl Cascade {
             "recordings.list",
             "ok",
             Some(&camera),
-            None,
+            user,
             json!({ "start": start, "end": end, "records": records.len() }),
         )
         .await;
         self.sip.upper_records(upper, sn, channel, &name, records).await;
     }
 
-    pub(super) async fn control(&self, upper: &str, _sn: u64, channel: &str, ptz: Option<String>) {
+    /// Our recordings of `camera` in the window: runs of back-to-back segments, with their size.
+    async fn local_recordings(
+        &self,
+        camera: &str,
+        from: WallTime,
+        to: WallTime,
+    ) -> Vec<(WallTime, WallTime, Option<u64>)> {
+        let store = self.state.store.clone();
+        let stream = StreamId::main(camera);
+        let found = tokio::task::spawn_blocking(move || store.segments(&stream, from, to))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let mut runs: Vec<(WallTime, WallTime, Option<u64>)> = Vec::new();
+        for (_, r) in &found {
+            match runs.last_mut() {
+                Some(last) if r.start.micros_since(last.1) <= CONTIGUOUS_US => {
+                    last.1 = r.end;
+                    last.2 = Some(last.2.unwrap_or(0) + r.bytes);
+                }
+                _ => runs.push((r.start, r.end, Some(r.bytes))),
+            }
+        }
+        runs
+    }
+
+    pub(super) async fn control(
+        &self,
+        upper: &str,
+        _sn: u64,
+        channel: &str,
+        ptz: Option<String>,
+        user: Option<String>,
+    ) {
         let Some(u) = self.uppers.get(upper) else { return };
         let Some(cmd) = ptz else { return };
         let camera = self.camera_of(upper, channel);
@@ -194,11 +216,51 @@ impl Cascade {
             "ptz",
             outcome,
             camera.as_deref(),
-            None,
+            user,
             json!({ "channel": channel, "command": cmd.chars().take(16).collect::<String>(), "why": why }),
         )
         .await;
     }
+}
+
+/// A lower node's recordings of `camera` in the window, through its link (`ranges` of its
+/// recordings listing); nothing when the link cannot say. Asked for the upper `upper`, so the
+/// lower node's audit names it.
+async fn lower_recordings(
+    remote: &dyn api::remote_access::RemoteAccess,
+    camera: &str,
+    from: WallTime,
+    to: WallTime,
+    upper: &str,
+) -> Vec<(WallTime, WallTime, Option<u64>)> {
+    let path = format!(
+        "/api/v1/cameras/{camera}/recordings?start={}&end={}",
+        api::time::format(from).replace('+', "%2B"),
+        api::time::format(to).replace('+', "%2B")
+    );
+    let answer = match remote.call(camera, "GET", path, None, format!("gb28181:{upper}")).await {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(
+                camera,
+                upper, "GB28181 cascade: recordings of a lower node's camera: {e}"
+            );
+            return Vec::new();
+        }
+    };
+    answer["ranges"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| {
+                    let s = api::time::parse("start", r["start"].as_str()?).ok()?;
+                    let e = api::time::parse("end", r["end"].as_str()?).ok()?;
+                    (e > s).then_some((s, e, None))
+                })
+                .take(MAX_RECORDS)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
