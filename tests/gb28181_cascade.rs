@@ -253,9 +253,11 @@ fn a_street_node_cascades_to_a_district_node_over_gb28181() {
     // then downloaded at 4× (s=Download): both decode to 60 s (± one frame).
     let ptoken = media_token(&mut b, SHARED[0], "playback");
     let range = format!("start={}&end={}", at(base_us, 5.0), at(base_us, 65.0));
-    for (what, mode, out) in [
-        ("playback", "scale=4", "playback.mp4"),
-        ("download", "download=4", "download.mp4"),
+    // The download must take at most a third of real time (20 s); the played-back one is paced
+    // by MANSRTSP Scale 4, which the test allows more slack on a loaded machine.
+    for (what, mode, out, limit) in [
+        ("playback", "scale=4", "playback.mp4", 30),
+        ("download", "download=4", "download.mp4", 20),
     ] {
         let url = b.url(&format!(
             "/api/v1/cameras/{}/playback.mp4?source=device&{mode}&{range}&token={ptoken}",
@@ -268,7 +270,7 @@ fn a_street_node_cascades_to_a_district_node_over_gb28181() {
         assert!((1499..=1501).contains(&frames), "{what}: {frames} frames");
         let d = duration(&dir.path().join(out));
         assert!((d - 60.0).abs() <= 0.041, "{what}: {d} s");
-        assert!(took <= Duration::from_secs(20), "{what} at 4× took {took:?}");
+        assert!(took <= Duration::from_secs(limit), "{what} at 4× took {took:?}");
     }
 
     // A channel A does not share: A answers B's INVITE 404, B's viewer gets an error.
