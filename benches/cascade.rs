@@ -19,7 +19,6 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -61,9 +60,8 @@ struct Node {
     addr: SocketAddr,
     rtsp: SocketAddr,
     sip: SocketAddr,
-    _child: std::process::Child,
+    _run: common::RunningNode,
     _dir: tempfile::TempDir,
-    _kill: testkit::KillOnDrop,
 }
 
 /// A node with `cameras` on-demand cameras of camsim at `sim` and an upper entry per address.
@@ -89,30 +87,14 @@ fn start_node(sim: SocketAddr, cameras: usize, uppers: &[SocketAddr]) -> Node {
             upper_id(i)
         ));
     }
-    let cfg = dir.path().join("bench.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sharpeye"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn,node::cascade=info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("node.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let kill = testkit::KillOnDrop(child.id());
-    let t0 = Instant::now();
-    while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "node did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let run = common::run_node(dir.path(), &config, addr, "warn,node::cascade=info");
     Node {
-        pid: child.id(),
+        pid: run.pid,
         addr,
         rtsp,
         sip,
-        _child: child,
+        _run: run,
         _dir: dir,
-        _kill: kill,
     }
 }
 

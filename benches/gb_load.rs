@@ -21,7 +21,6 @@ mod common;
 
 use std::io::Read as _;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -60,10 +59,9 @@ fn device_id(n: usize) -> String {
 }
 
 struct Node {
-    child: std::process::Child,
+    run: common::RunningNode,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
-    _kill: testkit::KillOnDrop,
 }
 
 fn start_node(gb: &str, cameras: &str) -> (Node, SocketAddr) {
@@ -74,31 +72,8 @@ fn start_node(gb: &str, cameras: &str) -> (Node, SocketAddr) {
         "[server]\nlisten = \"{addr}\"\ndata_dirs = [\"{}\"]\n\n[[users]]\nname = \"admin\"\npassword = \"{PASSWORD}\"\nrole = \"admin\"\n\n[gb28181]\nid = \"{PLATFORM}\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"{PASSWORD}\"\n{gb}\n{cameras}",
         dir.path().join("data").display()
     );
-    let cfg = dir.path().join("bench.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sharpeye"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let kill = testkit::KillOnDrop(child.id());
-    let t0 = Instant::now();
-    while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "node did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (
-        Node {
-            child,
-            addr,
-            _dir: dir,
-            _kill: kill,
-        },
-        sip,
-    )
+    let run = common::run_node(dir.path(), &config, addr, "warn");
+    (Node { run, addr, _dir: dir }, sip)
 }
 
 fn token(addr: SocketAddr) -> String {
@@ -136,7 +111,7 @@ fn registration(a: &Args, rt: &tokio::runtime::Runtime) {
         &format!("keepalive_interval = \"{}s\"\nadopt = false\n", a.keepalive_s),
         "",
     );
-    let pid = node.child.id();
+    let pid = node.run.pid;
     std::thread::sleep(Duration::from_secs(2));
     let (c0, _) = usage(pid);
     std::thread::sleep(Duration::from_secs(5));

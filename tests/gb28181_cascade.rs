@@ -204,26 +204,7 @@ fn a_street_node_cascades_to_a_district_node_over_gb28181() {
     assert!(frames >= 25, "{frames} frames");
 
     // Ten viewers at B cost one session at A (and A's one pull of the camera).
-    let readers: Vec<_> = (0..10)
-        .map(|_| {
-            let url = live.clone();
-            std::thread::spawn(move || {
-                use std::io::Read;
-                let Ok(resp) = agent().get(&url).call() else { return 0 };
-                let mut body = resp.into_body().into_reader();
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut got = 0usize;
-                let until = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < until {
-                    match body.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got += n,
-                    }
-                }
-                got
-            })
-        })
-        .collect();
+    let readers: Vec<_> = (0..10).map(|_| watch(live.clone(), Duration::from_secs(5))).collect();
     let mut seen = BTreeSet::new();
     let watch_until = Instant::now() + Duration::from_secs(4);
     std::thread::sleep(Duration::from_millis(1500));
@@ -744,23 +725,7 @@ fn a_lower_platforms_registration_has_a_link_budget() {
     // Two channels at 2 Mbit/s fill most of the 5 Mbit/s.
     let watchers: Vec<_> = [ch(1), ch(2)]
         .into_iter()
-        .map(|c| {
-            let u = url(&mut b, &c);
-            std::thread::spawn(move || {
-                use std::io::Read;
-                let Ok(resp) = agent().get(&u).call() else { return 0 };
-                let mut body = resp.into_body().into_reader();
-                let mut buf = vec![0u8; 65_536];
-                let (mut got, until) = (0, Instant::now() + Duration::from_secs(5));
-                while Instant::now() < until {
-                    match body.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got += n,
-                    }
-                }
-                got
-            })
-        })
+        .map(|c| watch(url(&mut b, &c), Duration::from_secs(5)))
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
     let third = url(&mut b, &ch(3));
@@ -945,4 +910,22 @@ fn recordings_of_a_lower_nodes_camera_are_listed_to_a_gb_upper() {
     assert!(c.terminate().success());
     assert!(s.terminate().success());
     drop(sim);
+}
+
+/// A viewer of `url` on its own thread for `for_`: the bytes it got.
+fn watch(url: String, for_: Duration) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let Ok(resp) = agent().get(&url).call() else { return 0 };
+        let mut body = resp.into_body().into_reader();
+        let mut buf = vec![0u8; 64 * 1024];
+        let (mut got, until) = (0, Instant::now() + for_);
+        while Instant::now() < until {
+            match body.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        got
+    })
 }

@@ -72,3 +72,37 @@ pub fn usage(pid: u32) -> (f64, u64) {
         * 1024;
     (cpu, rss)
 }
+
+/// A `sharpeye run` started by a bench, killed when dropped.
+pub struct RunningNode {
+    /// Its process id (for its CPU and memory).
+    pub pid: u32,
+    _child: std::process::Child,
+    _kill: testkit::KillOnDrop,
+}
+
+/// Runs `sharpeye run` with `config` (written into `dir`, its log at `RUST_LOG=log` into
+/// `dir/node.log`) and returns once its API at `addr` answers.
+pub fn run_node(dir: &Path, config: &str, addr: std::net::SocketAddr, log: &str) -> RunningNode {
+    let cfg = dir.join("bench.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sharpeye"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("node.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let kill = testkit::KillOnDrop(child.id());
+    let t0 = std::time::Instant::now();
+    while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    RunningNode {
+        pid: kill.0,
+        _child: child,
+        _kill: kill,
+    }
+}
