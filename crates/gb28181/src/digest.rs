@@ -114,17 +114,23 @@ fn params(s: &str) -> Result<Vec<(String, String)>, DigestError> {
     Ok(out)
 }
 
+/// The parameters of a `Digest` header value (after the scheme), if it is one of a sane size.
+fn digest_params(header: &str) -> Result<&str, DigestError> {
+    if header.len() > MAX_HEADER {
+        return Err(DigestError::TooLong(header.len()));
+    }
+    let h = header.trim_start();
+    let (scheme, rest) = h.split_at(h.find(char::is_whitespace).unwrap_or(h.len()));
+    if !scheme.eq_ignore_ascii_case("digest") {
+        return Err(DigestError::NotDigest);
+    }
+    Ok(rest)
+}
+
 impl Credentials {
     /// Reads an `Authorization` (or `Proxy-Authorization`) header value.
     pub fn parse(header: &str) -> Result<Credentials, DigestError> {
-        if header.len() > MAX_HEADER {
-            return Err(DigestError::TooLong(header.len()));
-        }
-        let h = header.trim_start();
-        let (scheme, rest) = h.split_at(h.find(char::is_whitespace).unwrap_or(h.len()));
-        if !scheme.eq_ignore_ascii_case("digest") {
-            return Err(DigestError::NotDigest);
-        }
+        let rest = digest_params(header)?;
         let mut c = Credentials::default();
         for (k, v) in params(rest)? {
             match k.as_str() {
@@ -204,14 +210,7 @@ pub struct Challenge {
 impl Challenge {
     /// Reads a `WWW-Authenticate` (or `Proxy-Authenticate`) value.
     pub fn parse(header: &str) -> Result<Challenge, DigestError> {
-        if header.len() > MAX_HEADER {
-            return Err(DigestError::TooLong(header.len()));
-        }
-        let h = header.trim_start();
-        let (scheme, rest) = h.split_at(h.find(char::is_whitespace).unwrap_or(h.len()));
-        if !scheme.eq_ignore_ascii_case("digest") {
-            return Err(DigestError::NotDigest);
-        }
+        let rest = digest_params(header)?;
         let mut c = Challenge {
             realm: String::new(),
             nonce: String::new(),

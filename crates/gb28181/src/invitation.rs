@@ -97,10 +97,7 @@ impl Invitation {
                         .map(str::to_owned)
                 }
                 "c" => {
-                    let ip = v
-                        .split_whitespace()
-                        .nth(2)
-                        .and_then(|ip| ip.split('/').next()?.parse().ok());
+                    let ip = crate::sdp::connection_ip(v);
                     if media.is_some() {
                         media_ip = ip;
                     } else {

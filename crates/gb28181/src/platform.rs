@@ -10,11 +10,15 @@
 //! Requests are sent to the address the device's packets come from (not its Contact), on the
 //! transport they came over, so a device behind NAT or registered over TCP is reachable.
 //!
-//! Why one file of this size: every handler reads and writes the same device, dialog and
-//! pending-request tables and the same output queue, and splitting them across modules would
-//! have meant making those tables public to the crate or threading them through every call. The
-//! GB/T 28181 cascade (this node as a lower platform of another) adds a second role; that is the
-//! point to split it by role (registrar, queries, dialogs) over a shared core.
+//! Why one file of this size: every handler of this role reads and writes the same device,
+//! dialog and pending-request tables and the same output queue, and splitting them across
+//! modules would have meant making those tables public to the crate or threading them through
+//! every call. The other role, this node as the lower platform of an upper one, is not here: it
+//! is `crate::upper` (its own tables, split by concern into registration and keepalive,
+//! requests from the upper, and outgoing messages), and what both roles share (response
+//! building, the answered-request cache, retransmission timers, ids and tags) is
+//! `crate::sipcore`. About a third of this file is the registrar, a third the MANSCDP queries
+//! and answers, a third the INVITE dialogs; they share every table above.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -27,7 +31,7 @@ use crate::manscdp::{self, CatalogChunk, CatalogItem, Charset, Document, RecordC
 use crate::sdp::{Answer, Offer};
 use crate::sip::{Message, StartLine};
 pub use crate::sipcore::uri_user;
-use crate::sipcore::{RESPONSE_CACHE, T1, T2, branch_of, cseq_of, expires_of, response_to, tag_of, valid_id};
+use crate::sipcore::{Answered, T1, T2, branch_of, cseq_of, expires_of, response_to, tag_of, valid_id};
 
 /// The transport a message travelled over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -407,7 +411,7 @@ pub struct Platform {
     /// calls share a Call-ID).
     calls_by_id: HashMap<(String, String), CallId>,
     aggregates: HashMap<(String, u64), Aggregate>,
-    responses: HashMap<String, (Vec<u8>, Instant)>,
+    responses: Answered,
     out: VecDeque<Output>,
     next_call: CallId,
     next_sn: u64,
@@ -439,7 +443,7 @@ impl Platform {
             calls: HashMap::new(),
             calls_by_id: HashMap::new(),
             aggregates: HashMap::new(),
-            responses: HashMap::new(),
+            responses: Answered::default(),
             out: VecDeque::new(),
             next_call: 1,
             next_sn: 1,
@@ -528,10 +532,7 @@ impl Platform {
     ) {
         let tag = self.token()[..10].to_owned();
         let data = response_to(req, from, code, reason, &tag, extra, body).to_bytes();
-        if let Some(b) = req.header("Via").and_then(branch_of) {
-            let key = format!("{b}/{}", req.method().unwrap_or(""));
-            self.responses.insert(key, (data.clone(), now + RESPONSE_CACHE));
-        }
+        self.responses.remember(now, req, &data);
         self.out.push_back(Output::Send { to: from, data });
     }
 
@@ -549,13 +550,9 @@ impl Platform {
             StartLine::Request { method, .. } => {
                 let method = method.clone();
                 // A retransmission of a request already answered: the same answer again.
-                if let Some(b) = m.header("Via").and_then(branch_of) {
-                    let key = format!("{b}/{method}");
-                    if let Some((data, _)) = self.responses.get(&key) {
-                        let data = data.clone();
-                        self.out.push_back(Output::Send { to: from, data });
-                        return;
-                    }
+                if let Some(data) = self.responses.replay(&m) {
+                    self.out.push_back(Output::Send { to: from, data });
+                    return;
                 }
                 if m.header("Call-ID").is_none() || cseq_of(&m).is_none() || m.header("From").is_none() {
                     self.simple(now, from, &m, 400, "Bad Request (missing Call-ID, CSeq or From)");
@@ -1573,7 +1570,7 @@ impl Platform {
                 reason: OfflineReason::Expired,
             });
         }
-        self.responses.retain(|_, (_, until)| *until > now);
+        self.responses.expire(now);
         if self.nonces.len() > 1024 {
             self.nonces.retain(|_, t| now.duration_since(*t) < NONCE_LIFE);
         }

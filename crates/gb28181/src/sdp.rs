@@ -172,10 +172,7 @@ impl Answer {
             let Some((k, v)) = line.split_once('=') else { continue };
             match k {
                 "c" => {
-                    let ip = v
-                        .split_whitespace()
-                        .nth(2)
-                        .and_then(|ip| ip.split('/').next()?.parse().ok());
+                    let ip = crate::sdp::connection_ip(v);
                     if media.is_some() {
                         media_ip = ip;
                     } else {
@@ -244,6 +241,13 @@ impl SsrcAllocator {
         self.next = if self.next >= 9999 { 1 } else { self.next + 1 };
         format!("{}{}{n:04}", u8::from(history), self.domain_part)
     }
+}
+
+/// The address of a `c=` line's value (`IN IP4 10.0.0.1`, a multicast `/ttl` dropped).
+pub(crate) fn connection_ip(v: &str) -> Option<std::net::IpAddr> {
+    v.split_whitespace()
+        .nth(2)
+        .and_then(|ip| ip.split('/').next()?.parse().ok())
 }
 
 #[cfg(test)]

@@ -388,32 +388,20 @@ async fn read_connection(
 fn connect_out(addr: SocketAddr, to_main: mpsc::Sender<(Peer, Option<Message>)>) -> mpsc::Sender<Vec<u8>> {
     let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(256);
     tokio::spawn(async move {
-        let stream = match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                warn!(%addr, "GB28181 TCP: cannot connect: {e}");
-                let _ = to_main
-                    .send((
-                        Peer {
-                            transport: Transport::Tcp,
-                            addr,
-                        },
-                        None,
-                    ))
-                    .await;
-                return;
-            }
-            Err(_) => {
-                warn!(%addr, "GB28181 TCP: connecting timed out after 5 s");
-                let _ = to_main
-                    .send((
-                        Peer {
-                            transport: Transport::Tcp,
-                            addr,
-                        },
-                        None,
-                    ))
-                    .await;
+        let failed = match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(format!("cannot connect: {e}")),
+            Err(_) => Err("connecting timed out after 5 s".to_owned()),
+        };
+        let stream = match failed {
+            Ok(s) => s,
+            Err(why) => {
+                warn!(%addr, "GB28181 TCP: {why}");
+                let peer = Peer {
+                    transport: Transport::Tcp,
+                    addr,
+                };
+                let _ = to_main.send((peer, None)).await;
                 return;
             }
         };

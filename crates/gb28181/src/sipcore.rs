@@ -198,3 +198,33 @@ mod tests {
         assert!(t.branch().starts_with("z9hG4bK"));
     }
 }
+
+/// Answers already sent, by the request's branch and method, so that a retransmitted request
+/// gets the same answer again (RFC 3261 §17.2) rather than being handled twice; each is kept
+/// [`RESPONSE_CACHE`]. Shared by the platform and the upper links.
+#[derive(Debug, Default)]
+pub struct Answered(std::collections::HashMap<String, (Vec<u8>, std::time::Instant)>);
+
+impl Answered {
+    fn key(req: &Message) -> Option<String> {
+        let b = req.header("Via").and_then(branch_of)?;
+        Some(format!("{b}/{}", req.method().unwrap_or("")))
+    }
+
+    /// Remembers `data` as the answer to `req`.
+    pub fn remember(&mut self, now: std::time::Instant, req: &Message, data: &[u8]) {
+        if let Some(k) = Self::key(req) {
+            self.0.insert(k, (data.to_vec(), now + RESPONSE_CACHE));
+        }
+    }
+
+    /// The answer already sent to `req`, if it is a retransmission.
+    pub fn replay(&self, req: &Message) -> Option<Vec<u8>> {
+        self.0.get(&Self::key(req)?).map(|(d, _)| d.clone())
+    }
+
+    /// Forgets answers older than [`RESPONSE_CACHE`].
+    pub fn expire(&mut self, now: std::time::Instant) {
+        self.0.retain(|_, (_, until)| *until > now);
+    }
+}

@@ -24,7 +24,7 @@ use crate::manscdp::Charset;
 use crate::manscdp_out::{CatalogEntry, ListAnswer, RecordEntry};
 use crate::platform::{Event, Output, Peer, Transport};
 use crate::sip::Message;
-use crate::sipcore::{Tokens, branch_of, uri_user};
+use crate::sipcore::{Answered, Tokens, branch_of, uri_user};
 
 /// How to reach and present ourselves to one upper platform.
 #[derive(Clone, Debug)]
@@ -286,7 +286,7 @@ pub struct UpperLink {
     paced: outgoing::Paced,
     dialogs: HashMap<DialogId, Dialog>,
     subscription: Option<Subscription>,
-    responses: HashMap<String, (Vec<u8>, Instant)>,
+    responses: Answered,
     out: VecDeque<Output>,
     tokens: Tokens,
     next_dialog: DialogId,
@@ -312,7 +312,7 @@ impl UpperLink {
             paced: outgoing::Paced::default(),
             dialogs: HashMap::new(),
             subscription: None,
-            responses: HashMap::new(),
+            responses: Answered::default(),
             out: VecDeque::new(),
             tokens,
             next_dialog: 1,
@@ -443,7 +443,7 @@ impl UpperLink {
             self.paced.wake = None;
             self.send_next_paced(now);
         }
-        self.responses.retain(|_, (_, until)| *until > now);
+        self.responses.expire(now);
     }
 
     fn next_sn(&mut self) -> u64 {

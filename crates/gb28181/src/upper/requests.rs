@@ -10,7 +10,7 @@ use crate::invitation::Invitation;
 use crate::manscdp::Document;
 use crate::platform::{Output, Peer, Transport};
 use crate::sip::Message;
-use crate::sipcore::{RESPONSE_CACHE, T1, T2, branch_of, cseq_of, response_to, tag_of, uri_user, valid_id};
+use crate::sipcore::{T1, T2, branch_of, cseq_of, response_to, tag_of, uri_user, valid_id};
 
 /// Longest catalog subscription granted.
 const MAX_SUBSCRIPTION: Duration = Duration::from_secs(86_400);
@@ -42,12 +42,7 @@ impl UpperLink {
     ) {
         let tag = self.tokens.tag();
         let data = response_to(req, from, code, reason, &tag, extra, body).to_bytes();
-        if let Some(b) = req.header("Via").and_then(branch_of) {
-            self.responses.insert(
-                format!("{b}/{}", req.method().unwrap_or("")),
-                (data.clone(), now + RESPONSE_CACHE),
-            );
-        }
+        self.responses.remember(now, req, &data);
         self.out.push_back(Output::Send { to: from, data });
     }
 
@@ -57,10 +52,7 @@ impl UpperLink {
 
     pub(super) fn handle_request(&mut self, now: Instant, _unix_ms: i64, from: Peer, m: Message) {
         let method = m.method().unwrap_or("").to_ascii_uppercase();
-        if let Some(b) = m.header("Via").and_then(branch_of)
-            && let Some((data, _)) = self.responses.get(&format!("{b}/{method}"))
-        {
-            let data = data.clone();
+        if let Some(data) = self.responses.replay(&m) {
             self.out.push_back(Output::Send { to: from, data });
             return;
         }
