@@ -155,8 +155,8 @@ pub async fn recordings(
     if let Some(remote) = state.remote_for(&id) {
         let path = format!(
             "/api/v1/cameras/{id}/recordings?start={}&end={}&stream={}",
-            crate::state::query_time(start),
-            crate::state::query_time(end),
+            crate::time::query_time(start),
+            crate::time::query_time(end),
             stream.kind().as_str()
         );
         let v = remote

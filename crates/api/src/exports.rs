@@ -84,8 +84,8 @@ pub async fn create(
         // The lower node holds the evidence: it builds and signs the package; this node relays.
         let body = json!({
             "camera": req.camera,
-            "start": crate::state::query_time(start),
-            "end": crate::state::query_time(end),
+            "start": crate::time::query_time(start),
+            "end": crate::time::query_time(end),
             "reason": reason,
             "stream": kind.as_str(),
         });

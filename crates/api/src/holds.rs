@@ -62,8 +62,8 @@ pub async fn create(
         // Evidence stays where it is recorded: the hold is placed on the lower node.
         let body = json!({
             "camera": req.camera,
-            "start": crate::state::query_time(start),
-            "end": crate::state::query_time(end),
+            "start": crate::time::query_time(start),
+            "end": crate::time::query_time(end),
             "reason": reason,
         });
         let mut hold = remote

@@ -170,8 +170,8 @@ async fn remote_playback(
     let speed = speed_of(q)?;
     let mut path = format!(
         "/api/v1/cameras/{id}/playback.mp4?start={}&end={}&speed={speed}&stream={}",
-        crate::state::query_time(start),
-        crate::state::query_time(end),
+        crate::time::query_time(start),
+        crate::time::query_time(end),
         stream.kind().as_str()
     );
     let from_device = q.get("source").is_some_and(|s| s != "node");
@@ -237,8 +237,8 @@ pub async fn playback_m3u8(
         let token = token.unwrap_or_else(|| state.auth.sign_media(&caller.who, &id, MediaAction::Playback, ttl).0);
         let path = format!(
             "/api/v1/cameras/{id}/playback.m3u8?start={}&end={}&stream={}",
-            crate::state::query_time(start),
-            crate::state::query_time(end),
+            crate::time::query_time(start),
+            crate::time::query_time(end),
             stream.kind().as_str()
         );
         let detail =

@@ -313,13 +313,6 @@ impl AppState {
     }
 }
 
-/// A time as a query parameter for another node: RFC 3339 in UTC (`...Z`, nothing to escape).
-pub fn query_time(t: WallTime) -> String {
-    jiff::Timestamp::from_microsecond(t.as_micros())
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
 /// This node's id for an object (a hold, an export) a lower node made for one of its cameras:
 /// `<the lower node's id>@<camera>`, which routes later requests back (nested once per level).
 pub fn remote_id(lower: &str, camera: &str) -> Result<String, crate::error::ApiError> {

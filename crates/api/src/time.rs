@@ -22,6 +22,13 @@ pub fn format(t: WallTime) -> String {
     t.to_rfc3339()
 }
 
+/// A time as a query parameter for another node: RFC 3339 in UTC (`...Z`, nothing to escape).
+pub fn query_time(t: WallTime) -> String {
+    Timestamp::from_microsecond(t.as_micros())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,8 +235,8 @@ async fn lower_recordings(
 ) -> Vec<(WallTime, WallTime, Option<u64>)> {
     let path = format!(
         "/api/v1/cameras/{camera}/recordings?start={}&end={}",
-        api::time::format(from).replace('+', "%2B"),
-        api::time::format(to).replace('+', "%2B")
+        api::time::query_time(from),
+        api::time::query_time(to)
     );
     let answer = match remote.call(camera, "GET", path, None, format!("gb28181:{upper}")).await {
         Ok(v) => v,
