@@ -381,18 +381,10 @@ fn a_lower_platform_with_5000_channels_is_adopted_under_its_tree() {
     let started = Instant::now();
     let lower = rt
         .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
-            id: LOWER.into(),
-            password: CASCADE_PW.into(),
-            platform: sip,
-            platform_id: B_ID.into(),
-            domain: "2102000000".into(),
-            channels,
             groups,
             parents,
             catalog_page: 20,
-            keepalive: Duration::from_secs(1),
-            fixture: camsim::BuiltinFixture::H264_240p.load(),
-            recordings: Vec::new(),
+            ..gb_device(LOWER, CASCADE_PW, sip, B_ID, channels)
         }))
         .unwrap();
     let mut n = 0;
@@ -474,20 +466,13 @@ fn a_hostile_upper_gets_clear_answers_and_leaks_nothing() {
     const CH: &str = "21020000001320000002";
     let rt = tokio::runtime::Runtime::new().unwrap();
     let device = rt
-        .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
-            id: "21020000001180000001".into(),
-            password: "device-pw".into(),
-            platform: sip_addr,
-            platform_id: A_ID.into(),
-            domain: "2102000000".into(),
-            channels: vec![(CH.into(), "NVR channel".into())],
-            groups: Vec::new(),
-            parents: Default::default(),
-            catalog_page: 0,
-            keepalive: Duration::from_secs(1),
-            fixture: camsim::BuiltinFixture::H264_240p.load(),
-            recordings: Vec::new(),
-        }))
+        .block_on(camsim::gbdevice::GbDevice::start(gb_device(
+            "21020000001180000001",
+            "device-pw",
+            sip_addr,
+            A_ID,
+            vec![(CH.into(), "NVR channel".into())],
+        )))
         .unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
         pump(&upper, 100);
@@ -702,20 +687,13 @@ fn a_lower_platforms_registration_has_a_link_budget() {
     let mut b = Node::start(dir.path(), &config, addr);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lower = rt
-        .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
-            id: LOWER.into(),
-            password: CASCADE_PW.into(),
-            platform: sip,
-            platform_id: B_ID.into(),
-            domain: "2102000000".into(),
-            channels: (1..=3).map(|i| (ch(i), format!("cam {i}"))).collect(),
-            groups: Vec::new(),
-            parents: Default::default(),
-            catalog_page: 0,
-            keepalive: Duration::from_secs(1),
-            fixture: camsim::BuiltinFixture::H264_240p.load(),
-            recordings: Vec::new(),
-        }))
+        .block_on(camsim::gbdevice::GbDevice::start(gb_device(
+            LOWER,
+            CASCADE_PW,
+            sip,
+            B_ID,
+            (1..=3).map(|i| (ch(i), format!("cam {i}"))).collect(),
+        )))
         .unwrap();
     assert!(wait_until(Duration::from_secs(15), || adopted(&mut b).len() == 3));
     let url = |b: &mut Node, c: &str| {
@@ -928,4 +906,29 @@ fn watch(url: String, for_: Duration) -> std::thread::JoinHandle<usize> {
         }
         got
     })
+}
+
+/// A simulated GB/T 28181 device or lower platform `id` registering to `platform_id` at
+/// `platform` with `password`, its `channels` directly under it, keeping alive every second.
+fn gb_device(
+    id: &str,
+    password: &str,
+    platform: SocketAddr,
+    platform_id: &str,
+    channels: Vec<(String, String)>,
+) -> camsim::gbdevice::GbDeviceSpec {
+    camsim::gbdevice::GbDeviceSpec {
+        id: id.into(),
+        password: password.into(),
+        platform,
+        platform_id: platform_id.into(),
+        domain: "2102000000".into(),
+        channels,
+        groups: Vec::new(),
+        parents: Default::default(),
+        catalog_page: 0,
+        keepalive: Duration::from_secs(1),
+        fixture: camsim::BuiltinFixture::H264_240p.load(),
+        recordings: Vec::new(),
+    }
 }
