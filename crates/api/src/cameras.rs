@@ -19,43 +19,48 @@ type AppStateArc = State<Arc<AppState>>;
 
 fn camera_json(state: &AppState, c: &CameraEntry) -> Value {
     // The fixed part is a JSON object without its closing brace: the listing's own form.
-    let mut v: Value = serde_json::from_str(&format!("{}}}", c.fixed_json())).unwrap_or_else(|_| json!({}));
+    let mut text = c.fixed_json().to_owned();
+    push_live(&mut text, state, &c.info.id);
+    text.push('}');
+    let mut v: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({}));
     v["status"] = json!(c.status());
     if let Some(why) = c.status_reason() {
         v["status_reason"] = json!(why);
     }
-    let mut kbps = String::new();
-    push_kbps(&mut kbps, state, &c.info.id);
-    if let Some(k) = kbps
-        .strip_prefix(",\"kbps\":")
-        .and_then(|k| serde_json::from_str::<Value>(k).ok())
-    {
-        v["kbps"] = k;
-    }
     v
 }
 
-/// Appends `,"kbps":{"main":..,"sub":..}` with the rates the camera's streams were last
-/// measured arriving at (those known): an upper node counts a pull across its link at these,
-/// since what it measures itself is capped by the link.
-fn push_kbps(out: &mut String, state: &AppState, camera: &str) {
+/// Appends what is known of the camera's live streams: `,"kbps":{"main":..,"sub":..}` with the
+/// rates they were last measured arriving at (an upper node counts a pull across its link at
+/// these, since what it measures itself is capped by the link), and
+/// `,"media":{"main":{"codec","width","height"},..}` from their last key frames (a player
+/// picks the stream it can decode before asking for it: a browser without H.265 takes the
+/// H.264 sub-stream at once instead of failing first).
+fn push_live(out: &mut String, state: &AppState, camera: &str) {
     let Some(hub) = &state.hub else { return };
-    let rate = |kind| hub.channel(&media::StreamId::new(camera, kind)).and_then(|c| c.kbps());
-    let (main, sub) = (rate(media::StreamKind::Main), rate(media::StreamKind::Sub));
-    if main.is_none() && sub.is_none() {
-        return;
-    }
-    out.push_str(",\"kbps\":{");
-    if let Some(m) = main {
-        out.push_str(&format!("\"main\":{m}"));
-    }
-    if let Some(s) = sub {
-        if main.is_some() {
-            out.push(',');
+    let channel = |kind| hub.channel(&media::StreamId::new(camera, kind));
+    let kinds = [media::StreamKind::Main, media::StreamKind::Sub];
+    let mut kbps = Vec::new();
+    let mut media = Vec::new();
+    for kind in kinds {
+        let Some(c) = channel(kind) else { continue };
+        if let Some(k) = c.kbps() {
+            kbps.push(format!("\"{}\":{k}", kind.as_str()));
         }
-        out.push_str(&format!("\"sub\":{s}"));
+        if let Some(p) = c.params() {
+            media.push(format!(
+                "\"{}\":{}",
+                kind.as_str(),
+                json!({ "codec": p.codec_string(), "width": p.width(), "height": p.height() })
+            ));
+        }
     }
-    out.push('}');
+    if !kbps.is_empty() {
+        out.push_str(&format!(",\"kbps\":{{{}}}", kbps.join(",")));
+    }
+    if !media.is_empty() {
+        out.push_str(&format!(",\"media\":{{{}}}", media.join(",")));
+    }
 }
 
 /// `GET /api/v1/cameras`: only the cameras the caller has some action on, each with the
@@ -84,7 +89,7 @@ pub async fn cameras(State(state): AppStateArc, caller: Caller) -> Response {
         } else {
             out.push('"');
         }
-        push_kbps(&mut out, &state, &c.info.id);
+        push_live(&mut out, &state, &c.info.id);
         out.push_str(",\"actions\":[");
         for (k, a) in actions.iter().enumerate() {
             if k > 0 {

@@ -356,3 +356,44 @@ pub async fn download(
         vec![("content-disposition", format!("attachment; filename=\"{name}\""))],
     )
 }
+
+/// `GET /api/v1/exports/{id}/verify`: the node checks a finished package as
+/// `sharpeye verify-export` would (hashes, sizes, the signature by this node's key) and says
+/// what it found, with the manifest: the evidence officer sees the result before handing the
+/// package on. Local exports only (a lower node's package is verified where it was made).
+pub async fn verify(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    if id.contains('@') {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "remote_export",
+            "this export was made by a lower node; download it and run sharpeye verify-export on the package",
+        ));
+    }
+    let job = find(&state, &id)?;
+    caller
+        .require(&state, auth::Action::Export, Some(&job.camera))
+        .map_err(|e| if e.status == StatusCode::NOT_FOUND { no_export(&id) } else { e })?;
+    let (Some(name), JobStatus::Done) = (&job.package, job.status) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!("the export is {:?}; verify it when done", job.status).to_lowercase(),
+        ));
+    };
+    let path = state.exports.dir.join(name);
+    let key = state.exports.public_key();
+    let v = tokio::task::spawn_blocking(move || store::export::verify(&path, Some(&key)))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "export": id,
+        "intact": v.problems.is_empty(),
+        "problems": v.problems,
+        "manifest": v.manifest,
+        "public_key": state.exports.public_key(),
+    })))
+}

@@ -34,6 +34,8 @@ pub mod request;
 mod session;
 mod state;
 pub mod time;
+mod ui;
+pub mod walls;
 
 use std::sync::Arc;
 
@@ -41,7 +43,7 @@ use auth::Action;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -152,11 +154,13 @@ endpoints! {
     get "/api/v1/exports" => exports::list, Authenticated, 200, [], "Exports of cameras the caller may export.";
     get "/api/v1/exports/{id}" => exports::status, Camera(Export), 200, [], "An export's status.";
     get "/api/v1/exports/{id}/download" => exports::download, Media(Export), 200, ["token"], "The export package (zip, Range supported).";
+    get "/api/v1/exports/{id}/verify" => exports::verify, Camera(Export), 200, [], "Verifies a finished export package as sharpeye verify-export does: {intact, problems, manifest}.";
     post "/api/v1/holds" => holds::create, Camera(Hold), 201, [], "Pins a range against deletion {camera, start, end, reason}.";
     get "/api/v1/holds" => holds::list, Authenticated, 200, [], "Holds on cameras the caller may hold.";
     delete "/api/v1/holds/{id}" => holds::release, Camera(Hold), 200, [], "Releases a hold.";
     get "/api/v1/audit/heads" => audit_api::heads, Authenticated, 200, ["since"], "Signed heads of the audit log: this node's after `since` (a sequence number), and those it holds for lower nodes; an upper level keeps them as tamper evidence.";
     get "/api/v1/audit" => audit_api::list, Node(Audit), 200, ["start", "end", "user", "camera", "action", "after", "limit"], "Audit entries, oldest first, filtered.";
+    get "/api/v1/audit/verify" => audit_api::verify, Node(Audit), 200, [], "Walks the audit log's hash chain: {intact, entries, head} or {intact: false, error}.";
     get "/api/v1/users" => admin::list_users, Node(Admin), 200, [], "Users.";
     post "/api/v1/users" => admin::create_user, Node(Admin), 201, [], "Creates a user {name, password, role, department?}.";
     patch "/api/v1/users/{name}" => admin::update_user, Node(Admin), 200, [], "Changes a user's role, department, password or disabled flag.";
@@ -175,6 +179,12 @@ endpoints! {
     get "/api/v1/tokens" => admin::list_tokens, Node(Admin), 200, [], "API tokens (never their secrets).";
     post "/api/v1/tokens" => admin::create_token, Node(Admin), 201, [], "Creates a scoped API token {name, owner?, actions, resources, expires_at?}; the secret is shown once.";
     delete "/api/v1/tokens/{id}" => admin::revoke_token, Node(Admin), 200, [], "Revokes an API token.";
+    get "/api/v1/walls" => walls::list, Authenticated, 200, [], "Named wall screens and what each shows.";
+    get "/api/v1/walls/{id}" => walls::get, Authenticated, 200, [], "What a wall screen shows: {layout, tiles, tour, version}.";
+    put "/api/v1/walls/{id}" => walls::put, Authenticated, 200, [], "Puts a layout on a wall screen {layout, tiles:[{camera, stream?}], tour?}; needs live view of every camera on it; screens at /wall/{id} switch on the wall.changed event. Audited.";
+    get "/api/v1/views" => walls::list_views, Authenticated, 200, [], "The caller's saved wall views and those shared with their department.";
+    post "/api/v1/views" => walls::create_view, Authenticated, 201, [], "Saves a wall view {name, layout, tiles, tour?, shared?}.";
+    delete "/api/v1/views/{id}" => walls::delete_view, Authenticated, 200, [], "Deletes a saved view (its owner or an administrator).";
     get "/metrics" => metrics::metrics, Node(Metrics), 200, [], "Prometheus metrics.";
 }
 
@@ -182,10 +192,7 @@ endpoints! {
 pub fn router(state: Arc<AppState>) -> Router {
     routes()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .route(
-            "/",
-            axum::routing::get(|| async { Html(include_str!("../static/index.html")) }),
-        )
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1 in docs/api.md") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

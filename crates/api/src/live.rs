@@ -179,6 +179,12 @@ pub async fn whep_offer(
         .await
         .map_err(|e| match e {
             whep::WhepError::Io(e) => ApiError::internal(e),
+            // A player falls back on this (fMP4, the sub-stream): say so with its own code.
+            whep::WhepError::Codec(c) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "codec",
+                format!("camera {camera}: its {} stream cannot go over WebRTC; use live.mp4 or the H.264 sub-stream (?stream=sub)", c.as_str()),
+            ),
             other => ApiError::bad_request(other.to_string()),
         })?;
     let location = format!("/api/v1/cameras/{camera}/whep/{id}");

@@ -302,6 +302,8 @@ pub struct AppState {
     pub uppers: std::sync::OnceLock<Arc<dyn crate::device_access::UpperAccess>>,
     /// Signed audit heads.
     pub heads: HeadFiles,
+    /// Named wall screens and saved views.
+    pub walls: Arc<crate::walls::Walls>,
     /// Cameras of lower nodes, when this node has links.
     pub remote: Option<Arc<dyn crate::remote_access::RemoteAccess>>,
 }

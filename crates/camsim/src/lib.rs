@@ -25,17 +25,13 @@ pub use fixture::{BuiltinFixture, FRAME_TICKS, Fixture, FixtureError, FixtureFra
 pub use server::{Cameras, Camsim};
 
 /// Each of `cameras` with a sub-stream beside it, as real cameras have: `camN-sub` streams the
-/// 320×240 clip of the same codec (the main stream's path with `-sub`).
+/// 320×240 H.264 clip (the main stream's path with `-sub`). Real H.265 cameras keep an H.264
+/// sub-stream for exactly this reason: browsers and old decoders play it.
 pub fn with_sub_streams(cameras: Vec<CameraSpec>) -> Vec<CameraSpec> {
     cameras
         .into_iter()
         .flat_map(|c| {
-            let small = if c.fixture.codec == media::VideoCodec::H265 {
-                BuiltinFixture::H265_240p
-            } else {
-                BuiltinFixture::H264_240p
-            };
-            let sub = CameraSpec::new(format!("{}-sub", c.path), small.load());
+            let sub = CameraSpec::new(format!("{}-sub", c.path), BuiltinFixture::H264_240p.load());
             [c, sub]
         })
         .collect()

@@ -102,6 +102,8 @@ struct Inner {
     next_id: u64,
     demand: Demand,
     rate: crate::rate::Rate,
+    /// The parameters of the last key frame: what a player needs to know before it asks.
+    params: Option<Arc<media::StreamParams>>,
 }
 
 /// One stream's fan-out.
@@ -158,6 +160,7 @@ impl Channel {
                 next_id: 1,
                 demand,
                 rate: crate::rate::Rate::default(),
+                params: None,
             }),
             stats: ChannelStats::default(),
             control,
@@ -167,6 +170,11 @@ impl Channel {
     /// The stream.
     pub fn stream(&self) -> &StreamId {
         &self.stream
+    }
+
+    /// The codec parameters of the last key frame seen (codec, size), if any arrived yet.
+    pub fn params(&self) -> Option<Arc<media::StreamParams>> {
+        self.lock().params.clone()
     }
 
     /// Its counters.
@@ -197,6 +205,9 @@ impl Channel {
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.rate.add(now, len, frame.key);
+        if frame.key && inner.params.as_ref().is_none_or(|p| !Arc::ptr_eq(p, &frame.params)) {
+            inner.params = Some(frame.params.clone());
+        }
         if frame.key || frame.discontinuity {
             inner.gop.clear();
             inner.gop_bytes = 0;

@@ -143,6 +143,7 @@ fn build_state(
     let first = &config.server.data_dirs[0];
     let exports = api::export_jobs::Exports::open(&first.join("exports"), &first.join("node.key"))
         .step(|| "opening the export directory".into())?;
+    let walls = api::walls::Walls::open(&first.join("ui")).step(|| "opening the saved walls and views".into())?;
     Ok(Arc::new(AppState {
         node: api::NodeInfo {
             id: config.node.id.clone(),
@@ -182,6 +183,7 @@ fn build_state(
             .clone()
             .map(|r| r as Arc<dyn api::remote_access::RemoteAccess>),
         uppers: std::sync::OnceLock::new(),
+        walls: Arc::new(walls),
     }))
 }
 

@@ -1,0 +1,43 @@
+// Small DOM helpers shared by the screens.
+
+/** An element: h("div.cls#id", {attr: v, onclick: f}, ...children). */
+export function h(spec, attrs = {}, ...children) {
+  const [tagAndClasses, id] = spec.split("#");
+  const [tag, ...classes] = tagAndClasses.split(".");
+  const el = document.createElement(tag || "div");
+  if (classes.length) el.className = classes.join(" ");
+  if (id) el.id = id;
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k in el && typeof v !== "string") el[k] = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+/** Shows an API error next to the form field it names (`name="field"`), or at the form's end. */
+export function showError(form, e) {
+  for (const old of form.querySelectorAll(".field-error.api")) old.remove();
+  const msg = h("p.field-error.api", {}, e.message || String(e));
+  const field = e.field && form.querySelector(`[name="${e.field.split(/[.[]/)[0]}"]`);
+  if (field) field.closest("label")?.after(msg) ?? field.after(msg);
+  else form.append(msg);
+  return msg;
+}
+
+/** A short toast in the corner. */
+export function toast(text, kind = "") {
+  const el = h("div.toast" + (kind ? "." + kind : ""), {}, text);
+  document.getElementById("toasts").append(el);
+  setTimeout(() => el.remove(), 6000);
+}
+
+/** HH:MM:SS.mmm of a time in ms, local. */
+export function clock(ms, withMs = true) {
+  const d = new Date(ms);
+  const p = (n, w = 2) => String(n).padStart(w, "0");
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}` + (withMs ? "." + p(d.getMilliseconds(), 3) : "");
+}

@@ -1,0 +1,315 @@
+// One video tile: picks the stream and transport a camera can play on in this browser, keeps the
+// last frame with a badge saying why when the camera fails, retries by itself, and switches
+// (stream, camera, retry) without a black flash: the new session plays in a hidden video
+// element and replaces the old one only once it has decoded a frame.
+//
+// Choices, in order:
+//   stream:    asked for, else main above SUB_BELOW_PX of tile height (as Nx Witness does) and the
+//              sub-stream below it; an H.265 main stream this browser cannot decode → the H.264
+//              sub-stream; a link budget that refuses main → sub.
+//   transport: H.264 → WebRTC (WHEP), then fMP4 over MSE; H.265 → fMP4 over MSE where the browser
+//              has hvc1; otherwise the tile says exactly that.
+
+import { api, cam, token } from "./api.js";
+import { h } from "./dom.js";
+import { t } from "./i18n.js";
+
+/** Tiles shorter than this (CSS px) take the sub-stream. */
+export const SUB_BELOW_PX = 172;
+/** A tile that decodes nothing new for this long is stalled. */
+const STALL_MS = 2500;
+/** A new session that shows no frame within this long failed. */
+const FIRST_FRAME_MS = 8000;
+
+const isHevc = (codec) => /^(hvc1|hev1)/.test(codec || "");
+const mseCan = (codec) => !!(window.MediaSource && MediaSource.isTypeSupported(`video/mp4; codecs="${codec}"`));
+/** Can this browser decode H.265 at all (MSE)? Checked once. */
+export const browserHevc = mseCan("hvc1.1.6.L93.B0");
+
+class Failure extends Error {
+  constructor(reason, message, retry = true) { super(message); this.reason = reason; this.retry = retry; }
+}
+
+function failureOf(e) {
+  if (e instanceof Failure) return e;
+  const byCode = { link_budget: "tile.budget", codec: "tile.codec", no_video: "tile.noVideo", forbidden: "tile.forbidden" };
+  return new Failure(byCode[e.code] || (e.status === 404 ? "tile.forbidden" : "tile.error"), e.message || String(e));
+}
+
+/** A WebRTC session by WHEP. */
+async function whep(video, camera, stream) {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((ok) => {
+    if (pc.iceGatheringState === "complete") return ok();
+    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && ok());
+    // Loopback and LAN candidates come at once; do not wait for slow ones.
+    setTimeout(ok, 300);
+  });
+  const r = await api(`${cam(camera)}/whep?stream=${stream}`, {
+    method: "POST", raw: true, headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+  });
+  if (r.status !== 201) {
+    pc.close();
+    let err = { code: "http_" + r.status, message: "" };
+    try { err = (await r.json()).error; } catch { /* not JSON */ }
+    throw Object.assign(new Error(err.message), { code: err.code, status: r.status });
+  }
+  await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+  const resource = r.headers.get("Location");
+  const session = {
+    kind: "webrtc", stream, frames: 0,
+    async poll() {
+      for (const s of (await pc.getStats()).values()) if (s.type === "inbound-rtp" && s.kind === "video") this.frames = s.framesDecoded || 0;
+    },
+    close() {
+      pc.close();
+      if (resource) fetch(resource, { method: "DELETE", headers: { Authorization: "Bearer " + token() } }).catch(() => {});
+    },
+  };
+  pc.addEventListener("connectionstatechange", () => { if (pc.connectionState === "failed") session.failed = true; });
+  return session;
+}
+
+/** fMP4 over chunked HTTP into Media Source Extensions. */
+async function fmp4(video, camera, stream, codecHint) {
+  const ctl = new AbortController();
+  const r = await fetch(`${cam(camera)}/live.mp4?stream=${stream}`, { headers: { Authorization: "Bearer " + token() }, signal: ctl.signal });
+  if (!r.ok) {
+    let err = { code: "http_" + r.status, message: "" };
+    try { err = (await r.json()).error; } catch { /* not JSON */ }
+    throw Object.assign(new Error(err.message), { code: err.code, status: r.status });
+  }
+  const served = r.headers.get("x-sharpeye-stream") || stream;
+  const reader = r.body.getReader();
+  const first = await reader.read();
+  if (first.done) throw new Failure("tile.noVideo", "the stream ended at once");
+  let codec = codecHint;
+  if (!codec || served !== stream) {
+    const text = new TextDecoder("latin1").decode(first.value.slice(0, 4096));
+    codec = text.includes("hvcC") ? "hvc1.1.6.L120.90" : "avc1.640028";
+  }
+  if (!mseCan(codec)) {
+    ctl.abort();
+    throw new Failure(isHevc(codec) ? "tile.codec" : "tile.codec", `${codec} cannot be decoded by this browser`, false);
+  }
+  const ms = new MediaSource();
+  const url = URL.createObjectURL(ms);
+  video.src = url;
+  await new Promise((ok) => ms.addEventListener("sourceopen", ok, { once: true }));
+  const sb = ms.addSourceBuffer(`video/mp4; codecs="${codec}"`);
+  sb.mode = "sequence";
+  const queue = [first.value];
+  let closed = false;
+  const pump = () => {
+    if (closed || sb.updating || !queue.length) return;
+    try { sb.appendBuffer(queue.shift()); } catch { session.failed = true; }
+  };
+  sb.addEventListener("updateend", () => {
+    // Stay at the live edge, and keep only a few seconds in the buffer so memory stays flat.
+    const b = video.buffered;
+    if (b.length) {
+      const end = b.end(b.length - 1);
+      if (end - video.currentTime > 2) video.currentTime = end - 0.3;
+      if (!sb.updating && video.currentTime - b.start(0) > 20) { try { sb.remove(b.start(0), video.currentTime - 10); return; } catch { /* busy */ } }
+    }
+    pump();
+  });
+  pump();
+  const session = {
+    kind: "fmp4", stream: served, frames: 0,
+    async poll() { this.frames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : 0; },
+    close() { closed = true; ctl.abort(); URL.revokeObjectURL(url); },
+  };
+  (async () => {
+    try {
+      for (;;) {
+        const c = await reader.read();
+        if (c.done) break;
+        queue.push(c.value);
+        if (queue.length > 200) queue.splice(0, queue.length - 50);
+        pump();
+      }
+    } catch { /* aborted */ }
+    if (!closed) session.failed = true;
+  })();
+  video.play().catch(() => {});
+  return session;
+}
+
+/** One tile of a wall. */
+export class Tile {
+  /**
+   * `el` is the tile's element; `camera` objects are the API's camera listing entries.
+   * `onClose` is called when the user clears the tile.
+   */
+  constructor(el, { index = 0, onClose = () => {}, ptz = null } = {}) {
+    this.el = el;
+    this.index = index;
+    this.camera = null;
+    this.want = null;
+    this.cur = null;
+    this.pending = null;
+    this.badge = h("span.badge", { hidden: true });
+    this.cap = h("span.cap");
+    this.msg = h("div.msg", {}, t("wall.dropHere"));
+    this.closeBtn = h("button.close", { title: "×", onclick: (e) => { e.stopPropagation(); onClose(this); } }, "×");
+    el.append(this.cap, this.badge, this.msg, this.closeBtn);
+    this.reason = null;
+    this.retryAt = 0;
+    this.retryDelay = 1000;
+    this.lastFrames = 0;
+    this.lastProgress = performance.now();
+    this.gen = 0;
+    this.ptz = ptz;
+    this.timer = setInterval(() => this.tick(), 500);
+  }
+
+  /** Shows `camera` (or nothing), on `stream` (`main`, `sub`, or null to choose by size). */
+  show(camera, stream = null) {
+    if (camera && this.camera && camera.id === this.camera.id && stream === this.want) {
+      this.camera = camera;
+      return;
+    }
+    this.camera = camera;
+    this.want = stream;
+    this.setBadge(null);
+    this.cap.textContent = camera ? camera.name : "";
+    this.msg.hidden = !!camera;
+    this.retryDelay = 1000;
+    if (!camera) { this.drop(); this.msg.textContent = t("wall.dropHere"); return; }
+    if (camera.status === "offline") this.setBadge("tile.offline", camera.status_reason || "");
+    this.start();
+  }
+
+  /** The stream this tile should be on now. */
+  chooseStream() {
+    const c = this.camera;
+    const hasSub = (c.streams || []).includes("sub");
+    let want = this.want || ((this.el.clientHeight > SUB_BELOW_PX || !hasSub) ? "main" : "sub");
+    if (want === "main" && hasSub && isHevc(c.media?.main?.codec) && !browserHevc) want = "sub";
+    if (this.budgetRefusedMain && hasSub) want = "sub";
+    return want;
+  }
+
+  drop() {
+    for (const s of [this.cur, this.pending]) if (s) { s.session?.close(); s.video.remove(); }
+    this.cur = this.pending = null;
+  }
+
+  setBadge(reason, detail = "") {
+    this.reason = reason;
+    this.badge.hidden = !reason;
+    this.badge.textContent = reason ? t(reason) : "";
+    this.badge.title = detail;
+    this.el.dataset.state = reason ? "failed" : (this.cur ? "playing" : "starting");
+  }
+
+  /** Starts a session for the current camera in a hidden element; it replaces the visible one on its first frame. */
+  async start() {
+    const gen = ++this.gen;
+    const camera = this.camera;
+    if (this.pending) { this.pending.session?.close(); this.pending.video.remove(); this.pending = null; }
+    const stream = this.chooseStream();
+    const codec = camera.media?.[stream]?.codec;
+    const video = h("video.pending", { muted: true, autoplay: true, playsInline: true });
+    video.muted = true;
+    this.el.prepend(video);
+    const slot = { video, session: null, stream, started: performance.now(), camera: camera.id };
+    this.pending = slot;
+    try {
+      let session;
+      if (isHevc(codec) && !browserHevc) {
+        throw new Failure("tile.codec", t("tile.hevcNone"), false);
+      }
+      if (isHevc(codec)) session = await fmp4(video, camera.id, stream, codec);
+      else {
+        try { session = await whep(video, camera.id, stream); } catch (e) {
+          if (gen !== this.gen) throw e;
+          if (e.code === "link_budget" || e.code === "no_video" || e.status === 403 || e.status === 404) throw e;
+          session = await fmp4(video, camera.id, stream, codec);
+        }
+      }
+      if (gen !== this.gen) { session.close(); video.remove(); return; }
+      slot.session = session;
+    } catch (e) {
+      if (gen !== this.gen) return;
+      const f = failureOf(e);
+      if (f.reason === "tile.budget" && stream === "main" && (camera.streams || []).includes("sub")) {
+        this.budgetRefusedMain = true;
+        video.remove(); this.pending = null;
+        return this.start();
+      }
+      video.remove();
+      this.pending = null;
+      this.fail(f);
+    }
+  }
+
+  fail(f) {
+    this.setBadge(f.reason, f.message);
+    if (!this.cur) { this.msg.hidden = false; this.msg.textContent = f.message || t(f.reason); }
+    this.retryAt = f.retry ? performance.now() + this.retryDelay : Infinity;
+    this.retryDelay = Math.min(this.retryDelay * 2, 8000);
+  }
+
+  async tick() {
+    if (!this.camera) return;
+    const now = performance.now();
+    const p = this.pending;
+    if (p && p.session) {
+      await p.session.poll().catch(() => {});
+      if (p !== this.pending) return;
+      if (p.session.frames > 0) {
+        // The new session has a picture: it replaces the old one without a black frame.
+        const old = this.cur;
+        p.video.classList.remove("pending");
+        this.cur = p;
+        this.pending = null;
+        this.lastFrames = 0;
+        this.lastProgress = now;
+        this.retryDelay = 1000;
+        this.msg.hidden = true;
+        this.setBadge(null);
+        if (old) { old.session?.close(); old.video.remove(); }
+      } else if (p.session.failed || now - p.started > FIRST_FRAME_MS) {
+        p.session.close(); p.video.remove(); this.pending = null;
+        this.fail(new Failure("tile.noVideo", t("tile.noVideo")));
+      }
+      return;
+    }
+    const c = this.cur;
+    if (c && c.session) {
+      await c.session.poll().catch(() => {});
+      if (c.session.frames > this.lastFrames) { this.lastFrames = c.session.frames; this.lastProgress = now; }
+      const stalled = now - this.lastProgress > STALL_MS || c.session.failed;
+      if (stalled && !this.reason) {
+        this.fail(new Failure(this.camera.status === "offline" ? "tile.offline" : "tile.noVideo", t("tile.noVideo")));
+      }
+      if (!stalled && !p && this.chooseStream() !== c.stream) { this.start(); return; }
+    }
+    if (!this.pending && this.reason && now >= this.retryAt) {
+      this.retryAt = Infinity;
+      this.start();
+    }
+  }
+
+  /** For `window.wallStats()`. */
+  stats() {
+    const s = this.cur?.session;
+    return {
+      tile: this.index,
+      camera: this.camera?.id ?? null,
+      kind: s ? s.kind : (this.reason ? "failed" : (this.camera ? "starting" : "empty")),
+      stream: s ? s.stream : null,
+      frames: s ? s.frames : 0,
+      badge: this.reason ? t(this.reason) : null,
+      reason: this.reason,
+    };
+  }
+
+  /** Stops everything (the tile is leaving the page). */
+  destroy() { clearInterval(this.timer); this.gen++; this.drop(); }
+}
