@@ -1,62 +1,271 @@
-//! The web page's live wall in Debian's headless Chromium (driven by playwright-core from
-//! `tests/browser/`): it logs in and an H.264 camera's tile decodes frames over WebRTC (WHEP)
-//! from a real node pulling camsim. `scripts/test.sh` installs Chromium and the npm package.
+//! The operators' web UI in Debian's headless Chromium, driven by playwright-core
+//! (`tests/browser/ui.mjs`) against a real node pulling camsim, as an operator would use it:
+//! the tree of one department, a 2×2 wall with two H.265 cameras, a 16-tile wall on
+//! sub-streams, a camera failing and recovering, a tour, a kiosk screen that `curl` pushes
+//! layouts to, the timeline (ranges, click-to-play, speed, frame step), an export verified from
+//! the UI, the admin creating a user and a grant, and the handheld view.
+//!
+//! The script asks for changes to the world it cannot make itself (killing a camera, pushing a
+//! wall with curl) with `NEED ...` lines; this test makes them and answers. Screenshots of each
+//! screen go to `target/ui-screenshots/` (or `SHARPEYE_UI_SHOTS`), the source of `docs/ui/`.
 
 mod common;
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use camsim::{BuiltinFixture, CameraSpec};
 use common::*;
+use serde_json::{Value, json};
 
-#[test]
-fn the_live_wall_decodes_h264_over_webrtc_in_chromium() {
-    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+fn browser_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
-        browser_dir.join("node_modules/playwright-core").exists() && std::path::Path::new("/usr/bin/chromium").exists(),
+        dir.join("node_modules/playwright-core").exists() && std::path::Path::new("/usr/bin/chromium").exists(),
         "needs Chromium and playwright-core: apt-get install chromium && npm ci --prefix tests/browser (scripts/test.sh does both)"
     );
-    let Setup {
-        sim,
-        dir: _dir,
-        mut node,
-    } = node_with(
-        vec![
-            CameraSpec::new("cam0", BuiltinFixture::H264_240p.load()),
-            CameraSpec::new("cam1", BuiltinFixture::H264_1080p.load()),
-        ],
-        "",
-        "",
+    dir
+}
+
+/// Four cameras of the east department with sub-streams (two H.264, two H.265 main streams) and
+/// two of the west without; an operator of the east department.
+fn ui_node() -> Setup {
+    let specs = camsim::with_sub_streams(vec![
+        CameraSpec::new("cam0", BuiltinFixture::H264_1080p.load()),
+        CameraSpec::new("cam1", BuiltinFixture::H265_1080p.load()),
+        CameraSpec::new("cam2", BuiltinFixture::H264_1080p.load()),
+        CameraSpec::new("cam3", BuiltinFixture::H265_1080p.load()),
+    ])
+    .into_iter()
+    .chain([
+        CameraSpec::new("cam4", BuiltinFixture::H264_240p.load()),
+        CameraSpec::new("cam5", BuiltinFixture::H264_240p.load()),
+    ])
+    .collect();
+    let sim = Sim::start(specs);
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut cams = String::new();
+    for i in 0..6 {
+        let org = if i < 4 { "dalian/east" } else { "dalian/west" };
+        cams.push_str(&format!(
+            "[[cameras]]\nid = \"cam{i}\"\nname = \"Gate {i}\"\nurl = \"{}\"\ntier = \"standard\"\norg = \"{org}/gate-{i}\"\nlocation = {{ lat = 38.91{i}, lon = 121.61{i} }}\n",
+            sim.url(&format!("cam{i}"))
+        ));
+        if i < 4 {
+            cams.push_str(&format!("sub_url = \"{}\"\n", sim.url(&format!("cam{i}-sub"))));
+        }
+        cams.push('\n');
+    }
+    let people = format!(
+        "[[departments]]\nid = \"east\"\nname = \"East station\"\n\n[[departments]]\nid = \"west\"\nname = \"West station\"\n\n\
+         [[users]]\nname = \"east-op\"\npassword = \"{PASSWORD}\"\nrole = \"operator\"\ndepartment = \"east\"\n\n\
+         [[grants]]\nsubject = \"department:east\"\nactions = [\"live\", \"playback\", \"export\", \"hold\"]\nresource = \"org:dalian/east\"\n\n"
     );
-    let out = Command::new("node")
-        .arg(browser_dir.join("wall.mjs"))
-        .args([&node.url("/"), PASSWORD, "cam1", "40"])
-        .output()
+    let config = config_toml(addr, &dir.path().join("data"), "segment = \"10s\"", &format!("{people}{cams}"));
+    let node = Node::start(dir.path(), &config, addr);
+    Setup { sim, dir, node }
+}
+
+/// Runs `ui.mjs` with `scenarios`, answering its `NEED` lines; returns its result.
+fn drive(setup: &mut Setup, scenarios: &[&str]) -> Value {
+    let shots = std::env::var("SHARPEYE_UI_SHOTS").unwrap_or_else(|_| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/ui-screenshots")
+            .display()
+            .to_string()
+    });
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut child = Command::new("node")
+        .arg(browser_dir().join("ui.mjs"))
+        .arg(setup.node.url("/"))
+        .arg(PASSWORD)
+        .arg(&shots)
+        .args(scenarios)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
         .expect("running node (install Node.js)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stats: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_default();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut result = Value::Null;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match words.as_slice() {
+            ["RESULT", ..] => {
+                result = serde_json::from_str(line.trim_start_matches("RESULT ")).unwrap();
+                continue;
+            }
+            ["NEED", "sub-viewers"] => {
+                let m = setup.node.metrics();
+                m.lines()
+                    .filter(|l| l.starts_with("sharpeye_live_viewers{") && l.contains("stream=\"sub\""))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .sum::<u64>()
+                    .to_string()
+            }
+            ["NEED", "kill", cam] => {
+                // The camera goes dark and its connections drop: the node's pull fails.
+                let c = setup.sim.cam(cam);
+                c.go_dark();
+                c.drop_connections();
+                "ok".into()
+            }
+            ["NEED", "revive", cam] => {
+                setup.sim.cam(cam).wake();
+                "ok".into()
+            }
+            ["NEED", "kiosk-token"] => {
+                // A device token for the wall PC: live view of every camera, no expiry.
+                let (s, b) = setup.node.post(
+                    "/api/v1/tokens",
+                    &json!({"name": "wall-room1", "actions": ["live"], "resources": ["*"]}),
+                );
+                assert_eq!(s, 201, "{b}");
+                b["token"].as_str().unwrap().to_owned()
+            }
+            ["NEED", "put-wall", wall, layout, cams] => {
+                // Pushed by another program, as the dispatch module would: curl.
+                let tiles: Vec<Value> = cams.split(',').map(|c| json!({"camera": c})).collect();
+                let body = json!({"layout": layout, "tiles": tiles}).to_string();
+                let token = setup.node.token();
+                let out = Command::new("curl")
+                    .args(["-sS", "-f", "-X", "PUT", "-H", "Content-Type: application/json"])
+                    .args(["-H", &format!("Authorization: Bearer {token}")])
+                    .args(["-d", &body, &setup.node.url(&format!("/api/v1/walls/{wall}"))])
+                    .output()
+                    .expect("curl");
+                assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+                "ok".into()
+            }
+            _ => {
+                eprintln!("ui.mjs: {line}");
+                continue;
+            }
+        };
+        writeln!(stdin, "{answer}").unwrap();
+    }
+    let status = child.wait().unwrap();
     assert!(
-        out.status.success(),
-        "no decoded WebRTC frames: {stdout}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log_text()
+        status.success() && result.get("error").is_none(),
+        "ui.mjs failed: {result}\n{}",
+        setup.node.log_text()
     );
-    println!("wall: {stats}");
-    let tile = stats
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["camera"] == "cam1")
-        .unwrap();
-    assert_eq!(tile["kind"], "webrtc");
-    assert!(tile["frames"].as_u64().unwrap() > 25, "{tile}");
-    // The browser's session is a hub viewer: the metrics count it on the WebRTC output.
-    let metrics = node.metrics();
-    assert!(metrics.contains("sharpeye_live_upstream_sessions{camera=\"cam1\",stream=\"main\"} 1"));
-    assert_eq!(
-        sim.cam("cam1").sessions().len(),
-        1,
-        "the wall and recording share one upstream"
-    );
-    assert!(node.terminate().success());
+    println!("ui: {result}");
+    result
+}
+
+fn wait_recorded(node: &mut Node, camera: &str, secs: i64) {
+    let start = Instant::now();
+    loop {
+        let r = node.ranges(camera, now_us() - 3_600_000_000, now_us());
+        if r.iter().map(|(a, b)| b - a).sum::<i64>() >= secs * 1_000_000 {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(secs as u64 + 60), "{camera} is not recording: {r:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
+    let mut setup = ui_node();
+    let r = drive(&mut setup, &["wall", "failure", "tour", "kiosk"]);
+
+    // The department's operator sees the east cameras only, in the tree as in the API.
+    let east: Vec<Value> = (0..4).map(|i| json!(format!("cam{i}"))).collect();
+    assert_eq!(r["tree"], json!(east));
+    assert_eq!(r["api_cameras"], json!(east));
+
+    // Two H.264 and two H.265 main streams: all four tiles decode within 3 s of the drops, the
+    // H.265 ones on their H.264 sub-stream (headless Chromium has no HEVC decoder).
+    assert!(r["four_ms"].as_u64().unwrap() <= 3000, "4 tiles took {} ms", r["four_ms"]);
+    for t in r["four"].as_array().unwrap() {
+        let cam = t["camera"].as_str().unwrap();
+        assert!(t["frames"].as_u64().unwrap() > 0, "{t}");
+        let h265 = cam == "cam1" || cam == "cam3";
+        assert_eq!(t["stream"], if h265 { "sub" } else { "main" }, "{t}");
+        assert_eq!(t["kind"], "webrtc", "{t}");
+    }
+    // 16 tiles: small, so every one is on the sub-stream, and the server counts sub viewers.
+    for t in &r["sixteen"].as_array().unwrap()[..4] {
+        assert_eq!(t["stream"], "sub", "{t}");
+    }
+    assert!(r["sub_viewers"].as_u64().unwrap() >= 4, "{r}");
+
+    // A camera dies: its tile says so within 5 s and keeps its last frame; the others go on.
+    assert!(r["badge_ms"].as_u64().unwrap() <= 5000, "badge after {} ms", r["badge_ms"]);
+    assert!(r["last_frame_kept"].as_bool().unwrap());
+    for d in r["others_during_outage"].as_array().unwrap() {
+        assert!(d.as_u64().unwrap() >= 25, "another tile stalled during the outage: {r}");
+    }
+    // It comes back without anyone touching the tile.
+    assert!(r["recover_ms"].as_u64().is_some());
+
+    // A tour of three cameras every 3 s on one tile shows each of them within 10 s.
+    assert_eq!(r["tour_seen"], json!(["cam0", "cam1", "cam3"]));
+
+    // curl pushes a layout: the kiosk shows it within a second, twice, without chrome, and
+    // comes back after a reload with its remembered device token.
+    for ms in r["kiosk_switch_ms"].as_array().unwrap() {
+        assert!(ms.as_u64().unwrap() <= 1000, "kiosk switched after {ms} ms");
+    }
+    assert_eq!(r["kiosk_tiles"], json!(["cam1", "cam3", "cam0"]));
+    assert_eq!(r["kiosk_chrome_hidden"], true);
+    assert_eq!(r["kiosk_url_clean"], true);
+    assert_eq!(r["kiosk_after_reload"], true);
+
+    // Every wall push was audited with its cameras.
+    let (_, audit) = setup.node.get(&format!(
+        "/api/v1/audit?action=wall.push&start={}&end={}",
+        rfc3339(now_us() - 3_600_000_000),
+        rfc3339(now_us() + 60_000_000)
+    ));
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 2, "{audit}");
+    // However many tiles showed a camera, the camera was pulled once per stream.
+    assert_eq!(setup.sim.cam("cam0").active_sessions(), 1);
+    assert!(setup.node.terminate().success());
+}
+
+#[test]
+fn playback_export_and_administration_work_from_the_ui() {
+    let mut setup = ui_node();
+    wait_recorded(&mut setup.node, "cam0", 45);
+    let r = drive(&mut setup, &["timeline", "export", "admin"]);
+
+    // The timeline draws exactly what /recordings lists, and nothing where nothing is.
+    assert_eq!(r["timeline"]["shown"], r["timeline"]["api"]);
+    assert_eq!(r["timeline"]["inside_green"], true, "{}", r["timeline"]);
+    assert_eq!(r["timeline"]["before_green"], false, "{}", r["timeline"]);
+
+    // Clicking the timeline shows the frame of that instant (within one 40 ms frame)...
+    let err = r["click_error_ms"].as_f64().unwrap();
+    assert!(err.abs() <= 40.0, "the frame shown is {err} ms from the click");
+    // ... speed 4 plays four seconds of recording per second (±15 %) ...
+    let ratio = r["speed4_ratio"].as_f64().unwrap();
+    assert!((3.4..=4.6).contains(&ratio), "speed 4 played at {ratio}×");
+    // ... and one step moves one frame.
+    let step = r["step_ms"].as_f64().unwrap();
+    assert!((20.0..=60.0).contains(&step), "a frame step moved {step} ms");
+
+    // The export from a timeline selection finishes and the UI shows the node's verification.
+    assert_eq!(r["export_intact"], true, "{r}");
+    assert_eq!(r["export_manifest"]["camera"]["id"], "cam0");
+    assert_eq!(r["export_manifest"]["reason"], "case 2026-118: theft at the east gate");
+
+    // The admin's bad password is answered beside the field; the new user sees only the west
+    // cameras granted, and no administration.
+    assert!(r["admin_field_error"].as_str().unwrap().starts_with("password:"), "{r}");
+    assert_eq!(r["west_tree"], json!(["cam4", "cam5"]));
+    assert_eq!(r["west_admin_hidden"], true);
+    assert_eq!(r["audit_chain_intact"], true);
+    assert_eq!(r["audit_has_grant"], true);
+
+    // The handheld view plays the sub-stream.
+    assert_eq!(r["phone"]["stream"], "sub", "{r}");
+    assert!(r["phone"]["frames"].as_u64().unwrap() > 0);
+    assert!(setup.node.terminate().success());
 }

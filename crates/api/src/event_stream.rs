@@ -133,6 +133,9 @@ fn concerns(state: &AppState, caller: &Caller, e: &NodeEvent) -> bool {
     match (e.kind, &e.camera) {
         // Only a sequence number: every caller may know a new head is there to fetch.
         ("audit.head", _) => true,
+        // Only a wall's name and version: a screen that may not see its cameras gets 404s
+        // for them, not their ids.
+        ("wall.changed", _) => true,
         ("export.done" | "export.failed", Some(c)) => {
             snap.policy.camera_actions(&caller.who, c).contains(Action::Export)
         }

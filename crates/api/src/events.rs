@@ -15,7 +15,7 @@ pub const BACKLOG: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct NodeEvent {
     /// `camera.online`, `camera.offline`, `camera.alarm`, `disk.alarm`, `export.done`,
-    /// `export.failed`, `device.online`, `device.offline`.
+    /// `export.failed`, `device.online`, `device.offline`, `wall.changed`.
     pub kind: &'static str,
     /// The camera concerned, if any.
     pub camera: Option<String>,

@@ -48,6 +48,9 @@ class Row {
     if (c.width !== c.clientWidth && c.clientWidth) c.width = c.clientWidth;
     const g = c.getContext("2d");
     const W = c.width, H = c.height;
+    // The view, for tests and tools that need the time under a pixel.
+    c.dataset.v0 = String(Math.round(this.screen.view[0]));
+    c.dataset.v1 = String(Math.round(this.screen.view[1]));
     g.fillStyle = "#0b0d10"; g.fillRect(0, 0, W, H);
     const css = getComputedStyle(document.documentElement);
     const bar = (list, color, y, hh) => {
@@ -121,8 +124,14 @@ class Player {
     this.el = h("div.tile", { dataset: { camera: camera.id } }, this.video, h("span.cap", {}, camera.name), this.clockEl);
     this.first = null;
     this.frameMs = null;
+    this.shown = null;
     const onFrame = (_, meta) => {
-      if (this.first !== null) this.setFrame(this.first + meta.mediaTime * 1000);
+      if (this.first !== null) {
+        const ms = this.first + meta.mediaTime * 1000;
+        this.setFrame(ms);
+        // The first frame presented after a seek: what the operator sees for the instant chosen.
+        if (this.shown === null) { this.shown = ms; this.el.dataset.shown = String(Math.round(ms)); }
+      }
       this.video.requestVideoFrameCallback(onFrame);
     };
     if (this.video.requestVideoFrameCallback) this.video.requestVideoFrameCallback(onFrame);
@@ -143,6 +152,9 @@ class Player {
     const head = await fetch(url, { method: "HEAD" });
     if (!head.ok) throw new Error(`${this.camera.name}: nothing recorded from ${clock(at)}`);
     this.first = Date.parse(head.headers.get("x-sharpeye-first-frame")) || at;
+    this.el.dataset.first = String(this.first);
+    this.shown = null;
+    delete this.el.dataset.shown;
     this.video.src = url;
     this.video.playbackRate = rate;
     this.setFrame(this.first);
@@ -250,7 +262,7 @@ export function playbackScreen(ctx) {
       playBtn.textContent = t("pb.play");
     },
   }, t("pb.step"));
-  jump.onchange = () => { const ms = Date.parse(jump.value); if (ms) { screen.play(ms); screen.setView([ms - 300e3, ms + 300e3]); } };
+  jump.onchange = () => { const ms = Date.parse(jump.value); if (ms) { screen.play(ms); screen.setView([ms - 30e3, ms + 30e3]); } };
   day.onchange = async () => {
     const d = Date.parse(day.value + "T00:00:00");
     if (!d) return;

@@ -265,6 +265,8 @@ export function kioskScreen(ctx, id) {
   document.body.classList.add("kiosk");
   const host = h("div.wall#wall");
   const wall = new Wall(host, () => ctx.cameras);
+  // No layout until the wall's own arrives (the default would look like one).
+  delete host.dataset.layout;
   const waiting = h("div.msg", { style: "position: absolute; inset: 40% 0; text-align: center" }, t("wall.kioskWaiting", { id }));
   let version = 0;
   const load = async () => {
