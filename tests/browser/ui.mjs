@@ -231,7 +231,8 @@ try {
     await page.fill("dialog textarea[name=reason]", "case 2026-118: theft at the east gate");
     const t0 = Date.now();
     await page.click("dialog button[name=submit]");
-    await page.waitForSelector("#verification", { timeout: 60000 });
+    await page.waitForSelector("#verification", { timeout: 60000 })
+      .catch(async (e) => { throw new Error(e.message + " dialog: " + await page.$eval("dialog", (d) => d.innerText).catch(() => "none")); });
     out.export_ms = Date.now() - t0;
     out.export_intact = await page.$eval("#verification", (e) => e.dataset.intact === "true");
     out.export_manifest = await page.$eval("pre.manifest", (e) => JSON.parse(e.textContent));

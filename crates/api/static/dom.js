@@ -2,11 +2,13 @@
 
 /** An element: h("div.cls#id", {attr: v, onclick: f}, ...children). */
 export function h(spec, attrs = {}, ...children) {
-  const [tagAndClasses, id] = spec.split("#");
-  const [tag, ...classes] = tagAndClasses.split(".");
-  const el = document.createElement(tag || "div");
+  const tag = /^[a-z0-9]*/i.exec(spec)[0] || "div";
+  const el = document.createElement(tag);
+  const classes = [];
+  for (const [, sigil, name] of spec.slice(tag.length).matchAll(/([.#])([^.#]+)/g)) {
+    if (sigil === "#") el.id = name; else classes.push(name);
+  }
   if (classes.length) el.className = classes.join(" ");
-  if (id) el.id = id;
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);

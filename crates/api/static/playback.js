@@ -135,6 +135,11 @@ class Player {
       this.video.requestVideoFrameCallback(onFrame);
     };
     if (this.video.requestVideoFrameCallback) this.video.requestVideoFrameCallback(onFrame);
+    // A paused seek (a frame step) may present without a frame callback: show the frame the
+    // position falls in.
+    this.video.addEventListener("seeked", () => {
+      if (this.first !== null && this.video.paused) this.setFrame(this.first + Math.floor(this.video.currentTime / FRAME_S + 1e-6) * FRAME_S * 1000);
+    });
   }
 
   setFrame(ms) {
@@ -258,7 +263,12 @@ export function playbackScreen(ctx) {
   speed.onchange = () => { for (const p of screen.players) p.video.playbackRate = Number(speed.value); };
   const stepBtn = h("button#step", {
     onclick: () => {
-      for (const p of screen.players) { p.video.pause(); p.video.currentTime += FRAME_S; }
+      for (const p of screen.players) {
+        p.video.pause();
+        // Land inside the next frame, not on its edge.
+        const shown = p.frameMs === null ? p.video.currentTime : (p.frameMs - p.first) / 1000;
+        p.video.currentTime = (Math.floor(shown / FRAME_S + 1e-6) + 1) * FRAME_S + FRAME_S / 2;
+      }
       playBtn.textContent = t("pb.play");
     },
   }, t("pb.step"));
