@@ -275,6 +275,10 @@ fn playback_export_and_administration_work_from_the_ui() {
     assert_eq!(r["audit_chain_intact"], true);
     assert_eq!(r["audit_has_grant"], true);
 
+    // Chinese and English hold the same strings; switching shows Chinese at once.
+    assert_eq!(r["i18n"], json!({"missing_zh": [], "missing_en": [], "unknown_used": []}));
+    assert_eq!(r["nav_zh"], "录像回放");
+
     // The handheld view plays the sub-stream.
     assert_eq!(r["phone"]["stream"], "sub", "{r}");
     assert!(r["phone"]["frames"].as_u64().unwrap() > 0);

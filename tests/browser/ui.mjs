@@ -268,6 +268,17 @@ try {
     await page.waitForSelector("#audit tr");
     out.audit_has_grant = await page.$$eval("#audit td", (tds) => tds.some((td) => td.textContent === "grant.create"));
     await shot(page, "audit");
+    // Both languages have every string; the switch changes the page at once.
+    out.i18n = await page.evaluate(async () => {
+      const m = await import("/ui/i18n.js");
+      const en = Object.keys(m.TABLES.en), zh = Object.keys(m.TABLES.zh);
+      const used = [...document.querySelectorAll("[data-i18n]")].map((e) => e.dataset.i18n);
+      return { missing_zh: en.filter((k) => !zh.includes(k)), missing_en: zh.filter((k) => !en.includes(k)), unknown_used: used.filter((k) => !en.includes(k)) };
+    });
+    await page.selectOption("#lang", "zh");
+    out.nav_zh = await page.textContent('a[href="#/playback"]');
+    await shot(page, "admin-zh");
+    await page.selectOption("#lang", "en");
     await page.goto(base + "#/health");
     await page.waitForSelector("#cameras-online");
     await sleep(500);

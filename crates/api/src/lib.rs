@@ -34,7 +34,7 @@ pub mod request;
 mod session;
 mod state;
 pub mod time;
-mod ui;
+pub mod ui;
 pub mod walls;
 
 use std::sync::Arc;

@@ -66,13 +66,19 @@ async fn index() -> Html<&'static str> {
     Html(INDEX)
 }
 
-/// `/`, `/wall/{id}` (a kiosk screen) and `/ui/{file}`.
+/// The addresses of the UI's page (the operators' screens, a kiosk wall screen, the handheld
+/// view); the page reads the address to pick its screen.
+pub const PAGES: &[&str] = &["/", "/wall/{id}", "/m"];
+
+/// Where the UI's embedded modules are served.
+pub const ASSET_PATH: &str = "/ui/{name}";
+
+/// Every page of [`PAGES`] and the assets.
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", axum::routing::get(index))
-        .route("/wall/{id}", axum::routing::get(index))
-        .route("/m", axum::routing::get(index))
-        .route("/ui/{name}", axum::routing::get(asset))
+    PAGES
+        .iter()
+        .fold(Router::new(), |r, p| r.route(p, axum::routing::get(index)))
+        .route(ASSET_PATH, axum::routing::get(asset))
 }
 
 #[cfg(test)]
