@@ -63,7 +63,12 @@ fn ui_node() -> Setup {
          [[users]]\nname = \"east-op\"\npassword = \"{PASSWORD}\"\nrole = \"operator\"\ndepartment = \"east\"\n\n\
          [[grants]]\nsubject = \"department:east\"\nactions = [\"live\", \"playback\", \"export\", \"hold\"]\nresource = \"org:dalian/east\"\n\n"
     );
-    let config = config_toml(addr, &dir.path().join("data"), "segment = \"10s\"", &format!("{people}{cams}"));
+    let config = config_toml(
+        addr,
+        &dir.path().join("data"),
+        "segment = \"10s\"",
+        &format!("{people}{cams}"),
+    );
     let node = Node::start(dir.path(), &config, addr);
     Setup { sim, dir, node }
 }
@@ -165,7 +170,10 @@ fn wait_recorded(node: &mut Node, camera: &str, secs: i64) {
         if r.iter().map(|(a, b)| b - a).sum::<i64>() >= secs * 1_000_000 {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(secs as u64 + 60), "{camera} is not recording: {r:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(secs as u64 + 60),
+            "{camera} is not recording: {r:?}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -182,7 +190,11 @@ fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
 
     // Two H.264 and two H.265 main streams: all four tiles decode within 3 s of the drops, the
     // H.265 ones on their H.264 sub-stream (headless Chromium has no HEVC decoder).
-    assert!(r["four_ms"].as_u64().unwrap() <= 3000, "4 tiles took {} ms", r["four_ms"]);
+    assert!(
+        r["four_ms"].as_u64().unwrap() <= 3000,
+        "4 tiles took {} ms",
+        r["four_ms"]
+    );
     for t in r["four"].as_array().unwrap() {
         let cam = t["camera"].as_str().unwrap();
         assert!(t["frames"].as_u64().unwrap() > 0, "{t}");
@@ -197,7 +209,11 @@ fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
     assert!(r["sub_viewers"].as_u64().unwrap() >= 4, "{r}");
 
     // A camera dies: its tile says so within 5 s and keeps its last frame; the others go on.
-    assert!(r["badge_ms"].as_u64().unwrap() <= 5000, "badge after {} ms", r["badge_ms"]);
+    assert!(
+        r["badge_ms"].as_u64().unwrap() <= 5000,
+        "badge after {} ms",
+        r["badge_ms"]
+    );
     assert!(r["last_frame_kept"].as_bool().unwrap());
     for d in r["others_during_outage"].as_array().unwrap() {
         assert!(d.as_u64().unwrap() >= 25, "another tile stalled during the outage: {r}");
@@ -238,11 +254,17 @@ fn playback_export_and_administration_work_from_the_ui() {
 
     // The timeline draws exactly what /recordings lists (the live range's end moves on between
     // the two reads), and nothing where nothing is.
-    let (shown, api) = (r["timeline"]["shown"].as_array().unwrap(), r["timeline"]["api"].as_array().unwrap());
+    let (shown, api) = (
+        r["timeline"]["shown"].as_array().unwrap(),
+        r["timeline"]["api"].as_array().unwrap(),
+    );
     assert_eq!(shown.len(), api.len(), "{}", r["timeline"]);
     for (i, (s, a)) in shown.iter().zip(api).enumerate() {
         assert_eq!(s["start"], a["start"]);
-        let (se, ae) = (parse_time(s["end"].as_str().unwrap()), parse_time(a["end"].as_str().unwrap()));
+        let (se, ae) = (
+            parse_time(s["end"].as_str().unwrap()),
+            parse_time(a["end"].as_str().unwrap()),
+        );
         if i + 1 < api.len() {
             assert_eq!(se, ae);
         } else {
@@ -276,7 +298,10 @@ fn playback_export_and_administration_work_from_the_ui() {
     assert_eq!(r["audit_has_grant"], true);
 
     // Chinese and English hold the same strings; switching shows Chinese at once.
-    assert_eq!(r["i18n"], json!({"missing_zh": [], "missing_en": [], "unknown_used": []}));
+    assert_eq!(
+        r["i18n"],
+        json!({"missing_zh": [], "missing_en": [], "unknown_used": []})
+    );
     assert_eq!(r["nav_zh"], "录像回放");
 
     // The handheld view plays the sub-stream.

@@ -205,7 +205,7 @@ impl Ctx {
     }
 
     /// The request for `ep` on `camera` with `token`: (method, url, body).
-    fn request(&self, ep: &Endpoint, camera: &str) -> (String, Option<(&'static str, String)>) {
+    fn request(&self, ep: &Endpoint, camera: &str, token: Option<&str>) -> (String, Option<(&'static str, String)>) {
         let inside = camera == CAM_IN;
         let json = |v: Value| Some(("application/json", v.to_string()));
         let window = format!("start={}&end={}", self.rec_start, self.rec_end);
@@ -240,6 +240,42 @@ impl Ctx {
                 ),
                 None,
             ),
+            (_, "/api/v1/exports/{id}/verify") => (
+                format!(
+                    "/api/v1/exports/{}/verify",
+                    if inside { &self.export_in } else { &self.export_out }
+                ),
+                None,
+            ),
+            ("PUT", "/api/v1/walls/{id}") => (
+                "/api/v1/walls/matrix".into(),
+                json(json!({"layout": "2x2", "tiles": []})),
+            ),
+            ("GET", "/api/v1/walls/{id}") => {
+                let (s, b) = call(
+                    "PUT",
+                    &self.url("/api/v1/walls/matrix-read"),
+                    Some(&self.admin),
+                    json(json!({"layout": "1", "tiles": []})),
+                );
+                assert_eq!(s, 200, "{b}");
+                ("/api/v1/walls/matrix-read".into(), None)
+            }
+            ("POST", "/api/v1/views") => (p, json(json!({"name": "matrix", "layout": "1", "tiles": []}))),
+            ("DELETE", "/api/v1/views/{id}") => {
+                // Its owner deletes a view: the caller's own where the caller can make one.
+                let body = json(json!({"name": "to delete", "layout": "1", "tiles": []}));
+                let (s, b) = call("POST", &self.url("/api/v1/views"), token, body.clone());
+                let view: Value = if s == 201 {
+                    serde_json::from_str(&b).unwrap()
+                } else {
+                    self.admin_post(
+                        "/api/v1/views",
+                        json!({"name": "to delete", "layout": "1", "tiles": []}),
+                    )
+                };
+                (format!("/api/v1/views/{}", view["id"].as_str().unwrap()), None)
+            }
             (_, "/api/v1/exports/{id}/download") => (
                 format!(
                     "/api/v1/exports/{}/download",
@@ -461,7 +497,7 @@ fn authorization_matrix_every_endpoint_every_caller() {
                     (true, Some(w)) if w.column != "module" => Some(login(&base, w.column)),
                     _ => token.clone(),
                 };
-                let (url, body) = ctx.request(ep, camera);
+                let (url, body) = ctx.request(ep, camera, token.as_deref());
                 let want = expected(ep, who, camera == CAM_IN, ok_status(ep));
                 let (got, text) = call(ep.method, &ctx.url(&url), token.as_deref(), body);
                 cells += 1;

@@ -123,7 +123,8 @@ pub async fn heads(State(state): State<Arc<AppState>>, _caller: Caller, q: Query
 
 /// `GET /api/v1/audit/verify`: walks the whole hash chain as `sharpeye audit verify` does and
 /// says whether it is intact, with the head to compare with a copy kept elsewhere.
-pub async fn verify(State(state): State<Arc<AppState>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn verify(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&state, Action::Audit, None)?;
     let dir = state.audit.dir().to_owned();
     // Entries still in the writer's buffer are not on disk yet: flush so the walk sees them.
     let audit = state.audit.clone();

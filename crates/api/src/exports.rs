@@ -376,7 +376,13 @@ pub async fn verify(
     let job = find(&state, &id)?;
     caller
         .require(&state, auth::Action::Export, Some(&job.camera))
-        .map_err(|e| if e.status == StatusCode::NOT_FOUND { no_export(&id) } else { e })?;
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                no_export(&id)
+            } else {
+                e
+            }
+        })?;
     let (Some(name), JobStatus::Done) = (&job.package, job.status) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -58,7 +58,9 @@ async fn asset(Path(name): Path<String>) -> Response {
             *body,
         )
             .into_response(),
-        None => ApiError::not_found(format!("no UI asset {:?}", name.chars().take(64).collect::<String>())).into_response(),
+        None => {
+            ApiError::not_found(format!("no UI asset {:?}", name.chars().take(64).collect::<String>())).into_response()
+        }
     }
 }
 
@@ -97,7 +99,10 @@ mod tests {
         }
         assert!(!imported.is_empty());
         for name in imported {
-            assert!(ASSETS.iter().any(|(n, _)| *n == name), "{name} is imported but not embedded");
+            assert!(
+                ASSETS.iter().any(|(n, _)| *n == name),
+                "{name} is imported but not embedded"
+            );
         }
     }
 }

@@ -144,18 +144,13 @@ pub enum WallsError {
         /// The failure.
         source: std::io::Error,
     },
-    /// The file is not what this version writes.
-    #[error("walls file {path} is not valid ({source}); move it aside to start with no saved walls and views")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        source: serde_json::Error,
-    },
 }
 
 impl Walls {
-    /// Opens (or starts) the walls file in `dir`.
+    /// Opens (or starts) the walls file in `dir`. A file that does not parse (edited by hand,
+    /// written by another program) is moved aside to `walls.json.bad-<time>` with an error in
+    /// the log, and the node starts with no walls: a screen layout is never worth stopping
+    /// recording for.
     pub fn open(dir: &std::path::Path) -> Result<Walls, WallsError> {
         let file = dir.join("walls.json");
         let io = |source| WallsError::Io {
@@ -164,10 +159,15 @@ impl Walls {
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let saved = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| WallsError::Corrupt {
-                path: file.clone(),
-                source,
-            })?,
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(s) => s,
+                Err(e) => {
+                    let aside = file.with_extension(format!("json.bad-{}", WallTime::now().as_micros() / 1_000_000));
+                    std::fs::rename(&file, &aside).map_err(io)?;
+                    tracing::error!(file = %file.display(), moved_to = %aside.display(), "the saved walls and views do not parse ({e}); starting without them");
+                    Saved::default()
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
             Err(e) => return Err(io(e)),
         };
@@ -268,7 +268,9 @@ fn check_layout(state: &AppState, caller: &Caller, l: &Layout) -> Result<(), Api
             && s != "main"
             && s != "sub"
         {
-            return Err(ApiError::bad_request(format!("tiles[{i}].stream: expected \"main\" or \"sub\"")));
+            return Err(ApiError::bad_request(format!(
+                "tiles[{i}].stream: expected \"main\" or \"sub\""
+            )));
         }
         if t.camera.is_empty() {
             // An empty tile: allowed, it keeps its place in reading order.
@@ -284,7 +286,11 @@ fn check_layout(state: &AppState, caller: &Caller, l: &Layout) -> Result<(), Api
             return Err(ApiError::bad_request("tour.cameras: 1 to 1000 cameras"));
         }
         if tour.tile.is_some_and(|t| t >= capacity) {
-            return Err(ApiError::bad_request(format!("tour.tile: layout {} has tiles 0 to {}", l.layout, capacity - 1)));
+            return Err(ApiError::bad_request(format!(
+                "tour.tile: layout {} has tiles 0 to {}",
+                l.layout,
+                capacity - 1
+            )));
         }
         for c in &tour.cameras {
             caller.require(state, Action::Live, Some(c))?;
@@ -324,12 +330,17 @@ pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<V
 }
 
 /// `GET /api/v1/walls/{id}`: what the wall shows.
-pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     check_id(&id, "wall id")?;
-    let w = state
-        .walls
-        .wall(&id)
-        .ok_or_else(|| ApiError::not_found(format!("wall {id} has no layout yet; PUT /api/v1/walls/{id} puts one on it")))?;
+    let w = state.walls.wall(&id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "wall {id} has no layout yet; PUT /api/v1/walls/{id} puts one on it"
+        ))
+    })?;
     Ok(Json(wall_json(&w)))
 }
 
@@ -342,16 +353,24 @@ pub async fn put(
     body: Result<Json<Layout>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_id(&id, "wall id")?;
-    let layout = json_body(body, "{\"layout\": \"2x2\", \"tiles\": [{\"camera\": \"ID\", \"stream\": \"sub\"}]}")?;
+    let layout = json_body(
+        body,
+        "{\"layout\": \"2x2\", \"tiles\": [{\"camera\": \"ID\", \"stream\": \"sub\"}]}",
+    )?;
     check_layout(&state, &caller, &layout)?;
     let mut e = caller.event("wall.push", None);
     e.target = Some(id.clone());
-    e.detail = json!({ "layout": layout.layout, "cameras": layout.tiles.iter().map(|t| &t.camera).collect::<Vec<_>>() });
+    e.detail =
+        json!({ "layout": layout.layout, "cameras": layout.tiles.iter().map(|t| &t.camera).collect::<Vec<_>>() });
     state.audit(e).await?;
     let actor = caller.who.actor();
     let wall = state.walls.change(|s| {
         if !s.walls.contains_key(&id) && s.walls.len() >= MAX_WALLS {
-            return Err(ApiError::new(StatusCode::CONFLICT, "too_many", format!("this node keeps at most {MAX_WALLS} walls")));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "too_many",
+                format!("this node keeps at most {MAX_WALLS} walls"),
+            ));
         }
         let version = s.walls.get(&id).map_or(1, |w| w.version + 1);
         let w = Wall {
@@ -409,7 +428,12 @@ fn sees(state: &AppState, caller: &Caller, v: &View) -> bool {
 /// `GET /api/v1/views`: the caller's views and those shared with their department.
 pub async fn list_views(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Value> {
     let saved = state.walls.lock();
-    let views: Vec<Value> = saved.views.values().filter(|v| sees(&state, &caller, v)).map(view_json).collect();
+    let views: Vec<Value> = saved
+        .views
+        .values()
+        .filter(|v| sees(&state, &caller, v))
+        .map(view_json)
+        .collect();
     Json(json!(views))
 }
 
@@ -419,16 +443,23 @@ pub async fn create_view(
     caller: Caller,
     body: Result<Json<NewView>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let req = json_body(body, "{\"name\", \"layout\", \"tiles\": [{\"camera\"}], \"shared\": false}")?;
+    let req = json_body(
+        body,
+        "{\"name\", \"layout\", \"tiles\": [{\"camera\"}], \"shared\": false}",
+    )?;
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::bad_request("name: 1 to 100 characters"));
     }
     check_layout(&state, &caller, &req.content)?;
     let department = if req.shared {
-        Some(caller.who.department.clone().ok_or_else(|| {
-            ApiError::bad_request("shared: you belong to no department to share it with")
-        })?)
+        Some(
+            caller
+                .who
+                .department
+                .clone()
+                .ok_or_else(|| ApiError::bad_request("shared: you belong to no department to share it with"))?,
+        )
     } else {
         None
     };
@@ -462,13 +493,25 @@ pub async fn delete_view(
     Path(id): Path<String>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let admin = state.auth.snapshot().policy.node_actions(&caller.who).contains(Action::Admin);
+    let admin = state
+        .auth
+        .snapshot()
+        .policy
+        .node_actions(&caller.who)
+        .contains(Action::Admin);
     let removed = state.walls.change(|s| {
         let Some(v) = s.views.get(&id) else {
-            return Err(ApiError::not_found(format!("no view {:?}", id.chars().take(32).collect::<String>())));
+            return Err(ApiError::not_found(format!(
+                "no view {:?}",
+                id.chars().take(32).collect::<String>()
+            )));
         };
         if v.owner != caller.who.user && !admin {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only its owner or an administrator deletes a view"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only its owner or an administrator deletes a view",
+            ));
         }
         Ok(s.views.remove(&id))
     })?;
@@ -480,7 +523,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_file_survives_a_reopen_and_a_corrupt_one_is_named() {
+    fn the_file_survives_a_reopen_and_a_corrupt_one_is_moved_aside() {
         let dir = tempfile::tempdir().unwrap();
         let w = Walls::open(dir.path()).unwrap();
         w.change(|s| {
@@ -509,8 +552,14 @@ mod tests {
         assert_eq!(room.version, 3);
         assert_eq!(room.content.tiles[0].stream.as_deref(), Some("sub"));
         std::fs::write(dir.path().join("walls.json"), b"{\"walls\": [").unwrap();
-        let err = Walls::open(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("walls.json") && err.contains("move it aside"), "{err}");
+        let fresh = Walls::open(dir.path()).unwrap();
+        assert!(fresh.walls().is_empty());
+        let aside: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("walls.json.bad-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the unreadable file is kept for a person to look at");
     }
 
     #[test]
