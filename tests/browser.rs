@@ -41,6 +41,7 @@ fn ui_node() -> Setup {
     .chain([
         CameraSpec::new("cam4", BuiltinFixture::H264_240p.load()),
         CameraSpec::new("cam5", BuiltinFixture::H264_240p.load()),
+        CameraSpec::new("cam6", BuiltinFixture::H265_1080p.load()),
     ])
     .collect();
     let sim = Sim::start(specs);
@@ -58,6 +59,12 @@ fn ui_node() -> Setup {
         }
         cams.push('\n');
     }
+    // An H.265 camera without a sub-stream, live on demand only: plays in Chromium only
+    // through the node's transcode (the gstreamer feature).
+    cams.push_str(&format!(
+        "[[cameras]]\nid = \"cam6\"\nname = \"Square (H.265 only)\"\nurl = \"{}\"\ntier = \"standard\"\norg = \"dalian/central/square\"\nrecord = false\n\n",
+        sim.url("cam6")
+    ));
     let people = format!(
         "[[departments]]\nid = \"east\"\nname = \"East station\"\n\n[[departments]]\nid = \"west\"\nname = \"West station\"\n\n\
          [[users]]\nname = \"east-op\"\npassword = \"{PASSWORD}\"\nrole = \"operator\"\ndepartment = \"east\"\n\n\
@@ -307,5 +314,31 @@ fn playback_export_and_administration_work_from_the_ui() {
     // The handheld view plays the sub-stream.
     assert_eq!(r["phone"]["stream"], "sub", "{r}");
     assert!(r["phone"]["frames"].as_u64().unwrap() > 0);
+    assert!(setup.node.terminate().success());
+}
+
+/// An H.265 camera with no sub-stream plays in Chromium through the node's transcode: two tiles
+/// of it cost one transcode and one camera session. Needs the binary built with
+/// `--features gstreamer` (CI runs it after installing GStreamer).
+#[cfg(feature = "gstreamer")]
+#[test]
+fn an_h265_only_camera_plays_through_one_transcode_for_all_its_tiles() {
+    let mut setup = ui_node();
+    let r = drive(&mut setup, &["transcode"]);
+    for t in r["transcode"].as_array().unwrap() {
+        assert_eq!(
+            (t["camera"].as_str(), t["stream"].as_str()),
+            (Some("cam6"), Some("h264")),
+            "{t}"
+        );
+        assert!(t["frames"].as_u64().unwrap() > 10, "{t}");
+    }
+    let m = setup.node.metrics();
+    assert!(
+        m.contains("sharpeye_live_upstream_sessions{camera=\"cam6\",stream=\"h264\"} 1"),
+        "one transcode: {m}"
+    );
+    assert!(m.contains("sharpeye_live_viewers{camera=\"cam6\",stream=\"main\",output=\"transcode\"} 1"));
+    assert_eq!(setup.sim.cam("cam6").active_sessions(), 1, "the camera is pulled once");
     assert!(setup.node.terminate().success());
 }

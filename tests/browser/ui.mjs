@@ -117,6 +117,22 @@ try {
   }
   if (page) { await page.close(); page = null; }
 
+  if (scenarios.includes("transcode")) {
+    page = await login("admin", password, { width: 1280, height: 720 });
+    await page.waitForSelector('.tree .cam[data-camera="cam6"]');
+    await page.dragAndDrop('.tree .cam[data-camera="cam6"]', '.tile[data-index="0"]');
+    await page.dragAndDrop('.tree .cam[data-camera="cam6"]', '.tile[data-index="1"]');
+    const t0 = Date.now();
+    out.transcode = await until("the H.265-only camera plays", async () => {
+      const s = (await stats(page)).slice(0, 2);
+      return s.every((x) => x.frames > 10) && s;
+    }, 30000).catch(async (e) => { throw new Error(e.message + ": " + JSON.stringify(await stats(page))); });
+    out.transcode_ms = Date.now() - t0;
+    await shot(page, "wall-transcoded");
+    await page.close();
+    page = null;
+  }
+
   if (scenarios.includes("kiosk")) {
     const token = await need("kiosk-token");
     const kiosk = await browser.newPage({ viewport: { width: 1280, height: 720 } });

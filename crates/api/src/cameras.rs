@@ -39,7 +39,7 @@ fn camera_json(state: &AppState, c: &CameraEntry) -> Value {
 fn push_live(out: &mut String, state: &AppState, camera: &str) {
     let Some(hub) = &state.hub else { return };
     let channel = |kind| hub.channel(&media::StreamId::new(camera, kind));
-    let kinds = [media::StreamKind::Main, media::StreamKind::Sub];
+    let kinds = [media::StreamKind::Main, media::StreamKind::Sub, media::StreamKind::H264];
     let mut kbps = Vec::new();
     let mut media = Vec::new();
     for kind in kinds {

@@ -68,7 +68,7 @@ pub fn stream_of(q: &HashMap<String, String>, camera: &str) -> Result<StreamId, 
 pub fn kind_of(name: Option<&str>) -> Result<StreamKind, ApiError> {
     match name {
         None => Ok(StreamKind::Main),
-        Some(s) => StreamKind::parse(s).ok_or_else(|| ApiError::bad_request("stream: expected main or sub")),
+        Some(s) => StreamKind::parse(s).ok_or_else(|| ApiError::bad_request("stream: expected main, sub or h264")),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct CameraInfo {
     pub record: bool,
     /// Has a sub-stream.
     pub has_sub: bool,
+    /// Offers the `h264` stream: the main one transcoded on this node (the `gstreamer` feature).
+    pub h264: bool,
     /// The node that records it (this node's id for its own cameras).
     pub node: String,
     /// The nodes between this one and the camera's, nearest first (empty for its own).
@@ -115,6 +117,9 @@ impl CameraEntry {
             let mut streams = vec!["main"];
             if i.has_sub {
                 streams.push("sub");
+            }
+            if i.h264 {
+                streams.push("h264");
             }
             let v = serde_json::json!({
                 "id": i.id,

@@ -188,8 +188,12 @@ export class Tile {
   chooseStream() {
     const c = this.camera;
     const hasSub = (c.streams || []).includes("sub");
+    const hasH264 = (c.streams || []).includes("h264");
     let want = this.want || ((this.el.clientHeight > SUB_BELOW_PX || !hasSub) ? "main" : "sub");
-    if (want === "main" && hasSub && isHevc(c.media?.main?.codec) && !browserHevc) want = "sub";
+    // An H.265 main stream this browser cannot decode: the camera's own H.264 sub-stream, else
+    // the node's transcode of the main one (built with the gstreamer feature).
+    const hevcMain = this.hevcMain || isHevc(c.media?.main?.codec);
+    if (want === "main" && hevcMain && !browserHevc) want = hasSub ? "sub" : (hasH264 ? "h264" : "main");
     if (this.budgetRefusedMain && hasSub) want = "sub";
     return want;
   }
@@ -221,14 +225,14 @@ export class Tile {
     this.pending = slot;
     try {
       let session;
-      if (isHevc(codec) && !browserHevc) {
+      if ((isHevc(codec) || (this.hevcMain && stream === "main")) && !browserHevc) {
         throw new Failure("tile.codec", t("tile.hevcNone"), false);
       }
       if (isHevc(codec)) session = await fmp4(video, camera.id, stream, codec);
       else {
         try { session = await whep(video, camera.id, stream); } catch (e) {
           if (gen !== this.gen) throw e;
-          if (e.code === "link_budget" || e.code === "no_video" || e.status === 403 || e.status === 404) throw e;
+          if (e.code === "link_budget" || e.code === "no_video" || e.code === "codec" || e.status === 403 || e.status === 404) throw e;
           session = await fmp4(video, camera.id, stream, codec);
         }
       }
@@ -237,6 +241,12 @@ export class Tile {
     } catch (e) {
       if (gen !== this.gen) return;
       const f = failureOf(e);
+      if (e.code === "codec" && stream === "main" && !this.hevcMain) {
+        // The listing did not know the codec yet (an on-demand camera): now it is known.
+        this.hevcMain = true;
+        video.remove(); this.pending = null;
+        return this.start();
+      }
       if (f.reason === "tile.budget" && stream === "main" && (camera.streams || []).includes("sub")) {
         this.budgetRefusedMain = true;
         video.remove(); this.pending = null;

@@ -210,8 +210,9 @@ impl Budget {
         rates: StreamRates,
     ) -> Result<StreamKind, LinkRefusal> {
         let key = |k: StreamKind| PullKey::Live(StreamId::new(camera, k));
+        // A transcode on this side is fed by the main stream: that is what crosses.
         let rate = |k: StreamKind| match k {
-            StreamKind::Main => Some(rates.main_kbps),
+            StreamKind::Main | StreamKind::H264 => Some(rates.main_kbps),
             StreamKind::Sub => rates.sub_kbps,
         };
         let Some(wanted) = rate(want) else {
@@ -236,7 +237,7 @@ impl Budget {
                 format!("; its sub-stream ({}) does not fit either", mbps(sub))
             }
             (StreamKind::Main, None) => format!("; camera {camera} has no sub-stream to fall back to"),
-            (StreamKind::Sub, _) => String::new(),
+            (StreamKind::Sub | StreamKind::H264, _) => String::new(),
         };
         Err(self.refusal(wanted, fallback))
     }

@@ -264,7 +264,7 @@ impl Link {
     pub fn recorded_kbps(&self, camera: &str, kind: StreamKind) -> u64 {
         let rates = self.rates(camera);
         match kind {
-            StreamKind::Main => rates.main_kbps,
+            StreamKind::Main | StreamKind::H264 => rates.main_kbps,
             StreamKind::Sub => rates.sub_kbps.unwrap_or(self.config.sub_kbps),
         }
     }
@@ -290,7 +290,7 @@ impl Link {
         let key = PullKey::Live(stream.clone());
         let rates = self.rates(stream.camera());
         let kbps = match stream.kind() {
-            StreamKind::Main => rates.main_kbps,
+            StreamKind::Main | StreamKind::H264 => rates.main_kbps,
             StreamKind::Sub => rates.sub_kbps.unwrap_or(self.config.sub_kbps),
         };
         lock(&self.budget).count(key, kbps);

@@ -21,17 +21,20 @@ pub enum Output {
     Webrtc,
     /// PS over RTP toward a GB/T 28181 upper platform.
     Gb28181,
+    /// A transcode into the camera's `h264` stream (the `transcode` crate).
+    Transcode,
     /// In-process consumers (tests, relays).
     Other,
 }
 
 impl Output {
     /// Every output, in metric order.
-    pub const ALL: [Output; 5] = [
+    pub const ALL: [Output; 6] = [
         Output::Mp4,
         Output::Rtsp,
         Output::Webrtc,
         Output::Gb28181,
+        Output::Transcode,
         Output::Other,
     ];
 
@@ -42,6 +45,7 @@ impl Output {
             Output::Rtsp => "rtsp",
             Output::Webrtc => "webrtc",
             Output::Gb28181 => "gb28181",
+            Output::Transcode => "transcode",
             Output::Other => "other",
         }
     }

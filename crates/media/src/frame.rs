@@ -14,22 +14,28 @@ pub enum StreamKind {
     Main,
     /// The low-resolution stream (`sub_url`): for small video-wall tiles and thin links.
     Sub,
+    /// The main stream transcoded on this node to H.264 (the `gstreamer` feature), for
+    /// players that cannot decode the camera's codec (H.265 in most browsers) when the camera
+    /// has no H.264 sub-stream. Never recorded, never pulled across a link.
+    H264,
 }
 
 impl StreamKind {
-    /// The lower-case name used in paths, URLs and logs (`main`, `sub`).
+    /// The lower-case name used in paths, URLs and logs (`main`, `sub`, `h264`).
     pub const fn as_str(self) -> &'static str {
         match self {
             StreamKind::Main => "main",
             StreamKind::Sub => "sub",
+            StreamKind::H264 => "h264",
         }
     }
 
-    /// Parses `main` or `sub`.
+    /// Parses `main`, `sub` or `h264`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "main" => Some(StreamKind::Main),
             "sub" => Some(StreamKind::Sub),
+            "h264" => Some(StreamKind::H264),
             _ => None,
         }
     }

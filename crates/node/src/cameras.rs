@@ -71,6 +71,7 @@ pub fn configured(c: &CameraConfig, config: &Config) -> NewCamera {
             location: c.location.map(|l| (l.lat, l.lon)),
             record: c.record,
             has_sub: c.sub_url.is_some(),
+            h264: false,
             node: config.node.id.clone(),
             path: Vec::new(),
         },
@@ -109,6 +110,14 @@ impl CameraRegistry {
                 continue;
             }
             let mut main = None;
+            let mut cam = cam;
+            // Where this build can transcode, every camera also offers its main stream as
+            // H.264 (started only when someone asks for it).
+            if transcode::AVAILABLE && cam.streams.iter().any(|(k, _)| *k == StreamKind::Main) {
+                let input = StreamId::main(cam.info.id.as_str());
+                cam.streams.push((StreamKind::H264, Source::Transcode(input)));
+                cam.info.h264 = true;
+            }
             for (kind, source) in cam.streams {
                 let stream = StreamId::new(cam.info.id.as_str(), kind);
                 // A lower node's camera is never recorded here, whatever it says of itself.
@@ -190,7 +199,7 @@ impl CameraRegistry {
         }
         self.refresh_catalog();
         for id in ids {
-            for kind in [StreamKind::Main, StreamKind::Sub] {
+            for kind in [StreamKind::Main, StreamKind::Sub, StreamKind::H264] {
                 let stream = StreamId::new(id.as_str(), kind);
                 self.hub.remove_stream(&stream);
                 self.pulls.forget(&stream);

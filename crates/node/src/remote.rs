@@ -193,6 +193,7 @@ impl RemoteCameras {
                 location: c.location,
                 record: false,
                 has_sub: c.has_sub,
+                h264: false,
                 node: c.node,
             },
             streams,

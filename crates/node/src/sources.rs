@@ -24,6 +24,8 @@ pub enum Source {
     Gb(GbSourceConfig),
     /// A lower node's camera, across its link (never recorded here).
     Remote(hierarchy::remote::RemoteSource),
+    /// This main stream, transcoded to H.264 on this node (the `gstreamer` feature).
+    Transcode(StreamId),
 }
 
 /// How to pull one stream: what the hub's control starts when the stream is wanted.
@@ -116,6 +118,17 @@ impl Pulls {
                     }
                     (Source::Gb(_), None) => return,
                     (Source::Remote(r), _) => r.spawn(sink, pull.health.clone()),
+                    (Source::Transcode(input), _) => {
+                        let Some(hub) = self.hub.get().cloned() else { return };
+                        let session = transcode::session::TranscodeSession::new(
+                            hub,
+                            input.clone(),
+                            stream.clone(),
+                            transcode::Target::default(),
+                            ingest::supervisor::Retry::default(),
+                        );
+                        ingest::supervisor::spawn(session, sink, pull.health.clone())
+                    }
                 };
                 running.insert(stream.clone(), handle);
             }
@@ -145,7 +158,7 @@ impl Pulls {
         match source {
             Source::Remote(r) => r.stopped(),
             Source::Gb(cfg) => self.gb_links.release(&cfg.device, stream),
-            Source::Rtsp(_) => {}
+            Source::Rtsp(_) | Source::Transcode(_) => {}
         }
     }
 

@@ -54,6 +54,7 @@ pub fn adopted(
             location: item.location.map(|(lon, lat)| (lat, lon)),
             record: g.record_discovered,
             has_sub: false,
+            h264: false,
             node: node.to_owned(),
             path: Vec::new(),
         },

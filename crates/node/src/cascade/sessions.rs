@@ -82,7 +82,7 @@ fn kbps_of(state: &api::AppState, stream: &StreamId) -> u64 {
         .and_then(|h| h.channel(stream))
         .and_then(|c| c.kbps())
         .unwrap_or(match stream.kind() {
-            StreamKind::Main => hierarchy::link::DEFAULT_MAIN_KBPS,
+            StreamKind::Main | StreamKind::H264 => hierarchy::link::DEFAULT_MAIN_KBPS,
             StreamKind::Sub => hierarchy::link::DEFAULT_SUB_KBPS,
         })
 }
