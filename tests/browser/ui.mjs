@@ -256,6 +256,29 @@ try {
     await page.keyboard.press("Escape");
   }
 
+  if (scenarios.includes("export")) {
+    // A hold from the same selection: listed under the timelines, drawn on them, released with a reason.
+    await page.click("#hold");
+    await page.fill("dialog textarea[name=reason]", "keep for case 2026-118");
+    await page.click("dialog button[name=submit]");
+    await page.waitForSelector("#holds tr");
+    out.hold_listed = await page.$eval("#holds", (t) => t.innerText.includes("keep for case 2026-118"));
+    await page.click("#holds button");
+    await page.fill("dialog textarea[name=reason]", "case closed");
+    await page.click("dialog button[name=submit]");
+    await until("hold released", async () => !(await page.$("#holds tr")), 5000);
+    out.hold_released = true;
+
+    // Two cameras in step: the second follows the first's wall time.
+    await page.click('.tree .cam[data-camera="cam2"]');
+    await page.waitForSelector('canvas.timeline[data-camera="cam2"]');
+    const box = await (await page.$("#timelines canvas")).boundingBox();
+    await page.mouse.click(box.x + box.width * 0.2, box.y + box.height / 2);
+    await sleep(2500);
+    out.sync_ms = await page.$$eval(".players .tile", (ts) => ts.map((t) => Number(t.dataset.frame)));
+    await shot(page, "playback-sync");
+  }
+
   if (scenarios.includes("admin")) {
     if (!page) page = await login("admin", password);
     await page.goto(base + "#/admin");
