@@ -60,9 +60,11 @@ async function whep(video, camera, stream) {
   await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
   const resource = r.headers.get("Location");
   const session = {
-    kind: "webrtc", stream, frames: 0,
+    kind: "webrtc", stream, frames: 0, dropped: 0,
     async poll() {
-      for (const s of (await pc.getStats()).values()) if (s.type === "inbound-rtp" && s.kind === "video") this.frames = s.framesDecoded || 0;
+      for (const s of (await pc.getStats()).values()) {
+        if (s.type === "inbound-rtp" && s.kind === "video") { this.frames = s.framesDecoded || 0; this.dropped = s.framesDropped || 0; }
+      }
     },
     close() {
       pc.close();
@@ -119,8 +121,12 @@ async function fmp4(video, camera, stream, codecHint) {
   });
   pump();
   const session = {
-    kind: "fmp4", stream: served, frames: 0,
-    async poll() { this.frames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : 0; },
+    kind: "fmp4", stream: served, frames: 0, dropped: 0,
+    async poll() {
+      const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+      this.frames = q ? q.totalVideoFrames : 0;
+      this.dropped = q ? q.droppedVideoFrames : 0;
+    },
     close() { closed = true; ctl.abort(); URL.revokeObjectURL(url); },
   };
   (async () => {
@@ -315,6 +321,7 @@ export class Tile {
       kind: s ? s.kind : (this.reason ? "failed" : (this.camera ? "starting" : "empty")),
       stream: s ? s.stream : null,
       frames: s ? s.frames : 0,
+      dropped: s ? s.dropped : 0,
       badge: this.reason ? t(this.reason) : null,
       reason: this.reason,
     };

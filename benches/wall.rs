@@ -1,0 +1,293 @@
+//! The dispatch-room wall in headless Chromium against a real `sharpeye run` recording camsim's
+//! cameras (1080p H.264 main, 320×240 H.264 sub), driven through the public API as a dispatch
+//! module would: a layout is pushed to a named wall (`PUT /api/v1/walls/bench`) and a kiosk
+//! screen (`/wall/bench`, 1920×1080, device token) shows it.
+//!
+//! Two phases, each `--minutes` long:
+//! 1. **16 tiles** (4×4, the screen picks main streams: tiles are 250 px high);
+//! 2. **25 tiles pushed on sub-streams** (5×5, `stream: "sub"`).
+//!
+//! Halfway through each, one camera goes dark (the node's pull of it fails). Reported per phase:
+//! time from the page's navigation to every tile decoding (goal < 2 s); the browser's memory
+//! (RSS of all its processes) after the first minute and at the end, and their ratio (goal:
+//! no growth, ≤ 1.10); frames decoded and dropped per tile (min / median / max), the longest
+//! stretch any *other* tile went without a new frame after the failure (goal: < 2 s, no tile
+//! stalls while another fails); and the node's CPU against a baseline measured in the same run
+//! while it only recorded (the ratio is what the wall costs the server).
+//!
+//! ```text
+//! cargo bench --bench wall -- [--minutes 10] [--every 5]
+//! ```
+//! Run by hand, not in CI (it needs Chromium and playwright-core, as `scripts/test.sh` installs).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{pct, usage};
+use serde_json::{Value, json};
+
+/// Command-line arguments (`cargo bench --bench wall -- --flag value`).
+#[derive(clap::Parser)]
+struct Args {
+    /// `--minutes`: length of each phase.
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    /// `--every`: seconds between samples.
+    #[arg(long, default_value_t = 5)]
+    every: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const PASSWORD: &str = "bench-password";
+const CAMERAS: usize = 25;
+
+/// RSS of `pid` and all its descendants (the browser's renderer, GPU and utility processes).
+fn tree_rss(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        total += usage(p).1;
+        let children = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        stack.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+    }
+    total
+}
+
+fn call(method: &str, url: &str, token: &str, body: Value) -> Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let req = agent
+        .run(
+            ureq::http::Request::builder()
+                .method(method)
+                .uri(url)
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .unwrap(),
+        )
+        .unwrap();
+    let text = req.into_body().read_to_string().unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+struct Phase {
+    name: &'static str,
+    layout: &'static str,
+    tiles: usize,
+    stream: Option<&'static str>,
+}
+
+fn main() {
+    let args: Args = clap::Parser::parse();
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "needs playwright-core and Chromium: run scripts/test.sh once"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let specs = camsim::with_sub_streams(
+        (0..CAMERAS)
+            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_1080p.load()))
+            .collect(),
+    );
+    let cams = camsim::Cameras::new(specs);
+    let sim = rt
+        .block_on(camsim::Camsim::start("127.0.0.1:0".parse().unwrap(), cams.clone()))
+        .unwrap();
+    let sim_addr = sim.local_addr();
+
+    let dir = tempfile::tempdir().unwrap();
+    let addr = testkit::free_addr();
+    let mut config = format!(
+        "[server]\nlisten = \"{addr}\"\nrtsp_listen = \"{}\"\ndata_dirs = [\"{}\"]\n\n[live]\nmax_viewers = 1000\n\n[[users]]\nname = \"admin\"\npassword = \"{PASSWORD}\"\nrole = \"admin\"\n\n",
+        testkit::free_addr(),
+        dir.path().join("data").display()
+    );
+    for i in 0..CAMERAS {
+        config.push_str(&format!(
+            "[[cameras]]\nid = \"cam{i}\"\nurl = \"rtsp://{sim_addr}/cam{i}\"\nsub_url = \"rtsp://{sim_addr}/cam{i}-sub\"\norg = \"bench\"\n\n"
+        ));
+    }
+    let node = common::run_node(dir.path(), &config, addr, "warn");
+    let base = format!("http://{addr}/");
+    let login: Value = serde_json::from_str(
+        &ureq::post(&format!("{base}api/v1/login"))
+            .header("Content-Type", "application/json")
+            .send(json!({"username": "admin", "password": PASSWORD}).to_string())
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let admin = login["token"].as_str().unwrap().to_owned();
+    let device = call(
+        "POST",
+        &format!("{base}api/v1/tokens"),
+        &admin,
+        json!({"name": "bench-wall", "actions": ["live"], "resources": ["*"]}),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The baseline: the node recording every camera, no one watching.
+    std::thread::sleep(Duration::from_secs(5));
+    let (c0, _) = usage(node.pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(20));
+    let baseline_cpu = (usage(node.pid).0 - c0) / t0.elapsed().as_secs_f64();
+    println!(
+        "baseline: the node records {CAMERAS} cameras at {:.1} % of a core",
+        baseline_cpu * 100.0
+    );
+
+    let phases = [
+        Phase {
+            name: "16 tiles (4x4, screen picks the stream)",
+            layout: "4x4",
+            tiles: 16,
+            stream: None,
+        },
+        Phase {
+            name: "25 tiles (5x5, pushed on sub-streams)",
+            layout: "5x5",
+            tiles: 25,
+            stream: Some("sub"),
+        },
+    ];
+    for phase in phases {
+        let tiles: Vec<Value> = (0..phase.tiles)
+            .map(|i| match phase.stream {
+                Some(s) => json!({"camera": format!("cam{i}"), "stream": s}),
+                None => json!({"camera": format!("cam{i}")}),
+            })
+            .collect();
+        call(
+            "PUT",
+            &format!("{base}api/v1/walls/bench"),
+            &admin,
+            json!({"layout": phase.layout, "tiles": tiles}),
+        );
+        let victim = format!("cam{}", phase.tiles - 1);
+        let seconds = args.minutes * 60;
+        let mut child = Command::new("node")
+            .arg(browser_dir.join("wallbench.mjs"))
+            .args([&base, "bench", &device, &seconds.to_string(), &phase.tiles.to_string(), &victim])
+            .arg(args.every.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node");
+        let mut stdin = child.stdin.take().unwrap();
+        let (cpu_start, _) = usage(node.pid);
+        let started = Instant::now();
+        let mut browser = 0;
+        let mut ready_ms = -1i64;
+        let mut samples: Vec<(f64, u64, Vec<Value>)> = Vec::new();
+        let mut killed_at: Option<f64> = None;
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if let Some(p) = line.strip_prefix("BROWSER ") {
+                browser = p.trim().parse().unwrap_or(0);
+            } else if let Some(ms) = line.strip_prefix("READY ") {
+                ready_ms = ms.trim().parse().unwrap_or(-1);
+            } else if let Some(s) = line.strip_prefix("SAMPLE ") {
+                let v: Value = serde_json::from_str(s).unwrap();
+                samples.push((v["t_s"].as_f64().unwrap(), tree_rss(browser), v["tiles"].as_array().unwrap().clone()));
+            } else if line.starts_with("NEED kill") {
+                let c = cams.get(&victim).unwrap();
+                c.go_dark();
+                c.drop_connections();
+                killed_at = samples.last().map(|s| s.0);
+                writeln!(stdin, "ok").unwrap();
+            }
+        }
+        child.wait().unwrap();
+        let cpu = (usage(node.pid).0 - cpu_start) / started.elapsed().as_secs_f64();
+        cams.get(&victim).unwrap().wake();
+
+        // Memory: after the first minute, and at the end.
+        let after_minute = samples.iter().find(|s| s.0 >= 60.0).or(samples.first()).map_or(0, |s| s.1);
+        let end_rss = samples.last().map_or(0, |s| s.1);
+        // Per tile: frames and drops at the end; the longest run without a new frame after the
+        // failure, for every tile but the failed camera's.
+        let last = &samples.last().unwrap().2;
+        let frames: Vec<f64> = last.iter().map(|t| t["frames"].as_f64().unwrap_or(0.0)).collect();
+        let dropped: Vec<f64> = last.iter().map(|t| t["dropped"].as_f64().unwrap_or(0.0)).collect();
+        let mut worst_gap: f64 = 0.0;
+        for tile in 0..phase.tiles {
+            if last[tile]["camera"] == victim.as_str() {
+                continue;
+            }
+            let mut since = None::<f64>;
+            let mut prev = -1.0;
+            for (t, _, ts) in &samples {
+                let f = ts[tile]["frames"].as_f64().unwrap_or(0.0);
+                if killed_at.is_some_and(|k| *t >= k) {
+                    let s = since.get_or_insert(*t);
+                    if f > prev {
+                        *s = *t;
+                    }
+                    worst_gap = worst_gap.max(t - *s);
+                }
+                prev = f;
+            }
+        }
+        let victim_badge = last
+            .iter()
+            .find(|t| t["camera"] == victim.as_str())
+            .and_then(|t| t["badge"].as_str())
+            .unwrap_or("none")
+            .to_owned();
+        println!("\n== {} for {} min", phase.name, args.minutes);
+        println!(
+            "all tiles playing after {ready_ms} ms (goal < 2000 ms: {})",
+            if (0..2000).contains(&ready_ms) { "met" } else { "MISSED" }
+        );
+        println!(
+            "browser memory: {:.0} MB after the first minute, {:.0} MB at the end: ratio {:.2} (goal ≤ 1.10: {})",
+            after_minute as f64 / 1e6,
+            end_rss as f64 / 1e6,
+            end_rss as f64 / after_minute.max(1) as f64,
+            if end_rss as f64 <= after_minute as f64 * 1.10 { "met" } else { "MISSED" }
+        );
+        println!(
+            "frames decoded per tile: min {:.0} median {:.0} max {:.0} (expected {} at 25 fps)",
+            pct(frames.clone(), 0.0),
+            pct(frames.clone(), 0.5),
+            pct(frames, 1.0),
+            seconds * 25
+        );
+        println!(
+            "frames dropped per tile: min {:.0} median {:.0} max {:.0}",
+            pct(dropped.clone(), 0.0),
+            pct(dropped.clone(), 0.5),
+            pct(dropped, 1.0)
+        );
+        println!(
+            "{victim} failed at {:.0} s (its tile: {victim_badge}); the longest any other tile went without a new frame afterwards: {worst_gap:.1} s with samples every {} s (goal: no stall: {})",
+            killed_at.unwrap_or(-1.0),
+            args.every,
+            if worst_gap < args.every as f64 * 1.5 { "met" } else { "MISSED" }
+        );
+        println!(
+            "node CPU: {:.1} % of a core against {:.1} % recording only: ratio {:.2}",
+            cpu * 100.0,
+            baseline_cpu * 100.0,
+            cpu / baseline_cpu.max(1e-9)
+        );
+    }
+    drop(node);
+    rt.block_on(sim.stop());
+}

@@ -1,0 +1,46 @@
+// The wall benchmark's browser side (benches/wall.rs): opens a kiosk wall screen that the bench
+// pushed a layout to, and reports as JSON lines
+//   READY {ms}                         when every tile decodes (from navigation start)
+//   SAMPLE {t_s, tiles:[{camera, frames, dropped, badge}], heap}   every `every` seconds
+// and asks the bench to kill a camera halfway (`NEED kill CAMERA`) so a failure's effect on the
+// other tiles is measured. Ends after `seconds`, printing `DONE`.
+// Usage: node wallbench.mjs URL WALL TOKEN SECONDS TILES KILL_CAMERA [EVERY_S]
+import { chromium } from "playwright-core";
+import readline from "node:readline";
+
+const [url, wall, token, seconds, tiles, kill, every = "5"] = process.argv.slice(2);
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-precise-memory-info"],
+});
+console.log("BROWSER " + browser.process().pid);
+const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
+const t0 = Date.now();
+await page.goto(`${url}wall/${wall}?token=${token}`);
+const n = Number(tiles);
+for (;;) {
+  const s = await page.evaluate(() => window.wallStats());
+  if (s.filter((x) => x.frames > 0).length >= n) break;
+  if (Date.now() - t0 > 60000) { console.log("READY -1"); break; }
+  await sleep(50);
+}
+console.log("READY " + (Date.now() - t0));
+const end = Date.now() + Number(seconds) * 1000;
+let killed = false;
+while (Date.now() < end) {
+  await sleep(Number(every) * 1000);
+  const t_s = (Date.now() - t0) / 1000;
+  const tilesNow = await page.evaluate(() => window.wallStats());
+  const heap = await page.evaluate(() => (performance.memory ? performance.memory.usedJSHeapSize : 0));
+  console.log("SAMPLE " + JSON.stringify({ t_s, heap, tiles: tilesNow.map((x) => ({ camera: x.camera, frames: x.frames, dropped: x.dropped, badge: x.badge })) }));
+  if (!killed && kill !== "-" && Date.now() > end - Number(seconds) * 500) {
+    killed = true;
+    console.log("NEED kill " + kill);
+    await lines.next();
+  }
+}
+await browser.close();
+console.log("DONE");
