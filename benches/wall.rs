@@ -46,7 +46,7 @@ struct Args {
 const PASSWORD: &str = "bench-password";
 const CAMERAS: usize = 25;
 
-/// RSS of `pid` and all its descendants (the browser's renderer, GPU and utility processes).
+/// RSS of `pid` and all its descendants (Chromium's browser, renderer, GPU and utility processes).
 fn tree_rss(pid: u32) -> u64 {
     let mut total = 0;
     let mut stack = vec![pid];
@@ -182,7 +182,14 @@ fn main() {
         let seconds = args.minutes * 60;
         let mut child = Command::new("node")
             .arg(browser_dir.join("wallbench.mjs"))
-            .args([&base, "bench", &device, &seconds.to_string(), &phase.tiles.to_string(), &victim])
+            .args([
+                &base,
+                "bench",
+                &device,
+                &seconds.to_string(),
+                &phase.tiles.to_string(),
+                &victim,
+            ])
             .arg(args.every.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -192,33 +199,46 @@ fn main() {
         let mut stdin = child.stdin.take().unwrap();
         let (cpu_start, _) = usage(node.pid);
         let started = Instant::now();
-        let mut browser = 0;
+        // Chromium runs under the driver: its memory is the driver's process tree but the driver.
+        let driver = child.id();
+        let browser_rss = || tree_rss(driver).saturating_sub(usage(driver).1);
         let mut ready_ms = -1i64;
         let mut samples: Vec<(f64, u64, Vec<Value>)> = Vec::new();
         let mut killed_at: Option<f64> = None;
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();
-            if let Some(p) = line.strip_prefix("BROWSER ") {
-                browser = p.trim().parse().unwrap_or(0);
-            } else if let Some(ms) = line.strip_prefix("READY ") {
+            if let Some(ms) = line.strip_prefix("READY ") {
                 ready_ms = ms.trim().parse().unwrap_or(-1);
             } else if let Some(s) = line.strip_prefix("SAMPLE ") {
                 let v: Value = serde_json::from_str(s).unwrap();
-                samples.push((v["t_s"].as_f64().unwrap(), tree_rss(browser), v["tiles"].as_array().unwrap().clone()));
+                samples.push((
+                    v["t_s"].as_f64().unwrap(),
+                    browser_rss(),
+                    v["tiles"].as_array().unwrap().clone(),
+                ));
             } else if line.starts_with("NEED kill") {
-                let c = cams.get(&victim).unwrap();
-                c.go_dark();
-                c.drop_connections();
+                // The camera dies: both its streams.
+                for path in [victim.clone(), format!("{victim}-sub")] {
+                    let c = cams.get(&path).unwrap();
+                    c.go_dark();
+                    c.drop_connections();
+                }
                 killed_at = samples.last().map(|s| s.0);
                 writeln!(stdin, "ok").unwrap();
             }
         }
         child.wait().unwrap();
         let cpu = (usage(node.pid).0 - cpu_start) / started.elapsed().as_secs_f64();
-        cams.get(&victim).unwrap().wake();
+        for path in [victim.clone(), format!("{victim}-sub")] {
+            cams.get(&path).unwrap().wake();
+        }
 
         // Memory: after the first minute, and at the end.
-        let after_minute = samples.iter().find(|s| s.0 >= 60.0).or(samples.first()).map_or(0, |s| s.1);
+        let after_minute = samples
+            .iter()
+            .find(|s| s.0 >= 60.0)
+            .or(samples.first())
+            .map_or(0, |s| s.1);
         let end_rss = samples.last().map_or(0, |s| s.1);
         // Per tile: frames and drops at the end; the longest run without a new frame after the
         // failure, for every tile but the failed camera's.
@@ -260,7 +280,11 @@ fn main() {
             after_minute as f64 / 1e6,
             end_rss as f64 / 1e6,
             end_rss as f64 / after_minute.max(1) as f64,
-            if end_rss as f64 <= after_minute as f64 * 1.10 { "met" } else { "MISSED" }
+            if end_rss as f64 <= after_minute as f64 * 1.10 {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
         println!(
             "frames decoded per tile: min {:.0} median {:.0} max {:.0} (expected {} at 25 fps)",
@@ -279,7 +303,11 @@ fn main() {
             "{victim} failed at {:.0} s (its tile: {victim_badge}); the longest any other tile went without a new frame afterwards: {worst_gap:.1} s with samples every {} s (goal: no stall: {})",
             killed_at.unwrap_or(-1.0),
             args.every,
-            if worst_gap < args.every as f64 * 1.5 { "met" } else { "MISSED" }
+            if worst_gap < args.every as f64 * 1.5 {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
         println!(
             "node CPU: {:.1} % of a core against {:.1} % recording only: ratio {:.2}",

@@ -177,7 +177,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     };
     println!(
         "\nSharpeye demo\n\
-         \x20 web UI and API : {url}/  (status, and a live wall of the first four cameras)\n\
+         \x20 web UI and API : {url}/  (video wall: drag cameras from the tree; playback, export, health, admin)\n\
+         \x20 wall screen    : {url}/wall/room1  (a kiosk screen: PUT /api/v1/walls/room1 puts a layout on it)\n\
+         \x20 handheld       : {url}/m\n\
          \x20 login          : user admin, password {password} (or user viewer, same password: one department, half the cameras)\n\
          \x20 cameras        : {} simulated (H.264 and H.265, 1080p) at {}/cam0 ...\n\
          \x20 live over RTSP : ffplay rtsp://admin:{password}@{rtsp}/cameras/cam0\n\

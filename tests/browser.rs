@@ -297,7 +297,11 @@ fn playback_export_and_administration_work_from_the_ui() {
     assert_eq!(r["export_manifest"]["reason"], "case 2026-118: theft at the east gate");
 
     // A hold made from the selection is listed, then released with a reason.
-    assert_eq!((r["hold_listed"].as_bool(), r["hold_released"].as_bool()), (Some(true), Some(true)), "{r}");
+    assert_eq!(
+        (r["hold_listed"].as_bool(), r["hold_released"].as_bool()),
+        (Some(true), Some(true)),
+        "{r}"
+    );
     let (_, audit) = setup.node.get(&format!(
         "/api/v1/audit?action=hold.release&start={}&end={}",
         rfc3339(now_us() - 3_600_000_000),
@@ -305,9 +309,18 @@ fn playback_export_and_administration_work_from_the_ui() {
     ));
     assert_eq!(audit["entries"][0]["reason"], "case closed", "{audit}");
     // Two cameras play in step: the same wall time within two frames.
-    let sync: Vec<f64> = r["sync_ms"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let sync: Vec<f64> = r["sync_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert_eq!(sync.len(), 2, "{r}");
-    assert!((sync[0] - sync[1]).abs() <= 80.0, "the two players are {} ms apart", sync[0] - sync[1]);
+    assert!(
+        (sync[0] - sync[1]).abs() <= 80.0,
+        "the two players are {} ms apart",
+        sync[0] - sync[1]
+    );
 
     // The admin's bad password is answered beside the field; the new user sees only the west
     // cameras granted, and no administration.

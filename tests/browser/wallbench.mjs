@@ -16,7 +16,6 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-precise-memory-info"],
 });
-console.log("BROWSER " + browser.process().pid);
 const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
 const t0 = Date.now();
 await page.goto(`${url}wall/${wall}?token=${token}`);
@@ -44,3 +43,5 @@ while (Date.now() < end) {
 }
 await browser.close();
 console.log("DONE");
+// stdin (the bench's answers) would keep the process alive.
+process.exit(0);

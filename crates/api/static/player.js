@@ -45,7 +45,9 @@ async function whep(video, camera, stream) {
   await new Promise((ok) => {
     if (pc.iceGatheringState === "complete") return ok();
     pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && ok());
-    // Loopback and LAN candidates come at once; do not wait for slow ones.
+    // The node is ICE-lite with one host candidate: our first host candidate is enough, and
+    // LAN candidates come at once; do not wait for slow ones.
+    pc.addEventListener("icecandidate", (e) => e.candidate && e.candidate.type === "host" && setTimeout(ok, 20));
     setTimeout(ok, 300);
   });
   const r = await api(`${cam(camera)}/whep?stream=${stream}`, {
@@ -170,7 +172,10 @@ export class Tile {
     this.lastProgress = performance.now();
     this.gen = 0;
     this.ptz = ptz;
-    this.timer = setInterval(() => this.tick(), 500);
+    this.ticks = 0;
+    // Fast while a new session waits for its first frame (it shows the moment it has one),
+    // every 500 ms otherwise.
+    this.timer = setInterval(() => { this.ticks++; if (this.pending || this.ticks % 5 === 0) this.tick(); }, 100);
   }
 
   /** Shows `camera` (or nothing), on `stream` (`main`, `sub`, or null to choose by size). */

@@ -278,6 +278,9 @@ export function kioskScreen(ctx, id) {
       if (e.status !== 404) setTimeout(load, 2000);
     }
   };
+  // The layout at once, and again whenever the event stream (re)connects: a push made while
+  // the node restarted is not missed.
+  load();
   const stop = follow((kind, data) => {
     if (kind === "wall.changed" && data.wall === id) load();
   }, (state) => { if (state === "connected") load(); });
