@@ -179,7 +179,7 @@ try {
       const api = await (await fetch(`/api/v1/cameras/cam0/recordings?${q}`, { headers: { Authorization: "Bearer " + sessionStorage.getItem("sharpeye.token") } })).json();
       // Pixels: green inside a recorded range, not green outside any.
       const g = canvas.getContext("2d");
-      const px = (ms) => Math.round((ms - day.getTime()) / 86400e3 * canvas.width);
+      const px = (ms) => Math.floor((ms - day.getTime()) / 86400e3 * canvas.width);
       const green = (x) => { const d = g.getImageData(x, 15, 1, 1).data; return d[1] > 120 && d[0] < 120; };
       const r0 = shown[0];
       const mid = (Date.parse(r0.start) + Date.parse(r0.end)) / 2;

@@ -56,8 +56,9 @@ class Row {
     const bar = (list, color, y, hh) => {
       g.fillStyle = color;
       for (const [a, b] of list) {
-        const x0 = Math.max(0, this.x(a)), x1 = Math.min(W, this.x(b));
-        if (x1 > x0) g.fillRect(x0, y, Math.max(1, x1 - x0), hh);
+        // Whole pixels: a short range stays visible and never blurs into the background.
+        const x0 = Math.max(0, Math.floor(this.x(a))), x1 = Math.min(W, Math.ceil(this.x(b)));
+        if (x1 > x0 || (x1 === x0 && x0 < W)) g.fillRect(x0, y, Math.max(1, x1 - x0), hh);
       }
     };
     bar(this.ranges, css.getPropertyValue("--ok") || "#3fb950", 10, 18);
