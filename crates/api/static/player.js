@@ -38,6 +38,7 @@ function failureOf(e) {
 
 /** A WebRTC session by WHEP. */
 async function whep(video, camera, stream) {
+  const t0 = performance.now();
   const pc = new RTCPeerConnection();
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); };
@@ -50,6 +51,7 @@ async function whep(video, camera, stream) {
     pc.addEventListener("icecandidate", (e) => e.candidate && e.candidate.type === "host" && setTimeout(ok, 20));
     setTimeout(ok, 300);
   });
+  const gathered = performance.now();
   const r = await api(`${cam(camera)}/whep?stream=${stream}`, {
     method: "POST", raw: true, headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
   });
@@ -61,8 +63,10 @@ async function whep(video, camera, stream) {
   }
   await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
   const resource = r.headers.get("Location");
+  const answered = performance.now();
   const session = {
     kind: "webrtc", stream, frames: 0, dropped: 0,
+    timing: { gather_ms: Math.round(gathered - t0), answer_ms: Math.round(answered - gathered) },
     async poll() {
       for (const s of (await pc.getStats()).values()) {
         if (s.type === "inbound-rtp" && s.kind === "video") { this.frames = s.framesDecoded || 0; this.dropped = s.framesDropped || 0; }
@@ -73,7 +77,10 @@ async function whep(video, camera, stream) {
       if (resource) fetch(resource, { method: "DELETE", headers: { Authorization: "Bearer " + token() } }).catch(() => {});
     },
   };
-  pc.addEventListener("connectionstatechange", () => { if (pc.connectionState === "failed") session.failed = true; });
+  pc.addEventListener("connectionstatechange", () => {
+    if (pc.connectionState === "failed") session.failed = true;
+    if (pc.connectionState === "connected") session.timing.connected_ms = Math.round(performance.now() - answered);
+  });
   return session;
 }
 
@@ -288,6 +295,8 @@ export class Tile {
         const old = this.cur;
         p.video.classList.remove("pending");
         this.cur = p;
+        // How long this session took to show its first frame, and where the time went.
+        this.startup = { total_ms: Math.round(now - p.started), ...(p.session.timing || {}) };
         this.pending = null;
         this.lastFrames = 0;
         this.lastProgress = now;
@@ -327,6 +336,7 @@ export class Tile {
       stream: s ? s.stream : null,
       frames: s ? s.frames : 0,
       dropped: s ? s.dropped : 0,
+      startup: this.startup || null,
       badge: this.reason ? t(this.reason) : null,
       reason: this.reason,
     };

@@ -186,10 +186,16 @@ struct Session {
     stats: Arc<WhepStats>,
 }
 
+/// Most frames kept for a session that has not connected yet (10 s at 25 fps).
+const MAX_HELD_FRAMES: usize = 250;
+
 impl Session {
     async fn run(mut self, mut viewer: Viewer, first: Frame, mut stop: oneshot::Receiver<()>, deadline: Instant) {
         let mut buf = vec![0u8; 2000];
         let mut pending = Some(first);
+        // The GOP so far, kept while ICE and DTLS complete: sending it on connection shows a
+        // picture at once instead of after the camera's next key frame (up to a GOP later).
+        let mut held: Vec<Frame> = Vec::new();
         loop {
             // Drain what str0m wants to do; it tells when it next needs time.
             let timeout = loop {
@@ -213,10 +219,23 @@ impl Session {
                 info!("WebRTC session never connected: dropped");
                 return;
             }
-            if let Some(f) = pending.take()
-                && !self.send(&f)
-            {
-                return;
+            if let Some(f) = pending.take() {
+                if self.connected {
+                    // What arrived while the browser connected goes first, from its key frame.
+                    for held in std::mem::take(&mut held) {
+                        if !self.send(&held) {
+                            return;
+                        }
+                    }
+                    if !self.send(&f) {
+                        return;
+                    }
+                } else if f.key {
+                    held.clear();
+                    held.push(f);
+                } else if !held.is_empty() && held.len() < MAX_HELD_FRAMES {
+                    held.push(f);
+                }
             }
             let wait = timeout
                 .saturating_duration_since(Instant::now())
