@@ -38,6 +38,9 @@ struct Args {
     /// `--every`: seconds between samples.
     #[arg(long, default_value_t = 5)]
     every: u64,
+    /// `--only`: run one phase (`16` or `25`).
+    #[arg(long)]
+    only: Option<usize>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -166,6 +169,9 @@ fn main() {
         },
     ];
     for phase in phases {
+        if args.only.is_some_and(|n| n != phase.tiles) {
+            continue;
+        }
         let tiles: Vec<Value> = (0..phase.tiles)
             .map(|i| match phase.stream {
                 Some(s) => json!({"camera": format!("cam{i}"), "stream": s}),
@@ -233,6 +239,13 @@ fn main() {
             cams.get(&path).unwrap().wake();
         }
 
+        // Memory, minute by minute (where growth happens tells its cause: the failure, or steady play).
+        let per_minute: Vec<String> = samples
+            .iter()
+            .filter(|s| (s.0 % 60.0) < args.every as f64)
+            .map(|s| format!("{:.0} s {:.0} MB", s.0, s.1 as f64 / 1e6))
+            .collect();
+        println!("browser memory by minute: {}", per_minute.join(", "));
         // Memory: after the first minute, and at the end.
         let after_minute = samples
             .iter()
