@@ -228,7 +228,15 @@ fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
     // It comes back without anyone touching the tile.
     assert!(r["recover_ms"].as_u64().is_some());
 
-    // A tour of three cameras every 3 s on one tile shows each of them within 10 s.
+    // A view saved from the wall (shared with the department) restores it after a clear; a
+    // double-click enlarges a tile.
+    assert_eq!(r["cleared"], 0);
+    assert_eq!(r["view_restored"], json!(["cam0", "cam1", "cam2", "cam3"]));
+    assert_eq!(r["enlarged"], true);
+    let (_, views) = setup.node.get("/api/v1/views");
+    assert_eq!(views.as_array().map(Vec::len), Some(0), "the admin is not in the east department: {views}");
+
+        // A tour of three cameras every 3 s on one tile shows each of them within 10 s.
     assert_eq!(r["tour_seen"], json!(["cam0", "cam1", "cam3"]));
 
     // curl pushes a layout: the kiosk shows it within a second, twice, without chrome, and

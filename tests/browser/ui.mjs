@@ -99,6 +99,24 @@ try {
   }
 
   if (scenarios.includes("tour")) {
+    // A saved view, shared with the department, brings the wall back after it is cleared.
+    await page.click("#save-view");
+    await page.fill('#save-dialog input[name="name"]', "Gate watch");
+    await page.check('#save-dialog input[name="shared"]');
+    await page.click("#save-dialog button.primary");
+    await page.waitForSelector("#save-dialog", { state: "detached" });
+    await until("the view is listed", async () => (await page.$$eval("#views option", (o) => o.map((x) => x.textContent))).includes("Gate watch"), 5000);
+    await page.click("#clear");
+    out.cleared = (await stats(page)).filter((x) => x.camera).length;
+    await page.selectOption("#views", { label: "Gate watch" });
+    out.view_restored = await until("the view's cameras play", async () => {
+      const s = await stats(page);
+      return s.filter((x) => x.frames > 0).length === 4 && s.map((x) => x.camera);
+    }, 15000);
+    // Double-click enlarges a tile over the wall, and again restores it.
+    await page.dblclick('.tile[data-index="2"]');
+    out.enlarged = await page.$eval('.tile[data-index="2"]', (t) => t.classList.contains("big"));
+    await page.dblclick('.tile[data-index="2"]');
     await page.click("#tour");
     await page.waitForSelector("#tour-dialog");
     for (const c of ["cam0", "cam1", "cam3"]) await page.check(`#tour-dialog input[value="${c}"]`);

@@ -187,7 +187,7 @@ function saveDialog(wall, onSaved) {
     h("label", {}, t("wall.viewName"), " ", name),
     h("label", {}, shared, " ", t("wall.viewShared")),
     h("div.row", {}, h("button", { type: "button", onclick: () => dlg.close() }, t("ev.cancel")), h("button.primary", {}, t("wall.save"))));
-  const dlg = h("dialog", {}, form);
+  const dlg = h("dialog#save-dialog", {}, form);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
@@ -241,7 +241,7 @@ export function wallScreen(ctx) {
   const toolbar = h("div.toolbar", {}, h("span.dim", {}, t("wall.layout")), ...layoutButtons, tourBtn,
     h("button#save-view", { onclick: () => saveDialog(wall, loadViews) }, t("wall.save")), views,
     h("button#push", { onclick: () => pushDialog(wall) }, t("wall.push")),
-    h("button", { onclick: () => { wall.stopTour(); wall.tiles.forEach((_, i) => wall.put(i, null)); } }, t("wall.clear")));
+    h("button#clear", { onclick: () => { wall.stopTour(); wall.tiles.forEach((_, i) => wall.put(i, null)); } }, t("wall.clear")));
   loadViews();
   const saved = JSON.parse(sessionStorage.getItem("sharpeye.wall") || "null");
   if (saved && saved.layout) { wall.apply(saved); mark(); }
