@@ -234,9 +234,13 @@ fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
     assert_eq!(r["view_restored"], json!(["cam0", "cam1", "cam2", "cam3"]));
     assert_eq!(r["enlarged"], true);
     let (_, views) = setup.node.get("/api/v1/views");
-    assert_eq!(views.as_array().map(Vec::len), Some(0), "the admin is not in the east department: {views}");
+    assert_eq!(
+        views.as_array().map(Vec::len),
+        Some(0),
+        "the admin is not in the east department: {views}"
+    );
 
-        // A tour of three cameras every 3 s on one tile shows each of them within 10 s.
+    // A tour of three cameras every 3 s on one tile shows each of them within 10 s.
     assert_eq!(r["tour_seen"], json!(["cam0", "cam1", "cam3"]));
 
     // curl pushes a layout: the kiosk shows it within a second, twice, without chrome, and
