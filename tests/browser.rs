@@ -380,3 +380,72 @@ fn an_h265_only_camera_plays_through_one_transcode_for_all_its_tiles() {
     assert_eq!(setup.sim.cam("cam6").active_sessions(), 1, "the camera is pulled once");
     assert!(setup.node.terminate().success());
 }
+
+/// A GB/T 28181 channel in the UI: the recordings its device holds are drawn on its timeline in
+/// their own colour, and the PTZ pad of its enlarged tile steers it (the simulated device counts
+/// the commands: a move on press, a stop on release).
+#[test]
+fn a_device_channel_shows_its_device_recordings_and_takes_ptz_from_the_pad() {
+    const NVR: &str = "34020000001180000001";
+    const CH: &str = "34020000001310000001";
+    const PLATFORM: &str = "34020000002000000001";
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let sip = free_udp_tcp_addr();
+    let cameras = format!(
+        "[[cameras]]\nid = \"{CH}\"\nname = \"NVR channel 1\"\nurl = \"gb28181://{NVR}/{CH}\"\nrecord = false\norg = \"test/gb\"\n"
+    );
+    let config = format!(
+        "{}\n[gb28181]\nid = \"{PLATFORM}\"\ndomain = \"3402000000\"\nlisten = \"{sip}\"\npassword = \"gb-device-pw\"\nrecord_discovered = false\n",
+        config_toml(addr, &dir.path().join("data"), "", &cameras)
+    );
+    let node = Node::start(dir.path(), &config, addr);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Recordings on the device: an hour that ended an hour ago (today, whatever the time zone,
+    // unless the test runs in the first two hours of the day).
+    let now = now_us() / 1_000_000;
+    let device = rt
+        .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
+            id: NVR.into(),
+            password: "gb-device-pw".into(),
+            platform: sip,
+            platform_id: PLATFORM.into(),
+            domain: "3402000000".into(),
+            channels: vec![(CH.into(), "NVR channel 1".into())],
+            groups: Vec::new(),
+            parents: Default::default(),
+            catalog_page: 0,
+            keepalive: Duration::from_secs(5),
+            fixture: BuiltinFixture::H264_240p.load(),
+            recordings: vec![(now - 7200, now - 3600)],
+        }))
+        .unwrap();
+    let mut setup = Setup {
+        sim: Sim::start(Vec::new()),
+        dir,
+        node,
+    };
+    assert!(wait_until(Duration::from_secs(15), || {
+        setup.node.get("/api/v1/gb28181/devices").1["devices"][0]["online"] == true
+    }));
+    let r = drive(&mut setup, &["device", CH]);
+    assert_eq!(r["device_ranges_drawn"], true, "{r}");
+    assert_eq!(r["device_gap_empty"], true, "{r}");
+    assert!(r["pad"].as_bool().unwrap(), "{r}");
+    assert!(
+        wait_until(Duration::from_secs(5), || device
+            .stats
+            .ptz
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2),
+        "the device got {} PTZ commands",
+        device.stats.ptz.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let (_, audit) = setup.node.get(&format!(
+        "/api/v1/audit?action=ptz&start={}&end={}",
+        rfc3339(now_us() - 600_000_000),
+        rfc3339(now_us() + 60_000_000)
+    ));
+    assert!(!audit["entries"].as_array().unwrap().is_empty(), "{audit}");
+    assert!(setup.node.terminate().success());
+}

@@ -151,6 +151,40 @@ try {
     page = null;
   }
 
+  if (scenarios.includes("device")) {
+    const ch = scenarios[scenarios.indexOf("device") + 1];
+    page = await login("admin", password);
+    await page.click('a[href="#/playback"]');
+    await page.waitForSelector(`.tree .cam[data-camera="${ch}"]`);
+    await page.click(`.tree .cam[data-camera="${ch}"]`);
+    await until("the device's recordings", async () => page.$eval(".timeline-row", (r) => !!r.dataset.device && r.dataset.device !== "[]"), 15000);
+    // Teal in the device band over its recording; nothing there half an hour after it.
+    const px = await page.evaluate(() => {
+      const row = document.querySelector(".timeline-row");
+      const c = row.querySelector("canvas");
+      const [v0, v1] = [Number(c.dataset.v0), Number(c.dataset.v1)];
+      const rec = JSON.parse(row.dataset.device)[0];
+      const x = (ms) => Math.floor((ms - v0) / (v1 - v0) * c.width);
+      const teal = (ms) => { const d = c.getContext("2d").getImageData(x(ms), 31, 1, 1).data; return d[2] > 120 && d[1] > 120 && d[0] < 100; };
+      const [a, b] = [Date.parse(rec.start), Date.parse(rec.end)];
+      return { inside: teal((a + b) / 2), after: teal(b + 1800e3) };
+    });
+    out.device_ranges_drawn = px.inside;
+    out.device_gap_empty = !px.after;
+    await shot(page, "playback-device");
+    await page.goto(base + "#/wall");
+    await page.waitForSelector(`.tree .cam[data-camera="${ch}"]`);
+    await page.dragAndDrop(`.tree .cam[data-camera="${ch}"]`, '.tile[data-index="0"]');
+    await page.dblclick('.tile[data-index="0"]');
+    await page.waitForSelector(".ptz");
+    out.pad = true;
+    await page.click('.ptz button:text("→")');
+    await sleep(500);
+    await shot(page, "wall-ptz");
+    await page.close();
+    page = null;
+  }
+
   if (scenarios.includes("kiosk")) {
     const token = await need("kiosk-token");
     const kiosk = await browser.newPage({ viewport: { width: 1280, height: 720 } });

@@ -37,6 +37,7 @@ class Row {
     const dev = await api(`${cam(this.camera.id)}/device-recordings?${q({ start: s, end: e })}`).catch(() => null);
     this.device = dev ? (dev.recordings || []).map((r) => [Date.parse(r.start), Date.parse(r.end)]) : [];
     this.el.dataset.ranges = JSON.stringify(rec.ranges || []);
+    this.el.dataset.device = JSON.stringify(dev ? dev.recordings || [] : []);
     this.draw();
   }
 

@@ -145,9 +145,9 @@ function ptzPad(camera) {
   }, label);
   return h("div.ptz", { ondblclick: (e) => e.stopPropagation() },
     b("↖", -1, 1, 0), b("↑", 0, 1, 0), b("↗", 1, 1, 0),
-    b("←", -1, 0, 0), b("＋", 0, 0, 1), b("→", 1, 0, 0),
+    b("←", -1, 0, 0), b("+", 0, 0, 1), b("→", 1, 0, 0),
     b("↙", -1, -1, 0), b("↓", 0, -1, 0), b("↘", 1, -1, 0),
-    b("－", 0, 0, -1), speed);
+    b("-", 0, 0, -1), speed);
 }
 
 /** The tour dialog: cameras ticked in order, seconds on each, whole wall or one tile. */
