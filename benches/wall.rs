@@ -211,6 +211,8 @@ fn main() {
         let mut ready_ms = -1i64;
         let mut samples: Vec<(f64, u64, Vec<Value>)> = Vec::new();
         let mut killed_at: Option<f64> = None;
+        // The page's JavaScript heap (what our code holds) beside the processes' RSS.
+        let mut heaps: Vec<u64> = Vec::new();
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();
             if let Some(ms) = line.strip_prefix("READY ") {
@@ -222,6 +224,7 @@ fn main() {
                     browser_rss(),
                     v["tiles"].as_array().unwrap().clone(),
                 ));
+                heaps.push(v["heap"].as_u64().unwrap_or(0));
             } else if line.starts_with("NEED kill") {
                 // The camera dies: both its streams.
                 for path in [victim.clone(), format!("{victim}-sub")] {
@@ -242,8 +245,16 @@ fn main() {
         // Memory, minute by minute (where growth happens tells its cause: the failure, or steady play).
         let per_minute: Vec<String> = samples
             .iter()
-            .filter(|s| (s.0 % 60.0) < args.every as f64)
-            .map(|s| format!("{:.0} s {:.0} MB", s.0, s.1 as f64 / 1e6))
+            .zip(&heaps)
+            .filter(|(s, _)| (s.0 % 60.0) < args.every as f64)
+            .map(|(s, h)| {
+                format!(
+                    "{:.0} s {:.0} MB (JS heap {:.1} MB)",
+                    s.0,
+                    s.1 as f64 / 1e6,
+                    *h as f64 / 1e6
+                )
+            })
             .collect();
         println!("browser memory by minute: {}", per_minute.join(", "));
         // Memory: after the first minute, and at the end.
