@@ -214,6 +214,35 @@ fn find(state: &AppState, id: &str) -> Result<Job, ApiError> {
     state.exports.lock().get(id).cloned().ok_or_else(|| no_export(id))
 }
 
+/// Job `id` if `caller` may export its camera; otherwise the answer for an unknown export, so
+/// ids of other departments' exports are not revealed.
+fn exportable_job(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+    let job = find(state, id)?;
+    caller
+        .require(state, auth::Action::Export, Some(&job.camera))
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                no_export(id)
+            } else {
+                e
+            }
+        })?;
+    Ok(job)
+}
+
+/// The package file name of a finished job; 409 `not_ready` (saying to `what` it when done)
+/// before that.
+fn finished_package<'a>(job: &'a Job, what: &str) -> Result<&'a str, ApiError> {
+    match (&job.package, job.status) {
+        (Some(name), JobStatus::Done) => Ok(name),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!("the export is {:?}; {what} it when done", job.status).to_lowercase(),
+        )),
+    }
+}
+
 /// `GET /api/v1/exports/{id}`.
 pub async fn status(
     State(state): State<Arc<AppState>>,
@@ -243,16 +272,7 @@ pub async fn status(
         relay_job(&mut job, camera)?;
         return Ok(Json(job));
     }
-    let job = find(&state, &id)?;
-    caller
-        .require(&state, auth::Action::Export, Some(&job.camera))
-        .map_err(|e| {
-            if e.status == StatusCode::NOT_FOUND {
-                no_export(&id)
-            } else {
-                e
-            }
-        })?;
+    let job = exportable_job(&state, &caller, &id)?;
     Ok(Json(job_json(&job)))
 }
 
@@ -317,13 +337,7 @@ pub async fn download(
         }
     })?;
     let job = find(&state, &id)?;
-    let (Some(name), JobStatus::Done) = (&job.package, job.status) else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_ready",
-            format!("the export is {:?}; download it when done", job.status).to_lowercase(),
-        ));
-    };
+    let name = finished_package(&job, "download")?;
     state
         .audit_once(
             &caller,
@@ -373,23 +387,8 @@ pub async fn verify(
             "this export was made by a lower node; download it and run sharpeye verify-export on the package",
         ));
     }
-    let job = find(&state, &id)?;
-    caller
-        .require(&state, auth::Action::Export, Some(&job.camera))
-        .map_err(|e| {
-            if e.status == StatusCode::NOT_FOUND {
-                no_export(&id)
-            } else {
-                e
-            }
-        })?;
-    let (Some(name), JobStatus::Done) = (&job.package, job.status) else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_ready",
-            format!("the export is {:?}; verify it when done", job.status).to_lowercase(),
-        ));
-    };
+    let job = exportable_job(&state, &caller, &id)?;
+    let name = finished_package(&job, "verify")?;
     let path = state.exports.dir.join(name);
     let key = state.exports.public_key();
     let v = tokio::task::spawn_blocking(move || store::export::verify(&path, Some(&key)))

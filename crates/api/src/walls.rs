@@ -120,7 +120,7 @@ pub struct View {
     pub created_us: i64,
 }
 
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 struct Saved {
     walls: BTreeMap<String, Wall>,
     views: BTreeMap<String, View>,
@@ -192,15 +192,13 @@ impl Walls {
     /// Applies `change` and writes the file; if the write fails, the change is undone.
     fn change<T>(&self, change: impl FnOnce(&mut Saved) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let mut saved = self.lock();
-        let before = serde_json::to_vec(&*saved).unwrap_or_default();
+        let before = saved.clone();
         let out = change(&mut saved)?;
         if self.file.as_os_str().is_empty() {
             return Ok(out);
         }
         if let Err(e) = write_atomically(&self.file, &serde_json::to_vec_pretty(&*saved).unwrap_or_default()) {
-            if let Ok(old) = serde_json::from_slice(&before) {
-                *saved = old;
-            }
+            *saved = before;
             tracing::error!(file = %self.file.display(), "writing walls: {e}");
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
