@@ -122,7 +122,7 @@ try {
     for (const c of ["cam0", "cam1", "cam3"]) await page.check(`#tour-dialog input[value="${c}"]`);
     await page.fill('#tour-dialog input[name="every_s"]', "3");
     await page.selectOption('#tour-dialog select[name="tile"]', "1");
-    await page.click('#tour-dialog button[value="ok"]');
+    await page.click('#tour-dialog button[name="submit"]');
     const seen = new Map();
     const end = Date.now() + 10500;
     while (Date.now() < end) {

@@ -1,5 +1,7 @@
 // Small DOM helpers shared by the screens.
 
+import { t } from "./i18n.js";
+
 /** An element: h("div.cls#id", {attr: v, onclick: f}, ...children). */
 export function h(spec, attrs = {}, ...children) {
   const tag = /^[a-z0-9]*/i.exec(spec)[0] || "div";
@@ -42,4 +44,24 @@ export function clock(ms, withMs = true) {
   const d = new Date(ms);
   const p = (n, w = 2) => String(n).padStart(w, "0");
   return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}` + (withMs ? "." + p(d.getMilliseconds(), 3) : "");
+}
+
+/**
+ * A modal form: `title`, `fields`, Cancel and `submitLabel`. `onSubmit(form, dialog)` runs on
+ * submit; what it throws is shown in the form (beside the field an API error names). The
+ * dialog removes itself when closed; `id` names it for tests and styles.
+ */
+export function dialog(title, fields, submitLabel, onSubmit, id = "") {
+  const form = h("form", {}, h("h3", {}, title), ...fields,
+    h("div.row", {}, h("button", { type: "button", onclick: () => dlg.close() }, t("ev.cancel")),
+      h("button.primary", { name: "submit" }, submitLabel)));
+  const dlg = h("dialog" + (id ? "#" + id : ""), {}, form);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { await onSubmit(form, dlg); } catch (err) { showError(form, err); }
+  });
+  dlg.addEventListener("close", () => dlg.remove());
+  document.body.append(dlg);
+  dlg.showModal();
+  return dlg;
 }

@@ -3,23 +3,8 @@
 // released with a reason.
 
 import { api, follow, iso, mediaToken } from "./api.js";
-import { clock, h, showError, toast } from "./dom.js";
+import { clock, dialog, h, toast } from "./dom.js";
 import { t } from "./i18n.js";
-
-function dialog(title, fields, submitLabel, onSubmit) {
-  const form = h("form", {}, h("h3", {}, title), ...fields,
-    h("div.row", {}, h("button", { type: "button", onclick: () => dlg.close() }, t("ev.cancel")),
-      h("button.primary", { name: "submit" }, submitLabel)));
-  const dlg = h("dialog", {}, form);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try { await onSubmit(form, dlg); } catch (err) { showError(form, err); }
-  });
-  dlg.addEventListener("close", () => dlg.remove());
-  document.body.append(dlg);
-  dlg.showModal();
-  return dlg;
-}
 
 /** Export dialog for `camera` over `[start, end]` (ms). */
 export function exportDialog(camera, [start, end]) {

@@ -3,7 +3,7 @@
 // kiosk screen at /wall/{id} that follows what `PUT /api/v1/walls/{id}` pushes.
 
 import { api, follow } from "./api.js";
-import { h, showError, toast } from "./dom.js";
+import { dialog, h, toast } from "./dom.js";
 import { t } from "./i18n.js";
 import { Tile } from "./player.js";
 
@@ -152,73 +152,46 @@ function ptzPad(camera) {
 
 /** The tour dialog: cameras ticked in order, seconds on each, whole wall or one tile. */
 function tourDialog(wall, cameras) {
-  const list = [...cameras().values()];
   const order = [];
-  const boxes = list.map((c) => h("label", {}, h("input", {
+  const boxes = [...cameras().values()].map((c) => h("label", {}, h("input", {
     type: "checkbox", value: c.id,
     onchange: (e) => { if (e.target.checked) order.push(c.id); else order.splice(order.indexOf(c.id), 1); },
   }), " ", c.name));
   const every = h("input", { type: "number", name: "every_s", min: "1", max: "3600", value: "10" });
   const where = h("select", { name: "tile" }, h("option", { value: "" }, t("wall.tourWhole")),
     ...wall.tiles.map((_, i) => h("option", { value: String(i) }, t("wall.tourTile", { n: i + 1 }))));
-  const form = h("form", { method: "dialog" },
-    h("h3", {}, t("wall.tourTitle")),
+  dialog(t("wall.tourTitle"), [
     h("div", { style: "max-height: 40vh; overflow: auto; display: flex; flex-direction: column" }, h("span.dim", {}, t("wall.tourCameras")), ...boxes),
     h("label", {}, t("wall.tourEvery"), " ", every),
     h("label", {}, t("wall.tourWhere"), " ", where),
-    h("div.row", {}, h("button", { value: "cancel", formnovalidate: true }, t("ev.cancel")), h("button.primary", { value: "ok", name: "start" }, t("wall.tour"))));
-  const dlg = h("dialog#tour-dialog", {}, form);
-  form.addEventListener("submit", (e) => {
-    if (e.submitter?.value !== "ok") return;
-    if (!order.length) { e.preventDefault(); showError(form, { message: "cameras: tick at least one" }); return; }
+  ], t("wall.tour"), (_, dlg) => {
+    if (!order.length) throw new Error("cameras: tick at least one");
     wall.startTour({ cameras: [...order], every_s: Number(every.value) || 10, ...(where.value !== "" ? { tile: Number(where.value) } : {}) });
-  });
-  dlg.addEventListener("close", () => dlg.remove());
-  document.body.append(dlg);
-  dlg.showModal();
+    dlg.close();
+  }, "tour-dialog");
 }
 
 /** The save-view dialog. */
 function saveDialog(wall, onSaved) {
   const name = h("input", { name: "name", required: true });
   const shared = h("input", { type: "checkbox", name: "shared" });
-  const form = h("form", {},
-    h("h3", {}, t("wall.save")),
+  dialog(t("wall.save"), [
     h("label", {}, t("wall.viewName"), " ", name),
     h("label", {}, shared, " ", t("wall.viewShared")),
-    h("div.row", {}, h("button", { type: "button", onclick: () => dlg.close() }, t("ev.cancel")), h("button.primary", {}, t("wall.save"))));
-  const dlg = h("dialog#save-dialog", {}, form);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try {
-      await api("/api/v1/views", { method: "POST", body: { name: name.value, shared: shared.checked, ...wall.current() } });
-      dlg.close(); toast(t("toast.saved"), "good"); onSaved();
-    } catch (err) { showError(form, err); }
-  });
-  dlg.addEventListener("close", () => dlg.remove());
-  document.body.append(dlg);
-  dlg.showModal();
+  ], t("wall.save"), async (_, dlg) => {
+    await api("/api/v1/views", { method: "POST", body: { name: name.value, shared: shared.checked, ...wall.current() } });
+    dlg.close(); toast(t("toast.saved"), "good"); onSaved();
+  }, "save-dialog");
 }
 
 /** The push-to-screen dialog (上墙): sends the current layout to a named wall screen. */
 function pushDialog(wall) {
   const id = h("input", { name: "id", required: true, value: localStorage.getItem("sharpeye.last-wall") || "" });
-  const form = h("form", {},
-    h("h3", {}, t("wall.push")),
-    h("label", {}, t("wall.screenId"), " ", id),
-    h("div.row", {}, h("button", { type: "button", onclick: () => dlg.close() }, t("ev.cancel")), h("button.primary", {}, t("wall.push"))));
-  const dlg = h("dialog", {}, form);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try {
-      await api(`/api/v1/walls/${encodeURIComponent(id.value)}`, { method: "PUT", body: wall.current() });
-      localStorage.setItem("sharpeye.last-wall", id.value);
-      dlg.close(); toast(t("toast.saved"), "good");
-    } catch (err) { showError(form, err); }
+  dialog(t("wall.push"), [h("label", {}, t("wall.screenId"), " ", id)], t("wall.push"), async (_, dlg) => {
+    await api(`/api/v1/walls/${encodeURIComponent(id.value)}`, { method: "PUT", body: wall.current() });
+    localStorage.setItem("sharpeye.last-wall", id.value);
+    dlg.close(); toast(t("toast.saved"), "good");
   });
-  dlg.addEventListener("close", () => dlg.remove());
-  document.body.append(dlg);
-  dlg.showModal();
 }
 
 /** The operators' wall screen: tree on the left, toolbar, wall. */
