@@ -425,16 +425,8 @@ fn main() {
         std::fs::create_dir_all(d).unwrap();
     }
     // Cameras (1080p H.264, 240p sub-streams) in this process, beside the community node.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let specs = camsim::with_sub_streams(
-        (0..a.cameras)
-            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_1080p.load()))
-            .collect(),
-    );
+    let rt = common::sim_runtime();
+    let specs = common::sub_streamed_1080p(a.cameras);
     let sim = cp.on(|| {
         rt.block_on(camsim::Camsim::start(
             "127.0.0.1:0".parse().unwrap(),

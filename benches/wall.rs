@@ -92,16 +92,8 @@ fn main() {
         browser_dir.join("node_modules/playwright-core").exists(),
         "needs playwright-core and Chromium: run scripts/test.sh once"
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let specs = camsim::with_sub_streams(
-        (0..CAMERAS)
-            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_1080p.load()))
-            .collect(),
-    );
+    let rt = common::sim_runtime();
+    let specs = common::sub_streamed_1080p(CAMERAS);
     let cams = camsim::Cameras::new(specs);
     let sim = rt
         .block_on(camsim::Camsim::start("127.0.0.1:0".parse().unwrap(), cams.clone()))

@@ -106,3 +106,22 @@ pub fn run_node(dir: &Path, config: &str, addr: std::net::SocketAddr, log: &str)
         _kill: kill,
     }
 }
+
+/// A one-thread runtime for camsim inside a bench process (the node under test runs apart).
+pub fn sim_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `n` cameras `cam0..` of the ~4 Mbit/s 1080p H.264 fixture, each with its 320×240 H.264
+/// sub-stream (`camN-sub`).
+pub fn sub_streamed_1080p(n: usize) -> Vec<camsim::CameraSpec> {
+    camsim::with_sub_streams(
+        (0..n)
+            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_1080p.load()))
+            .collect(),
+    )
+}
