@@ -406,18 +406,15 @@ fn a_device_channel_shows_its_device_recordings_and_takes_ptz_from_the_pad() {
     let now = now_us() / 1_000_000;
     let device = rt
         .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
-            id: NVR.into(),
-            password: "gb-device-pw".into(),
-            platform: sip,
-            platform_id: PLATFORM.into(),
-            domain: "3402000000".into(),
-            channels: vec![(CH.into(), "NVR channel 1".into())],
-            groups: Vec::new(),
-            parents: Default::default(),
-            catalog_page: 0,
             keepalive: Duration::from_secs(5),
-            fixture: BuiltinFixture::H264_240p.load(),
             recordings: vec![(now - 7200, now - 3600)],
+            ..gb_device(
+                NVR,
+                "gb-device-pw",
+                sip,
+                PLATFORM,
+                vec![(CH.into(), "NVR channel 1".into())],
+            )
         }))
         .unwrap();
     let mut setup = Setup {

@@ -370,18 +370,15 @@ fn device_side_recordings_play_back_through_the_playback_endpoint() {
     let base = 1_795_000_000i64; // 2026-11-18T08:26:40Z
     let device = rt
         .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
-            id: NVR.into(),
-            password: DEV_PASSWORD.into(),
-            platform: sip,
-            platform_id: PLATFORM.into(),
-            domain: "3402000000".into(),
-            channels: vec![(CH.into(), "NVR channel 1".into())],
-            groups: Vec::new(),
-            parents: Default::default(),
-            catalog_page: 0,
             keepalive: Duration::from_secs(5),
-            fixture: camsim::BuiltinFixture::H264_240p.load(),
             recordings: vec![(base, base + 600), (base + 900, base + 1200)],
+            ..gb_device(
+                NVR,
+                DEV_PASSWORD,
+                sip,
+                PLATFORM,
+                vec![(CH.into(), "NVR channel 1".into())],
+            )
         }))
         .unwrap();
     assert!(
@@ -590,18 +587,8 @@ fn hostile_sip_gets_clear_answers_and_the_server_stays_up() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let device = rt
         .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {
-            id: DEVICE.into(),
-            password: DEV_PASSWORD.into(),
-            platform: sip,
-            platform_id: PLATFORM.into(),
-            domain: "3402000000".into(),
-            channels: Vec::new(),
-            groups: Vec::new(),
-            parents: Default::default(),
-            catalog_page: 0,
             keepalive: Duration::from_secs(5),
-            fixture: camsim::BuiltinFixture::H264_240p.load(),
-            recordings: Vec::new(),
+            ..gb_device(DEVICE, DEV_PASSWORD, sip, PLATFORM, Vec::new())
         }))
         .unwrap();
     assert!(

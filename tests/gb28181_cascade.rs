@@ -907,28 +907,3 @@ fn watch(url: String, for_: Duration) -> std::thread::JoinHandle<usize> {
         got
     })
 }
-
-/// A simulated GB/T 28181 device or lower platform `id` registering to `platform_id` at
-/// `platform` with `password`, its `channels` directly under it, keeping alive every second.
-fn gb_device(
-    id: &str,
-    password: &str,
-    platform: SocketAddr,
-    platform_id: &str,
-    channels: Vec<(String, String)>,
-) -> camsim::gbdevice::GbDeviceSpec {
-    camsim::gbdevice::GbDeviceSpec {
-        id: id.into(),
-        password: password.into(),
-        platform,
-        platform_id: platform_id.into(),
-        domain: "2102000000".into(),
-        channels,
-        groups: Vec::new(),
-        parents: Default::default(),
-        catalog_page: 0,
-        keepalive: Duration::from_secs(1),
-        fixture: camsim::BuiltinFixture::H264_240p.load(),
-        recordings: Vec::new(),
-    }
-}

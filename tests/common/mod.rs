@@ -682,3 +682,30 @@ pub fn copy_and_decode(url: &str, secs: Option<u32>, out: &Path) -> (String, u64
     assert!(st.success(), "ffmpeg could not read {url}");
     decode(out.to_str().unwrap())
 }
+
+/// A simulated GB/T 28181 device or lower platform `id` registering to `platform_id` at
+/// `platform` with `password`, its `channels` directly under it, keeping alive every second,
+/// in the platform's SIP domain (the first ten digits of its id). Tests change other fields with
+/// `GbDeviceSpec { field, ..gb_device(...) }`.
+pub fn gb_device(
+    id: &str,
+    password: &str,
+    platform: SocketAddr,
+    platform_id: &str,
+    channels: Vec<(String, String)>,
+) -> camsim::gbdevice::GbDeviceSpec {
+    camsim::gbdevice::GbDeviceSpec {
+        id: id.into(),
+        password: password.into(),
+        platform,
+        platform_id: platform_id.into(),
+        domain: platform_id.chars().take(10).collect(),
+        channels,
+        groups: Vec::new(),
+        parents: Default::default(),
+        catalog_page: 0,
+        keepalive: Duration::from_secs(1),
+        fixture: camsim::BuiltinFixture::H264_240p.load(),
+        recordings: Vec::new(),
+    }
+}
