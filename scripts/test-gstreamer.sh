@@ -6,15 +6,11 @@
 # ffmpeg, Chromium and playwright-core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/apt-install.sh
 
 pkgs=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-libav gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-plugins-good)
 if ! pkg-config --exists gstreamer-app-1.0 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1 || ! gst-inspect-1.0 avdec_h265 >/dev/null 2>&1; then
-  echo "installing GStreamer: ${pkgs[*]}" >&2
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  apt_install GStreamer "${pkgs[@]}"
 fi
 
 cargo clippy -p transcode -p node --features transcode/gstreamer --all-targets -- -D warnings

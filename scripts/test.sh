@@ -6,6 +6,7 @@
 # every crate's unit, integration and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/apt-install.sh
 
 need=()
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
@@ -20,12 +21,7 @@ command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
-  echo "installing test dependencies: ${need[*]}" >&2
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_install "test dependencies" "${need[@]}"
 fi
 
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
