@@ -320,18 +320,14 @@ fn playback_export_and_administration_work_from_the_ui() {
         rfc3339(now_us() + 60_000_000)
     ));
     assert_eq!(audit["entries"][0]["reason"], "case closed", "{audit}");
-    // Two cameras play in step: the same wall time within two frames.
-    let sync: Vec<f64> = r["sync_ms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(sync.len(), 2, "{r}");
+    // Two cameras play in step: the same wall time within two frames (the median of seven
+    // readings, since one can fall between two frame callbacks).
+    let sync = r["sync_ms"].as_array().map(Vec::len);
+    assert_eq!(sync, Some(2), "{r}");
+    let spread = r["sync_spread_ms"].as_f64();
     assert!(
-        (sync[0] - sync[1]).abs() <= 80.0,
-        "the two players are {} ms apart",
-        sync[0] - sync[1]
+        spread.is_some_and(|s| s <= 80.0),
+        "the two players are {spread:?} ms apart: {r}"
     );
 
     // The admin's bad password is answered beside the field; the new user sees only the west

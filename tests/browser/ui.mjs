@@ -326,8 +326,20 @@ try {
     await page.waitForSelector('canvas.timeline[data-camera="cam2"]');
     const box = await (await page.$("#timelines canvas")).boundingBox();
     await page.mouse.click(box.x + box.width * 0.2, box.y + box.height / 2);
-    await sleep(2500);
-    out.sync_ms = await page.$$eval(".players .tile", (ts) => ts.map((t) => Number(t.dataset.frame)));
+    // Both players show frames; a single reading can fall between two frame callbacks, so
+    // the spread is the median of seven readings.
+    await until("both players show frames", async () => (await page.$$eval(".players .tile", (ts) => ts.map((t) => t.dataset.frame))).filter(Boolean).length === 2, 15000)
+      .catch(async (e) => { throw new Error(e.message + ": " + JSON.stringify(await page.$$eval(".players .tile", (ts) => ts.map((t) => ({ ...t.dataset }))))); });
+    await sleep(1500);
+    const spreads = [];
+    let frames = null;
+    for (let i = 0; i < 7; i++) {
+      frames = await page.$$eval(".players .tile", (ts) => ts.map((t) => Number(t.dataset.frame)));
+      spreads.push(Math.abs(frames[0] - frames[1]));
+      await sleep(130);
+    }
+    out.sync_ms = frames;
+    out.sync_spread_ms = spreads.sort((a, b) => a - b)[3];
     await shot(page, "playback-sync");
   }
 

@@ -207,8 +207,10 @@ export function playbackScreen(ctx) {
       const r = new Row(this, c);
       this.rows.set(c.id, r);
       rowsEl.append(r.el);
-      await r.load(this.day);
+      // The player exists as soon as its timeline does: an operator may click the new row
+      // before its recordings have loaded, and that click must play this camera too.
       this.layoutPlayers();
+      await r.load(this.day);
     },
     remove(id) {
       const r = this.rows.get(id);
@@ -224,6 +226,7 @@ export function playbackScreen(ctx) {
           const p = new Player(r.camera);
           this.players.push(p);
           playersEl.append(p.el);
+          this.join(p);
         }
       }
     },
@@ -235,6 +238,16 @@ export function playbackScreen(ctx) {
       } catch (e) { toast(e.message, "bad"); }
       await Promise.all(this.players.map((p) => p.video.play().catch(() => {})));
       playBtn.textContent = t("pb.pause");
+    },
+    /** A player added while the group plays starts at the leader's wall time. */
+    async join(p) {
+      const lead = this.players[0];
+      const at = lead === p ? null : lead?.now();
+      if (at === null || at === undefined) return;
+      try {
+        await p.load(at, lead.video.playbackRate);
+        if (!lead.video.paused) await p.video.play().catch(() => {});
+      } catch (e) { toast(e.message, "bad"); }
     },
     async reloadHolds() {
       this.holds = await api("/api/v1/holds").catch(() => []);
@@ -250,7 +263,13 @@ export function playbackScreen(ctx) {
     for (const p of screen.players.slice(1)) {
       if (p.first === null) continue;
       const want = (at - p.first) / 1000;
-      if (Math.abs(p.video.currentTime - want) > 0.15 && want >= 0) p.video.currentTime = want;
+      if (want < 0) continue;
+      const drift = p.video.currentTime - want, rate = lead.video.playbackRate;
+      // A seek stalls the picture while the decoder refills, so small drift is taken up by
+      // playing a little faster or slower; only a drift past a second still seeks.
+      if (Math.abs(drift) > 1) { p.video.currentTime = want; p.video.playbackRate = rate; }
+      else if (Math.abs(drift) > 0.04) p.video.playbackRate = rate * (drift > 0 ? 0.9 : 1.1);
+      else p.video.playbackRate = rate;
       if (p.video.paused) p.video.play().catch(() => {});
     }
     screen.redraw();
