@@ -61,6 +61,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             location: Some(Location {
                 lat: 38.914 + i as f64 * 0.001,
                 lon: 121.614 + i as f64 * 0.001,
+                // Each camera looks a different way, so `?sees=` has something to tell apart.
+                view: places::View::new(((i * 45) % 360) as f64, 70.0, Some(150.0)).ok(),
             }),
             transport: None,
         })

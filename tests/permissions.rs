@@ -262,6 +262,33 @@ impl Ctx {
                 ("/api/v1/walls/matrix-read".into(), None)
             }
             ("POST", "/api/v1/views") => (p, json(json!({"name": "matrix", "layout": "1", "tiles": []}))),
+            ("POST", "/api/v1/grids") => (p, json(matrix_grid("matrix"))),
+            ("GET", "/api/v1/grids/{id}") => {
+                let (s, b) = call(
+                    "POST",
+                    &self.url("/api/v1/grids"),
+                    Some(&self.admin),
+                    json(matrix_grid("matrix-read")),
+                );
+                assert_eq!(s, 201, "{b}");
+                ("/api/v1/grids/matrix-read".into(), None)
+            }
+            ("DELETE", "/api/v1/grids/{id}") => {
+                // A cell to delete for each caller that may.
+                let id = self.unique("matrix-del");
+                let (s, b) = call(
+                    "POST",
+                    &self.url("/api/v1/grids"),
+                    Some(&self.admin),
+                    json(matrix_grid(&id)),
+                );
+                assert_eq!(s, 201, "{b}");
+                (format!("/api/v1/grids/{id}"), None)
+            }
+            ("POST", "/api/v1/incidents") => (
+                p,
+                json(json!({"point": {"lat": 38.9, "lon": 121.6}, "reason": "matrix"})),
+            ),
             ("DELETE", "/api/v1/views/{id}") => {
                 // Its owner deletes a view: the caller's own where the caller can make one.
                 let body = json(json!({"name": "to delete", "layout": "1", "tiles": []}));
@@ -378,6 +405,11 @@ fn wait_recorded(node: &mut Node, camera: &str, secs: i64) -> (i64, i64) {
         "{camera} recorded {secs} s"
     );
     got
+}
+
+/// A grid cell `id` as GeoJSON.
+fn matrix_grid(id: &str) -> Value {
+    json!({ "type": "Feature", "id": id, "geometry": { "type": "Polygon", "coordinates": [[[121.6, 38.9], [121.61, 38.9], [121.61, 38.91], [121.6, 38.9]]] } })
 }
 
 #[test]

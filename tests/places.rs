@@ -49,7 +49,10 @@ fn inside(poly: &[(f64, f64)], p: (f64, f64)) -> bool {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -63,7 +66,9 @@ struct Cam {
 }
 
 fn sees(c: &Cam, p: (f64, f64)) -> bool {
-    let Some((heading, fov, range)) = c.view else { return false };
+    let Some((heading, fov, range)) = c.view else {
+        return false;
+    };
     let d = dist(c.at, p);
     if d > range {
         return false;
@@ -81,7 +86,7 @@ fn ids(v: &Value) -> Vec<String> {
 }
 
 /// Brute force nearest first, ties by id.
-fn by_distance<'a>(mut v: Vec<(&'a Cam, f64)>) -> Vec<String> {
+fn by_distance(mut v: Vec<(&Cam, f64)>) -> Vec<String> {
     v.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
     v.into_iter().map(|(c, _)| c.id.clone()).collect()
 }
@@ -151,7 +156,12 @@ fn place_queries_over_25000_cameras_equal_a_brute_force_scan_for_whoever_asks() 
             0 => {
                 let r = (rng.next() * 600.0).round();
                 let got = ask(&admin, &format!("near={},{}&radius={r}", p.0, p.1));
-                let want = by_distance(cams.iter().map(|c| (c, dist(p, c.at))).filter(|(_, d)| *d <= r).collect());
+                let want = by_distance(
+                    cams.iter()
+                        .map(|c| (c, dist(p, c.at)))
+                        .filter(|(_, d)| *d <= r)
+                        .collect(),
+                );
                 assert_eq!(got, want, "near {p:?} within {r} m");
                 nonempty[0] += usize::from(!got.is_empty());
             }
@@ -166,7 +176,11 @@ fn place_queries_over_25000_cameras_equal_a_brute_force_scan_for_whoever_asks() 
                     .collect();
                 let q: Vec<String> = poly.iter().map(|v| format!("{},{}", v.0, v.1)).collect();
                 let got = ask(&admin, &format!("polygon={}", q.join(";")));
-                let mut want: Vec<String> = cams.iter().filter(|c| inside(&poly, c.at)).map(|c| c.id.clone()).collect();
+                let mut want: Vec<String> = cams
+                    .iter()
+                    .filter(|c| inside(&poly, c.at))
+                    .map(|c| c.id.clone())
+                    .collect();
                 want.sort();
                 assert_eq!(got, want, "polygon {poly:?}");
                 nonempty[1] += usize::from(!got.is_empty());
@@ -180,7 +194,10 @@ fn place_queries_over_25000_cameras_equal_a_brute_force_scan_for_whoever_asks() 
         }
         took.push(t.elapsed());
     }
-    assert!(nonempty.iter().all(|n| *n > 100), "the queries must find cameras to compare: {nonempty:?}");
+    assert!(
+        nonempty.iter().all(|n| *n > 100),
+        "the queries must find cameras to compare: {nonempty:?}"
+    );
     took.sort();
     println!(
         "1,000 place queries over HTTP: p50 {:?}, p99 {:?} (non-empty near/polygon/sees: {nonempty:?})",
@@ -212,7 +229,12 @@ fn place_queries_over_25000_cameras_equal_a_brute_force_scan_for_whoever_asks() 
     );
     assert_eq!(s, 201, "{b}");
     for (grid, lon0, lat0) in [("0301", 121.565, 38.90), ("0501", 121.605, 38.93)] {
-        let poly = [(lat0, lon0), (lat0, lon0 + 0.01), (lat0 + 0.008, lon0 + 0.01), (lat0 + 0.008, lon0)];
+        let poly = [
+            (lat0, lon0),
+            (lat0, lon0 + 0.01),
+            (lat0 + 0.008, lon0 + 0.01),
+            (lat0 + 0.008, lon0),
+        ];
         let mut want: Vec<&Cam> = cams.iter().filter(|c| inside(&poly, c.at)).collect();
         want.sort_by(|a, b| a.id.cmp(&b.id));
         let all: Vec<String> = want.iter().map(|c| c.id.clone()).collect();
@@ -255,7 +277,13 @@ fn place_queries_over_25000_cameras_equal_a_brute_force_scan_for_whoever_asks() 
 /// The place of the incident, and cameras 0, ~120 m and ~2 km from it.
 const SPOT: (f64, f64) = (38.9140, 121.6140);
 
-fn incident_node(dir: &std::path::Path, sim: &Sim, addr: std::net::SocketAddr, rtsp: std::net::SocketAddr, retention: &str) -> Node {
+fn incident_node(
+    dir: &std::path::Path,
+    sim: &Sim,
+    addr: std::net::SocketAddr,
+    rtsp: std::net::SocketAddr,
+    retention: &str,
+) -> Node {
     let mut cams = String::new();
     for (id, lat, lon) in [
         ("cam0", SPOT.0, SPOT.1),
@@ -290,33 +318,78 @@ fn an_incident_opens_urls_ffmpeg_plays_holds_its_window_through_retention_and_is
     // Two months of history two cameras recorded before this node's life: an investigation
     // goes back to an older event.
     let old_base = (now_us() / 1_000_000 - 60 * 86_400) * 1_000_000;
-    let stretch = |camera| Stretch { camera, fixture: BuiltinFixture::H264_240p, offset_s: 0.0, seconds: 900.0 };
-    synthesize(&dir.path().join("data"), old_base, 10, &[stretch("cam0"), stretch("cam1")]);
+    let stretch = |camera| Stretch {
+        camera,
+        fixture: BuiltinFixture::H264_240p,
+        offset_s: 0.0,
+        seconds: 900.0,
+    };
+    synthesize(
+        &dir.path().join("data"),
+        old_base,
+        10,
+        &[stretch("cam0"), stretch("cam1")],
+    );
     let (addr, rtsp) = (free_addr(), free_addr());
     let mut node = incident_node(dir.path(), &sim, addr, rtsp, "standard = \"90d\"");
     let base = node.url("");
     let events = listen(&base, &node.token(), 90);
     assert!(
         wait_until(Duration::from_secs(20), || {
-            ["cam0", "cam1"].iter().all(|c| node.ranges(c, now_us() - 60_000_000, now_us()).iter().any(|r| r.1 - r.0 > 5_000_000))
+            ["cam0", "cam1"].iter().all(|c| {
+                node.ranges(c, now_us() - 60_000_000, now_us())
+                    .iter()
+                    .any(|r| r.1 - r.0 > 5_000_000)
+            })
         }),
         "cam0 and cam1 record"
     );
 
     // Hostile and malformed bodies: a 400 naming the field, and nothing audited.
-    let (_, before) = node.get(&format!("/api/v1/audit?action=incident&start={}&end={}", rfc3339(now_us() - 3_600_000_000), rfc3339(now_us() + 3_600_000_000)));
+    let (_, before) = node.get(&format!(
+        "/api/v1/audit?action=incident&start={}&end={}",
+        rfc3339(now_us() - 3_600_000_000),
+        rfc3339(now_us() + 3_600_000_000)
+    ));
     for (body, says) in [
         (json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 } }), "reason"),
-        (json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "reason": "  " }), "reason"),
+        (
+            json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "reason": "  " }),
+            "reason",
+        ),
         (json!({ "reason": "x" }), "point"),
-        (json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "grid": "g1", "reason": "x" }), "point"),
-        (json!({ "point": { "lat": 95.0, "lon": SPOT.1 }, "reason": "x" }), "latitude"),
-        (json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "radius": 1e7, "reason": "x" }), "radius"),
-        (json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "before": 999999, "reason": "x" }), "before"),
-        (json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "at": "yesterday", "reason": "x" }), "at"),
-        (json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "wall": "../x", "reason": "x" }), "wall"),
-        (json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "reason": "x", "radius_km": 1 }), "radius_km"),
-        (json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "sees": true, "radius": 10, "reason": "x" }), "radius"),
+        (
+            json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "grid": "g1", "reason": "x" }),
+            "point",
+        ),
+        (
+            json!({ "point": { "lat": 95.0, "lon": SPOT.1 }, "reason": "x" }),
+            "latitude",
+        ),
+        (
+            json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "radius": 1e7, "reason": "x" }),
+            "radius",
+        ),
+        (
+            json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "before": 999999, "reason": "x" }),
+            "before",
+        ),
+        (
+            json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "at": "yesterday", "reason": "x" }),
+            "at",
+        ),
+        (
+            json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "wall": "../x", "reason": "x" }),
+            "wall",
+        ),
+        (
+            json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "reason": "x", "radius_km": 1 }),
+            "radius_km",
+        ),
+        (
+            json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "sees": true, "radius": 10, "reason": "x" }),
+            "radius",
+        ),
         (json!({ "point": "here", "reason": "x" }), "point"),
     ] {
         let (s, v) = node.post("/api/v1/incidents", &body);
@@ -335,11 +408,17 @@ fn an_incident_opens_urls_ffmpeg_plays_holds_its_window_through_retention_and_is
     let cams = inc["cameras"].as_array().unwrap();
     assert_eq!(ids(&inc["cameras"]), ["cam0", "cam1"], "{inc}");
     let d1 = cams[1]["distance_m"].as_f64().unwrap();
-    assert!(cams[0]["distance_m"].as_f64().unwrap() < 1.0 && (110.0..135.0).contains(&d1), "{inc}");
+    assert!(
+        cams[0]["distance_m"].as_f64().unwrap() < 1.0 && (110.0..135.0).contains(&d1),
+        "{inc}"
+    );
     for c in cams {
         let id = c["id"].as_str().unwrap();
         let rtsp_url = c["live"]["rtsp"].as_str().unwrap();
-        assert!(rtsp_url.starts_with(&format!("rtsp://127.0.0.1:{}/cameras/{id}?token=", rtsp.port())), "{c}");
+        assert!(
+            rtsp_url.starts_with(&format!("rtsp://127.0.0.1:{}/cameras/{id}?token=", rtsp.port())),
+            "{c}"
+        );
         let (err, frames) = decode_args(&["-rtsp_transport", "tcp", "-t", "2", "-i", rtsp_url]);
         assert!(frames >= 20, "{id} live over RTSP: {frames} frames, {err}");
         let live = format!("{base}{}", c["live"]["live_mp4"].as_str().unwrap());
@@ -347,8 +426,14 @@ fn an_incident_opens_urls_ffmpeg_plays_holds_its_window_through_retention_and_is
         assert!(frames >= 20, "{id} live.mp4: {frames} frames, {err}");
         let playback = format!("{base}{}", c["playback"]["mp4"].as_str().unwrap());
         let (err, frames) = decode(&playback);
-        assert!((100..=140).contains(&frames), "{id} playback of the 5 s window: {frames} frames, {err}");
-        let mut hls = agent().get(&format!("{base}{}", c["playback"]["hls"].as_str().unwrap())).call().unwrap();
+        assert!(
+            (100..=140).contains(&frames),
+            "{id} playback of the 5 s window: {frames} frames, {err}"
+        );
+        let mut hls = agent()
+            .get(&format!("{base}{}", c["playback"]["hls"].as_str().unwrap()))
+            .call()
+            .unwrap();
         assert_eq!(hls.status(), 200);
         assert!(hls.body_mut().read_to_string().unwrap().starts_with("#EXTM3U"));
         assert!(c["hold"]["id"].is_string(), "{c}");
@@ -356,7 +441,15 @@ fn an_incident_opens_urls_ffmpeg_plays_holds_its_window_through_retention_and_is
     }
     let (_, wall) = node.get("/api/v1/walls/room1");
     assert_eq!(wall["layout"], "2x2");
-    assert_eq!(wall["tiles"].as_array().unwrap().iter().map(|t| t["camera"].clone()).collect::<Vec<_>>(), [json!("cam0"), json!("cam1")]);
+    assert_eq!(
+        wall["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["camera"].clone())
+            .collect::<Vec<_>>(),
+        [json!("cam0"), json!("cam1")]
+    );
 
     // An investigation of the older event: its window is held on both cameras.
     let old_at = old_base + 600_000_000;
@@ -370,7 +463,11 @@ fn an_incident_opens_urls_ffmpeg_plays_holds_its_window_through_retention_and_is
     assert_eq!(holds.as_array().unwrap().len(), 4, "{holds}");
 
     // A viewer granted only cam1 gets only cam1, without holds (not theirs to place).
-    let (_, b) = post_json(&format!("{base}/api/v1/login"), &json!({ "username": "watcher", "password": "correct-horse-battery" }), None);
+    let (_, b) = post_json(
+        &format!("{base}/api/v1/login"),
+        &json!({ "username": "watcher", "password": "correct-horse-battery" }),
+        None,
+    );
     let watcher = b["token"].as_str().unwrap().to_owned();
     let (s, mine) = post_json(
         &format!("{base}/api/v1/incidents"),
@@ -383,15 +480,32 @@ fn an_incident_opens_urls_ffmpeg_plays_holds_its_window_through_retention_and_is
     assert!(mine["cameras"][0]["live"]["live_mp4"].is_string());
 
     // One audit entry per incident, listing its cameras; its holds name it.
-    let (_, audit) = node.get(&format!("/api/v1/audit?action=incident&start={}&end={}", rfc3339(now_us() - 3_600_000_000), rfc3339(now_us() + 3_600_000_000)));
+    let (_, audit) = node.get(&format!(
+        "/api/v1/audit?action=incident&start={}&end={}",
+        rfc3339(now_us() - 3_600_000_000),
+        rfc3339(now_us() + 3_600_000_000)
+    ));
     let entries = audit["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), before["entries"].as_array().unwrap().len() + 3, "{audit}");
+    assert_eq!(
+        entries.len(),
+        before["entries"].as_array().unwrap().len() + 3,
+        "{audit}"
+    );
     let first = entries.iter().find(|e| e["target"] == inc["id"]).unwrap();
     assert_eq!(first["detail"]["cameras"], json!(["cam0", "cam1"]));
     assert_eq!(first["reason"], "case 2026-301: fight at the east gate");
-    let (_, holds_audit) = node.get(&format!("/api/v1/audit?action=hold.create&start={}&end={}", rfc3339(now_us() - 3_600_000_000), rfc3339(now_us() + 3_600_000_000)));
+    let (_, holds_audit) = node.get(&format!(
+        "/api/v1/audit?action=hold.create&start={}&end={}",
+        rfc3339(now_us() - 3_600_000_000),
+        rfc3339(now_us() + 3_600_000_000)
+    ));
     assert_eq!(
-        holds_audit["entries"].as_array().unwrap().iter().filter(|e| e["detail"]["incident"] == old["id"]).count(),
+        holds_audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["detail"]["incident"] == old["id"])
+            .count(),
         2
     );
 
@@ -400,22 +514,39 @@ fn an_incident_opens_urls_ffmpeg_plays_holds_its_window_through_retention_and_is
     let t = Instant::now();
     assert!(node.terminate().success());
     let got = events.join().unwrap();
-    assert!(t.elapsed() < Duration::from_secs(4), "stopping took {:?} with a subscriber", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "stopping took {:?} with a subscriber",
+        t.elapsed()
+    );
     let mut node = incident_node(dir.path(), &sim, addr, rtsp, "standard = \"30d\"\ninterval = \"50ms\"");
     let (from, to) = (old_base - 60_000_000, old_base + 1_000_000_000);
     assert!(
-        wait_until(Duration::from_secs(30), || node.ranges("cam0", from, to).first().is_some_and(|r| r.0 > old_base + 300_000_000)),
+        wait_until(Duration::from_secs(30), || node
+            .ranges("cam0", from, to)
+            .first()
+            .is_some_and(|r| r.0 > old_base + 300_000_000)),
         "retention deletes the unheld history: {:?}",
         node.ranges("cam0", from, to)
     );
     for cam in ["cam0", "cam1"] {
         let r = node.ranges(cam, from, to);
         assert_eq!(r.len(), 1, "{cam}: {r:?}");
-        assert!(r[0].0 <= old_at - 120_000_000 && r[0].1 >= old_at + 60_000_000, "{cam}: the held window survives: {r:?}");
-        assert!(r[0].1 - r[0].0 < 200_000_000, "{cam}: and little more (whole segments): {r:?}");
+        assert!(
+            r[0].0 <= old_at - 120_000_000 && r[0].1 >= old_at + 60_000_000,
+            "{cam}: the held window survives: {r:?}"
+        );
+        assert!(
+            r[0].1 - r[0].0 < 200_000_000,
+            "{cam}: and little more (whole segments): {r:?}"
+        );
     }
     drop(node);
-    let opened: Vec<&Value> = got.iter().filter(|(k, _)| k == "incident.opened").map(|(_, d)| d).collect();
+    let opened: Vec<&Value> = got
+        .iter()
+        .filter(|(k, _)| k == "incident.opened")
+        .map(|(_, d)| d)
+        .collect();
     assert_eq!(opened.len(), 3, "{got:?}");
     assert_eq!(opened[0]["cameras"], json!(["cam0", "cam1"]));
 }

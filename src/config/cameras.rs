@@ -140,7 +140,7 @@ impl Checker {
     }
 
     pub(super) fn location(&mut self, path: &str, t: &Table) -> Option<Location> {
-        self.known(path, t, &["lat", "lon"]);
+        self.known(path, t, &["lat", "lon", "heading", "fov", "range_m"]);
         let mut coord = |key: &str, limit: f64| -> Option<f64> {
             let v = match t.get(key) {
                 Some(Value::Float(f)) => *f,
@@ -162,6 +162,49 @@ impl Checker {
         };
         let lat = coord("lat", 90.0);
         let lon = coord("lon", 180.0);
-        Some(Location { lat: lat?, lon: lon? })
+        let view = self.view(path, t);
+        Some(Location {
+            lat: lat?,
+            lon: lon?,
+            view,
+        })
+    }
+
+    /// `heading` and `fov` (degrees) and `range_m` of a camera's location: given together or
+    /// not at all, since a heading without a field of view says nothing about what is seen.
+    fn view(&mut self, path: &str, t: &Table) -> Option<places::View> {
+        let mut num = |key: &str| -> Option<f64> {
+            match t.get(key) {
+                None => None,
+                Some(Value::Float(f)) => Some(*f),
+                Some(Value::Integer(i)) => Some(*i as f64),
+                Some(v) => {
+                    self.problem(join(path, key), format!("expected a number, got {}", type_name(v)));
+                    None
+                }
+            }
+        };
+        let (heading, fov, range) = (num("heading"), num("fov"), num("range_m"));
+        match (heading, fov) {
+            (None, None) if range.is_none() => None,
+            (Some(h), Some(f)) => match places::View::new(h, f, range) {
+                Ok(v) => Some(v),
+                Err(places::PlacesError::Invalid { what, message }) => {
+                    self.problem(join(path, &what), message);
+                    None
+                }
+                Err(e) => {
+                    self.problem(path.to_owned(), e.to_string());
+                    None
+                }
+            },
+            _ => {
+                self.problem(
+                    path.to_owned(),
+                    "give heading (degrees clockwise from north) and fov (degrees) together, and range_m only with them",
+                );
+                None
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ mod gb28181;
 mod gb28181_upper;
 mod hierarchy;
 mod ingest;
+mod places;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -139,6 +140,7 @@ impl Checker {
                 "upper",
                 "cache",
                 "audit",
+                "places",
             ],
         );
         let server = self.server(root);
@@ -160,6 +162,7 @@ impl Checker {
         let upper = self.uppers(root, &node.id);
         let cache = self.cache(root);
         let audit = self.audit(root);
+        let grids = self.places(root);
         let config = Config {
             server: server?,
             recording,
@@ -179,6 +182,7 @@ impl Checker {
             upper,
             cache,
             audit,
+            grids,
         };
         // References between users, departments, groups and grants are checked by the same
         // rules the admin API applies, so that the server never refuses a checked config.

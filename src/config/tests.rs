@@ -51,7 +51,8 @@ fn the_api_md_example_parses() {
         c.cameras[0].location,
         Some(Location {
             lat: 38.914,
-            lon: 121.614
+            lon: 121.614,
+            view: None,
         })
     );
     let w = c.warnings();
@@ -516,4 +517,77 @@ fn a_lower_platforms_registration_takes_a_link_budget() {
             p.join("\n")
         );
     }
+}
+
+#[test]
+fn a_cameras_view_and_the_grid_file_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let grids = dir.path().join("grids.geojson");
+    std::fs::write(
+        &grids,
+        r#"{"type":"FeatureCollection","features":[{"type":"Feature","id":"0203","properties":{"name":"Renmin Rd"},
+            "geometry":{"type":"Polygon","coordinates":[[[121.61,38.91],[121.62,38.91],[121.62,38.92],[121.61,38.92],[121.61,38.91]]]}}]}"#,
+    )
+    .unwrap();
+    let text = format!(
+        "{}\n[places]\ngrids = {:?}\n",
+        GOOD.replace(
+            "location = { lat = 38.914, lon = 121.614 }",
+            "location = { lat = 38.914, lon = 121.614, heading = 90, fov = 60.5, range_m = 80 }"
+        ),
+        grids.display().to_string()
+    );
+    let c = parse(&text).unwrap();
+    let view = c.cameras[0].location.unwrap().view.unwrap();
+    assert_eq!((view.heading, view.fov, view.range_m), (90.0, 60.5, 80.0));
+    assert_eq!(c.grids.len(), 1);
+    assert_eq!(
+        (c.grids[0].id.as_str(), c.grids[0].name.as_str()),
+        ("0203", "Renmin Rd")
+    );
+
+    // Each mistake is named by its key.
+    let cases = [
+        ("heading = 90 }", "cameras[0].location", "together"),
+        ("heading = 400, fov = 60 }", "cameras[0].location.heading", "0..360"),
+        ("heading = 90, fov = 0 }", "cameras[0].location.fov", "(0, 360]"),
+        (
+            "heading = 90, fov = 60, range_m = \"far\" }",
+            "cameras[0].location.range_m",
+            "number",
+        ),
+        (
+            "heading = 90, fov = 60, tilt = 5 }",
+            "cameras[0].location.tilt",
+            "unknown key",
+        ),
+    ];
+    for (tail, key, says) in cases {
+        let text = GOOD.replace("lon = 121.614 }", &format!("lon = 121.614, {tail}"));
+        let problems = parse(&text).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.key == key && p.message.contains(says)),
+            "{tail}: {problems:?}"
+        );
+    }
+    std::fs::write(
+        &grids,
+        r#"{"type":"FeatureCollection","features":[{"type":"Feature","id":"x y","geometry":null}]}"#,
+    )
+    .unwrap();
+    let problems = parse(&text).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == "places.grids" && p.message.contains("features[0].id")),
+        "{problems:?}"
+    );
+    let missing = format!("{GOOD}\n[places]\ngrids = \"/nonexistent/grids.geojson\"\n");
+    let problems = parse(&missing).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == "places.grids" && p.message.contains("cannot read")),
+        "{problems:?}"
+    );
 }

@@ -64,45 +64,67 @@ fn push_live(out: &mut String, state: &AppState, camera: &str) {
 }
 
 /// `GET /api/v1/cameras`: only the cameras the caller has some action on, each with the
-/// actions they have. The answer is written as text from each camera's pre-serialized fixed
-/// fields plus its status and the caller's actions: a dispatch room's software lists often,
-/// and building a JSON tree per camera per request was most of the cost.
-pub async fn cameras(State(state): AppStateArc, caller: Caller) -> Response {
+/// actions they have; with a place (`near=LAT,LON&radius=M`, `sees=LAT,LON`, `grid=ID`,
+/// `polygon=LAT,LON;...`, see [`crate::spatial`]) only those there, nearest first with
+/// `distance_m` where the place is a point. The answer is written as text from each camera's
+/// pre-serialized fixed fields plus its status and the caller's actions: a dispatch room's
+/// software lists often, and building a JSON tree per camera per request was most of the cost.
+pub async fn cameras(State(state): AppStateArc, caller: Caller, q: QueryMap) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let selection = crate::spatial::select(&state, &q)?;
     let snap = state.auth.snapshot();
-    let visible = snap.policy.visible_cameras(&caller.who);
-    let mut out = String::with_capacity(64 + visible.len() * 320);
-    out.push('[');
     let cameras = state.cameras.snapshot();
-    for &(i, actions) in visible.iter() {
-        let Some(c) = cameras.get(snap.policy.camera_id(i)) else {
-            continue;
-        };
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(c.fixed_json());
-        out.push_str(",\"status\":\"");
-        out.push_str(c.status());
-        if let Some(why) = c.status_reason() {
-            out.push_str("\",\"status_reason\":");
-            out.push_str(&Value::String(why).to_string());
-        } else {
-            out.push('"');
-        }
-        push_live(&mut out, &state, &c.info.id);
-        out.push_str(",\"actions\":[");
-        for (k, a) in actions.iter().enumerate() {
-            if k > 0 {
-                out.push(',');
+    let mut out = String::with_capacity(64 + cameras.len().min(4096) * 320);
+    out.push('[');
+    match selection {
+        None => {
+            for &(i, actions) in snap.policy.visible_cameras(&caller.who).iter() {
+                if let Some(c) = cameras.get(snap.policy.camera_id(i)) {
+                    write_entry(&mut out, &state, c, actions, None);
+                }
             }
-            out.push('"');
-            out.push_str(a.as_str());
-            out.push('"');
         }
-        out.push_str("]}");
+        Some(found) => {
+            for (id, distance) in found {
+                let actions = snap.policy.camera_actions(&caller.who, &id);
+                if let (false, Some(c)) = (actions.is_empty(), cameras.get(&id)) {
+                    write_entry(&mut out, &state, c, actions, distance);
+                }
+            }
+        }
     }
     out.push(']');
-    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+/// Appends one camera's listing entry (after a comma unless it is the first).
+fn write_entry(out: &mut String, state: &AppState, c: &CameraEntry, actions: auth::Actions, distance: Option<f64>) {
+    if out.len() > 1 {
+        out.push(',');
+    }
+    out.push_str(c.fixed_json());
+    out.push_str(",\"status\":\"");
+    out.push_str(c.status());
+    if let Some(why) = c.status_reason() {
+        out.push_str("\",\"status_reason\":");
+        out.push_str(&Value::String(why).to_string());
+    } else {
+        out.push('"');
+    }
+    if let Some(d) = distance {
+        out.push_str(&format!(",\"distance_m\":{d}"));
+    }
+    push_live(out, state, &c.info.id);
+    out.push_str(",\"actions\":[");
+    for (k, a) in actions.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(a.as_str());
+        out.push('"');
+    }
+    out.push_str("]}");
 }
 
 /// The camera if the caller has any action on it; 404 otherwise (as for unknown cameras).

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use media::WallTime;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::access::Caller;
@@ -136,6 +136,12 @@ fn concerns(state: &AppState, caller: &Caller, e: &NodeEvent) -> bool {
         // Only a wall's name and version: a screen that may not see its cameras gets 404s
         // for them, not their ids.
         ("wall.changed", _) => true,
+        // An incident: to whoever may see one of its cameras.
+        ("incident.opened", _) => e.data["cameras"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .filter_map(Value::as_str)
+                .any(|c| !snap.policy.camera_actions(&caller.who, c).is_empty())
+        }),
         ("export.done" | "export.failed", Some(c)) => {
             snap.policy.camera_actions(&caller.who, c).contains(Action::Export)
         }
@@ -151,24 +157,32 @@ pub async fn stream(
     caller: Caller,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.events.subscribe();
-    let s = futures::stream::unfold((rx, state, caller), |(mut rx, state, caller)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    if concerns(&state, &caller, &e) {
-                        let ev = SseEvent::default().event(e.kind).data(e.data.to_string());
-                        return Some((Ok(ev), (rx, state, caller)));
+    let closed = Box::pin(state.events.closed());
+    let s = futures::stream::unfold(
+        (rx, state, caller, closed),
+        |(mut rx, state, caller, mut closed)| async move {
+            loop {
+                let got = tokio::select! {
+                    got = rx.recv() => got,
+                    () = &mut closed => return None,
+                };
+                match got {
+                    Ok(e) => {
+                        if concerns(&state, &caller, &e) {
+                            let ev = SseEvent::default().event(e.kind).data(e.data.to_string());
+                            return Some((Ok(ev), (rx, state, caller, closed)));
+                        }
                     }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let ev = SseEvent::default()
+                            .event("lagged")
+                            .data(json!({ "missed": n }).to_string());
+                        return Some((Ok(ev), (rx, state, caller, closed)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    let ev = SseEvent::default()
-                        .event("lagged")
-                        .data(json!({ "missed": n }).to_string());
-                    return Some((Ok(ev), (rx, state, caller)));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
-        }
-    });
+        },
+    );
     Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -26,12 +26,16 @@ pub struct NodeEvent {
 /// The event channel.
 pub struct Events {
     tx: broadcast::Sender<Arc<NodeEvent>>,
+    /// True once the node stops: open event streams end, so that they do not hold the HTTP
+    /// server's graceful shutdown open (a dispatch room's screens never hang up by themselves).
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Events {
             tx: broadcast::channel(BACKLOG).0,
+            closed: tokio::sync::watch::channel(false).0,
         }
     }
 }
@@ -45,5 +49,18 @@ impl Events {
     /// Every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<NodeEvent>> {
         self.tx.subscribe()
+    }
+
+    /// Ends every subscriber's stream (the node is stopping).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`Events::close`] was called.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + use<> {
+        let mut rx = self.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 }

@@ -58,35 +58,51 @@ pub async fn create(
         ));
     }
     let (start, end) = window_of(&req.start, &req.end, MAX_HOLD_US)?;
-    if let Some(remote) = state.remote_for(&req.camera) {
+    let hold = place(&state, &caller, &req.camera, start, end, reason, None).await?;
+    Ok((StatusCode::CREATED, Json(hold)).into_response())
+}
+
+/// Places a hold on `camera` (already checked: the caller may hold it) over [start, end),
+/// on the lower node that records it when it is remote, and audits it (`incident` names the
+/// incident it was placed for). Returns the hold as the API shows it.
+pub(crate) async fn place(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    camera: &str,
+    start: WallTime,
+    end: WallTime,
+    reason: &str,
+    incident: Option<&str>,
+) -> Result<Value, ApiError> {
+    if let Some(remote) = state.remote_for(camera) {
         // Evidence stays where it is recorded: the hold is placed on the lower node.
         let body = json!({
-            "camera": req.camera,
+            "camera": camera,
             "start": crate::time::query_time(start),
             "end": crate::time::query_time(end),
             "reason": reason,
         });
         let mut hold = remote
             .call(
-                &req.camera,
+                camera,
                 "POST",
                 "/api/v1/holds".into(),
                 Some(body),
                 caller.end_user(&state.node.id),
             )
             .await?;
-        let id = crate::state::remote_id(hold["id"].as_str().unwrap_or_default(), &req.camera)?;
+        let id = crate::state::remote_id(hold["id"].as_str().unwrap_or_default(), camera)?;
         hold["id"] = json!(id);
-        let mut e = caller.event("hold.create", Some(&req.camera));
+        let mut e = caller.event("hold.create", Some(camera));
         e.target = Some(id);
         e.reason = Some(reason.to_owned());
-        e.detail = json!({ "start": time::format(start), "end": time::format(end), "placed_on": "lower node" });
+        e.detail = json!({ "start": time::format(start), "end": time::format(end), "placed_on": "lower node", "incident": incident });
         state.audit(e).await?;
-        return Ok((StatusCode::CREATED, Json(hold)).into_response());
+        return Ok(hold);
     }
     let st = state.clone();
-    let (camera, reason, user) = (req.camera, reason.to_owned(), caller.who.actor());
-    let hold = tokio::task::spawn_blocking(move || st.holds.add(&camera, start, end, &reason, &user))
+    let (cam, why, user) = (camera.to_owned(), reason.to_owned(), caller.who.actor());
+    let hold = tokio::task::spawn_blocking(move || st.holds.add(&cam, start, end, &why, &user))
         .await
         .map_err(ApiError::internal)??;
     tracing::info!(
@@ -98,9 +114,9 @@ pub async fn create(
     let mut e = caller.event("hold.create", Some(&hold.camera));
     e.target = Some(hold.id.clone());
     e.reason = Some(hold.reason.clone());
-    e.detail = json!({ "start": time::format(start), "end": time::format(end) });
+    e.detail = json!({ "start": time::format(start), "end": time::format(end), "incident": incident });
     state.audit(e).await?;
-    Ok((StatusCode::CREATED, Json(hold_json(&hold))).into_response())
+    Ok(hold_json(&hold))
 }
 
 /// `GET /api/v1/holds`: the holds on cameras the caller may hold.

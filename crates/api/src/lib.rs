@@ -18,8 +18,10 @@ pub mod events;
 pub mod export_jobs;
 mod exports;
 pub mod fragmented;
+mod grids;
 mod health;
 mod holds;
+mod incidents;
 mod links;
 mod live;
 mod metrics;
@@ -32,6 +34,7 @@ mod relayed;
 pub mod remote_access;
 pub mod request;
 mod session;
+pub mod spatial;
 mod state;
 pub mod time;
 pub mod ui;
@@ -136,7 +139,12 @@ endpoints! {
     get "/api/v1/links" => links::list, Node(Admin), 200, [], "Links to lower nodes: budget, use, pulls, refusals, state.";
     get "/api/v1/links/{id}/tunnel" => links::tunnel, LinkToken, 101, [], "A lower node dialing up (dial = \"up\"): upgraded to sharpeye-tunnel/1, over which this node's requests and the media flow (HTTP/2).";
     get "/api/v1/health" => health::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";
-    get "/api/v1/cameras" => cameras::cameras, Authenticated, 200, [], "The cameras the caller may see.";
+    get "/api/v1/cameras" => cameras::cameras, Authenticated, 200, ["near", "radius", "sees", "grid", "polygon"], "The cameras the caller may see; near=LAT,LON&radius=M (nearest first, with distance_m), sees=LAT,LON (field of view holds the point), grid=ID or polygon=LAT,LON;... select by place.";
+    get "/api/v1/grids" => grids::list, Authenticated, 200, [], "Grid cells (网格): id, name, source, bbox and how many cameras each holds.";
+    post "/api/v1/grids" => grids::import, Node(Admin), 201, [], "Imports grid cells from a GeoJSON Feature or FeatureCollection of Polygon/MultiPolygon features (id, properties.name); all or none. Audited.";
+    get "/api/v1/grids/{id}" => grids::get, Authenticated, 200, [], "One grid cell as a GeoJSON Feature.";
+    delete "/api/v1/grids/{id}" => grids::delete, Node(Admin), 200, [], "Removes an imported grid cell (409 for one from the config file). Audited.";
+    post "/api/v1/incidents" => incidents::open, Authenticated, 201, [], "Opens an incident {point:{lat,lon} | grid, at?, radius?, before?, after?, hold?, sees?, wall?, reason}: the cameras the caller may see there with live and playback URLs (media tokens), holds on the window when asked, the cameras put on a wall. Audited as one incident entry.";
     get "/api/v1/cameras/{id}" => cameras::camera_detail, CameraAny, 200, [], "One camera, with health (any action on it shows it).";
     get "/api/v1/cameras/{id}/recordings" => cameras::recordings, Camera(Playback), 200, ["start", "end", "stream"], "What is recorded in a window.";
     get "/api/v1/cameras/{id}/playback.mp4" => playback::playback_mp4, Media(Playback), 200, ["start", "end", "speed", "stream", "token", "source", "download", "scale"], "A progressive MP4 of exactly that range (Range, ETag); source=device streams a GB/T 28181 device's recording as fragmented MP4.";
@@ -214,16 +222,34 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// How long requests in flight may finish once the node stops; connections still open then
+/// (a live stream, a long download) are closed.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
+/// finish for up to [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    });
+    tokio::select! {
+        r = server => r,
+        () = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "HTTP connections still open after the grace period; closing them");
+            Ok(())
+        }
+    }
 }

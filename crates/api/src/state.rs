@@ -21,6 +21,9 @@ pub struct CameraInfo {
     pub org: String,
     /// (lat, lon).
     pub location: Option<(f64, f64)>,
+    /// What it sees from there (heading, field of view, range), when configured: the
+    /// `sees=` query and incidents use it.
+    pub view: Option<places::View>,
     /// Recorded continuously.
     pub record: bool,
     /// Has a sub-stream.
@@ -127,7 +130,15 @@ impl CameraEntry {
                 "tier": i.tier,
                 "org": i.org,
                 "recording": i.record,
-                "location": i.location.map(|(lat, lon)| serde_json::json!({ "lat": lat, "lon": lon })),
+                "location": i.location.map(|(lat, lon)| {
+                    let mut l = serde_json::json!({ "lat": lat, "lon": lon });
+                    if let Some(v) = i.view {
+                        l["heading"] = serde_json::json!(v.heading);
+                        l["fov"] = serde_json::json!(v.fov);
+                        l["range_m"] = serde_json::json!(v.range_m);
+                    }
+                    l
+                }),
                 "streams": streams,
                 "node": i.node,
                 "path": i.path,
@@ -311,6 +322,12 @@ pub struct AppState {
     pub walls: Arc<crate::walls::Walls>,
     /// Cameras of lower nodes, when this node has links.
     pub remote: Option<Arc<dyn crate::remote_access::RemoteAccess>>,
+    /// Grid cells (网格).
+    pub grids: Arc<places::Grids>,
+    /// The cameras by place, rebuilt when the camera map changes.
+    pub spatial: crate::spatial::SpatialIndex,
+    /// The RTSP re-serve's port, when it runs (incidents hand out RTSP URLs on it).
+    pub rtsp_port: Option<u16>,
 }
 
 impl AppState {

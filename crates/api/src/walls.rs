@@ -234,7 +234,7 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
 }
 
 /// A name for a wall or view id: 1 to 64 of `A-Z a-z 0-9 - _ .`.
-fn check_id(id: &str, what: &str) -> Result<(), ApiError> {
+pub(crate) fn check_id(id: &str, what: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         return Err(ApiError::bad_request(format!(
             "{what}: use 1 to 64 letters, digits, '-', '_' or '.'"
@@ -245,7 +245,7 @@ fn check_id(id: &str, what: &str) -> Result<(), ApiError> {
 
 /// Checks a layout against [`LAYOUTS`] and the caller's rights: every camera on it must be one
 /// the caller may watch live (a wall shows what its pusher could have watched, nothing more).
-fn check_layout(state: &AppState, caller: &Caller, l: &Layout) -> Result<(), ApiError> {
+pub(crate) fn check_layout(state: &AppState, caller: &Caller, l: &Layout) -> Result<(), ApiError> {
     let Some(&(_, capacity)) = LAYOUTS.iter().find(|(name, _)| *name == l.layout) else {
         let names: Vec<&str> = LAYOUTS.iter().map(|(n, _)| *n).collect();
         return Err(ApiError::bad_request(format!(
@@ -297,7 +297,7 @@ fn check_layout(state: &AppState, caller: &Caller, l: &Layout) -> Result<(), Api
     Ok(())
 }
 
-fn wall_json(w: &Wall) -> Value {
+pub(crate) fn wall_json(w: &Wall) -> Value {
     json!({
         "id": w.id,
         "layout": w.content.layout,
@@ -356,29 +356,45 @@ pub async fn put(
         "{\"layout\": \"2x2\", \"tiles\": [{\"camera\": \"ID\", \"stream\": \"sub\"}]}",
     )?;
     check_layout(&state, &caller, &layout)?;
+    let wall = push(&state, &caller, &id, layout, None).await?;
+    Ok(Json(wall_json(&wall)))
+}
+
+/// Puts a checked layout on wall `id`, audited as `wall.push` (`incident` names the incident
+/// that pushed it), and tells the screens.
+pub(crate) async fn push(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    layout: Layout,
+    incident: Option<&str>,
+) -> Result<Wall, ApiError> {
     let mut e = caller.event("wall.push", None);
-    e.target = Some(id.clone());
-    e.detail =
-        json!({ "layout": layout.layout, "cameras": layout.tiles.iter().map(|t| &t.camera).collect::<Vec<_>>() });
+    e.target = Some(id.to_owned());
+    e.detail = json!({
+        "layout": layout.layout,
+        "cameras": layout.tiles.iter().map(|t| &t.camera).collect::<Vec<_>>(),
+        "incident": incident,
+    });
     state.audit(e).await?;
     let actor = caller.who.actor();
     let wall = state.walls.change(|s| {
-        if !s.walls.contains_key(&id) && s.walls.len() >= MAX_WALLS {
+        if !s.walls.contains_key(id) && s.walls.len() >= MAX_WALLS {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "too_many",
                 format!("this node keeps at most {MAX_WALLS} walls"),
             ));
         }
-        let version = s.walls.get(&id).map_or(1, |w| w.version + 1);
+        let version = s.walls.get(id).map_or(1, |w| w.version + 1);
         let w = Wall {
-            id: id.clone(),
+            id: id.to_owned(),
             content: layout,
             version,
             updated_us: WallTime::now().as_micros(),
             updated_by: actor,
         };
-        s.walls.insert(id.clone(), w.clone());
+        s.walls.insert(id.to_owned(), w.clone());
         Ok(w)
     })?;
     state.events.publish(NodeEvent {
@@ -386,7 +402,7 @@ pub async fn put(
         camera: None,
         data: json!({ "wall": wall.id, "version": wall.version }),
     });
-    Ok(Json(wall_json(&wall)))
+    Ok(wall)
 }
 
 /// `POST /api/v1/views` body.

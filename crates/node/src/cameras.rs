@@ -69,6 +69,7 @@ pub fn configured(c: &CameraConfig, config: &Config) -> NewCamera {
             tier: c.tier.as_str().to_owned(),
             org: c.org.clone(),
             location: c.location.map(|l| (l.lat, l.lon)),
+            view: c.location.and_then(|l| l.view),
             record: c.record,
             has_sub: c.sub_url.is_some(),
             h264: false,

@@ -322,6 +322,8 @@ pub struct Location {
     pub lat: f64,
     /// Longitude in degrees.
     pub lon: f64,
+    /// What it sees (heading, field of view, range), when given.
+    pub view: Option<places::View>,
 }
 
 /// One `[[cameras]]` entry.
@@ -386,6 +388,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[audit]`.
     pub audit: AuditSettings,
+    /// `[places] grids`: the grid cells (网格) of the GeoJSON file it names.
+    pub grids: Vec<places::Grid>,
 }
 
 impl Config {
@@ -415,6 +419,7 @@ impl Config {
             upper: Vec::new(),
             cache: CacheConfig::default(),
             audit: AuditSettings::default(),
+            grids: Vec::new(),
         }
     }
 

@@ -144,6 +144,8 @@ fn build_state(
     let exports = api::export_jobs::Exports::open(&first.join("exports"), &first.join("node.key"))
         .step(|| "opening the export directory".into())?;
     let walls = api::walls::Walls::open(&first.join("ui")).step(|| "opening the saved walls and views".into())?;
+    let grids = places::Grids::open(&first.join("places/grids.geojson"), config.grids.clone())
+        .step(|| "opening the grid cells ([places] grids, places/grids.geojson)".into())?;
     Ok(Arc::new(AppState {
         node: api::NodeInfo {
             id: config.node.id.clone(),
@@ -184,6 +186,9 @@ fn build_state(
             .map(|r| r as Arc<dyn api::remote_access::RemoteAccess>),
         uppers: std::sync::OnceLock::new(),
         walls: Arc::new(walls),
+        grids: Arc::new(grids),
+        spatial: api::spatial::SpatialIndex::default(),
+        rtsp_port: config.server.rtsp_listen.map(|a| a.port()),
     }))
 }
 
@@ -323,6 +328,12 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
     registry.add_configured(&config);
     let serving = start_serving(&config, &state, &security, &sources, &registry).await?;
     info!("HTTP API listening on http://{}", config.server.listen);
+    let events = state.clone();
+    let stop = async move {
+        stop.await;
+        // Event streams end first: they never finish on their own.
+        events.events.close();
+    };
     api::serve(listener, api::router(state), stop)
         .await
         .step(|| "serving HTTP".into())?;

@@ -191,6 +191,7 @@ impl RemoteCameras {
                 tier: c.tier,
                 org,
                 location: c.location,
+                view: None,
                 record: false,
                 has_sub: c.has_sub,
                 h264: false,

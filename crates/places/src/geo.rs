@@ -25,7 +25,10 @@ impl Point {
             return Err(PlacesError::invalid(what, format!("latitude {lat} is outside -90..90")));
         }
         if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
-            return Err(PlacesError::invalid(what, format!("longitude {lon} is outside -180..180")));
+            return Err(PlacesError::invalid(
+                what,
+                format!("longitude {lon} is outside -180..180"),
+            ));
         }
         Ok(Point { lat, lon })
     }
@@ -131,7 +134,10 @@ mod tests {
         // One degree of latitude is ~111.2 km everywhere.
         let d = distance_m(Point { lat: 10.0, lon: 5.0 }, Point { lat: 11.0, lon: 5.0 });
         assert!((d - 111_195.0).abs() < 10.0, "{d}");
-        assert_eq!(bearing_deg(Point { lat: 0.0, lon: 0.0 }, Point { lat: 0.0, lon: 1.0 }).round(), 90.0);
+        assert_eq!(
+            bearing_deg(Point { lat: 0.0, lon: 0.0 }, Point { lat: 0.0, lon: 1.0 }).round(),
+            90.0
+        );
     }
 
     #[test]
@@ -169,7 +175,10 @@ mod tests {
         for s in ["", "1", "a,b", "1,2,3", "91,0", ",", "1;2"] {
             assert!(Point::parse(s, "near").is_err(), "{s:?}");
         }
-        assert_eq!(Point::parse(" 38.9 , 121.6 ", "near").unwrap(), Point { lat: 38.9, lon: 121.6 });
+        assert_eq!(
+            Point::parse(" 38.9 , 121.6 ", "near").unwrap(),
+            Point { lat: 38.9, lon: 121.6 }
+        );
         assert!(View::new(-1.0, 60.0, None).is_err());
         assert!(View::new(0.0, 0.0, None).is_err());
         assert!(View::new(0.0, 400.0, None).is_err());

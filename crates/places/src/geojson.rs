@@ -9,10 +9,10 @@
 
 use serde_json::{Value, json};
 
+use crate::PlacesError;
 use crate::geo::Point;
 use crate::grids::{Grid, GridSource};
 use crate::polygon::Polygon;
-use crate::PlacesError;
 
 /// Most grid cells one import may hold.
 pub const MAX_GRIDS: usize = 20_000;
@@ -34,13 +34,18 @@ pub fn parse_grids(v: &Value, source: GridSource) -> Result<Vec<Grid>, PlacesErr
                     format!("{} features; import at most {MAX_GRIDS} at once", list.len()),
                 ));
             }
-            list.iter().enumerate().map(|(i, f)| (format!("features[{i}]"), f)).collect()
+            list.iter()
+                .enumerate()
+                .map(|(i, f)| (format!("features[{i}]"), f))
+                .collect()
         }
         Some("Feature") => vec![(String::new(), v)],
         other => {
             return Err(PlacesError::invalid(
                 "type",
-                format!("{other:?}: expected \"Feature\" or \"FeatureCollection\" with Polygon or MultiPolygon geometries"),
+                format!(
+                    "{other:?}: expected \"Feature\" or \"FeatureCollection\" with Polygon or MultiPolygon geometries"
+                ),
             ));
         }
     };
@@ -60,7 +65,11 @@ pub fn parse_grids(v: &Value, source: GridSource) -> Result<Vec<Grid>, PlacesErr
 }
 
 fn member(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// A grid id: what the API's `grid=` and `/api/v1/grids/{id}` carry.
@@ -68,7 +77,9 @@ pub fn check_id(id: &str, what: &str) -> Result<(), PlacesError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -90,7 +101,10 @@ fn feature(path: &str, f: &Value, source: GridSource) -> Result<Grid, PlacesErro
     if let Some(p) = props
         && !p.is_object()
     {
-        return Err(PlacesError::invalid(member(path, "properties"), "expected an object or null"));
+        return Err(PlacesError::invalid(
+            member(path, "properties"),
+            "expected an object or null",
+        ));
     }
     let id = match (f.get("id"), props.and_then(|p| p.get("id"))) {
         (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => s.clone(),
@@ -119,7 +133,9 @@ fn feature(path: &str, f: &Value, source: GridSource) -> Result<Grid, PlacesErro
         .filter(|g| g.is_object())
         .ok_or_else(|| PlacesError::invalid(&gpath, "expected a Polygon or MultiPolygon geometry"))?;
     let cpath = member(&gpath, "coordinates");
-    let coords = geometry.get("coordinates").ok_or_else(|| PlacesError::invalid(&cpath, "missing"))?;
+    let coords = geometry
+        .get("coordinates")
+        .ok_or_else(|| PlacesError::invalid(&cpath, "missing"))?;
     let area = match geometry.get("type").and_then(Value::as_str) {
         Some("Polygon") => vec![polygon(&cpath, coords)?],
         Some("MultiPolygon") => {
@@ -247,8 +263,14 @@ mod tests {
         assert_eq!(grids.len(), 2);
         assert_eq!(grids[0].name, "Cell 0101");
         assert_eq!(grids[0].area[0].exterior.len(), 4, "the closing position is implied");
-        assert!(grids[0].contains(Point { lat: 38.905, lon: 121.605 }));
-        assert!(!grids[0].contains(Point { lat: 38.905, lon: 121.615 }));
+        assert!(grids[0].contains(Point {
+            lat: 38.905,
+            lon: 121.605
+        }));
+        assert!(!grids[0].contains(Point {
+            lat: 38.905,
+            lon: 121.615
+        }));
         // Back to GeoJSON and in again: the same cell.
         let again = parse_grids(&to_feature(&grids[1]), GridSource::Api).unwrap();
         assert_eq!(again[0], grids[1]);
@@ -274,21 +296,57 @@ mod tests {
             (json!(null), "type"),
             (json!({ "type": "Point" }), "type"),
             (json!({ "type": "FeatureCollection" }), "features"),
-            (json!({ "type": "FeatureCollection", "features": [1] }), "features[0].type"),
+            (
+                json!({ "type": "FeatureCollection", "features": [1] }),
+                "features[0].type",
+            ),
             (json!({ "type": "Feature", "geometry": null }), "id"),
             (json!({ "type": "Feature", "id": "../x", "geometry": null }), "id"),
             (json!({ "type": "Feature", "id": "a", "geometry": null }), "geometry"),
-            (json!({ "type": "Feature", "id": "a", "properties": 5, "geometry": null }), "properties"),
-            (json!({ "type": "Feature", "id": "a", "properties": { "name": 5 }, "geometry": null }), "properties.name"),
-            (json!({ "type": "Feature", "id": "a", "geometry": { "type": "LineString", "coordinates": [] } }), "geometry.type"),
-            (json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon" } }), "geometry.coordinates"),
-            (json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [] } }), "geometry.coordinates"),
-            (json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [[[0, 0], [1, 1]]] } }), "geometry.coordinates[0]"),
-            (json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [[[0, 0], [1, 1], [0, "x"]]] } }), "geometry.coordinates[0][2]"),
-            (json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [[[0, 0], [1, 1], [0, 95]]] } }), "geometry.coordinates[0][2]"),
-            (json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [[[0, 0], [1, 1], [0]]] } }), "geometry.coordinates[0][2]"),
-            (json!({ "type": "Feature", "id": "a", "geometry": { "type": "MultiPolygon", "coordinates": [] } }), "geometry.coordinates"),
-            (json!({ "type": "FeatureCollection", "features": [square("x", 0.0, 0.0), square("x", 1.0, 1.0)] }), "features[1].id"),
+            (
+                json!({ "type": "Feature", "id": "a", "properties": 5, "geometry": null }),
+                "properties",
+            ),
+            (
+                json!({ "type": "Feature", "id": "a", "properties": { "name": 5 }, "geometry": null }),
+                "properties.name",
+            ),
+            (
+                json!({ "type": "Feature", "id": "a", "geometry": { "type": "LineString", "coordinates": [] } }),
+                "geometry.type",
+            ),
+            (
+                json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon" } }),
+                "geometry.coordinates",
+            ),
+            (
+                json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [] } }),
+                "geometry.coordinates",
+            ),
+            (
+                json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [[[0, 0], [1, 1]]] } }),
+                "geometry.coordinates[0]",
+            ),
+            (
+                json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [[[0, 0], [1, 1], [0, "x"]]] } }),
+                "geometry.coordinates[0][2]",
+            ),
+            (
+                json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [[[0, 0], [1, 1], [0, 95]]] } }),
+                "geometry.coordinates[0][2]",
+            ),
+            (
+                json!({ "type": "Feature", "id": "a", "geometry": { "type": "Polygon", "coordinates": [[[0, 0], [1, 1], [0]]] } }),
+                "geometry.coordinates[0][2]",
+            ),
+            (
+                json!({ "type": "Feature", "id": "a", "geometry": { "type": "MultiPolygon", "coordinates": [] } }),
+                "geometry.coordinates",
+            ),
+            (
+                json!({ "type": "FeatureCollection", "features": [square("x", 0.0, 0.0), square("x", 1.0, 1.0)] }),
+                "features[1].id",
+            ),
         ];
         for (v, what) in cases {
             match parse_grids(&v, GridSource::Api) {

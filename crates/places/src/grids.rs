@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
+use crate::PlacesError;
 use crate::geo::Point;
 use crate::geojson::{parse_grids, to_feature};
 use crate::polygon::{Bbox, Polygon};
-use crate::PlacesError;
 
 /// Most grid cells a node keeps (a city has a few thousand).
 pub const MAX_STORED: usize = 50_000;
@@ -223,8 +223,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("places/grids.geojson");
         let grids = Grids::open(&file, vec![cell("c1", GridSource::Config)]).unwrap();
-        grids.put(vec![cell("a1", GridSource::Api), cell("a2", GridSource::Api)]).unwrap();
-        assert!(matches!(grids.put(vec![cell("c1", GridSource::Api)]), Err(PlacesError::Configured(_))));
+        grids
+            .put(vec![cell("a1", GridSource::Api), cell("a2", GridSource::Api)])
+            .unwrap();
+        assert!(matches!(
+            grids.put(vec![cell("c1", GridSource::Api)]),
+            Err(PlacesError::Configured(_))
+        ));
         assert!(matches!(grids.remove("c1"), Err(PlacesError::Configured(_))));
         assert_eq!(grids.remove("a2").unwrap().unwrap().id, "a2");
         assert!(grids.remove("a2").unwrap().is_none());

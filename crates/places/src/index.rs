@@ -168,8 +168,12 @@ mod tests {
                     lon: 121.50 + rng.random::<f64>() * 0.20,
                 },
                 view: (i % 3 != 0).then(|| {
-                    View::new(rng.random::<f64>() * 360.0, 30.0 + rng.random::<f64>() * 90.0, Some(40.0 + rng.random::<f64>() * 160.0))
-                        .unwrap()
+                    View::new(
+                        rng.random::<f64>() * 360.0,
+                        30.0 + rng.random::<f64>() * 90.0,
+                        Some(40.0 + rng.random::<f64>() * 160.0),
+                    )
+                    .unwrap()
                 }),
             })
             .collect()
@@ -187,8 +191,11 @@ mod tests {
             };
             let r = rng.random::<f64>() * 800.0;
             let got: Vec<&str> = idx.near(at, r).iter().map(|(c, _)| c.id.as_str()).collect();
-            let mut want: Vec<(&Placed, f64)> =
-                cams.iter().map(|c| (c, distance_m(at, c.at))).filter(|(_, d)| *d <= r).collect();
+            let mut want: Vec<(&Placed, f64)> = cams
+                .iter()
+                .map(|c| (c, distance_m(at, c.at)))
+                .filter(|(_, d)| *d <= r)
+                .collect();
             want.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
             assert_eq!(got, want.iter().map(|(c, _)| c.id.as_str()).collect::<Vec<_>>());
 
@@ -202,10 +209,24 @@ mod tests {
             assert_eq!(sees, want.iter().map(|(c, _)| c.id.as_str()).collect::<Vec<_>>());
 
             let (w, h) = (rng.random::<f64>() * 0.01, rng.random::<f64>() * 0.01);
-            let p = |dx: f64, dy: f64| Point { lat: at.lat + dy, lon: at.lon + dx };
-            let tri = Polygon { exterior: vec![p(0.0, 0.0), p(w, 0.0), p(w / 2.0, h)], holes: vec![] };
-            let got: Vec<&str> = idx.within(std::slice::from_ref(&tri)).iter().map(|c| c.id.as_str()).collect();
-            let want: Vec<&str> = cams.iter().filter(|c| tri.contains(c.at)).map(|c| c.id.as_str()).collect();
+            let p = |dx: f64, dy: f64| Point {
+                lat: at.lat + dy,
+                lon: at.lon + dx,
+            };
+            let tri = Polygon {
+                exterior: vec![p(0.0, 0.0), p(w, 0.0), p(w / 2.0, h)],
+                holes: vec![],
+            };
+            let got: Vec<&str> = idx
+                .within(std::slice::from_ref(&tri))
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect();
+            let want: Vec<&str> = cams
+                .iter()
+                .filter(|c| tri.contains(c.at))
+                .map(|c| c.id.as_str())
+                .collect();
             assert_eq!(got, want);
         }
     }
@@ -213,10 +234,38 @@ mod tests {
     #[test]
     fn poles_and_the_antimeridian_still_answer_exactly() {
         let cams = vec![
-            Placed { id: "east".into(), at: Point { lat: 0.0, lon: 179.9999 }, view: None },
-            Placed { id: "west".into(), at: Point { lat: 0.0, lon: -179.9999 }, view: None },
-            Placed { id: "pole".into(), at: Point { lat: 89.9999, lon: 10.0 }, view: None },
-            Placed { id: "pole2".into(), at: Point { lat: 89.9999, lon: -170.0 }, view: None },
+            Placed {
+                id: "east".into(),
+                at: Point {
+                    lat: 0.0,
+                    lon: 179.9999,
+                },
+                view: None,
+            },
+            Placed {
+                id: "west".into(),
+                at: Point {
+                    lat: 0.0,
+                    lon: -179.9999,
+                },
+                view: None,
+            },
+            Placed {
+                id: "pole".into(),
+                at: Point {
+                    lat: 89.9999,
+                    lon: 10.0,
+                },
+                view: None,
+            },
+            Placed {
+                id: "pole2".into(),
+                at: Point {
+                    lat: 89.9999,
+                    lon: -170.0,
+                },
+                view: None,
+            },
         ];
         let idx = CameraIndex::build(cams);
         let ids = |v: Vec<(&Placed, f64)>| {
@@ -227,7 +276,14 @@ mod tests {
         assert_eq!(ids(idx.near(Point { lat: 0.0, lon: 180.0 }, 50.0)), ["east", "west"]);
         assert_eq!(ids(idx.near(Point { lat: 90.0, lon: 0.0 }, 50.0)).len(), 2);
         assert!(idx.near(Point { lat: 0.0, lon: 0.0 }, 0.0).is_empty());
-        assert!(idx.seeing(Point { lat: 0.0, lon: 0.0 }).is_empty(), "no camera has a view");
-        assert!(CameraIndex::build(vec![]).near(Point { lat: 0.0, lon: 0.0 }, 1e9).is_empty());
+        assert!(
+            idx.seeing(Point { lat: 0.0, lon: 0.0 }).is_empty(),
+            "no camera has a view"
+        );
+        assert!(
+            CameraIndex::build(vec![])
+                .near(Point { lat: 0.0, lon: 0.0 }, 1e9)
+                .is_empty()
+        );
     }
 }

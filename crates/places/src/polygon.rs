@@ -83,7 +83,14 @@ mod tests {
         assert_eq!(square.bbox(), ([0.0, 0.0], [1.0, 1.0]));
         // An L shape: the notch is outside.
         let l = Polygon {
-            exterior: vec![pt(0.0, 0.0), pt(2.0, 0.0), pt(2.0, 1.0), pt(1.0, 1.0), pt(1.0, 2.0), pt(0.0, 2.0)],
+            exterior: vec![
+                pt(0.0, 0.0),
+                pt(2.0, 0.0),
+                pt(2.0, 1.0),
+                pt(1.0, 1.0),
+                pt(1.0, 2.0),
+                pt(0.0, 2.0),
+            ],
             holes: vec![],
         };
         assert!(l.contains(pt(0.5, 1.5)));
@@ -94,7 +101,10 @@ mod tests {
         rev.exterior.reverse();
         assert!(rev.contains(pt(0.5, 1.5)) && !rev.contains(pt(1.5, 1.5)));
         // Degenerate rings contain nothing.
-        let line = Polygon { exterior: vec![pt(0.0, 0.0), pt(1.0, 1.0)], holes: vec![] };
+        let line = Polygon {
+            exterior: vec![pt(0.0, 0.0), pt(1.0, 1.0)],
+            holes: vec![],
+        };
         assert!(!line.contains(pt(0.5, 0.5)));
     }
 }

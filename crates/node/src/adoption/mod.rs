@@ -52,6 +52,7 @@ pub fn adopted(
             tier: "standard".into(),
             org,
             location: item.location.map(|(lon, lat)| (lat, lon)),
+            view: None,
             record: g.record_discovered,
             has_sub: false,
             h264: false,
