@@ -285,6 +285,27 @@ impl Ctx {
                 assert_eq!(s, 201, "{b}");
                 (format!("/api/v1/grids/{id}"), None)
             }
+            ("POST", "/api/v1/webhooks") => (
+                p,
+                json(json!({"url": "http://127.0.0.1:9/hook", "secret": "matrix-secret-0123456789"})),
+            ),
+            (_, "/api/v1/webhooks/{id}") | ("POST", "/api/v1/webhooks/{id}/retry") => {
+                // A subscription for each caller that may touch it.
+                let (s, b) = call(
+                    "POST",
+                    &self.url("/api/v1/webhooks"),
+                    Some(&self.admin),
+                    json(
+                        json!({"url": "http://127.0.0.1:9/hook", "secret": "matrix-secret-0123456789", "kinds": ["none."]}),
+                    ),
+                );
+                assert_eq!(s, 201, "{b}");
+                let id = serde_json::from_str::<Value>(&b).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                (ep.path.replace("{id}", &id), None)
+            }
             ("POST", "/api/v1/incidents") => (
                 p,
                 json(json!({"point": {"lat": 38.9, "lon": 121.6}, "reason": "matrix"})),

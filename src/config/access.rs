@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use node::config::{AuditSettings, AuthSettings, Secret, UserConfig};
+use node::config::{AuditSettings, AuthSettings, EventsSettings, Secret, UserConfig};
 use toml::Table;
 
 use super::check::{Checker, join};
@@ -33,6 +33,38 @@ impl Checker {
                 Duration::from_secs(1),
                 day,
             ),
+        }
+    }
+
+    /// `[events]`: how many events stay replayable and how webhooks are retried.
+    pub(super) fn events(&mut self, root: &Table) -> EventsSettings {
+        let d = EventsSettings::default();
+        let t = self.optional_section(root, "events");
+        self.known("events", t, &["keep", "retry_min", "retry_max"]);
+        let keep = self.count("events", t, "keep", d.keep as usize, 1_000, 100_000_000) as u64;
+        let retry_min = self.duration(
+            "events",
+            t,
+            "retry_min",
+            d.retry_min,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        );
+        let retry_max = self.duration(
+            "events",
+            t,
+            "retry_max",
+            d.retry_max,
+            Duration::from_millis(100),
+            Duration::from_secs(86_400),
+        );
+        if retry_max < retry_min {
+            self.problem("events.retry_max", "must not be shorter than events.retry_min");
+        }
+        EventsSettings {
+            keep,
+            retry_min,
+            retry_max,
         }
     }
 

@@ -141,6 +141,7 @@ impl Checker {
                 "cache",
                 "audit",
                 "places",
+                "events",
             ],
         );
         let server = self.server(root);
@@ -163,6 +164,7 @@ impl Checker {
         let cache = self.cache(root);
         let audit = self.audit(root);
         let grids = self.places(root);
+        let events = self.events(root);
         let config = Config {
             server: server?,
             recording,
@@ -183,6 +185,7 @@ impl Checker {
             cache,
             audit,
             grids,
+            events,
         };
         // References between users, departments, groups and grants are checked by the same
         // rules the admin API applies, so that the server never refuses a checked config.

@@ -19,10 +19,14 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::access::Caller;
+use crate::error::ApiError;
 use crate::events::NodeEvent;
 use crate::export_jobs::JobStatus;
+use crate::request::{QueryMap, query};
 use crate::state::AppState;
 use crate::time;
+use axum::http::HeaderMap;
+use eventlog::Stored;
 
 /// Samples the node every `every` and publishes what changed, until the runtime ends.
 pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
@@ -91,7 +95,15 @@ pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::Join
                 } else if let Some(since) = dark_since.remove(id)
                     && c.info.record
                 {
-                    data["gap_seconds"] = json!((now.micros_since(since) as f64 / 1e6 * 10.0).round() / 10.0);
+                    let seconds = (now.micros_since(since) as f64 / 1e6 * 10.0).round() / 10.0;
+                    data["gap_seconds"] = json!(seconds);
+                    // The gap in the recording has ended: how long it was, for the grid
+                    // system's completeness figures.
+                    state.events.publish(NodeEvent {
+                        kind: "recording.gap",
+                        camera: Some(id.clone()),
+                        data: json!({ "camera": id, "from": time::format(since), "to": time::format(now), "seconds": seconds }),
+                    });
                 }
                 state.events.publish(NodeEvent {
                     kind,
@@ -128,9 +140,9 @@ pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::Join
 }
 
 /// May `caller` see `e`?
-fn concerns(state: &AppState, caller: &Caller, e: &NodeEvent) -> bool {
+pub(crate) fn concerns(state: &AppState, caller: &Caller, e: &Stored) -> bool {
     let snap = state.auth.snapshot();
-    match (e.kind, &e.camera) {
+    match (e.kind.as_str(), &e.camera) {
         // Only a sequence number: every caller may know a new head is there to fetch.
         ("audit.head", _) => true,
         // Only a wall's name and version: a screen that may not see its cameras gets 404s
@@ -150,39 +162,133 @@ fn concerns(state: &AppState, caller: &Caller, e: &NodeEvent) -> bool {
     }
 }
 
-/// `GET /api/v1/events`: `text/event-stream`; each event's `event:` is its kind and `data:` its
-/// JSON. A comment every 15 s keeps proxies from closing the stream.
+/// Events read from the log at a time while catching up.
+const REPLAY_BATCH: usize = 512;
+
+/// Where one subscriber's stream is.
+struct Follow {
+    rx: broadcast::Receiver<Arc<Stored>>,
+    state: Arc<AppState>,
+    caller: Caller,
+    closed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The last event number passed on or skipped.
+    sent: u64,
+    /// Read from the log, not yet passed on.
+    pending: std::collections::VecDeque<Arc<Stored>>,
+    /// Reading from the log until caught up with the channel.
+    replaying: bool,
+}
+
+impl Follow {
+    /// The next event for the caller, or `None` when the node stops.
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                if let Some(ev) = self.pass(&e) {
+                    return Some(ev);
+                }
+                continue;
+            }
+            if self.replaying {
+                let (state, after) = (self.state.clone(), self.sent);
+                let read =
+                    tokio::task::spawn_blocking(move || state.events.log().read_after(after, REPLAY_BATCH)).await;
+                match read {
+                    Ok(Ok(batch)) if !batch.is_empty() => {
+                        let first = batch[0].seq;
+                        self.pending.extend(batch);
+                        if first > self.sent + 1 {
+                            // Older than the log keeps: say what cannot be replayed.
+                            let gap = json!({ "after": self.sent, "next": first });
+                            self.sent = first - 1;
+                            return Some(SseEvent::default().event("gap").data(gap.to_string()));
+                        }
+                        continue;
+                    }
+                    Ok(Ok(_)) => self.replaying = false,
+                    Ok(Err(e)) => {
+                        tracing::warn!(%e, "event stream: replay from the log failed; following live events");
+                        self.replaying = false;
+                    }
+                    Err(_) => return None,
+                }
+            }
+            let got = tokio::select! {
+                got = self.rx.recv() => got,
+                () = &mut self.closed => return None,
+            };
+            match got {
+                Ok(e) if e.seq <= self.sent => {}
+                // Something between the replay and the channel, or missed: read the log.
+                Ok(e) if e.seq > self.sent + 1 => {
+                    self.replaying = true;
+                    drop(e);
+                }
+                Ok(e) => {
+                    if let Some(ev) = self.pass(&e) {
+                        return Some(ev);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The SSE event for `e` if the caller may see it; `e` counts as sent either way.
+    fn pass(&mut self, e: &Stored) -> Option<SseEvent> {
+        if e.seq <= self.sent {
+            return None;
+        }
+        self.sent = e.seq;
+        concerns(&self.state, &self.caller, e).then(|| {
+            SseEvent::default()
+                .id(e.seq.to_string())
+                .event(e.kind.as_str())
+                .data(e.data.to_string())
+        })
+    }
+}
+
+/// `GET /api/v1/events[?after=SEQ]`: `text/event-stream`; each event's `id:` is its sequence
+/// number, `event:` its kind and `data:` its JSON. A client that reconnects with
+/// `Last-Event-ID` (browsers' `EventSource` does by itself) or `?after=` first gets every event
+/// it may see that came after, from the log, across node restarts; `gap {after, next}` when the
+/// log no longer holds some. A comment every 15 s keeps proxies from closing the stream.
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    headers: HeaderMap,
+    q: QueryMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let q = query(q)?;
+    let given = headers
+        .get("last-event-id")
+        .map(|v| (v.to_str().unwrap_or("?").to_owned(), "Last-Event-ID"))
+        .or_else(|| q.get("after").map(|a| (a.clone(), "after")));
+    let after = match given {
+        None => None,
+        Some((v, name)) => Some(v.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "{name}: expected an event's sequence number (the id: of an event)"
+            ))
+        })?),
+    };
+    // Subscribe before reading where the log is, so nothing falls between.
     let rx = state.events.subscribe();
-    let closed = Box::pin(state.events.closed());
-    let s = futures::stream::unfold(
-        (rx, state, caller, closed),
-        |(mut rx, state, caller, mut closed)| async move {
-            loop {
-                let got = tokio::select! {
-                    got = rx.recv() => got,
-                    () = &mut closed => return None,
-                };
-                match got {
-                    Ok(e) => {
-                        if concerns(&state, &caller, &e) {
-                            let ev = SseEvent::default().event(e.kind).data(e.data.to_string());
-                            return Some((Ok(ev), (rx, state, caller, closed)));
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let ev = SseEvent::default()
-                            .event("lagged")
-                            .data(json!({ "missed": n }).to_string());
-                        return Some((Ok(ev), (rx, state, caller, closed)));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        },
-    );
-    Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let last = state.events.log().last_seq();
+    let follow = Follow {
+        rx,
+        closed: Box::pin(state.events.closed()),
+        state,
+        caller,
+        sent: after.map_or(last, |a| a.min(last)),
+        pending: Default::default(),
+        replaying: after.is_some_and(|a| a < last),
+    };
+    let s = futures::stream::unfold(follow, |mut f| async move {
+        let ev = f.next().await?;
+        Some((Ok(ev), f))
+    });
+    Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

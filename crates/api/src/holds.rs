@@ -116,7 +116,13 @@ pub(crate) async fn place(
     e.reason = Some(hold.reason.clone());
     e.detail = json!({ "start": time::format(start), "end": time::format(end), "incident": incident });
     state.audit(e).await?;
-    Ok(hold_json(&hold))
+    let out = hold_json(&hold);
+    state.events.publish(crate::events::NodeEvent {
+        kind: "hold.placed",
+        camera: Some(hold.camera.clone()),
+        data: out.clone(),
+    });
+    Ok(out)
 }
 
 /// `GET /api/v1/holds`: the holds on cameras the caller may hold.
@@ -198,6 +204,14 @@ pub async fn release(
             e.target = Some(h.id.clone());
             e.reason = q.get("reason").map(|r| r.chars().take(1000).collect());
             state.audit(e).await?;
+            let mut data = hold_json(&h);
+            data["released_by"] = json!(caller.who.actor());
+            data["release_reason"] = json!(q.get("reason").map(|r| r.chars().take(1000).collect::<String>()));
+            state.events.publish(crate::events::NodeEvent {
+                kind: "hold.released",
+                camera: Some(h.camera.clone()),
+                data,
+            });
             Ok(Json(json!({ "released": hold_json(&h) })))
         }
         None => Err(ApiError::not_found(format!(

@@ -39,6 +39,7 @@ mod state;
 pub mod time;
 pub mod ui;
 pub mod walls;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -134,7 +135,12 @@ endpoints! {
     post "/api/v1/logout" => session::logout, Authenticated, 200, [], "Ends the caller's session.";
     get "/api/v1/me" => session::me, Authenticated, 200, [], "Who the caller is and what they may do.";
     get "/api/v1/openapi.json" => openapi::serve, Public, 200, [], "This API as an OpenAPI 3.1 document.";
-    get "/api/v1/events" => event_stream::stream, Authenticated, 200, [], "Server-sent events: camera online/offline (with recording gaps), disk alarms, exports done, for what the caller may see.";
+    get "/api/v1/events" => event_stream::stream, Authenticated, 200, ["after"], "Server-sent events, each with its sequence number as id: camera online/offline (with recording gaps), holds, incidents, disk alarms, exports done, for what the caller may see; Last-Event-ID (or after=) replays what came after from the durable log, across restarts.";
+    get "/api/v1/webhooks" => webhooks::list, Node(Admin), 200, [], "Webhook subscriptions with their delivery state: cursor, lag, failures, last error, delivered, missed.";
+    post "/api/v1/webhooks" => webhooks::create, Node(Admin), 201, [], "Subscribes a receiver {url, secret, kinds?, cameras?, org?, grid?, max_failures?, from?}: events POSTed as HMAC-signed JSON batches, at least once, retried with backoff and jitter, dead-lettered after max_failures. Audited.";
+    get "/api/v1/webhooks/{id}" => webhooks::get, Node(Admin), 200, [], "One webhook subscription and its delivery state.";
+    delete "/api/v1/webhooks/{id}" => webhooks::delete, Node(Admin), 200, [], "Deletes a webhook subscription. Audited.";
+    post "/api/v1/webhooks/{id}/retry" => webhooks::retry, Node(Admin), 200, [], "Revives a dead-lettered webhook: delivery goes on from its cursor. Audited.";
     get "/api/v1/node" => links::node, Authenticated, 200, [], "This node: id, name and level.";
     get "/api/v1/links" => links::list, Node(Admin), 200, [], "Links to lower nodes: budget, use, pulls, refusals, state.";
     get "/api/v1/links/{id}/tunnel" => links::tunnel, LinkToken, 101, [], "A lower node dialing up (dial = \"up\"): upgraded to sharpeye-tunnel/1, over which this node's requests and the media flow (HTTP/2).";

@@ -328,6 +328,10 @@ pub struct AppState {
     pub spatial: crate::spatial::SpatialIndex,
     /// The RTSP re-serve's port, when it runs (incidents hand out RTSP URLs on it).
     pub rtsp_port: Option<u16>,
+    /// Webhook subscriptions.
+    pub webhooks: Arc<eventlog::webhook::Subscriptions>,
+    /// How failed webhook deliveries are retried.
+    pub webhook_retry: crate::webhooks::Retry,
 }
 
 impl AppState {

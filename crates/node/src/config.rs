@@ -250,6 +250,27 @@ impl Default for NodeIdentity {
     }
 }
 
+/// `[events]`: the durable event log and webhook retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventsSettings {
+    /// At least this many of the latest events stay replayable.
+    pub keep: u64,
+    /// A failed webhook delivery is retried after this, doubling...
+    pub retry_min: Duration,
+    /// ...up to this.
+    pub retry_max: Duration,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        EventsSettings {
+            keep: 200_000,
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+}
+
 /// `[audit]`: how the audit log is anchored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuditSettings {
@@ -390,6 +411,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// `[places] grids`: the grid cells (网格) of the GeoJSON file it names.
     pub grids: Vec<places::Grid>,
+    /// `[events]`.
+    pub events: EventsSettings,
 }
 
 impl Config {
@@ -420,6 +443,7 @@ impl Config {
             cache: CacheConfig::default(),
             audit: AuditSettings::default(),
             grids: Vec::new(),
+            events: EventsSettings::default(),
         }
     }
 

@@ -144,6 +144,8 @@ fn build_state(
     let exports = api::export_jobs::Exports::open(&first.join("exports"), &first.join("node.key"))
         .step(|| "opening the export directory".into())?;
     let walls = api::walls::Walls::open(&first.join("ui")).step(|| "opening the saved walls and views".into())?;
+    let webhooks = eventlog::webhook::Subscriptions::open(&first.join("events/webhooks.json"))
+        .step(|| "opening the webhook subscriptions (events/webhooks.json)".into())?;
     let grids = places::Grids::open(&first.join("places/grids.geojson"), config.grids.clone())
         .step(|| "opening the grid cells ([places] grids, places/grids.geojson)".into())?;
     Ok(Arc::new(AppState {
@@ -162,7 +164,14 @@ fn build_state(
         samples: store::playback::SampleCache::new(4096),
         movies: api::movies::MovieCache::new(64),
         audit: security.audit.clone(),
-        events: api::events::Events::default(),
+        events: api::events::Events::open(
+            &first.join("events"),
+            eventlog::Limits {
+                keep_events: config.events.keep,
+                ..eventlog::Limits::default()
+            },
+        )
+        .step(|| format!("opening the event log {}", first.join("events").display()))?,
         media_token_ttl: config.auth.media_token_ttl,
         recent_playbacks: api::recent_accesses::RecentAccesses::new(4096),
         exports: Arc::new(exports),
@@ -189,6 +198,11 @@ fn build_state(
         grids: Arc::new(grids),
         spatial: api::spatial::SpatialIndex::default(),
         rtsp_port: config.server.rtsp_listen.map(|a| a.port()),
+        webhooks: Arc::new(webhooks),
+        webhook_retry: api::webhooks::Retry {
+            min: config.events.retry_min,
+            max: config.events.retry_max,
+        },
     }))
 }
 
@@ -230,7 +244,9 @@ async fn start_serving(
         security.spawn_reload(),
         security.spawn_head_signer(config.node.id.clone(), config.audit.head_every, state.clone()),
         api::event_stream::spawn_watcher(state.clone(), Duration::from_secs(1)),
+        api::webhooks::spawn_durability(state.clone(), Duration::from_millis(200)),
     ];
+    api::webhooks::spawn_all(state);
     if let (Some(sip), Some(g)) = (&sources.sip, &config.gb28181) {
         if g.adopt {
             tasks.push(adoption::spawn_adopter(
@@ -329,6 +345,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
     let serving = start_serving(&config, &state, &security, &sources, &registry).await?;
     info!("HTTP API listening on http://{}", config.server.listen);
     let events = state.clone();
+    let durable = state.clone();
     let stop = async move {
         stop.await;
         // Event streams end first: they never finish on their own.
@@ -337,6 +354,16 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
     api::serve(listener, api::router(state), stop)
         .await
         .step(|| "serving HTTP".into())?;
+    // What was announced is on disk, and webhooks go on from where they were acknowledged.
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = durable.events.log().sync() {
+            warn!(%e, "event log not synced at stop");
+        }
+        if let Err(e) = durable.webhooks.flush() {
+            warn!(%e, "webhook cursors not written at stop");
+        }
+    })
+    .await;
     shutdown(serving, sources, storage, security, config.node.id.clone()).await
 }
 #[cfg(test)]
