@@ -16,3 +16,4 @@ fi
 cargo clippy -p transcode -p node --features transcode/gstreamer --all-targets -- -D warnings
 cargo test -p transcode --features gstreamer
 cargo test --features gstreamer --test browser an_h265_only_camera
+cargo test --features gstreamer --test snapshots

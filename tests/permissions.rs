@@ -403,6 +403,9 @@ impl Ctx {
 fn ok_status(ep: &Endpoint) -> u16 {
     if ep.path.ends_with("/whep/{session}") {
         404
+    } else if ep.path.ends_with("/snapshot.jpg") && !cfg!(feature = "gstreamer") {
+        // Decoding is the gstreamer feature's: an allowed caller hears that it is not built.
+        501
     } else if ep.path.ends_with("/device-recordings") || ep.path.ends_with("/ptz") {
         // The matrix's cameras are RTSP cameras: device functions answer 409 to those allowed.
         409

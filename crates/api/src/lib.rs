@@ -34,6 +34,7 @@ mod relayed;
 pub mod remote_access;
 pub mod request;
 mod session;
+mod snapshots;
 pub mod spatial;
 mod state;
 pub mod time;
@@ -157,6 +158,7 @@ endpoints! {
     get "/api/v1/cameras/{id}/playback.m3u8" => playback::playback_m3u8, Media(Playback), 200, ["start", "end", "stream", "token"], "HLS (fMP4) of a range.";
     get "/api/v1/cameras/{id}/segments/{file}" => playback::segment_file, Media(Playback), 200, ["token"], "Byte ranges of a segment file, for HLS.";
     get "/api/v1/cameras/{id}/live.mp4" => live::live_mp4, Media(Live), 200, ["stream", "token", "relay"], "Live fragmented MP4 from a key frame on (relay=1: the form another node pulls, each frame at once with its wall time). For a camera of a lower node, the sub-stream when the link has room only for it (x-sharpeye-stream), or 503 link_budget.";
+    get "/api/v1/cameras/{id}/snapshot.jpg" => snapshots::snapshot, Media(Live), 200, ["at", "stream", "token"], "A JPEG of the live picture (needs live) or of the recorded instant at= (needs playback; decoded from the key frame before it, the exact frame); 501 not_built without the gstreamer feature. Audited.";
     post "/api/v1/cameras/{id}/whep" => live::whep_offer, Media(Live), 201, ["stream", "token"], "WebRTC live view by WHEP: SDP offer in, answer out.";
     delete "/api/v1/cameras/{id}/whep/{session}" => live::whep_end, Media(Live), 200, ["token"], "Ends a WHEP session.";
     get "/api/v1/cameras/{id}/device-recordings" => devices::recordings, Camera(Playback), 200, ["start", "end"], "Recordings the camera's GB/T 28181 device holds (RecordInfo); 409 for cameras that are not device channels.";

@@ -308,7 +308,7 @@ pub struct AppState {
     /// How long a live request waits for the first key frame.
     pub live_start_timeout: std::time::Duration,
     /// Node events for `GET /api/v1/events`.
-    pub events: crate::events::Events,
+    pub events: Arc<crate::events::Events>,
     /// WebRTC (WHEP) sessions, when served.
     pub whep: Option<Arc<whep::Whep>>,
     /// Device-side functions of GB/T 28181 channels, when GB/T 28181 is configured.

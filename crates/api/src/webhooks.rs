@@ -136,7 +136,7 @@ pub async fn create(
     e.target = Some(sub.id.clone());
     e.detail = json!({ "url": sub.url, "kinds": sub.filter.kinds });
     state.audit(e).await?;
-    spawn_delivery(state.clone(), sub.id.clone());
+    spawn_delivery(Deliveries::of(&state), sub.id.clone());
     Ok((StatusCode::CREATED, Json(hook_json(&state, &sub))).into_response())
 }
 
@@ -185,21 +185,23 @@ pub async fn retry(
     e.target = Some(s.id.clone());
     state.audit(e).await?;
     if was_dead {
-        spawn_delivery(state.clone(), s.id.clone());
+        spawn_delivery(Deliveries::of(&state), s.id.clone());
     }
     Ok(Json(hook_json(&state, &s)))
 }
 
-/// What filters ask about cameras, from the node's camera map and grid cells.
-struct Facts<'a>(&'a AppState);
+/// What filters ask about cameras, from the node's camera map and grid cells (held weakly:
+/// the delivery tasks must not keep the node's state alive).
+struct StateFacts(std::sync::Weak<AppState>);
 
-impl CameraFacts for Facts<'_> {
+impl CameraFacts for StateFacts {
     fn org(&self, camera: &str) -> Option<String> {
-        self.0.cameras.get(camera).map(|c| c.info.org.clone())
+        self.0.upgrade()?.cameras.get(camera).map(|c| c.info.org.clone())
     }
 
     fn in_grid(&self, camera: &str, grid: &str) -> bool {
-        let (Some(c), Some(g)) = (self.0.cameras.get(camera), self.0.grids.get(grid)) else {
+        let Some(state) = self.0.upgrade() else { return false };
+        let (Some(c), Some(g)) = (state.cameras.get(camera), state.grids.get(grid)) else {
             return false;
         };
         c.info
@@ -208,11 +210,40 @@ impl CameraFacts for Facts<'_> {
     }
 }
 
+/// What delivery tasks work from: the events, the subscriptions, this node's id, the retry
+/// policy and what filters ask about cameras. Built from the node's state, or by hand (the
+/// webhook benchmark drives the same loop without a node).
+pub struct Deliveries {
+    /// The events and their log.
+    pub events: Arc<crate::events::Events>,
+    /// The subscriptions.
+    pub webhooks: Arc<eventlog::webhook::Subscriptions>,
+    /// This node's id, in every body.
+    pub node: String,
+    /// How failures are retried.
+    pub retry: Retry,
+    /// What filters ask about cameras.
+    pub facts: Arc<dyn CameraFacts + Send + Sync>,
+}
+
+impl Deliveries {
+    /// The deliveries of `state`.
+    pub fn of(state: &Arc<AppState>) -> Arc<Deliveries> {
+        Arc::new(Deliveries {
+            events: state.events.clone(),
+            webhooks: state.webhooks.clone(),
+            node: state.node.id.clone(),
+            retry: state.webhook_retry,
+            facts: Arc::new(StateFacts(Arc::downgrade(state))),
+        })
+    }
+}
+
 /// Starts a delivery task for every active subscription (at start-up).
-pub fn spawn_all(state: &Arc<AppState>) {
-    for s in state.webhooks.list() {
+pub fn spawn_all(d: &Arc<Deliveries>) {
+    for s in d.webhooks.list() {
         if s.state == HookState::Active {
-            spawn_delivery(state.clone(), s.id);
+            spawn_delivery(d.clone(), s.id);
         }
     }
 }
@@ -239,30 +270,38 @@ pub fn spawn_durability(state: Arc<AppState>, every: Duration) -> tokio::task::J
 
 /// The delivery task of subscription `id`: runs until it is deleted, dead-lettered or the
 /// node stops.
-pub fn spawn_delivery(state: Arc<AppState>, id: String) {
+pub fn spawn_delivery(d: Arc<Deliveries>, id: String) -> tokio::task::JoinHandle<()> {
     let span = tracing::info_span!("webhook", id = %id);
-    tokio::spawn(tracing::Instrument::instrument(deliver(state, id), span));
+    tokio::spawn(tracing::Instrument::instrument(deliver(d, id), span))
 }
 
-async fn deliver(state: Arc<AppState>, id: String) {
+async fn deliver(d: Arc<Deliveries>, id: String) {
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut rx = state.events.subscribe();
-    let mut closed = Box::pin(state.events.closed());
+    let mut rx = d.events.subscribe();
+    let mut closed = Box::pin(d.events.closed());
     loop {
-        let Some(sub) = state.webhooks.get(&id) else { return };
+        let Some(sub) = d.webhooks.get(&id) else { return };
         if sub.state == HookState::Dead {
             return;
         }
-        let (st, after) = (state.clone(), sub.cursor);
-        let batch =
-            match tokio::task::spawn_blocking(move || st.events.log().read_after(after, webhook::MAX_BATCH)).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
-                    tracing::warn!(%e, "webhook: the event log could not be read; retrying");
-                    Vec::new()
-                }
+        // The recent tail is in memory: read it here; only a subscriber far behind reads files,
+        // off the runtime's threads.
+        let read = if sub.cursor + 1 >= d.events.log().tail_first() {
+            d.events.log().read_after(sub.cursor, webhook::MAX_BATCH)
+        } else {
+            let (d2, after) = (d.clone(), sub.cursor);
+            match tokio::task::spawn_blocking(move || d2.events.log().read_after(after, webhook::MAX_BATCH)).await {
+                Ok(r) => r,
                 Err(_) => return,
-            };
+            }
+        };
+        let batch = match read {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%e, "webhook: the event log could not be read; retrying");
+                Vec::new()
+            }
+        };
         if batch.is_empty() {
             // Caught up: wait for the next event (or a second, in case one was missed).
             tokio::select! {
@@ -274,17 +313,19 @@ async fn deliver(state: Arc<AppState>, id: String) {
         }
         let missed = batch[0].seq.saturating_sub(sub.cursor + 1);
         let last = batch.last().map_or(sub.cursor, |e| e.seq);
-        let facts = Facts(&state);
-        let wanted: Vec<Arc<Stored>> = batch.into_iter().filter(|e| sub.filter.matches(e, &facts)).collect();
+        let wanted: Vec<Arc<Stored>> = batch
+            .into_iter()
+            .filter(|e| sub.filter.matches(e, d.facts.as_ref()))
+            .collect();
         let outcome = if wanted.is_empty() {
             Ok(())
         } else {
-            post(&client, &state, &sub, &wanted).await
+            post(&client, &d.node, &sub, &wanted).await
         };
         match outcome {
             Ok(()) => {
                 let n = wanted.len() as u64;
-                let _ = state.webhooks.update(&id, false, |s| {
+                let _ = d.webhooks.update(&id, false, |s| {
                     s.cursor = last;
                     s.delivered += n;
                     s.missed += missed;
@@ -297,7 +338,7 @@ async fn deliver(state: Arc<AppState>, id: String) {
             }
             Err(why) => {
                 let dead = sub.failures + 1 >= sub.max_failures;
-                let updated = state.webhooks.update(&id, dead, |s| {
+                let updated = d.webhooks.update(&id, dead, |s| {
                     s.failures += 1;
                     s.last_error = Some(why.clone());
                     if dead {
@@ -309,19 +350,14 @@ async fn deliver(state: Arc<AppState>, id: String) {
                 }
                 if dead {
                     tracing::warn!(url = %sub.url, failures = sub.failures + 1, %why, "webhook dead-lettered; POST /api/v1/webhooks/{id}/retry revives it");
-                    state.events.publish(NodeEvent {
+                    d.events.publish(NodeEvent {
                         kind: "webhook.dead",
                         camera: None,
                         data: json!({ "webhook": id, "url": sub.url, "error": why, "cursor": sub.cursor }),
                     });
                     return;
                 }
-                let wait = webhook::backoff(
-                    sub.failures + 1,
-                    state.webhook_retry.min,
-                    state.webhook_retry.max,
-                    rand::random(),
-                );
+                let wait = webhook::backoff(sub.failures + 1, d.retry.min, d.retry.max, rand::random());
                 tracing::info!(url = %sub.url, failures = sub.failures + 1, ?wait, %why, "webhook delivery failed; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -335,11 +371,11 @@ async fn deliver(state: Arc<AppState>, id: String) {
 /// One delivery: 2xx within [`DELIVERY_TIMEOUT`] or the reason it failed.
 async fn post(
     client: &Client<HttpConnector, Full<Bytes>>,
-    state: &AppState,
+    node: &str,
     sub: &Subscription,
     events: &[Arc<Stored>],
 ) -> Result<(), String> {
-    let body = webhook::body(&state.node.id, &sub.id, events);
+    let body = webhook::body(node, &sub.id, events);
     let ts = WallTime::now().as_micros() / 1_000_000;
     let signature = webhook::sign(&sub.secret, ts, &body);
     let first = events.first().map_or(0, |e| e.seq);

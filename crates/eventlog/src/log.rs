@@ -243,6 +243,13 @@ impl EventLog {
         g.segments.front().map_or(g.next_seq, |s| s.first)
     }
 
+    /// The oldest event still in memory (reading after `tail_first() - 1` or later reads no
+    /// file).
+    pub fn tail_first(&self) -> u64 {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.tail.front().map_or(g.next_seq, |e| e.seq)
+    }
+
     /// Events the log could not write since it opened.
     pub fn write_errors(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).write_errors

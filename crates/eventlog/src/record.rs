@@ -59,7 +59,7 @@ impl Stored {
         let v: Value = serde_json::from_str(line).map_err(|e| EventLogError::Line(format!("not JSON: {e}")))?;
         let seq = v["seq"]
             .as_u64()
-            .filter(|s| *s > 0)
+            .filter(|s| *s > 0 && *s < 1 << 62)
             .ok_or_else(|| EventLogError::Line("seq: expected a positive integer".into()))?;
         let at_us = v["at_us"]
             .as_i64()

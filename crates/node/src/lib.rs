@@ -164,14 +164,16 @@ fn build_state(
         samples: store::playback::SampleCache::new(4096),
         movies: api::movies::MovieCache::new(64),
         audit: security.audit.clone(),
-        events: api::events::Events::open(
-            &first.join("events"),
-            eventlog::Limits {
-                keep_events: config.events.keep,
-                ..eventlog::Limits::default()
-            },
-        )
-        .step(|| format!("opening the event log {}", first.join("events").display()))?,
+        events: Arc::new(
+            api::events::Events::open(
+                &first.join("events"),
+                eventlog::Limits {
+                    keep_events: config.events.keep,
+                    ..eventlog::Limits::default()
+                },
+            )
+            .step(|| format!("opening the event log {}", first.join("events").display()))?,
+        ),
         media_token_ttl: config.auth.media_token_ttl,
         recent_playbacks: api::recent_accesses::RecentAccesses::new(4096),
         exports: Arc::new(exports),
@@ -246,7 +248,7 @@ async fn start_serving(
         api::event_stream::spawn_watcher(state.clone(), Duration::from_secs(1)),
         api::webhooks::spawn_durability(state.clone(), Duration::from_millis(200)),
     ];
-    api::webhooks::spawn_all(state);
+    api::webhooks::spawn_all(&api::webhooks::Deliveries::of(state));
     if let (Some(sip), Some(g)) = (&sources.sip, &config.gb28181) {
         if g.adopt {
             tasks.push(adoption::spawn_adopter(

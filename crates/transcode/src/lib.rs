@@ -16,6 +16,7 @@ pub mod annexb;
 #[cfg(feature = "gstreamer")]
 mod gst;
 pub mod session;
+pub mod snapshot;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
