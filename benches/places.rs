@@ -69,9 +69,9 @@ fn quad(rng: &mut Lcg, at: Point) -> Polygon {
 fn line(name: &str, ms: Vec<f64>) -> String {
     format!(
         "{name:<34} p50 {:>8.4} ms  p99 {:>8.4} ms  max {:>8.4} ms",
-        pct(ms.clone(), 50.0),
-        pct(ms.clone(), 99.0),
-        pct(ms, 100.0)
+        pct(ms.clone(), 0.5),
+        pct(ms.clone(), 0.99),
+        ms.iter().copied().fold(0.0, f64::max)
     )
 }
 
@@ -156,12 +156,12 @@ fn main() {
         ("polygon ~400 m", poly, poly_b, pf),
         ("sees", sees, sees_b, sf),
     ] {
-        let ratio = pct(b.clone(), 50.0) / pct(ms.clone(), 50.0);
+        let ratio = pct(b.clone(), 0.5) / pct(ms.clone(), 0.5);
         println!(
             "{}  ({:.1} cameras/answer; brute force p50 {:.3} ms = {ratio:.0}x)",
             line(name, ms),
             found as f64 / n,
-            pct(b, 50.0)
+            pct(b, 0.5)
         );
     }
 
