@@ -68,7 +68,7 @@ fn hold(node: &mut Node, cam: &str, n: usize) -> String {
 fn node_config(dir: &std::path::Path, sim: &Sim, addr: std::net::SocketAddr) -> String {
     config_toml(addr, &dir.join("data"), "", &camera_toml("cam0", &sim.url("cam0"))).replace(
         "[ingest]",
-        "[events]\nretry_min = \"200ms\"\nretry_max = \"1s\"\n\n[ingest]",
+        "[events]\nretry_min = \"200ms\"\nretry_max = \"1s\"\n\n[retention]\nstandard = \"3650d\"\nkey = \"3650d\"\n\n[ingest]",
     )
 }
 
@@ -374,6 +374,21 @@ fn a_webhook_that_fails_then_recovers_gets_every_event_signed_across_a_kill_9() 
         (Some("active"), Some(0)),
         "{h}"
     );
+    let metrics = node.metrics();
+    let delivered = metrics
+        .lines()
+        .find(|l| l.starts_with("sharpeye_webhook_delivered_total") && l.contains(&id))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(
+        delivered.is_some_and(|d| d >= 10),
+        "the events delivered since the restart: {delivered:?}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "sharpeye_webhook_lag_events{{webhook=\"{id}\",url=\"{url}\"}} "
+        )),
+        "{metrics}"
+    );
 
     // A receiver that is never there is dead-lettered after max_failures, said as an event,
     // and revived by an operator.
@@ -391,6 +406,17 @@ fn a_webhook_that_fails_then_recovers_gets_every_event_signed_across_a_kill_9() 
         == "dead"));
     let mut seen = Vec::new();
     collect(&rx, &mut seen, |g| g.iter().any(|e| e.1 == "webhook.dead"));
+    assert!(node.metrics().contains(&format!(
+        "sharpeye_webhook_dead{{webhook=\"{dead_id}\",url=\"{nobody}\"}} 1"
+    )));
+    // A ten-year guarantee cannot be met by this disk: said once, as an event.
+    collect(&rx, &mut seen, |g| g.iter().any(|e| e.1 == "guarantee.at_risk"));
+    let risk = seen.iter().find(|e| e.1 == "guarantee.at_risk").unwrap();
+    assert_eq!(
+        (risk.2["tier"].as_str(), risk.2["guarantee_days"].as_f64()),
+        (Some("standard"), Some(3650.0)),
+        "{risk:?}"
+    );
     let (s, revived) = node.post(&format!("/api/v1/webhooks/{dead_id}/retry"), &json!({}));
     assert_eq!((s, revived["state"].as_str()), (200, Some("active")), "{revived}");
     let (s, _) = node.get("/api/v1/webhooks/nope");

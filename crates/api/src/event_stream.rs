@@ -45,8 +45,17 @@ pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::Join
             finished.insert(j.id.clone(), j.status);
         }
         let mut tick = tokio::time::interval(every);
+        // Whether each disk's tier meets its retention guarantee, as last seen.
+        let mut guarantees: HashMap<(String, &'static str), bool> = HashMap::new();
+        let mut ticks: u64 = 0;
         loop {
             tick.tick().await;
+            ticks += 1;
+            // The forecast moves slowly and reading it walks the index: every 30 ticks, the
+            // first a few ticks after start (when the recording rate is known).
+            if ticks % 30 == 5 {
+                check_guarantees(&state, &mut guarantees).await;
+            }
             let now = WallTime::now();
             let cameras = state.cameras.snapshot();
             status.retain(|id, _| {
@@ -137,6 +146,45 @@ pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::Join
             }
         }
     })
+}
+
+/// Publishes `guarantee.at_risk` when a disk's tier stops meeting its retention guarantee
+/// (the forecast of how long its recordings can be kept falls below the tier's days), and
+/// `guarantee.restored` when it meets it again.
+async fn check_guarantees(state: &Arc<AppState>, seen: &mut HashMap<(String, &'static str), bool>) {
+    let st = state.clone();
+    let Ok(Ok(reports)) = tokio::task::spawn_blocking(move || {
+        store::retention::disk_reports(&st.store, &st.holds, &st.retention_policy, WallTime::now())
+    })
+    .await
+    else {
+        return;
+    };
+    for d in &reports {
+        for (tier, u) in [("standard", &d.standard), ("key", &d.key)] {
+            let met = u.forecast_days + 1e-9 >= u.guarantee_days;
+            let key = (d.path.display().to_string(), tier);
+            let before = seen.insert(key.clone(), met);
+            // At start only a risk is news; afterwards every change is.
+            let kind = match (before, met) {
+                (None | Some(true), false) => "guarantee.at_risk",
+                (Some(false), true) => "guarantee.restored",
+                _ => continue,
+            };
+            state.events.publish(NodeEvent {
+                kind,
+                camera: None,
+                data: json!({
+                    "disk": key.0,
+                    "tier": tier,
+                    "forecast_days": (u.forecast_days * 10.0).round() / 10.0,
+                    "guarantee_days": u.guarantee_days,
+                    "bytes_per_day": u.bytes_per_day.round(),
+                    "at": time::format(WallTime::now()),
+                }),
+            });
+        }
+    }
 }
 
 /// May `caller` see `e`?

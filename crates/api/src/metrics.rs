@@ -156,6 +156,7 @@ pub async fn metrics(
     o.value("sharpeye_permission_rebuilds_total", &[], state.auth.camera_rebuilds());
     o.header("sharpeye_uptime_seconds", "gauge", "Seconds since the process started.");
     o.value("sharpeye_uptime_seconds", &[], state.started.elapsed().as_secs());
+    events_metrics(&mut o, &state);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o.0))
 }
 
@@ -276,4 +277,61 @@ fn live_metrics(o: &mut Out, hub: &hub::Hub) {
             o.value(name, &labels, get(c.stats()).load(Ordering::Relaxed));
         }
     }
+}
+
+/// The event log, webhook deliveries and grid cells.
+fn events_metrics(o: &mut Out, state: &AppState) {
+    let log = state.events.log();
+    let last = log.last_seq();
+    o.header(
+        "sharpeye_events_last_seq",
+        "counter",
+        "Sequence number of the node's last event (events published over its life).",
+    );
+    o.value("sharpeye_events_last_seq", &[], last);
+    o.header(
+        "sharpeye_event_log_write_errors_total",
+        "counter",
+        "Events that could not be written to the event log (they reached live listeners only).",
+    );
+    o.value("sharpeye_event_log_write_errors_total", &[], log.write_errors());
+    let hooks = state.webhooks.list();
+    let gauges: [(&str, &str, &str); 5] = [
+        (
+            "sharpeye_webhook_lag_events",
+            "gauge",
+            "Events the webhook has not acknowledged yet.",
+        ),
+        (
+            "sharpeye_webhook_delivered_total",
+            "counter",
+            "Events delivered to the webhook.",
+        ),
+        (
+            "sharpeye_webhook_failures",
+            "gauge",
+            "Failed deliveries in a row (0 when delivering).",
+        ),
+        (
+            "sharpeye_webhook_missed_total",
+            "counter",
+            "Events the webhook can no longer get (dropped from the log while it was behind).",
+        ),
+        ("sharpeye_webhook_dead", "gauge", "1 when the webhook is dead-lettered."),
+    ];
+    for (i, (name, kind, help)) in gauges.iter().enumerate() {
+        o.header(name, kind, help);
+        for h in &hooks {
+            let v = match i {
+                0 => last.saturating_sub(h.cursor),
+                1 => h.delivered,
+                2 => u64::from(h.failures),
+                3 => h.missed,
+                _ => u64::from(h.state == eventlog::webhook::State::Dead),
+            };
+            o.value(name, &[("webhook", &h.id), ("url", &h.url)], v);
+        }
+    }
+    o.header("sharpeye_grid_cells", "gauge", "Grid cells (网格) known to the node.");
+    o.value("sharpeye_grid_cells", &[], state.grids.snapshot().len());
 }
