@@ -57,6 +57,7 @@ pub fn spawn_watcher(state: Arc<AppState>, every: Duration) -> tokio::task::Join
                 check_guarantees(&state, &mut guarantees).await;
             }
             let now = WallTime::now();
+            state.rates.tick(&state, now);
             let cameras = state.cameras.snapshot();
             status.retain(|id, _| {
                 let kept = cameras.contains_key(id);

@@ -332,6 +332,8 @@ pub struct AppState {
     pub webhooks: Arc<eventlog::webhook::Subscriptions>,
     /// How failed webhook deliveries are retried.
     pub webhook_retry: crate::webhooks::Retry,
+    /// Online, intact and networked rates.
+    pub rates: crate::rate_report::Rates,
 }
 
 impl AppState {

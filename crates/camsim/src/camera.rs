@@ -77,6 +77,10 @@ pub(crate) struct Knobs {
     pub oversized_gen: u64,
     pub oversized_len: usize,
     pub garbage_until: Option<Instant>,
+    /// Repeat one frame (the last key frame sent) instead of the fixture: a frozen picture.
+    pub freeze: bool,
+    /// Send every other frame: half the frame rate.
+    pub half_rate: bool,
 }
 
 /// A camera's shared state; [`CameraHandle`] is its public face.
@@ -107,6 +111,8 @@ impl CameraState {
                 oversized_gen: 0,
                 oversized_len: 0,
                 garbage_until: None,
+                freeze: false,
+                half_rate: false,
             }),
             spec,
             sessions: Mutex::new(Vec::new()),
@@ -231,6 +237,18 @@ impl CameraHandle {
         let mut k = self.0.knobs();
         k.backjump_gen += 1;
         k.backjump_ticks = (by.as_micros() * 9 / 100).min(u128::from(u32::MAX / 2)) as u32;
+    }
+
+    /// While `on`, every session repeats its last key frame, byte for byte, at the usual rate
+    /// and with advancing timestamps: a camera or DVR whose picture froze.
+    pub fn freeze(&self, on: bool) {
+        self.0.knobs().freeze = on;
+    }
+
+    /// While `on`, every session sends every other frame (timestamps keep the real time):
+    /// half the frame rate, as an overloaded encoder or a bad link gives.
+    pub fn half_frame_rate(&self, on: bool) {
+        self.0.knobs().half_rate = on;
     }
 
     /// Sends one frame holding a single NAL unit of `len` bytes instead of the next frame.

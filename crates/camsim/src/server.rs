@@ -120,6 +120,8 @@ struct Player {
     sent: u32,
     next_due: Instant,
     buf: Vec<u8>,
+    /// The last key frame sent (what a frozen camera repeats).
+    last_key: usize,
 }
 
 enum PlayMedia {
@@ -162,6 +164,7 @@ impl Player {
             sent: 0,
             next_due: start,
             buf: Vec::with_capacity(64 * 1024),
+            last_key: 0,
         })
     }
 
@@ -171,12 +174,13 @@ impl Player {
 
     /// Sends the next frame and schedules the one after.
     async fn send_frame(&mut self, cam: &CameraState, wr: &mut OwnedWriteHalf) -> io::Result<()> {
-        let (garbage, oversized) = {
+        let (garbage, oversized, freeze, half_rate) = {
             let k = cam.knobs();
             if k.fixture_gen != self.fixture_gen {
                 self.fixture_gen = k.fixture_gen;
                 self.fixture = k.fixture.clone();
                 self.index = 0;
+                self.last_key = 0;
             }
             if k.backjump_gen != self.backjump_gen {
                 self.backjump_gen = k.backjump_gen;
@@ -185,8 +189,12 @@ impl Player {
             let oversized = (k.oversized_gen != self.oversized_gen).then_some(k.oversized_len);
             self.oversized_gen = k.oversized_gen;
             let garbage = k.garbage_until.is_some_and(|t| std::time::Instant::now() < t);
-            (garbage, oversized)
+            (garbage, oversized, k.freeze, k.half_rate)
         };
+        if !freeze && self.fixture.frames[self.index].key {
+            self.last_key = self.index;
+        }
+        let shown = if freeze { self.last_key } else { self.index };
         let mut packets: Vec<Bytes> = match oversized {
             Some(len) => {
                 // A non-IDR slice NAL unit of the requested size. Its body has no zero bytes:
@@ -201,7 +209,7 @@ impl Player {
                 }
                 packetize(self.fixture.codec, [nal.as_slice()], MAX_PAYLOAD)
             }
-            None => self.fixture.frames[self.index].packets.clone(),
+            None => self.fixture.frames[shown].packets.clone(),
         };
         if garbage {
             for p in &mut packets {
@@ -237,9 +245,11 @@ impl Player {
             }
         }
         cam.record_frame(self.session, bytes);
-        self.rtptime = self.rtptime.wrapping_add(self.fixture.frame_ticks);
-        self.index = (self.index + 1) % self.fixture.frames.len();
-        self.sent += 1;
+        // At half rate the frame after is skipped: the picture and the clock move on by two.
+        let step = if half_rate { 2 } else { 1 };
+        self.rtptime = self.rtptime.wrapping_add(self.fixture.frame_ticks * step);
+        self.index = (self.index + step as usize) % self.fixture.frames.len();
+        self.sent += step;
         self.next_due = self.start + self.period * self.sent;
         Ok(())
     }

@@ -136,6 +136,7 @@ impl CameraRegistry {
                         source,
                         health,
                         recorder: record.then(|| self.recorder.clone()),
+                        intact: (kind == StreamKind::Main).then(|| self.state.rates.detector(&cam.info.id)),
                     },
                 );
                 streams.push((stream, record));

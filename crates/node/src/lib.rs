@@ -201,6 +201,10 @@ fn build_state(
         spatial: api::spatial::SpatialIndex::default(),
         rtsp_port: config.server.rtsp_listen.map(|a| a.port()),
         webhooks: Arc::new(webhooks),
+        rates: api::rate_report::Rates::new(
+            rates::Ledger::open(&first.join("rates"), 8)
+                .step(|| format!("opening the rates ledger {}", first.join("rates").display()))?,
+        ),
         webhook_retry: api::webhooks::Retry {
             min: config.events.retry_min,
             max: config.events.retry_max,
@@ -364,6 +368,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
         if let Err(e) = durable.webhooks.flush() {
             warn!(%e, "webhook cursors not written at stop");
         }
+        durable.rates.flush();
     })
     .await;
     shutdown(serving, sources, storage, security, config.node.id.clone()).await

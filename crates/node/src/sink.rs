@@ -16,21 +16,32 @@ pub struct StreamSink {
     recorder: Option<Recorder>,
     lost: AtomicBool,
     channel: Arc<hub::Channel>,
+    intact: Option<Arc<std::sync::Mutex<rates::IntactDetector>>>,
 }
 
 impl StreamSink {
-    /// A sink feeding `channel`, and `recorder` when the stream is recorded.
-    pub fn new(channel: Arc<hub::Channel>, recorder: Option<Recorder>) -> StreamSink {
+    /// A sink feeding `channel`, `recorder` when the stream is recorded, and the camera's
+    /// `intact` judge for a main stream.
+    pub fn new(
+        channel: Arc<hub::Channel>,
+        recorder: Option<Recorder>,
+        intact: Option<Arc<std::sync::Mutex<rates::IntactDetector>>>,
+    ) -> StreamSink {
         StreamSink {
             recorder,
             lost: AtomicBool::new(false),
             channel,
+            intact,
         }
     }
 }
 
 impl FrameSink for StreamSink {
     fn frame(&self, frame: Frame) {
+        if let Some(judge) = &self.intact {
+            let info = rates::FrameInfo::of(frame.wall_time.as_micros(), frame.key, &frame.data);
+            judge.lock().unwrap_or_else(|p| p.into_inner()).push(info);
+        }
         self.channel.publish(&frame);
         if let Some(recorder) = &self.recorder {
             let mut frame = frame;

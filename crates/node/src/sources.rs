@@ -37,6 +37,8 @@ pub struct Pull {
     pub health: Arc<SourceHealth>,
     /// The recorder, for recorded streams.
     pub recorder: Option<Recorder>,
+    /// The judge of whether the video is usable, for main streams (the rates' 完好).
+    pub intact: Option<Arc<std::sync::Mutex<rates::IntactDetector>>>,
 }
 
 /// The running pulls, started and stopped by the hub: at most one per stream.
@@ -104,7 +106,7 @@ impl Pulls {
                 if running.contains_key(stream) {
                     return;
                 }
-                let sink = Arc::new(StreamSink::new(channel, pull.recorder.clone()));
+                let sink = Arc::new(StreamSink::new(channel, pull.recorder.clone(), pull.intact.clone()));
                 info!(stream = %stream, "starting the pull");
                 let handle = match (&pull.source, &self.sip) {
                     (Source::Rtsp(cfg), _) => spawn_rtsp(cfg.clone(), sink, pull.health.clone()),

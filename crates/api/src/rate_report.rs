@@ -1,0 +1,306 @@
+//! The online, intact (完好) and networked (联网) rates: each camera's state every second (from
+//! its status and its `rates::IntactDetector`, fed by the sink of its main stream) credited to
+//! the `rates::Ledger`, `camera.intact` / `camera.not_intact` events when a camera's video
+//! becomes usable or stops being so (with the cause), and `GET /api/v1/rates` for reports:
+//! JSON, or CSV for the monthly report against the national targets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use media::WallTime;
+use rates::{CameraState, Cause, IntactDetector, Ledger, Totals};
+use serde_json::{Value, json};
+
+use crate::access::Caller;
+use crate::error::ApiError;
+use crate::events::NodeEvent;
+use crate::request::{QueryMap, query};
+use crate::state::AppState;
+use crate::time;
+
+/// Longest report: a year and a day.
+const MAX_DAYS: i64 = 367;
+
+/// The node's rates: every camera's judge and the ledger.
+pub struct Rates {
+    detectors: RwLock<HashMap<String, Arc<Mutex<IntactDetector>>>>,
+    ledger: Mutex<Ledger>,
+}
+
+impl Rates {
+    /// The rates over `ledger`.
+    pub fn new(ledger: Ledger) -> Rates {
+        Rates {
+            detectors: RwLock::default(),
+            ledger: Mutex::new(ledger),
+        }
+    }
+
+    /// Camera `id`'s judge (made on first use), for the sink of its main stream.
+    pub fn detector(&self, id: &str) -> Arc<Mutex<IntactDetector>> {
+        if let Some(d) = self.detectors.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return d.clone();
+        }
+        self.detectors
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// One second's states, credited; announces cameras whose video became usable or not.
+    pub fn tick(&self, state: &AppState, now: WallTime) {
+        let cameras = state.cameras.snapshot();
+        let detectors = self.detectors.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // A camera nobody pulls (on demand, idle) is not observed: not expected this second.
+        let states: Vec<(String, CameraState)> = cameras
+            .iter()
+            .filter_map(|(id, c)| {
+                let status = c.status();
+                if status == "idle" {
+                    return None;
+                }
+                let online = status == "online";
+                let fault = if online {
+                    detectors.get(id).and_then(|d| {
+                        let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+                        let verdict = d.judge(now.as_micros());
+                        tracing::trace!(camera = %id, ?verdict, judged = %d.summary(), "intact");
+                        verdict.err()
+                    })
+                } else {
+                    Some(Cause::Offline)
+                };
+                Some((
+                    id.clone(),
+                    CameraState {
+                        org: c.info.org.clone(),
+                        online,
+                        fault,
+                        networked: status != "offline",
+                        record: c.info.record,
+                    },
+                ))
+            })
+            .collect();
+        let changed = self
+            .ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tick(now.as_micros(), &states);
+        for t in changed {
+            // Online and offline are the watcher's events; these are about the video itself.
+            if !t.online {
+                continue;
+            }
+            state.events.publish(NodeEvent {
+                kind: if t.intact { "camera.intact" } else { "camera.not_intact" },
+                camera: Some(t.camera.clone()),
+                data: json!({ "camera": t.camera, "at": time::format(now), "intact": t.intact, "cause": t.cause }),
+            });
+        }
+    }
+
+    /// Writes today's rollup (at stop).
+    pub fn flush(&self) {
+        if let Err(e) = self.ledger.lock().unwrap_or_else(|p| p.into_inner()).flush() {
+            tracing::error!(%e, "rates: today's rollup could not be written");
+        }
+    }
+}
+
+fn day_param(
+    q: &HashMap<String, String>,
+    key: &str,
+    default: jiff::civil::Date,
+) -> Result<jiff::civil::Date, ApiError> {
+    match q.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<jiff::civil::Date>()
+            .map_err(|_| ApiError::bad_request(format!("{key}: expected a day YYYY-MM-DD"))),
+    }
+}
+
+fn rates_json(t: &Totals) -> Value {
+    let (online, intact, networked, recording) = t.rates();
+    let r = |v: f64| (v * 10_000.0).round() / 10_000.0;
+    json!({
+        "online_rate": r(online),
+        "intact_rate": r(intact),
+        "networked_rate": r(networked),
+        "recording_rate": r(recording),
+        "camera_seconds": t.expected_s.round(),
+        "causes": t.causes.iter().map(|(k, v)| (k.clone(), json!(v.round()))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// `GET /api/v1/rates?org=&from=&to=&interval=day|total&key=1&format=csv`: the rates of the
+/// cameras the caller may see under `org`, per day and over the period, with the seconds of
+/// each cause of failure; `instant` is now.
+pub async fn report(State(state): State<Arc<AppState>>, caller: Caller, q: QueryMap) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let org = q.get("org").map(|o| o.trim_matches('/').to_owned()).unwrap_or_default();
+    let key_only = match q.get("key").map(String::as_str) {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => return Err(ApiError::bad_request("key: 1 for key-area cameras only, or 0")),
+    };
+    let per_day = match q.get("interval").map(String::as_str) {
+        None | Some("day") => true,
+        Some("total") => false,
+        Some(_) => return Err(ApiError::bad_request("interval: day or total")),
+    };
+    let csv = match q.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ApiError::bad_request("format: json or csv")),
+    };
+    let (from, to) = {
+        let l = state.rates.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        let today: jiff::civil::Date = l
+            .day_of(WallTime::now().as_micros())
+            .parse()
+            .map_err(ApiError::internal)?;
+        (day_param(&q, "from", today)?, day_param(&q, "to", today)?)
+    };
+    let span = to.since(from).map_err(ApiError::internal)?.get_days() as i64;
+    if !(0..MAX_DAYS).contains(&span) {
+        return Err(ApiError::bad_request(format!(
+            "from..to: 1 to {MAX_DAYS} days, from not after to"
+        )));
+    }
+    // The cameras counted: those the caller may see, under the org, key-area ones if asked.
+    let snap = state.auth.snapshot();
+    let cameras = state.cameras.snapshot();
+    let under = |o: &str| org.is_empty() || o == org || o.starts_with(&format!("{org}/"));
+    let only: Option<Vec<&str>> = q.get("camera").map(|c| c.split(',').collect());
+    let counted: Vec<String> = cameras
+        .values()
+        .filter(|c| under(&c.info.org) && (!key_only || c.info.tier == "key"))
+        .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.info.id.as_str())))
+        .filter(|c| !snap.policy.camera_actions(&caller.who, &c.info.id).is_empty())
+        .map(|c| c.info.id.clone())
+        .collect();
+    let all_of_org =
+        !key_only && only.is_none() && counted.len() == cameras.values().filter(|c| under(&c.info.org)).count();
+    let st = state.clone();
+    let (org2, counted2) = (org.clone(), counted.clone());
+    let days = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Totals)>, ApiError> {
+        let mut out = Vec::new();
+        let mut d = from;
+        loop {
+            let name = d.to_string();
+            let day = st
+                .rates
+                .ledger
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .day(&name)
+                .map_err(ApiError::internal)?;
+            let mut t = Totals::default();
+            if let Some(day) = day {
+                // The org's rollup when every camera under it counts; else camera by camera.
+                match (all_of_org, day.orgs.get(&org2)) {
+                    (true, Some(o)) => t = o.clone(),
+                    _ => {
+                        for c in &counted2 {
+                            if let Some(ct) = day.cameras.get(c) {
+                                t.add(ct);
+                            }
+                        }
+                    }
+                }
+            }
+            out.push((name, t));
+            if d >= to {
+                break;
+            }
+            d = d.tomorrow().map_err(ApiError::internal)?;
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let mut total = Totals::default();
+    for (_, t) in &days {
+        total.add(t);
+    }
+    // Now: the share of the counted cameras online, intact and networked this second.
+    let detectors = state.rates.detectors.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let now = WallTime::now().as_micros();
+    let (mut on, mut ok, mut net) = (0usize, 0usize, 0usize);
+    let mut faults = serde_json::Map::new();
+    for id in &counted {
+        let Some(c) = cameras.get(id) else { continue };
+        let status = c.status();
+        if status == "online" {
+            on += 1;
+            let verdict = detectors
+                .get(id)
+                .map_or(Ok(()), |d| d.lock().unwrap_or_else(|p| p.into_inner()).verdict(now));
+            match verdict {
+                Ok(()) => ok += 1,
+                Err(cause) => {
+                    faults.insert(id.clone(), json!(cause.as_str()));
+                }
+            }
+        } else {
+            faults.insert(id.clone(), json!(Cause::Offline.as_str()));
+        }
+        net += usize::from(status != "offline");
+    }
+    let n = counted.len().max(1) as f64;
+    if csv {
+        let mut out =
+            String::from("day,org,cameras,online_rate,intact_rate,networked_rate,recording_rate,camera_seconds\n");
+        for (day, t) in days
+            .iter()
+            .filter(|_| per_day)
+            .chain(std::iter::once(&("total".to_owned(), total.clone())))
+        {
+            let (a, b, c, d) = t.rates();
+            out.push_str(&format!(
+                "{day},{},{},{a:.4},{b:.4},{c:.4},{d:.4},{:.0}\n",
+                if org.contains([',', '"', '\n']) {
+                    format!("\"{}\"", org.replace('"', "\"\""))
+                } else {
+                    org.clone()
+                },
+                counted.len(),
+                t.expected_s
+            ));
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+    }
+    let mut v = json!({
+        "org": org,
+        "from": from.to_string(),
+        "to": to.to_string(),
+        "key_only": key_only,
+        "cameras": counted.len(),
+        "instant": {
+            "online_rate": on as f64 / n,
+            "intact_rate": ok as f64 / n,
+            "networked_rate": net as f64 / n,
+            "not_intact": faults,
+        },
+        "total": rates_json(&total),
+    });
+    if per_day {
+        v["days"] = Value::Array(
+            days.iter()
+                .map(|(d, t)| {
+                    let mut r = rates_json(t);
+                    r["day"] = json!(d);
+                    r
+                })
+                .collect(),
+        );
+    }
+    Ok(axum::Json(v).into_response())
+}

@@ -1,0 +1,195 @@
+//! Online, intact and networked rates through a real `sharpeye` process and camsim: a camera
+//! that goes dark, one that freezes (repeats a frame), one that goes black (a black clip made
+//! by ffmpeg) and one at half frame rate are each counted with their cause, per org, in the
+//! instant and the time-weighted rates, as events, and in CSV; today's totals survive a
+//! restart.
+
+mod common;
+
+use std::time::Duration;
+
+use camsim::{BuiltinFixture, CameraSpec, Fixture};
+use common::*;
+use serde_json::Value;
+
+/// A 320×240 black H.264 clip from ffmpeg, as a camsim fixture.
+fn black_fixture(dir: &std::path::Path) -> Option<std::sync::Arc<Fixture>> {
+    let out = dir.join("black.264");
+    let ok = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=black:s=320x240:r=25",
+            "-t",
+            "4",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-bf",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-x264-params",
+            "aud=1:repeat-headers=1",
+            "-f",
+            "h264",
+        ])
+        .arg(&out)
+        .status()
+        .ok()?
+        .success();
+    if !ok {
+        return None;
+    }
+    let bytes = std::fs::read(&out).ok()?;
+    Fixture::from_annexb("black", media::VideoCodec::H264, &bytes, 3600)
+        .ok()
+        .map(std::sync::Arc::new)
+}
+
+fn rates(node: &mut Node, q: &str) -> Value {
+    let (s, v) = node.get(&format!("/api/v1/rates?{q}"));
+    assert_eq!(s, 200, "{q}: {v}");
+    v
+}
+
+#[test]
+fn dark_frozen_black_and_half_rate_cameras_are_counted_with_their_causes_per_org() {
+    if !have_ffmpeg() {
+        eprintln!("skipped: ffmpeg is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    let ids = ["ok", "frozen", "dark", "black", "half"];
+    let sim = Sim::start(
+        ids.iter()
+            .map(|c| CameraSpec::new(*c, BuiltinFixture::H264_240p.load()))
+            .collect(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let black = black_fixture(dir.path()).expect("ffmpeg makes a black clip with libx264");
+    let addr = free_addr();
+    let mut cams = String::new();
+    for id in ids {
+        let org = if id == "ok" || id == "frozen" {
+            "city/east"
+        } else {
+            "city/west"
+        };
+        cams += &camera_toml(id, &sim.url(id)).replace("test/e2e", org);
+    }
+    let config = config_toml(addr, &dir.path().join("data"), "", &cams);
+    let mut node = Node::start(dir.path(), &config, addr);
+    // Every camera online and intact once its usual picture is learned.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let v = rates(&mut node, "");
+            v["instant"]["online_rate"] == 1.0 && v["instant"]["intact_rate"] == 1.0 && v["cameras"] == 5
+        }),
+        "{}",
+        rates(&mut node, "")
+    );
+    std::thread::sleep(Duration::from_secs(9));
+    let events = listen(&node.url(""), &node.token(), 25);
+    sim.cam("frozen").freeze(true);
+    sim.cam("dark").go_dark();
+    sim.cam("dark").drop_connections();
+    sim.cam("black").switch_fixture(black);
+    sim.cam("half").half_frame_rate(true);
+    // Now: 4 of 5 online (dark is not), 1 of 5 intact; per org as well.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let v = rates(&mut node, "");
+            v["instant"]["online_rate"].as_f64() == Some(0.8) && v["instant"]["intact_rate"].as_f64() == Some(0.2)
+        }),
+        "{}",
+        rates(&mut node, "")
+    );
+    let east = rates(&mut node, "org=city/east");
+    assert_eq!(
+        (
+            east["cameras"].as_u64(),
+            east["instant"]["online_rate"].as_f64(),
+            east["instant"]["intact_rate"].as_f64()
+        ),
+        (Some(2), Some(1.0), Some(0.5)),
+        "{east}"
+    );
+    let west = rates(&mut node, "org=city/west");
+    assert_eq!(west["cameras"], 3);
+    assert!(
+        (west["instant"]["online_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{west}"
+    );
+    assert_eq!(west["instant"]["intact_rate"].as_f64(), Some(0.0), "{west}");
+    // Each fault of the video is announced with its cause (going dark is camera.offline).
+    let got = events.join().unwrap();
+    for (camera, cause) in [("frozen", "frozen"), ("black", "black"), ("half", "low_frame_rate")] {
+        assert!(
+            got.iter()
+                .any(|(k, d)| k == "camera.not_intact" && d["camera"] == camera && d["cause"] == cause),
+            "{camera}: {got:?}"
+        );
+    }
+    assert!(
+        got.iter().any(|(k, d)| k == "camera.offline" && d["camera"] == "dark"),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter().any(|(k, d)| k == "camera.not_intact" && d["camera"] == "ok"),
+        "{got:?}"
+    );
+    // Time-weighted: today's totals carry seconds of each cause, in their org.
+    std::thread::sleep(Duration::from_secs(4));
+    let west = rates(&mut node, "org=city/west&interval=day");
+    let causes = &west["total"]["causes"];
+    for cause in ["black", "low_frame_rate", "offline"] {
+        assert!(causes[cause].as_f64().unwrap_or(0.0) >= 3.0, "west {cause}: {west}");
+    }
+    assert!(causes.get("frozen").is_none(), "{west}");
+    let east = rates(&mut node, "org=city/east");
+    assert!(
+        east["total"]["causes"]["frozen"].as_f64().unwrap_or(0.0) >= 3.0,
+        "{east}"
+    );
+    let total = east["total"]["online_rate"].as_f64().unwrap();
+    assert!((0.99..=1.0).contains(&total), "east was online all along: {east}");
+    assert!(east["total"]["intact_rate"].as_f64().unwrap() < 1.0);
+    // CSV for the monthly report.
+    let token = node.token();
+    let (s, headers, csv) = fetch(&node.url("/api/v1/rates?org=city/west&format=csv"), &token, &[]);
+    assert_eq!(s, 200);
+    assert!(header(&headers, "content-type").unwrap().starts_with("text/csv"));
+    let csv = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "day,org,cameras,online_rate,intact_rate,networked_rate,recording_rate,camera_seconds"
+    );
+    assert!(lines.last().unwrap().starts_with("total,city/west,3,"), "{csv}");
+    // Malformed queries are refused by name.
+    for (q, says) in [
+        ("from=yesterday", "from"),
+        ("interval=hour", "interval"),
+        ("format=xml", "format"),
+        ("key=2", "key"),
+        ("from=2026-01-01&to=2025-01-01", "from..to"),
+        ("from=2020-01-01&to=2026-01-01", "from..to"),
+    ] {
+        let (s, v) = node.get(&format!("/api/v1/rates?{q}"));
+        assert_eq!(s, 400, "{q}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(says), "{q}: {v}");
+    }
+    // Today's totals survive a restart.
+    let before = rates(&mut node, "")["total"]["camera_seconds"].as_f64().unwrap();
+    assert!(node.terminate().success());
+    let mut node = Node::start(dir.path(), &config, addr);
+    let after = rates(&mut node, "")["total"]["camera_seconds"].as_f64().unwrap();
+    assert!(after >= before - 1.0 && before > 60.0, "{before} then {after}");
+}
