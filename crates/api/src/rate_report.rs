@@ -195,27 +195,21 @@ pub async fn report(State(state): State<Arc<AppState>>, caller: Caller, q: Query
         let mut d = from;
         loop {
             let name = d.to_string();
-            let day = st
-                .rates
-                .ledger
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .day(&name)
-                .map_err(ApiError::internal)?;
+            let ledger = st.rates.ledger.lock().unwrap_or_else(|p| p.into_inner());
             let mut t = Totals::default();
-            if let Some(day) = day {
-                // The org's rollup when every camera under it counts; else camera by camera.
-                match (all_of_org, day.orgs.get(&org2)) {
-                    (true, Some(o)) => t = o.clone(),
-                    _ => {
-                        for c in &counted2 {
-                            if let Some(ct) = day.cameras.get(c) {
-                                t.add(ct);
-                            }
-                        }
+            if all_of_org {
+                // Every camera under the org counts: its small per-org rollup answers.
+                if let Some(o) = ledger.org_day(&org2, &name).map_err(ApiError::internal)? {
+                    t = o;
+                }
+            } else if let Some(day) = ledger.day(&name).map_err(ApiError::internal)? {
+                for c in &counted2 {
+                    if let Some(ct) = day.cameras.get(c) {
+                        t.add(ct);
                     }
                 }
             }
+            drop(ledger);
             out.push((name, t));
             if d >= to {
                 break;

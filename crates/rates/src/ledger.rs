@@ -262,16 +262,36 @@ impl Ledger {
 
     /// Writes today's rollup.
     pub fn flush(&mut self) -> Result<(), LedgerError> {
-        let path = self.dir.join("daily").join(format!("{}.json", self.today.day));
-        let tmp = path.with_extension("tmp");
-        let text = serde_json::to_vec(&self.today).unwrap_or_default();
-        {
-            let mut f = File::create(&tmp).map_err(io(&tmp, "create"))?;
-            f.write_all(&text).map_err(io(&tmp, "write"))?;
-            f.sync_all().map_err(io(&tmp, "fsync"))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io(&path, "rename"))?;
+        self.store_day(&self.today)?;
         let _ = self.transitions.sync_data();
+        Ok(())
+    }
+
+    /// Writes a day's rollup: its cameras (`YYYY-MM-DD.json`) and its orgs
+    /// (`YYYY-MM-DD.orgs.json`, what most reports read), each replaced atomically. Public for
+    /// tools and benchmarks that build history.
+    pub fn store_day(&self, day: &DayTotals) -> Result<(), LedgerError> {
+        let daily = self.dir.join("daily");
+        let cameras = serde_json::to_vec(&DayTotals {
+            day: day.day.clone(),
+            cameras: day.cameras.clone(),
+            orgs: BTreeMap::new(),
+        })
+        .unwrap_or_default();
+        let orgs = serde_json::to_vec(&day.orgs).unwrap_or_default();
+        for (name, bytes) in [
+            (format!("{}.json", day.day), cameras),
+            (format!("{}.orgs.json", day.day), orgs),
+        ] {
+            let path = daily.join(name);
+            let tmp = path.with_extension("tmp");
+            {
+                let mut f = File::create(&tmp).map_err(io(&tmp, "create"))?;
+                f.write_all(&bytes).map_err(io(&tmp, "write"))?;
+                f.sync_all().map_err(io(&tmp, "fsync"))?;
+            }
+            std::fs::rename(&tmp, &path).map_err(io(&path, "rename"))?;
+        }
         Ok(())
     }
 
@@ -283,11 +303,16 @@ impl Ledger {
         self.read_day(day)
     }
 
-    fn read_day(&self, day: &str) -> Result<Option<DayTotals>, LedgerError> {
-        let path = self.dir.join("daily").join(format!("{day}.json"));
+    /// The totals of `org` (and everything under it) on `day`, from the small per-org rollup.
+    pub fn org_day(&self, org: &str, day: &str) -> Result<Option<Totals>, LedgerError> {
+        if day == self.today.day {
+            return Ok(self.today.orgs.get(org).cloned());
+        }
+        let path = self.dir.join("daily").join(format!("{day}.orgs.json"));
         match std::fs::read(&path) {
-            Ok(b) => match serde_json::from_slice(&b) {
-                Ok(d) => Ok(Some(d)),
+            // Only the org asked for is decoded; the others are skipped over as raw JSON.
+            Ok(b) => match serde_json::from_slice::<HashMap<&str, &serde_json::value::RawValue>>(&b) {
+                Ok(orgs) => Ok(orgs.get(org).and_then(|raw| serde_json::from_str(raw.get()).ok())),
                 Err(e) => {
                     tracing::warn!(file = %path.display(), %e, "rates: an unreadable rollup is left out");
                     Ok(None)
@@ -296,6 +321,28 @@ impl Ledger {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(&path, "read")(e)),
         }
+    }
+
+    fn read_day(&self, day: &str) -> Result<Option<DayTotals>, LedgerError> {
+        let path = self.dir.join("daily").join(format!("{day}.json"));
+        let mut d: DayTotals = match std::fs::read(&path) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), %e, "rates: an unreadable rollup is left out");
+                    return Ok(None);
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path, "read")(e)),
+        };
+        let orgs = self.dir.join("daily").join(format!("{day}.orgs.json"));
+        if let Ok(b) = std::fs::read(&orgs)
+            && let Ok(o) = serde_json::from_slice(&b)
+        {
+            d.orgs = o;
+        }
+        Ok(Some(d))
     }
 }
 
