@@ -332,6 +332,14 @@ fn events_metrics(o: &mut Out, state: &AppState) {
             o.value(name, &[("webhook", &h.id), ("url", &h.url)], v);
         }
     }
+    o.header(
+        "sharpeye_camera_intact",
+        "gauge",
+        "1 when the camera's main stream is judged usable (完好): not frozen, not black, at its usual frame rate.",
+    );
+    for (camera, ok) in state.rates.intact_now(media::WallTime::now()) {
+        o.value("sharpeye_camera_intact", &[("camera", &camera)], u8::from(ok));
+    }
     o.header("sharpeye_grid_cells", "gauge", "Grid cells (网格) known to the node.");
     o.value("sharpeye_grid_cells", &[], state.grids.snapshot().len());
 }

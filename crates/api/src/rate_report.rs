@@ -105,6 +105,25 @@ impl Rates {
         }
     }
 
+    /// Whether each judged camera's video is usable now (for metrics).
+    pub fn intact_now(&self, now: WallTime) -> Vec<(String, bool)> {
+        let detectors = self.detectors.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out: Vec<(String, bool)> = detectors
+            .iter()
+            .map(|(id, d)| {
+                (
+                    id.clone(),
+                    d.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .verdict(now.as_micros())
+                        .is_ok(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Writes today's rollup (at stop).
     pub fn flush(&self) {
         if let Err(e) = self.ledger.lock().unwrap_or_else(|p| p.into_inner()).flush() {

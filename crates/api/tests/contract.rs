@@ -110,3 +110,31 @@ fn the_openapi_document_is_the_endpoint_table() {
         }
     }
 }
+
+#[test]
+fn the_grafana_dashboard_reads_only_metrics_the_node_exposes() {
+    let text = std::fs::read_to_string(root().join("docs/grafana/sharpeye-node.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let metrics = std::fs::read_to_string(root().join("crates/api/src/metrics.rs")).unwrap();
+    let mut used = BTreeSet::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find("sharpeye_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                used.insert(name);
+            }
+        }
+    }
+    assert!(used.len() >= 15, "{used:?}");
+    let missing: Vec<_> = used.iter().filter(|n| !metrics.contains(&format!("\"{n}\""))).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard reads metrics /metrics does not expose: {missing:?}"
+    );
+}
