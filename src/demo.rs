@@ -75,6 +75,23 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     };
     config.server.listen = opts.listen;
     config.server.rtsp_listen = Some(opts.rtsp);
+    // One grid cell (网格) around the first cameras, so that `?grid=` and incidents by grid
+    // have something to find.
+    let corner = |lat: f64, lon: f64| places::Point { lat, lon };
+    config.grids = vec![places::Grid {
+        id: "demo-0101".into(),
+        name: "Demo grid cell 0101".into(),
+        area: vec![places::Polygon {
+            exterior: vec![
+                corner(38.9135, 121.6135),
+                corner(38.9135, 121.6175),
+                corner(38.9175, 121.6175),
+                corner(38.9175, 121.6135),
+            ],
+            holes: Vec::new(),
+        }],
+        source: places::GridSource::Config,
+    }];
     config.gb28181 = (opts.gb_channels > 0).then(|| Gb28181Config {
         id: GB_PLATFORM.into(),
         domain: "3402000000".into(),
@@ -189,6 +206,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
          {street_line}\
          \x20 recording into : {}\n\
          \x20 try            : curl -s {url}/api/v1/login -d '{{\"username\":\"admin\",\"password\":\"{password}\"}}' -H 'Content-Type: application/json'\n\
+         \x20 then, with the token: {url}/api/v1/cameras?near=38.915,121.615&radius=300 (by place; grid=demo-0101, sees=LAT,LON),\n\
+         \x20                  POST {url}/api/v1/incidents {{\"point\":{{\"lat\":38.915,\"lon\":121.615}},\"hold\":true,\"reason\":\"...\"}},\n\
+         \x20                  {url}/api/v1/rates?format=csv (online / intact / networked), {url}/api/v1/events (SSE, resumable)\n\
          \x20 stop           : Ctrl-C\n",
         opts.cameras,
         format_args!("rtsp://{}", sim.local_addr()),
