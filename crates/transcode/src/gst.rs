@@ -35,16 +35,21 @@ pub struct Pipeline {
     sink: AppSink,
 }
 
+/// The caps of a camera's byte stream and the elements that decode it.
+fn decoder(codec: VideoCodec) -> (&'static str, &'static str) {
+    match codec {
+        VideoCodec::H264 => ("video/x-h264", "h264parse ! avdec_h264"),
+        VideoCodec::H265 => ("video/x-h265", "h265parse ! avdec_h265"),
+    }
+}
+
 impl Pipeline {
     /// Decodes `codec` and encodes H.264 at `width`×`height`.
     pub fn new(codec: VideoCodec, width: u32, height: u32, target: Target) -> Result<Pipeline, TranscodeError> {
-        let (caps, decode) = match codec {
-            VideoCodec::H264 => ("video/x-h264", "h264parse ! avdec_h264"),
-            VideoCodec::H265 => ("video/x-h265", "h265parse ! avdec_h265"),
-        };
+        let (caps, decode) = decoder(codec);
         // Live, no clock sync, no B-frames, key frames every `gop`: each input frame comes out
         // as soon as the encoder has it.
-        let desc = format!(
+        Pipeline::launch(&format!(
             "appsrc name=src is-live=true format=time caps={caps},stream-format=byte-stream,alignment=au \
              ! {decode} max-threads=2 ! videoscale ! videoconvert ! video/x-raw,format=I420,width={width},height={height} \
              ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max={gop} threads=2 \
@@ -53,8 +58,13 @@ impl Pipeline {
              ! appsink name=sink sync=false max-buffers=100",
             kbps = target.kbps,
             gop = target.gop,
-        );
-        let pipeline = gs::parse::launch(&desc)
+        ))
+    }
+
+    /// Builds and starts the pipeline `desc`, whose ends are an `appsrc` named `src` and an
+    /// `appsink` named `sink`.
+    fn launch(desc: &str) -> Result<Pipeline, TranscodeError> {
+        let pipeline = gs::parse::launch(desc)
             .map_err(pipeline_error)?
             .downcast::<gs::Pipeline>()
             .map_err(|_| TranscodeError::Pipeline("not a pipeline".into()))?;
@@ -131,63 +141,31 @@ pub fn jpeg(
     height: u32,
     quality: u8,
 ) -> Result<Vec<u8>, TranscodeError> {
-    let (caps, decode) = match codec {
-        VideoCodec::H264 => ("video/x-h264", "h264parse ! avdec_h264"),
-        VideoCodec::H265 => ("video/x-h265", "h265parse ! avdec_h265"),
-    };
-    let desc = format!(
+    let (caps, decode) = decoder(codec);
+    let p = Pipeline::launch(&format!(
         "appsrc name=src format=time caps={caps},stream-format=byte-stream,alignment=au \
          ! {decode} ! videoscale ! videoconvert ! video/x-raw,format=RGB,width={width},height={height} \
          ! jpegenc quality={quality} ! appsink name=sink sync=false"
-    );
-    let pipeline = gs::parse::launch(&desc)
-        .map_err(pipeline_error)?
-        .downcast::<gs::Pipeline>()
-        .map_err(|_| TranscodeError::Pipeline("not a pipeline".into()))?;
-    let by_name = |n: &str| {
-        pipeline
-            .by_name(n)
-            .ok_or_else(|| TranscodeError::Pipeline(format!("no element {n}")))
-    };
-    let src = by_name("src")?
-        .downcast::<AppSrc>()
-        .map_err(|_| TranscodeError::Pipeline("src is not an appsrc".into()))?;
-    let sink = by_name("sink")?
-        .downcast::<AppSink>()
-        .map_err(|_| TranscodeError::Pipeline("sink is not an appsink".into()))?;
-    struct Stop(gs::Pipeline);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.set_state(gs::State::Null);
-        }
-    }
-    let stop = Stop(pipeline.clone());
-    pipeline.set_state(gs::State::Playing).map_err(pipeline_error)?;
+    ))?;
     for (bytes, t) in units {
-        let mut buf = gs::Buffer::from_mut_slice(bytes);
-        if let Some(b) = buf.get_mut() {
-            b.set_pts(gs::ClockTime::from_nseconds(to_ns(t)));
-        }
-        src.push_buffer(buf).map_err(pipeline_error)?;
+        p.push(bytes, t)?;
     }
-    src.end_of_stream().map_err(pipeline_error)?;
+    p.src.end_of_stream().map_err(pipeline_error)?;
     let mut last = None;
     // Every decoded picture comes out as a JPEG; the last one is the instant asked for.
-    while let Some(sample) = sink.try_pull_sample(gs::ClockTime::from_seconds(10)) {
+    while let Some(sample) = p.sink.try_pull_sample(gs::ClockTime::from_seconds(10)) {
         if let Some(buf) = sample.buffer() {
             let map = buf.map_readable().map_err(pipeline_error)?;
             last = Some(map.as_slice().to_vec());
         }
     }
-    if let Some(bus) = pipeline.bus()
-        && let Some(msg) = bus.pop_filtered(&[gs::MessageType::Error])
-        && let gs::MessageView::Error(e) = msg.view()
-        && last.is_none()
-    {
-        return Err(TranscodeError::Pipeline(e.error().to_string()));
+    match last {
+        Some(jpeg) => Ok(jpeg),
+        None => {
+            p.check_bus()?;
+            Err(TranscodeError::Malformed("the decoder gave no picture".into()))
+        }
     }
-    drop(stop);
-    last.ok_or_else(|| TranscodeError::Malformed("the decoder gave no picture".into()))
 }
 
 #[cfg(test)]
