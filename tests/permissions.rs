@@ -306,6 +306,24 @@ impl Ctx {
                     .to_owned();
                 (ep.path.replace("{id}", &id), None)
             }
+            ("POST", "/api/v1/maintenance") => (
+                p,
+                json(json!({"org": "test", "start": self.rec_start, "end": self.rec_end, "reason": "matrix"})),
+            ),
+            ("DELETE", "/api/v1/maintenance/{id}") => {
+                let (s, b) = call(
+                    "POST",
+                    &self.url("/api/v1/maintenance"),
+                    Some(&self.admin),
+                    json(json!({"org": "test", "start": self.rec_start, "end": self.rec_end, "reason": "matrix"})),
+                );
+                assert_eq!(s, 201, "{b}");
+                let id = serde_json::from_str::<Value>(&b).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                (format!("/api/v1/maintenance/{id}"), None)
+            }
             ("POST", "/api/v1/incidents") => (
                 p,
                 json(json!({"point": {"lat": 38.9, "lon": 121.6}, "reason": "matrix"})),

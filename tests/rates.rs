@@ -66,7 +66,7 @@ fn dark_frozen_black_and_half_rate_cameras_are_counted_with_their_causes_per_org
         eprintln!("skipped: ffmpeg is not installed (scripts/test.sh installs it)");
         return;
     }
-    let ids = ["ok", "frozen", "dark", "black", "half"];
+    let ids = ["ok", "frozen", "dark", "black", "half", "serviced"];
     let sim = Sim::start(
         ids.iter()
             .map(|c| CameraSpec::new(*c, BuiltinFixture::H264_240p.load()))
@@ -90,13 +90,47 @@ fn dark_frozen_black_and_half_rate_cameras_are_counted_with_their_causes_per_org
     assert!(
         wait_until(Duration::from_secs(30), || {
             let v = rates(&mut node, "");
-            v["instant"]["online_rate"] == 1.0 && v["instant"]["intact_rate"] == 1.0 && v["cameras"] == 5
+            v["instant"]["online_rate"] == 1.0 && v["instant"]["intact_rate"] == 1.0 && v["cameras"] == 6
         }),
         "{}",
         rates(&mut node, "")
     );
     std::thread::sleep(Duration::from_secs(9));
     let events = listen(&node.url(""), &node.token(), 25);
+    // "serviced" goes dark inside a maintenance window: its downtime is not counted.
+    for (body, says) in [
+        (
+            serde_json::json!({ "cameras": ["serviced"], "start": rfc3339(now_us()), "end": rfc3339(now_us() + 3_600_000_000) }),
+            "reason",
+        ),
+        (
+            serde_json::json!({ "start": rfc3339(now_us()), "end": rfc3339(now_us() + 1_000_000), "reason": "x" }),
+            "cameras or org",
+        ),
+        (
+            serde_json::json!({ "org": "city", "start": rfc3339(now_us()), "end": rfc3339(now_us() - 1), "reason": "x" }),
+            "end",
+        ),
+        (
+            serde_json::json!({ "org": "city", "start": "soon", "end": rfc3339(now_us()), "reason": "x" }),
+            "start",
+        ),
+        (
+            serde_json::json!({ "org": "city", "start": rfc3339(now_us()), "end": rfc3339(now_us() + 1), "reason": "x", "why": 1 }),
+            "why",
+        ),
+    ] {
+        let (s, v) = node.post("/api/v1/maintenance", &body);
+        assert_eq!(s, 400, "{body}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(says), "{body}: {v}");
+    }
+    let (s, window) = node.post(
+        "/api/v1/maintenance",
+        &serde_json::json!({ "cameras": ["serviced"], "start": rfc3339(now_us()), "end": rfc3339(now_us() + 3_600_000_000), "reason": "pole replaced" }),
+    );
+    assert_eq!(s, 201, "{window}");
+    sim.cam("serviced").go_dark();
+    sim.cam("serviced").drop_connections();
     sim.cam("frozen").freeze(true);
     sim.cam("dark").go_dark();
     sim.cam("dark").drop_connections();
@@ -122,7 +156,8 @@ fn dark_frozen_black_and_half_rate_cameras_are_counted_with_their_causes_per_org
         "{east}"
     );
     let west = rates(&mut node, "org=city/west");
-    assert_eq!(west["cameras"], 3);
+    assert_eq!(west["cameras"], 4);
+    assert_eq!(west["instant"]["in_maintenance"], 1, "{west}");
     assert!(
         (west["instant"]["online_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
         "{west}"
@@ -161,6 +196,16 @@ fn dark_frozen_black_and_half_rate_cameras_are_counted_with_their_causes_per_org
     let total = east["total"]["online_rate"].as_f64().unwrap();
     assert!((0.99..=1.0).contains(&total), "east was online all along: {east}");
     assert!(east["total"]["intact_rate"].as_f64().unwrap() < 1.0);
+    // The serviced camera's window is counted apart, not as downtime.
+    let serviced = rates(&mut node, "camera=serviced");
+    assert!(
+        serviced["total"]["maintenance_seconds"].as_f64().unwrap() >= 10.0,
+        "{serviced}"
+    );
+    assert!(serviced["total"]["causes"].get("offline").is_none(), "{serviced}");
+    assert_eq!(serviced["total"]["online_rate"].as_f64(), Some(1.0), "{serviced}");
+    let (_, windows) = node.get("/api/v1/maintenance");
+    assert_eq!(windows[0]["reason"], "pole replaced");
     // CSV for the monthly report.
     let token = node.token();
     let (s, headers, csv) = fetch(&node.url("/api/v1/rates?org=city/west&format=csv"), &token, &[]);
@@ -172,7 +217,7 @@ fn dark_frozen_black_and_half_rate_cameras_are_counted_with_their_causes_per_org
         lines[0],
         "day,org,cameras,online_rate,intact_rate,networked_rate,recording_rate,camera_seconds"
     );
-    assert!(lines.last().unwrap().starts_with("total,city/west,3,"), "{csv}");
+    assert!(lines.last().unwrap().starts_with("total,city/west,4,"), "{csv}");
     // Malformed queries are refused by name.
     for (q, says) in [
         ("from=yesterday", "from"),

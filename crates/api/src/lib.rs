@@ -149,6 +149,9 @@ endpoints! {
     get "/api/v1/health" => health::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";
     get "/api/v1/cameras" => cameras::cameras, Authenticated, 200, ["near", "radius", "sees", "grid", "polygon"], "The cameras the caller may see; near=LAT,LON&radius=M (nearest first, with distance_m), sees=LAT,LON (field of view holds the point), grid=ID or polygon=LAT,LON;... select by place.";
     get "/api/v1/rates" => rate_report::report, Authenticated, 200, ["org", "camera", "from", "to", "interval", "key", "format"], "Online, intact (完好) and networked (联网) rates and recording completeness of the cameras the caller may see under org, per day (UTC+8) and over from..to, time-weighted, with the seconds of each cause of failure; instant rates now; format=csv for monthly reports.";
+    get "/api/v1/maintenance" => rate_report::list_windows, Node(Admin), 200, [], "Maintenance windows: cameras or an org, a span and why; their time is not counted against the rates.";
+    post "/api/v1/maintenance" => rate_report::create_window, Node(Admin), 201, [], "Declares a maintenance window {cameras? | org?, start, end, reason}. Audited.";
+    delete "/api/v1/maintenance/{id}" => rate_report::delete_window, Node(Admin), 200, [], "Removes a maintenance window. Audited.";
     get "/api/v1/grids" => grids::list, Authenticated, 200, [], "Grid cells (网格): id, name, source, bbox and how many cameras each holds.";
     post "/api/v1/grids" => grids::import, Node(Admin), 201, [], "Imports grid cells from a GeoJSON Feature or FeatureCollection of Polygon/MultiPolygon features (id, properties.name); all or none. Audited.";
     get "/api/v1/grids/{id}" => grids::get, Authenticated, 200, [], "One grid cell as a GeoJSON Feature.";

@@ -28,14 +28,17 @@ const MAX_DAYS: i64 = 367;
 pub struct Rates {
     detectors: RwLock<HashMap<String, Arc<Mutex<IntactDetector>>>>,
     ledger: Mutex<Ledger>,
+    /// Maintenance windows: their time is not counted.
+    pub windows: rates::maintenance::Windows,
 }
 
 impl Rates {
-    /// The rates over `ledger`.
-    pub fn new(ledger: Ledger) -> Rates {
+    /// The rates over `ledger`, with the maintenance `windows`.
+    pub fn new(ledger: Ledger, windows: rates::maintenance::Windows) -> Rates {
         Rates {
             detectors: RwLock::default(),
             ledger: Mutex::new(ledger),
+            windows,
         }
     }
 
@@ -83,6 +86,7 @@ impl Rates {
                         fault,
                         networked: status != "offline",
                         record: c.info.record,
+                        maintenance: self.windows.covers(id, &c.info.org, now.as_micros()),
                     },
                 ))
             })
@@ -154,6 +158,7 @@ fn rates_json(t: &Totals) -> Value {
         "networked_rate": r(networked),
         "recording_rate": r(recording),
         "camera_seconds": t.expected_s.round(),
+        "maintenance_seconds": t.maintenance_s.round(),
         "causes": t.causes.iter().map(|(k, v)| (k.clone(), json!(v.round()))).collect::<serde_json::Map<_, _>>(),
     })
 }
@@ -248,8 +253,13 @@ pub async fn report(State(state): State<Arc<AppState>>, caller: Caller, q: Query
     let now = WallTime::now().as_micros();
     let (mut on, mut ok, mut net) = (0usize, 0usize, 0usize);
     let mut faults = serde_json::Map::new();
+    let mut serviced = 0usize;
     for id in &counted {
         let Some(c) = cameras.get(id) else { continue };
+        if state.rates.windows.covers(id, &c.info.org, now) {
+            serviced += 1;
+            continue;
+        }
         let status = c.status();
         if status == "online" {
             on += 1;
@@ -267,7 +277,7 @@ pub async fn report(State(state): State<Arc<AppState>>, caller: Caller, q: Query
         }
         net += usize::from(status != "offline");
     }
-    let n = counted.len().max(1) as f64;
+    let n = (counted.len() - serviced).max(1) as f64;
     if csv {
         let mut out =
             String::from("day,org,cameras,online_rate,intact_rate,networked_rate,recording_rate,camera_seconds\n");
@@ -301,6 +311,7 @@ pub async fn report(State(state): State<Arc<AppState>>, caller: Caller, q: Query
             "intact_rate": ok as f64 / n,
             "networked_rate": net as f64 / n,
             "not_intact": faults,
+            "in_maintenance": serviced,
         },
         "total": rates_json(&total),
     });
@@ -316,4 +327,110 @@ pub async fn report(State(state): State<Arc<AppState>>, caller: Caller, q: Query
         );
     }
     Ok(axum::Json(v).into_response())
+}
+
+/// `POST /api/v1/maintenance` body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWindow {
+    #[serde(default)]
+    cameras: Vec<String>,
+    org: Option<String>,
+    start: String,
+    end: String,
+    reason: String,
+}
+
+fn window_json(w: &rates::maintenance::Window) -> Value {
+    json!({
+        "id": w.id,
+        "cameras": w.cameras,
+        "org": w.org,
+        "start": time::format(WallTime::from_micros(w.start_us)),
+        "end": time::format(WallTime::from_micros(w.end_us)),
+        "reason": w.reason,
+        "created_by": w.created_by,
+    })
+}
+
+/// `GET /api/v1/maintenance`: the maintenance windows (admin).
+pub async fn list_windows(State(state): State<Arc<AppState>>, caller: Caller) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(&state, auth::Action::Admin, None)?;
+    Ok(axum::Json(Value::Array(
+        state.rates.windows.list().iter().map(window_json).collect(),
+    )))
+}
+
+/// `POST /api/v1/maintenance`: declares a maintenance window (admin); its time is not counted
+/// against the rates. Audited.
+pub async fn create_window(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Result<axum::Json<NewWindow>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, auth::Action::Admin, None)?;
+    let req = crate::request::json_body(body, "{\"cameras\"?: [ids], \"org\"?, \"start\", \"end\", \"reason\"}")?;
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        return Err(ApiError::bad_request(
+            "reason: say what the maintenance is (1 to 1000 characters)",
+        ));
+    }
+    if req.cameras.is_empty() && req.org.as_deref().is_none_or(|o| o.trim_matches('/').is_empty()) {
+        return Err(ApiError::bad_request("cameras or org: name what is under maintenance"));
+    }
+    if req.cameras.len() > 10_000 || req.cameras.iter().any(|c| c.is_empty() || c.len() > 64) {
+        return Err(ApiError::bad_request("cameras: up to 10,000 camera ids"));
+    }
+    // A year at most: a window is for work, not for retiring a camera.
+    let (start, end) = crate::request::window_of(&req.start, &req.end, 366 * 86_400 * 1_000_000)?;
+    let w = rates::maintenance::Window {
+        id: format!("mw-{:012x}", rand::random::<u64>() >> 16),
+        cameras: req.cameras,
+        org: req
+            .org
+            .map(|o| o.trim_matches('/').to_owned())
+            .filter(|o| !o.is_empty()),
+        start_us: start.as_micros(),
+        end_us: end.as_micros(),
+        reason: reason.to_owned(),
+        created_by: caller.who.actor(),
+    };
+    let st = state.clone();
+    let w2 = w.clone();
+    tokio::task::spawn_blocking(move || st.rates.windows.add(w2))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let mut e = caller.event("maintenance.create", None);
+    e.target = Some(w.id.clone());
+    e.reason = Some(w.reason.clone());
+    e.detail = window_json(&w);
+    state.audit(e).await?;
+    Ok((axum::http::StatusCode::CREATED, axum::Json(window_json(&w))).into_response())
+}
+
+/// `DELETE /api/v1/maintenance/{id}` (admin). Audited.
+pub async fn delete_window(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    caller: Caller,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(&state, auth::Action::Admin, None)?;
+    let st = state.clone();
+    let id2 = id.clone();
+    let removed = tokio::task::spawn_blocking(move || st.rates.windows.remove(&id2))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no maintenance window {:?}",
+                id.chars().take(40).collect::<String>()
+            ))
+        })?;
+    let mut e = caller.event("maintenance.delete", None);
+    e.target = Some(removed.id.clone());
+    state.audit(e).await?;
+    Ok(axum::Json(json!({ "deleted": window_json(&removed) })))
 }

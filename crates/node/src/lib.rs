@@ -204,6 +204,7 @@ fn build_state(
         rates: api::rate_report::Rates::new(
             rates::Ledger::open(&first.join("rates"), 8)
                 .step(|| format!("opening the rates ledger {}", first.join("rates").display()))?,
+            rates::maintenance::Windows::open(&first.join("rates/maintenance.json")),
         ),
         webhook_retry: api::webhooks::Retry {
             min: config.events.retry_min,

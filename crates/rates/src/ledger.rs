@@ -51,6 +51,8 @@ pub struct CameraState {
     pub networked: bool,
     /// It should be recorded.
     pub record: bool,
+    /// Inside a maintenance window: not expected, its time counted apart.
+    pub maintenance: bool,
 }
 
 /// Seconds of one camera (or a sum of them) over a day (or a sum of days).
@@ -71,6 +73,9 @@ pub struct Totals {
     /// Seconds not intact, by cause.
     #[serde(default)]
     pub causes: BTreeMap<String, f64>,
+    /// Camera-seconds inside maintenance windows (not expected).
+    #[serde(default)]
+    pub maintenance_s: f64,
 }
 
 impl Totals {
@@ -82,12 +87,17 @@ impl Totals {
         self.networked_s += o.networked_s;
         self.expected_recording_s += o.expected_recording_s;
         self.recording_s += o.recording_s;
+        self.maintenance_s += o.maintenance_s;
         for (k, v) in &o.causes {
             *self.causes.entry(k.clone()).or_default() += v;
         }
     }
 
     fn credit(&mut self, s: &CameraState, dt: f64) {
+        if s.maintenance {
+            self.maintenance_s += dt;
+            return;
+        }
         self.expected_s += dt;
         if s.online {
             self.online_s += dt;
@@ -357,6 +367,7 @@ mod tests {
             fault,
             networked: online || fault != Some(Cause::Offline),
             record: true,
+            maintenance: false,
         }
     }
 

@@ -15,6 +15,7 @@
 
 pub mod detect;
 pub mod ledger;
+pub mod maintenance;
 
 pub use detect::{Cause, FrameInfo, IntactDetector};
 pub use ledger::{CameraState, DayTotals, Ledger, Totals};
