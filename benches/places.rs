@@ -198,14 +198,7 @@ fn main() {
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
-    let login: serde_json::Value = agent
-        .post(&format!("http://{addr}/api/v1/login"))
-        .send_json(serde_json::json!({ "username": "admin", "password": "bench-password" }))
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
-    let auth = format!("Bearer {}", login["token"].as_str().unwrap());
+    let auth = common::bearer(&agent, addr, "bench-password");
     let mut http = |q: &dyn Fn(&mut Lcg) -> String, n: usize| -> Vec<f64> {
         (0..n)
             .map(|_| {

@@ -151,14 +151,7 @@ fn main() {
         .timeout_global(Some(Duration::from_secs(60)))
         .build()
         .into();
-    let login: serde_json::Value = agent
-        .post(&format!("http://{addr}/api/v1/login"))
-        .send_json(serde_json::json!({ "username": "admin", "password": "bench-password" }))
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
-    let auth = format!("Bearer {}", login["token"].as_str().unwrap());
+    let auth = common::bearer(&agent, addr, "bench-password");
     let http = |q: &str| -> (f64, serde_json::Value) {
         let t = Instant::now();
         let v: serde_json::Value = agent

@@ -125,3 +125,15 @@ pub fn sub_streamed_1080p(n: usize) -> Vec<camsim::CameraSpec> {
             .collect(),
     )
 }
+
+/// Logs in as `admin` with `password` on the node at `addr`: the `Authorization` header value.
+pub fn bearer(agent: &ureq::Agent, addr: std::net::SocketAddr, password: &str) -> String {
+    let login: serde_json::Value = agent
+        .post(&format!("http://{addr}/api/v1/login"))
+        .send_json(serde_json::json!({ "username": "admin", "password": password }))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    format!("Bearer {}", login["token"].as_str().unwrap())
+}

@@ -115,7 +115,15 @@ pub async fn open(
             let radius_m = if req.sees {
                 None
             } else {
-                Some(crate::spatial::radius(req.radius.map(|r| r.to_string()).as_deref())?)
+                Some(match req.radius {
+                    None => crate::spatial::DEFAULT_RADIUS_M,
+                    Some(r) => crate::spatial::in_range(r).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "radius: {r} is not a distance of 0 to {} metres",
+                            crate::spatial::MAX_RADIUS_M
+                        ))
+                    })?,
+                })
             };
             if req.sees {
                 if req.radius.is_some() {

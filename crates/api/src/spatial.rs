@@ -115,13 +115,17 @@ pub fn point(s: &str, what: &str) -> Result<Point, ApiError> {
 /// A radius in metres (absent: [`DEFAULT_RADIUS_M`]).
 pub fn radius(s: Option<&str>) -> Result<f64, ApiError> {
     let Some(s) = s else { return Ok(DEFAULT_RADIUS_M) };
-    match s.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && (0.0..=MAX_RADIUS_M).contains(&r) => Ok(r),
-        _ => Err(ApiError::bad_request(format!(
+    s.trim().parse::<f64>().ok().and_then(in_range).ok_or_else(|| {
+        ApiError::bad_request(format!(
             "radius: {:?} is not a distance of 0 to {MAX_RADIUS_M} metres",
             s.chars().take(40).collect::<String>()
-        ))),
-    }
+        ))
+    })
+}
+
+/// A radius (metres) a request may ask: finite, 0 to [`MAX_RADIUS_M`].
+pub fn in_range(r: f64) -> Option<f64> {
+    (r.is_finite() && (0.0..=MAX_RADIUS_M).contains(&r)).then_some(r)
 }
 
 /// `LAT,LON;LAT,LON;...` (at least three vertices).
