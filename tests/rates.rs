@@ -239,3 +239,124 @@ fn dark_frozen_black_and_half_rate_cameras_are_counted_with_their_causes_per_org
     let after = rates(&mut node, "")["total"]["camera_seconds"].as_f64().unwrap();
     assert!(after >= before - 1.0 && before > 60.0, "{before} then {after}");
 }
+
+/// A community → street → district chain: the community judges its cameras' video, and the
+/// district counts a frozen community camera as online but not intact, with its cause, in its
+/// instant rates, listing and events, and as intact again once it moves; the street's verdicts
+/// are the community's, passed on.
+#[test]
+fn a_lower_node_s_verdicts_on_its_cameras_roll_up_through_every_level() {
+    use common::levels::*;
+    let sim = Sim::start(
+        ["fine", "stuck"]
+            .iter()
+            .map(|c| CameraSpec::new(*c, BuiltinFixture::H264_240p.load()))
+            .collect(),
+    );
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (ca, sa, da) = (addr(), addr(), addr());
+    let cams = camera_toml("fine", &sim.url("fine")) + &camera_toml("stuck", &sim.url("stuck"));
+    let mut community = Node::start(
+        dirs[0].path(),
+        &level_config("community", "community", ca, None, &dirs[0].path().join("data"), &cams),
+        ca,
+    );
+    let t1 = issue_upper_token(&mut community, "street");
+    let mut street = Node::start(
+        dirs[1].path(),
+        &level_config(
+            "street",
+            "street",
+            sa,
+            None,
+            &dirs[1].path().join("data"),
+            &lower_toml(
+                "community",
+                &format!("http://{ca}"),
+                &t1,
+                20,
+                "city/street/community",
+                "down",
+            ),
+        ),
+        sa,
+    );
+    let t2 = issue_upper_token(&mut street, "district");
+    let mut district = Node::start(
+        dirs[2].path(),
+        &level_config(
+            "district",
+            "district",
+            da,
+            None,
+            &dirs[2].path().join("data"),
+            &lower_toml("street", &format!("http://{sa}"), &t2, 20, "city/street", "down"),
+        ),
+        da,
+    );
+    let listed = |node: &mut Node, id: &str| -> Value {
+        cameras(node).into_iter().find(|c| c["id"] == id).unwrap_or(Value::Null)
+    };
+    for id in ["fine", "stuck"] {
+        wait_for_camera(&mut district, id, "online", Duration::from_secs(30));
+    }
+    // Both intact everywhere once the community has learned their usual picture.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let v = rates(&mut district, "");
+            v["instant"]["intact_rate"] == 1.0 && v["cameras"] == 2
+        }),
+        "{}",
+        rates(&mut district, "")
+    );
+    assert_eq!(listed(&mut community, "stuck")["intact"], true);
+    std::thread::sleep(Duration::from_secs(9));
+    let events = listen(&district.url(""), &district.token(), 20);
+    sim.cam("stuck").freeze(true);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            rates(&mut district, "camera=stuck")["instant"]["intact_rate"] == 0.0
+        }),
+        "{}",
+        rates(&mut district, "camera=stuck")
+    );
+    for node in [&mut community, &mut street, &mut district] {
+        let c = listed(node, "stuck");
+        assert_eq!(
+            (&c["status"], &c["intact"], &c["intact_cause"]),
+            (&"online".into(), &false.into(), &"frozen".into()),
+            "{c}"
+        );
+        assert_eq!(listed(node, "fine")["intact"], true);
+    }
+    let v = rates(&mut district, "");
+    assert_eq!(v["instant"]["online_rate"], 1.0, "{v}");
+    assert_eq!(v["instant"]["intact_rate"], 0.5, "{v}");
+    assert_eq!(v["instant"]["not_intact"]["stuck"], "frozen", "{v}");
+    // Per org at the district, in its own tree.
+    let org = listed(&mut district, "stuck")["org"].as_str().unwrap().to_owned();
+    assert!(org.starts_with("city/street"), "{org}");
+    let v = rates(&mut district, &format!("org={org}"));
+    assert_eq!(v["instant"]["intact_rate"], 0.5, "{v}");
+    // It moves again: intact again at the top.
+    sim.cam("stuck").freeze(false);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            rates(&mut district, "")["instant"]["intact_rate"] == 1.0
+        }),
+        "{}",
+        rates(&mut district, "")
+    );
+    let got = events.join().unwrap();
+    let at = |kind: &str| {
+        got.iter()
+            .position(|(k, d)| k == kind && d["camera"] == "stuck")
+            .unwrap_or_else(|| panic!("no {kind} for stuck at the district: {got:?}"))
+    };
+    let (down, up) = (at("camera.not_intact"), at("camera.intact"));
+    assert!(down < up, "{got:?}");
+    assert_eq!(got[down].1["cause"], "frozen");
+    // The time it was frozen is counted against it at the district too.
+    let day = rates(&mut district, "camera=stuck&interval=day");
+    assert!(day["total"]["causes"]["frozen"].as_f64().unwrap_or(0.0) >= 1.0, "{day}");
+}

@@ -224,3 +224,102 @@ fn a_recorded_instant_decodes_to_the_frame_ffmpeg_sees_there_for_h264_and_h265()
     ));
     assert!(audit["entries"].as_array().unwrap().len() >= 4, "{audit}");
 }
+
+/// A street node asks its community node for the picture of a community camera: the JPEG (the
+/// live one, and a recorded instant's with its frame time) crosses the link; without the
+/// `gstreamer` feature the community's 501 naming it reaches the street's caller as it was
+/// said. Both nodes audit the request.
+#[test]
+fn a_lower_node_s_camera_is_pictured_by_its_own_node_through_the_link() {
+    use common::levels::*;
+    let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())]);
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (ca, sa) = (addr(), addr());
+    let mut community = Node::start(
+        dirs[0].path(),
+        &level_config(
+            "community",
+            "community",
+            ca,
+            None,
+            &dirs[0].path().join("data"),
+            &format!(
+                "[recording]\nsegment = \"2s\"\n\n{}",
+                camera_toml("cam0", &sim.url("cam0"))
+            ),
+        ),
+        ca,
+    );
+    let t = issue_upper_token(&mut community, "street");
+    let mut street = Node::start(
+        dirs[1].path(),
+        &level_config(
+            "street",
+            "street",
+            sa,
+            None,
+            &dirs[1].path().join("data"),
+            &lower_toml(
+                "community",
+                &format!("http://{ca}"),
+                &t,
+                20,
+                "city/street/community",
+                "down",
+            ),
+        ),
+        sa,
+    );
+    wait_for_camera(&mut street, "cam0", "online", std::time::Duration::from_secs(30));
+    let token = street.token();
+    let url = street.url("/api/v1/cameras/cam0/snapshot.jpg");
+    let (status, headers, body) = fetch(&url, &token, &[]);
+    if cfg!(feature = "gstreamer") {
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(header(&headers, "content-type"), Some("image/jpeg"));
+        assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+        assert_eq!(&body[..2], &[0xff, 0xd8], "a JPEG");
+        assert!(header(&headers, "x-sharpeye-frame-time").is_some());
+        // A recorded instant: the frame at or just before it, as the community found it.
+        let t0 = now_us();
+        assert!(wait_until(std::time::Duration::from_secs(30), || community
+            .ranges("cam0", t0 - 60_000_000, now_us())
+            .first()
+            .is_some_and(|r| r.1 - r.0 > 4_000_000)));
+        let r = community.ranges("cam0", t0 - 60_000_000, now_us())[0];
+        let at = r.0 + 2_000_000 + 120_000;
+        let (status, headers, body) = fetch(&format!("{url}?at={}", rfc3339(at)), &token, &[]);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(&body[..2], &[0xff, 0xd8], "a JPEG");
+        let frame = parse_time(header(&headers, "x-sharpeye-frame-time").unwrap());
+        assert!((0..=80_000).contains(&(at - frame)), "{} for {}", frame, at);
+    } else {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 501, "{v}");
+        assert_eq!(v["error"]["code"], "not_built", "the community's own answer: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("--features gstreamer"),
+            "{v}"
+        );
+    }
+    // Asked of the street, audited at both levels: the street for its user, the community (when
+    // it made the picture) for the street's.
+    for (node, field, who) in [
+        (&mut street, "actor", "admin"),
+        (&mut community, "on_behalf_of", "admin@street"),
+    ] {
+        if field == "on_behalf_of" && !cfg!(feature = "gstreamer") {
+            // It refused before giving any picture: nothing of the camera was seen there.
+            break;
+        }
+        let (_, audit) = node.get("/api/v1/audit?action=snapshot");
+        assert!(
+            audit["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["camera"] == "cam0" && e[field] == who),
+            "{audit}"
+        );
+    }
+}

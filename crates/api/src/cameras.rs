@@ -20,14 +20,33 @@ type AppStateArc = State<Arc<AppState>>;
 fn camera_json(state: &AppState, c: &CameraEntry) -> Value {
     // The fixed part is a JSON object without its closing brace: the listing's own form.
     let mut text = c.fixed_json().to_owned();
+    let status = c.status();
     push_live(&mut text, state, &c.info.id);
+    push_intact(&mut text, status, state.rates.faults().get(&c.info.id).copied());
     text.push('}');
     let mut v: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({}));
-    v["status"] = json!(c.status());
+    v["status"] = json!(status);
     if let Some(why) = c.status_reason() {
         v["status_reason"] = json!(why);
     }
     v
+}
+
+/// Appends `,"intact":true` for an online camera whose video is usable, or
+/// `,"intact":false,"intact_cause":".."` for one whose video is not (nothing for one that is
+/// not online: its status says it).
+fn push_intact(out: &mut String, status: &str, fault: Option<rates::Cause>) {
+    if status != "online" {
+        return;
+    }
+    match fault {
+        None => out.push_str(",\"intact\":true"),
+        Some(f) => {
+            out.push_str(",\"intact\":false,\"intact_cause\":\"");
+            out.push_str(f.as_str());
+            out.push('"');
+        }
+    }
 }
 
 /// Appends what is known of the camera's live streams: `,"kbps":{"main":..,"sub":..}` with the
@@ -74,13 +93,14 @@ pub async fn cameras(State(state): AppStateArc, caller: Caller, q: QueryMap) -> 
     let selection = crate::spatial::select(&state, &q)?;
     let snap = state.auth.snapshot();
     let cameras = state.cameras.snapshot();
+    let faults = state.rates.faults();
     let mut out = String::with_capacity(64 + cameras.len().min(4096) * 320);
     out.push('[');
     match selection {
         None => {
             for &(i, actions) in snap.policy.visible_cameras(&caller.who).iter() {
                 if let Some(c) = cameras.get(snap.policy.camera_id(i)) {
-                    write_entry(&mut out, &state, c, actions, None);
+                    write_entry(&mut out, &state, &faults, c, actions, None);
                 }
             }
         }
@@ -88,7 +108,7 @@ pub async fn cameras(State(state): AppStateArc, caller: Caller, q: QueryMap) -> 
             for (id, distance) in found {
                 let actions = snap.policy.camera_actions(&caller.who, &id);
                 if let (false, Some(c)) = (actions.is_empty(), cameras.get(&id)) {
-                    write_entry(&mut out, &state, c, actions, distance);
+                    write_entry(&mut out, &state, &faults, c, actions, distance);
                 }
             }
         }
@@ -98,19 +118,28 @@ pub async fn cameras(State(state): AppStateArc, caller: Caller, q: QueryMap) -> 
 }
 
 /// Appends one camera's listing entry (after a comma unless it is the first).
-fn write_entry(out: &mut String, state: &AppState, c: &CameraEntry, actions: auth::Actions, distance: Option<f64>) {
+fn write_entry(
+    out: &mut String,
+    state: &AppState,
+    faults: &std::collections::HashMap<String, rates::Cause>,
+    c: &CameraEntry,
+    actions: auth::Actions,
+    distance: Option<f64>,
+) {
     if out.len() > 1 {
         out.push(',');
     }
     out.push_str(c.fixed_json());
     out.push_str(",\"status\":\"");
-    out.push_str(c.status());
+    let status = c.status();
+    out.push_str(status);
     if let Some(why) = c.status_reason() {
         out.push_str("\",\"status_reason\":");
         out.push_str(&Value::String(why).to_string());
     } else {
         out.push('"');
     }
+    push_intact(out, status, faults.get(&c.info.id).copied());
     if let Some(d) = distance {
         out.push_str(&format!(",\"distance_m\":{d}"));
     }

@@ -151,7 +151,7 @@ pub async fn playback_mp4(
 
 /// How long after its end a range of a lower node's recording is taken as final (its last
 /// fragments durable and indexed down there) and may be kept in the temporary cache.
-const SETTLED_US: i64 = 60_000_000;
+pub(crate) const SETTLED_US: i64 = 60_000_000;
 
 /// `playback.mp4` of a lower node's camera: audited here as a playback, fetched from below
 /// (or the temporary cache) for the caller, served with Range as if it were recorded here.

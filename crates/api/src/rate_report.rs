@@ -27,6 +27,9 @@ const MAX_DAYS: i64 = 367;
 /// The node's rates: every camera's judge and the ledger.
 pub struct Rates {
     detectors: RwLock<HashMap<String, Arc<Mutex<IntactDetector>>>>,
+    /// The online cameras whose video is not usable, and why, as of the last tick: what the
+    /// listing says (an upper node takes its verdicts from there and from the events).
+    faults: RwLock<Arc<HashMap<String, Cause>>>,
     ledger: Mutex<Ledger>,
     /// Maintenance windows: their time is not counted.
     pub windows: rates::maintenance::Windows,
@@ -37,6 +40,7 @@ impl Rates {
     pub fn new(ledger: Ledger, windows: rates::maintenance::Windows) -> Rates {
         Rates {
             detectors: RwLock::default(),
+            faults: RwLock::default(),
             ledger: Mutex::new(ledger),
             windows,
         }
@@ -68,15 +72,18 @@ impl Rates {
                     return None;
                 }
                 let online = status == "online";
-                let fault = if online {
+                let fault = if !online {
+                    Some(Cause::Offline)
+                } else if let Some(r) = &c.remote {
+                    // A lower node's camera: its node sees the video and says.
+                    r.fault()
+                } else {
                     detectors.get(id).and_then(|d| {
                         let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
                         let verdict = d.judge(now.as_micros());
                         tracing::trace!(camera = %id, ?verdict, judged = %d.summary(), "intact");
                         verdict.err()
                     })
-                } else {
-                    Some(Cause::Offline)
                 };
                 Some((
                     id.clone(),
@@ -91,6 +98,14 @@ impl Rates {
                 ))
             })
             .collect();
+        let faults: HashMap<String, Cause> = states
+            .iter()
+            .filter_map(|(id, s)| match s.fault {
+                Some(f) if s.online => Some((id.clone(), f)),
+                _ => None,
+            })
+            .collect();
+        *self.faults.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(faults);
         let changed = self
             .ledger
             .lock()
@@ -107,6 +122,11 @@ impl Rates {
                 data: json!({ "camera": t.camera, "at": time::format(now), "intact": t.intact, "cause": t.cause }),
             });
         }
+    }
+
+    /// The online cameras whose video is not usable, and why, as of the last second.
+    pub fn faults(&self) -> Arc<HashMap<String, Cause>> {
+        self.faults.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether each judged camera's video is usable now (for metrics).
@@ -248,8 +268,9 @@ pub async fn report(State(state): State<Arc<AppState>>, caller: Caller, q: Query
     for (_, t) in &days {
         total.add(t);
     }
-    // Now: the share of the counted cameras online, intact and networked this second.
-    let detectors = state.rates.detectors.read().unwrap_or_else(|p| p.into_inner()).clone();
+    // Now: the share of the counted cameras online, intact and networked as of the last
+    // second's tick (the verdicts of this node's judges and of lower nodes alike).
+    let judged = state.rates.faults();
     let now = WallTime::now().as_micros();
     let (mut on, mut ok, mut net) = (0usize, 0usize, 0usize);
     let mut faults = serde_json::Map::new();
@@ -263,12 +284,9 @@ pub async fn report(State(state): State<Arc<AppState>>, caller: Caller, q: Query
         let status = c.status();
         if status == "online" {
             on += 1;
-            let verdict = detectors
-                .get(id)
-                .map_or(Ok(()), |d| d.lock().unwrap_or_else(|p| p.into_inner()).verdict(now));
-            match verdict {
-                Ok(()) => ok += 1,
-                Err(cause) => {
+            match judged.get(id) {
+                None => ok += 1,
+                Some(cause) => {
                     faults.insert(id.clone(), json!(cause.as_str()));
                 }
             }

@@ -18,8 +18,9 @@ pub const PLAYS_FOR_HEADER: &str = "x-sharpeye-plays-for-ms";
 
 /// Headers of the lower node's answer passed on to the client (beyond type, length, range and
 /// validator, which are the answer's own).
-const EXTRA: [&str; 6] = [
+const EXTRA: [&str; 7] = [
     "content-disposition",
+    "x-sharpeye-frame-time",
     "x-sharpeye-first-frame",
     "x-sharpeye-end",
     "x-sharpeye-gaps",
@@ -38,6 +39,7 @@ fn content_type(headers: &[(String, String)], fallback: &'static str) -> &'stati
         "application/zip",
         "application/vnd.apple.mpegurl",
         "application/json",
+        "image/jpeg",
     ]
     .into_iter()
     .find(|t| given.is_some_and(|g| g.starts_with(t)))

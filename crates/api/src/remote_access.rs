@@ -32,7 +32,7 @@ pub enum RemoteError {
 }
 
 /// The lower node's error codes passed on as they are; any other becomes `lower_error`.
-const PASSED_ON: [&str; 9] = [
+const PASSED_ON: [&str; 11] = [
     "not_found",
     "nothing_recorded",
     "bad_request",
@@ -42,6 +42,8 @@ const PASSED_ON: [&str; 9] = [
     "link_budget",
     "lower_unreachable",
     "not_ready",
+    "not_built",
+    "decode_failed",
 ];
 
 impl From<RemoteError> for crate::error::ApiError {

@@ -61,12 +61,8 @@ pub async fn snapshot(
     };
     let (caller, _) = media_caller(&state, &headers, &q, ip, &camera, action)?;
     let stream = stream_of(&q, &camera)?;
-    if state.remote_for(&camera).is_some() {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "remote_snapshot",
-            format!("camera {camera} is recorded by a lower node: ask its node for the snapshot (not relayed yet)"),
-        ));
+    if let Some(remote) = state.remote_for(&camera) {
+        return relayed(&state, remote, &caller, &camera, &stream, at, &headers).await;
     }
     if !transcode::AVAILABLE {
         return Err(not_built());
@@ -97,6 +93,53 @@ pub async fn snapshot(
         shot.jpeg,
     )
         .into_response())
+}
+
+/// A lower node's camera: its node makes the picture (it holds the recording and the live
+/// stream, and only a JPEG crosses the link), admitted on the link like a recording; an
+/// instant that has settled is kept in the temporary cache. The lower node's refusals (501
+/// where it was built without decoding) pass through as it said them.
+async fn relayed(
+    state: &Arc<AppState>,
+    remote: Arc<dyn crate::remote_access::RemoteAccess>,
+    caller: &crate::access::Caller,
+    camera: &str,
+    stream: &StreamId,
+    at: Option<WallTime>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut path = format!(
+        "/api/v1/cameras/{camera}/snapshot.jpg?stream={}",
+        stream.kind().as_str()
+    );
+    if let Some(at) = at {
+        path.push_str(&format!("&at={}", time::query_time(at)));
+    }
+    let mut e = caller.event("snapshot", Some(camera));
+    e.detail = json!({ "at": at.map(time::format), "stream": stream.kind().as_str(), "from": "lower node" });
+    state.audit(e).await?;
+    let method = axum::http::Method::GET;
+    let body = remote
+        .recorded(
+            camera,
+            crate::remote_access::RemoteRequest {
+                cacheable: at.is_some_and(|at| WallTime::now().micros_since(at) > crate::playback::SETTLED_US),
+                ..crate::remote_access::RemoteRequest::for_client(
+                    path,
+                    &method,
+                    headers,
+                    caller.end_user(&state.node.id),
+                )
+            },
+        )
+        .await?;
+    let mut r = crate::relayed::serve(body, &method, headers, "image/jpeg")?;
+    // A live picture is of its moment: not for a browser's cache (the relayed default).
+    if at.is_none() {
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    }
+    Ok(r)
 }
 
 /// The frames from the key frame before `at` to the frame at `at`.

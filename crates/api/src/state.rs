@@ -43,6 +43,8 @@ pub struct RemoteState {
     /// The link it comes through.
     pub link: String,
     state: std::sync::RwLock<(&'static str, Option<String>)>,
+    /// Why its video is not usable, as its lower node judged it (`None`: usable, or not said).
+    fault: std::sync::RwLock<Option<rates::Cause>>,
 }
 
 impl RemoteState {
@@ -51,12 +53,28 @@ impl RemoteState {
         RemoteState {
             link: link.to_owned(),
             state: std::sync::RwLock::new((status_name(status), None)),
+            fault: std::sync::RwLock::new(None),
         }
     }
 
-    /// Sets the status (one of `online`, `connecting`, `offline`, `idle`) and why.
+    /// Sets the status (one of `online`, `connecting`, `offline`, `idle`) and why. A camera
+    /// that is not online has no verdict on its picture until its node gives a new one.
     pub fn set(&self, status: &str, reason: Option<String>) {
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = (status_name(status), reason);
+        let status = status_name(status);
+        if status != "online" {
+            self.set_fault(None);
+        }
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = (status, reason);
+    }
+
+    /// Sets its lower node's verdict on its video: `None` usable, else why not.
+    pub fn set_fault(&self, fault: Option<rates::Cause>) {
+        *self.fault.write().unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+
+    /// Its lower node's verdict on its video.
+    pub fn fault(&self) -> Option<rates::Cause> {
+        *self.fault.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The status and why.

@@ -31,6 +31,20 @@ pub struct RemoteCamera {
     pub main_kbps: Option<u64>,
     /// The same for the sub-stream.
     pub sub_kbps: Option<u64>,
+    /// Why its video is not usable, when the lower node judged it so (`intact: false`); what
+    /// the cause is named is the lower node's word ([`cause_of`]).
+    pub intact_cause: Option<String>,
+}
+
+/// The cause a lower node gives for a camera's video not being usable, from a listing entry
+/// or a `camera.not_intact` event: a short word, `unknown` when it gave none that is one.
+pub fn cause_of(v: &Value) -> String {
+    match v.as_str() {
+        Some(c) if !c.is_empty() && c.len() <= 32 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            c.to_owned()
+        }
+        _ => "unknown".to_owned(),
+    }
 }
 
 /// Bitrates above this (kbit/s) are not a camera's: a lower node claiming one is ignored rather
@@ -122,6 +136,9 @@ impl RemoteCamera {
             path,
             main_kbps: kbps(v, "main"),
             sub_kbps: kbps(v, "sub"),
+            // Only `false` says the video is not usable: a lower node that does not judge
+            // (from before the rates) leaves its online cameras counted as intact.
+            intact_cause: (v["intact"] == Value::Bool(false)).then(|| cause_of(&v["intact_cause"])),
             id,
         })
     }
@@ -198,6 +215,23 @@ mod tests {
         // A rate the lower node measured is taken; an absurd one is not.
         assert_eq!((ok[1].main_kbps, ok[1].sub_kbps), (Some(4100), None));
         assert_eq!((c.main_kbps, c.sub_kbps), (None, None));
+        assert_eq!(c.intact_cause, None);
+        // A verdict of not intact is kept with its cause; a hostile or missing cause is a plain
+        // word instead, and only `false` counts (a lower node that does not judge says nothing).
+        for (intact, cause, want) in [
+            (json!(false), json!("frozen"), Some("frozen")),
+            (json!(false), json!("x\u{0}<script>".repeat(20)), Some("unknown")),
+            (json!(false), Value::Null, Some("unknown")),
+            (json!(false), json!(7), Some("unknown")),
+            (json!("false"), json!("frozen"), None),
+            (json!(true), json!("frozen"), None),
+        ] {
+            let mut e = entry("cam2");
+            e["intact"] = intact;
+            e["intact_cause"] = cause;
+            let c = RemoteCamera::from_json(&e, "renmin").unwrap();
+            assert_eq!(c.intact_cause.as_deref(), want, "{e}");
+        }
         assert!(parse_listing(&json!({"not": "a list"}), "l").is_err());
     }
 }

@@ -16,7 +16,7 @@ use crate::client::{BODY_SILENCE, Call, ClientError, next_chunk};
 use crate::link::Link;
 
 /// Headers of a lower node's recorded answer that are passed on (and kept with a cache entry).
-const PASSED_HEADERS: [&str; 11] = [
+const PASSED_HEADERS: [&str; 12] = [
     "content-type",
     "content-length",
     "content-range",
@@ -28,6 +28,7 @@ const PASSED_HEADERS: [&str; 11] = [
     "x-sharpeye-gaps",
     "x-sharpeye-truncated",
     "x-sharpeye-plays-for-ms",
+    "x-sharpeye-frame-time",
 ];
 
 /// A request for recorded video.

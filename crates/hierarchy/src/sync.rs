@@ -22,6 +22,9 @@ pub trait CatalogSink: Send + Sync + 'static {
     /// A camera's state: `status` as the lower node reports it, or `offline` with the reason
     /// while the link is down.
     fn status(&self, link: &Arc<Link>, camera: &str, status: &str, reason: Option<String>);
+    /// A camera's video as the lower node judges it: `None` usable, else the cause
+    /// ([`crate::catalog::cause_of`]).
+    fn intact(&self, link: &Arc<Link>, camera: &str, cause: Option<String>);
     /// Called when the lower node signed a new audit head, and at least once a minute while
     /// the link is up: for what else rides on it (fetching the heads).
     fn periodic(&self, _link: &Arc<Link>) {}
@@ -88,9 +91,16 @@ async fn session(
             link.id()
         );
     }
-    let statuses: Vec<(String, String, Option<String>)> = cameras
+    let statuses: Vec<(String, String, Option<String>, Option<String>)> = cameras
         .iter()
-        .map(|c| (c.id.clone(), c.status.clone(), c.status_reason.clone()))
+        .map(|c| {
+            (
+                c.id.clone(),
+                c.status.clone(),
+                c.status_reason.clone(),
+                c.intact_cause.clone(),
+            )
+        })
         .collect();
     let (added, removed, absent) = link.set_cameras(cameras);
     if !removed.is_empty() {
@@ -99,8 +109,9 @@ async fn session(
     if !added.is_empty() {
         sink.added(link, added);
     }
-    for (id, status, reason) in statuses {
+    for (id, status, reason, fault) in statuses {
         sink.status(link, &id, &status, reason);
+        sink.intact(link, &id, fault);
     }
     for id in absent {
         let why = format!("lower node {} does not list it now", link.id());
@@ -138,6 +149,10 @@ async fn session(
                     let status = data["status"].as_str().unwrap_or("offline");
                     let reason = data["status_reason"].as_str().map(|r| r.chars().take(300).collect());
                     sink.status(link, camera, status, reason);
+                }
+                "camera.intact" if link.camera(camera).is_some() => sink.intact(link, camera, None),
+                "camera.not_intact" if link.camera(camera).is_some() => {
+                    sink.intact(link, camera, Some(crate::catalog::cause_of(&data["cause"])));
                 }
                 // A camera shared or withdrawn: list again now.
                 "camera.added" | "camera.removed" => return Ok(()),

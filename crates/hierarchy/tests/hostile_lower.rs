@@ -146,6 +146,7 @@ impl CatalogSink for Seen {
     }
     fn removed(&self, _: &Arc<Link>, _: Vec<String>) {}
     fn status(&self, _: &Arc<Link>, _: &str, _: &str, _: Option<String>) {}
+    fn intact(&self, _: &Arc<Link>, _: &str, _: Option<String>) {}
 }
 
 async fn down_reason(link: &Arc<Link>, limit: Duration) -> String {

@@ -386,6 +386,18 @@ impl CatalogSink for RemoteCameras {
             r.set(status, reason);
         }
     }
+
+    fn intact(&self, link: &Arc<Link>, camera: &str, cause: Option<String>) {
+        let Some(registry) = self.registry.get() else { return };
+        if let Some(c) = registry.state.cameras.get(camera)
+            && let Some(r) = &c.remote
+            && r.link == link.id()
+        {
+            // A cause this node does not know (a newer lower node's) still means the video
+            // is not usable: counted as no video, the plainest of them.
+            r.set_fault(cause.map(|c| rates::Cause::parse(&c).unwrap_or(rates::Cause::NoVideo)));
+        }
+    }
 }
 
 impl RemoteAccess for RemoteCameras {
