@@ -17,3 +17,4 @@ cargo clippy -p transcode -p node --features transcode/gstreamer --all-targets -
 cargo test -p transcode --features gstreamer
 cargo test --features gstreamer --test browser an_h265_only_camera
 cargo test --features gstreamer --test snapshots
+cargo test --features gstreamer --test rates decoded_pictures

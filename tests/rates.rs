@@ -14,18 +14,16 @@ use serde_json::Value;
 
 /// A 320×240 black H.264 clip from ffmpeg, as a camsim fixture.
 fn black_fixture(dir: &std::path::Path) -> Option<std::sync::Arc<Fixture>> {
-    let out = dir.join("black.264");
+    clip(dir, "black", "color=black:s=320x240:r=25", "null")
+}
+
+/// A 4 s 320×240 H.264 clip of the lavfi `source` through the video `filter`, made by ffmpeg
+/// (key frames every second, headers with each), as a camsim fixture.
+fn clip(dir: &std::path::Path, name: &str, source: &str, filter: &str) -> Option<std::sync::Arc<Fixture>> {
+    let out = dir.join(format!("{name}.264"));
     let ok = std::process::Command::new("ffmpeg")
         .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=black:s=320x240:r=25",
-            "-t",
-            "4",
+            "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", "4", "-vf", filter,
         ])
         .args([
             "-c:v",
@@ -49,7 +47,7 @@ fn black_fixture(dir: &std::path::Path) -> Option<std::sync::Arc<Fixture>> {
         return None;
     }
     let bytes = std::fs::read(&out).ok()?;
-    Fixture::from_annexb("black", media::VideoCodec::H264, &bytes, 3600)
+    Fixture::from_annexb(name, media::VideoCodec::H264, &bytes, 3600)
         .ok()
         .map(std::sync::Arc::new)
 }
@@ -359,4 +357,55 @@ fn a_lower_node_s_verdicts_on_its_cameras_roll_up_through_every_level() {
     // The time it was frozen is counted against it at the district too.
     let day = rates(&mut district, "camera=stuck&interval=day");
     assert!(day["total"]["causes"]["frozen"].as_f64().unwrap_or(0.0) >= 1.0, "{day}");
+}
+
+/// With the `gstreamer` feature, pictures are measured too: cameras whose video was dark,
+/// overexposed, foggy or out of focus from the start (their streams look sound, so their
+/// stream judge learns them as usual) are counted not intact with the field's causes, and a
+/// sharp, well-exposed one is not.
+#[cfg(feature = "gstreamer")]
+#[test]
+fn decoded_pictures_tell_dark_overexposed_flat_and_blurred_cameras_from_a_good_one() {
+    assert!(have_ffmpeg(), "scripts/test.sh installs ffmpeg");
+    let dir = tempfile::tempdir().unwrap();
+    let src = "testsrc2=s=320x240:r=25";
+    let cameras = [
+        ("good", "null", None),
+        ("dim", "eq=brightness=-0.6", Some("black")),
+        ("glare", "eq=brightness=0.7", Some("overexposed")),
+        ("fog", "eq=contrast=0.12", Some("low_contrast")),
+        ("soft", "gblur=sigma=5", Some("blurred")),
+    ];
+    let sim = Sim::start(
+        cameras
+            .iter()
+            .map(|(id, filter, _)| {
+                let f = clip(dir.path(), id, src, filter).expect("ffmpeg makes the clip with libx264");
+                CameraSpec::new(*id, f)
+            })
+            .collect(),
+    );
+    let addr = free_addr();
+    let cams: String = cameras.iter().map(|(id, _, _)| camera_toml(id, &sim.url(id))).collect();
+    let config = config_toml(addr, &dir.path().join("data"), "", &cams)
+        .replace("[ingest]", "[rates]\npicture_every = \"5s\"\n\n[ingest]");
+    assert!(config.contains("picture_every"), "{config}");
+    let mut node = Node::start(dir.path(), &config, addr);
+    let want: serde_json::Map<String, Value> = cameras
+        .iter()
+        .filter_map(|(id, _, cause)| cause.map(|c| (id.to_string(), Value::from(c))))
+        .collect();
+    let mut last = Value::Null;
+    let ok = wait_until(Duration::from_secs(40), || {
+        last = rates(&mut node, "");
+        last["instant"]["online_rate"] == 1.0 && last["instant"]["not_intact"] == Value::Object(want.clone())
+    });
+    assert!(ok, "{last}\n{}", node.log_text());
+    assert_eq!(last["instant"]["intact_rate"].as_f64(), Some(0.2), "{last}");
+    let (_, listed) = node.get("/api/v1/cameras");
+    for c in listed.as_array().unwrap() {
+        let cause = cameras.iter().find(|k| c["id"] == k.0).unwrap().2;
+        assert_eq!(c["intact"], cause.is_none(), "{c}");
+        assert_eq!(c["intact_cause"].as_str(), cause, "{c}");
+    }
 }

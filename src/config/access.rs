@@ -1,11 +1,12 @@
 //! `[auth]`, `[[users]]`, `[[departments]]`, `[[groups]]` and `[[grants]]`: who may log in and
 //! what they may do. References between them are checked by `auth`'s own rules (see
-//! `super::parse`), the same the admin API applies.
+//! `super::parse`), the same the admin API applies. Also the small sections about what the node
+//! keeps of what happens: `[events]`, `[audit]` and `[rates]`.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use node::config::{AuditSettings, AuthSettings, EventsSettings, Secret, UserConfig};
+use node::config::{AuditSettings, AuthSettings, EventsSettings, RatesSettings, Secret, UserConfig};
 use toml::Table;
 
 use super::check::{Checker, join};
@@ -65,6 +66,23 @@ impl Checker {
             keep,
             retry_min,
             retry_max,
+        }
+    }
+
+    /// `[rates]`: how often pictures are measured for the intact rate.
+    pub(super) fn rates(&mut self, root: &Table) -> RatesSettings {
+        let d = RatesSettings::default();
+        let t = self.optional_section(root, "rates");
+        self.known("rates", t, &["picture_every"]);
+        RatesSettings {
+            picture_every: self.duration(
+                "rates",
+                t,
+                "picture_every",
+                d.picture_every,
+                Duration::from_secs(5),
+                Duration::from_secs(3600),
+            ),
         }
     }
 

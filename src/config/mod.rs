@@ -142,6 +142,7 @@ impl Checker {
                 "audit",
                 "places",
                 "events",
+                "rates",
             ],
         );
         let server = self.server(root);
@@ -165,6 +166,7 @@ impl Checker {
         let audit = self.audit(root);
         let grids = self.places(root);
         let events = self.events(root);
+        let rates = self.rates(root);
         let config = Config {
             server: server?,
             recording,
@@ -186,6 +188,7 @@ impl Checker {
             audit,
             grids,
             events,
+            rates,
         };
         // References between users, departments, groups and grants are checked by the same
         // rules the admin API applies, so that the server never refuses a checked config.

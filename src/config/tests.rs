@@ -591,3 +591,20 @@ fn a_cameras_view_and_the_grid_file_are_read_and_checked() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn how_often_pictures_are_measured_is_read_and_checked() {
+    let c = parse(&format!("{GOOD}\n[rates]\npicture_every = \"30s\"\n")).unwrap();
+    assert_eq!(c.rates.picture_every, Duration::from_secs(30));
+    assert_eq!(parse(GOOD).unwrap().rates.picture_every, Duration::from_secs(60));
+    for (value, says) in [
+        ("\"1s\"", "rates.picture_every"),
+        ("\"2h\"", "rates.picture_every"),
+        ("12", "rates.picture_every"),
+    ] {
+        let p = problems(&format!("{GOOD}\n[rates]\npicture_every = {value}\n"));
+        assert!(p.iter().any(|p| p.contains(says)), "{value}: {p:?}");
+    }
+    let p = problems(&format!("{GOOD}\n[rates]\npicture = \"30s\"\n"));
+    assert!(p.iter().any(|p| p.contains("rates.picture")), "{p:?}");
+}

@@ -22,6 +22,7 @@ mod grids;
 mod health;
 mod holds;
 mod incidents;
+pub mod intact;
 mod links;
 mod live;
 mod metrics;

@@ -1,5 +1,5 @@
 //! The online, intact (完好) and networked (联网) rates: each camera's state every second (from
-//! its status and its `rates::IntactDetector`, fed by the sink of its main stream) credited to
+//! its status and its [`Judge`], fed by the sink of its main stream) credited to
 //! the `rates::Ledger`, `camera.intact` / `camera.not_intact` events when a camera's video
 //! becomes usable or stops being so (with the cause), and `GET /api/v1/rates` for reports:
 //! JSON, or CSV for the monthly report against the national targets.
@@ -11,7 +11,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use media::WallTime;
-use rates::{CameraState, Cause, IntactDetector, Ledger, Totals};
+use rates::{CameraState, Cause, Ledger, Totals};
+
+use crate::intact::Judge;
 use serde_json::{Value, json};
 
 use crate::access::Caller;
@@ -26,7 +28,7 @@ const MAX_DAYS: i64 = 367;
 
 /// The node's rates: every camera's judge and the ledger.
 pub struct Rates {
-    detectors: RwLock<HashMap<String, Arc<Mutex<IntactDetector>>>>,
+    judges: RwLock<HashMap<String, Arc<Judge>>>,
     /// The online cameras whose video is not usable, and why, as of the last tick: what the
     /// listing says (an upper node takes its verdicts from there and from the events).
     faults: RwLock<Arc<HashMap<String, Cause>>>,
@@ -39,7 +41,7 @@ impl Rates {
     /// The rates over `ledger`, with the maintenance `windows`.
     pub fn new(ledger: Ledger, windows: rates::maintenance::Windows) -> Rates {
         Rates {
-            detectors: RwLock::default(),
+            judges: RwLock::default(),
             faults: RwLock::default(),
             ledger: Mutex::new(ledger),
             windows,
@@ -47,11 +49,11 @@ impl Rates {
     }
 
     /// Camera `id`'s judge (made on first use), for the sink of its main stream.
-    pub fn detector(&self, id: &str) -> Arc<Mutex<IntactDetector>> {
-        if let Some(d) = self.detectors.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+    pub fn judge(&self, id: &str) -> Arc<Judge> {
+        if let Some(d) = self.judges.read().unwrap_or_else(|p| p.into_inner()).get(id) {
             return d.clone();
         }
-        self.detectors
+        self.judges
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .entry(id.to_owned())
@@ -62,7 +64,7 @@ impl Rates {
     /// One second's states, credited; announces cameras whose video became usable or not.
     pub fn tick(&self, state: &AppState, now: WallTime) {
         let cameras = state.cameras.snapshot();
-        let detectors = self.detectors.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let judges = self.judges.read().unwrap_or_else(|p| p.into_inner()).clone();
         // A camera nobody pulls (on demand, idle) is not observed: not expected this second.
         let states: Vec<(String, CameraState)> = cameras
             .iter()
@@ -78,10 +80,9 @@ impl Rates {
                     // A lower node's camera: its node sees the video and says.
                     r.fault()
                 } else {
-                    detectors.get(id).and_then(|d| {
-                        let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
-                        let verdict = d.judge(now.as_micros());
-                        tracing::trace!(camera = %id, ?verdict, judged = %d.summary(), "intact");
+                    judges.get(id).and_then(|j| {
+                        let (verdict, judged) = j.judge(now);
+                        tracing::trace!(camera = %id, ?verdict, %judged, "intact");
                         verdict.err()
                     })
                 };
@@ -124,6 +125,12 @@ impl Rates {
         }
     }
 
+    /// Every camera's judge, by id.
+    pub fn judges(&self) -> Vec<(String, Arc<Judge>)> {
+        let j = self.judges.read().unwrap_or_else(|p| p.into_inner());
+        j.iter().map(|(id, j)| (id.clone(), j.clone())).collect()
+    }
+
     /// The online cameras whose video is not usable, and why, as of the last second.
     pub fn faults(&self) -> Arc<HashMap<String, Cause>> {
         self.faults.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -131,18 +138,10 @@ impl Rates {
 
     /// Whether each judged camera's video is usable now (for metrics).
     pub fn intact_now(&self, now: WallTime) -> Vec<(String, bool)> {
-        let detectors = self.detectors.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut out: Vec<(String, bool)> = detectors
-            .iter()
-            .map(|(id, d)| {
-                (
-                    id.clone(),
-                    d.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .verdict(now.as_micros())
-                        .is_ok(),
-                )
-            })
+        let mut out: Vec<(String, bool)> = self
+            .judges()
+            .into_iter()
+            .map(|(id, j)| (id, j.verdict(now).is_ok()))
             .collect();
         out.sort();
         out

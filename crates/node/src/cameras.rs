@@ -136,7 +136,7 @@ impl CameraRegistry {
                         source,
                         health,
                         recorder: record.then(|| self.recorder.clone()),
-                        intact: (kind == StreamKind::Main).then(|| self.state.rates.detector(&cam.info.id)),
+                        intact: (kind == StreamKind::Main).then(|| self.state.rates.judge(&cam.info.id)),
                     },
                 );
                 streams.push((stream, record));

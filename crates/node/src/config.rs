@@ -271,6 +271,23 @@ impl Default for EventsSettings {
     }
 }
 
+/// `[rates]`: how the intact rate is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RatesSettings {
+    /// How often each camera's picture is decoded and measured (dark, overexposed, low
+    /// contrast, blurred), where the node can decode (`gstreamer` feature).
+    pub picture_every: Duration,
+}
+
+impl Default for RatesSettings {
+    /// A minute: a fault that lasts is caught within one, at a key frame's decode per camera.
+    fn default() -> Self {
+        RatesSettings {
+            picture_every: Duration::from_secs(60),
+        }
+    }
+}
+
 /// `[audit]`: how the audit log is anchored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuditSettings {
@@ -413,6 +430,8 @@ pub struct Config {
     pub grids: Vec<places::Grid>,
     /// `[events]`.
     pub events: EventsSettings,
+    /// `[rates]`.
+    pub rates: RatesSettings,
 }
 
 impl Config {
@@ -444,6 +463,7 @@ impl Config {
             audit: AuditSettings::default(),
             grids: Vec::new(),
             events: EventsSettings::default(),
+            rates: RatesSettings::default(),
         }
     }
 

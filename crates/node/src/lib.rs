@@ -252,6 +252,7 @@ async fn start_serving(
         security.spawn_head_signer(config.node.id.clone(), config.audit.head_every, state.clone()),
         api::event_stream::spawn_watcher(state.clone(), Duration::from_secs(1)),
         api::webhooks::spawn_durability(state.clone(), Duration::from_millis(200)),
+        api::intact::spawn_picture_checks(state.clone(), config.rates.picture_every),
     ];
     api::webhooks::spawn_all(&api::webhooks::Deliveries::of(state));
     if let (Some(sip), Some(g)) = (&sources.sip, &config.gb28181) {

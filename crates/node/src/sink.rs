@@ -16,7 +16,7 @@ pub struct StreamSink {
     recorder: Option<Recorder>,
     lost: AtomicBool,
     channel: Arc<hub::Channel>,
-    intact: Option<Arc<std::sync::Mutex<rates::IntactDetector>>>,
+    intact: Option<Arc<api::intact::Judge>>,
 }
 
 impl StreamSink {
@@ -25,7 +25,7 @@ impl StreamSink {
     pub fn new(
         channel: Arc<hub::Channel>,
         recorder: Option<Recorder>,
-        intact: Option<Arc<std::sync::Mutex<rates::IntactDetector>>>,
+        intact: Option<Arc<api::intact::Judge>>,
     ) -> StreamSink {
         StreamSink {
             recorder,
@@ -39,8 +39,7 @@ impl StreamSink {
 impl FrameSink for StreamSink {
     fn frame(&self, frame: Frame) {
         if let Some(judge) = &self.intact {
-            let info = rates::FrameInfo::of(frame.wall_time.as_micros(), frame.key, &frame.data);
-            judge.lock().unwrap_or_else(|p| p.into_inner()).push(info);
+            judge.frame(&frame);
         }
         self.channel.publish(&frame);
         if let Some(recorder) = &self.recorder {

@@ -38,7 +38,7 @@ pub struct Pull {
     /// The recorder, for recorded streams.
     pub recorder: Option<Recorder>,
     /// The judge of whether the video is usable, for main streams (the rates' 完好).
-    pub intact: Option<Arc<std::sync::Mutex<rates::IntactDetector>>>,
+    pub intact: Option<Arc<api::intact::Judge>>,
 }
 
 /// The running pulls, started and stopped by the hub: at most one per stream.

@@ -10,7 +10,8 @@
 //! "Usual" is learned from the camera's own first [`LEARN_US`] of video, and follows it slowly
 //! while the video is intact (a scene at night codes smaller than by day). A camera that starts
 //! already black or frozen is learned as such: the field's decoded-image thresholds (mean luma,
-//! contrast, blur) need the `gstreamer` feature and are not applied yet.
+//! contrast, blur; `crate::picture`) catch what the stream cannot, where the node can decode
+//! (`gstreamer` feature), through [`IntactDetector::set_picture`].
 
 use std::collections::VecDeque;
 
@@ -36,16 +37,25 @@ pub enum Cause {
     Black,
     /// Fewer frames than usual.
     LowFrameRate,
+    /// The decoded picture is too bright (`crate::picture`).
+    Overexposed,
+    /// The decoded picture has too little contrast.
+    LowContrast,
+    /// The decoded picture is out of focus.
+    Blurred,
 }
 
 impl Cause {
     /// Every cause, in report order.
-    pub const ALL: [Cause; 5] = [
+    pub const ALL: [Cause; 8] = [
         Cause::Offline,
         Cause::NoVideo,
         Cause::Frozen,
         Cause::Black,
         Cause::LowFrameRate,
+        Cause::Overexposed,
+        Cause::LowContrast,
+        Cause::Blurred,
     ];
 
     /// Its name in the API and reports.
@@ -56,6 +66,9 @@ impl Cause {
             Cause::Frozen => "frozen",
             Cause::Black => "black",
             Cause::LowFrameRate => "low_frame_rate",
+            Cause::Overexposed => "overexposed",
+            Cause::LowContrast => "low_contrast",
+            Cause::Blurred => "blurred",
         }
     }
 
@@ -114,6 +127,8 @@ pub struct IntactDetector {
     same: u32,
     last_fp: Option<u64>,
     last_key: Option<FrameInfo>,
+    /// The last decoded picture's fault and until when it stands (`crate::picture`).
+    picture: Option<(Cause, i64)>,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -159,6 +174,13 @@ impl IntactDetector {
         let key_size = median(frames.iter().filter(|f| f.key).map(|f| f.size as f64).collect())?;
         let p_size = median(frames.iter().filter(|f| !f.key).map(|f| f.size as f64).collect()).unwrap_or(key_size);
         Some(Usual { fps, key_size, p_size })
+    }
+
+    /// The verdict on a decoded picture of the camera (`crate::picture`): `None` usable, else
+    /// why not, standing until `until_us` unless a newer picture says otherwise. A fault the
+    /// stream shows comes first; this one counts while the stream looks sound.
+    pub fn set_picture(&mut self, fault: Option<Cause>, until_us: i64) {
+        self.picture = fault.map(|f| (f, until_us));
     }
 
     /// Forgets what it learned (the stream's parameters changed: a new resolution codes to new
@@ -228,7 +250,7 @@ impl IntactDetector {
             return (Err(Cause::Frozen), p_mean);
         }
         let Some(usual) = self.usual else {
-            return (Ok(()), p_mean);
+            return (self.picture_fault(now_us), p_mean);
         };
         let span = last.wall_us - self.window.front().map_or(last.wall_us, |f| f.wall_us);
         if p_mean.is_some_and(|m| m < usual.p_size * 0.02) {
@@ -240,7 +262,14 @@ impl IntactDetector {
                 return (Err(Cause::LowFrameRate), p_mean);
             }
         }
-        (Ok(()), p_mean)
+        (self.picture_fault(now_us), p_mean)
+    }
+
+    fn picture_fault(&self, now_us: i64) -> Result<(), Cause> {
+        match self.picture {
+            Some((cause, until)) if now_us < until => Err(cause),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -319,6 +348,26 @@ mod tests {
         }
         t += 125 * 40_000;
         assert_eq!(s.verdict(t), Err(Cause::Frozen));
+    }
+
+    #[test]
+    fn a_decoded_picture_s_fault_counts_while_the_stream_looks_sound_and_only_until_it_lapses() {
+        let mut d = IntactDetector::default();
+        // Still learning: the picture is the only thing that can tell a dark camera.
+        let t = normal(&mut d, 0, 3.0);
+        d.set_picture(Some(Cause::Black), t + 30_000_000);
+        assert_eq!(d.verdict(t), Err(Cause::Black));
+        let t = normal(&mut d, t, 10.0);
+        d.set_picture(Some(Cause::Blurred), t + 1_000_000);
+        assert_eq!(d.judge(t), Err(Cause::Blurred));
+        // Lapsed: no check since, so no verdict from the picture.
+        assert_eq!(d.verdict(t + 1_000_000), Ok(()));
+        let t2 = normal(&mut d, t, 2.0);
+        // A fault of the stream comes first; a good picture clears the picture's fault.
+        d.set_picture(Some(Cause::LowContrast), t2 + 60_000_000);
+        assert_eq!(d.verdict(t2 + 6_000_000), Err(Cause::NoVideo));
+        d.set_picture(None, t2 + 60_000_000);
+        assert_eq!(d.verdict(t2), Ok(()));
     }
 
     #[test]

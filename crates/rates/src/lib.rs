@@ -6,6 +6,8 @@
 //! - [`detect`]: whether one camera's video is intact, judged from the coded stream alone
 //!   (frame sizes, key frames, identical frames, the frame rate), so that it costs nothing per
 //!   frame beyond a few comparisons: no decoding;
+//! - [`picture`]: the field's thresholds on a decoded picture (dark, overexposed, low contrast,
+//!   blurred), for nodes that can decode a key frame now and then;
 //! - [`ledger`]: per camera and day, the seconds it was expected, online, intact, networked and
 //!   recording, and the seconds of each cause of failure; an append-only log of the transitions;
 //!   daily rollups written to disk (today's every minute) so that a year of reports is a few
@@ -16,6 +18,8 @@
 pub mod detect;
 pub mod ledger;
 pub mod maintenance;
+pub mod picture;
 
 pub use detect::{Cause, FrameInfo, IntactDetector};
 pub use ledger::{CameraState, DayTotals, Ledger, Totals};
+pub use picture::PictureStats;

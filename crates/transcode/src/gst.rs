@@ -168,6 +168,43 @@ pub fn jpeg(
     }
 }
 
+/// Decodes one key frame (`unit`, Annex B) to 8-bit luma at `width`×`height`; `width` must be
+/// a multiple of 4 (GStreamer aligns GRAY8 rows to 4 bytes: then they come packed).
+pub fn gray(
+    codec: VideoCodec,
+    unit: Vec<u8>,
+    media_time: i64,
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>, TranscodeError> {
+    if !width.is_multiple_of(4) {
+        return Err(TranscodeError::Malformed(format!(
+            "a width of {width} is not a multiple of 4"
+        )));
+    }
+    let (caps, decode) = decoder(codec);
+    let p = Pipeline::launch(&format!(
+        "appsrc name=src format=time caps={caps},stream-format=byte-stream,alignment=au \
+         ! {decode} max-threads=1 ! videoscale ! videoconvert ! video/x-raw,format=GRAY8,width={width},height={height} \
+         ! appsink name=sink sync=false"
+    ))?;
+    p.push(unit, media_time)?;
+    p.src.end_of_stream().map_err(pipeline_error)?;
+    match p.sink.try_pull_sample(gs::ClockTime::from_seconds(10)) {
+        Some(sample) => {
+            let buf = sample
+                .buffer()
+                .ok_or_else(|| TranscodeError::Malformed("the decoder gave an empty picture".into()))?;
+            let map = buf.map_readable().map_err(pipeline_error)?;
+            Ok(map.as_slice().to_vec())
+        }
+        None => {
+            p.check_bus()?;
+            Err(TranscodeError::Malformed("the decoder gave no picture".into()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,3 +67,50 @@ pub fn jpeg(frames: &[Frame], max_height: u32, quality: u8) -> Result<Snapshot, 
         Err(TranscodeError::NotBuilt)
     }
 }
+
+/// An 8-bit luma picture, row by row, for measuring (`rates::picture`).
+#[derive(Debug, Clone)]
+pub struct Luma {
+    /// The pixels, `width` × `height`.
+    pub pixels: Vec<u8>,
+    /// Its size.
+    pub width: u32,
+    /// Its size.
+    pub height: u32,
+}
+
+/// Width of the pictures measured for the intact rate: enough for the field's measures, a
+/// fraction of a full picture's cost to scale and walk.
+pub const LUMA_WIDTH: u32 = 320;
+
+/// The luma of key frame `key`, scaled to about `width` wide (its aspect kept; the width a
+/// multiple of 4 so that rows come packed, the height even). Needs the `gstreamer` feature.
+pub fn luma(key: &Frame, width: u32) -> Result<Luma, TranscodeError> {
+    if !key.key {
+        return Err(TranscodeError::Malformed(
+            "a picture to measure must be a key frame".into(),
+        ));
+    }
+    let p = &key.params;
+    let (src_w, src_h) = (p.width().max(2), p.height().max(2));
+    let width = (width.clamp(16, src_w.max(16)) / 4) * 4;
+    let height = ((u64::from(width) * u64::from(src_h) / u64::from(src_w)).max(2) as u32 / 2) * 2;
+    let unit = crate::annexb::to_annex_b(key)?;
+    #[cfg(feature = "gstreamer")]
+    {
+        crate::gst::init()?;
+        let pixels = crate::gst::gray(p.codec(), unit, key.media_time, width, height)?;
+        if pixels.len() < (width * height) as usize {
+            return Err(TranscodeError::Malformed(format!(
+                "the decoder gave {} bytes for a {width}×{height} picture",
+                pixels.len()
+            )));
+        }
+        Ok(Luma { pixels, width, height })
+    }
+    #[cfg(not(feature = "gstreamer"))]
+    {
+        let _ = (unit, height);
+        Err(TranscodeError::NotBuilt)
+    }
+}
