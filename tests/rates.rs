@@ -252,46 +252,12 @@ fn a_lower_node_s_verdicts_on_its_cameras_roll_up_through_every_level() {
             .collect(),
     );
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (ca, sa, da) = (addr(), addr(), addr());
     let cams = camera_toml("fine", &sim.url("fine")) + &camera_toml("stuck", &sim.url("stuck"));
-    let mut community = Node::start(
-        dirs[0].path(),
-        &level_config("community", "community", ca, None, &dirs[0].path().join("data"), &cams),
-        ca,
-    );
-    let t1 = issue_upper_token(&mut community, "street");
-    let mut street = Node::start(
-        dirs[1].path(),
-        &level_config(
-            "street",
-            "street",
-            sa,
-            None,
-            &dirs[1].path().join("data"),
-            &lower_toml(
-                "community",
-                &format!("http://{ca}"),
-                &t1,
-                20,
-                "city/street/community",
-                "down",
-            ),
-        ),
-        sa,
-    );
-    let t2 = issue_upper_token(&mut street, "district");
-    let mut district = Node::start(
-        dirs[2].path(),
-        &level_config(
-            "district",
-            "district",
-            da,
-            None,
-            &dirs[2].path().join("data"),
-            &lower_toml("street", &format!("http://{sa}"), &t2, 20, "city/street", "down"),
-        ),
-        da,
-    );
+    let mut community = level_node(dirs[0].path(), "community", &cams);
+    let below = lower_of(&mut community, "community", "street", "city/street/community");
+    let mut street = level_node(dirs[1].path(), "street", &below);
+    let below = lower_of(&mut street, "street", "district", "city/street");
+    let mut district = level_node(dirs[2].path(), "district", &below);
     let listed = |node: &mut Node, id: &str| -> Value {
         cameras(node).into_iter().find(|c| c["id"] == id).unwrap_or(Value::Null)
     };

@@ -234,42 +234,16 @@ fn a_lower_node_s_camera_is_pictured_by_its_own_node_through_the_link() {
     use common::levels::*;
     let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())]);
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (ca, sa) = (addr(), addr());
-    let mut community = Node::start(
+    let mut community = level_node(
         dirs[0].path(),
-        &level_config(
-            "community",
-            "community",
-            ca,
-            None,
-            &dirs[0].path().join("data"),
-            &format!(
-                "[recording]\nsegment = \"2s\"\n\n{}",
-                camera_toml("cam0", &sim.url("cam0"))
-            ),
+        "community",
+        &format!(
+            "[recording]\nsegment = \"2s\"\n\n{}",
+            camera_toml("cam0", &sim.url("cam0"))
         ),
-        ca,
     );
-    let t = issue_upper_token(&mut community, "street");
-    let mut street = Node::start(
-        dirs[1].path(),
-        &level_config(
-            "street",
-            "street",
-            sa,
-            None,
-            &dirs[1].path().join("data"),
-            &lower_toml(
-                "community",
-                &format!("http://{ca}"),
-                &t,
-                20,
-                "city/street/community",
-                "down",
-            ),
-        ),
-        sa,
-    );
+    let below = lower_of(&mut community, "community", "street", "city/street/community");
+    let mut street = level_node(dirs[1].path(), "street", &below);
     wait_for_camera(&mut street, "cam0", "online", std::time::Duration::from_secs(30));
     let token = street.token();
     let url = street.url("/api/v1/cameras/cam0/snapshot.jpg");

@@ -26,6 +26,20 @@ pub fn level_config(
     )
 }
 
+/// A node `id` at level `id` (`community`, `street`, ...) on a free address, its data under
+/// `dir`, with `extra` (cameras, `[[lower]]` entries...).
+pub fn level_node(dir: &Path, id: &str, extra: &str) -> Node {
+    let a = addr();
+    Node::start(dir, &level_config(id, id, a, None, &dir.join("data"), extra), a)
+}
+
+/// A node's `[[lower]]` entry for `lower` (dialled down, 20 Mbit/s) under `org`, with a token
+/// issued on it for the upper node `upper`.
+pub fn lower_of(lower: &mut Node, id: &str, upper: &str, org: &str) -> String {
+    let t = issue_upper_token(lower, upper);
+    lower_toml(id, &format!("http://{}", lower.addr), &t, 20, org, "down")
+}
+
 /// A `[[lower]]` entry.
 pub fn lower_toml(id: &str, url: &str, token: &str, link_mbps: u32, org: &str, dial: &str) -> String {
     format!(

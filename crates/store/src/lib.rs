@@ -28,6 +28,7 @@ mod syncer;
 
 mod recovery;
 pub mod retention;
+pub mod sample_table;
 pub mod segment_file;
 mod writer;
 

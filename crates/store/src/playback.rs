@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::hls::{HlsFile, HlsPart, plan_hls};
 use crate::record::SegmentRecord;
+use crate::sample_table::SampleTable;
 use crate::segment_file::{FragmentTable, read_fragment, read_init};
 use crate::{CONTIGUOUS_US, Store, StoreError};
 
@@ -48,10 +49,18 @@ pub struct SegmentSamples {
     pub params: Arc<StreamParams>,
     /// Samples in order.
     pub samples: Vec<StoredSample>,
+    /// They came from the file's sample table (one read), not a walk of its fragments.
+    pub from_table: bool,
 }
 
-/// Reads the sample table of the indexed part of a segment (one read of the init part, then
-/// one of each fragment's `prft` + `moof`, at offsets the index gives).
+/// Bytes read at once after a closed segment's fragments: its whole sample table for
+/// segments of up to ~15 minutes at 25 fps (about 4 bytes a sample).
+const TABLE_READ: usize = 96 << 10;
+
+/// Reads the sample table of the indexed part of a segment: one read of the init part, then,
+/// for a closed segment, one of the table after its fragments (`crate::sample_table`); for an
+/// open one, or one without a table, one read of each fragment's `prft` + `moof` at offsets
+/// the index gives.
 pub fn read_segment_samples(path: &Path, record: &SegmentRecord) -> Result<SegmentSamples, StoreError> {
     let bad = |detail: String| StoreError::Segment {
         path: path.to_owned(),
@@ -61,6 +70,114 @@ pub fn read_segment_samples(path: &Path, record: &SegmentRecord) -> Result<Segme
     let len = record.bytes;
     let mut r = crate::segment_file::PreadWindow::new(&f);
     let init = read_init(&mut r, len).map_err(bad)?;
+    if record.closed {
+        match read_table(&f, record).and_then(|t| samples_from_table(&t, record, init.len)) {
+            Ok(samples) => {
+                return Ok(SegmentSamples {
+                    params: Arc::new(init.params),
+                    samples,
+                    from_table: true,
+                });
+            }
+            Err(why) => tracing::debug!(file = %path.display(), "segment read by walking its fragments: {why}"),
+        }
+    }
+    walk_segment_samples(&mut r, record, init, &bad)
+}
+
+/// The sample table after a closed segment's fragments, with as few reads as it takes (one).
+fn read_table(f: &std::fs::File, record: &SegmentRecord) -> Result<SampleTable, String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; TABLE_READ];
+    let n = read_at_most(f, &mut buf, record.bytes).map_err(|e| e.to_string())?;
+    buf.truncate(n);
+    if buf.len() >= 4 {
+        let size = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if size > buf.len() && (size as u64) <= crate::sample_table::MAX_BYTES {
+            let mut rest = vec![0u8; size - buf.len()];
+            f.read_exact_at(&mut rest, record.bytes + buf.len() as u64)
+                .map_err(|e| format!("its table is cut short: {e}"))?;
+            buf.extend_from_slice(&rest);
+        }
+    }
+    SampleTable::from_box(&buf, record.start.as_micros()).map(|(t, _)| t)
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends; the bytes read.
+fn read_at_most(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The samples of `record`'s GOPs from its file's table (`init_len`: where its fragments
+/// start), exactly as [`walk_segment_samples`] finds them; an error when the table does not
+/// describe the indexed fragments.
+fn samples_from_table(t: &SampleTable, record: &SegmentRecord, init_len: u64) -> Result<Vec<StoredSample>, String> {
+    let first = t.fragments.first().ok_or("an empty table")?;
+    if first.byte_offset != init_len
+        || t.end_offset() != Some(record.bytes)
+        || t.samples.len() as u64 != record.frames
+        || first.media_offset != record.timeline_start
+    {
+        return Err("the table does not describe the indexed fragments".into());
+    }
+    // Each sample's file offset, fragment by fragment.
+    let mut offsets = Vec::with_capacity(t.samples.len());
+    for f in &t.fragments {
+        let mut at = f.data_start;
+        for s in t.fragment_samples(f) {
+            offsets.push(at);
+            at += u64::from(s.size);
+        }
+    }
+    let mut out = Vec::with_capacity(t.samples.len());
+    let mut frag = 0usize;
+    for (i, gop) in record.key_frames.iter().enumerate() {
+        while t.fragments.get(frag).is_some_and(|f| f.byte_offset < gop.byte_offset) {
+            frag += 1;
+        }
+        let f = t
+            .fragments
+            .get(frag)
+            .filter(|f| f.byte_offset == gop.byte_offset)
+            .ok_or("a GOP of the index starts at no fragment of the table")?;
+        let from = f.first_sample;
+        let upto = from + gop.frames as usize;
+        let samples = t.samples.get(from..upto).ok_or("a GOP runs past the table's samples")?;
+        let fw = record.key_frame_wall(gop);
+        let mut media = 0i64;
+        for (k, s) in samples.iter().enumerate() {
+            out.push(StoredSample {
+                wall: fw.add_micros(media_to_micros(media)),
+                duration: s.duration,
+                size: s.size,
+                key: s.key,
+                offset: offsets[from + k],
+                fragment: i as u32,
+            });
+            media += i64::from(s.duration);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the indexed part of a segment by walking its fragments from each GOP's first.
+fn walk_segment_samples(
+    r: &mut crate::segment_file::PreadWindow<'_>,
+    record: &SegmentRecord,
+    init: crate::segment_file::Init,
+    bad: &dyn Fn(String) -> StoreError,
+) -> Result<SegmentSamples, StoreError> {
+    let len = record.bytes;
     let mut samples = Vec::with_capacity(record.frames as usize);
     for (i, gop) in record.key_frames.iter().enumerate() {
         // Walk the GOP's fragments from its key frame's.
@@ -73,7 +190,7 @@ pub fn read_segment_samples(path: &Path, record: &SegmentRecord) -> Result<Segme
                 info,
                 data_start,
                 samples: table,
-            } = read_fragment(&mut r, pos, len, decode_time)
+            } = read_fragment(r, pos, len, decode_time)
                 .map_err(bad)?
                 .ok_or_else(|| bad(format!("indexed fragment at {pos} is missing")))?;
             let mut offset = data_start;
@@ -97,6 +214,7 @@ pub fn read_segment_samples(path: &Path, record: &SegmentRecord) -> Result<Segme
     Ok(SegmentSamples {
         params: Arc::new(init.params),
         samples,
+        from_table: false,
     })
 }
 

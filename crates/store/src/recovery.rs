@@ -39,26 +39,47 @@ pub struct RecoveryReport {
     pub damaged_files: usize,
     /// Deletes interrupted by a crash, finished.
     pub finished_deletes: usize,
+    /// Segments a crash left without their sample table, given one.
+    pub tables_added: usize,
 }
 
 /// Cuts a file back to its last complete fragment and makes that durable.
 fn trim(path: &Path, scan: &ScannedSegment) -> Result<u64, StoreError> {
-    if scan.file_len <= scan.valid_len {
+    // A sound sample table after the fragments is kept; anything else past them is torn.
+    let keep = scan.table_end.unwrap_or(scan.valid_len);
+    if scan.file_len <= keep {
         return Ok(0);
     }
     let f = OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(StoreError::io(path, "open"))?;
-    f.set_len(scan.valid_len).map_err(StoreError::io(path, "truncate"))?;
+    f.set_len(keep).map_err(StoreError::io(path, "truncate"))?;
     f.sync_all().map_err(StoreError::io(path, "sync"))?;
     warn!(
         file = %path.display(),
-        cut = scan.file_len - scan.valid_len,
+        cut = scan.file_len - keep,
         problem = scan.tail_problem.as_deref().unwrap_or(""),
         "trimmed a torn tail"
     );
-    Ok(scan.file_len - scan.valid_len)
+    Ok(scan.file_len - keep)
+}
+
+/// Gives a segment a crash left without its sample table the table of its fragments (the
+/// file was just trimmed to them), durably, before its closed record is indexed.
+fn add_table(path: &Path, scan: &ScannedSegment) -> Result<bool, StoreError> {
+    if scan.table_end.is_some() || scan.fragments.is_empty() {
+        return Ok(false);
+    }
+    use std::io::Write;
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(StoreError::io(path, "open"))?;
+    f.write_all(&scan.table.to_box(scan.header.start_us))
+        .map_err(StoreError::io(path, "write"))?;
+    f.sync_all().map_err(StoreError::io(path, "sync"))?;
+    Ok(true)
 }
 
 fn set_aside(path: &Path, why: &StoreError) {
@@ -75,7 +96,16 @@ fn recover_file(path: &Path, report: &mut RecoveryReport) -> Result<Option<Segme
         Ok(scan) => {
             report.trimmed_bytes += trim(path, &scan)?;
             match scan.to_record() {
-                Some(r) => Ok(Some(r)),
+                Some(r) => {
+                    // Without its table it still plays (by a walk); a full disk is no reason
+                    // to stop recovering.
+                    match add_table(path, &scan) {
+                        Ok(true) => report.tables_added += 1,
+                        Ok(false) => {}
+                        Err(e) => warn!(file = %path.display(), "no sample table added: {e}"),
+                    }
+                    Ok(Some(r))
+                }
                 None => {
                     fs::remove_file(path).map_err(StoreError::io(path, "remove"))?;
                     report.removed_empty_files += 1;

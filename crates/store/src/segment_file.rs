@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 use crate::record::{KeyFrameEntry, SegmentRecord};
+use crate::sample_table::SampleTable;
 
 /// The extended type of the header `uuid` box.
 pub const HEADER_UUID: [u8; 16] = *b"SharpeyeSegment1";
@@ -129,6 +130,11 @@ pub struct ScannedSegment {
     pub file_len: u64,
     /// Why scanning stopped before the end of the file, if it did.
     pub tail_problem: Option<String>,
+    /// The complete fragments' samples, as a sample table (`crate::sample_table`).
+    pub table: SampleTable,
+    /// End of the sample table box that follows the fragments, when the file has a sound one
+    /// that agrees with them.
+    pub table_end: Option<u64>,
 }
 
 struct BoxHeader {
@@ -282,25 +288,57 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> Result<ScannedSegment, Strin
         valid_len: init_len,
         file_len: len,
         tail_problem: None,
+        table: SampleTable::default(),
+        table_end: None,
     };
     let mut pos = init_len;
     let mut expect_media = scanned.header.timeline_start;
     loop {
         match read_fragment(r, pos, len, expect_media) {
             Ok(None) => break,
-            Ok(Some(FragmentTable { info: f, .. })) => {
+            Ok(Some(FragmentTable {
+                info: f,
+                data_start,
+                samples,
+            })) => {
                 pos = f.end_offset;
                 expect_media = f.media_offset + f.duration;
                 scanned.valid_len = pos;
+                scanned.table.push(
+                    f.byte_offset,
+                    data_start,
+                    f.media_offset,
+                    f.wall.map(|w| w.as_micros()),
+                    &samples,
+                );
                 scanned.fragments.push(f);
             }
             Err(problem) => {
-                scanned.tail_problem = Some(problem);
+                // The sample table a closed segment ends with is where the fragments end.
+                match read_table_at(r, pos, len, scanned.header.start_us) {
+                    Some((table, end)) if table == scanned.table => scanned.table_end = Some(end),
+                    Some(_) => {
+                        scanned.tail_problem = Some(format!("the sample table at {pos} does not match the fragments"))
+                    }
+                    None => scanned.tail_problem = Some(problem),
+                }
                 break;
             }
         }
     }
     Ok(scanned)
+}
+
+/// The sample table box at `pos` and where it ends, if there is a sound one (`start_us`: the
+/// segment's start, from its header).
+pub fn read_table_at<R: Read + Seek>(r: &mut R, pos: u64, len: u64, start_us: i64) -> Option<(SampleTable, u64)> {
+    let b = box_header(r, pos, len).ok()??;
+    if &b.kind != b"uuid" || b.size > crate::sample_table::MAX_BYTES {
+        return None;
+    }
+    let bytes = read_box(r, &b, len, crate::sample_table::MAX_BYTES).ok()?;
+    let (table, size) = SampleTable::from_box(&bytes, start_us).ok()?;
+    Some((table, pos + size))
 }
 
 /// A fragment with its sample table.

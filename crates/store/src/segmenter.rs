@@ -294,6 +294,10 @@ impl Segmenter {
         let timeline_end = seg.record.timeline_start + seg.record.media_duration;
         st.next_timeline = next_media.map(|_| timeline_end);
         self.last_end.insert(stream.clone(), (seg.record.end, timeline_end));
+        if let Err(e) = seg.finish() {
+            // It plays without its table (read by walking its fragments).
+            tracing::warn!(stream = %stream, "segment {} closed without its sample table: {e}", seg.path.display());
+        }
         seg.record.closed = true;
         inc(&self.stats.segments_closed, 1);
         if seg.record.frames == 0 {

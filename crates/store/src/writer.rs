@@ -12,6 +12,7 @@ use crate::StoreError;
 use crate::disk::{Disk, SpaceGauge};
 use crate::layout::segment_path;
 use crate::record::{KeyFrameEntry, SegmentRecord};
+use crate::sample_table::SampleTable;
 use crate::segment_file::{SegmentHeader, write_init};
 
 /// An open segment file and its growing index entry.
@@ -26,6 +27,8 @@ pub(crate) struct SegmentWriter {
     sequence: u32,
     scratch: Vec<u8>,
     gauge: Arc<SpaceGauge>,
+    /// Every fragment and sample written so far: the table [`Self::finish`] appends.
+    table: SampleTable,
 }
 
 impl SegmentWriter {
@@ -80,6 +83,7 @@ impl SegmentWriter {
             sequence: 1,
             scratch: Vec::with_capacity(4096),
             gauge,
+            table: SampleTable::default(),
         })
     }
 
@@ -140,6 +144,13 @@ impl SegmentWriter {
         }
 
         let byte_offset = self.record.bytes;
+        self.table.push(
+            byte_offset,
+            byte_offset + self.scratch.len() as u64,
+            decode_time,
+            Some(first.wall_time.as_micros()),
+            &samples,
+        );
         self.record.bytes += total;
         self.record.frames += frames.len() as u64;
         let duration: u64 = samples.iter().map(|s| u64::from(s.duration)).sum();
@@ -161,6 +172,26 @@ impl SegmentWriter {
         self.sequence = self.sequence.wrapping_add(1);
         self.dirty = true;
         Ok(())
+    }
+}
+
+impl SegmentWriter {
+    /// Appends the segment's sample table (`crate::sample_table`) after its last fragment, as
+    /// it closes. The record's length stays that of the fragments: the table is found there.
+    /// On failure (a full disk) the file is cut back to its fragments, which play without it.
+    pub fn finish(&mut self) -> Result<(), StoreError> {
+        if self.table.fragments.is_empty() {
+            return Ok(());
+        }
+        let table = self.table.to_box(self.record.start.as_micros());
+        let written = self
+            .gauge
+            .claim(table.len() as u64, &self.path)
+            .and_then(|()| self.file.write_all(&table).map_err(StoreError::io(&self.path, "write")));
+        if written.is_err() {
+            let _ = self.file.set_len(self.record.bytes);
+        }
+        written
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use camsim::BuiltinFixture;
 use media::{StreamId, WallTime};
+use store::playback::read_segment_samples;
 use store::segment_file::{scan, scan_file};
 use store::{RecorderConfig, SegmentRecord, Store};
 
@@ -93,11 +94,27 @@ fn recorded_segments_are_complete_contiguous_and_decodable() {
         }
         assert_eq!(segs[0].start, WallTime::from_micros(T0));
         assert_eq!(segs.last().unwrap().end, WallTime::from_micros(T0 + 250 * 40_000));
-        // Files agree with the index byte for byte.
+        // Files agree with the index byte for byte, and each ends with its sample table,
+        // which gives exactly the samples a walk of its fragments does.
         for r in &segs {
-            let scan = scan_file(&file_of(dir.path(), r)).unwrap();
+            let path = file_of(dir.path(), r);
+            let scan = scan_file(&path).unwrap();
             assert_eq!(scan.to_record().unwrap(), **r);
-            assert_eq!(scan.valid_len, scan.file_len);
+            assert_eq!(scan.valid_len, r.bytes);
+            assert_eq!(scan.table_end, Some(scan.file_len), "{cam}: the table ends the file");
+            assert_eq!(scan.tail_problem, None);
+            let from_table = read_segment_samples(&path, r).unwrap();
+            let walked = read_segment_samples(
+                &path,
+                &SegmentRecord {
+                    closed: false,
+                    ..(**r).clone()
+                },
+            )
+            .unwrap();
+            assert!(from_table.from_table && !walked.from_table);
+            assert_eq!(from_table.samples, walked.samples, "{cam}: table and walk agree");
+            assert_eq!(from_table.samples.len() as u64, r.frames);
         }
         testkit::require_ffmpeg();
         {
@@ -243,7 +260,62 @@ fn recovery_trims_a_torn_tail_and_closes_the_open_segment() {
     assert_eq!(reports[0].closed_open_segments, 1);
     assert_eq!(reports[0].trimmed_bytes, 3000);
     assert_eq!(store.disks()[0].index().all_segments().unwrap(), records);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), original.bytes);
+    // What was torn is cut; the sample table the segment closed with is kept.
+    let scan = scan_file(&path).unwrap();
+    assert_eq!(scan.valid_len, original.bytes);
+    assert_eq!(scan.table_end, Some(std::fs::metadata(&path).unwrap().len()));
+    assert_eq!(reports[0].tables_added, 0);
+}
+
+/// A crash mid-segment leaves a file without its sample table: it plays while open (read by
+/// walking its fragments), and recovery closes it with the table of what it holds.
+#[test]
+fn a_segment_cut_off_before_its_table_plays_and_gets_one_at_recovery() {
+    let dir = tempdir();
+    let records = record(dir.path(), &[("cam", BuiltinFixture::H264_240p)], 100, 60_000);
+    let [original] = records.as_slice() else {
+        panic!("one segment")
+    };
+    let path = file_of(dir.path(), original);
+    let walked = {
+        let mut open = original.clone();
+        open.closed = false;
+        read_segment_samples(&path, &open).unwrap().samples
+    };
+    // As if the process died before closing it: no table, the index says open.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(original.bytes)
+        .unwrap();
+    let mut stale = original.clone();
+    stale.closed = false;
+    {
+        let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+        store.disks()[0].index().put(std::slice::from_ref(&stale)).unwrap();
+    }
+    assert_eq!(read_segment_samples(&path, &stale).unwrap().samples, walked);
+    // A closed record over a file without a table (a table lost to a full disk) is read by
+    // the walk too.
+    assert!(!read_segment_samples(&path, original).unwrap().from_table);
+    assert_eq!(read_segment_samples(&path, original).unwrap().samples, walked);
+    let (store, reports) = Store::open(&[dir.path().to_owned()]).unwrap();
+    assert_eq!((reports[0].closed_open_segments, reports[0].tables_added), (1, 1));
+    assert_eq!(store.disks()[0].index().all_segments().unwrap(), records);
+    let scan = scan_file(&path).unwrap();
+    assert_eq!(scan.table_end, Some(scan.file_len));
+    let read = read_segment_samples(&path, original).unwrap();
+    assert!(read.from_table);
+    assert_eq!(read.samples, walked);
+    // A damaged table is not believed: the walk answers.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 6;
+    bytes[last] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let read = read_segment_samples(&path, original).unwrap();
+    assert!(!read.from_table);
+    assert_eq!(read.samples, walked);
 }
 
 #[test]
