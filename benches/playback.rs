@@ -206,7 +206,7 @@ fn main() {
     // The server.
     let addr = testkit::free_addr();
     let mut config = format!(
-        "[server]\nlisten = \"{addr}\"\ndata_dirs = [\"{}\"]\n[playback]\nmax_range = \"25h\"\n[[users]]\nname = \"admin\"\npassword = \"bench-password\"\nrole = \"admin\"\n",
+        "[server]\nlisten = \"{addr}\"\ndata_dirs = [\"{}\"]\n[playback]\nmax_range = \"25h\"\n[retention]\nstandard = \"3650d\"\nkey = \"3650d\"\n[[users]]\nname = \"admin\"\npassword = \"bench-password\"\nrole = \"admin\"\n",
         data.display()
     );
     for c in 0..a.cameras {
