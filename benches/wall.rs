@@ -13,7 +13,9 @@
 //! no growth, ≤ 1.10); frames decoded and dropped per tile (min / median / max), the longest
 //! stretch any *other* tile went without a new frame after the failure (goal: < 2 s, no tile
 //! stalls while another fails); and the node's CPU against a baseline measured in the same run
-//! while it only recorded (the ratio is what the wall costs the server).
+//! while it only recorded (the ratio is what the wall costs the server). Each minute it also
+//! prints the browser's proportional memory (PSS: anonymous, file, shared) by Chromium process
+//! type, since summed RSS counts the pages processes share once per process.
 //!
 //! ```text
 //! cargo bench --bench wall -- [--minutes 10] [--every 5]
@@ -49,16 +51,116 @@ struct Args {
 const PASSWORD: &str = "bench-password";
 const CAMERAS: usize = 25;
 
-/// RSS of `pid` and all its descendants (Chromium's browser, renderer, GPU and utility processes).
-fn tree_rss(pid: u32) -> u64 {
-    let mut total = 0;
+/// `pid` and all its descendants (Chromium's browser, renderer, GPU and utility processes).
+fn tree(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
     let mut stack = vec![pid];
     while let Some(p) = stack.pop() {
-        total += usage(p).1;
+        all.push(p);
         let children = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
         stack.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
     }
-    total
+    all
+}
+
+/// RSS of `pid` and all its descendants.
+fn tree_rss(pid: u32) -> u64 {
+    tree(pid).into_iter().map(|p| usage(p).1).sum()
+}
+
+/// Proportional memory (from `/proc/PID/smaps_rollup`, in bytes) of the processes of one type.
+/// Unlike RSS, a page shared by several processes (libraries, the shared-memory frame pools
+/// between renderer, GPU and browser processes) is split between them, so sums count it once.
+#[derive(Default, Clone, Copy)]
+struct Pss {
+    /// How many processes of this type.
+    procs: u32,
+    /// `Pss`: all their memory (= `anon` + `file` + `shmem`).
+    total: u64,
+    /// `Pss_Anon`: private and anonymous memory (heaps, decoders' buffers).
+    anon: u64,
+    /// `Pss_File`: mapped files (the binary, libraries, fonts, resource packs).
+    file: u64,
+    /// `Pss_Shmem`: shared memory (frame pools, Mojo data pipes between processes).
+    shmem: u64,
+    /// `Rss`, summed as `tree_rss` does, to compare.
+    rss: u64,
+}
+
+/// Chromium's type of process `pid`, from its command line: `--type=renderer`, `gpu-process`,
+/// `zygote`, `utility:NetworkService` (with its `--utility-sub-type`), …; `browser` without one,
+/// and the program's name for anything that is not Chromium (its crash handler).
+fn chromium_type(pid: u32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    let args: Vec<&str> = cmdline.split('\0').collect();
+    let flag = |name: &str| args.iter().find_map(|a| a.strip_prefix(name));
+    match (flag("--type="), flag("--utility-sub-type=")) {
+        (Some("utility"), Some(sub)) => format!("utility:{}", sub.rsplit('.').next().unwrap_or(sub)),
+        (Some(t), _) => t.to_owned(),
+        (None, _) => match args[0].rsplit('/').next().unwrap_or("") {
+            "chromium" | "chrome" | "" => "browser".to_owned(),
+            other => other.to_owned(),
+        },
+    }
+}
+
+/// PSS of every descendant of `pid` (not `pid` itself: the driver), summed by `chromium_type`.
+fn tree_pss(pid: u32) -> std::collections::BTreeMap<String, Pss> {
+    let mut by_type = std::collections::BTreeMap::<String, Pss>::new();
+    for p in tree(pid).into_iter().filter(|p| *p != pid) {
+        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) else {
+            continue;
+        };
+        let e = by_type.entry(chromium_type(p)).or_default();
+        e.procs += 1;
+        for line in rollup.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(key), Some(kb)) = (f.next(), f.next().and_then(|v| v.parse::<u64>().ok())) else {
+                continue;
+            };
+            match key {
+                "Rss:" => e.rss += kb * 1024,
+                "Pss:" => e.total += kb * 1024,
+                "Pss_Anon:" => e.anon += kb * 1024,
+                "Pss_File:" => e.file += kb * 1024,
+                "Pss_Shmem:" => e.shmem += kb * 1024,
+                _ => {}
+            }
+        }
+    }
+    by_type
+}
+
+/// Prints `tree_pss`'s breakdown at `t_s`: one row per process type and their sum, in MB.
+fn print_pss(t_s: f64, by_type: &std::collections::BTreeMap<String, Pss>) {
+    let row = |name: &str, p: &Pss| {
+        let mb = |b: u64| b as f64 / 1e6;
+        println!(
+            "  {name:<28} {:>5} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            p.procs,
+            mb(p.total),
+            mb(p.anon),
+            mb(p.file),
+            mb(p.shmem),
+            mb(p.rss)
+        );
+    };
+    println!(
+        "browser PSS at {t_s:.0} s, MB:\n  {:<28} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "process type", "procs", "Pss", "anon", "file", "shmem", "Rss"
+    );
+    let mut all = Pss::default();
+    for (name, p) in by_type {
+        row(name, p);
+        all.procs += p.procs;
+        all.total += p.total;
+        all.anon += p.anon;
+        all.file += p.file;
+        all.shmem += p.shmem;
+        all.rss += p.rss;
+    }
+    row("all", &all);
 }
 
 fn call(method: &str, url: &str, token: &str, body: Value) -> Value {
@@ -211,12 +313,14 @@ fn main() {
                 ready_ms = ms.trim().parse().unwrap_or(-1);
             } else if let Some(s) = line.strip_prefix("SAMPLE ") {
                 let v: Value = serde_json::from_str(s).unwrap();
-                samples.push((
-                    v["t_s"].as_f64().unwrap(),
-                    browser_rss(),
-                    v["tiles"].as_array().unwrap().clone(),
-                ));
+                let t_s = v["t_s"].as_f64().unwrap();
+                samples.push((t_s, browser_rss(), v["tiles"].as_array().unwrap().clone()));
                 heaps.push(v["heap"].as_u64().unwrap_or(0));
+                // RSS counts shared pages once per process: each minute, PSS by process type too.
+                let pss = tree_pss(driver);
+                if (t_s % 60.0) < args.every as f64 {
+                    print_pss(t_s, &pss);
+                }
             } else if line.starts_with("NEED kill") {
                 // The camera dies: both its streams.
                 for path in [victim.clone(), format!("{victim}-sub")] {
