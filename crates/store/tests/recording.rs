@@ -282,6 +282,27 @@ fn a_segment_cut_off_before_its_table_plays_and_gets_one_at_recovery() {
         open.closed = false;
         read_segment_samples(&path, &open).unwrap().samples
     };
+    let whole = std::fs::read(&path).unwrap();
+    let table_len = whole.len() as u64 - original.bytes;
+    // As if the process died while closing it: half its table written, the index says open.
+    // Recovery cuts the torn half and writes the table whole.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(original.bytes + table_len / 2)
+        .unwrap();
+    let mut stale = original.clone();
+    stale.closed = false;
+    {
+        let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+        store.disks()[0].index().put(std::slice::from_ref(&stale)).unwrap();
+    }
+    let (store, reports) = Store::open(&[dir.path().to_owned()]).unwrap();
+    assert_eq!((reports[0].trimmed_bytes, reports[0].tables_added), (table_len / 2, 1));
+    assert_eq!(store.disks()[0].index().all_segments().unwrap(), records);
+    drop(store);
+    assert_eq!(std::fs::read(&path).unwrap(), whole, "the same table, whole");
     // As if the process died before closing it: no table, the index says open.
     std::fs::OpenOptions::new()
         .write(true)
