@@ -550,3 +550,78 @@ fn an_incident_opens_urls_ffmpeg_plays_holds_its_window_through_retention_and_is
     assert_eq!(opened.len(), 3, "{got:?}");
     assert_eq!(opened[0]["cameras"], json!(["cam0", "cam1"]));
 }
+
+/// An incident at the street around a community camera: the street finds it by its location
+/// (listed up from below), hands out URLs ffmpeg plays through the street (live and the
+/// window's playback, pulled over the link), and the hold lands on the community, which keeps
+/// the evidence; the street audits one `incident` naming the camera.
+#[test]
+fn an_incident_at_an_upper_level_opens_and_holds_a_lower_node_s_camera() {
+    use common::levels::*;
+    if !have_ffmpeg() {
+        eprintln!("skipped: ffmpeg is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    let sim = Sim::start(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())]);
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cam = camera_toml("cam0", &sim.url("cam0")).replace(
+        "org = \"test/e2e\"",
+        &format!(
+            "org = \"test/e2e\"\nlocation = {{ lat = {}, lon = {} }}",
+            SPOT.0, SPOT.1
+        ),
+    );
+    let mut community = level_node(
+        dirs[0].path(),
+        "community",
+        &format!("[recording]\nsegment = \"1s\"\n\n{cam}"),
+    );
+    let below = lower_of(&mut community, "community", "street", "city/street/community");
+    let mut street = level_node(dirs[1].path(), "street", &below);
+    wait_for_camera(&mut street, "cam0", "online", Duration::from_secs(30));
+    assert!(
+        wait_until(Duration::from_secs(20), || community
+            .ranges("cam0", now_us() - 60_000_000, now_us())
+            .iter()
+            .any(|r| r.1 - r.0 > 6_000_000)),
+        "cam0 records at the community"
+    );
+    let at = now_us() - 2_000_000;
+    let (s, inc) = street.post(
+        "/api/v1/incidents",
+        &json!({ "point": { "lat": SPOT.0, "lon": SPOT.1 }, "at": rfc3339(at), "before": 4, "after": 1, "hold": true, "reason": "case 2026-412: hit and run" }),
+    );
+    assert_eq!(s, 201, "{inc}");
+    assert_eq!(ids(&inc["cameras"]), ["cam0"], "{inc}");
+    let c = &inc["cameras"][0];
+    assert!(c["hold"]["id"].is_string(), "the hold is placed below: {c}");
+    let base = street.url("");
+    let live = format!("{base}{}", c["live"]["live_mp4"].as_str().unwrap());
+    let (err, frames) = decode_args(&["-t", "2", "-i", &live]);
+    assert!(frames >= 20, "live through the street: {frames} frames, {err}");
+    let playback = format!("{base}{}", c["playback"]["mp4"].as_str().unwrap());
+    let (err, frames) = decode(&playback);
+    assert!(
+        (100..=140).contains(&frames),
+        "the window's playback through the street: {frames} frames, {err}"
+    );
+    // The community keeps the evidence: its hold covers the window, with the case.
+    let (_, holds) = community.get("/api/v1/holds");
+    let held = holds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["camera"] == "cam0")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(
+        held["reason"].as_str().is_some_and(|r| r.contains("case 2026-412")),
+        "{holds}"
+    );
+    assert!(parse_time(held["start"].as_str().unwrap()) <= at - 4_000_000, "{held}");
+    assert!(parse_time(held["end"].as_str().unwrap()) >= at + 1_000_000, "{held}");
+    let (_, audit) = street.get("/api/v1/audit?action=incident");
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert!(entries[0]["detail"].to_string().contains("cam0"), "{audit}");
+}
