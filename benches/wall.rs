@@ -52,13 +52,21 @@ const PASSWORD: &str = "bench-password";
 const CAMERAS: usize = 25;
 
 /// `pid` and all its descendants (Chromium's browser, renderer, GPU and utility processes).
+/// Children are listed per thread: Chromium's browser starts its network service from a pool
+/// thread, so every thread's `children` is read, not only the main thread's.
 fn tree(pid: u32) -> Vec<u32> {
     let mut all = Vec::new();
     let mut stack = vec![pid];
     while let Some(p) = stack.pop() {
         all.push(p);
-        let children = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
-        stack.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        for task in std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            stack.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
     }
     all
 }
@@ -93,7 +101,8 @@ struct Pss {
 fn chromium_type(pid: u32) -> String {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline);
-    let args: Vec<&str> = cmdline.split('\0').collect();
+    // Chromium rewrites its process title: the arguments are separated by spaces, not NULs.
+    let args: Vec<&str> = cmdline.split(['\0', ' ']).collect();
     let flag = |name: &str| args.iter().find_map(|a| a.strip_prefix(name));
     match (flag("--type="), flag("--utility-sub-type=")) {
         (Some("utility"), Some(sub)) => format!("utility:{}", sub.rsplit('.').next().unwrap_or(sub)),

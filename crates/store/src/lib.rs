@@ -26,6 +26,7 @@ mod recorder_stats;
 mod segmenter;
 mod syncer;
 
+pub mod hour_block;
 mod recovery;
 pub mod retention;
 pub mod sample_table;

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 pub use crate::hls::{HlsFile, HlsPart, plan_hls};
 use crate::record::SegmentRecord;
 use crate::sample_table::SampleTable;
-use crate::segment_file::{FragmentTable, read_fragment, read_init};
+use crate::segment_file::read_init;
 use crate::{CONTIGUOUS_US, Store, StoreError};
 
 /// One stored sample.
@@ -57,32 +57,64 @@ pub struct SegmentSamples {
 /// segments of up to ~15 minutes at 25 fps (about 4 bytes a sample).
 const TABLE_READ: usize = 96 << 10;
 
-/// Reads the sample table of the indexed part of a segment: one read of the init part, then,
-/// for a closed segment, one of the table after its fragments (`crate::sample_table`); for an
-/// open one, or one without a table, one read of each fragment's `prft` + `moof` at offsets
-/// the index gives.
+/// Reads the samples of the indexed part of a segment: one read of the init part, then, for a
+/// closed segment, one of the sample table after its fragments (`crate::sample_table`); for an
+/// open one, or one without a sound table, a walk of its fragments up to the indexed length
+/// (one read of each fragment's `prft` + `moof`). The index keeps no key-frame tables for
+/// closed segments: GOPs and their wall times come from the file.
 pub fn read_segment_samples(path: &Path, record: &SegmentRecord) -> Result<SegmentSamples, StoreError> {
     let bad = |detail: String| StoreError::Segment {
         path: path.to_owned(),
         detail,
     };
     let f = std::fs::File::open(path).map_err(StoreError::io(path, "open"))?;
-    let len = record.bytes;
-    let mut r = crate::segment_file::PreadWindow::new(&f);
-    let init = read_init(&mut r, len).map_err(bad)?;
+    let (table, from_table, params) = segment_table(&f, record).map_err(bad)?;
+    let samples = samples_from_table(&table, record).map_err(bad)?;
+    Ok(SegmentSamples {
+        params: Arc::new(params),
+        samples,
+        from_table,
+    })
+}
+
+/// The GOPs of a segment (what HLS planning cuts at), from its file as
+/// [`read_segment_samples`] reads it; a record that still carries them gives them at once.
+pub fn segment_gops(path: &Path, record: &SegmentRecord) -> Result<Vec<crate::record::KeyFrameEntry>, StoreError> {
+    if !record.key_frames.is_empty() {
+        return Ok(record.key_frames.clone());
+    }
+    let f = std::fs::File::open(path).map_err(StoreError::io(path, "open"))?;
+    let (table, _, _) = segment_table(&f, record).map_err(|detail| StoreError::Segment {
+        path: path.to_owned(),
+        detail,
+    })?;
+    Ok(table.gops(record.start, record.timeline_start))
+}
+
+/// The segment's sample table (from the file's own, or a walk), whether it was the file's, and
+/// its codec parameters.
+fn segment_table(f: &std::fs::File, record: &SegmentRecord) -> Result<(SampleTable, bool, StreamParams), String> {
+    let mut r = crate::segment_file::PreadWindow::new(f);
+    let init = read_init(&mut r, record.bytes)?;
     if record.closed {
-        match read_table(&f, record).and_then(|t| samples_from_table(&t, record, init.len)) {
-            Ok(samples) => {
-                return Ok(SegmentSamples {
-                    params: Arc::new(init.params),
-                    samples,
-                    from_table: true,
-                });
+        match read_table(f, record).and_then(|t| check_table(&t, record, init.len).map(|()| t)) {
+            Ok(t) => return Ok((t, true, init.params)),
+            Err(why) => {
+                tracing::debug!(seq = record.seq, stream = %record.stream, "segment read by walking its fragments: {why}")
             }
-            Err(why) => tracing::debug!(file = %path.display(), "segment read by walking its fragments: {why}"),
         }
     }
-    walk_segment_samples(&mut r, record, init, &bad)
+    let scanned = crate::segment_file::scan(&mut r, record.bytes)?;
+    if scanned.valid_len != record.bytes {
+        return Err(format!(
+            "indexed fragments end at {} but the file's complete ones at {}: {}",
+            record.bytes,
+            scanned.valid_len,
+            scanned.tail_problem.as_deref().unwrap_or("")
+        ));
+    }
+    check_table(&scanned.table, record, init.len)?;
+    Ok((scanned.table, false, init.params))
 }
 
 /// The sample table after a closed segment's fragments, with as few reads as it takes (one).
@@ -118,11 +150,9 @@ fn read_at_most(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Resu
     Ok(n)
 }
 
-/// The samples of `record`'s GOPs from its file's table (`init_len`: where its fragments
-/// start), exactly as [`walk_segment_samples`] finds them; an error when the table does not
-/// describe the indexed fragments.
-fn samples_from_table(t: &SampleTable, record: &SegmentRecord, init_len: u64) -> Result<Vec<StoredSample>, String> {
-    let first = t.fragments.first().ok_or("an empty table")?;
+/// That `t` describes the indexed fragments of `record` (`init_len`: where they start).
+fn check_table(t: &SampleTable, record: &SegmentRecord, init_len: u64) -> Result<(), String> {
+    let first = t.fragments.first().ok_or("no fragment")?;
     if first.byte_offset != init_len
         || t.end_offset() != Some(record.bytes)
         || t.samples.len() as u64 != record.frames
@@ -130,92 +160,43 @@ fn samples_from_table(t: &SampleTable, record: &SegmentRecord, init_len: u64) ->
     {
         return Err("the table does not describe the indexed fragments".into());
     }
-    // Each sample's file offset, fragment by fragment.
-    let mut offsets = Vec::with_capacity(t.samples.len());
+    Ok(())
+}
+
+/// The samples of a segment from its table: each with its wall time (its GOP's, plus the media
+/// time since), its GOP's index and its file offset.
+fn samples_from_table(t: &SampleTable, record: &SegmentRecord) -> Result<Vec<StoredSample>, String> {
+    let gops = t.gops(record.start, record.timeline_start);
+    let mut out = Vec::with_capacity(t.samples.len());
+    let mut gop = 0usize;
+    let mut left = gops.first().map_or(0, |g| g.frames);
+    let mut wall = gops.first().map(|g| record.key_frame_wall(g));
+    let mut media = 0i64;
     for f in &t.fragments {
         let mut at = f.data_start;
         for s in t.fragment_samples(f) {
-            offsets.push(at);
-            at += u64::from(s.size);
-        }
-    }
-    let mut out = Vec::with_capacity(t.samples.len());
-    let mut frag = 0usize;
-    for (i, gop) in record.key_frames.iter().enumerate() {
-        while t.fragments.get(frag).is_some_and(|f| f.byte_offset < gop.byte_offset) {
-            frag += 1;
-        }
-        let f = t
-            .fragments
-            .get(frag)
-            .filter(|f| f.byte_offset == gop.byte_offset)
-            .ok_or("a GOP of the index starts at no fragment of the table")?;
-        let from = f.first_sample;
-        let upto = from + gop.frames as usize;
-        let samples = t.samples.get(from..upto).ok_or("a GOP runs past the table's samples")?;
-        let fw = record.key_frame_wall(gop);
-        let mut media = 0i64;
-        for (k, s) in samples.iter().enumerate() {
+            if left == 0 {
+                gop += 1;
+                let g = gops.get(gop).ok_or("samples past the last GOP")?;
+                left = g.frames;
+                wall = Some(record.key_frame_wall(g));
+                media = 0;
+            }
+            let w = wall.ok_or("no GOP")?;
             out.push(StoredSample {
-                wall: fw.add_micros(media_to_micros(media)),
+                wall: w.add_micros(media_to_micros(media)),
                 duration: s.duration,
                 size: s.size,
                 key: s.key,
-                offset: offsets[from + k],
-                fragment: i as u32,
+                offset: at,
+                fragment: gop as u32,
             });
             media += i64::from(s.duration);
+            at += u64::from(s.size);
+            left -= 1;
         }
     }
     Ok(out)
-}
-
-/// Reads the indexed part of a segment by walking its fragments from each GOP's first.
-fn walk_segment_samples(
-    r: &mut crate::segment_file::PreadWindow<'_>,
-    record: &SegmentRecord,
-    init: crate::segment_file::Init,
-    bad: &dyn Fn(String) -> StoreError,
-) -> Result<SegmentSamples, StoreError> {
-    let len = record.bytes;
-    let mut samples = Vec::with_capacity(record.frames as usize);
-    for (i, gop) in record.key_frames.iter().enumerate() {
-        // Walk the GOP's fragments from its key frame's.
-        let (mut pos, mut decode_time) = (gop.byte_offset, record.timeline_start + gop.media_offset);
-        let mut media = 0i64;
-        let fw = record.key_frame_wall(gop);
-        let mut left = gop.frames;
-        while left > 0 {
-            let FragmentTable {
-                info,
-                data_start,
-                samples: table,
-            } = read_fragment(r, pos, len, decode_time)
-                .map_err(bad)?
-                .ok_or_else(|| bad(format!("indexed fragment at {pos} is missing")))?;
-            let mut offset = data_start;
-            for s in table.iter().take(left as usize) {
-                samples.push(StoredSample {
-                    wall: fw.add_micros(media_to_micros(media)),
-                    duration: s.duration,
-                    size: s.size,
-                    key: s.key,
-                    offset,
-                    fragment: i as u32,
-                });
-                media += i64::from(s.duration);
-                offset += u64::from(s.size);
-            }
-            left = left.saturating_sub(table.len() as u32);
-            pos = info.end_offset;
-            decode_time = info.media_offset + info.duration;
-        }
-    }
-    Ok(SegmentSamples {
-        params: Arc::new(init.params),
-        samples,
-        from_table: false,
-    })
 }
 
 /// Recently read sample tables, keyed by file and indexed length (a growing segment's table is

@@ -26,6 +26,7 @@
 //! the decode time it ended: the table stores lengths, and offsets follow. Hand-written: no
 //! maintained crate keeps a compact sample table beside a fragmented MP4.
 
+use media::WallTime;
 use media::fmp4::Sample;
 
 use crate::record::{Reader, put, unzigzag, zigzag};
@@ -104,6 +105,31 @@ impl SampleTable {
         self.samples
             .get(f.first_sample..f.first_sample + f.samples as usize)
             .unwrap_or(&[])
+    }
+
+    /// The segment's GOPs as the index once kept them (`crate::record::KeyFrameEntry`): a GOP
+    /// starts at each fragment whose first sample is a key frame (and at the first fragment);
+    /// its wall time is that fragment's `prft` time, else the nominal one from the segment's
+    /// `start` and `timeline_start`.
+    pub fn gops(&self, start: WallTime, timeline_start: u64) -> Vec<crate::record::KeyFrameEntry> {
+        let mut out: Vec<crate::record::KeyFrameEntry> = Vec::new();
+        for (i, f) in self.fragments.iter().enumerate() {
+            let key = self.fragment_samples(f).first().is_some_and(|s| s.key);
+            match out.last_mut() {
+                Some(gop) if !key && i > 0 => gop.frames += f.samples,
+                _ => {
+                    let media_offset = f.media_offset.saturating_sub(timeline_start);
+                    let nominal = start.add_micros(media::media_to_micros(media_offset as i64));
+                    out.push(crate::record::KeyFrameEntry {
+                        media_offset,
+                        byte_offset: f.byte_offset,
+                        wall_deviation_us: f.wall_us.map_or(0, |w| w.wrapping_sub(nominal.as_micros())),
+                        frames: f.samples,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// The table as the box that ends a segment file; `start_us` is the segment's start (its

@@ -113,6 +113,15 @@ fn recorded_segments_are_complete_contiguous_and_decodable() {
             )
             .unwrap();
             assert!(from_table.from_table && !walked.from_table);
+            // The GOPs the file's table gives are those a scan of its fragments finds.
+            let summary = SegmentRecord {
+                key_frames: Vec::new(),
+                ..(**r).clone()
+            };
+            assert_eq!(
+                store::playback::segment_gops(&path, &summary).unwrap(),
+                scan.to_record().unwrap().key_frames
+            );
             assert_eq!(from_table.samples, walked.samples, "{cam}: table and walk agree");
             assert_eq!(from_table.samples.len() as u64, r.frames);
         }
