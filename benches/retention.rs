@@ -158,13 +158,16 @@ fn main() {
     let minute = common::record_minutes(&template_dir, "template", t0, 2);
     let template = minute
         .iter()
-        .find(|r| r.closed && r.key_frames.len() >= 60)
+        .find(|r| r.closed && r.media_duration >= 60 * 90_000)
         .unwrap()
         .clone();
+    let gops = store::playback::segment_gops(&store::segment_file_path(&template_dir, &template), &template)
+        .unwrap()
+        .len();
     let head: Vec<u8> = std::fs::read(store::segment_file_path(&template_dir, &template)).unwrap()[..4096].to_vec();
     println!(
         "template: one 60 s segment, {} GOPs, {:.1} MB, index entry {} bytes encoded",
-        template.key_frames.len(),
+        gops,
         template.bytes as f64 / 1e6,
         template.encode().len()
     );

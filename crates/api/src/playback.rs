@@ -271,7 +271,7 @@ pub async fn playback_m3u8(
     }
     let st = state.clone();
     let s2 = stream.clone();
-    let segments = tokio::task::spawn_blocking(move || st.store.segments(&s2, start, end))
+    let segments = tokio::task::spawn_blocking(move || st.store.segments_with_gops(&s2, start, end))
         .await
         .map_err(ApiError::internal)??;
     let records: Vec<store::SegmentRecord> = segments.into_iter().map(|(_, r)| r).collect();

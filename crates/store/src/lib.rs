@@ -141,6 +141,23 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::segments`] with every segment's key-frame table (read from its file for closed
+    /// segments, whose index entries are summaries): what HLS playlists are cut from.
+    pub fn segments_with_gops(
+        &self,
+        stream: &StreamId,
+        from: WallTime,
+        to: WallTime,
+    ) -> Result<Vec<(PathBuf, SegmentRecord)>, StoreError> {
+        let mut out = self.segments(stream, from, to)?;
+        for (path, r) in &mut out {
+            if r.key_frames.is_empty() {
+                r.key_frames = playback::segment_gops(path, r)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// The segment of `stream` that starts at `start` with sequence number `seq`.
     pub fn find_segment(
         &self,

@@ -63,6 +63,14 @@ pub struct SegmentRecord {
 }
 
 impl SegmentRecord {
+    /// The record without its key-frame table: what the index keeps of a closed segment.
+    pub fn summary(&self) -> SegmentRecord {
+        SegmentRecord {
+            key_frames: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// Wall time of a key frame.
     pub fn key_frame_wall(&self, f: &KeyFrameEntry) -> WallTime {
         self.start
