@@ -68,13 +68,6 @@ async function whep(video, camera, stream) {
     kind: "webrtc", stream, frames: 0, dropped: 0,
     timing: { gather_ms: Math.round(gathered - t0), answer_ms: Math.round(answered - gathered) },
     async poll() {
-      // The video element counts the frames it is handed, as for fMP4, instead of a whole stats
-      // report built every tick; getStats() only where the element cannot.
-      if (video.getVideoPlaybackQuality) {
-        const q = video.getVideoPlaybackQuality();
-        this.frames = q.totalVideoFrames; this.dropped = q.droppedVideoFrames;
-        return;
-      }
       for (const s of (await pc.getStats()).values()) {
         if (s.type === "inbound-rtp" && s.kind === "video") { this.frames = s.framesDecoded || 0; this.dropped = s.framesDropped || 0; }
       }
