@@ -161,6 +161,16 @@ fn a_data_directory_of_the_previous_format_migrates_and_serves_the_same_bytes() 
     }
 }
 
+/// A child process killed and reaped when dropped (a failing test leaves no node behind).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `sharpeye run` without waiting for its API (it migrates first), logging to `log`.
 fn spawn(config: &Path, log: &Path) -> std::process::Child {
     Command::new(bin())
@@ -220,7 +230,7 @@ fn a_node_killed_during_its_migration_finishes_it_at_the_next_start() {
     let cfg_path = dir.path().join("sharpeye.toml");
     std::fs::write(&cfg_path, &cfg).unwrap();
     let log = dir.path().join("killed.log");
-    let mut child = spawn(&cfg_path, &log);
+    let mut child = Reaped(spawn(&cfg_path, &log));
     let t = Instant::now();
     let moved = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -228,8 +238,8 @@ fn a_node_killed_during_its_migration_finishes_it_at_the_next_start() {
             .lines()
             .find(|l| l.contains("migrating the index") && l.contains("moved="))
         {
-            child.kill().unwrap();
-            child.wait().unwrap();
+            child.0.kill().unwrap();
+            child.0.wait().unwrap();
             let moved: u64 = line
                 .split("moved=")
                 .nth(1)
@@ -238,11 +248,7 @@ fn a_node_killed_during_its_migration_finishes_it_at_the_next_start() {
                 .unwrap();
             break moved;
         }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no migration progress:\n{text}");
-        }
+        assert!(t.elapsed() < Duration::from_secs(60), "no migration progress:\n{text}");
         std::thread::sleep(Duration::from_millis(2));
     };
     let text = std::fs::read_to_string(&log).unwrap();
