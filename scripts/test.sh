@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Sharpeye's whole test suite on a fresh machine with only Rust installed: installs the
 # independent validators and peers the tests use if they are missing (ffmpeg/ffprobe, GStreamer's
-# tools, sipp and Chromium from Debian's packages, Node.js to drive Chromium, playwright-core from npm into
+# tools, sipp, etcd and Chromium from Debian's packages, Node.js to drive Chromium, playwright-core from npm into
 # tests/browser, iproute2 and nftables for the network-namespace test of three levels), then runs
 # every crate's unit, integration and end-to-end tests.
 set -euo pipefail
@@ -20,6 +20,8 @@ command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 # and firewalls one of them with nft (tests/levels_netns.rs; as root).
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+# Cluster members coordinate through a real etcd (crates/cluster/tests/etcd.rs starts its own).
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "test dependencies" "${need[@]}"
 fi

@@ -1,0 +1,17 @@
+//! Several Sharpeye nodes of one level sharing its cameras through etcd (issue 17's first
+//! pieces; the node does not use them yet):
+//!
+//! - [`assign`]: which live member records each camera — weighted rendezvous hashing, sans-IO:
+//!   every node computes the same answer from the same membership, a join moves only the
+//!   cameras the newcomer wins, a departure only the leaver's;
+//! - [`etcd`]: the few etcd v3 calls a member needs (leases, keep-alive, puts under a lease,
+//!   prefix reads, claims that succeed only if the key is free or still ours at a revision)
+//!   over etcd's JSON gateway, so the default build needs no `protoc` (see
+//!   `docs/architecture.md`). A claim's revision is the fencing token: a write conditioned on it
+//!   fails once someone else holds the key.
+
+pub mod assign;
+pub mod etcd;
+
+pub use assign::{Member, owner};
+pub use etcd::{Etcd, EtcdError, Kv};

@@ -1,0 +1,163 @@
+//! The etcd client against a real etcd (Debian's `etcd-server`, which `scripts/test.sh`
+//! installs), started by the test on loopback ports with its own data directory and stopped
+//! at the end: leases expire and take their keys with them, claims are exclusive, and a member
+//! whose lease expired can no longer write as the owner of what it claimed, even after someone
+//! else claimed it (the claim's revision is its fencing token).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster::Etcd;
+
+/// A free loopback port (the listener is dropped; etcd binds it right after).
+fn port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An etcd process, killed and reaped when dropped.
+struct EtcdProcess {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_etcd() -> Option<EtcdProcess> {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (port(), port());
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let child = Command::new("etcd")
+        .args(["--name", "t", "--data-dir"])
+        .arg(dir.path().join("etcd"))
+        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .args(["--initial-cluster", &format!("t={peer_url}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("etcd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let e = EtcdProcess { child, url, _dir: dir };
+    let client = Etcd::new(std::slice::from_ref(&e.url), Duration::from_secs(2));
+    let t = Instant::now();
+    while client.prefix("/").is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "etcd did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(e)
+}
+
+#[test]
+fn leases_claims_and_fencing_against_a_real_etcd() {
+    let Some(etcd) = start_etcd() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    // The first endpoint is dead: calls go on to the next.
+    let c = Etcd::new(&["http://127.0.0.1:1".into(), etcd.url.clone()], Duration::from_secs(2));
+
+    // Members register under their leases.
+    let a = c.grant(3).unwrap();
+    let b = c.grant(30).unwrap();
+    c.put("/sharpeye/t/members/rec-1", b"http://10.0.0.21:8080", a).unwrap();
+    c.put("/sharpeye/t/members/rec-2", b"http://10.0.0.22:8080", b).unwrap();
+    let members = c.prefix("/sharpeye/t/members/").unwrap();
+    assert_eq!(
+        members.iter().map(|m| (m.key.as_str(), m.lease)).collect::<Vec<_>>(),
+        [("/sharpeye/t/members/rec-1", a), ("/sharpeye/t/members/rec-2", b)]
+    );
+    assert_eq!(members[0].value, b"http://10.0.0.21:8080");
+    assert_eq!(c.keep_alive(a).unwrap(), Some(3));
+
+    // rec-1 claims a camera; rec-2 cannot while it holds it.
+    let key = "/sharpeye/t/owners/cam7";
+    let fence = c.claim(key, b"rec-1", a).unwrap().expect("free, so claimed");
+    assert_eq!(c.claim(key, b"rec-2", b).unwrap(), None);
+    assert_eq!(c.prefix(key).unwrap()[0].create_revision, fence);
+    // The owner writes under its claim.
+    assert_eq!(c.put_if_held(key, b"rec-1 segment 41", a, fence).unwrap(), Some(fence));
+
+    // rec-1 stops keeping its lease alive (killed, paused, cut off): within its TTL its
+    // membership and its claim are gone.
+    let t = Instant::now();
+    while !c.prefix("/sharpeye/t/members/rec-1").unwrap().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(15), "the lease did not expire");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(c.prefix(key).unwrap().is_empty());
+    assert_eq!(c.keep_alive(a).unwrap(), None, "an expired lease stays expired");
+
+    // rec-2 takes the camera over; rec-1's stale write with its old token fails.
+    let fence2 = c.claim(key, b"rec-2", b).unwrap().expect("free again");
+    assert!(fence2 > fence);
+    assert_eq!(c.put_if_held(key, b"rec-1 segment 42", a, fence).unwrap(), None);
+    assert_eq!(c.prefix(key).unwrap()[0].value, b"rec-2");
+    assert_eq!(c.put_if_held(key, b"rec-2 segment 1", b, 0).unwrap(), None);
+
+    // A revoked lease takes its keys at once.
+    c.revoke(b).unwrap();
+    assert!(c.prefix("/sharpeye/t/").unwrap().is_empty());
+    c.put("/sharpeye/t/x", b"1", 0).unwrap();
+    c.delete("/sharpeye/t/x").unwrap();
+    assert!(c.prefix("/sharpeye/t/").unwrap().is_empty());
+}
+
+/// A peer that answers every request with `body` (status 200), for `n` requests.
+fn fake(body: &'static str, n: usize) -> String {
+    use std::io::{Read, Write};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().take(n) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn malformed_answers_are_errors_that_name_the_endpoint_never_panics() {
+    for (body, call) in [
+        ("hello", "grant"),
+        (r#"{"ID":"0"}"#, "grant"),
+        (r#"{"kvs":[{"key":"***","value":""}]}"#, "prefix"),
+        (r#"{"kvs":[{"key":"L2E=","value":"","create_revision":"x"}]}"#, "prefix"),
+        (r#"{"kvs":[{"key":"/w==","value":""}]}"#, "prefix"),
+        (r#"{"header":{}}"#, "put"),
+        (r#"{"result":{"TTL":"soon"}}"#, "keep_alive"),
+    ] {
+        let url = fake(body, 1);
+        let c = Etcd::new(std::slice::from_ref(&url), Duration::from_secs(2));
+        let err = match call {
+            "grant" => c.grant(5).map(|_| ()),
+            "prefix" => c.prefix("/a").map(|_| ()),
+            "put" => c.put("/a", b"1", 0).map(|_| ()),
+            _ => c.keep_alive(1).map(|_| ()),
+        }
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(url.trim_start_matches("http://")), "{body}: {err}");
+    }
+}
