@@ -8,10 +8,15 @@
 //!   prefix reads, claims that succeed only if the key is free or still ours at a revision)
 //!   over etcd's JSON gateway, so the default build needs no `protoc` (see
 //!   `docs/architecture.md`). A claim's revision is the fencing token: a write conditioned on it
-//!   fails once someone else holds the key.
+//!   fails once someone else holds the key;
+//! - [`membership`]: a member's lease kept alive, its entry under it, and the live members
+//!   read back, on a thread of its own; its [`View`] says who owns which camera and whether
+//!   this member still holds its lease.
 
 pub mod assign;
 pub mod etcd;
+pub mod membership;
 
 pub use assign::{Member, owner};
 pub use etcd::{Etcd, EtcdError, Kv};
+pub use membership::{LeaseState, MemberInfo, Membership, View};

@@ -161,3 +161,76 @@ fn malformed_answers_are_errors_that_name_the_endpoint_never_panics() {
         assert!(err.contains(url.trim_start_matches("http://")), "{body}: {err}");
     }
 }
+
+fn member(name: &str) -> cluster::MemberInfo {
+    cluster::MemberInfo {
+        name: name.into(),
+        url: format!("http://{name}.example:8080"),
+        weight: 1.0,
+    }
+}
+
+/// Waits until `m`'s view satisfies `f`.
+fn until(m: &cluster::Membership, limit: Duration, f: impl Fn(&cluster::View) -> bool) -> cluster::View {
+    let t = Instant::now();
+    loop {
+        let v = m.view();
+        if f(&v) {
+            return v;
+        }
+        assert!(t.elapsed() < limit, "{v:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Three members see each other and share 300 cameras; one stops keeping its lease alive (a
+/// killed node): within its TTL the others see it gone, and only its cameras move, to them.
+#[test]
+fn members_see_each_other_and_a_dead_one_s_cameras_move_to_the_others_within_its_ttl() {
+    let Some(etcd) = start_etcd() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    let client = || Etcd::new(std::slice::from_ref(&etcd.url), Duration::from_secs(2));
+    let ttl = 3;
+    let a = cluster::Membership::join(client(), "district-7", member("rec-1"), ttl);
+    let b = cluster::Membership::join(client(), "district-7", member("rec-2"), ttl);
+    let c = cluster::Membership::join(client(), "district-7", member("rec-3"), ttl);
+    let all3 = |v: &cluster::View| v.members.len() == 3 && matches!(v.lease, cluster::LeaseState::Held { .. });
+    for m in [&a, &b, &c] {
+        until(m, Duration::from_secs(10), all3);
+    }
+    let cams: Vec<String> = (0..300).map(|i| format!("cam{i}")).collect();
+    let before: Vec<String> = cams.iter().map(|cam| a.view().owner_of(cam).unwrap()).collect();
+    // Every member computes the same owners.
+    for m in [&b, &c] {
+        let v = m.view();
+        assert!(
+            cams.iter()
+                .zip(&before)
+                .all(|(cam, o)| v.owner_of(cam).as_ref() == Some(o))
+        );
+    }
+    for name in ["rec-1", "rec-2", "rec-3"] {
+        let n = before.iter().filter(|o| *o == name).count();
+        assert!((70..=130).contains(&n), "{name} owns {n} of 300");
+    }
+    // rec-2 dies without a word.
+    let died = Instant::now();
+    b.abandon();
+    let gone = |v: &cluster::View| v.members.iter().all(|m| m.name != "rec-2");
+    until(&a, Duration::from_secs(u64::from(ttl) + 5), gone);
+    let noticed = died.elapsed();
+    until(&c, Duration::from_secs(2), gone);
+    assert!(noticed <= Duration::from_secs(u64::from(ttl) + 2), "{noticed:?}");
+    let after = a.view();
+    for (cam, o) in cams.iter().zip(&before) {
+        let now = after.owner_of(cam).unwrap();
+        if o == "rec-2" {
+            assert_ne!(now, "rec-2");
+        } else {
+            assert_eq!(&now, o, "{cam} moved though its owner lives");
+        }
+    }
+    eprintln!("rec-2's death noticed after {noticed:?} (lease TTL {ttl} s)");
+}

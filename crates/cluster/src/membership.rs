@@ -1,0 +1,270 @@
+//! A member's presence in its cluster: a lease kept alive, its entry
+//! (`/sharpeye/<cluster>/members/<name>` = its URL and weight) under that lease, and the list
+//! of live members read back, every third of the lease's TTL on a thread of its own. What it
+//! knows is a [`View`]: who is live, and whether this member still holds its lease — when etcd
+//! cannot be reached for longer than the TTL, the lease must be taken as lost (another member
+//! may already own this one's cameras), and the view says so.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::assign::{Member, owner};
+use crate::etcd::Etcd;
+
+/// A live member as its entry says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberInfo {
+    /// Its name (`[cluster] name`).
+    pub name: String,
+    /// Where its API is reached (`[cluster] advertise_url`).
+    pub url: String,
+    /// Its capacity weight.
+    pub weight: f64,
+}
+
+/// This member's hold on its lease.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeaseState {
+    /// Not registered yet.
+    Starting,
+    /// Held, with the seconds etcd last said it has left.
+    Held {
+        /// The lease.
+        id: i64,
+        /// Its TTL at the last keep-alive.
+        ttl: u32,
+    },
+    /// etcd has not answered since `since`; within the TTL the lease may still hold.
+    Unreachable {
+        /// When etcd last answered.
+        since: Instant,
+        /// Why not.
+        why: String,
+    },
+    /// Lost: it expired, or etcd was unreachable longer than its TTL. Whatever this member
+    /// owned may be another's now: it must not claim anything until it holds a new lease.
+    Lost {
+        /// Why.
+        why: String,
+    },
+}
+
+/// What a member knows of its cluster.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// Its lease.
+    pub lease: LeaseState,
+    /// The live members (itself included while its lease holds), by name.
+    pub members: Vec<MemberInfo>,
+}
+
+impl View {
+    /// The member that should record `camera`, among the live ones.
+    pub fn owner_of(&self, camera: &str) -> Option<String> {
+        let members: Vec<Member> = self
+            .members
+            .iter()
+            .map(|m| Member {
+                name: m.name.clone(),
+                weight: m.weight,
+            })
+            .collect();
+        owner(camera, &members).map(|m| m.name.clone())
+    }
+}
+
+/// A running membership: its view, and a way to leave.
+pub struct Membership {
+    view: Arc<Mutex<View>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn member_from(kv: &crate::etcd::Kv, prefix: &str) -> Option<MemberInfo> {
+    let name = kv.key.strip_prefix(prefix)?.to_owned();
+    let v: Value = serde_json::from_slice(&kv.value).ok()?;
+    let weight = v["weight"]
+        .as_f64()
+        .filter(|w| w.is_finite() && *w > 0.0 && *w <= 1000.0)?;
+    Some(MemberInfo {
+        name,
+        url: v["url"].as_str()?.chars().take(512).collect(),
+        weight,
+    })
+}
+
+impl Membership {
+    /// Joins cluster `cluster` on `etcd` as `me`, with a lease of `ttl` seconds.
+    pub fn join(etcd: Etcd, cluster: &str, me: MemberInfo, ttl: u32) -> Membership {
+        let view = Arc::new(Mutex::new(View {
+            lease: LeaseState::Starting,
+            members: Vec::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (v, s) = (view.clone(), stop.clone());
+        let prefix = format!("/sharpeye/{cluster}/members/");
+        let thread = std::thread::Builder::new()
+            .name(format!("cluster-{}", me.name))
+            .spawn(move || run(&etcd, &prefix, &me, ttl.max(2), &v, &s))
+            .ok();
+        Membership { view, stop, thread }
+    }
+
+    /// What it knows now.
+    pub fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops keeping the lease alive without revoking it, as a killed process would: the
+    /// others see this member go when the lease expires. For tests of failover.
+    pub fn abandon(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The membership loop: register, keep alive, read the members, until told to stop.
+fn run(etcd: &Etcd, prefix: &str, me: &MemberInfo, ttl: u32, view: &Mutex<View>, stop: &AtomicBool) {
+    let period = Duration::from_millis(u64::from(ttl) * 1000 / 3);
+    let mut lease: Option<i64> = None;
+    let mut answered = Instant::now();
+    let set = |f: &dyn Fn(&mut View)| f(&mut view.lock().unwrap_or_else(|p| p.into_inner()));
+    let entry = json!({ "url": me.url, "weight": me.weight }).to_string();
+    loop {
+        let round = (|| -> Result<(), crate::etcd::EtcdError> {
+            match lease {
+                Some(id) => match etcd.keep_alive(id)? {
+                    Some(ttl) => set(&|v| v.lease = LeaseState::Held { id, ttl }),
+                    None => {
+                        lease = None;
+                        set(&|v| {
+                            v.lease = LeaseState::Lost {
+                                why: "the lease expired (this member was paused or cut off longer than its TTL)".into(),
+                            }
+                        });
+                        return Ok(());
+                    }
+                },
+                None => {
+                    let id = etcd.grant(ttl)?;
+                    etcd.put(&format!("{prefix}{}", me.name), entry.as_bytes(), id)?;
+                    lease = Some(id);
+                    set(&|v| v.lease = LeaseState::Held { id, ttl });
+                }
+            }
+            let mut members: Vec<MemberInfo> = etcd
+                .prefix(prefix)?
+                .iter()
+                .filter_map(|kv| member_from(kv, prefix))
+                .collect();
+            members.sort_by(|a, b| a.name.cmp(&b.name));
+            set(&|v| v.members = members.clone());
+            Ok(())
+        })();
+        match round {
+            Ok(()) => answered = Instant::now(),
+            Err(e) => {
+                let why = e.to_string();
+                if answered.elapsed() > Duration::from_secs(u64::from(ttl)) {
+                    // Its lease would have expired by now: another member may own its cameras.
+                    lease = None;
+                    set(&|v| {
+                        v.lease = LeaseState::Lost {
+                            why: format!("etcd unreachable for longer than the lease's {ttl} s: {why}"),
+                        };
+                        v.members.retain(|m| m.name != me.name);
+                    });
+                } else {
+                    set(&|v| {
+                        v.lease = LeaseState::Unreachable {
+                            since: answered,
+                            why: why.clone(),
+                        }
+                    });
+                }
+            }
+        }
+        let t = Instant::now();
+        while t.elapsed() < period {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etcd::Kv;
+
+    fn kv(key: &str, value: &str) -> Kv {
+        Kv {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 1,
+            mod_revision: 1,
+            lease: 1,
+        }
+    }
+
+    #[test]
+    fn member_entries_are_read_and_hostile_ones_left_out() {
+        let p = "/sharpeye/t/members/";
+        let ok = member_from(&kv("/sharpeye/t/members/rec-1", r#"{"url":"http://a","weight":2}"#), p);
+        assert_eq!(ok.unwrap().weight, 2.0);
+        for value in [
+            "not json",
+            r#"{"url":"http://a"}"#,
+            r#"{"url":"http://a","weight":-1}"#,
+            r#"{"url":"http://a","weight":1e9}"#,
+            r#"{"weight":1}"#,
+        ] {
+            assert_eq!(member_from(&kv("/sharpeye/t/members/x", value), p), None, "{value}");
+        }
+        assert_eq!(member_from(&kv("/elsewhere/x", r#"{"url":"u","weight":1}"#), p), None);
+    }
+
+    #[test]
+    fn an_unreachable_etcd_is_said_and_the_lease_taken_as_lost_after_its_ttl() {
+        let etcd = Etcd::new(&["http://127.0.0.1:1".into()], Duration::from_millis(200));
+        let m = Membership::join(
+            etcd,
+            "t",
+            MemberInfo {
+                name: "rec-1".into(),
+                url: "http://10.0.0.21:8080".into(),
+                weight: 1.0,
+            },
+            2,
+        );
+        let t = Instant::now();
+        loop {
+            match m.view().lease {
+                LeaseState::Lost { why } => {
+                    assert!(why.contains("unreachable") && why.contains("127.0.0.1:1"), "{why}");
+                    break;
+                }
+                LeaseState::Held { .. } => panic!("no etcd, no lease"),
+                _ => {}
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "{:?}", m.view());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
