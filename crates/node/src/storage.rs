@@ -23,6 +23,8 @@ pub struct Storage {
     pub policy: RetentionPolicy,
     /// The retention thread.
     pub retention: Arc<Retention>,
+    /// The pass giving closed segments without a sample table theirs (a migrated directory's).
+    pub backfill: store::backfill::Backfill,
 }
 
 /// Retention's policy for `config`: the tiers' guarantees, the key-tier cameras and the
@@ -74,17 +76,21 @@ impl Storage {
             Arc::new(SystemClock),
             config.retention.interval,
         ));
+        let backfill = store::backfill::Backfill::spawn(store.clone());
         Ok(Storage {
             store,
             recorder,
             holds,
             policy,
             retention,
+            backfill,
         })
     }
 
     /// Stops retention, then closes every segment and makes it durable and indexed.
     pub async fn close(self) -> Result<(), NodeError> {
+        let backfill = self.backfill;
+        let _ = tokio::task::spawn_blocking(move || backfill.stop()).await;
         self.retention.stop();
         let recorder = self.recorder;
         tokio::task::spawn_blocking(move || recorder.shutdown())

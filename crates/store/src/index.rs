@@ -54,6 +54,9 @@ const V1_SEGMENTS: TableDefinition<SegmentKey, &[u8]> = TableDefinition::new("se
 const V1_OPEN: TableDefinition<SegmentKey, ()> = TableDefinition::new("open");
 
 const SCHEMA_VERSION: u64 = 2;
+/// `meta` key: every closed segment's file has its sample table (set for a new index, and when
+/// the backfill has been through; absent after a migration from schema 1).
+const TABLES_COMPLETE: &str = "tables_complete";
 /// Entries a migration transaction moves: big enough to go at disk speed, small enough that a
 /// transaction's pages stay a few MB.
 pub const MIGRATION_BATCH: usize = 20_000;
@@ -122,6 +125,8 @@ impl Index {
             let version = tr!(p, meta.get("schema_version")).map(|v| v.value());
             if version.is_none() {
                 tr!(p, meta.insert("schema_version", SCHEMA_VERSION));
+                // A new index: every segment it will hold gets its table as it closes.
+                tr!(p, meta.insert(TABLES_COMPLETE, 1));
             }
             Ok(version.unwrap_or(SCHEMA_VERSION))
         })?;
@@ -233,6 +238,24 @@ impl Index {
             Ok(())
         })?;
         index.migrate_v1(batches)
+    }
+
+    /// Whether every closed segment's file is known to have its sample table (nothing for the
+    /// backfill to do).
+    pub fn tables_complete(&self) -> Result<bool, StoreError> {
+        self.read(|txn, p| {
+            let meta = tr!(p, txn.open_table(META));
+            Ok(tr!(p, meta.get(TABLES_COMPLETE)).is_some_and(|v| v.value() == 1))
+        })
+    }
+
+    /// Records that the backfill went through every closed segment.
+    pub fn set_tables_complete(&self) -> Result<(), StoreError> {
+        self.write(|txn, p| {
+            let mut meta = tr!(p, txn.open_table(META));
+            tr!(p, meta.insert(TABLES_COMPLETE, 1));
+            Ok(())
+        })
     }
 
     /// Writes a schema 1 index of `records` at `path` (as releases before schema 2 wrote it):

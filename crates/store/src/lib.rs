@@ -10,6 +10,7 @@
 //!
 //! The durability order and the on-disk layout are written down in `docs/storage.md`.
 
+pub mod backfill;
 mod disk;
 mod error;
 pub mod export;

@@ -118,7 +118,7 @@ fn segment_table(f: &std::fs::File, record: &SegmentRecord) -> Result<(SampleTab
 }
 
 /// The sample table after a closed segment's fragments, with as few reads as it takes (one).
-fn read_table(f: &std::fs::File, record: &SegmentRecord) -> Result<SampleTable, String> {
+pub(crate) fn read_table(f: &std::fs::File, record: &SegmentRecord) -> Result<SampleTable, String> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; TABLE_READ];
     let n = read_at_most(f, &mut buf, record.bytes).map_err(|e| e.to_string())?;
@@ -151,7 +151,7 @@ fn read_at_most(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Resu
 }
 
 /// That `t` describes the indexed fragments of `record` (`init_len`: where they start).
-fn check_table(t: &SampleTable, record: &SegmentRecord, init_len: u64) -> Result<(), String> {
+pub(crate) fn check_table(t: &SampleTable, record: &SegmentRecord, init_len: u64) -> Result<(), String> {
     let first = t.fragments.first().ok_or("no fragment")?;
     if first.byte_offset != init_len
         || t.end_offset() != Some(record.bytes)

@@ -482,3 +482,74 @@ fn plan_frames_read_back_what_was_recorded() {
         assert_eq!(g.media_time, s.media_time - sent[50].media_time);
     }
 }
+
+/// Segments without their table (a migrated data directory's, one a crash tore mid-table) get
+/// it from the background pass, as the recorder would have written it, and then play from it;
+/// a second pass finds nothing to do.
+#[test]
+fn the_backfill_gives_every_closed_segment_its_table_as_the_recorder_would() {
+    let dir = tempdir();
+    let records = record(dir.path(), &[("cam", BuiltinFixture::H264_240p)], 250, 2000);
+    assert!(records.len() >= 4);
+    let mut originals = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let path = file_of(dir.path(), r);
+        let whole = std::fs::read(&path).unwrap();
+        originals.push(whole.clone());
+        // Every other file as an older release left it; one with half its table.
+        let cut = if i == 1 {
+            r.bytes + (whole.len() as u64 - r.bytes) / 2
+        } else if i % 2 == 0 {
+            r.bytes
+        } else {
+            continue;
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+    }
+    let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // An index of this format knows its segments have their tables: nothing is checked.
+    assert!(store.disks()[0].index().tables_complete().unwrap());
+    assert_eq!(store::backfill::run(&store, &stop, false).checked, 0);
+    // As after a migration from schema 1, it does not.
+    drop(store);
+    let index_path = dir.path().join("index.redb");
+    let full: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let mut full = r.clone();
+            full.key_frames = store::playback::segment_gops(&file_of(dir.path(), r), r).unwrap_or_default();
+            full
+        })
+        .collect();
+    std::fs::remove_file(&index_path).unwrap();
+    store::index::Index::write_schema_v1(&index_path, &full).unwrap();
+    let (store, _) = Store::open(&[dir.path().to_owned()]).unwrap();
+    assert!(!store.disks()[0].index().tables_complete().unwrap());
+    // Told to stop, it stops before the next file, and the disk is not marked done.
+    let stopped = std::sync::atomic::AtomicBool::new(true);
+    assert_eq!(store::backfill::run(&store, &stopped, false).checked, 0);
+    assert!(!store.disks()[0].index().tables_complete().unwrap());
+    let report = store::backfill::run(&store, &stop, false);
+    // The even ones cut back to their fragments, and the second torn mid-table.
+    let stripped = records.len().div_ceil(2) as u64 + 1;
+    assert_eq!(report.added, stripped, "{report:?}");
+    assert_eq!((report.checked, report.failed), (records.len() as u64, 0));
+    for (r, whole) in records.iter().zip(&originals) {
+        let path = file_of(dir.path(), r);
+        assert_eq!(
+            &std::fs::read(&path).unwrap(),
+            whole,
+            "byte for byte the recorder's table"
+        );
+        assert!(read_segment_samples(&path, r).unwrap().from_table);
+    }
+    // Done once: the next pass checks nothing.
+    assert!(store.disks()[0].index().tables_complete().unwrap());
+    assert_eq!(store::backfill::run(&store, &stop, false).checked, 0);
+}
