@@ -256,6 +256,20 @@ impl Etcd {
         }))
     }
 
+    /// Deletes `key` only while it is still the claim made at revision `claimed`: whether it
+    /// was (a member releasing a camera never deletes its successor's claim).
+    pub fn delete_if_held(&self, key: &str, claimed: i64) -> Result<bool, EtcdError> {
+        let k = b64(key.as_bytes());
+        let (_, v) = self.call(
+            "kv/txn",
+            &json!({
+                "compare": [{ "key": k, "result": "EQUAL", "target": "CREATE", "create_revision": claimed.to_string() }],
+                "success": [{ "request_delete_range": { "key": k } }],
+            }),
+        )?;
+        Ok(claimed > 0 && v["succeeded"] == true)
+    }
+
     /// Deletes `key`.
     pub fn delete(&self, key: &str) -> Result<(), EtcdError> {
         self.call("kv/deleterange", &json!({ "key": b64(key.as_bytes()) }))

@@ -9,11 +9,14 @@
 //!   over etcd's JSON gateway, so the default build needs no `protoc` (see
 //!   `docs/architecture.md`). A claim's revision is the fencing token: a write conditioned on it
 //!   fails once someone else holds the key;
+//! - [`claims`]: a member's claims on the cameras it owns, each with the revision it was made
+//!   at (the fencing token), planned sans-IO from the view and applied to etcd;
 //! - [`membership`]: a member's lease kept alive, its entry under it, and the live members
 //!   read back, on a thread of its own; its [`View`] says who owns which camera and whether
 //!   this member still holds its lease.
 
 pub mod assign;
+pub mod claims;
 pub mod etcd;
 pub mod membership;
 

@@ -234,3 +234,78 @@ fn members_see_each_other_and_a_dead_one_s_cameras_move_to_the_others_within_its
     }
     eprintln!("rec-2's death noticed after {noticed:?} (lease TTL {ttl} s)");
 }
+
+/// The lease id a membership holds (waiting for it).
+fn lease_of(m: &cluster::Membership) -> i64 {
+    let v = until(m, Duration::from_secs(10), |v| {
+        matches!(v.lease, cluster::LeaseState::Held { .. })
+    });
+    match v.lease {
+        cluster::LeaseState::Held { id, .. } => id,
+        _ => unreachable!(),
+    }
+}
+
+/// Two members claim their cameras in etcd, each claim fenced by its revision; one dies: the
+/// other claims its cameras after the lease expires, with newer tokens, and the dead one's
+/// fenced writes for them fail. At no time do two members hold a camera's key.
+#[test]
+fn claims_follow_ownership_and_a_dead_member_s_tokens_stop_working() {
+    use cluster::claims::{Claims, key, reconcile};
+    let Some(etcd) = start_etcd() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    let client = || Etcd::new(std::slice::from_ref(&etcd.url), Duration::from_secs(2));
+    let cams: Vec<String> = (0..40).map(|i| format!("cam{i}")).collect();
+    let a = cluster::Membership::join(client(), "street-9", member("rec-1"), 3);
+    let b = cluster::Membership::join(client(), "street-9", member("rec-2"), 3);
+    for m in [&a, &b] {
+        until(m, Duration::from_secs(10), |v| v.members.len() == 2);
+    }
+    let (la, lb) = (lease_of(&a), lease_of(&b));
+    let (mut ca, mut cb) = (Claims::default(), Claims::default());
+    let c = client();
+    for _ in 0..3 {
+        let steps = ca.plan("rec-1", &a.view(), &cams);
+        reconcile(&c, "street-9", "rec-1", la, &mut ca, &steps).unwrap();
+        let steps = cb.plan("rec-2", &b.view(), &cams);
+        reconcile(&c, "street-9", "rec-2", lb, &mut cb, &steps).unwrap();
+    }
+    assert_eq!(
+        ca.held().count() + cb.held().count(),
+        cams.len(),
+        "every camera held once"
+    );
+    // The key of exactly `cam` (a prefix read of `cam1` also finds `cam10`...).
+    let exact = |cam: &str| -> Vec<cluster::Kv> {
+        let k = key("street-9", cam);
+        c.prefix(&k).unwrap().into_iter().filter(|kv| kv.key == k).collect()
+    };
+    for cam in &cams {
+        let kv = exact(cam);
+        assert_eq!(kv.len(), 1);
+        let owner = String::from_utf8(kv[0].value.clone()).unwrap();
+        assert_eq!(Some(owner.clone()), a.view().owner_of(cam));
+        let fence = if owner == "rec-1" { ca.fence(cam) } else { cb.fence(cam) };
+        assert_eq!(fence, Some(kv[0].create_revision));
+    }
+    let theirs: Vec<(String, i64)> = cb.held().map(|(c, f)| (c.to_owned(), f)).collect();
+    assert!(!theirs.is_empty());
+    // rec-2 dies; rec-1 takes its cameras once it sees it gone (its claims went with its lease).
+    b.abandon();
+    until(&a, Duration::from_secs(10), |v| v.members.len() == 1);
+    let steps = ca.plan("rec-1", &a.view(), &cams);
+    reconcile(&c, "street-9", "rec-1", la, &mut ca, &steps).unwrap();
+    assert_eq!(ca.held().count(), cams.len());
+    for (cam, old) in &theirs {
+        let new = ca.fence(cam).unwrap();
+        assert!(new > *old, "{cam}: a newer token");
+        assert_eq!(
+            c.put_if_held(&key("street-9", cam), b"rec-2", lb, *old).unwrap(),
+            None,
+            "{cam}: the dead member's token no longer writes"
+        );
+        assert_eq!(exact(cam)[0].value, b"rec-1");
+    }
+}
