@@ -75,6 +75,13 @@ async fn session(
     if !client.connected() {
         return Err("it has not dialed up yet (dial = \"up\")".into());
     }
+    // The event stream first, then the listing: a camera the lower node adopts between the two
+    // (a street that has just restarted, still adopting its communities' cameras) is announced
+    // on a stream already open, instead of waiting for the next full listing.
+    let events = client
+        .send(Call::get("/api/v1/events", None))
+        .await
+        .map_err(|e| e.to_string())?;
     let listing = client
         .json(Call::get("/api/v1/cameras", None))
         .await
@@ -122,11 +129,7 @@ async fn session(
         *last_periodic = std::time::Instant::now();
     }
     // Events until the next full listing.
-    let resp = client
-        .send(Call::get("/api/v1/events", None))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut body = resp.into_body();
+    let mut body = events.into_body();
     let mut parser = SseParser::default();
     let deadline = tokio::time::Instant::now() + resync;
     loop {
