@@ -7,7 +7,6 @@
 //! of its fragments agrees with its index record; a torn table from a crash during this is cut
 //! and written again. The index is not changed: the table sits after the indexed length.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -153,15 +152,7 @@ pub fn give_table(path: &std::path::Path, r: &SegmentRecord) -> Result<bool, Sto
         )));
     }
     playback::check_table(&scanned.table, r, init.len).map_err(bad)?;
-    if len > r.bytes {
-        // A table torn by a crash, or not this segment's: cut.
-        f.set_len(r.bytes).map_err(StoreError::io(path, "truncate"))?;
-    }
-    use std::io::Seek;
-    f.seek(std::io::SeekFrom::Start(r.bytes))
-        .map_err(StoreError::io(path, "seek"))?;
-    f.write_all(&scanned.table.to_box(r.start.as_micros()))
-        .map_err(StoreError::io(path, "write"))?;
-    f.sync_data().map_err(StoreError::io(path, "sync"))?;
+    // Anything after the fragments (a table torn by a crash, or not this segment's) is cut.
+    scanned.table.append_to(&mut f, path, r.bytes, r.start.as_micros())?;
     Ok(true)
 }

@@ -109,27 +109,7 @@ macro_rules! tr {
 impl Index {
     /// Opens (creating if needed) the index at `path`, migrating one of schema 1 first.
     pub fn open(path: &Path) -> Result<Index, StoreError> {
-        let db = tr!(path, Database::create(path));
-        let index = Index {
-            db: RwLock::new(Some(db)),
-            failed: AtomicBool::new(false),
-            path: path.to_owned(),
-        };
-        let version = index.write(|txn, p| {
-            tr!(p, txn.open_table(HOURS));
-            tr!(p, txn.open_table(OPEN_SEGMENTS));
-            tr!(p, txn.open_table(STREAMS));
-            tr!(p, txn.open_table(DELETING));
-            tr!(p, txn.open_table(STATS));
-            let mut meta = tr!(p, txn.open_table(META));
-            let version = tr!(p, meta.get("schema_version")).map(|v| v.value());
-            if version.is_none() {
-                tr!(p, meta.insert("schema_version", SCHEMA_VERSION));
-                // A new index: every segment it will hold gets its table as it closes.
-                tr!(p, meta.insert(TABLES_COMPLETE, 1));
-            }
-            Ok(version.unwrap_or(SCHEMA_VERSION))
-        })?;
+        let (index, version) = Index::create(path)?;
         match version {
             SCHEMA_VERSION => {}
             1 => index.migrate_v1(usize::MAX)?,
@@ -222,22 +202,38 @@ impl Index {
         Ok(())
     }
 
-    /// Opens a schema 1 index and runs at most `batches` of its migration's transactions, as
-    /// a process killed mid-migration would have: for tests of the migration's crash safety.
-    #[doc(hidden)]
-    pub fn open_migrating_at_most(path: &Path, batches: usize) -> Result<(), StoreError> {
+    /// The database at `path` (created if needed) with schema 2's tables, and the schema
+    /// version it holds (a new one is schema 2, its segments' tables complete).
+    fn create(path: &Path) -> Result<(Index, u64), StoreError> {
         let db = tr!(path, Database::create(path));
         let index = Index {
             db: RwLock::new(Some(db)),
             failed: AtomicBool::new(false),
             path: path.to_owned(),
         };
-        index.write(|txn, p| {
+        let version = index.write(|txn, p| {
             tr!(p, txn.open_table(HOURS));
             tr!(p, txn.open_table(OPEN_SEGMENTS));
-            Ok(())
+            tr!(p, txn.open_table(STREAMS));
+            tr!(p, txn.open_table(DELETING));
+            tr!(p, txn.open_table(STATS));
+            let mut meta = tr!(p, txn.open_table(META));
+            let version = tr!(p, meta.get("schema_version")).map(|v| v.value());
+            if version.is_none() {
+                tr!(p, meta.insert("schema_version", SCHEMA_VERSION));
+                // A new index: every segment it will hold gets its table as it closes.
+                tr!(p, meta.insert(TABLES_COMPLETE, 1));
+            }
+            Ok(version.unwrap_or(SCHEMA_VERSION))
         })?;
-        index.migrate_v1(batches)
+        Ok((index, version))
+    }
+
+    /// Opens a schema 1 index and runs at most `batches` of its migration's transactions, as
+    /// a process killed mid-migration would have: for tests of the migration's crash safety.
+    #[doc(hidden)]
+    pub fn open_migrating_at_most(path: &Path, batches: usize) -> Result<(), StoreError> {
+        Index::create(path)?.0.migrate_v1(batches)
     }
 
     /// Whether every closed segment's file is known to have its sample table (nothing for the

@@ -71,14 +71,12 @@ fn add_table(path: &Path, scan: &ScannedSegment) -> Result<bool, StoreError> {
     if scan.table_end.is_some() || scan.fragments.is_empty() {
         return Ok(false);
     }
-    use std::io::Write;
     let mut f = OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(path)
         .map_err(StoreError::io(path, "open"))?;
-    f.write_all(&scan.table.to_box(scan.header.start_us))
-        .map_err(StoreError::io(path, "write"))?;
-    f.sync_all().map_err(StoreError::io(path, "sync"))?;
+    scan.table
+        .append_to(&mut f, path, scan.valid_len, scan.header.start_us)?;
     Ok(true)
 }
 

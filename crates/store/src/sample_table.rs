@@ -171,6 +171,26 @@ impl SampleTable {
         out
     }
 
+    /// Writes the table as the box that ends the segment file `f` at `path`, right after its
+    /// fragments (at `fragments_end`, cutting whatever followed them), and makes it durable;
+    /// `start_us` is the segment's start.
+    pub fn append_to(
+        &self,
+        f: &mut std::fs::File,
+        path: &std::path::Path,
+        fragments_end: u64,
+        start_us: i64,
+    ) -> Result<(), crate::StoreError> {
+        use crate::StoreError;
+        use std::io::{Seek, SeekFrom, Write};
+        f.set_len(fragments_end).map_err(StoreError::io(path, "truncate"))?;
+        f.seek(SeekFrom::Start(fragments_end))
+            .map_err(StoreError::io(path, "seek"))?;
+        f.write_all(&self.to_box(start_us))
+            .map_err(StoreError::io(path, "write"))?;
+        f.sync_all().map_err(StoreError::io(path, "sync"))
+    }
+
     /// The table in `bytes`, which start with its box (and may go on past it); with the box's
     /// length. `start_us` is the segment's start. Never panics, whatever the bytes.
     pub fn from_box(bytes: &[u8], start_us: i64) -> Result<(SampleTable, u64), String> {
