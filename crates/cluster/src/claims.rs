@@ -150,6 +150,7 @@ mod tests {
             LeaseState::Unreachable {
                 since: std::time::Instant::now(),
                 why: "x".into(),
+                confirmed: false,
             },
         );
         assert!(c.plan("rec-1", &unreachable, &cams).is_empty());

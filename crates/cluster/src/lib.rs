@@ -18,8 +18,10 @@
 pub mod assign;
 pub mod claims;
 pub mod etcd;
+pub mod gate;
 pub mod membership;
 
 pub use assign::{Member, owner};
 pub use etcd::{Etcd, EtcdError, Kv};
+pub use gate::{Admit, CameraGate, Gates, LeaseClock};
 pub use membership::{LeaseState, MemberInfo, Membership, View};

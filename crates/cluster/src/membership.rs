@@ -13,6 +13,16 @@ use serde_json::{Value, json};
 
 use crate::assign::{Member, owner};
 use crate::etcd::Etcd;
+use crate::gate::LeaseClock;
+
+/// How long before etcd would expire the lease this member stops counting on it: a keep-alive's
+/// answer may have been delayed, and the lease's time ran from when etcd received it.
+const MARGIN: Duration = Duration::from_millis(500);
+
+/// Asked, while etcd does not answer, whether etcd is down for the other members too (so that
+/// nobody can take this member's cameras and it should go on recording them); `false` when it
+/// cannot be told, and then the lease is taken as lost after its TTL.
+pub type Confirm = Box<dyn Fn() -> bool + Send>;
 
 /// A live member as its entry says.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +53,9 @@ pub enum LeaseState {
         since: Instant,
         /// Why not.
         why: String,
+        /// Whether the other members said etcd is down for them too: nobody can claim this
+        /// member's cameras, so it goes on recording them (degraded) past the lease's TTL.
+        confirmed: bool,
     },
     /// Lost: it expired, or etcd was unreachable longer than its TTL. Whatever this member
     /// owned may be another's now: it must not claim anything until it holds a new lease.
@@ -79,6 +92,7 @@ impl View {
 /// A running membership: its view, and a way to leave.
 pub struct Membership {
     view: Arc<Mutex<View>>,
+    clock: Arc<LeaseClock>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -99,18 +113,48 @@ fn member_from(kv: &crate::etcd::Kv, prefix: &str) -> Option<MemberInfo> {
 impl Membership {
     /// Joins cluster `cluster` on `etcd` as `me`, with a lease of `ttl` seconds.
     pub fn join(etcd: Etcd, cluster: &str, me: MemberInfo, ttl: u32) -> Membership {
+        Membership::join_confirming(etcd, cluster, me, ttl, Box::new(|| false))
+    }
+
+    /// As [`Membership::join`], asking `confirm` while etcd does not answer whether it is down
+    /// for the other members too.
+    pub fn join_confirming(etcd: Etcd, cluster: &str, me: MemberInfo, ttl: u32, confirm: Confirm) -> Membership {
+        let clock = Arc::new(LeaseClock::default());
         let view = Arc::new(Mutex::new(View {
             lease: LeaseState::Starting,
             members: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let (v, s) = (view.clone(), stop.clone());
+        let (v, s, c) = (view.clone(), stop.clone(), clock.clone());
         let prefix = format!("/sharpeye/{cluster}/members/");
         let thread = std::thread::Builder::new()
             .name(format!("cluster-{}", me.name))
-            .spawn(move || run(&etcd, &prefix, &me, ttl.max(2), &v, &s))
+            .spawn(move || {
+                run(
+                    &Loop {
+                        etcd: &etcd,
+                        prefix: &prefix,
+                        me: &me,
+                        ttl: ttl.max(2),
+                        view: &v,
+                        stop: &s,
+                        clock: &c,
+                    },
+                    &confirm,
+                )
+            })
             .ok();
-        Membership { view, stop, thread }
+        Membership {
+            view,
+            clock,
+            stop,
+            thread,
+        }
+    }
+
+    /// Until when this member's lease is known to hold: what its recording gates read.
+    pub fn clock(&self) -> &Arc<LeaseClock> {
+        &self.clock
     }
 
     /// What it knows now.
@@ -137,25 +181,46 @@ impl Drop for Membership {
     }
 }
 
+/// What the membership loop works with.
+struct Loop<'a> {
+    etcd: &'a Etcd,
+    prefix: &'a str,
+    me: &'a MemberInfo,
+    ttl: u32,
+    view: &'a Mutex<View>,
+    stop: &'a AtomicBool,
+    clock: &'a LeaseClock,
+}
+
 /// The membership loop: register, keep alive, read the members, until told to stop.
-fn run(etcd: &Etcd, prefix: &str, me: &MemberInfo, ttl: u32, view: &Mutex<View>, stop: &AtomicBool) {
+fn run(l: &Loop<'_>, confirm: &Confirm) {
+    let (etcd, prefix, me, ttl) = (l.etcd, l.prefix, l.me, l.ttl);
     let period = Duration::from_millis(u64::from(ttl) * 1000 / 3);
     let mut lease: Option<i64> = None;
     let mut answered = Instant::now();
-    let set = |f: &dyn Fn(&mut View)| f(&mut view.lock().unwrap_or_else(|p| p.into_inner()));
+    let set = |f: &dyn Fn(&mut View)| f(&mut l.view.lock().unwrap_or_else(|p| p.into_inner()));
     let entry = json!({ "url": me.url, "weight": me.weight }).to_string();
+    let lost = |why: String| {
+        l.clock.lose();
+        set(&|v| {
+            v.lease = LeaseState::Lost { why: why.clone() };
+            v.members.retain(|m| m.name != me.name);
+        });
+    };
     loop {
+        let sent = Instant::now();
+        // The lease runs from when etcd received the call, later than `sent`.
+        let until = |ttl: u32| sent + Duration::from_secs(u64::from(ttl)).saturating_sub(MARGIN);
         let round = (|| -> Result<(), crate::etcd::EtcdError> {
             match lease {
                 Some(id) => match etcd.keep_alive(id)? {
-                    Some(ttl) => set(&|v| v.lease = LeaseState::Held { id, ttl }),
+                    Some(left) => {
+                        l.clock.hold_until(until(left));
+                        set(&|v| v.lease = LeaseState::Held { id, ttl: left });
+                    }
                     None => {
                         lease = None;
-                        set(&|v| {
-                            v.lease = LeaseState::Lost {
-                                why: "the lease expired (this member was paused or cut off longer than its TTL)".into(),
-                            }
-                        });
+                        lost("the lease expired (this member was paused or cut off longer than its TTL)".into());
                         return Ok(());
                     }
                 },
@@ -163,6 +228,7 @@ fn run(etcd: &Etcd, prefix: &str, me: &MemberInfo, ttl: u32, view: &Mutex<View>,
                     let id = etcd.grant(ttl)?;
                     etcd.put(&format!("{prefix}{}", me.name), entry.as_bytes(), id)?;
                     lease = Some(id);
+                    l.clock.hold_until(until(ttl));
                     set(&|v| v.lease = LeaseState::Held { id, ttl });
                 }
             }
@@ -179,20 +245,27 @@ fn run(etcd: &Etcd, prefix: &str, me: &MemberInfo, ttl: u32, view: &Mutex<View>,
             Ok(()) => answered = Instant::now(),
             Err(e) => {
                 let why = e.to_string();
-                if answered.elapsed() > Duration::from_secs(u64::from(ttl)) {
+                let confirmed = lease.is_some() && confirm();
+                if confirmed {
+                    // etcd is down for everyone: nobody can claim this member's cameras.
+                    l.clock.hold_until(Instant::now() + Duration::from_secs(u64::from(ttl)));
+                    set(&|v| {
+                        v.lease = LeaseState::Unreachable {
+                            since: answered,
+                            why: why.clone(),
+                            confirmed: true,
+                        }
+                    });
+                } else if answered.elapsed() > Duration::from_secs(u64::from(ttl)) {
                     // Its lease would have expired by now: another member may own its cameras.
                     lease = None;
-                    set(&|v| {
-                        v.lease = LeaseState::Lost {
-                            why: format!("etcd unreachable for longer than the lease's {ttl} s: {why}"),
-                        };
-                        v.members.retain(|m| m.name != me.name);
-                    });
+                    lost(format!("etcd unreachable for longer than the lease's {ttl} s: {why}"));
                 } else {
                     set(&|v| {
                         v.lease = LeaseState::Unreachable {
                             since: answered,
                             why: why.clone(),
+                            confirmed: false,
                         }
                     });
                 }
@@ -200,7 +273,7 @@ fn run(etcd: &Etcd, prefix: &str, me: &MemberInfo, ttl: u32, view: &Mutex<View>,
         }
         let t = Instant::now();
         while t.elapsed() < period {
-            if stop.load(Ordering::Acquire) {
+            if l.stop.load(Ordering::Acquire) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -333,6 +333,13 @@ impl Channel {
         self.act(action);
     }
 
+    /// Pins the stream (its pull runs without viewers: this node records it) or unpins it
+    /// (the pull stops `idle` after its last viewer).
+    pub fn set_pinned(&self, pinned: bool) {
+        let action = self.lock().demand.set_pinned(pinned, Instant::now());
+        self.act(action);
+    }
+
     /// Disconnects every viewer (their subscriptions end, as if dropped for not reading) and
     /// returns how many there were: the upstream was taken away from them (shed to keep a link
     /// within its budget), and a stalled view would only look like a fault.

@@ -67,6 +67,16 @@ impl Demand {
         None
     }
 
+    /// Pins or unpins the stream (a cluster member gained or lost the right to record it);
+    /// the next [`Demand::poll`] starts or (after `idle` without viewers) stops the pull.
+    pub fn set_pinned(&mut self, pinned: bool, now: Instant) -> Option<Action> {
+        if self.pinned && !pinned && self.viewers == 0 && self.running {
+            self.empty_since = Some(now);
+        }
+        self.pinned = pinned;
+        self.poll(now)
+    }
+
     /// A viewer arrived.
     pub fn join(&mut self, now: Instant) -> Option<Action> {
         self.viewers += 1;
@@ -92,6 +102,24 @@ impl Demand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinning_at_run_time_starts_the_pull_and_unpinning_stops_it_after_idle_unless_watched() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut d = Demand::new(5 * s, false);
+        assert_eq!(d.set_pinned(true, t0), Some(Action::Start));
+        assert_eq!(d.set_pinned(true, t0), None);
+        assert_eq!(d.set_pinned(false, t0 + s), None);
+        assert_eq!(d.poll(t0 + 5 * s), None);
+        assert_eq!(d.poll(t0 + 6 * s), Some(Action::Stop));
+        // Watched when unpinned: the pull stays for its viewer.
+        assert_eq!(d.set_pinned(true, t0 + 7 * s), Some(Action::Start));
+        assert_eq!(d.join(t0 + 7 * s), None);
+        assert_eq!(d.set_pinned(false, t0 + 8 * s), None);
+        assert_eq!(d.poll(t0 + 60 * s), None);
+        assert!(d.running());
+    }
 
     #[test]
     fn first_viewer_starts_last_viewer_stops_after_idle() {
