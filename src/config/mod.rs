@@ -9,6 +9,7 @@
 mod access;
 mod cameras;
 mod check;
+mod cluster;
 mod gb28181;
 mod gb28181_upper;
 mod hierarchy;
@@ -143,6 +144,7 @@ impl Checker {
                 "places",
                 "events",
                 "rates",
+                "cluster",
             ],
         );
         let server = self.server(root);
@@ -167,6 +169,7 @@ impl Checker {
         let grids = self.places(root);
         let events = self.events(root);
         let rates = self.rates(root);
+        let cluster = self.cluster(root);
         let config = Config {
             server: server?,
             recording,
@@ -189,6 +192,7 @@ impl Checker {
             grids,
             events,
             rates,
+            cluster,
         };
         // References between users, departments, groups and grants are checked by the same
         // rules the admin API applies, so that the server never refuses a checked config.

@@ -81,6 +81,8 @@ pub async fn health(State(state): AppStateArc, _caller: Caller) -> Result<Json<V
         .as_ref()
         .is_some_and(|r| r.write_errors.load(Ordering::Relaxed) + r.sync_errors.load(Ordering::Relaxed) > 0)
         || reports.iter().any(|d| d.blocked);
+    let cluster = state.cluster.get().and_then(|c| c.degraded());
+    let degraded = degraded || cluster.is_some();
     let uppers = match state.uppers.get() {
         Some(u) => u.uppers().await,
         None => Vec::new(),
@@ -105,5 +107,6 @@ pub async fn health(State(state): AppStateArc, _caller: Caller) -> Result<Json<V
         "links": state.remote.as_ref().map(|r| r.links()).unwrap_or_default(),
         "cache": state.remote.as_ref().map(|r| r.cache()),
         "gb28181_uppers": uppers,
+        "cluster_degraded": cluster,
     })))
 }

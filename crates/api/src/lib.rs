@@ -10,6 +10,7 @@ mod admin;
 pub mod audit;
 mod audit_api;
 mod cameras;
+pub mod cluster;
 pub mod device_access;
 mod devices;
 mod error;
@@ -145,6 +146,8 @@ endpoints! {
     delete "/api/v1/webhooks/{id}" => webhooks::delete, Node(Admin), 200, [], "Deletes a webhook subscription. Audited.";
     post "/api/v1/webhooks/{id}/retry" => webhooks::retry, Node(Admin), 200, [], "Revives a dead-lettered webhook: delivery goes on from its cursor. Audited.";
     get "/api/v1/node" => links::node, Authenticated, 200, [], "This node: id, name and level.";
+    get "/api/v1/cluster" => cluster::status, Node(Admin), 200, [], "This node's cluster (several nodes of one level on etcd): members with their URL, weight and the cameras each records, this node's lease state, and whether the cluster is degraded; {state: standalone} without [cluster].";
+    get "/api/v1/cluster/etcd" => cluster::etcd, Public, 200, [], "Whether this node reaches etcd, {etcd_reachable}: asked by a member that lost etcd before it goes on recording past its lease; 404 without [cluster].";
     get "/api/v1/links" => links::list, Node(Admin), 200, [], "Links to lower nodes: budget, use, pulls, refusals, state.";
     get "/api/v1/links/{id}/tunnel" => links::tunnel, LinkToken, 101, [], "A lower node dialing up (dial = \"up\"): upgraded to sharpeye-tunnel/1, over which this node's requests and the media flow (HTTP/2).";
     get "/api/v1/health" => health::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";

@@ -334,6 +334,8 @@ pub struct AppState {
     /// The links toward GB/T 28181 upper platforms, when the node cascades upward. Set once,
     /// after the state is built (the cascade answers from the state).
     pub uppers: std::sync::OnceLock<Arc<dyn crate::device_access::UpperAccess>>,
+    /// The node's cluster, when it is one of several nodes of its level (set once at start).
+    pub cluster: std::sync::OnceLock<Arc<dyn crate::cluster::ClusterAccess>>,
     /// Signed audit heads.
     pub heads: HeadFiles,
     /// Named wall screens and saved views.

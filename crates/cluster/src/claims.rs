@@ -112,6 +112,7 @@ mod tests {
                     weight: 1.0,
                 })
                 .collect(),
+            etcd_reachable: true,
         }
     }
 

@@ -35,7 +35,10 @@ impl Default for LeaseClock {
 impl LeaseClock {
     /// The lease holds until `until` (set after a keep-alive etcd answered).
     pub fn hold_until(&self, until: Instant) {
-        let ns = until.saturating_duration_since(self.base).as_nanos().min(u128::from(u64::MAX)) as u64;
+        let ns = until
+            .saturating_duration_since(self.base)
+            .as_nanos()
+            .min(u128::from(u64::MAX)) as u64;
         self.until.store(ns.max(1), Ordering::Release);
     }
 
@@ -214,7 +217,11 @@ impl Gates {
     /// Cameras being written now.
     pub fn writing(&self) -> Vec<String> {
         let cams = self.cameras.read().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<String> = cams.iter().filter(|(_, g)| g.writing()).map(|(c, _)| c.clone()).collect();
+        let mut v: Vec<String> = cams
+            .iter()
+            .filter(|(_, g)| g.writing())
+            .map(|(c, _)| c.clone())
+            .collect();
         v.sort();
         v
     }

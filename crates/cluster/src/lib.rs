@@ -20,6 +20,7 @@ pub mod claims;
 pub mod etcd;
 pub mod gate;
 pub mod membership;
+pub mod peers;
 
 pub use assign::{Member, owner};
 pub use etcd::{Etcd, EtcdError, Kv};

@@ -22,7 +22,7 @@ const MARGIN: Duration = Duration::from_millis(500);
 /// Asked, while etcd does not answer, whether etcd is down for the other members too (so that
 /// nobody can take this member's cameras and it should go on recording them); `false` when it
 /// cannot be told, and then the lease is taken as lost after its TTL.
-pub type Confirm = Box<dyn Fn() -> bool + Send>;
+pub type Confirm = Box<dyn Fn(&[MemberInfo]) -> bool + Send>;
 
 /// A live member as its entry says.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,6 +72,8 @@ pub struct View {
     pub lease: LeaseState,
     /// The live members (itself included while its lease holds), by name.
     pub members: Vec<MemberInfo>,
+    /// Whether etcd answered the last round.
+    pub etcd_reachable: bool,
 }
 
 impl View {
@@ -94,7 +96,7 @@ pub struct Membership {
     view: Arc<Mutex<View>>,
     clock: Arc<LeaseClock>,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn member_from(kv: &crate::etcd::Kv, prefix: &str) -> Option<MemberInfo> {
@@ -113,7 +115,7 @@ fn member_from(kv: &crate::etcd::Kv, prefix: &str) -> Option<MemberInfo> {
 impl Membership {
     /// Joins cluster `cluster` on `etcd` as `me`, with a lease of `ttl` seconds.
     pub fn join(etcd: Etcd, cluster: &str, me: MemberInfo, ttl: u32) -> Membership {
-        Membership::join_confirming(etcd, cluster, me, ttl, Box::new(|| false))
+        Membership::join_confirming(etcd, cluster, me, ttl, Box::new(|_| false))
     }
 
     /// As [`Membership::join`], asking `confirm` while etcd does not answer whether it is down
@@ -123,6 +125,7 @@ impl Membership {
         let view = Arc::new(Mutex::new(View {
             lease: LeaseState::Starting,
             members: Vec::new(),
+            etcd_reachable: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (v, s, c) = (view.clone(), stop.clone(), clock.clone());
@@ -148,7 +151,7 @@ impl Membership {
             view,
             clock,
             stop,
-            thread,
+            thread: Mutex::new(thread),
         }
     }
 
@@ -164,9 +167,16 @@ impl Membership {
 
     /// Stops keeping the lease alive without revoking it, as a killed process would: the
     /// others see this member go when the lease expires. For tests of failover.
-    pub fn abandon(mut self) {
+    pub fn abandon(self) {
+        self.stop();
+    }
+
+    /// Stops keeping the lease alive and waits for the loop to end (the member leaves: revoke
+    /// the lease afterwards, or let it expire).
+    pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        let t = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = t {
             let _ = t.join();
         }
     }
@@ -174,10 +184,7 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop();
     }
 }
 
@@ -242,10 +249,18 @@ fn run(l: &Loop<'_>, confirm: &Confirm) {
             Ok(())
         })();
         match round {
-            Ok(()) => answered = Instant::now(),
+            Ok(()) => {
+                answered = Instant::now();
+                set(&|v| v.etcd_reachable = true);
+            }
             Err(e) => {
                 let why = e.to_string();
-                let confirmed = lease.is_some() && confirm();
+                let others: Vec<MemberInfo> = {
+                    let mut v = l.view.lock().unwrap_or_else(|p| p.into_inner());
+                    v.etcd_reachable = false;
+                    v.members.iter().filter(|m| m.name != me.name).cloned().collect()
+                };
+                let confirmed = lease.is_some() && confirm(&others);
                 if confirmed {
                     // etcd is down for everyone: nobody can claim this member's cameras.
                     l.clock.hold_until(Instant::now() + Duration::from_secs(u64::from(ttl)));

@@ -96,6 +96,9 @@ pub struct CameraRegistry {
     pub idle: Duration,
     /// GB/T 28181 device functions, when the node speaks it.
     pub devices: Option<Arc<GbDevices>>,
+    /// In a cluster, the recording gates: a recorded stream is pulled and written only while
+    /// this member owns its camera (the cluster loop pins it), not from the start.
+    pub gates: Option<Arc<cluster::Gates>>,
 }
 
 impl CameraRegistry {
@@ -137,9 +140,10 @@ impl CameraRegistry {
                         health,
                         recorder: record.then(|| self.recorder.clone()),
                         intact: (kind == StreamKind::Main).then(|| self.state.rates.judge(&cam.info.id)),
+                        gate: self.gates.as_ref().filter(|_| record).map(|g| g.camera(&cam.info.id)),
                     },
                 );
-                streams.push((stream, record));
+                streams.push((stream, record && self.gates.is_none()));
             }
             if let (Some(d), Some((device, channel))) = (&self.devices, &cam.device) {
                 d.add(&cam.info.id, device, channel);

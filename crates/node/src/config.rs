@@ -250,6 +250,23 @@ impl Default for NodeIdentity {
     }
 }
 
+/// `[cluster]`: this node is one of several nodes of its level sharing the cameras through etcd
+/// (`docs/cluster.md`). The cluster is named by `[node] id`: every node of the level has the
+/// same one, as the upper level and its audit heads see them as one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    /// etcd's client URLs (`http://host:2379`).
+    pub etcd: Vec<String>,
+    /// This member's name, unique in the cluster.
+    pub name: String,
+    /// The URL other members and clients reach this node's API at.
+    pub advertise_url: String,
+    /// Its capacity weight: a member of weight 2 records twice the cameras of one of weight 1.
+    pub weight: f64,
+    /// The lease's TTL: how long after this node dies its cameras are taken over (at most).
+    pub lease: Duration,
+}
+
 /// `[events]`: the durable event log and webhook retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventsSettings {
@@ -432,6 +449,8 @@ pub struct Config {
     pub events: EventsSettings,
     /// `[rates]`.
     pub rates: RatesSettings,
+    /// `[cluster]`, when this node is one of several of its level.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -464,6 +483,7 @@ impl Config {
             grids: Vec::new(),
             events: EventsSettings::default(),
             rates: RatesSettings::default(),
+            cluster: None,
         }
     }
 

@@ -18,6 +18,7 @@
 pub mod adoption;
 pub mod cameras;
 pub mod cascade;
+pub mod cluster;
 pub mod config;
 mod dial_up;
 mod error;
@@ -196,6 +197,7 @@ fn build_state(
             .clone()
             .map(|r| r as Arc<dyn api::remote_access::RemoteAccess>),
         uppers: std::sync::OnceLock::new(),
+        cluster: std::sync::OnceLock::new(),
         walls: Arc::new(walls),
         grids: Arc::new(grids),
         spatial: api::spatial::SpatialIndex::default(),
@@ -341,7 +343,13 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
     let security = Arc::new(Security::open(&config)?);
     let sources = start_sources(&config).await?;
     let state = build_state(&config, started, &storage, &security, &sources)?;
+    let cluster = config.cluster.as_ref().map(|c| {
+        let node = cluster::ClusterNode::join(c, &config.node.id, state.clone(), sources.hub.clone());
+        let _ = state.cluster.set(node.clone() as Arc<dyn api::cluster::ClusterAccess>);
+        node
+    });
     let registry = Arc::new(CameraRegistry {
+        gates: cluster.as_ref().map(|c| c.gates().clone()),
         state: state.clone(),
         hub: sources.hub.clone(),
         pulls: sources.pulls.clone(),
@@ -350,6 +358,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
         devices: sources.devices.clone(),
     });
     registry.add_configured(&config);
+    let cluster_thread = cluster.as_ref().map(|c| c.spawn());
     let serving = start_serving(&config, &state, &security, &sources, &registry).await?;
     info!("HTTP API listening on http://{}", config.server.listen);
     let events = state.clone();
@@ -373,6 +382,17 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
         durable.rates.flush();
     })
     .await;
+    if let Some(c) = cluster {
+        // The others take this node's cameras over now rather than after its lease's TTL.
+        info!("stopping: leaving the cluster");
+        let _ = tokio::task::spawn_blocking(move || {
+            c.leave();
+            if let Some(t) = cluster_thread {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
     shutdown(serving, sources, storage, security, config.node.id.clone()).await
 }
 #[cfg(test)]

@@ -14,6 +14,8 @@ use store::Recorder;
 /// may skip frames when it lags, the recorder must not.
 pub struct StreamSink {
     recorder: Option<Recorder>,
+    /// In a cluster: whether this member may write the camera now.
+    gate: Option<Arc<cluster::CameraGate>>,
     lost: AtomicBool,
     channel: Arc<hub::Channel>,
     intact: Option<Arc<api::intact::Judge>>,
@@ -29,10 +31,20 @@ impl StreamSink {
     ) -> StreamSink {
         StreamSink {
             recorder,
+            gate: None,
             lost: AtomicBool::new(false),
             channel,
             intact,
         }
+    }
+}
+
+impl StreamSink {
+    /// Records only what `gate` admits (a cluster member's claimed cameras while its lease
+    /// holds).
+    pub fn gated(mut self, gate: Option<Arc<cluster::CameraGate>>) -> StreamSink {
+        self.gate = gate;
+        self
     }
 }
 
@@ -43,6 +55,16 @@ impl FrameSink for StreamSink {
         }
         self.channel.publish(&frame);
         if let Some(recorder) = &self.recorder {
+            if let Some(gate) = &self.gate {
+                match gate.admit(frame.key, std::time::Instant::now()) {
+                    cluster::Admit::Write(_) => {}
+                    cluster::Admit::Skip => return,
+                    cluster::Admit::End => {
+                        recorder.end_stream(&frame.stream);
+                        return;
+                    }
+                }
+            }
             let mut frame = frame;
             if self.lost.swap(false, Ordering::Relaxed) {
                 frame.discontinuity = true;

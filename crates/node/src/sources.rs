@@ -39,6 +39,8 @@ pub struct Pull {
     pub recorder: Option<Recorder>,
     /// The judge of whether the video is usable, for main streams (the rates' 完好).
     pub intact: Option<Arc<api::intact::Judge>>,
+    /// In a cluster, the recorded stream's gate: written only while this member owns it.
+    pub gate: Option<Arc<cluster::CameraGate>>,
 }
 
 /// The running pulls, started and stopped by the hub: at most one per stream.
@@ -106,7 +108,9 @@ impl Pulls {
                 if running.contains_key(stream) {
                     return;
                 }
-                let sink = Arc::new(StreamSink::new(channel, pull.recorder.clone(), pull.intact.clone()));
+                let sink = Arc::new(
+                    StreamSink::new(channel, pull.recorder.clone(), pull.intact.clone()).gated(pull.gate.clone()),
+                );
                 info!(stream = %stream, "starting the pull");
                 let handle = match (&pull.source, &self.sip) {
                     (Source::Rtsp(cfg), _) => spawn_rtsp(cfg.clone(), sink, pull.health.clone()),

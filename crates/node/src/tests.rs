@@ -39,6 +39,7 @@ async fn parts(config: &Config) -> Parts {
     let sources = start_sources(config).await.unwrap();
     let state = build_state(config, Instant::now(), &storage, &security, &sources).unwrap();
     let registry = CameraRegistry {
+        gates: None,
         state: state.clone(),
         hub: sources.hub.clone(),
         pulls: sources.pulls.clone(),

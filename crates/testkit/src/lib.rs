@@ -6,7 +6,7 @@
 //!   before stopping it.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -246,4 +246,103 @@ pub fn whep_watch_stats(base: &str, camera: &str, token: &str, secs: f64) -> (u6
         .status();
     assert_eq!(status, 200);
     (frames, bytes)
+}
+
+/// An etcd process (Debian's `etcd-server`, which `scripts/test.sh` installs) on loopback
+/// ports with its own data directory, killed when dropped; it can be stopped and started
+/// again on the same ports and data (etcd down for a while).
+pub struct Etcd {
+    child: Option<std::process::Child>,
+    /// Its client URL.
+    pub url: String,
+    peer_url: String,
+    dir: PathBuf,
+    _tmp: Option<tempfile_dir::TempDir>,
+}
+
+mod tempfile_dir {
+    /// A directory removed when dropped.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it answers; `None` when etcd is not installed.
+    pub fn start() -> Option<Etcd> {
+        if std::process::Command::new("etcd").arg("--version").output().is_err() {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("sharpeye-etcd-{}-{}", std::process::id(), free_addr().port()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let mut e = Etcd {
+            child: None,
+            url: format!("http://{}", free_addr()),
+            peer_url: format!("http://{}", free_addr()),
+            _tmp: Some(tempfile_dir::TempDir(dir.clone())),
+            dir,
+        };
+        e.resume();
+        Some(e)
+    }
+
+    /// Starts it again after [`Etcd::stop`] (same ports, same data) and waits until it answers.
+    pub fn resume(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("etcd.log"))
+            .expect("etcd log");
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(self.dir.join("etcd"))
+            .args(["--listen-client-urls", &self.url, "--advertise-client-urls", &self.url])
+            .args([
+                "--listen-peer-urls",
+                &self.peer_url,
+                "--initial-advertise-peer-urls",
+                &self.peer_url,
+            ])
+            .args(["--initial-cluster", &format!("t={}", self.peer_url)])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting etcd");
+        self.child = Some(child);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(2)))
+            .build()
+            .into();
+        let t = std::time::Instant::now();
+        loop {
+            let ok = agent
+                .get(&format!("{}/health", self.url))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .is_some_and(|b| b.contains("true"));
+            if ok {
+                return;
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(20), "etcd did not come up");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Kills it (its data stays for [`Etcd::resume`]).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

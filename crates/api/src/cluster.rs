@@ -1,0 +1,45 @@
+//! `GET /api/v1/cluster`: this node's cluster (several nodes of one level on etcd) as the node
+//! sees it — members, the cameras each owns, its lease — through [`ClusterAccess`], which the
+//! node implements so that `api` does not depend on the `cluster` crate.
+
+use std::sync::Arc;
+
+use auth::Action;
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use crate::access::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A cluster member's view, for the API.
+pub trait ClusterAccess: Send + Sync {
+    /// `{name, cluster, state, lease, members:[{name, url, weight, cameras, load}], recording}`.
+    fn status(&self) -> Value;
+    /// Whether the cluster is degraded (etcd unreachable, or this member's lease lost): said
+    /// in health too.
+    fn degraded(&self) -> Option<String>;
+    /// Whether etcd answered this member's last round.
+    fn etcd_reachable(&self) -> bool;
+}
+
+/// `GET /api/v1/cluster`: the cluster as this node sees it; `{"state":"standalone"}` for a node
+/// without `[cluster]`.
+pub async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&state, Action::Admin, None)?;
+    Ok(Json(match state.cluster.get() {
+        Some(c) => c.status(),
+        None => json!({ "state": "standalone", "name": state.node.id, "members": [] }),
+    }))
+}
+
+/// `GET /api/v1/cluster/etcd`: whether this node reaches etcd. Public: a member that lost etcd
+/// asks the others before it goes on recording past its lease (`cluster::peers`); it says
+/// nothing else.
+pub async fn etcd(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    match state.cluster.get() {
+        Some(c) => Ok(Json(json!({ "etcd_reachable": c.etcd_reachable() }))),
+        None => Err(ApiError::not_found("this node is not in a cluster ([cluster])")),
+    }
+}

@@ -1,0 +1,329 @@
+//! This node as one member of its level's cluster (`[cluster]`, `docs/cluster.md`): it joins
+//! through etcd, records exactly the cameras it owns (weighted rendezvous over the live
+//! members, claimed in etcd under its lease), hands a camera over at a segment boundary when
+//! another member should record it, and stops writing the moment its lease may have expired.
+//!
+//! The decisions are the `cluster` crate's (sans-IO assignment, claims planned from the view,
+//! recording gates); this module is the loop that applies them to the hub and the recorder:
+//! every round it reads the membership's view, pins the streams this member should record (so
+//! their pulls are warm before the claim), claims or releases in etcd, and opens or closes the
+//! cameras' gates. The etcd calls block, so the loop is a thread of its own.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api::AppState;
+use cluster::claims::{Claims, Step, reconcile};
+use cluster::{Etcd, Gates, LeaseState, MemberInfo, Membership, View};
+use media::StreamId;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::config::ClusterConfig;
+
+/// How often the loop looks at the view.
+const ROUND: Duration = Duration::from_millis(250);
+/// How long a handover waits for the next key frame before it releases the camera anyway (a
+/// camera sending none: nothing is being written).
+const HANDOVER_WAIT: Duration = Duration::from_secs(3);
+
+/// What the loop keeps between rounds.
+#[derive(Default)]
+struct Round {
+    claims: Claims,
+    /// The lease the claims were made under.
+    lease: Option<i64>,
+    /// Streams pinned here (pulled without viewers), by camera.
+    pinned: BTreeSet<String>,
+    /// Cameras being handed over, since when.
+    closing: HashMap<String, Instant>,
+    /// The last etcd error of a claim or release.
+    error: Option<String>,
+    /// The view the round saw.
+    view: Option<View>,
+}
+
+/// This node's membership of its cluster.
+pub struct ClusterNode {
+    config: ClusterConfig,
+    cluster: String,
+    etcd: Etcd,
+    membership: Membership,
+    gates: Arc<Gates>,
+    round: Mutex<Round>,
+    state: Arc<AppState>,
+    hub: Arc<hub::Hub>,
+    stop: AtomicBool,
+}
+
+impl ClusterNode {
+    /// Joins cluster `cluster` (the level's `[node] id`) as `config` says. Recording waits for
+    /// [`ClusterNode::spawn`].
+    pub fn join(config: &ClusterConfig, cluster: &str, state: Arc<AppState>, hub: Arc<hub::Hub>) -> Arc<ClusterNode> {
+        let etcd = Etcd::new(&config.etcd, Duration::from_millis(800));
+        let peers = cluster::peers::agent(Duration::from_millis(500));
+        let membership = Membership::join_confirming(
+            etcd.clone(),
+            cluster,
+            MemberInfo {
+                name: config.name.clone(),
+                url: config.advertise_url.clone(),
+                weight: config.weight,
+            },
+            config.lease.as_secs().clamp(2, 60) as u32,
+            Box::new(move |others| cluster::peers::all_confirm_down(&peers, others)),
+        );
+        let gates = Arc::new(Gates::new(membership.clock().clone()));
+        info!(cluster, member = %config.name, etcd = ?config.etcd, "joining the cluster");
+        Arc::new(ClusterNode {
+            config: config.clone(),
+            cluster: cluster.to_owned(),
+            etcd,
+            membership,
+            gates,
+            round: Mutex::new(Round::default()),
+            state,
+            hub,
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// The recording gates the recorded streams' sinks consult.
+    pub fn gates(&self) -> &Arc<Gates> {
+        &self.gates
+    }
+
+    /// Runs the loop on a thread of its own until [`ClusterNode::leave`]; it needs the tokio
+    /// runtime it is started from (pinning a stream starts its pull).
+    pub fn spawn(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+        let me = self.clone();
+        let rt = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("cluster-claims".into())
+            .spawn(move || {
+                let _rt = rt.enter();
+                while !me.stop.load(Ordering::Acquire) {
+                    me.round();
+                    std::thread::sleep(ROUND);
+                }
+            })
+            .unwrap_or_else(|e| panic!("cannot start the cluster thread: {e}"))
+    }
+
+    /// Leaves: stops recording, gives up the claims and the lease (the others take the
+    /// cameras over at once instead of after the lease's TTL).
+    pub fn leave(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.membership.stop();
+        self.gates.close_all();
+        let mut r = self.lock();
+        let held: Vec<String> = r.claims.held().map(|(c, _)| c.to_owned()).collect();
+        if let Some(lease) = r.lease {
+            let steps: Vec<Step> = held.into_iter().map(Step::Release).collect();
+            let _ = reconcile(
+                &self.etcd,
+                &self.cluster,
+                &self.config.name,
+                lease,
+                &mut r.claims,
+                &steps,
+            );
+            let _ = self.etcd.revoke(lease);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Round> {
+        self.round.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cameras of the level this node records when it owns them: its recorded cameras.
+    fn cameras(&self) -> Vec<String> {
+        self.state
+            .cameras
+            .snapshot()
+            .values()
+            .filter(|c| c.info.record && c.remote.is_none())
+            .map(|c| c.info.id.clone())
+            .collect()
+    }
+
+    fn set_pinned(&self, camera: &str, pinned: bool) {
+        if let Some(ch) = self.hub.channel(&StreamId::main(camera)) {
+            ch.set_pinned(pinned);
+        }
+    }
+
+    /// One round: the view, then claims and releases, gates and pins.
+    fn round(&self) {
+        let view = self.membership.view();
+        let me = self.config.name.as_str();
+        let cameras = self.cameras();
+        let mut r = self.lock();
+        let r = &mut *r;
+        let lease = match view.lease {
+            LeaseState::Held { id, .. } => Some(id),
+            LeaseState::Unreachable { .. } => r.lease,
+            LeaseState::Starting | LeaseState::Lost { .. } => None,
+        };
+        if lease != r.lease {
+            if r.lease.is_some() {
+                warn!(
+                    member = me,
+                    "the lease changed or was lost: every camera's recording stops until claimed again"
+                );
+            }
+            // Claims die with their lease.
+            self.gates.close_all();
+            r.claims = Claims::default();
+            r.closing.clear();
+            r.lease = lease;
+        }
+        let steps = r.claims.plan(me, &view, &cameras);
+        let now = Instant::now();
+        let mut error = None;
+        if let Some(lease) = r.lease {
+            for step in steps {
+                match &step {
+                    Step::Release(c) => {
+                        let since = *r.closing.entry(c.clone()).or_insert(now);
+                        if !self.gates.close_at_key(c) && now.duration_since(since) < HANDOVER_WAIT {
+                            continue;
+                        }
+                        self.gates.close(c);
+                        r.closing.remove(c);
+                        info!(camera = %c, member = me, "handing the camera over");
+                    }
+                    Step::Claim(_) => {}
+                }
+                if let Err(e) = reconcile(
+                    &self.etcd,
+                    &self.cluster,
+                    me,
+                    lease,
+                    &mut r.claims,
+                    std::slice::from_ref(&step),
+                ) {
+                    error = Some(e.to_string());
+                    continue;
+                }
+                if let Step::Claim(c) = &step {
+                    if let Some(fence) = r.claims.fence(c) {
+                        info!(camera = %c, member = me, fence, "recording the camera (claimed)");
+                        self.gates.open(c, fence);
+                    }
+                }
+            }
+        }
+        // Pulled here: what this member should record (warm before its claim succeeds) and
+        // what it still holds.
+        let held = matches!(view.lease, LeaseState::Held { .. } | LeaseState::Unreachable { .. });
+        let want: BTreeSet<String> = cameras
+            .iter()
+            .filter(|c| (held && view.owner_of(c).as_deref() == Some(me)) || r.claims.fence(c).is_some())
+            .cloned()
+            .collect();
+        for c in want.difference(&r.pinned) {
+            self.set_pinned(c, true);
+        }
+        for c in r.pinned.difference(&want) {
+            self.set_pinned(c, false);
+        }
+        r.pinned = want;
+        if error.is_some() {
+            r.error = error;
+        }
+        r.view = Some(view);
+    }
+}
+
+fn lease_json(lease: &LeaseState) -> Value {
+    match lease {
+        LeaseState::Starting => json!({ "state": "starting" }),
+        LeaseState::Held { id, ttl } => json!({ "state": "held", "id": id.to_string(), "ttl_s": ttl }),
+        LeaseState::Unreachable { since, why, confirmed } => json!({
+            "state": if *confirmed { "etcd_down" } else { "unreachable" },
+            "etcd_silent_s": since.elapsed().as_secs_f64(),
+            "why": why,
+            "others_confirm_etcd_down": confirmed,
+        }),
+        LeaseState::Lost { why } => json!({ "state": "lost", "why": why }),
+    }
+}
+
+impl api::cluster::ClusterAccess for ClusterNode {
+    fn status(&self) -> Value {
+        let cameras = self.cameras();
+        let r = self.lock();
+        let Some(view) = &r.view else {
+            return json!({ "state": "starting", "cluster": self.cluster, "name": self.config.name, "members": [] });
+        };
+        let mut owned: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+        for c in &cameras {
+            if let Some(o) = view.owner_of(c) {
+                owned.entry(o).or_default().push(c);
+            }
+        }
+        let members: Vec<Value> = view
+            .members
+            .iter()
+            .map(|m| {
+                let cams = owned.get(&m.name).cloned().unwrap_or_default();
+                json!({
+                    "name": m.name,
+                    "url": m.url,
+                    "weight": m.weight,
+                    "cameras": cams,
+                    "load": cams.len(),
+                    "me": m.name == self.config.name,
+                })
+            })
+            .collect();
+        let held: Vec<&str> = r.claims.held().map(|(c, _)| c).collect();
+        json!({
+            "state": if self.degraded_in(view).is_some() { "degraded" } else { "ok" },
+            "cluster": self.cluster,
+            "name": self.config.name,
+            "advertise_url": self.config.advertise_url,
+            "lease": lease_json(&view.lease),
+            "lease_left_s": self.gates.lease().left(Instant::now()).as_secs_f64(),
+            "etcd": self.config.etcd,
+            "etcd_reachable": view.etcd_reachable,
+            "members": members,
+            "claimed": held,
+            "recording": self.gates.writing(),
+            "handing_over": r.closing.keys().collect::<Vec<_>>(),
+            "cameras": cameras.len(),
+            "unowned": cameras.iter().filter(|c| view.owner_of(c).is_none()).count(),
+            "last_error": r.error,
+        })
+    }
+
+    fn degraded(&self) -> Option<String> {
+        let r = self.lock();
+        r.view.as_ref().and_then(|v| self.degraded_in(v))
+    }
+
+    fn etcd_reachable(&self) -> bool {
+        self.membership.view().etcd_reachable
+    }
+}
+
+impl ClusterNode {
+    fn degraded_in(&self, view: &View) -> Option<String> {
+        match &view.lease {
+            LeaseState::Held { .. } => None,
+            LeaseState::Starting => Some("joining the cluster: etcd has not answered yet".into()),
+            LeaseState::Unreachable {
+                why, confirmed: true, ..
+            } => Some(format!(
+                "etcd is down for every member: recording goes on for the cameras each holds, nothing is handed over ({why})"
+            )),
+            LeaseState::Unreachable { why, .. } => Some(format!(
+                "etcd does not answer this member: it records what it holds until its lease would expire ({why})"
+            )),
+            LeaseState::Lost { why } => Some(format!("this member's lease is lost and it records nothing: {why}")),
+        }
+    }
+}
