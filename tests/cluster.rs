@@ -226,3 +226,174 @@ fn three_nodes_share_thirty_cameras_once_each_and_a_killed_node_s_cameras_move_w
         }
     }
 }
+
+fn signal(m: &Member, sig: i32) {
+    let pid = m.node.as_ref().unwrap().child.id() as i32;
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Waits until every live member's view has `count` members and each camera is written by the
+/// one member that view says owns it; returns the owners.
+fn settle(members: &mut [Member], count: usize, n: usize, limit: Duration) -> BTreeMap<String, String> {
+    let mut w = BTreeMap::new();
+    let ok = wait_until(limit, || {
+        w = writers(members);
+        let settled = members.iter_mut().filter(|m| m.node.is_some()).all(|m| {
+            let s = status(m);
+            s["members"].as_array().is_some_and(|a| {
+                a.len() == count
+                    && a.iter().all(|x| {
+                        let name = x["name"].as_str().unwrap_or("").to_owned();
+                        strings(&x["cameras"]).iter().all(|c| w.get(c) == Some(&vec![name.clone()]))
+                    })
+            })
+        });
+        settled && w.len() == n && w.values().all(|v| v.len() == 1)
+    });
+    assert!(ok, "the cluster did not settle on {count} members: {w:?}");
+    w.into_iter().map(|(c, v)| (c, v[0].clone())).collect()
+}
+
+#[test]
+fn a_frozen_node_writes_nothing_it_lost_rejoins_and_a_joining_node_takes_cameras_at_key_frames() {
+    let Some(etcd) = testkit::Etcd::start() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    let n = 12;
+    let sim = Sim::start(
+        (0..n)
+            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
+            .collect(),
+    );
+    let t0 = now_us();
+    let mut members = start_members(&["rec-1", "rec-2"], &etcd.url, &sim, n);
+    let owners = settle(&mut members, 2, n, Duration::from_secs(30));
+    let frozen: Vec<String> = owners.iter().filter(|(_, o)| *o == "rec-2").map(|(c, _)| c.clone()).collect();
+    assert!(!frozen.is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Freeze rec-2 past its lease (3 s): rec-1 takes its cameras.
+    let stopped_us = now_us();
+    signal(&members[1], libc::SIGSTOP);
+    let taken = wait_until(Duration::from_secs(10), || {
+        let w = writers(&mut members[..1]);
+        frozen.iter().all(|c| w.contains_key(c))
+    });
+    assert!(taken, "rec-1 did not take the frozen member's cameras");
+    std::thread::sleep(Duration::from_secs(2));
+    let resumed_us = now_us();
+    signal(&members[1], libc::SIGCONT);
+
+    // It finds its lease gone, writes none of what it lost, rejoins and gets its cameras back.
+    let back = settle(&mut members, 2, n, Duration::from_secs(30));
+    assert_eq!(back, owners, "the same members own the same cameras again");
+    let log = members[1].node.as_ref().unwrap().log_text();
+    assert!(log.contains("lease"), "rec-2 does not say it lost its lease:\n{log}");
+    std::thread::sleep(Duration::from_secs(3));
+    for c in &frozen {
+        let ranges = ranges_by_member(&mut members, c, t0);
+        assert_no_overlap(c, &ranges);
+        // Between the freeze and the end of its lease rec-2 may have written what it had
+        // received; after that, nothing until rec-1 handed the camera back.
+        let theirs: Vec<&(i64, i64)> = ranges.iter().filter(|(m, _)| m == "rec-2").map(|(_, r)| r).collect();
+        for r in &theirs {
+            assert!(
+                r.1 <= stopped_us + 3_000_000 || r.0 >= resumed_us,
+                "{c}: rec-2 wrote {}..{} across its freeze ({}..{})",
+                rfc3339(r.0),
+                rfc3339(r.1),
+                rfc3339(stopped_us),
+                rfc3339(resumed_us)
+            );
+        }
+        assert!(theirs.iter().any(|r| r.0 >= resumed_us), "{c}: rec-2 did not record it again");
+    }
+
+    // A third member joins: it takes about a third of the cameras, each at a key frame of the
+    // one who had it (a gap of at most a key-frame interval, 1 s here), none recorded twice.
+    let joined_us = now_us();
+    members.extend(start_members(&["rec-3"], &etcd.url, &sim, n));
+    let three = settle(&mut members, 3, n, Duration::from_secs(30));
+    let moved: Vec<&String> = three.iter().filter(|(c, o)| owners[*c] != **o).map(|(c, _)| c).collect();
+    assert!(moved.iter().all(|c| three[*c] == "rec-3"), "only the newcomer wins cameras: {three:?}");
+    assert!((2..=7).contains(&moved.len()), "{} of {n} moved", moved.len());
+    std::thread::sleep(Duration::from_secs(3));
+    let mut worst = 0;
+    for c in &moved {
+        let ranges = ranges_by_member(&mut members, c, joined_us - 2_000_000);
+        assert_no_overlap(c, &ranges);
+        let handover = ranges
+            .windows(2)
+            .find(|w| w[0].0 != w[1].0 && w[1].0 == "rec-3")
+            .unwrap_or_else(|| panic!("{c}: no handover to rec-3 in {ranges:?}"));
+        let gap = handover[1].1.0 - handover[0].1.1;
+        worst = worst.max(gap);
+        assert!(gap <= 1_150_000, "{c}: a gap of {gap} µs at the handover: {ranges:?}");
+    }
+    eprintln!("{} cameras moved to the newcomer, worst handover gap {worst} µs", moved.len());
+}
+
+#[test]
+fn with_etcd_down_the_owners_go_on_recording_the_api_says_degraded_and_nothing_is_owned_twice_after() {
+    let Some(mut etcd) = testkit::Etcd::start() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    let n = 8;
+    let sim = Sim::start(
+        (0..n)
+            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
+            .collect(),
+    );
+    let t0 = now_us();
+    let mut members = start_members(&["rec-1", "rec-2"], &etcd.url, &sim, n);
+    let owners = settle(&mut members, 2, n, Duration::from_secs(30));
+
+    // etcd down for 30 s, ten times the lease: every owner goes on with what it holds.
+    etcd.stop();
+    let down_us = now_us();
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut degraded_seen = false;
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_secs(3));
+        let w = writers(&mut members);
+        let now: BTreeMap<String, String> = w.iter().map(|(c, v)| (c.clone(), v.join(","))).collect();
+        assert_eq!(now, owners, "recording changed hands with etcd down");
+        for m in members.iter_mut() {
+            let s = status(m);
+            if s["state"] == "degraded" {
+                degraded_seen = true;
+                assert_eq!(s["lease"]["state"], "etcd_down", "{s}");
+                let (code, h) = m.node.as_mut().unwrap().get("/api/v1/health");
+                assert_eq!(code, 200);
+                assert_eq!(h["status"], "degraded", "{h}");
+                assert!(h["cluster_degraded"].as_str().is_some_and(|d| d.contains("etcd")), "{h}");
+            }
+        }
+    }
+    assert!(degraded_seen, "the API never said the cluster is degraded");
+    etcd.resume();
+    let back_us = now_us();
+    let after = settle(&mut members, 2, n, Duration::from_secs(30));
+    assert_eq!(after, owners);
+    for m in members.iter_mut() {
+        assert!(wait_until(Duration::from_secs(10), || status(m)["state"] == "ok"), "{}", status(m));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..n {
+        let cam = format!("cam{i}");
+        let ranges = ranges_by_member(&mut members, &cam, t0);
+        assert_no_overlap(&cam, &ranges);
+        // Recorded through the outage without a break longer than a segment's boundary.
+        let covering: Vec<&(i64, i64)> = ranges.iter().map(|(_, r)| r).filter(|r| r.1 > down_us && r.0 < back_us).collect();
+        let covered: i64 = covering.iter().map(|r| r.1.min(back_us) - r.0.max(down_us)).sum();
+        assert!(
+            covered as f64 >= 0.95 * (back_us - down_us) as f64,
+            "{cam}: only {covered} µs of the {} µs outage recorded: {ranges:?}",
+            back_us - down_us
+        );
+    }
+}
