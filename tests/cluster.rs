@@ -246,7 +246,9 @@ fn settle(members: &mut [Member], count: usize, n: usize, limit: Duration) -> BT
                 a.len() == count
                     && a.iter().all(|x| {
                         let name = x["name"].as_str().unwrap_or("").to_owned();
-                        strings(&x["cameras"]).iter().all(|c| w.get(c) == Some(&vec![name.clone()]))
+                        strings(&x["cameras"])
+                            .iter()
+                            .all(|c| w.get(c) == Some(&vec![name.clone()]))
                     })
             })
         });
@@ -271,7 +273,11 @@ fn a_frozen_node_writes_nothing_it_lost_rejoins_and_a_joining_node_takes_cameras
     let t0 = now_us();
     let mut members = start_members(&["rec-1", "rec-2"], &etcd.url, &sim, n);
     let owners = settle(&mut members, 2, n, Duration::from_secs(30));
-    let frozen: Vec<String> = owners.iter().filter(|(_, o)| *o == "rec-2").map(|(c, _)| c.clone()).collect();
+    let frozen: Vec<String> = owners
+        .iter()
+        .filter(|(_, o)| *o == "rec-2")
+        .map(|(c, _)| c.clone())
+        .collect();
     assert!(!frozen.is_empty());
     std::thread::sleep(Duration::from_secs(2));
 
@@ -309,7 +315,10 @@ fn a_frozen_node_writes_nothing_it_lost_rejoins_and_a_joining_node_takes_cameras
                 rfc3339(resumed_us)
             );
         }
-        assert!(theirs.iter().any(|r| r.0 >= resumed_us), "{c}: rec-2 did not record it again");
+        assert!(
+            theirs.iter().any(|r| r.0 >= resumed_us),
+            "{c}: rec-2 did not record it again"
+        );
     }
 
     // A third member joins: it takes about a third of the cameras, each at a key frame of the
@@ -317,8 +326,15 @@ fn a_frozen_node_writes_nothing_it_lost_rejoins_and_a_joining_node_takes_cameras
     let joined_us = now_us();
     members.extend(start_members(&["rec-3"], &etcd.url, &sim, n));
     let three = settle(&mut members, 3, n, Duration::from_secs(30));
-    let moved: Vec<&String> = three.iter().filter(|(c, o)| owners[*c] != **o).map(|(c, _)| c).collect();
-    assert!(moved.iter().all(|c| three[*c] == "rec-3"), "only the newcomer wins cameras: {three:?}");
+    let moved: Vec<&String> = three
+        .iter()
+        .filter(|(c, o)| owners[*c] != **o)
+        .map(|(c, _)| c)
+        .collect();
+    assert!(
+        moved.iter().all(|c| three[*c] == "rec-3"),
+        "only the newcomer wins cameras: {three:?}"
+    );
     assert!((2..=7).contains(&moved.len()), "{} of {n} moved", moved.len());
     std::thread::sleep(Duration::from_secs(3));
     let mut worst = 0;
@@ -333,7 +349,10 @@ fn a_frozen_node_writes_nothing_it_lost_rejoins_and_a_joining_node_takes_cameras
         worst = worst.max(gap);
         assert!(gap <= 1_150_000, "{c}: a gap of {gap} µs at the handover: {ranges:?}");
     }
-    eprintln!("{} cameras moved to the newcomer, worst handover gap {worst} µs", moved.len());
+    eprintln!(
+        "{} cameras moved to the newcomer, worst handover gap {worst} µs",
+        moved.len()
+    );
 }
 
 #[test]
@@ -370,7 +389,10 @@ fn with_etcd_down_the_owners_go_on_recording_the_api_says_degraded_and_nothing_i
                 let (code, h) = m.node.as_mut().unwrap().get("/api/v1/health");
                 assert_eq!(code, 200);
                 assert_eq!(h["status"], "degraded", "{h}");
-                assert!(h["cluster_degraded"].as_str().is_some_and(|d| d.contains("etcd")), "{h}");
+                assert!(
+                    h["cluster_degraded"].as_str().is_some_and(|d| d.contains("etcd")),
+                    "{h}"
+                );
             }
         }
     }
@@ -380,7 +402,11 @@ fn with_etcd_down_the_owners_go_on_recording_the_api_says_degraded_and_nothing_i
     let after = settle(&mut members, 2, n, Duration::from_secs(30));
     assert_eq!(after, owners);
     for m in members.iter_mut() {
-        assert!(wait_until(Duration::from_secs(10), || status(m)["state"] == "ok"), "{}", status(m));
+        assert!(
+            wait_until(Duration::from_secs(10), || status(m)["state"] == "ok"),
+            "{}",
+            status(m)
+        );
     }
     std::thread::sleep(Duration::from_secs(2));
     for i in 0..n {
@@ -388,7 +414,11 @@ fn with_etcd_down_the_owners_go_on_recording_the_api_says_degraded_and_nothing_i
         let ranges = ranges_by_member(&mut members, &cam, t0);
         assert_no_overlap(&cam, &ranges);
         // Recorded through the outage without a break longer than a segment's boundary.
-        let covering: Vec<&(i64, i64)> = ranges.iter().map(|(_, r)| r).filter(|r| r.1 > down_us && r.0 < back_us).collect();
+        let covering: Vec<&(i64, i64)> = ranges
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.1 > down_us && r.0 < back_us)
+            .collect();
         let covered: i64 = covering.iter().map(|r| r.1.min(back_us) - r.0.max(down_us)).sum();
         assert!(
             covered as f64 >= 0.95 * (back_us - down_us) as f64,

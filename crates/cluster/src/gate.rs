@@ -7,8 +7,11 @@
 //! it runs again.
 //!
 //! Recording starts at a key frame and, when a camera is handed to another member, ends before
-//! one (the segment boundary the newcomer starts at), so a handover costs at most a key-frame
-//! interval. Sans-IO: fed frames' key flags and the time.
+//! one: the old owner says at which (its wall time, through etcd) and the newcomer, whose pull
+//! of the camera is already warm, starts at the first key frame it has from that instant on —
+//! often the very one, from its live channel's cached GOP. So a handover costs at most a
+//! key-frame interval, and with cameras that send every session the same frames, nothing.
+//! Sans-IO: fed frames' key flags, wall times and the time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,8 +68,11 @@ impl LeaseClock {
 pub enum Admit {
     /// Write it, under this fencing token (the claim's revision).
     Write(i64),
-    /// Not this member's to write (not claimed, lease not held, or waiting for a key frame).
+    /// Not this member's to write (not claimed, or the lease not held).
     Skip,
+    /// Claimed, waiting for a start: a key frame from the handover instant on (the caller
+    /// may offer one it has cached, through [`CameraGate::begin`]).
+    Await,
     /// Not to be written, and the segment written so far must be closed now.
     End,
 }
@@ -75,8 +81,9 @@ pub enum Admit {
 enum Claim {
     /// Not claimed.
     Off,
-    /// Claimed under this token.
-    Open(i64),
+    /// Claimed under this token, to be written from a key frame at or after `from` (wall
+    /// time, µs; the old owner's last instant).
+    Open(i64, Option<i64>),
     /// Being handed over: stop before the next key frame.
     Closing(i64),
 }
@@ -86,7 +93,12 @@ struct CameraState {
     claim: Claim,
     /// A segment is being written (from a key frame on).
     writing: bool,
+    /// The wall time (µs) of the frame recording last ended before.
+    ended_at: Option<i64>,
 }
+
+/// Two members' pulls of one camera stamp the same frame a few milliseconds apart.
+const SAME_FRAME_US: i64 = 20_000;
 
 /// One camera's gate, held by its recorded stream's sink.
 #[derive(Debug)]
@@ -100,12 +112,13 @@ impl CameraGate {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What to do with a frame (`key`: a key frame) arriving at `now`.
-    pub fn admit(&self, key: bool, now: Instant) -> Admit {
+    /// What to do with a frame (`key`: a key frame, stamped `wall_us`) arriving at `now`.
+    pub fn admit(&self, key: bool, wall_us: i64, now: Instant) -> Admit {
         let held = self.lease.holds(now);
         let mut s = self.lock();
         let stop = |s: &mut CameraState| {
             if std::mem::replace(&mut s.writing, false) {
+                s.ended_at = Some(wall_us);
                 Admit::End
             } else {
                 Admit::Skip
@@ -122,15 +135,32 @@ impl CameraGate {
                     stop(&mut s)
                 }
             }
-            Claim::Open(fence) => {
-                if s.writing || key {
-                    s.writing = true;
-                    Admit::Write(fence)
-                } else {
-                    Admit::Skip
-                }
-            }
+            Claim::Open(fence, _) if s.writing => Admit::Write(fence),
+            Claim::Open(..) => Admit::Await,
         }
+    }
+
+    /// Starts writing at a key frame stamped `key_wall_us` (the newest one the caller has,
+    /// cached or arriving), if the camera is claimed, the lease holds and the frame is not
+    /// before the handover instant: then the caller writes from that key frame on.
+    pub fn begin(&self, key_wall_us: i64, now: Instant) -> Option<i64> {
+        if !self.lease.holds(now) {
+            return None;
+        }
+        let mut s = self.lock();
+        match s.claim {
+            Claim::Open(fence, from) if !s.writing && from.is_none_or(|t| key_wall_us >= t - SAME_FRAME_US) => {
+                s.writing = true;
+                Some(fence)
+            }
+            _ => None,
+        }
+    }
+
+    /// The wall time (µs) of the frame recording last ended before: where the next owner
+    /// starts.
+    pub fn ended_at(&self) -> Option<i64> {
+        self.lock().ended_at
     }
 
     /// Whether a segment is being written now.
@@ -180,15 +210,17 @@ impl Gates {
                     state: Mutex::new(CameraState {
                         claim: Claim::Off,
                         writing: false,
+                        ended_at: None,
                     }),
                 })
             })
             .clone()
     }
 
-    /// `camera` was claimed under `fence`: recording starts at its next key frame.
-    pub fn open(&self, camera: &str, fence: i64) {
-        self.camera(camera).lock().claim = Claim::Open(fence);
+    /// `camera` was claimed under `fence`: recording starts at a key frame at or after
+    /// `from` (the previous owner's last instant, wall µs), or the next one.
+    pub fn open(&self, camera: &str, fence: i64, from: Option<i64>) {
+        self.camera(camera).lock().claim = Claim::Open(fence, from);
     }
 
     /// `camera` goes to another member: recording ends before its next key frame. Returns
@@ -196,7 +228,7 @@ impl Gates {
     pub fn close_at_key(&self, camera: &str) -> bool {
         let g = self.camera(camera);
         let mut s = g.lock();
-        if let Claim::Open(f) = s.claim {
+        if let Claim::Open(f, _) = s.claim {
             s.claim = if s.writing { Claim::Closing(f) } else { Claim::Off };
         }
         s.claim == Claim::Off
@@ -231,56 +263,79 @@ impl Gates {
 mod tests {
     use super::*;
 
+    /// What a sink does with one frame without a cache: begins at a key frame it is offered.
+    fn frame(g: &CameraGate, key: bool, wall_us: i64, now: Instant) -> Admit {
+        match g.admit(key, wall_us, now) {
+            Admit::Await if key => g.begin(wall_us, now).map_or(Admit::Skip, Admit::Write),
+            Admit::Await => Admit::Skip,
+            a => a,
+        }
+    }
+
     #[test]
     fn frames_are_written_from_a_key_frame_while_claimed_and_the_lease_holds() {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
         let gates = Gates::default();
         let g = gates.camera("cam1");
-        assert_eq!(g.admit(true, t0), Admit::Skip, "not claimed");
-        gates.open("cam1", 7);
-        assert_eq!(g.admit(true, t0), Admit::Skip, "no lease yet");
+        assert_eq!(g.admit(true, 0, t0), Admit::Skip, "not claimed");
+        gates.open("cam1", 7, None);
+        assert_eq!(frame(&g, true, 0, t0), Admit::Skip, "no lease yet");
         gates.lease().hold_until(t0 + 3 * s);
-        assert_eq!(g.admit(false, t0), Admit::Skip, "waits for a key frame");
-        assert_eq!(g.admit(true, t0), Admit::Write(7));
-        assert_eq!(g.admit(false, t0 + s), Admit::Write(7));
+        assert_eq!(g.admit(false, 0, t0), Admit::Await, "waits for a key frame");
+        assert_eq!(frame(&g, true, 0, t0), Admit::Write(7));
+        assert_eq!(frame(&g, false, 1, t0 + s), Admit::Write(7));
         // Paused past the lease: the frames found afterwards are not written, and the segment
         // so far is closed once.
-        assert_eq!(g.admit(false, t0 + 3 * s), Admit::End);
-        assert_eq!(g.admit(true, t0 + 4 * s), Admit::Skip);
+        assert_eq!(frame(&g, false, 2, t0 + 3 * s), Admit::End);
+        assert_eq!(g.ended_at(), Some(2));
+        assert_eq!(frame(&g, true, 3, t0 + 4 * s), Admit::Skip);
         assert!(!g.writing());
         // A new keep-alive: on again from a key frame.
         gates.lease().hold_until(t0 + 10 * s);
-        assert_eq!(g.admit(false, t0 + 5 * s), Admit::Skip);
-        assert_eq!(g.admit(true, t0 + 5 * s), Admit::Write(7));
+        assert_eq!(frame(&g, false, 4, t0 + 5 * s), Admit::Skip);
+        assert_eq!(frame(&g, true, 5, t0 + 5 * s), Admit::Write(7));
         gates.lease().lose();
-        assert_eq!(g.admit(true, t0 + 5 * s), Admit::End);
+        assert_eq!(frame(&g, true, 6, t0 + 5 * s), Admit::End);
     }
 
     #[test]
-    fn a_handover_ends_the_segment_before_the_next_key_frame() {
+    fn a_handover_ends_before_a_key_frame_and_the_next_owner_starts_at_one_from_that_instant() {
         let t0 = Instant::now();
-        let gates = Gates::default();
-        gates.lease().hold_until(t0 + Duration::from_secs(60));
-        let g = gates.camera("cam1");
-        gates.open("cam1", 3);
-        assert_eq!(g.admit(true, t0), Admit::Write(3));
-        assert!(!gates.close_at_key("cam1"), "still writing its GOP");
+        let old = Gates::default();
+        old.lease().hold_until(t0 + Duration::from_secs(60));
+        let g = old.camera("cam1");
+        old.open("cam1", 3, None);
+        assert_eq!(frame(&g, true, 0, t0), Admit::Write(3));
+        assert!(!old.close_at_key("cam1"), "still writing its GOP");
         assert!(g.claimed());
-        assert_eq!(g.admit(false, t0), Admit::Write(3));
-        assert_eq!(g.admit(false, t0), Admit::Write(3));
-        assert_eq!(g.admit(true, t0), Admit::End);
+        assert_eq!(frame(&g, false, 40_000, t0), Admit::Write(3));
+        assert_eq!(frame(&g, false, 80_000, t0), Admit::Write(3));
+        assert_eq!(frame(&g, true, 1_000_000, t0), Admit::End);
+        assert_eq!(g.ended_at(), Some(1_000_000));
         assert!(!g.claimed());
-        assert_eq!(g.admit(true, t0), Admit::Skip);
-        assert_eq!(gates.writing(), Vec::<String>::new());
+        assert_eq!(frame(&g, true, 2_000_000, t0), Admit::Skip);
+        assert_eq!(old.writing(), Vec::<String>::new());
+
+        // The next owner: a cached key frame from before the handover is refused, the same
+        // frame as stamped by its own pull (a few ms off) or a later one is taken.
+        let new = Gates::default();
+        new.lease().hold_until(t0 + Duration::from_secs(60));
+        let h = new.camera("cam1");
+        new.open("cam1", 9, g.ended_at());
+        assert_eq!(h.admit(false, 990_000, t0), Admit::Await);
+        assert_eq!(h.begin(0, t0), None, "before the handover: recorded by the old owner");
+        assert_eq!(h.begin(995_000, t0), Some(9));
+        assert_eq!(h.admit(false, 1_040_000, t0), Admit::Write(9));
+
         // Closing a camera that writes nothing is immediate.
-        gates.open("cam2", 4);
-        assert!(gates.close_at_key("cam2"));
+        old.open("cam2", 4, None);
+        assert!(old.close_at_key("cam2"));
         // Closed outright: the next frame ends the segment.
-        gates.open("cam1", 5);
-        assert_eq!(g.admit(true, t0), Admit::Write(5));
-        gates.close("cam1");
-        assert_eq!(g.admit(false, t0), Admit::End);
+        old.open("cam1", 5, None);
+        assert_eq!(frame(&g, true, 3_000_000, t0), Admit::Write(5));
+        old.close("cam1");
+        assert_eq!(frame(&g, false, 3_040_000, t0), Admit::End);
     }
 
     #[test]

@@ -333,6 +333,12 @@ impl Channel {
         self.act(action);
     }
 
+    /// The cached GOP: the frames from the newest key frame on (empty when none is cached).
+    /// A cluster member taking a camera over starts recording from it.
+    pub fn gop(&self) -> Vec<Frame> {
+        self.lock().gop.iter().cloned().collect()
+    }
+
     /// Pins the stream (its pull runs without viewers: this node records it) or unpins it
     /// (the pull stops `idle` after its last viewer).
     pub fn set_pinned(&self, pinned: bool) {

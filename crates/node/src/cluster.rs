@@ -193,6 +193,15 @@ impl ClusterNode {
                         }
                         self.gates.close(c);
                         r.closing.remove(c);
+                        // Where the next owner starts: the key frame this member stopped before.
+                        if let Some(t) = self.gates.camera(c).ended_at() {
+                            if let Err(e) =
+                                self.etcd
+                                    .put(&handover_key(&self.cluster, c), t.to_string().as_bytes(), lease)
+                            {
+                                warn!(camera = %c, "the handover instant was not written: {e}");
+                            }
+                        }
                         info!(camera = %c, member = me, "handing the camera over");
                     }
                     Step::Claim(_) => {}
@@ -210,8 +219,9 @@ impl ClusterNode {
                 }
                 if let Step::Claim(c) = &step {
                     if let Some(fence) = r.claims.fence(c) {
-                        info!(camera = %c, member = me, fence, "recording the camera (claimed)");
-                        self.gates.open(c, fence);
+                        let from = self.handed_over_at(c);
+                        info!(camera = %c, member = me, fence, from, "recording the camera (claimed)");
+                        self.gates.open(c, fence, from);
                     }
                 }
             }
@@ -310,7 +320,21 @@ impl api::cluster::ClusterAccess for ClusterNode {
     }
 }
 
+/// Where the member that last recorded `camera` in `cluster` stopped (its lease's key).
+fn handover_key(cluster: &str, camera: &str) -> String {
+    format!("/sharpeye/{cluster}/handover/{camera}")
+}
+
 impl ClusterNode {
+    /// The wall time (µs) the previous owner of `camera` stopped before, if it handed it over
+    /// (a member that died says nothing: its key went with its lease).
+    fn handed_over_at(&self, camera: &str) -> Option<i64> {
+        let key = handover_key(&self.cluster, camera);
+        let kvs = self.etcd.prefix(&key).ok()?;
+        let kv = kvs.iter().find(|kv| kv.key == key)?;
+        std::str::from_utf8(&kv.value).ok()?.trim().parse().ok()
+    }
+
     fn degraded_in(&self, view: &View) -> Option<String> {
         match &view.lease {
             LeaseState::Held { .. } => None,

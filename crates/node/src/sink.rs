@@ -40,6 +40,15 @@ impl StreamSink {
 }
 
 impl StreamSink {
+    fn record(&self, recorder: &Recorder, mut frame: Frame) {
+        if self.lost.swap(false, Ordering::Relaxed) {
+            frame.discontinuity = true;
+        }
+        if recorder.try_push(frame).is_err() {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Records only what `gate` admits (a cluster member's claimed cameras while its lease
     /// holds).
     pub fn gated(mut self, gate: Option<Arc<cluster::CameraGate>>) -> StreamSink {
@@ -56,22 +65,35 @@ impl FrameSink for StreamSink {
         self.channel.publish(&frame);
         if let Some(recorder) = &self.recorder {
             if let Some(gate) = &self.gate {
-                match gate.admit(frame.key, std::time::Instant::now()) {
+                let now = std::time::Instant::now();
+                match gate.admit(frame.key, frame.wall_time.as_micros(), now) {
                     cluster::Admit::Write(_) => {}
                     cluster::Admit::Skip => return,
                     cluster::Admit::End => {
                         recorder.end_stream(&frame.stream);
                         return;
                     }
+                    cluster::Admit::Await => {
+                        // Taking the camera over: from the cached GOP (which ends with this
+                        // frame) when its key frame is not before the handover instant.
+                        let gop = self.channel.gop();
+                        let start = match gop.first() {
+                            Some(k) if k.key && gop.last().is_some_and(|l| l.media_time == frame.media_time) => {
+                                gate.begin(k.wall_time.as_micros(), now).map(|_| gop)
+                            }
+                            _ if frame.key => gate
+                                .begin(frame.wall_time.as_micros(), now)
+                                .map(|_| vec![frame.clone()]),
+                            _ => None,
+                        };
+                        for f in start.into_iter().flatten() {
+                            self.record(recorder, f);
+                        }
+                        return;
+                    }
                 }
             }
-            let mut frame = frame;
-            if self.lost.swap(false, Ordering::Relaxed) {
-                frame.discontinuity = true;
-            }
-            if recorder.try_push(frame).is_err() {
-                self.lost.store(true, Ordering::Relaxed);
-            }
+            self.record(recorder, frame);
         }
     }
 
