@@ -21,7 +21,7 @@ impl Checker {
             );
         }
         for (i, u) in etcd.iter().enumerate() {
-            if !(u.starts_with("http://") || u.starts_with("https://")) || url::Url::parse(u).is_err() {
+            if !http_url(u) {
                 self.problem(
                     format!("cluster.etcd[{i}]"),
                     format!("{u:?} is not an http:// or https:// URL of etcd's client port"),
@@ -34,13 +34,13 @@ impl Checker {
             "name",
             "this member's name, unique in the cluster (\"rec-1\")",
         );
-        if let Some(n) = &name {
-            if n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                self.problem(
-                    join("cluster", "name"),
-                    format!("{n:?}: expected at most 64 letters, digits, '-', '_' or '.'"),
-                );
-            }
+        if let Some(n) = &name
+            && (n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            self.problem(
+                join("cluster", "name"),
+                format!("{n:?}: expected at most 64 letters, digits, '-', '_' or '.'"),
+            );
         }
         let advertise_url = self.required_string(
             "cluster",
@@ -48,13 +48,11 @@ impl Checker {
             "advertise_url",
             "the URL the other members reach this node's API at (\"http://10.0.0.21:8080\")",
         );
-        if let Some(u) = &advertise_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) || url::Url::parse(u).is_err() {
-                self.problem(
-                    join("cluster", "advertise_url"),
-                    format!("{u:?} is not an http:// or https:// URL"),
-                );
-            }
+        if let Some(u) = advertise_url.as_deref().filter(|u| !http_url(u)) {
+            self.problem(
+                join("cluster", "advertise_url"),
+                format!("{u:?} is not an http:// or https:// URL"),
+            );
         }
         let weight = match t.get("weight") {
             None => 1.0,
@@ -90,4 +88,9 @@ impl Checker {
             lease,
         })
     }
+}
+
+/// Whether `u` is an http:// or https:// URL.
+fn http_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://")) && url::Url::parse(u).is_ok()
 }

@@ -608,3 +608,43 @@ fn how_often_pictures_are_measured_is_read_and_checked() {
     let p = problems(&format!("{GOOD}\n[rates]\npicture = \"30s\"\n"));
     assert!(p.iter().any(|p| p.contains("rates.picture")), "{p:?}");
 }
+
+#[test]
+fn a_cluster_section_is_read_and_its_mistakes_named() {
+    let good = format!(
+        "{GOOD}\n[cluster]\netcd = [\"http://127.0.0.1:2379\", \"http://10.0.0.9:2379\"]\nname = \"rec-1\"\nadvertise_url = \"http://10.0.0.21:8080\"\nweight = 2\nlease = \"5s\"\n"
+    );
+    let c = parse(&good).unwrap().cluster.unwrap();
+    assert_eq!(c.etcd.len(), 2);
+    assert_eq!(
+        (c.name.as_str(), c.weight, c.lease),
+        ("rec-1", 2.0, Duration::from_secs(5))
+    );
+    assert!(
+        parse(GOOD).unwrap().cluster.is_none(),
+        "without [cluster] a node runs alone"
+    );
+    let bad = format!(
+        "{GOOD}\n[cluster]\netcd = [\"etcd:2379\"]\nname = \"rec 1/../x\"\nadvertise_url = \"ftp://x\"\nweight = -3\nlease = \"1h\"\nshards = 4\n"
+    );
+    let p = problems(&bad);
+    for key in [
+        "cluster.etcd[0]",
+        "cluster.name",
+        "cluster.advertise_url",
+        "cluster.weight",
+        "cluster.lease",
+        "cluster.shards: unknown key",
+    ] {
+        assert!(p.iter().any(|x| x.starts_with(key)), "{key} not named in {p:?}");
+    }
+    let p = problems(&format!("{GOOD}\n[cluster]\netcd = []\n"));
+    for key in ["cluster.etcd", "cluster.name", "cluster.advertise_url"] {
+        assert!(p.iter().any(|x| x.starts_with(key)), "{key} not named in {p:?}");
+    }
+    assert!(
+        problems(&format!("{GOOD}\ncluster = 3\n"))
+            .iter()
+            .any(|x| x.starts_with("cluster"))
+    );
+}

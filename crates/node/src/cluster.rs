@@ -194,13 +194,12 @@ impl ClusterNode {
                         self.gates.close(c);
                         r.closing.remove(c);
                         // Where the next owner starts: the key frame this member stopped before.
-                        if let Some(t) = self.gates.camera(c).ended_at() {
-                            if let Err(e) =
+                        if let Some(t) = self.gates.camera(c).ended_at()
+                            && let Err(e) =
                                 self.etcd
                                     .put(&handover_key(&self.cluster, c), t.to_string().as_bytes(), lease)
-                            {
-                                warn!(camera = %c, "the handover instant was not written: {e}");
-                            }
+                        {
+                            warn!(camera = %c, "the handover instant was not written: {e}");
                         }
                         info!(camera = %c, member = me, "handing the camera over");
                     }
@@ -217,12 +216,12 @@ impl ClusterNode {
                     error = Some(e.to_string());
                     continue;
                 }
-                if let Step::Claim(c) = &step {
-                    if let Some(fence) = r.claims.fence(c) {
-                        let from = self.handed_over_at(c);
-                        info!(camera = %c, member = me, fence, from, "recording the camera (claimed)");
-                        self.gates.open(c, fence, from);
-                    }
+                if let Step::Claim(c) = &step
+                    && let Some(fence) = r.claims.fence(c)
+                {
+                    let from = self.handed_over_at(c);
+                    info!(camera = %c, member = me, fence, from, "recording the camera (claimed)");
+                    self.gates.open(c, fence, from);
                 }
             }
         }
