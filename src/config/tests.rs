@@ -643,7 +643,7 @@ fn a_cluster_section_is_read_and_its_mistakes_named() {
         assert!(p.iter().any(|x| x.starts_with(key)), "{key} not named in {p:?}");
     }
     assert!(
-        problems(&format!("{GOOD}\ncluster = 3\n"))
+        problems(&format!("cluster = 3\n{GOOD}"))
             .iter()
             .any(|x| x.starts_with("cluster"))
     );
