@@ -20,7 +20,8 @@ command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 # and firewalls one of them with nft (tests/levels_netns.rs; as root).
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
-# Cluster members coordinate through a real etcd (crates/cluster/tests/etcd.rs starts its own).
+# Cluster members coordinate through a real etcd (crates/cluster/tests/etcd.rs and
+# tests/cluster.rs start their own on loopback ports).
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "test dependencies" "${need[@]}"

@@ -5,61 +5,12 @@
 //! else claimed it (the claim's revision is its fencing token).
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster::Etcd;
 
-/// A free loopback port (the listener is dropped; etcd binds it right after).
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// An etcd process, killed and reaped when dropped.
-struct EtcdProcess {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for EtcdProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_etcd() -> Option<EtcdProcess> {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (port(), port());
-    let url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("etcd")
-        .args(["--name", "t", "--data-dir"])
-        .arg(dir.path().join("etcd"))
-        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-        .args([
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .args(["--initial-cluster", &format!("t={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("etcd.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let e = EtcdProcess { child, url, _dir: dir };
-    let client = Etcd::new(std::slice::from_ref(&e.url), Duration::from_secs(2));
-    let t = Instant::now();
-    while client.prefix("/").is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "etcd did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(e)
+fn start_etcd() -> Option<testkit::Etcd> {
+    testkit::Etcd::start()
 }
 
 #[test]
