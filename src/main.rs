@@ -4,7 +4,7 @@ mod config;
 mod demo;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -116,6 +116,34 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// The cluster of this node's level (`[cluster]`, docs/cluster.md), read from etcd.
+    Cluster {
+        /// A member's config (its `[cluster] etcd` and `[node] id` are used).
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Members (URL, weight, drained) and the cameras each has claimed.
+    Status,
+    /// Moves every camera away from member NAME, each at a key frame, for maintenance; it stays
+    /// drained (across its restarts) until `undrain`.
+    Drain {
+        /// The member's `[cluster] name`.
+        name: String,
+        /// Why (kept in etcd beside the drain).
+        #[arg(long, default_value = "maintenance")]
+        reason: String,
+    },
+    /// Gives member NAME cameras again.
+    Undrain {
+        /// The member's `[cluster] name`.
+        name: String,
     },
 }
 
@@ -374,6 +402,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     config,
                 },
         } => user_add(&name, &role, department, &config),
+        Command::Cluster { config, command } => cluster_command(&config, command),
         Command::Store {
             command: StoreCommand::Init { data },
         } => {
@@ -535,4 +564,67 @@ fn hold_command(url: &str, user: &str, command: HoldCommand) -> Result<ExitCode>
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `sharpeye cluster status|drain|undrain`: read and written in etcd, so it works whichever
+/// members are up.
+fn cluster_command(config: &Path, command: ClusterCommand) -> anyhow::Result<ExitCode> {
+    let cfg = config::load(config)?;
+    let c = cfg
+        .cluster
+        .as_ref()
+        .with_context(|| format!("{} has no [cluster] section", config.display()))?;
+    let etcd = cluster::Etcd::new(&c.etcd, std::time::Duration::from_secs(3));
+    let id = &cfg.node.id;
+    match command {
+        ClusterCommand::Status => {
+            let view = cluster::membership::read_cluster(&etcd, id)?;
+            let prefix = cluster::claims::key(id, "");
+            let mut claimed: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for kv in etcd.prefix(&prefix)? {
+                let camera = kv.key.strip_prefix(&prefix).unwrap_or(&kv.key).to_owned();
+                claimed
+                    .entry(String::from_utf8_lossy(&kv.value).into_owned())
+                    .or_default()
+                    .push(camera);
+            }
+            println!("cluster {id}: {} live member(s)", view.members.len());
+            for m in &view.members {
+                let cams = claimed.remove(&m.name).unwrap_or_default();
+                let drained = if view.drained.contains(&m.name) {
+                    ", drained"
+                } else {
+                    ""
+                };
+                println!(
+                    "  {} {} (weight {}{drained}): {} camera(s)",
+                    m.name,
+                    m.url,
+                    m.weight,
+                    cams.len()
+                );
+            }
+            for d in view
+                .drained
+                .iter()
+                .filter(|d| !view.members.iter().any(|m| &m.name == *d))
+            {
+                println!("  {d}: drained, not running");
+            }
+            for (holder, cams) in claimed {
+                println!("  {holder} (not live): {} claim(s) until its lease expires", cams.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Drain { name, reason } => {
+            cluster::membership::set_drained(&etcd, id, &name, true, &reason)?;
+            println!("{name} drained: its cameras move to the other members, each at a key frame");
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Undrain { name } => {
+            cluster::membership::set_drained(&etcd, id, &name, false, "")?;
+            println!("{name} undrained: it takes its share of the cameras again");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

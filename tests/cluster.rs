@@ -40,6 +40,7 @@ struct Member {
     name: String,
     dir: tempfile::TempDir,
     node: Option<Node>,
+    addr: std::net::SocketAddr,
 }
 
 fn start_members(names: &[&str], etcd: &str, sim: &Sim, n: usize) -> Vec<Member> {
@@ -53,6 +54,7 @@ fn start_members(names: &[&str], etcd: &str, sim: &Sim, n: usize) -> Vec<Member>
                 name: (*name).into(),
                 dir,
                 node: Some(node),
+                addr,
             }
         })
         .collect()
@@ -81,11 +83,34 @@ fn writers(members: &mut [Member]) -> BTreeMap<String, Vec<String>> {
     w
 }
 
-/// Every member's recorded ranges of `camera` over the last `window_us`, from its own listing.
+/// What `node` itself recorded of `camera` since `from_us` (`local=1`: not merged with the
+/// other members').
+fn local_ranges(node: &mut Node, camera: &str, from_us: i64) -> Vec<(i64, i64)> {
+    let path = format!(
+        "/api/v1/cameras/{camera}/recordings?start={}&end={}&local=1",
+        rfc3339(from_us),
+        rfc3339(now_us())
+    );
+    let (code, body) = node.get(&path);
+    assert_eq!(code, 200, "{body}");
+    body["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                parse_time(r["start"].as_str().unwrap()),
+                parse_time(r["end"].as_str().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// Every live member's own recorded ranges of `camera` since `from_us`, by member.
 fn ranges_by_member(members: &mut [Member], camera: &str, from_us: i64) -> Vec<(String, (i64, i64))> {
     let mut out = Vec::new();
     for m in members.iter_mut().filter(|m| m.node.is_some()) {
-        for r in m.node.as_mut().unwrap().ranges(camera, from_us, now_us()) {
+        for r in local_ranges(m.node.as_mut().unwrap(), camera, from_us) {
             out.push((m.name.clone(), r));
         }
     }
@@ -222,6 +247,37 @@ fn three_nodes_share_thirty_cameras_once_each_and_a_killed_node_s_cameras_move_w
             assert!(
                 gap < 10_000_000,
                 "{cam}: {gap} µs from the kill to the first frame recorded elsewhere"
+            );
+        }
+    }
+
+    // The killed member comes back (recovering its data) and rejoins. Any member's listing of
+    // a moved camera is now every member's recordings merged: one gap, at the failover, from
+    // the killed member's last frame to the first one recorded elsewhere.
+    let m = &mut members[2];
+    let config = std::fs::read_to_string(m.dir.path().join("sharpeye.toml")).unwrap();
+    m.node = Some(Node::start(m.dir.path(), &config, m.addr));
+    settle(&mut members, 3, n, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    for cam in &lost {
+        for m in members.iter_mut() {
+            let merged = m.node.as_mut().unwrap().ranges(cam, t0, now_us());
+            let gaps: Vec<(i64, i64)> = merged
+                .windows(2)
+                .map(|w| (w[0].1, w[1].0))
+                .filter(|(a, b)| b - a > 1_500_000)
+                .collect();
+            assert_eq!(gaps.len(), 1, "{cam} from {}: {merged:?}", m.name);
+            let (from, to) = gaps[0];
+            assert!(
+                from <= killed_us && from > killed_us - 2_000_000,
+                "{cam}: the gap starts at {}",
+                rfc3339(from)
+            );
+            assert!(
+                to > killed_us && to - killed_us < 10_000_000,
+                "{cam}: the gap ends at {}",
+                rfc3339(to)
             );
         }
     }
@@ -426,4 +482,190 @@ fn with_etcd_down_the_owners_go_on_recording_the_api_says_degraded_and_nothing_i
             back_us - down_us
         );
     }
+}
+
+/// `sharpeye cluster ARGS --config` of member `m`: (exit success, output).
+fn cli(m: &Member, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(bin())
+        .arg("cluster")
+        .arg("--config")
+        .arg(m.dir.path().join("sharpeye.toml"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_drained_member_hands_every_camera_over_at_key_frames_and_takes_its_share_back_when_undrained() {
+    let Some(etcd) = testkit::Etcd::start() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    let n = 8;
+    let sim = Sim::start(
+        (0..n)
+            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
+            .collect(),
+    );
+    let t0 = now_us();
+    let mut members = start_members(&["rec-1", "rec-2"], &etcd.url, &sim, n);
+    let owners = settle(&mut members, 2, n, Duration::from_secs(30));
+    let (ok, out) = cli(&members[0], &["status"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("2 live member(s)") && out.contains("rec-1") && out.contains("rec-2"),
+        "{out}"
+    );
+
+    let (ok, out) = cli(&members[0], &["drain", "rec-1"]);
+    assert!(ok, "{out}");
+    let all_on_2 = wait_until(Duration::from_secs(15), || {
+        let w = writers(&mut members);
+        w.len() == n && w.values().all(|v| v == &vec!["rec-2".to_owned()])
+    });
+    assert!(all_on_2, "rec-1 still records: {:?}", writers(&mut members));
+    let (_, out) = cli(&members[1], &["status"]);
+    assert!(out.contains("drained"), "{out}");
+    let s = status(&mut members[0]);
+    let rec1 = s["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "rec-1")
+        .unwrap();
+    assert!(
+        strings(&rec1["cameras"]).is_empty(),
+        "a drained member owns nothing: {s}"
+    );
+
+    let (ok, out) = cli(&members[1], &["undrain", "rec-1"]);
+    assert!(ok, "{out}");
+    let returned = wait_until(Duration::from_secs(30), || {
+        let w = writers(&mut members);
+        owners.iter().all(|(c, o)| w.get(c) == Some(&vec![o.clone()]))
+    });
+    assert!(
+        returned,
+        "rec-1 did not get its cameras back: {:?}",
+        writers(&mut members)
+    );
+    let back = settle(&mut members, 2, n, Duration::from_secs(30));
+    assert_eq!(back, owners);
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..n {
+        let cam = format!("cam{i}");
+        let ranges = ranges_by_member(&mut members, &cam, t0);
+        assert_no_overlap(&cam, &ranges);
+        for w in ranges.windows(2).filter(|w| w[0].0 != w[1].0) {
+            let gap = w[1].1.0 - w[0].1.1;
+            assert!(gap <= 1_150_000, "{cam}: a gap of {gap} µs at a handover: {ranges:?}");
+        }
+    }
+    let (ok, out) = cli(&members[0], &["drain"]);
+    assert!(!ok, "a drain without a name: {out}");
+}
+
+#[test]
+fn a_hold_placed_through_one_member_survives_retention_on_the_member_that_recorded_the_range() {
+    let Some(etcd) = testkit::Etcd::start() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    let n = 4;
+    let sim = Sim::start(
+        (0..n)
+            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
+            .collect(),
+    );
+    let t0 = now_us();
+    let mut members: Vec<Member> = ["rec-1", "rec-2"]
+        .iter()
+        .map(|name| {
+            let dir = tempfile::tempdir().unwrap();
+            let addr = free_addr();
+            let config = member_config(dir.path(), addr, name, &etcd.url, &sim, n)
+                .replace("segment = \"4s\"", "segment = \"2s\"")
+                .replace(
+                    "[cluster]",
+                    "[retention]\nstandard = \"14s\"\ninterval = \"1s\"\n\n[cluster]",
+                );
+            let node = Node::start(dir.path(), &config, addr);
+            Member {
+                name: (*name).into(),
+                dir,
+                node: Some(node),
+                addr,
+            }
+        })
+        .collect();
+    let owners = settle(&mut members, 2, n, Duration::from_secs(30));
+    let (camera, _) = owners.iter().find(|(_, o)| *o == "rec-2").expect("rec-2 owns a camera");
+    std::thread::sleep(Duration::from_secs(8));
+
+    // Through rec-1, which never recorded the camera.
+    let (hold_start, hold_end) = (now_us() - 5_000_000, now_us() - 2_000_000);
+    let (code, hold) = members[0].node.as_mut().unwrap().post(
+        "/api/v1/holds",
+        &serde_json::json!({
+            "camera": camera, "start": rfc3339(hold_start), "end": rfc3339(hold_end), "reason": "case 2026-117"
+        }),
+    );
+    assert_eq!(code, 201, "{hold}");
+    let id = hold["id"].as_str().unwrap().to_owned();
+    let listed = |m: &mut Member| {
+        let (_, v) = m.node.as_mut().unwrap().get("/api/v1/holds");
+        v.as_array().is_some_and(|a| a.iter().any(|h| h["id"] == id.as_str()))
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || listed(&mut members[1])),
+        "the hold did not reach rec-2"
+    );
+
+    // Past retention (14 s): rec-2 deleted the camera's older recordings but kept the held ones.
+    let before = local_ranges(members[1].node.as_mut().unwrap(), camera, t0);
+    assert!(
+        before.first().is_some_and(|r| r.0 < hold_start - 3_000_000),
+        "{before:?}"
+    );
+    let expired = wait_until(Duration::from_secs(40), || {
+        local_ranges(members[1].node.as_mut().unwrap(), camera, t0)
+            .first()
+            .is_some_and(|r| r.0 >= hold_start - 3_000_000)
+    });
+    let after = local_ranges(members[1].node.as_mut().unwrap(), camera, t0);
+    assert!(expired, "retention deleted nothing on rec-2: {after:?}");
+    let covered: i64 = after
+        .iter()
+        .map(|r| (r.1.min(hold_end) - r.0.max(hold_start)).max(0))
+        .sum();
+    assert!(
+        covered >= hold_end - hold_start - 100_000,
+        "the held range {}..{} is not all kept on rec-2: {after:?}",
+        rfc3339(hold_start),
+        rfc3339(hold_end)
+    );
+
+    // Released through rec-2: gone from rec-1 too.
+    let node = members[1].node.as_mut().unwrap();
+    let token = node.token();
+    let code = agent()
+        .delete(&node.url(&format!("/api/v1/holds/{id}?reason=closed")))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(code, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || !listed(&mut members[0])),
+        "the release did not reach rec-1"
+    );
 }

@@ -232,12 +232,68 @@ pub async fn recordings(
         return Ok(Json(json!({ "ranges": ranges })));
     }
     let store = state.store.clone();
+    let kind = stream.kind().as_str();
     let ranges = tokio::task::spawn_blocking(move || store.recordings(&stream, start, end))
         .await
         .map_err(ApiError::internal)??;
-    let ranges: Vec<Value> = ranges
+    let mut spans: Vec<(i64, i64)> = ranges
         .iter()
-        .map(|r| json!({ "start": time::format(r.start), "end": time::format(r.end) }))
+        .map(|r| (r.start.as_micros(), r.end.as_micros()))
         .collect();
-    Ok(Json(json!({ "ranges": ranges })))
+    // In a cluster, what the other members recorded of this camera (before a failover, after
+    // a handover) is part of its recordings: asked once each, answered from their own index.
+    let mut missing = Vec::new();
+    if let Some(cluster) = state.cluster.get().cloned().filter(|_| !q.contains_key("local")) {
+        let path = format!(
+            "/api/v1/cameras/{id}/recordings?start={}&end={}&stream={kind}&local=1",
+            crate::time::query_time(start),
+            crate::time::query_time(end),
+        );
+        let answers = tokio::task::spawn_blocking(move || cluster.ask_members(&path))
+            .await
+            .map_err(ApiError::internal)?;
+        for (member, answer) in answers {
+            match answer {
+                Ok(v) => spans.extend(v["ranges"].as_array().into_iter().flatten().filter_map(|r| {
+                    let (a, b) = (r["start"].as_str()?, r["end"].as_str()?);
+                    let (a, b) = (time::parse("start", a).ok()?, time::parse("end", b).ok()?);
+                    (a < b).then(|| (a.as_micros(), b.as_micros()))
+                })),
+                Err(why) => {
+                    tracing::warn!(camera = %id, member = %member, "recordings not merged: {why}");
+                    missing.push(member);
+                }
+            }
+        }
+        spans = merge_spans(spans);
+    }
+    let ranges: Vec<Value> = spans
+        .iter()
+        .map(|(a, b)| {
+            json!({
+                "start": time::format(media::WallTime::from_micros(*a)),
+                "end": time::format(media::WallTime::from_micros(*b)),
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(Json(json!({ "ranges": ranges })))
+    } else {
+        Ok(Json(json!({ "ranges": ranges, "members_unanswered": missing })))
+    }
+}
+
+/// Ranges from several members as one list: sorted, and joined where they touch (two
+/// members' stamps of one boundary frame differ by milliseconds).
+fn merge_spans(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    const TOUCH_US: i64 = 20_000;
+    spans.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match out.last_mut() {
+            Some(last) if a <= last.1 + TOUCH_US => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
 }

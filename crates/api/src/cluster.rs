@@ -22,7 +22,16 @@ pub trait ClusterAccess: Send + Sync {
     fn degraded(&self) -> Option<String>;
     /// Whether etcd answered this member's last round.
     fn etcd_reachable(&self) -> bool;
+    /// The member a request comes from, when `token` is the cluster's node credential and
+    /// `member` (the `x-sharpeye-node` header) names it.
+    fn node_caller(&self, token: &str, member: Option<&str>) -> Option<String>;
+    /// `GET path` on every other live member with the node credential (blocking: call it off
+    /// the runtime's threads): each member's name and its JSON answer or why there is none.
+    fn ask_members(&self, path: &str) -> Vec<(String, Result<Value, String>)>;
 }
+
+/// The header a member names itself in when it calls another.
+pub const NODE_HEADER: &str = "x-sharpeye-node";
 
 /// `GET /api/v1/cluster`: the cluster as this node sees it; `{"state":"standalone"}` for a node
 /// without `[cluster]`.
@@ -36,10 +45,7 @@ pub async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Resul
 
 /// `GET /api/v1/cluster/etcd`: whether this node reaches etcd. Public: a member that lost etcd
 /// asks the others before it goes on recording past its lease (`cluster::peers`); it says
-/// nothing else.
-pub async fn etcd(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    match state.cluster.get() {
-        Some(c) => Ok(Json(json!({ "etcd_reachable": c.etcd_reachable() }))),
-        None => Err(ApiError::not_found("this node is not in a cluster ([cluster])")),
-    }
+/// nothing else. `null` on a node without `[cluster]`.
+pub async fn etcd(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "etcd_reachable": state.cluster.get().map(|c| c.etcd_reachable()) }))
 }

@@ -147,7 +147,7 @@ endpoints! {
     post "/api/v1/webhooks/{id}/retry" => webhooks::retry, Node(Admin), 200, [], "Revives a dead-lettered webhook: delivery goes on from its cursor. Audited.";
     get "/api/v1/node" => links::node, Authenticated, 200, [], "This node: id, name and level.";
     get "/api/v1/cluster" => cluster::status, Node(Admin), 200, [], "This node's cluster (several nodes of one level on etcd): members with their URL, weight and the cameras each records, this node's lease state, and whether the cluster is degraded; {state: standalone} without [cluster].";
-    get "/api/v1/cluster/etcd" => cluster::etcd, Public, 200, [], "Whether this node reaches etcd, {etcd_reachable}: asked by a member that lost etcd before it goes on recording past its lease; 404 without [cluster].";
+    get "/api/v1/cluster/etcd" => cluster::etcd, Public, 200, [], "Whether this node reaches etcd, {etcd_reachable}: asked by a member that lost etcd before it goes on recording past its lease; null without [cluster].";
     get "/api/v1/links" => links::list, Node(Admin), 200, [], "Links to lower nodes: budget, use, pulls, refusals, state.";
     get "/api/v1/links/{id}/tunnel" => links::tunnel, LinkToken, 101, [], "A lower node dialing up (dial = \"up\"): upgraded to sharpeye-tunnel/1, over which this node's requests and the media flow (HTTP/2).";
     get "/api/v1/health" => health::health, Authenticated, 200, [], "Node health: disks, retention forecast, cameras online.";
@@ -162,7 +162,7 @@ endpoints! {
     delete "/api/v1/grids/{id}" => grids::delete, Node(Admin), 200, [], "Removes an imported grid cell (409 for one from the config file). Audited.";
     post "/api/v1/incidents" => incidents::open, Authenticated, 201, [], "Opens an incident {point:{lat,lon} | grid, at?, radius?, before?, after?, hold?, sees?, wall?, reason}: the cameras the caller may see there with live and playback URLs (media tokens), holds on the window when asked, the cameras put on a wall. Audited as one incident entry.";
     get "/api/v1/cameras/{id}" => cameras::camera_detail, CameraAny, 200, [], "One camera, with health (any action on it shows it).";
-    get "/api/v1/cameras/{id}/recordings" => cameras::recordings, Camera(Playback), 200, ["start", "end", "stream"], "What is recorded in a window.";
+    get "/api/v1/cameras/{id}/recordings" => cameras::recordings, Camera(Playback), 200, ["start", "end", "stream", "local"], "What is recorded in a window; in a cluster, merged over every member that recorded the camera (members_unanswered names those that could not be asked), local=1 for this member's own.";
     get "/api/v1/cameras/{id}/playback.mp4" => playback::playback_mp4, Media(Playback), 200, ["start", "end", "speed", "stream", "token", "source", "download", "scale"], "A progressive MP4 of exactly that range (Range, ETag); source=device streams a GB/T 28181 device's recording as fragmented MP4.";
     get "/api/v1/cameras/{id}/playback.m3u8" => playback::playback_m3u8, Media(Playback), 200, ["start", "end", "stream", "token"], "HLS (fMP4) of a range.";
     get "/api/v1/cameras/{id}/segments/{file}" => playback::segment_file, Media(Playback), 200, ["token"], "Byte ranges of a segment file, for HLS.";

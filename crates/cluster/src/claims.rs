@@ -113,6 +113,7 @@ mod tests {
                 })
                 .collect(),
             etcd_reachable: true,
+            drained: Vec::new(),
         }
     }
 
@@ -161,5 +162,25 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(c.held().count(), 0);
+    }
+
+    #[test]
+    fn a_drained_member_owns_nothing_while_another_serves() {
+        let cams: Vec<String> = (0..30).map(|i| format!("cam{i}")).collect();
+        let mut v = view(&["rec-1", "rec-2", "rec-3"], LeaseState::Held { id: 1, ttl: 3 });
+        let before: Vec<Option<String>> = cams.iter().map(|c| v.owner_of(c)).collect();
+        v.drained = vec!["rec-2".into()];
+        for (c, was) in cams.iter().zip(&before) {
+            let now = v.owner_of(c);
+            assert_ne!(now.as_deref(), Some("rec-2"));
+            if was.as_deref() != Some("rec-2") {
+                assert_eq!(&now, was, "{c}: only the drained member's cameras move");
+            }
+        }
+        v.drained = vec!["rec-1".into(), "rec-2".into(), "rec-3".into()];
+        assert!(
+            cams.iter().all(|c| v.owner_of(c).is_some()),
+            "all drained: still recorded"
+        );
     }
 }

@@ -74,14 +74,19 @@ pub struct View {
     pub members: Vec<MemberInfo>,
     /// Whether etcd answered the last round.
     pub etcd_reachable: bool,
+    /// Members being drained for maintenance (`sharpeye cluster drain`): live, but given no
+    /// camera while another member is not drained.
+    pub drained: Vec<String>,
 }
 
 impl View {
     /// The member that should record `camera`, among the live ones.
     pub fn owner_of(&self, camera: &str) -> Option<String> {
+        let serving = self.members.iter().any(|m| !self.drained.contains(&m.name));
         let members: Vec<Member> = self
             .members
             .iter()
+            .filter(|m| !serving || !self.drained.contains(&m.name))
             .map(|m| Member {
                 name: m.name.clone(),
                 weight: m.weight,
@@ -126,6 +131,7 @@ impl Membership {
             lease: LeaseState::Starting,
             members: Vec::new(),
             etcd_reachable: false,
+            drained: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (v, s, c) = (view.clone(), stop.clone(), clock.clone());
@@ -188,6 +194,51 @@ impl Drop for Membership {
     }
 }
 
+/// The drain key of member `name` in the cluster whose members are under `members_prefix`.
+fn drain_prefix(members_prefix: &str) -> String {
+    members_prefix.replacen("/members/", "/drain/", 1)
+}
+
+/// The members being drained.
+fn drained(etcd: &Etcd, members_prefix: &str) -> Result<Vec<String>, crate::etcd::EtcdError> {
+    let p = drain_prefix(members_prefix);
+    Ok(etcd
+        .prefix(&p)?
+        .iter()
+        .filter_map(|kv| kv.key.strip_prefix(&p).map(str::to_owned))
+        .collect())
+}
+
+/// Drains member `name` of `cluster` (`on`: its cameras go to the others, each at a key frame,
+/// until it is undrained) or undrains it. Kept in etcd without a lease: a drained member stays
+/// drained across its restarts, which is what maintenance needs.
+pub fn set_drained(etcd: &Etcd, cluster: &str, name: &str, on: bool, why: &str) -> Result<(), crate::etcd::EtcdError> {
+    let key = format!("/sharpeye/{cluster}/drain/{name}");
+    if on {
+        etcd.put(&key, why.as_bytes(), 0).map(|_| ())
+    } else {
+        etcd.delete(&key)
+    }
+}
+
+/// The cluster as etcd holds it, for `sharpeye cluster status`: its live members and the
+/// drained ones, and who claims each camera.
+pub fn read_cluster(etcd: &Etcd, cluster: &str) -> Result<View, crate::etcd::EtcdError> {
+    let prefix = format!("/sharpeye/{cluster}/members/");
+    let mut members: Vec<MemberInfo> = etcd
+        .prefix(&prefix)?
+        .iter()
+        .filter_map(|kv| member_from(kv, &prefix))
+        .collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(View {
+        lease: LeaseState::Starting,
+        members,
+        etcd_reachable: true,
+        drained: drained(etcd, &prefix)?,
+    })
+}
+
 /// What the membership loop works with.
 struct Loop<'a> {
     etcd: &'a Etcd,
@@ -245,7 +296,11 @@ fn run(l: &Loop<'_>, confirm: &Confirm) {
                 .filter_map(|kv| member_from(kv, prefix))
                 .collect();
             members.sort_by(|a, b| a.name.cmp(&b.name));
-            set(&|v| v.members = members.clone());
+            let drained = drained(etcd, prefix)?;
+            set(&|v| {
+                v.members = members.clone();
+                v.drained = drained.clone();
+            });
             Ok(())
         })();
         match round {

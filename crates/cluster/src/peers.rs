@@ -38,3 +38,98 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
 pub fn all_confirm_down(agent: &ureq::Agent, others: &[crate::MemberInfo]) -> bool {
     others.iter().all(|m| reaches_etcd(agent, &m.url) == Some(false))
 }
+
+/// What went wrong asking another member.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// It could not be reached.
+    #[error("cluster member {member} at {url} unreachable: {why}")]
+    Unreachable {
+        /// Its name.
+        member: String,
+        /// Its `advertise_url`.
+        url: String,
+        /// Why.
+        why: String,
+    },
+    /// It answered with an error or something that is not JSON.
+    #[error("cluster member {member} at {url} answered {status}: {body}")]
+    Refused {
+        /// Its name.
+        member: String,
+        /// Its `advertise_url`.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// What it said (at most 300 characters).
+        body: String,
+    },
+}
+
+/// `GET path` (with its query) on member `m` as this member (`me`) with the cluster's node
+/// credential: its JSON answer (at most 16 MiB).
+pub fn get_json(
+    agent: &ureq::Agent,
+    m: &crate::MemberInfo,
+    path: &str,
+    me: &str,
+    credential: &str,
+) -> Result<Value, PeerError> {
+    let url = format!("{}{path}", m.url.trim_end_matches('/'));
+    let mut resp = agent
+        .get(&url)
+        .header("authorization", &format!("Bearer {credential}"))
+        .header(NODE_HEADER, me)
+        .call()
+        .map_err(|e| PeerError::Unreachable {
+            member: m.name.clone(),
+            url: m.url.clone(),
+            why: e.to_string(),
+        })?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    let refused = |body: &str| PeerError::Refused {
+        member: m.name.clone(),
+        url: m.url.clone(),
+        status,
+        body: body.chars().filter(|c| !c.is_control()).take(300).collect(),
+    };
+    if status != 200 {
+        return Err(refused(&text));
+    }
+    serde_json::from_str(&text).map_err(|_| refused("not JSON"))
+}
+
+/// The header a member names itself in when it calls another (for the other's audit log).
+pub const NODE_HEADER: &str = "x-sharpeye-node";
+
+/// The prefix of the node credential: `node_` and the cluster's secret.
+pub const CREDENTIAL_PREFIX: &str = "node_";
+
+/// The cluster's node credential, `node_<secret>`: created by the first member that joins
+/// (`/sharpeye/<cluster>/secret`, 32 random bytes, no lease) and read by every other. Whoever
+/// can read etcd is inside the cluster's trust boundary already.
+pub fn credential(etcd: &crate::Etcd, cluster: &str) -> Result<String, crate::EtcdError> {
+    let key = format!("/sharpeye/{cluster}/secret");
+    let mut raw = [0u8; 32];
+    rand::fill(&mut raw);
+    let fresh: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    etcd.claim(&key, fresh.as_bytes(), 0)?;
+    let kvs = etcd.prefix(&key)?;
+    let secret = kvs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| String::from_utf8(kv.value.clone()).ok())
+        .filter(|s| s.len() >= 32 && s.chars().all(|c| c.is_ascii_hexdigit()))
+        .ok_or_else(|| crate::EtcdError::BadAnswer {
+            endpoint: "etcd".into(),
+            call: "kv/range",
+            what: format!("{key} is not a 32-byte hex secret"),
+        })?;
+    Ok(format!("{CREDENTIAL_PREFIX}{secret}"))
+}

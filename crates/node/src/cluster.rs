@@ -43,6 +43,11 @@ struct Round {
     error: Option<String>,
     /// The view the round saw.
     view: Option<View>,
+    /// Holds known to be in etcd (so one missing there was released elsewhere, and one
+    /// missing here was released here).
+    synced_holds: BTreeSet<String>,
+    /// Rounds since the holds were last synced.
+    rounds: u32,
 }
 
 /// This node's membership of its cluster.
@@ -56,6 +61,10 @@ pub struct ClusterNode {
     state: Arc<AppState>,
     hub: Arc<hub::Hub>,
     stop: AtomicBool,
+    /// The cluster's node credential (read from etcd once it answers).
+    credential: std::sync::OnceLock<String>,
+    /// For asking the other members.
+    peers: ureq::Agent,
 }
 
 impl ClusterNode {
@@ -87,6 +96,8 @@ impl ClusterNode {
             state,
             hub,
             stop: AtomicBool::new(false),
+            credential: std::sync::OnceLock::new(),
+            peers: cluster::peers::agent(Duration::from_secs(5)),
         })
     }
 
@@ -157,6 +168,14 @@ impl ClusterNode {
 
     /// One round: the view, then claims and releases, gates and pins.
     fn round(&self) {
+        if self.credential.get().is_none() {
+            match cluster::peers::credential(&self.etcd, &self.cluster) {
+                Ok(c) => {
+                    let _ = self.credential.set(c);
+                }
+                Err(e) => warn!("the cluster's node credential is not readable yet: {e}"),
+            }
+        }
         let view = self.membership.view();
         let me = self.config.name.as_str();
         let cameras = self.cameras();
@@ -243,7 +262,71 @@ impl ClusterNode {
         if error.is_some() {
             r.error = error;
         }
+        r.rounds += 1;
+        if r.rounds.is_multiple_of(4)
+            && matches!(view.lease, LeaseState::Held { .. })
+            && let Err(e) = self.sync_holds(&mut r.synced_holds)
+        {
+            warn!("holds not synced with the cluster: {e}");
+        }
         r.view = Some(view);
+    }
+
+    /// Holds are the cluster's, not a member's: one placed through any member protects the
+    /// camera's recordings on every member (each one's retention reads its own holds). Kept in
+    /// etcd (`/sharpeye/<node id>/holds/<id>`, no lease); each member adds what it finds there
+    /// and puts there what was placed through it; a hold released through one member is
+    /// released on all. A member that was down when a hold was released puts it back (it
+    /// cannot tell a release from a hold it has not yet shared): for evidence, keeping a hold
+    /// one release too long is the safe mistake.
+    fn sync_holds(&self, synced: &mut BTreeSet<String>) -> Result<(), String> {
+        let prefix = format!("/sharpeye/{}/holds/", self.cluster);
+        let in_etcd: BTreeMap<String, store::holds::Hold> = self
+            .etcd
+            .prefix(&prefix)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|kv| {
+                let id = kv.key.strip_prefix(&prefix)?;
+                match serde_json::from_slice::<store::holds::Hold>(&kv.value) {
+                    Ok(h) if h.id == id && h.start_us < h.end_us => Some((id.to_owned(), h)),
+                    _ => {
+                        warn!(key = %kv.key, "a hold in etcd is not readable; left as it is");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let holds = &self.state.holds;
+        let local: BTreeMap<String, store::holds::Hold> = holds.list().into_iter().map(|h| (h.id.clone(), h)).collect();
+        for (id, h) in &local {
+            if in_etcd.contains_key(id) {
+                synced.insert(id.clone());
+            } else if synced.remove(id) {
+                info!(hold = %id, camera = %h.camera, "hold released through another member");
+                holds.release(id).map_err(|e| e.to_string())?;
+            } else {
+                let body = serde_json::to_vec(h).map_err(|e| e.to_string())?;
+                self.etcd
+                    .put(&format!("{prefix}{id}"), &body, 0)
+                    .map_err(|e| e.to_string())?;
+                synced.insert(id.clone());
+            }
+        }
+        for (id, h) in in_etcd {
+            if local.contains_key(&id) {
+                continue;
+            }
+            if synced.remove(&id) {
+                // Released here: released everywhere.
+                self.etcd.delete(&format!("{prefix}{id}")).map_err(|e| e.to_string())?;
+            } else {
+                info!(hold = %id, camera = %h.camera, "hold placed through another member");
+                holds.adopt(h).map_err(|e| e.to_string())?;
+                synced.insert(id);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -286,6 +369,7 @@ impl api::cluster::ClusterAccess for ClusterNode {
                     "cameras": cams,
                     "load": cams.len(),
                     "me": m.name == self.config.name,
+                    "drained": view.drained.contains(&m.name),
                 })
             })
             .collect();
@@ -316,6 +400,51 @@ impl api::cluster::ClusterAccess for ClusterNode {
 
     fn etcd_reachable(&self) -> bool {
         self.membership.view().etcd_reachable
+    }
+
+    fn node_caller(&self, token: &str, member: Option<&str>) -> Option<String> {
+        let ours = self.credential.get()?;
+        // Constant time: the comparison must not tell how much of a guess was right.
+        let same =
+            token.len() == ours.len() && token.bytes().zip(ours.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let member = member?.trim();
+        (same && !member.is_empty() && member.len() <= 64 && member.chars().all(|c| c.is_ascii_graphic()))
+            .then(|| member.to_owned())
+    }
+
+    fn ask_members(&self, path: &str) -> Vec<(String, Result<Value, String>)> {
+        let Some(credential) = self.credential.get() else {
+            return Vec::new();
+        };
+        let others: Vec<MemberInfo> = self
+            .membership
+            .view()
+            .members
+            .into_iter()
+            .filter(|m| m.name != self.config.name)
+            .collect();
+        // One thread per member: a slow one does not hold up the others.
+        std::thread::scope(|s| {
+            let asks: Vec<_> = others
+                .iter()
+                .map(|m| {
+                    s.spawn(move || {
+                        cluster::peers::get_json(&self.peers, m, path, &self.config.name, credential)
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            others
+                .iter()
+                .zip(asks)
+                .map(|(m, h)| {
+                    (
+                        m.name.clone(),
+                        h.join().unwrap_or_else(|_| Err("the request panicked".into())),
+                    )
+                })
+                .collect()
+        })
     }
 }
 

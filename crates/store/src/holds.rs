@@ -134,6 +134,20 @@ impl Holds {
         Ok(hold)
     }
 
+    /// Takes in a hold placed elsewhere (another member of the cluster), under its own id;
+    /// `false` when it is already here. Durable on every data directory when this returns.
+    pub fn adopt(&self, hold: Hold) -> Result<bool, StoreError> {
+        let mut holds = self.lock();
+        if holds.contains_key(&hold.id) {
+            return Ok(false);
+        }
+        let mut next = holds.clone();
+        next.insert(hold.id.clone(), hold);
+        self.persist(&next)?;
+        *holds = next;
+        Ok(true)
+    }
+
     /// Releases a hold; `None` if there is no such hold.
     pub fn release(&self, id: &str) -> Result<Option<Hold>, StoreError> {
         let mut holds = self.lock();
