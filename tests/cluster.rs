@@ -574,7 +574,7 @@ fn a_drained_member_hands_every_camera_over_at_key_frames_and_takes_its_share_ba
 }
 
 #[test]
-fn a_hold_placed_through_one_member_survives_retention_on_the_member_that_recorded_the_range() {
+fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the_member_that_recorded_it() {
     let Some(etcd) = testkit::Etcd::start() else {
         eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
         return;
@@ -608,7 +608,56 @@ fn a_hold_placed_through_one_member_survives_retention_on_the_member_that_record
         .collect();
     let owners = settle(&mut members, 2, n, Duration::from_secs(30));
     let (camera, _) = owners.iter().find(|(_, o)| *o == "rec-2").expect("rec-2 owns a camera");
-    std::thread::sleep(Duration::from_secs(8));
+
+    // API tokens, like users and grants, are the cluster's: made through rec-1, honoured by
+    // rec-2; revoked through rec-2, refused by rec-1.
+    let (code, t) = members[0].node.as_mut().unwrap().post(
+        "/api/v1/tokens",
+        &serde_json::json!({"name": "grid-module", "actions": ["live", "playback"], "resources": ["*"]}),
+    );
+    assert_eq!(code, 201, "{t}");
+    let (token, token_id) = (
+        t["token"].as_str().unwrap().to_owned(),
+        t["id"].as_str().unwrap().to_owned(),
+    );
+    let lists = |m: &Member, token: &str| get_json(&m.node.as_ref().unwrap().url("/api/v1/cameras"), Some(token)).0;
+    assert!(
+        wait_until(Duration::from_secs(5), || lists(&members[1], &token) == 200),
+        "rec-1's API token is not honoured by rec-2"
+    );
+    let (code, u) = members[1].node.as_mut().unwrap().post(
+        "/api/v1/users",
+        &serde_json::json!({"name": "duty-officer", "password": "password-123", "role": "viewer"}),
+    );
+    assert_eq!(code, 201, "{u}");
+    let url = members[0].node.as_ref().unwrap().url("/api/v1/login");
+    let logs_in = || {
+        post_json(
+            &url,
+            &serde_json::json!({"username": "duty-officer", "password": "password-123"}),
+            None,
+        )
+        .0
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || logs_in() == 200),
+        "a user made through rec-2 cannot log in on rec-1"
+    );
+    let node = members[1].node.as_mut().unwrap();
+    let admin = node.token();
+    let code = agent()
+        .delete(&node.url(&format!("/api/v1/tokens/{token_id}")))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(code, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || lists(&members[0], &token) == 401),
+        "a token revoked through rec-2 still works on rec-1"
+    );
+    std::thread::sleep(Duration::from_secs(4));
 
     // Through rec-1, which never recorded the camera.
     let (hold_start, hold_end) = (now_us() - 5_000_000, now_us() - 2_000_000);

@@ -411,6 +411,33 @@ impl DirectoryFile {
         Ok((merged, out))
     }
 
+    /// The file's bytes as they are (`None` when it does not exist yet): what a cluster member
+    /// shares with the others.
+    pub fn raw(&self) -> Result<Option<Vec<u8>>, DirectoryError> {
+        let _lock = self.lock()?;
+        match std::fs::read(self.path()) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(DirectoryError::Io {
+                path: self.path(),
+                source,
+            }),
+        }
+    }
+
+    /// Replaces the file with `bytes` from another cluster member, under the lock, if they are
+    /// a directory whose references hold together with `config`'s entries (a running node
+    /// picks the file up as it does the CLI's changes).
+    pub fn replace_raw(&self, config: &Directory, bytes: &[u8]) -> Result<(), DirectoryError> {
+        let _lock = self.lock()?;
+        let d: Directory = serde_json::from_slice(bytes).map_err(|e| DirectoryError::Corrupt {
+            path: self.path(),
+            why: format!("a directory from another member is not readable: {e}"),
+        })?;
+        config.clone().merge(d.clone())?.validate()?;
+        self.write(&d)
+    }
+
     fn lock(&self) -> Result<File, DirectoryError> {
         let path = self.dir.join("directory.lock");
         let io = |source| DirectoryError::Io {

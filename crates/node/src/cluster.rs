@@ -48,6 +48,8 @@ struct Round {
     synced_holds: BTreeSet<String>,
     /// Rounds since the holds were last synced.
     rounds: u32,
+    /// The users-and-grants file as last agreed with etcd (its hash).
+    synced_directory: Option<u64>,
 }
 
 /// This node's membership of its cluster.
@@ -65,12 +67,21 @@ pub struct ClusterNode {
     credential: std::sync::OnceLock<String>,
     /// For asking the other members.
     peers: ureq::Agent,
+    /// The users, grants and API tokens made through the API (shared with the other members),
+    /// and the config's entries they must agree with.
+    directory: Option<(auth::DirectoryFile, auth::Directory)>,
 }
 
 impl ClusterNode {
     /// Joins cluster `cluster` (the level's `[node] id`) as `config` says. Recording waits for
     /// [`ClusterNode::spawn`].
-    pub fn join(config: &ClusterConfig, cluster: &str, state: Arc<AppState>, hub: Arc<hub::Hub>) -> Arc<ClusterNode> {
+    pub fn join(
+        config: &ClusterConfig,
+        cluster: &str,
+        state: Arc<AppState>,
+        hub: Arc<hub::Hub>,
+        directory: Option<(auth::DirectoryFile, auth::Directory)>,
+    ) -> Arc<ClusterNode> {
         let etcd = Etcd::new(&config.etcd, Duration::from_millis(800));
         let peers = cluster::peers::agent(Duration::from_millis(500));
         let membership = Membership::join_confirming(
@@ -98,6 +109,7 @@ impl ClusterNode {
             stop: AtomicBool::new(false),
             credential: std::sync::OnceLock::new(),
             peers: cluster::peers::agent(Duration::from_secs(5)),
+            directory,
         })
     }
 
@@ -263,13 +275,53 @@ impl ClusterNode {
             r.error = error;
         }
         r.rounds += 1;
-        if r.rounds.is_multiple_of(4)
-            && matches!(view.lease, LeaseState::Held { .. })
-            && let Err(e) = self.sync_holds(&mut r.synced_holds)
-        {
-            warn!("holds not synced with the cluster: {e}");
+        if r.rounds.is_multiple_of(4) && matches!(view.lease, LeaseState::Held { .. }) {
+            if let Err(e) = self.sync_holds(&mut r.synced_holds) {
+                warn!("holds not synced with the cluster: {e}");
+            }
+            if let Err(e) = self.sync_directory(&mut r.synced_directory) {
+                warn!("users, grants and API tokens not synced with the cluster: {e}");
+            }
         }
         r.view = Some(view);
+    }
+
+    /// Users, departments, groups, grants and API tokens made through the API are the
+    /// cluster's: the directory file is kept in etcd (`/sharpeye/<node id>/directory`). A member
+    /// whose file changed since it last agreed with etcd puts it there; one whose file did not
+    /// takes etcd's (its reload picks it up within a second, as it does the CLI's changes). A
+    /// member joining takes the cluster's. Two changes through two members in the same second:
+    /// the later put wins, as two administrators editing one file would.
+    fn sync_directory(&self, synced: &mut Option<u64>) -> Result<(), String> {
+        use std::hash::{Hash, Hasher};
+        let Some((file, config)) = &self.directory else {
+            return Ok(());
+        };
+        let hash = |b: &[u8]| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            b.hash(&mut h);
+            h.finish()
+        };
+        let key = format!("/sharpeye/{}/directory", self.cluster);
+        let local = file.raw().map_err(|e| e.to_string())?;
+        let shared = self.etcd.prefix(&key).map_err(|e| e.to_string())?;
+        let shared = shared.iter().find(|kv| kv.key == key).map(|kv| kv.value.clone());
+        let local_hash = local.as_deref().map(hash);
+        let shared_hash = shared.as_deref().map(hash);
+        let changed_here = synced.is_some() && local_hash != *synced;
+        match (&local, &shared) {
+            (Some(l), _) if changed_here || shared.is_none() => {
+                self.etcd.put(&key, l, 0).map_err(|e| e.to_string())?;
+                *synced = local_hash;
+            }
+            (_, Some(s)) if shared_hash != local_hash => {
+                file.replace_raw(config, s).map_err(|e| e.to_string())?;
+                info!("users, grants and API tokens taken from the cluster");
+                *synced = shared_hash;
+            }
+            _ => *synced = local_hash,
+        }
+        Ok(())
     }
 
     /// Holds are the cluster's, not a member's: one placed through any member protects the

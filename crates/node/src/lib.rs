@@ -344,7 +344,10 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
     let sources = start_sources(&config).await?;
     let state = build_state(&config, started, &storage, &security, &sources)?;
     let cluster = config.cluster.as_ref().map(|c| {
-        let node = cluster::ClusterNode::join(c, &config.node.id, state.clone(), sources.hub.clone());
+        let directory = auth::DirectoryFile::new(&config.server.data_dirs[0].join("auth"))
+            .ok()
+            .map(|f| (f, config.directory(|_| "$argon2id$unchecked".into())));
+        let node = cluster::ClusterNode::join(c, &config.node.id, state.clone(), sources.hub.clone(), directory);
         let _ = state.cluster.set(node.clone() as Arc<dyn api::cluster::ClusterAccess>);
         node
     });
