@@ -100,16 +100,25 @@ fn writers(members: &[Member]) -> BTreeMap<String, Vec<String>> {
     w
 }
 
-/// Waits until every camera is written by exactly one member and every live member's view has
-/// `count` members; the owners.
+/// Waits until every live member's view has `count` members and every camera is written by
+/// exactly the member those views name as its owner; the owners.
 fn settle(members: &[Member], count: usize, n: usize) -> BTreeMap<String, String> {
     let t = Instant::now();
     loop {
         let w = writers(members);
         let views = members.iter().filter(|m| m.node.is_some()).all(|m| {
-            m.get("/api/v1/cluster")["members"]
-                .as_array()
-                .is_some_and(|a| a.len() == count)
+            m.get("/api/v1/cluster")["members"].as_array().is_some_and(|a| {
+                a.len() == count
+                    && a.iter().all(|x| {
+                        let name = x["name"].as_str().unwrap_or("").to_owned();
+                        x["cameras"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .all(|c| w.get(c) == Some(&vec![name.clone()]))
+                    })
+            })
         });
         if views && w.len() == n && w.values().all(|v| v.len() == 1) {
             return w.into_iter().map(|(c, v)| (c, v[0].clone())).collect();
@@ -208,8 +217,10 @@ fn main() {
         let now = media::WallTime::now().as_micros();
         format!(
             "/api/v1/cameras/cam0/recordings?start={}&end={}{extra}",
-            media::WallTime::from_micros(now - 3_600_000_000).to_rfc3339(),
-            media::WallTime::from_micros(now).to_rfc3339()
+            media::WallTime::from_micros(now - 3_600_000_000)
+                .to_rfc3339()
+                .replace('+', "%2B"),
+            media::WallTime::from_micros(now).to_rfc3339().replace('+', "%2B")
         )
     };
     let time = |path: &str| -> Vec<f64> {

@@ -94,22 +94,24 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             c.node_caller(token, named)
         }) {
             // Another member of this level's cluster, asking for what this one recorded.
-            return Ok(Caller::new(
-                auth::Principal {
-                    user: format!("node:{member}"),
-                    role: auth::Role::Admin,
-                    department: None,
-                    via: auth::Via::Session,
-                },
-                ip,
-                &parts.headers,
-            ));
+            return Ok(Caller::new(node_principal(&member), ip, &parts.headers));
         }
         let who = state
             .auth
             .verify(token)
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         Ok(Caller::new(who, ip, &parts.headers))
+    }
+}
+
+/// Another member of this node's cluster (its node credential): it acts as administrator and
+/// is audited as `node:<name>`.
+fn node_principal(member: &str) -> auth::Principal {
+    auth::Principal {
+        user: format!("node:{member}"),
+        role: auth::Role::Admin,
+        department: None,
+        via: auth::Via::Session,
     }
 }
 
@@ -200,10 +202,18 @@ pub fn authorize_media(
     via: &str,
 ) -> Result<Caller, ApiError> {
     let who = match credentials {
-        MediaCredentials::Bearer(t) => state
-            .auth
-            .verify(t)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?,
+        MediaCredentials::Bearer(t) => match state.cluster.get().and_then(|c| {
+            let named = headers
+                .and_then(|h| h.get(crate::cluster::NODE_HEADER))
+                .and_then(|v| v.to_str().ok());
+            c.node_caller(t, named)
+        }) {
+            Some(member) => node_principal(&member),
+            None => state
+                .auth
+                .verify(t)
+                .map_err(|e| ApiError::unauthorized(e.to_string()))?,
+        },
         MediaCredentials::MediaToken(t) => state.auth.verify_media(t, camera, action).map_err(|_| {
             ApiError::unauthorized("the media token is invalid, expired, or for another camera or action")
         })?,

@@ -28,6 +28,15 @@ pub trait ClusterAccess: Send + Sync {
     /// `GET path` on every other live member with the node credential (blocking: call it off
     /// the runtime's threads): each member's name and its JSON answer or why there is none.
     fn ask_members(&self, path: &str) -> Vec<(String, Result<Value, String>)>;
+    /// The other live members' segments of `stream` overlapping `[start, end)`, fetched into
+    /// this member's cluster cache and scanned (blocking): what playback plans over beside its
+    /// own. A member that cannot be reached contributes nothing (its part shows as a gap).
+    fn segments(
+        &self,
+        stream: &media::StreamId,
+        start: media::WallTime,
+        end: media::WallTime,
+    ) -> Vec<(std::path::PathBuf, store::SegmentRecord)>;
 }
 
 /// The header a member names itself in when it calls another.

@@ -17,7 +17,7 @@ use media::WallTime;
 use media::progressive::{Part, VirtualMp4};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::playback::{PlanError, PlaybackPlan, PlaybackRequest, plan, plan_hls};
+use store::playback::{PlanError, PlaybackPlan, PlaybackRequest, plan_hls};
 
 use crate::access::{Caller, ClientIp, media_caller};
 use crate::error::ApiError;
@@ -53,11 +53,18 @@ fn nothing_recorded() -> ApiError {
     )
 }
 
-/// Plans and builds (or fetches from the cache) the movie for a request.
-pub(crate) async fn movie(state: &Arc<AppState>, req: PlaybackRequest) -> Result<Arc<Movie>, ApiError> {
+/// Plans and builds (or fetches from the cache) the movie for a request; in a cluster (unless
+/// `local`), over what every member recorded of the range: the other members' segments of it
+/// are fetched first (`ClusterAccess::segments`), so a camera recorded by one member until a
+/// failover and by another after plays as one file.
+pub(crate) async fn movie(state: &Arc<AppState>, req: PlaybackRequest, local: bool) -> Result<Arc<Movie>, ApiError> {
     let st = state.clone();
     tokio::task::spawn_blocking(move || -> Result<Arc<Movie>, ApiError> {
-        let plan = match plan(&st.store, &st.samples, &req) {
+        let extra = match st.cluster.get().filter(|_| !local) {
+            Some(c) => c.segments(&req.stream, req.start, req.end),
+            None => Vec::new(),
+        };
+        let plan = match store::playback::plan_with(&st.store, &st.samples, &req, extra) {
             Ok(p) => p,
             Err(PlanError::NothingRecorded) => return Err(nothing_recorded()),
             Err(PlanError::Store(e)) => return Err(ApiError::internal(e)),
@@ -120,7 +127,7 @@ pub async fn playback_mp4(
         "end": time::format(end),
         "speed": req.speed,
     });
-    let m = movie(&state, req).await?;
+    let m = movie(&state, req, q.contains_key("local")).await?;
     state.audit_playback(&caller, &id, "mp4", detail).await?;
     let mut extra = vec![
         ("x-sharpeye-first-frame", time::format(m.plan.first)),

@@ -133,3 +133,89 @@ pub fn credential(etcd: &crate::Etcd, cluster: &str) -> Result<String, crate::Et
         })?;
     Ok(format!("{CREDENTIAL_PREFIX}{secret}"))
 }
+
+/// `GET path` on member `m` with the node credential: the body's bytes (at most `limit`), or
+/// `None` when it answered 404 (nothing there).
+pub fn get_bytes(
+    agent: &ureq::Agent,
+    m: &crate::MemberInfo,
+    path: &str,
+    me: &str,
+    credential: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, PeerError> {
+    let url = format!("{}{path}", m.url.trim_end_matches('/'));
+    let mut resp = agent
+        .get(&url)
+        .header("authorization", &format!("Bearer {credential}"))
+        .header(NODE_HEADER, me)
+        .call()
+        .map_err(|e| PeerError::Unreachable {
+            member: m.name.clone(),
+            url: m.url.clone(),
+            why: e.to_string(),
+        })?;
+    let status = resp.status().as_u16();
+    if status == 404 {
+        return Ok(None);
+    }
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| PeerError::Unreachable {
+            member: m.name.clone(),
+            url: m.url.clone(),
+            why: format!("the answer was cut: {e}"),
+        })?;
+    if status != 200 {
+        return Err(PeerError::Refused {
+            member: m.name.clone(),
+            url: m.url.clone(),
+            status,
+            body: String::from_utf8_lossy(&body)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(300)
+                .collect(),
+        });
+    }
+    Ok(Some(body))
+}
+
+/// The segments an HLS playlist of ours names: `(seq, start µs)` of each distinct
+/// `segments/<seq>.mp4?t=<start>` it refers to, in order. Anything else is left out.
+pub fn playlist_segments(m3u8: &str) -> Vec<(u64, i64)> {
+    let mut out: Vec<(u64, i64)> = Vec::new();
+    for line in m3u8.lines() {
+        let Some(i) = line.find("segments/") else { continue };
+        let rest = &line[i + "segments/".len()..];
+        let Some((seq, query)) = rest.split_once(".mp4?") else {
+            continue;
+        };
+        let Ok(seq) = seq.parse::<u64>() else { continue };
+        let t = query
+            .split(['&', '"'])
+            .find_map(|kv| kv.strip_prefix("t="))
+            .and_then(|t| t.parse::<i64>().ok());
+        if let Some(t) = t
+            && !out.contains(&(seq, t))
+        {
+            out.push((seq, t));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_playlist_names_its_segments_once_each_and_nothing_else() {
+        let m3u8 = "#EXTM3U\n#EXT-X-MAP:URI=\"segments/7.mp4?t=1000&stream=main&token=x\",BYTERANGE=\"800@0\"\n#EXTINF:2.000,\n#EXT-X-BYTERANGE:100@800\nsegments/7.mp4?t=1000&stream=main&token=x\n#EXTINF:2.000,\nsegments/8.mp4?stream=main&t=3000\nsegments/x.mp4?t=1\nsegments/9.mp4?t=abc\n../../etc/passwd\n";
+        assert_eq!(playlist_segments(m3u8), vec![(7, 1000), (8, 3000)]);
+        assert!(playlist_segments("").is_empty());
+    }
+}

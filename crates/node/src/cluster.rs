@@ -70,6 +70,8 @@ pub struct ClusterNode {
     /// The users, grants and API tokens made through the API (shared with the other members),
     /// and the config's entries they must agree with.
     directory: Option<(auth::DirectoryFile, auth::Directory)>,
+    /// Where other members' segments are fetched to for a playback.
+    cache_dir: std::path::PathBuf,
 }
 
 impl ClusterNode {
@@ -81,6 +83,7 @@ impl ClusterNode {
         state: Arc<AppState>,
         hub: Arc<hub::Hub>,
         directory: Option<(auth::DirectoryFile, auth::Directory)>,
+        cache_dir: std::path::PathBuf,
     ) -> Arc<ClusterNode> {
         let etcd = Etcd::new(&config.etcd, Duration::from_millis(800));
         let peers = cluster::peers::agent(Duration::from_millis(500));
@@ -110,6 +113,7 @@ impl ClusterNode {
             credential: std::sync::OnceLock::new(),
             peers: cluster::peers::agent(Duration::from_secs(5)),
             directory,
+            cache_dir,
         })
     }
 
@@ -396,6 +400,78 @@ fn lease_json(lease: &LeaseState) -> Value {
     }
 }
 
+/// How long a fetched segment is kept: long enough for the playback it was fetched for.
+const FETCHED_KEEP: Duration = Duration::from_secs(15 * 60);
+
+impl ClusterNode {
+    /// Member `m`'s segments of `stream` in `[start, end)`, fetched into the cache and scanned.
+    /// Always fetched afresh (a segment still being written grows); older copies are removed.
+    fn member_segments(
+        &self,
+        m: &MemberInfo,
+        credential: &str,
+        stream: &StreamId,
+        start: media::WallTime,
+        end: media::WallTime,
+    ) -> Result<Vec<(std::path::PathBuf, store::SegmentRecord)>, String> {
+        let (camera, kind) = (stream.camera(), stream.kind().as_str());
+        let playlist = format!(
+            "/api/v1/cameras/{camera}/playback.m3u8?start={}&end={}&stream={kind}",
+            start.to_rfc3339().replace('+', "%2B"),
+            end.to_rfc3339().replace('+', "%2B")
+        );
+        let me = self.config.name.as_str();
+        let Some(text) =
+            cluster::peers::get_bytes(&self.peers, m, &playlist, me, credential, 1 << 20).map_err(|e| e.to_string())?
+        else {
+            return Ok(Vec::new());
+        };
+        let dir = self.cache_dir.join(&m.name).join(camera).join(kind);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|md| md.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                if old.is_some_and(|age| age > FETCHED_KEEP) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (seq, t) in cluster::peers::playlist_segments(&String::from_utf8_lossy(&text)) {
+            let path = format!("/api/v1/cameras/{camera}/segments/{seq}.mp4?t={t}&stream={kind}");
+            let Some(bytes) =
+                cluster::peers::get_bytes(&self.peers, m, &path, me, credential, 1 << 30).map_err(|e| e.to_string())?
+            else {
+                continue;
+            };
+            let nonce = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let file = dir.join(format!("{seq}-{t}-{nonce}.mp4"));
+            let tmp = file.with_extension("part");
+            std::fs::write(&tmp, &bytes)
+                .and_then(|()| std::fs::rename(&tmp, &file))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            match store::segment_file::scan_file(&file).map(|s| s.to_record()) {
+                Ok(Some(r)) if r.stream == *stream => out.push((file, r)),
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&file);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&file);
+                    return Err(format!("{}'s segment {seq} is not readable: {e}", m.name));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl api::cluster::ClusterAccess for ClusterNode {
     fn status(&self) -> Value {
         let cameras = self.cameras();
@@ -462,6 +538,40 @@ impl api::cluster::ClusterAccess for ClusterNode {
         let member = member?.trim();
         (same && !member.is_empty() && member.len() <= 64 && member.chars().all(|c| c.is_ascii_graphic()))
             .then(|| member.to_owned())
+    }
+
+    fn segments(
+        &self,
+        stream: &StreamId,
+        start: media::WallTime,
+        end: media::WallTime,
+    ) -> Vec<(std::path::PathBuf, store::SegmentRecord)> {
+        let Some(credential) = self.credential.get() else {
+            return Vec::new();
+        };
+        let others: Vec<MemberInfo> = self
+            .membership
+            .view()
+            .members
+            .into_iter()
+            .filter(|m| m.name != self.config.name)
+            .collect();
+        std::thread::scope(|s| {
+            let asks: Vec<_> = others
+                .iter()
+                .map(|m| s.spawn(move || (m, self.member_segments(m, credential, stream, start, end))))
+                .collect();
+            asks.into_iter()
+                .filter_map(|h| h.join().ok())
+                .flat_map(|(m, r)| match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        warn!(camera = %stream, member = %m.name, "segments not fetched for playback: {e}");
+                        Vec::new()
+                    }
+                })
+                .collect()
+        })
     }
 
     fn ask_members(&self, path: &str) -> Vec<(String, Result<Value, String>)> {

@@ -347,7 +347,14 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
         let directory = auth::DirectoryFile::new(&config.server.data_dirs[0].join("auth"))
             .ok()
             .map(|f| (f, config.directory(|_| "$argon2id$unchecked".into())));
-        let node = cluster::ClusterNode::join(c, &config.node.id, state.clone(), sources.hub.clone(), directory);
+        let node = cluster::ClusterNode::join(
+            c,
+            &config.node.id,
+            state.clone(),
+            sources.hub.clone(),
+            directory,
+            config.server.data_dirs[0].join("cluster-cache"),
+        );
         let _ = state.cluster.set(node.clone() as Arc<dyn api::cluster::ClusterAccess>);
         node
     });

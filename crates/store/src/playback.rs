@@ -307,11 +307,28 @@ fn load_tables(
 
 /// Plans `req` over the store.
 pub fn plan(store: &Store, cache: &SampleCache, req: &PlaybackRequest) -> Result<PlaybackPlan, PlanError> {
-    let segments: Vec<(PathBuf, SegmentRecord)> = store
+    plan_with(store, cache, req, Vec::new())
+}
+
+/// Plans `req` over the store and `extra` segments kept elsewhere (another cluster member's,
+/// fetched for this request), as one recording in time order.
+pub fn plan_with(
+    store: &Store,
+    cache: &SampleCache,
+    req: &PlaybackRequest,
+    extra: Vec<(PathBuf, SegmentRecord)>,
+) -> Result<PlaybackPlan, PlanError> {
+    let mut segments: Vec<(PathBuf, SegmentRecord)> = store
         .segments(&req.stream, req.start, req.end)?
         .into_iter()
+        .chain(
+            extra
+                .into_iter()
+                .filter(|(_, r)| r.stream == req.stream && r.start < req.end && r.end > req.start),
+        )
         .filter(|(_, r)| r.frames > 0)
         .collect();
+    segments.sort_by_key(|(_, r)| r.start);
     if segments.is_empty() {
         return Err(PlanError::NothingRecorded);
     }
