@@ -104,7 +104,9 @@ pub struct Membership {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn member_from(kv: &crate::etcd::Kv, prefix: &str) -> Option<MemberInfo> {
+/// A member's entry as etcd holds it (`prefix` + name = `{url, weight}`), or `None` when it is
+/// not one (hostile or damaged entries are left out of the view).
+pub fn member_from(kv: &crate::etcd::Kv, prefix: &str) -> Option<MemberInfo> {
     let name = kv.key.strip_prefix(prefix)?.to_owned();
     let v: Value = serde_json::from_slice(&kv.value).ok()?;
     let weight = v["weight"]

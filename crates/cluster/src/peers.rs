@@ -212,6 +212,59 @@ pub fn playlist_segments(m3u8: &str) -> Vec<(u64, i64)> {
 mod tests {
     use super::*;
 
+    /// A fake member on loopback that answers every request with `answer`, then closes.
+    fn fake_member(answer: &'static [u8]) -> crate::MemberInfo {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for s in l.incoming().take(4) {
+                let Ok(mut s) = s else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(answer);
+            }
+        });
+        crate::MemberInfo {
+            name: "rec-9".into(),
+            url,
+            weight: 1.0,
+        }
+    }
+
+    #[test]
+    fn hostile_or_broken_answers_from_a_member_are_errors_that_name_it() {
+        let a = agent(Duration::from_secs(2));
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nnot json!"[..],
+            &b"HTTP/1.1 500 Internal\r\ncontent-length: 4\r\n\r\n\x1b[2J"[..],
+            &b"garbage that is not HTTP at all"[..],
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\ncut"[..],
+        ] {
+            let m = fake_member(answer);
+            let e = get_json(&a, &m, "/api/v1/cameras/x/recordings", "rec-1", "node_x").unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("rec-9") && text.contains(&m.url), "{text}");
+            assert!(!text.contains('\x1b'), "control characters passed on: {text:?}");
+        }
+        let m = fake_member(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}");
+        assert!(get_bytes(&a, &m, "/x", "rec-1", "node_x", 1024).unwrap().is_none());
+        let m = fake_member(b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n");
+        let e = get_bytes(&a, &m, "/x", "rec-1", "node_x", 1024).unwrap_err();
+        assert!(e.to_string().contains("rec-9"), "{e}");
+        // Nobody there.
+        let gone = crate::MemberInfo {
+            name: "rec-8".into(),
+            url: "http://127.0.0.1:1".into(),
+            weight: 1.0,
+        };
+        assert!(matches!(
+            get_json(&a, &gone, "/", "rec-1", "node_x"),
+            Err(PeerError::Unreachable { .. })
+        ));
+        assert_eq!(reaches_etcd(&a, &gone.url), None);
+    }
+
     #[test]
     fn a_playlist_names_its_segments_once_each_and_nothing_else() {
         let m3u8 = "#EXTM3U\n#EXT-X-MAP:URI=\"segments/7.mp4?t=1000&stream=main&token=x\",BYTERANGE=\"800@0\"\n#EXTINF:2.000,\n#EXT-X-BYTERANGE:100@800\nsegments/7.mp4?t=1000&stream=main&token=x\n#EXTINF:2.000,\nsegments/8.mp4?stream=main&t=3000\nsegments/x.mp4?t=1\nsegments/9.mp4?t=abc\n../../etc/passwd\n";
