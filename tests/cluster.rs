@@ -324,6 +324,29 @@ fn three_nodes_share_thirty_cameras_once_each_and_a_killed_node_s_cameras_move_w
     let (errors, frames) = decode(file.to_str().unwrap());
     assert!(errors.is_empty(), "{errors}");
     assert!(frames as f64 >= secs * 25.0 * 0.95, "{frames} frames in {secs} s");
+
+    // An export of the same window: one package signed by the member that assembled it, its
+    // manifest naming both members whose recordings are in it, verified intact.
+    let (code, job) = node.post(
+        "/api/v1/exports",
+        &serde_json::json!({"camera": cam, "start": rfc3339(from), "end": rfc3339(to), "reason": "case across a failover"}),
+    );
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut done = Value::Null;
+    assert!(wait_until(Duration::from_secs(30), || {
+        done = node.get(&format!("/api/v1/exports/{id}")).1;
+        done["status"] == "done" || done["status"] == "failed"
+    }));
+    assert_eq!(done["status"], "done", "{done}");
+    let (code, v) = node.get(&format!("/api/v1/exports/{id}/verify"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["intact"], true, "{v}");
+    let mut sources = strings(&v["manifest"]["source_nodes"]);
+    sources.sort();
+    let mut expected = vec![taker.clone(), victim.clone()];
+    expected.sort();
+    assert_eq!(sources, expected, "{v}");
 }
 
 fn signal(m: &Member, sig: i32) {

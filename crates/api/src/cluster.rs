@@ -31,12 +31,17 @@ pub trait ClusterAccess: Send + Sync {
     /// The other live members' segments of `stream` overlapping `[start, end)`, fetched into
     /// this member's cluster cache and scanned (blocking): what playback plans over beside its
     /// own. A member that cannot be reached contributes nothing (its part shows as a gap).
-    fn segments(
-        &self,
-        stream: &media::StreamId,
-        start: media::WallTime,
-        end: media::WallTime,
-    ) -> Vec<(std::path::PathBuf, store::SegmentRecord)>;
+    fn segments(&self, stream: &media::StreamId, start: media::WallTime, end: media::WallTime) -> Vec<MemberSegment>;
+    /// This member's name.
+    fn member(&self) -> String;
+}
+
+/// Another member's segment fetched here: whose, where it is now, and its record.
+pub type MemberSegment = (String, std::path::PathBuf, store::SegmentRecord);
+
+/// The segments of `extra` as playback plans over them.
+pub fn planned(extra: &[MemberSegment]) -> Vec<(std::path::PathBuf, store::SegmentRecord)> {
+    extra.iter().map(|(_, p, r)| (p.clone(), r.clone())).collect()
 }
 
 /// The header a member names itself in when it calls another.

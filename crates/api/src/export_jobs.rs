@@ -15,7 +15,7 @@ use media::{StreamId, WallTime};
 use serde::{Deserialize, Serialize};
 use store::Store;
 use store::export::{Manifest, ManifestCamera, ManifestNode, NodeKey, PackageFile, Span, write_package};
-use store::playback::{PlaybackRequest, SampleCache, plan};
+use store::playback::{PlaybackRequest, SampleCache};
 
 use crate::time;
 
@@ -147,23 +147,64 @@ impl Exports {
     }
 }
 
+/// The members whose recordings the plans use: this one for its own files, each other member
+/// for the files fetched from it.
+fn source_nodes(plans: &[store::playback::PlaybackPlan], members: &Members) -> Vec<String> {
+    let Some(me) = &members.me else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for path in plans.iter().flat_map(|p| &p.sources) {
+        let who = members
+            .extra
+            .iter()
+            .find(|(_, p, _)| p == path)
+            .map_or(me, |(m, _, _)| m);
+        if !out.contains(who) {
+            out.push(who.clone());
+        }
+    }
+    out.sort();
+    out
+}
+
 fn stamp(t: WallTime) -> String {
     let s = time::format(t);
     s.chars().filter(|c| c.is_ascii_alphanumeric()).take(15).collect()
 }
 
+/// In a cluster: this member's name and the other members' segments of the range, fetched
+/// when the export was asked for.
+#[derive(Default)]
+pub struct Members {
+    /// This member (`None` for a node alone).
+    pub me: Option<String>,
+    /// Their segments.
+    pub extra: Vec<crate::cluster::MemberSegment>,
+}
+
+/// What one export job packages.
+pub struct Export {
+    /// The stream.
+    pub stream: StreamId,
+    /// The window asked for.
+    pub window: (WallTime, WallTime),
+    /// The camera's name, for the manifest.
+    pub camera_name: String,
+    /// Other cluster members' recordings of the window.
+    pub members: Members,
+}
+
 impl Exports {
-    /// Runs job `id` (of `stream` over the `(start, end)` window) to completion, from the
-    /// recordings of `store`; on a blocking thread.
-    pub fn run(
-        &self,
-        store: &Store,
-        samples: &SampleCache,
-        id: &str,
-        stream: StreamId,
-        (start, end): (WallTime, WallTime),
-        camera_name: String,
-    ) {
+    /// Runs job `id` (`what`: a stream over a window) to completion, from the recordings of
+    /// `store` and the other members' fetched segments; on a blocking thread.
+    pub fn run(&self, store: &Store, samples: &SampleCache, id: &str, what: Export) {
+        let Export {
+            stream,
+            window: (start, end),
+            camera_name,
+            members,
+        } = what;
         let exports = self;
         let result = (|| -> Result<Job, String> {
             // One plan per codec: a codec switch inside the range starts another file.
@@ -176,7 +217,8 @@ impl Exports {
                     end,
                     speed: 1,
                 };
-                let p = plan(store, samples, &req).map_err(|e| e.to_string())?;
+                let p = store::playback::plan_with(store, samples, &req, crate::cluster::planned(&members.extra))
+                    .map_err(|e| e.to_string())?;
                 let next = p.truncated_at;
                 plans.push(p);
                 match next {
@@ -250,6 +292,7 @@ impl Exports {
                     key_id: String::new(),
                     software: String::new(),
                 },
+                source_nodes: source_nodes(&plans, &members),
             };
             let package = format!("{base}_{id}.zip");
             let path = exports.dir.join(&package);

@@ -13,7 +13,7 @@ use media::progressive::{Part, VirtualMp4};
 use media::{StreamId, WallTime};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::playback::{PlanError, PlaybackRequest, plan};
+use store::playback::{PlanError, PlaybackRequest, plan_with};
 
 use crate::access::{Caller, ClientIp, media_caller, no_camera};
 use crate::error::ApiError;
@@ -120,9 +120,17 @@ pub async fn create(
         end,
         speed: 1,
     };
-    let planned = tokio::task::spawn_blocking(move || plan(&st.store, &st.samples, &probe))
-        .await
-        .map_err(ApiError::internal)?;
+    // In a cluster, the other members' recordings of the range are part of the export (fetched
+    // once, here, and kept for the job).
+    let planned = tokio::task::spawn_blocking(move || {
+        let extra = match st.cluster.get() {
+            Some(c) => c.segments(&probe.stream, probe.start, probe.end),
+            None => Vec::new(),
+        };
+        plan_with(&st.store, &st.samples, &probe, crate::cluster::planned(&extra)).map(|_| extra)
+    })
+    .await
+    .map_err(ApiError::internal)?;
     match planned {
         Err(PlanError::NothingRecorded) => {
             return Err(ApiError::new(
@@ -134,6 +142,8 @@ pub async fn create(
         Err(PlanError::Store(e)) => return Err(ApiError::internal(e)),
         Ok(_) => {}
     }
+    let extra = planned.unwrap_or_default();
+    let member = state.cluster.get().map(|c| c.member());
     let mut raw = [0u8; 8];
     rand::fill(&mut raw);
     let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
@@ -169,8 +179,17 @@ pub async fn create(
     let camera_name = cam.info.name.clone();
     let st = state.clone();
     tokio::task::spawn_blocking(move || {
-        st.exports
-            .run(&st.store, &st.samples, &id, stream, (start, end), camera_name)
+        st.exports.run(
+            &st.store,
+            &st.samples,
+            &id,
+            crate::export_jobs::Export {
+                stream,
+                window: (start, end),
+                camera_name,
+                members: crate::export_jobs::Members { me: member, extra },
+            },
+        )
     });
     let body = job_json(&job);
     Ok((

@@ -61,7 +61,7 @@ pub(crate) async fn movie(state: &Arc<AppState>, req: PlaybackRequest, local: bo
     let st = state.clone();
     tokio::task::spawn_blocking(move || -> Result<Arc<Movie>, ApiError> {
         let extra = match st.cluster.get().filter(|_| !local) {
-            Some(c) => c.segments(&req.stream, req.start, req.end),
+            Some(c) => crate::cluster::planned(&c.segments(&req.stream, req.start, req.end)),
             None => Vec::new(),
         };
         let plan = match store::playback::plan_with(&st.store, &st.samples, &req, extra) {

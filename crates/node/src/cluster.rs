@@ -545,7 +545,7 @@ impl api::cluster::ClusterAccess for ClusterNode {
         stream: &StreamId,
         start: media::WallTime,
         end: media::WallTime,
-    ) -> Vec<(std::path::PathBuf, store::SegmentRecord)> {
+    ) -> Vec<api::cluster::MemberSegment> {
         let Some(credential) = self.credential.get() else {
             return Vec::new();
         };
@@ -564,7 +564,7 @@ impl api::cluster::ClusterAccess for ClusterNode {
             asks.into_iter()
                 .filter_map(|h| h.join().ok())
                 .flat_map(|(m, r)| match r {
-                    Ok(v) => v,
+                    Ok(v) => v.into_iter().map(|(p, r)| (m.name.clone(), p, r)).collect(),
                     Err(e) => {
                         warn!(camera = %stream, member = %m.name, "segments not fetched for playback: {e}");
                         Vec::new()
@@ -572,6 +572,10 @@ impl api::cluster::ClusterAccess for ClusterNode {
                 })
                 .collect()
         })
+    }
+
+    fn member(&self) -> String {
+        self.config.name.clone()
     }
 
     fn ask_members(&self, path: &str) -> Vec<(String, Result<Value, String>)> {

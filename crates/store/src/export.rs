@@ -167,6 +167,9 @@ pub struct Manifest {
     pub reason: String,
     /// The signing node.
     pub node: ManifestNode,
+    /// The cluster members whose recordings are in the files (empty for a node alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_nodes: Vec<String>,
 }
 
 /// One media file to put in a package: its name, layout and sources.
