@@ -784,3 +784,108 @@ fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the
         "the release did not reach rec-1"
     );
 }
+
+#[test]
+fn a_member_whose_disk_fills_gives_its_cameras_away_and_takes_them_back_when_there_is_room() {
+    let Some(etcd) = testkit::Etcd::start() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    let small = testkit::SmallFs::new(24);
+    small.clear("cluster-");
+    let n = 6;
+    let sim = Sim::start(
+        (0..n)
+            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
+            .collect(),
+    );
+    let mut members: Vec<Member> = ["rec-1", "rec-2"]
+        .iter()
+        .map(|name| {
+            let dir = tempfile::tempdir().unwrap();
+            let addr = free_addr();
+            let mut config = member_config(dir.path(), addr, name, &etcd.url, &sim, n);
+            if *name == "rec-2" {
+                // rec-2 records onto the small file system, keeping a quarter of it free.
+                let data = small.path.join("cluster-rec-2");
+                config = config
+                    .replace(
+                        "[cluster]",
+                        "[retention]\nmin_free = \"25%\"\ninterval = \"1s\"\n\n[cluster]",
+                    )
+                    .replace(
+                        &format!("data_dirs = [\"{}\"]", dir.path().join("data").display()),
+                        &format!("data_dirs = [\"{}\"]", data.display()),
+                    );
+            }
+            let node = Node::start(dir.path(), &config, addr);
+            Member {
+                name: (*name).into(),
+                dir,
+                node: Some(node),
+                addr,
+            }
+        })
+        .collect();
+    let owners = settle(&mut members, 2, n, Duration::from_secs(30));
+    assert!(owners.values().any(|o| o == "rec-2"), "{owners:?}");
+
+    // Something else fills rec-2's disk: its recording is blocked, and within 10 s every camera
+    // is recorded by rec-1.
+    let filler_path = small.path.join("cluster-filler");
+    let filler = testkit::fill(&filler_path);
+    let t = Instant::now();
+    let moved = wait_until(Duration::from_secs(10), || {
+        let w = writers(&mut members);
+        w.len() == n && w.values().all(|v| v == &vec!["rec-1".to_owned()])
+    });
+    assert!(
+        moved,
+        "rec-2 kept cameras with a full disk: {:?}\n{}\n{}\n{}\n{}",
+        writers(&mut members),
+        members[0]
+            .node
+            .as_ref()
+            .unwrap()
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(10)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        status(&mut members[1]),
+        members[1].node.as_mut().unwrap().get("/api/v1/health").1["disks"],
+        members[1]
+            .node
+            .as_ref()
+            .unwrap()
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    eprintln!("a full disk's cameras moved in {:?}", t.elapsed());
+    let s = status(&mut members[0]);
+    let rec2 = s["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "rec-2")
+        .cloned();
+    assert!(rec2.is_some_and(|m| m["drained"] == true), "{s}");
+
+    // Room again: rec-2 takes its cameras back.
+    drop(filler);
+    std::fs::remove_file(&filler_path).unwrap();
+    let back = wait_until(Duration::from_secs(20), || {
+        let w = writers(&mut members);
+        owners.iter().all(|(c, o)| w.get(c) == Some(&vec![o.clone()]))
+    });
+    assert!(back, "rec-2 did not take its cameras back: {:?}", writers(&mut members));
+    for m in &mut members {
+        m.node.take();
+    }
+    small.clear("cluster-");
+}

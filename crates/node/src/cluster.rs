@@ -50,6 +50,8 @@ struct Round {
     rounds: u32,
     /// The users-and-grants file as last agreed with etcd (its hash).
     synced_directory: Option<u64>,
+    /// This member drained itself because every data disk is full of evidence.
+    disk_drained: bool,
 }
 
 /// This node's membership of its cluster.
@@ -286,8 +288,38 @@ impl ClusterNode {
             if let Err(e) = self.sync_directory(&mut r.synced_directory) {
                 warn!("users, grants and API tokens not synced with the cluster: {e}");
             }
+            self.drain_when_disks_full(&mut r.disk_drained);
         }
         r.view = Some(view);
+    }
+
+    /// A member whose every data disk is blocked (full of evidence retention may not delete,
+    /// or of something else) records nothing: it drains itself, so the others take its cameras
+    /// at their next round instead of it recording into errors, and undrains once a disk has
+    /// room again. A drain an operator set (another reason) is left alone.
+    fn drain_when_disks_full(&self, drained: &mut bool) {
+        let disks = self.state.store.disks();
+        let blocked = !disks.is_empty() && disks.iter().all(|d| d.is_blocked());
+        if blocked == *drained {
+            return;
+        }
+        let me = &self.config.name;
+        let key = format!("/sharpeye/{}/drain/{me}", self.cluster);
+        let result = if blocked {
+            warn!(member = %me, "every data disk is full: recording is blocked here, so this member gives its cameras to the others");
+            cluster::membership::set_drained(&self.etcd, &self.cluster, me, true, DISK_FULL)
+        } else {
+            info!(member = %me, "a data disk has room again: this member takes its share of the cameras back");
+            match self.etcd.prefix(&key) {
+                Ok(kvs) if kvs.iter().any(|kv| kv.key == key && kv.value != DISK_FULL.as_bytes()) => Ok(()),
+                Ok(_) => cluster::membership::set_drained(&self.etcd, &self.cluster, me, false, ""),
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(()) => *drained = blocked,
+            Err(e) => warn!(member = %me, "the drain for a full disk was not written: {e}"),
+        }
     }
 
     /// Users, departments, groups, grants and API tokens made through the API are the
@@ -399,6 +431,9 @@ fn lease_json(lease: &LeaseState) -> Value {
         LeaseState::Lost { why } => json!({ "state": "lost", "why": why }),
     }
 }
+
+/// Why a member drained itself.
+const DISK_FULL: &str = "every data disk is full (recording blocked)";
 
 /// How long a fetched segment is kept: long enough for the playback it was fetched for.
 const FETCHED_KEEP: Duration = Duration::from_secs(15 * 60);
