@@ -14,7 +14,9 @@
 //!   the assignment the members compute (the live cluster runs `SHARPEYE_BENCH_CAMERAS`,
 //!   default 30). Goal: ≤ 1/N of the cameras + 5 %.
 //! - **Forwarding**: a camera's listing merged over the three members vs the member's own
-//!   (`local=1`), p50/p99 over 300 requests each. Goal: adds < 5 ms.
+//!   (`local=1`), p50/p99 over 300 requests each (goal: adds < 5 ms); the first byte of a
+//!   playback of a range several members recorded, merged (their segment files fetched first)
+//!   vs the member's own part, 30 requests each.
 //!
 //! `cargo bench --bench cluster`; needs `etcd` (`apt install etcd-server`).
 
@@ -242,6 +244,45 @@ fn main() {
         pct(merged.clone(), 0.99),
         pct(merged.clone(), 0.5) - pct(own.clone(), 0.5),
         pct(merged.clone(), 0.99) - pct(own.clone(), 0.99)
+    );
+
+    // Playback first byte: a range several members recorded (the kills moved every camera
+    // back and forth), merged (their segments fetched) vs the member's own part.
+    let window = |extra: &str| {
+        let now = media::WallTime::now().as_micros();
+        format!(
+            "/api/v1/cameras/cam0/playback.mp4?start={}&end={}{extra}",
+            media::WallTime::from_micros(now - 90_000_000)
+                .to_rfc3339()
+                .replace('+', "%2B"),
+            media::WallTime::from_micros(now - 5_000_000)
+                .to_rfc3339()
+                .replace('+', "%2B")
+        )
+    };
+    let first_byte = |path: &str| -> Vec<f64> {
+        (0..30)
+            .map(|_| {
+                let t = Instant::now();
+                let mut resp = agent()
+                    .get(&format!("http://{}{path}", members[0].addr))
+                    .header("Authorization", &members[0].auth)
+                    .call()
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200, "{path}");
+                let mut one = [0u8; 1];
+                std::io::Read::read_exact(&mut resp.body_mut().as_reader(), &mut one).unwrap();
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect()
+    };
+    let (own, merged) = (first_byte(&window("&local=1")), first_byte(&window("")));
+    println!(
+        "playback.mp4 first byte, 85 s several members recorded: own part p50 {:.2} ms p99 {:.2} ms; merged (segments fetched) p50 {:.2} ms p99 {:.2} ms",
+        pct(own.clone(), 0.5),
+        pct(own.clone(), 0.99),
+        pct(merged.clone(), 0.5),
+        pct(merged.clone(), 0.99)
     );
 
     // Rebalance: a 4th member joins.
