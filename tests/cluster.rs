@@ -783,6 +783,35 @@ fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the
         wait_until(Duration::from_secs(5), || !listed(&mut members[0])),
         "the release did not reach rec-1"
     );
+
+    // One audit query over both members' logs: the hold placed through rec-1 and released
+    // through rec-2, each entry tagged with the member whose chain holds it.
+    let (code, a) = members[1]
+        .node
+        .as_mut()
+        .unwrap()
+        .get(&format!("/api/v1/audit?members=all&camera={camera}"));
+    assert_eq!(code, 200, "{a}");
+    let seen: Vec<(String, String)> = a["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().is_some_and(|x| x.starts_with("hold.")))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["node"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(seen.contains(&("hold.create".into(), "rec-1".into())), "{seen:?}");
+    assert!(seen.contains(&("hold.release".into(), "rec-2".into())), "{seen:?}");
+    let (code, _) = members[1]
+        .node
+        .as_mut()
+        .unwrap()
+        .get("/api/v1/audit?members=all&after=3");
+    assert_eq!(code, 400, "after pages one member's log");
 }
 
 #[test]

@@ -56,7 +56,69 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, q: QueryMa
     let mut e = caller.event("audit.read", None);
     e.detail = json!({ "query": q, "entries": records.len() });
     state.audit(e).await?;
-    Ok(Json(json!({ "entries": records, "next": next })))
+    let Some(cluster) = state
+        .cluster
+        .get()
+        .cloned()
+        .filter(|_| q.get("members").is_some_and(|m| m == "all"))
+    else {
+        return Ok(Json(json!({ "entries": records, "next": next })));
+    };
+    // One query over every member's log. Each member keeps its own hash chain: entries are
+    // tagged with the member, and paging (`after`, `next`) is per member.
+    if q.contains_key("after") {
+        return Err(ApiError::bad_request(
+            "after: pages one member's log; with members=all, narrow by start and end instead",
+        ));
+    }
+    let me = cluster.member();
+    let mut entries: Vec<Value> = records
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .map(|mut v| {
+            v["node"] = json!(me);
+            v
+        })
+        .collect();
+    let mut nexts = serde_json::Map::new();
+    nexts.insert(me.clone(), json!(next));
+    let path = format!(
+        "/api/v1/audit?{}",
+        q.iter()
+            .filter(|(k, _)| k.as_str() != "members")
+            .map(|(k, v)| format!("{k}={}", crate::state::query_escape(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    );
+    let answers = tokio::task::spawn_blocking(move || cluster.ask_members(&path))
+        .await
+        .map_err(ApiError::internal)?;
+    let mut missing = Vec::new();
+    for (member, answer) in answers {
+        match answer {
+            Ok(v) => {
+                nexts.insert(member.clone(), v["next"].clone());
+                entries.extend(v["entries"].as_array().into_iter().flatten().take(limit).map(|e| {
+                    let mut e = e.clone();
+                    e["node"] = json!(member);
+                    e
+                }));
+            }
+            Err(why) => {
+                tracing::warn!(member = %member, "audit entries not merged: {why}");
+                missing.push(member);
+            }
+        }
+    }
+    entries.sort_by_cached_key(|e| {
+        e["at"]
+            .as_str()
+            .and_then(|a| time::parse("at", a).ok())
+            .map_or(i64::MIN, |t| t.as_micros())
+    });
+    Ok(Json(
+        json!({ "entries": entries, "next": Value::Null, "next_by_member": nexts, "members_unanswered": missing }),
+    ))
 }
 
 /// Most heads in one answer.

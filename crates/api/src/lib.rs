@@ -184,7 +184,7 @@ endpoints! {
     get "/api/v1/holds" => holds::list, Authenticated, 200, [], "Holds on cameras the caller may hold.";
     delete "/api/v1/holds/{id}" => holds::release, Camera(Hold), 200, [], "Releases a hold.";
     get "/api/v1/audit/heads" => audit_api::heads, Authenticated, 200, ["since"], "Signed heads of the audit log: this node's after `since` (a sequence number), and those it holds for lower nodes; an upper level keeps them as tamper evidence.";
-    get "/api/v1/audit" => audit_api::list, Node(Audit), 200, ["start", "end", "user", "camera", "action", "after", "limit"], "Audit entries, oldest first, filtered.";
+    get "/api/v1/audit" => audit_api::list, Node(Audit), 200, ["start", "end", "user", "camera", "action", "after", "limit", "members"], "Audit entries, oldest first, filtered; in a cluster, members=all merges every member's log (each entry tagged with its node; paging per member in next_by_member).";
     get "/api/v1/audit/verify" => audit_api::verify, Node(Audit), 200, [], "Walks the audit log's hash chain: {intact, entries, head} or {intact: false, error}.";
     get "/api/v1/users" => admin::list_users, Node(Admin), 200, [], "Users.";
     post "/api/v1/users" => admin::create_user, Node(Admin), 201, [], "Creates a user {name, password, role, department?}.";
