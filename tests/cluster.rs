@@ -591,6 +591,24 @@ fn a_drained_member_hands_every_camera_over_at_key_frames_and_takes_its_share_ba
         "{out}"
     );
 
+    // Live through the member that does not record a camera: relayed from the one that does,
+    // so the camera serves one session whatever member its viewers use.
+    let (cam, _) = owners.iter().find(|(_, o)| *o == "rec-1").unwrap();
+    let sessions = sim.cam(cam).sessions().len();
+    let node = members[1].node.as_mut().unwrap();
+    let url = format!(
+        "{}?token={}",
+        node.url(&format!("/api/v1/cameras/{cam}/live.mp4")),
+        media_token(node, cam, "live")
+    );
+    let (errors, frames) = decode_args(&["-t", "3", "-i", &url]);
+    assert!(frames >= 25, "{frames} frames through rec-2: {errors}");
+    assert_eq!(
+        sim.cam(cam).sessions().len(),
+        sessions,
+        "watching {cam} through rec-2 opened another session to the camera"
+    );
+
     let (ok, out) = cli(&members[0], &["drain", "rec-1"]);
     assert!(ok, "{out}");
     let all_on_2 = wait_until(Duration::from_secs(15), || {

@@ -74,6 +74,16 @@ pub struct ClusterNode {
     directory: Option<(auth::DirectoryFile, auth::Directory)>,
     /// Where other members' segments are fetched to for a playback.
     cache_dir: std::path::PathBuf,
+    /// Who holds each camera's claim, as etcd said last round (what live pulls route by: a
+    /// claim is held by one member at most, so two members never relay a camera from each
+    /// other).
+    holders: std::sync::RwLock<BTreeMap<String, String>>,
+    /// The links live pulls relay across, one per member.
+    links: Mutex<HashMap<String, Arc<hierarchy::link::Link>>>,
+    /// The node's pulls (rerouted when a camera's holder changes).
+    pulls: std::sync::OnceLock<Arc<crate::sources::Pulls>>,
+    /// How pulls are made (watchdog, retries, frame size).
+    ingest: ingest::rtsp::PullSettings,
 }
 
 impl ClusterNode {
@@ -86,6 +96,7 @@ impl ClusterNode {
         hub: Arc<hub::Hub>,
         directory: Option<(auth::DirectoryFile, auth::Directory)>,
         cache_dir: std::path::PathBuf,
+        ingest: ingest::rtsp::PullSettings,
     ) -> Arc<ClusterNode> {
         let etcd = Etcd::new(&config.etcd, Duration::from_millis(800));
         let peers = cluster::peers::agent(Duration::from_millis(500));
@@ -116,7 +127,92 @@ impl ClusterNode {
             peers: cluster::peers::agent(Duration::from_secs(5)),
             directory,
             cache_dir,
+            holders: std::sync::RwLock::default(),
+            links: Mutex::default(),
+            pulls: std::sync::OnceLock::new(),
+            ingest,
         })
+    }
+
+    /// Routes `pulls`: a camera another member holds is relayed from it, so the camera has one
+    /// session (its recorder's) whatever the members its viewers watch it through.
+    pub fn route(self: &Arc<Self>, pulls: &Arc<crate::sources::Pulls>) {
+        let me = Arc::downgrade(self);
+        pulls.set_route(Arc::new(move |stream: &StreamId| me.upgrade()?.relay_source(stream)));
+        let _ = self.pulls.set(pulls.clone());
+    }
+
+    /// Where `stream` is relayed from: the member holding its camera's claim, when that is
+    /// another live member.
+    fn relay_source(&self, stream: &StreamId) -> Option<(String, crate::sources::Source)> {
+        let holder = self
+            .holders
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(stream.camera())
+            .cloned()?;
+        if holder == self.config.name {
+            return None;
+        }
+        let credential = self.credential.get()?;
+        let member = self.membership.view().members.into_iter().find(|m| m.name == holder)?;
+        let url = url::Url::parse(&member.url).ok()?;
+        let link = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(format!("{}|{}", member.name, member.url))
+            .or_insert_with(|| {
+                hierarchy::link::Link::new(
+                    hierarchy::config::LowerConfig {
+                        id: format!("cluster:{}", member.name),
+                        url: Some(url.clone()),
+                        token: credential.clone(),
+                        // Members of one level share a machine room: no budget between them.
+                        link_kbps: 100_000_000,
+                        org: String::new(),
+                        dial: hierarchy::config::Dial::Down,
+                        main_kbps: 0,
+                        sub_kbps: 0,
+                    },
+                    hierarchy::client::LowerClient::direct(&member.name, url, credential).shared(),
+                )
+            })
+            .clone();
+        Some((
+            holder,
+            crate::sources::Source::Remote(hierarchy::remote::RemoteSource {
+                link,
+                stream: stream.clone(),
+                watchdog: self.ingest.watchdog.max(Duration::from_secs(6)),
+                retry: self.ingest.retry,
+                max_frame_bytes: self.ingest.max_frame_bytes,
+            }),
+        ))
+    }
+
+    /// Who holds each camera's claim now, from etcd; reroutes live pulls when that changed.
+    fn refresh_holders(&self) {
+        let prefix = cluster::claims::key(&self.cluster, "");
+        let Ok(kvs) = self.etcd.prefix(&prefix) else { return };
+        let now: BTreeMap<String, String> = kvs
+            .iter()
+            .filter_map(|kv| {
+                Some((
+                    kv.key.strip_prefix(&prefix)?.to_owned(),
+                    String::from_utf8(kv.value.clone()).ok()?,
+                ))
+            })
+            .collect();
+        let changed = {
+            let mut h = self.holders.write().unwrap_or_else(|p| p.into_inner());
+            let changed = *h != now;
+            *h = now;
+            changed
+        };
+        if changed && let Some(p) = self.pulls.get() {
+            p.reroute();
+        }
     }
 
     /// The recording gates the recorded streams' sinks consult.
@@ -135,6 +231,7 @@ impl ClusterNode {
                 let _rt = rt.enter();
                 while !me.stop.load(Ordering::Acquire) {
                     me.round();
+                    me.refresh_holders();
                     std::thread::sleep(ROUND);
                 }
             })
@@ -570,9 +667,12 @@ impl api::cluster::ClusterAccess for ClusterNode {
         // Constant time: the comparison must not tell how much of a guess was right.
         let same =
             token.len() == ours.len() && token.bytes().zip(ours.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        let member = member?.trim();
-        (same && !member.is_empty() && member.len() <= 64 && member.chars().all(|c| c.is_ascii_graphic()))
-            .then(|| member.to_owned())
+        // The name is for the audit log only; a live relay's client does not send it.
+        let member = member
+            .map(str::trim)
+            .filter(|m| !m.is_empty() && m.len() <= 64 && m.chars().all(|c| c.is_ascii_graphic()))
+            .unwrap_or("member");
+        same.then(|| member.to_owned())
     }
 
     fn segments(

@@ -354,7 +354,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()> + Send + 'static
             sources.hub.clone(),
             directory,
             config.server.data_dirs[0].join("cluster-cache"),
+            config.ingest.clone(),
         );
+        node.route(&sources.pulls);
         let _ = state.cluster.set(node.clone() as Arc<dyn api::cluster::ClusterAccess>);
         node
     });

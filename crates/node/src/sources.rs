@@ -43,13 +43,27 @@ pub struct Pull {
     pub gate: Option<Arc<cluster::CameraGate>>,
 }
 
+/// In a cluster: the member that holds a camera's claim, to relay its streams from, and how
+/// (`None`: pull the camera itself).
+pub type Route = Arc<dyn Fn(&StreamId) -> Option<(String, Source)> + Send + Sync>;
+
+/// A pull that runs: its handle, the source it was started from, and the member it relays
+/// from (in a cluster).
+struct Running {
+    handle: SourceHandle,
+    source: Source,
+    via: Option<String>,
+}
+
 /// The running pulls, started and stopped by the hub: at most one per stream.
 #[derive(Default)]
 pub struct Pulls {
     /// How each stream is pulled; grows at run time (GB/T 28181 catalogs).
     specs: Mutex<HashMap<StreamId, Pull>>,
     sip: Option<Arc<gb28181::server::SipServer>>,
-    running: Mutex<HashMap<StreamId, SourceHandle>>,
+    running: Mutex<HashMap<StreamId, Running>>,
+    /// In a cluster, where a camera another member records is relayed from.
+    route: OnceLock<Route>,
     hub: OnceLock<Weak<hub::Hub>>,
     /// Budgets of lower platforms' registrations their channels' pulls count against.
     gb_links: Arc<crate::gb::links::GbLinks>,
@@ -95,10 +109,52 @@ impl Pulls {
         lock(&self.running).len()
     }
 
+    /// In a cluster: a camera's streams are relayed from the member that records it (one
+    /// session to the camera, its owner's), set once at start.
+    pub fn set_route(&self, route: Route) {
+        let _ = self.route.set(route);
+    }
+
+    /// Restarts the pulls whose route changed (a camera's recording moved to another member,
+    /// or to this one): their viewers stay, the frames come from the new source.
+    pub fn reroute(&self) {
+        let Some(route) = self.route.get() else { return };
+        let ours: Vec<StreamId> = lock(&self.specs)
+            .iter()
+            .filter(|(_, p)| matches!(p.source, Source::Rtsp(_) | Source::Gb(_)))
+            .map(|(s, _)| s.clone())
+            .collect();
+        let moved: Vec<(StreamId, Running)> = {
+            let mut running = lock(&self.running);
+            let changed: Vec<StreamId> = ours
+                .into_iter()
+                .filter(|s| running.get(s).is_some_and(|r| route(s).map(|(m, _)| m) != r.via))
+                .collect();
+            changed
+                .into_iter()
+                .filter_map(|s| running.remove(&s).map(|r| (s, r)))
+                .collect()
+        };
+        for (stream, r) in moved {
+            info!(stream = %stream, from = ?r.via, "the camera is recorded elsewhere now: pulling it from there");
+            self.stopped(&stream, &r.source);
+            tokio::spawn(r.handle.stop());
+            self.act(&stream, hub::Action::Start);
+        }
+    }
+
     fn act(&self, stream: &StreamId, action: hub::Action) {
-        let Some(pull) = lock(&self.specs).get(stream).cloned() else {
+        let Some(mut pull) = lock(&self.specs).get(stream).cloned() else {
             return;
         };
+        // A camera of this level that another member records is relayed from it.
+        let mut via = None;
+        if matches!(pull.source, Source::Rtsp(_) | Source::Gb(_))
+            && let Some((member, source)) = self.route.get().and_then(|r| r(stream))
+        {
+            via = Some(member);
+            pull.source = source;
+        }
         let mut running = lock(&self.running);
         match action {
             hub::Action::Start => {
@@ -136,13 +192,20 @@ impl Pulls {
                         ingest::supervisor::spawn(session, sink, pull.health.clone())
                     }
                 };
-                running.insert(stream.clone(), handle);
+                running.insert(
+                    stream.clone(),
+                    Running {
+                        handle,
+                        source: pull.source.clone(),
+                        via,
+                    },
+                );
             }
             hub::Action::Stop => {
-                if let Some(h) = running.remove(stream) {
+                if let Some(r) = running.remove(stream) {
                     info!(stream = %stream, "no viewers left: stopping the pull");
-                    self.stopped(stream, &pull.source);
-                    tokio::spawn(h.stop());
+                    self.stopped(stream, &r.source);
+                    tokio::spawn(r.handle.stop());
                 }
             }
         }
@@ -150,12 +213,10 @@ impl Pulls {
 
     /// Forgets `stream` (its camera is gone), stopping its pull if one runs.
     pub fn forget(&self, stream: &StreamId) {
-        let pull = lock(&self.specs).remove(stream);
-        if let Some(h) = lock(&self.running).remove(stream) {
-            if let Some(p) = &pull {
-                self.stopped(stream, &p.source);
-            }
-            tokio::spawn(h.stop());
+        lock(&self.specs).remove(stream);
+        if let Some(r) = lock(&self.running).remove(stream) {
+            self.stopped(stream, &r.source);
+            tokio::spawn(r.handle.stop());
         }
     }
 
@@ -170,7 +231,7 @@ impl Pulls {
 
     /// Stops every pull and waits for them.
     pub async fn stop_all(&self) {
-        let handles: Vec<SourceHandle> = lock(&self.running).drain().map(|(_, h)| h).collect();
+        let handles: Vec<SourceHandle> = lock(&self.running).drain().map(|(_, r)| r.handle).collect();
         for h in handles {
             h.stop().await;
         }
