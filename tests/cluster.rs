@@ -936,3 +936,147 @@ fn a_member_whose_disk_fills_gives_its_cameras_away_and_takes_them_back_when_the
     }
     small.clear("cluster-");
 }
+
+/// A TCP proxy to etcd that the test can cut (a member partitioned from etcd while the others
+/// still reach it) and mend.
+struct EtcdProxy {
+    url: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl EtcdProxy {
+    fn start(etcd_url: &str) -> EtcdProxy {
+        use std::sync::atomic::Ordering;
+        let target = etcd_url.trim_start_matches("http://").to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::net::TcpStream>::new()));
+        let (c, o) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if c.load(Ordering::Acquire) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                {
+                    let mut o = o.lock().unwrap();
+                    o.push(client.try_clone().unwrap());
+                    o.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        EtcdProxy { url, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Release);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn mend(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+#[test]
+fn a_member_cut_off_from_etcd_stops_before_the_others_take_its_cameras_and_rejoins_when_mended() {
+    let Some(etcd) = testkit::Etcd::start() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    let proxy = EtcdProxy::start(&etcd.url);
+    let n = 6;
+    let sim = Sim::start(
+        (0..n)
+            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
+            .collect(),
+    );
+    let t0 = now_us();
+    let mut members: Vec<Member> = ["rec-1", "rec-2"]
+        .iter()
+        .map(|name| {
+            let dir = tempfile::tempdir().unwrap();
+            let addr = free_addr();
+            // rec-1 reaches etcd only through the proxy.
+            let url = if *name == "rec-1" { &proxy.url } else { &etcd.url };
+            let node = Node::start(dir.path(), &member_config(dir.path(), addr, name, url, &sim, n), addr);
+            Member {
+                name: (*name).into(),
+                dir,
+                node: Some(node),
+                addr,
+            }
+        })
+        .collect();
+    let owners = settle(&mut members, 2, n, Duration::from_secs(30));
+    let cut_off: Vec<String> = owners
+        .iter()
+        .filter(|(_, o)| *o == "rec-1")
+        .map(|(c, _)| c.clone())
+        .collect();
+    assert!(!cut_off.is_empty());
+
+    // rec-1 loses etcd; rec-2 still reaches it and says so when asked: rec-1 must stop at its
+    // lease's end, and rec-2 takes the cameras once etcd expires that lease.
+    let cut_us = now_us();
+    let t = Instant::now();
+    proxy.cut();
+    let taken = wait_until(Duration::from_secs(10), || {
+        let w = writers(&mut members);
+        w.len() == n && w.values().all(|v| v == &vec!["rec-2".to_owned()])
+    });
+    assert!(taken, "rec-2 did not take rec-1's cameras: {:?}", writers(&mut members));
+    eprintln!("a member cut off from etcd lost its cameras in {:?}", t.elapsed());
+    let s = status(&mut members[0]);
+    assert_eq!(s["state"], "degraded", "{s}");
+    assert!(
+        s["lease"]["state"] == "lost" || s["lease"]["state"] == "unreachable",
+        "{s}"
+    );
+    assert_ne!(s["lease"]["others_confirm_etcd_down"], true, "{s}");
+    std::thread::sleep(Duration::from_secs(2));
+    for c in &cut_off {
+        let ranges = ranges_by_member(&mut members, c, t0);
+        assert_no_overlap(c, &ranges);
+        let last_rec1 = ranges
+            .iter()
+            .filter(|(m, _)| m == "rec-1")
+            .map(|(_, r)| r.1)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            last_rec1 <= cut_us + 3_000_000,
+            "{c}: rec-1 wrote until {} though cut off at {}",
+            rfc3339(last_rec1),
+            rfc3339(cut_us)
+        );
+    }
+
+    // Mended: rec-1 rejoins and records its cameras again.
+    proxy.mend();
+    let back = wait_until(Duration::from_secs(30), || {
+        let w = writers(&mut members);
+        owners.iter().all(|(c, o)| w.get(c) == Some(&vec![o.clone()]))
+    });
+    assert!(back, "rec-1 did not get its cameras back: {:?}", writers(&mut members));
+    for c in &cut_off {
+        assert_no_overlap(c, &ranges_by_member(&mut members, c, t0));
+    }
+}
