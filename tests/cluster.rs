@@ -175,6 +175,18 @@ fn three_nodes_share_thirty_cameras_once_each_and_a_killed_node_s_cameras_move_w
         let load = m["load"].as_u64().unwrap();
         assert!((5..=15).contains(&load), "uneven: {s}");
     }
+    let metrics = members[0].node.as_mut().unwrap().metrics();
+    for line in [
+        "sharpeye_cluster_members 3",
+        "sharpeye_cluster_lease_held 1",
+        "sharpeye_cluster_degraded 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in the metrics:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("sharpeye_cluster_cameras_owned{member=\"rec-2\"}"),
+        "{metrics}"
+    );
     let mut owner: BTreeMap<String, String> = w.iter().map(|(c, v)| (c.clone(), v[0].clone())).collect();
     std::thread::sleep(Duration::from_secs(5));
 

@@ -148,6 +148,9 @@ pub async fn metrics(
     if let Some(r) = &state.remote {
         link_metrics(&mut o, &r.links(), &r.cache());
     }
+    if let Some(c) = state.cluster.get() {
+        cluster_metrics(&mut o, &c.status());
+    }
     o.header(
         "sharpeye_permission_rebuilds_total",
         "counter",
@@ -158,6 +161,49 @@ pub async fn metrics(
     o.value("sharpeye_uptime_seconds", &[], state.started.elapsed().as_secs());
     events_metrics(&mut o, &state);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o.0))
+}
+
+/// This member of its cluster: members, its lease, what it records, each member's share.
+fn cluster_metrics(o: &mut Out, s: &serde_json::Value) {
+    let n = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len);
+    o.header(
+        "sharpeye_cluster_members",
+        "gauge",
+        "Live members of this node's cluster, as it sees them.",
+    );
+    o.value("sharpeye_cluster_members", &[], n(&s["members"]));
+    o.header(
+        "sharpeye_cluster_lease_held",
+        "gauge",
+        "1 while this member holds its etcd lease (or etcd is down for every member), else 0.",
+    );
+    let held = s["lease"]["state"] == "held" || s["lease"]["state"] == "etcd_down";
+    o.value("sharpeye_cluster_lease_held", &[], u8::from(held));
+    o.header(
+        "sharpeye_cluster_degraded",
+        "gauge",
+        "1 while the cluster is degraded as this member sees it.",
+    );
+    o.value("sharpeye_cluster_degraded", &[], u8::from(s["state"] == "degraded"));
+    o.header(
+        "sharpeye_cluster_cameras_recording",
+        "gauge",
+        "Cameras this member is writing now.",
+    );
+    o.value("sharpeye_cluster_cameras_recording", &[], n(&s["recording"]));
+    o.header(
+        "sharpeye_cluster_cameras_owned",
+        "gauge",
+        "Cameras each live member should record, by the assignment this member computes.",
+    );
+    for m in s["members"].as_array().into_iter().flatten() {
+        let name = m["name"].as_str().unwrap_or("");
+        o.value(
+            "sharpeye_cluster_cameras_owned",
+            &[("member", name)],
+            m["load"].as_u64().unwrap_or(0),
+        );
+    }
 }
 
 /// Per link to a lower node: budget, what is counted against it, what was measured crossing
