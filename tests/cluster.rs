@@ -44,12 +44,20 @@ struct Member {
 }
 
 fn start_members(names: &[&str], etcd: &str, sim: &Sim, n: usize) -> Vec<Member> {
+    start_members_with(names, |dir, addr, name| member_config(dir, addr, name, etcd, sim, n))
+}
+
+/// Starts members `names`, each with the config `config(dir, addr, name)` makes.
+fn start_members_with(
+    names: &[&str],
+    config: impl Fn(&std::path::Path, std::net::SocketAddr, &str) -> String,
+) -> Vec<Member> {
     names
         .iter()
         .map(|name| {
             let dir = tempfile::tempdir().unwrap();
             let addr = free_addr();
-            let node = Node::start(dir.path(), &member_config(dir.path(), addr, name, etcd, sim, n), addr);
+            let node = Node::start(dir.path(), &config(dir.path(), addr, name), addr);
             Member {
                 name: (*name).into(),
                 dir,
@@ -58,6 +66,24 @@ fn start_members(names: &[&str], etcd: &str, sim: &Sim, n: usize) -> Vec<Member>
             }
         })
         .collect()
+}
+
+/// etcd for a test, or `None` (the test is skipped, saying why) where it is not installed.
+fn etcd() -> Option<testkit::Etcd> {
+    let e = testkit::Etcd::start();
+    if e.is_none() {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+    }
+    e
+}
+
+/// `n` camsim cameras `cam0..` of the 240p H.264 fixture (a key frame every second).
+fn cameras(n: usize) -> Sim {
+    Sim::start(
+        (0..n)
+            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
+            .collect(),
+    )
 }
 
 fn status(m: &mut Member) -> Value {
@@ -86,24 +112,19 @@ fn writers(members: &mut [Member]) -> BTreeMap<String, Vec<String>> {
 /// What `node` itself recorded of `camera` since `from_us` (`local=1`: not merged with the
 /// other members').
 fn local_ranges(node: &mut Node, camera: &str, from_us: i64) -> Vec<(i64, i64)> {
-    let path = format!(
-        "/api/v1/cameras/{camera}/recordings?start={}&end={}&local=1",
-        rfc3339(from_us),
-        rfc3339(now_us())
-    );
-    let (code, body) = node.get(&path);
-    assert_eq!(code, 200, "{body}");
-    body["ranges"]
-        .as_array()
+    node.ranges_with(camera, from_us, now_us(), "&local=1")
+}
+
+/// `DELETE path` on `node` as its admin: the status.
+fn delete(node: &mut Node, path: &str) -> u16 {
+    let token = node.token();
+    agent()
+        .delete(&node.url(path))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
         .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                parse_time(r["start"].as_str().unwrap()),
-                parse_time(r["end"].as_str().unwrap()),
-            )
-        })
-        .collect()
+        .status()
+        .as_u16()
 }
 
 /// Every live member's own recorded ranges of `camera` since `from_us`, by member.
@@ -136,16 +157,9 @@ fn assert_no_overlap(camera: &str, ranges: &[(String, (i64, i64))]) {
 
 #[test]
 fn three_nodes_share_thirty_cameras_once_each_and_a_killed_node_s_cameras_move_within_ten_seconds() {
-    let Some(etcd) = testkit::Etcd::start() else {
-        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
-        return;
-    };
+    let Some(etcd) = etcd() else { return };
     let n = 30;
-    let sim = Sim::start(
-        (0..n)
-            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
-            .collect(),
-    );
+    let sim = cameras(n);
     let t0 = now_us();
     let mut members = start_members(&["rec-1", "rec-2", "rec-3"], &etcd.url, &sim, n);
 
@@ -394,16 +408,9 @@ fn settle(members: &mut [Member], count: usize, n: usize, limit: Duration) -> BT
 
 #[test]
 fn a_frozen_node_writes_nothing_it_lost_rejoins_and_a_joining_node_takes_cameras_at_key_frames() {
-    let Some(etcd) = testkit::Etcd::start() else {
-        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
-        return;
-    };
+    let Some(etcd) = etcd() else { return };
     let n = 12;
-    let sim = Sim::start(
-        (0..n)
-            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
-            .collect(),
-    );
+    let sim = cameras(n);
     let t0 = now_us();
     let mut members = start_members(&["rec-1", "rec-2"], &etcd.url, &sim, n);
     let owners = settle(&mut members, 2, n, Duration::from_secs(30));
@@ -491,16 +498,9 @@ fn a_frozen_node_writes_nothing_it_lost_rejoins_and_a_joining_node_takes_cameras
 
 #[test]
 fn with_etcd_down_the_owners_go_on_recording_the_api_says_degraded_and_nothing_is_owned_twice_after() {
-    let Some(mut etcd) = testkit::Etcd::start() else {
-        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
-        return;
-    };
+    let Some(mut etcd) = etcd() else { return };
     let n = 8;
-    let sim = Sim::start(
-        (0..n)
-            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
-            .collect(),
-    );
+    let sim = cameras(n);
     let t0 = now_us();
     let mut members = start_members(&["rec-1", "rec-2"], &etcd.url, &sim, n);
     let owners = settle(&mut members, 2, n, Duration::from_secs(30));
@@ -583,16 +583,9 @@ fn cli(m: &Member, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn a_drained_member_hands_every_camera_over_at_key_frames_and_takes_its_share_back_when_undrained() {
-    let Some(etcd) = testkit::Etcd::start() else {
-        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
-        return;
-    };
+    let Some(etcd) = etcd() else { return };
     let n = 8;
-    let sim = Sim::start(
-        (0..n)
-            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
-            .collect(),
-    );
+    let sim = cameras(n);
     let t0 = now_us();
     let mut members = start_members(&["rec-1", "rec-2"], &etcd.url, &sim, n);
     let owners = settle(&mut members, 2, n, Duration::from_secs(30));
@@ -671,37 +664,18 @@ fn a_drained_member_hands_every_camera_over_at_key_frames_and_takes_its_share_ba
 
 #[test]
 fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the_member_that_recorded_it() {
-    let Some(etcd) = testkit::Etcd::start() else {
-        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
-        return;
-    };
+    let Some(etcd) = etcd() else { return };
     let n = 4;
-    let sim = Sim::start(
-        (0..n)
-            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
-            .collect(),
-    );
+    let sim = cameras(n);
     let t0 = now_us();
-    let mut members: Vec<Member> = ["rec-1", "rec-2"]
-        .iter()
-        .map(|name| {
-            let dir = tempfile::tempdir().unwrap();
-            let addr = free_addr();
-            let config = member_config(dir.path(), addr, name, &etcd.url, &sim, n)
-                .replace("segment = \"4s\"", "segment = \"2s\"")
-                .replace(
-                    "[cluster]",
-                    "[retention]\nstandard = \"14s\"\ninterval = \"1s\"\n\n[cluster]",
-                );
-            let node = Node::start(dir.path(), &config, addr);
-            Member {
-                name: (*name).into(),
-                dir,
-                node: Some(node),
-                addr,
-            }
-        })
-        .collect();
+    let mut members = start_members_with(&["rec-1", "rec-2"], |dir, addr, name| {
+        member_config(dir, addr, name, &etcd.url, &sim, n)
+            .replace("segment = \"4s\"", "segment = \"2s\"")
+            .replace(
+                "[cluster]",
+                "[retention]\nstandard = \"14s\"\ninterval = \"1s\"\n\n[cluster]",
+            )
+    });
     let owners = settle(&mut members, 2, n, Duration::from_secs(30));
     let (camera, _) = owners.iter().find(|(_, o)| *o == "rec-2").expect("rec-2 owns a camera");
 
@@ -739,15 +713,7 @@ fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the
         wait_until(Duration::from_secs(5), || logs_in() == 200),
         "a user made through rec-2 cannot log in on rec-1"
     );
-    let node = members[1].node.as_mut().unwrap();
-    let admin = node.token();
-    let code = agent()
-        .delete(&node.url(&format!("/api/v1/tokens/{token_id}")))
-        .header("Authorization", &format!("Bearer {admin}"))
-        .call()
-        .unwrap()
-        .status()
-        .as_u16();
+    let code = delete(members[1].node.as_mut().unwrap(), &format!("/api/v1/tokens/{token_id}"));
     assert_eq!(code, 200);
     assert!(
         wait_until(Duration::from_secs(5), || lists(&members[0], &token) == 401),
@@ -799,15 +765,10 @@ fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the
     );
 
     // Released through rec-2: gone from rec-1 too.
-    let node = members[1].node.as_mut().unwrap();
-    let token = node.token();
-    let code = agent()
-        .delete(&node.url(&format!("/api/v1/holds/{id}?reason=closed")))
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()
-        .unwrap()
-        .status()
-        .as_u16();
+    let code = delete(
+        members[1].node.as_mut().unwrap(),
+        &format!("/api/v1/holds/{id}?reason=closed"),
+    );
     assert_eq!(code, 200);
     assert!(
         wait_until(Duration::from_secs(5), || !listed(&mut members[0])),
@@ -846,46 +807,27 @@ fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the
 
 #[test]
 fn a_member_whose_disk_fills_gives_its_cameras_away_and_takes_them_back_when_there_is_room() {
-    let Some(etcd) = testkit::Etcd::start() else {
-        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
-        return;
-    };
+    let Some(etcd) = etcd() else { return };
     let small = testkit::SmallFs::new(24);
     small.clear("cluster-");
     let n = 6;
-    let sim = Sim::start(
-        (0..n)
-            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
-            .collect(),
-    );
-    let mut members: Vec<Member> = ["rec-1", "rec-2"]
-        .iter()
-        .map(|name| {
-            let dir = tempfile::tempdir().unwrap();
-            let addr = free_addr();
-            let mut config = member_config(dir.path(), addr, name, &etcd.url, &sim, n);
-            if *name == "rec-2" {
-                // rec-2 records onto the small file system, keeping a quarter of it free.
-                let data = small.path.join("cluster-rec-2");
-                config = config
-                    .replace(
-                        "[cluster]",
-                        "[retention]\nmin_free = \"25%\"\ninterval = \"1s\"\n\n[cluster]",
-                    )
-                    .replace(
-                        &format!("data_dirs = [\"{}\"]", dir.path().join("data").display()),
-                        &format!("data_dirs = [\"{}\"]", data.display()),
-                    );
-            }
-            let node = Node::start(dir.path(), &config, addr);
-            Member {
-                name: (*name).into(),
-                dir,
-                node: Some(node),
-                addr,
-            }
-        })
-        .collect();
+    let sim = cameras(n);
+    let mut members = start_members_with(&["rec-1", "rec-2"], |dir, addr, name| {
+        let config = member_config(dir, addr, name, &etcd.url, &sim, n);
+        if name != "rec-2" {
+            return config;
+        }
+        // rec-2 records onto the small file system, keeping a quarter of it free.
+        config
+            .replace(
+                "[cluster]",
+                "[retention]\nmin_free = \"25%\"\ninterval = \"1s\"\n\n[cluster]",
+            )
+            .replace(
+                &format!("data_dirs = [\"{}\"]", dir.join("data").display()),
+                &format!("data_dirs = [\"{}\"]", small.path.join("cluster-rec-2").display()),
+            )
+    });
     let owners = settle(&mut members, 2, n, Duration::from_secs(30));
     assert!(owners.values().any(|o| o == "rec-2"), "{owners:?}");
 
@@ -1009,34 +951,16 @@ impl EtcdProxy {
 
 #[test]
 fn a_member_cut_off_from_etcd_stops_before_the_others_take_its_cameras_and_rejoins_when_mended() {
-    let Some(etcd) = testkit::Etcd::start() else {
-        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
-        return;
-    };
+    let Some(etcd) = etcd() else { return };
     let proxy = EtcdProxy::start(&etcd.url);
     let n = 6;
-    let sim = Sim::start(
-        (0..n)
-            .map(|i| camsim::CameraSpec::new(format!("cam{i}"), camsim::BuiltinFixture::H264_240p.load()))
-            .collect(),
-    );
+    let sim = cameras(n);
     let t0 = now_us();
-    let mut members: Vec<Member> = ["rec-1", "rec-2"]
-        .iter()
-        .map(|name| {
-            let dir = tempfile::tempdir().unwrap();
-            let addr = free_addr();
-            // rec-1 reaches etcd only through the proxy.
-            let url = if *name == "rec-1" { &proxy.url } else { &etcd.url };
-            let node = Node::start(dir.path(), &member_config(dir.path(), addr, name, url, &sim, n), addr);
-            Member {
-                name: (*name).into(),
-                dir,
-                node: Some(node),
-                addr,
-            }
-        })
-        .collect();
+    // rec-1 reaches etcd only through the proxy.
+    let mut members = start_members_with(&["rec-1", "rec-2"], |dir, addr, name| {
+        let url = if name == "rec-1" { &proxy.url } else { &etcd.url };
+        member_config(dir, addr, name, url, &sim, n)
+    });
     let owners = settle(&mut members, 2, n, Duration::from_secs(30));
     let cut_off: Vec<String> = owners
         .iter()

@@ -202,10 +202,15 @@ impl Node {
 
     /// Recorded ranges of a camera as (start µs, end µs).
     pub fn ranges(&mut self, camera: &str, from_us: i64, to_us: i64) -> Vec<(i64, i64)> {
+        self.ranges_with(camera, from_us, to_us, "")
+    }
+
+    /// As [`Node::ranges`], with `extra` query parameters (`&local=1`).
+    pub fn ranges_with(&mut self, camera: &str, from_us: i64, to_us: i64, extra: &str) -> Vec<(i64, i64)> {
         // Times go out at millisecond precision: keep the window non-empty when asked at once.
         let to_us = to_us.max(from_us + 1000);
         let path = format!(
-            "/api/v1/cameras/{camera}/recordings?start={}&end={}",
+            "/api/v1/cameras/{camera}/recordings?start={}&end={}{extra}",
             rfc3339(from_us),
             rfc3339(to_us)
         );

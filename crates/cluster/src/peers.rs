@@ -75,34 +75,14 @@ pub fn get_json(
     me: &str,
     credential: &str,
 ) -> Result<Value, PeerError> {
-    let url = format!("{}{path}", m.url.trim_end_matches('/'));
-    let mut resp = agent
-        .get(&url)
-        .header("authorization", &format!("Bearer {credential}"))
-        .header(NODE_HEADER, me)
-        .call()
-        .map_err(|e| PeerError::Unreachable {
-            member: m.name.clone(),
-            url: m.url.clone(),
-            why: e.to_string(),
-        })?;
-    let status = resp.status().as_u16();
-    let text = resp
-        .body_mut()
-        .with_config()
-        .limit(16 << 20)
-        .read_to_string()
-        .unwrap_or_default();
-    let refused = |body: &str| PeerError::Refused {
+    let refused = |status, body: &str| PeerError::Refused {
         member: m.name.clone(),
         url: m.url.clone(),
         status,
-        body: body.chars().filter(|c| !c.is_control()).take(300).collect(),
+        body: body.into(),
     };
-    if status != 200 {
-        return Err(refused(&text));
-    }
-    serde_json::from_str(&text).map_err(|_| refused("not JSON"))
+    let body = get_bytes(agent, m, path, me, credential, 16 << 20)?.ok_or_else(|| refused(404, "not found"))?;
+    serde_json::from_slice(&body).map_err(|_| refused(200, "not JSON"))
 }
 
 /// The header a member names itself in when it calls another (for the other's audit log).

@@ -681,32 +681,16 @@ impl api::cluster::ClusterAccess for ClusterNode {
         start: media::WallTime,
         end: media::WallTime,
     ) -> Vec<api::cluster::MemberSegment> {
-        let Some(credential) = self.credential.get() else {
-            return Vec::new();
-        };
-        let others: Vec<MemberInfo> = self
-            .membership
-            .view()
-            .members
+        self.ask_each(|m, credential| self.member_segments(m, credential, stream, start, end))
             .into_iter()
-            .filter(|m| m.name != self.config.name)
-            .collect();
-        std::thread::scope(|s| {
-            let asks: Vec<_> = others
-                .iter()
-                .map(|m| s.spawn(move || (m, self.member_segments(m, credential, stream, start, end))))
-                .collect();
-            asks.into_iter()
-                .filter_map(|h| h.join().ok())
-                .flat_map(|(m, r)| match r {
-                    Ok(v) => v.into_iter().map(|(p, r)| (m.name.clone(), p, r)).collect(),
-                    Err(e) => {
-                        warn!(camera = %stream, member = %m.name, "segments not fetched for playback: {e}");
-                        Vec::new()
-                    }
-                })
-                .collect()
-        })
+            .flat_map(|(m, r)| match r {
+                Ok(v) => v.into_iter().map(|(p, r)| (m.name.clone(), p, r)).collect(),
+                Err(e) => {
+                    warn!(camera = %stream, member = %m.name, "segments not fetched for playback: {e}");
+                    Vec::new()
+                }
+            })
+            .collect()
     }
 
     fn member(&self) -> String {
@@ -714,37 +698,45 @@ impl api::cluster::ClusterAccess for ClusterNode {
     }
 
     fn ask_members(&self, path: &str) -> Vec<(String, Result<Value, String>)> {
-        let Some(credential) = self.credential.get() else {
-            return Vec::new();
-        };
-        let others: Vec<MemberInfo> = self
-            .membership
+        self.ask_each(|m, credential| {
+            cluster::peers::get_json(&self.peers, m, path, &self.config.name, credential).map_err(|e| e.to_string())
+        })
+        .into_iter()
+        .map(|(m, r)| (m.name, r))
+        .collect()
+    }
+}
+
+impl ClusterNode {
+    /// The other live members.
+    fn others(&self) -> Vec<MemberInfo> {
+        self.membership
             .view()
             .members
             .into_iter()
             .filter(|m| m.name != self.config.name)
-            .collect();
-        // One thread per member: a slow one does not hold up the others.
+            .collect()
+    }
+
+    /// `ask` of every other live member, in parallel (a slow one does not hold up the others),
+    /// with the node credential; nothing before the credential is known.
+    fn ask_each<T: Send>(&self, ask: impl Fn(&MemberInfo, &str) -> T + Sync) -> Vec<(MemberInfo, T)> {
+        let Some(credential) = self.credential.get() else {
+            return Vec::new();
+        };
+        let others = self.others();
         std::thread::scope(|s| {
             let asks: Vec<_> = others
-                .iter()
+                .into_iter()
                 .map(|m| {
+                    let ask = &ask;
                     s.spawn(move || {
-                        cluster::peers::get_json(&self.peers, m, path, &self.config.name, credential)
-                            .map_err(|e| e.to_string())
+                        let t = ask(&m, credential);
+                        (m, t)
                     })
                 })
                 .collect();
-            others
-                .iter()
-                .zip(asks)
-                .map(|(m, h)| {
-                    (
-                        m.name.clone(),
-                        h.join().unwrap_or_else(|_| Err("the request panicked".into())),
-                    )
-                })
-                .collect()
+            asks.into_iter().filter_map(|h| h.join().ok()).collect()
         })
     }
 }
