@@ -537,7 +537,8 @@ const FETCHED_KEEP: Duration = Duration::from_secs(15 * 60);
 
 impl ClusterNode {
     /// Member `m`'s segments of `stream` in `[start, end)`, fetched into the cache and scanned.
-    /// Always fetched afresh (a segment still being written grows); older copies are removed.
+    /// A closed segment is fetched once and kept (for [`FETCHED_KEEP`] after it was fetched);
+    /// one still being written is fetched afresh each time, since it grows.
     fn member_segments(
         &self,
         m: &MemberInfo,
@@ -574,6 +575,14 @@ impl ClusterNode {
         }
         let mut out = Vec::new();
         for (seq, t) in cluster::peers::playlist_segments(&String::from_utf8_lossy(&text)) {
+            // A closed segment (it ends with its sample table) never changes: fetched once.
+            let closed = dir.join(format!("{seq}-{t}-closed.mp4"));
+            if let Ok(scan) = store::segment_file::scan_file(&closed)
+                && let Some(r) = scan.to_record().filter(|r| r.stream == *stream)
+            {
+                out.push((closed, r));
+                continue;
+            }
             let path = format!("/api/v1/cameras/{camera}/segments/{seq}.mp4?t={t}&stream={kind}");
             let Some(bytes) =
                 cluster::peers::get_bytes(&self.peers, m, &path, me, credential, 1 << 30).map_err(|e| e.to_string())?
@@ -584,19 +593,25 @@ impl ClusterNode {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or_default();
-            let file = dir.join(format!("{seq}-{t}-{nonce}.mp4"));
+            let mut file = dir.join(format!("{seq}-{t}-{nonce}.mp4"));
             let tmp = file.with_extension("part");
             std::fs::write(&tmp, &bytes)
                 .and_then(|()| std::fs::rename(&tmp, &file))
                 .map_err(|e| format!("{}: {e}", file.display()))?;
-            match store::segment_file::scan_file(&file).map(|s| s.to_record()) {
-                Ok(Some(r)) if r.stream == *stream => out.push((file, r)),
-                Ok(_) => {
-                    let _ = std::fs::remove_file(&file);
-                }
+            let scan = match store::segment_file::scan_file(&file) {
+                Ok(s) => s,
                 Err(e) => {
                     let _ = std::fs::remove_file(&file);
                     return Err(format!("{}'s segment {seq} is not readable: {e}", m.name));
+                }
+            };
+            if scan.table_end.is_some() && std::fs::rename(&file, &closed).is_ok() {
+                file = closed;
+            }
+            match scan.to_record() {
+                Some(r) if r.stream == *stream => out.push((file, r)),
+                _ => {
+                    let _ = std::fs::remove_file(&file);
                 }
             }
         }
