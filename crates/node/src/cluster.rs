@@ -84,6 +84,8 @@ pub struct ClusterNode {
     pulls: std::sync::OnceLock<Arc<crate::sources::Pulls>>,
     /// How pulls are made (watchdog, retries, frame size).
     ingest: ingest::rtsp::PullSettings,
+    /// The records of closed segments fetched from other members (scanned once).
+    fetched: Mutex<HashMap<std::path::PathBuf, store::SegmentRecord>>,
 }
 
 impl ClusterNode {
@@ -131,6 +133,7 @@ impl ClusterNode {
             links: Mutex::default(),
             pulls: std::sync::OnceLock::new(),
             ingest,
+            fetched: Mutex::default(),
         })
     }
 
@@ -570,6 +573,7 @@ impl ClusterNode {
                     .and_then(|t| t.elapsed().ok());
                 if old.is_some_and(|age| age > FETCHED_KEEP) {
                     let _ = std::fs::remove_file(e.path());
+                    self.fetched.lock().unwrap_or_else(|p| p.into_inner()).remove(&e.path());
                 }
             }
         }
@@ -577,9 +581,13 @@ impl ClusterNode {
         for (seq, t) in cluster::peers::playlist_segments(&String::from_utf8_lossy(&text)) {
             // A closed segment (it ends with its sample table) never changes: fetched once.
             let closed = dir.join(format!("{seq}-{t}-closed.mp4"));
-            if let Ok(scan) = store::segment_file::scan_file(&closed)
-                && let Some(r) = scan.to_record().filter(|r| r.stream == *stream)
-            {
+            let known = self
+                .fetched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&closed)
+                .cloned();
+            if let Some(r) = known.filter(|_| closed.exists()) {
                 out.push((closed, r));
                 continue;
             }
@@ -606,10 +614,18 @@ impl ClusterNode {
                 }
             };
             if scan.table_end.is_some() && std::fs::rename(&file, &closed).is_ok() {
-                file = closed;
+                file = closed.clone();
             }
             match scan.to_record() {
-                Some(r) if r.stream == *stream => out.push((file, r)),
+                Some(r) if r.stream == *stream => {
+                    if file == closed {
+                        self.fetched
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(closed.clone(), r.clone());
+                    }
+                    out.push((file, r))
+                }
                 _ => {
                     let _ = std::fs::remove_file(&file);
                 }
