@@ -810,6 +810,14 @@ fn a_member_whose_disk_fills_gives_its_cameras_away_and_takes_them_back_when_the
     let Some(etcd) = etcd() else { return };
     let small = testkit::SmallFs::new(24);
     small.clear("cluster-");
+    // Whatever happens below, the small file system is left empty for the other tests.
+    struct Cleared<'a>(&'a testkit::SmallFs);
+    impl Drop for Cleared<'_> {
+        fn drop(&mut self) {
+            self.0.clear("cluster-");
+        }
+    }
+    let _cleared = Cleared(&small);
     let n = 6;
     let sim = cameras(n);
     let mut members = start_members_with(&["rec-1", "rec-2"], |dir, addr, name| {
@@ -834,7 +842,11 @@ fn a_member_whose_disk_fills_gives_its_cameras_away_and_takes_them_back_when_the
     // Something else fills rec-2's disk: its recording is blocked, and within 10 s every camera
     // is recorded by rec-1.
     let filler_path = small.path.join("cluster-filler");
+    // Full but for 2 MB: below rec-2's 6 MB floor, with room left for its index, as a disk
+    // filling up meets the floor before it meets ENOSPC.
     let filler = testkit::fill(&filler_path);
+    let len = filler.metadata().unwrap().len();
+    filler.set_len(len.saturating_sub(2 << 20)).unwrap();
     let t = Instant::now();
     let moved = wait_until(Duration::from_secs(10), || {
         let w = writers(&mut members);
@@ -888,7 +900,6 @@ fn a_member_whose_disk_fills_gives_its_cameras_away_and_takes_them_back_when_the
     for m in &mut members {
         m.node.take();
     }
-    small.clear("cluster-");
 }
 
 /// A TCP proxy to etcd that the test can cut (a member partitioned from etcd while the others

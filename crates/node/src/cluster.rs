@@ -50,8 +50,10 @@ struct Round {
     rounds: u32,
     /// The users-and-grants file as last agreed with etcd (its hash).
     synced_directory: Option<u64>,
-    /// This member drained itself because every data disk is full of evidence.
+    /// This member drained itself because every data disk is full.
     disk_drained: bool,
+    /// Checks in a row that found every disk with no room at all.
+    disks_full_for: u32,
 }
 
 /// This node's membership of its cluster.
@@ -388,7 +390,7 @@ impl ClusterNode {
             if let Err(e) = self.sync_directory(&mut r.synced_directory) {
                 warn!("users, grants and API tokens not synced with the cluster: {e}");
             }
-            self.drain_when_disks_full(&mut r.disk_drained);
+            self.drain_when_disks_full(&mut r.disk_drained, &mut r.disks_full_for);
         }
         r.view = Some(view);
     }
@@ -397,9 +399,13 @@ impl ClusterNode {
     /// or of something else) records nothing: it drains itself, so the others take its cameras
     /// at their next round instead of it recording into errors, and undrains once a disk has
     /// room again. A drain an operator set (another reason) is left alone.
-    fn drain_when_disks_full(&self, drained: &mut bool) {
+    fn drain_when_disks_full(&self, drained: &mut bool, full_for: &mut u32) {
         let disks = self.state.store.disks();
-        let blocked = !disks.is_empty() && disks.iter().all(|d| d.is_blocked());
+        // Blocked by retention (full of evidence), or with no room at all for three checks in
+        // a row (filled by something else, so that even retention cannot write its index).
+        let no_room = disks.iter().all(|d| d.space().is_ok_and(|(free, _)| free < NO_ROOM));
+        *full_for = if no_room { *full_for + 1 } else { 0 };
+        let blocked = !disks.is_empty() && (disks.iter().all(|d| d.is_blocked()) || *full_for >= 3);
         if blocked == *drained {
             return;
         }
@@ -531,6 +537,10 @@ fn lease_json(lease: &LeaseState) -> Value {
         LeaseState::Lost { why } => json!({ "state": "lost", "why": why }),
     }
 }
+
+/// Less free space than this on a disk is no room at all: the recorder keeps its last MiB for
+/// the index.
+const NO_ROOM: u64 = 2 << 20;
 
 /// Why a member drained itself.
 const DISK_FULL: &str = "every data disk is full (recording blocked)";
