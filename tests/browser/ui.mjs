@@ -330,7 +330,14 @@ try {
     // the spread is the median of seven readings.
     await until("both players show frames", async () => (await page.$$eval(".players .tile", (ts) => ts.map((t) => t.dataset.frame))).filter(Boolean).length === 2, 15000)
       .catch(async (e) => { throw new Error(e.message + ": " + JSON.stringify(await page.$$eval(".players .tile", (ts) => ts.map((t) => ({ ...t.dataset }))))); });
+    // The second player seeks after the first: under load that can take a few seconds, and
+    // until then it shows its previous position. Wait (at most 10 s) for them to meet; what is
+    // measured below is whether they stay in step.
     await sleep(1500);
+    await until("players in step", async () => {
+      const f = await page.$$eval(".players .tile", (ts) => ts.map((t) => Number(t.dataset.frame)));
+      return Math.abs(f[0] - f[1]) <= 80;
+    }, 10000).catch(() => {});
     const spreads = [];
     let frames = null;
     for (let i = 0; i < 7; i++) {
