@@ -81,7 +81,12 @@ fn ui_node() -> Setup {
 }
 
 /// Runs `ui.mjs` with `scenarios`, answering its `NEED` lines; returns its result.
+/// One headless Chromium at a time: on two cores, two of them decoding 1080p walls at once
+/// made a wall miss its 15 s to show every tile (a full run's flake, never alone).
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn drive(setup: &mut Setup, scenarios: &[&str]) -> Value {
+    let _turn = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let shots = std::env::var("SHARPEYE_UI_SHOTS").unwrap_or_else(|_| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("target/ui-screenshots")
