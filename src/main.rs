@@ -579,7 +579,7 @@ fn cluster_command(config: &Path, command: ClusterCommand) -> anyhow::Result<Exi
     match command {
         ClusterCommand::Status => {
             let view = cluster::membership::read_cluster(&etcd, id)?;
-            let prefix = cluster::claims::key(id, "");
+            let prefix = cluster::keys::owner(id, "");
             let mut claimed: std::collections::BTreeMap<String, Vec<String>> = Default::default();
             for kv in etcd.prefix(&prefix)? {
                 let camera = kv.key.strip_prefix(&prefix).unwrap_or(&kv.key).to_owned();

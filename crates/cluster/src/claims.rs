@@ -77,23 +77,18 @@ pub fn reconcile(
     for step in steps {
         match step {
             Step::Claim(c) => {
-                if let Some(fence) = etcd.claim(&key(cluster, c), me.as_bytes(), lease)? {
+                if let Some(fence) = etcd.claim(&crate::keys::owner(cluster, c), me.as_bytes(), lease)? {
                     claims.held.insert(c.clone(), fence);
                 }
             }
             Step::Release(c) => {
                 if let Some(fence) = claims.held.remove(c) {
-                    etcd.delete_if_held(&key(cluster, c), fence)?;
+                    etcd.delete_if_held(&crate::keys::owner(cluster, c), fence)?;
                 }
             }
         }
     }
     Ok(())
-}
-
-/// The key of `camera`'s owner in `cluster`.
-pub fn key(cluster: &str, camera: &str) -> String {
-    format!("/sharpeye/{cluster}/owners/{camera}")
 }
 
 #[cfg(test)]

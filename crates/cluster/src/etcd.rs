@@ -195,10 +195,20 @@ impl Etcd {
 
     /// Every key starting with `prefix`, in key order.
     pub fn prefix(&self, prefix: &str) -> Result<Vec<Kv>, EtcdError> {
-        let (e, v) = self.call(
-            "kv/range",
-            &json!({ "key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix)) }),
-        )?;
+        self.range(&json!({ "key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix)) }))
+    }
+
+    /// The one key `key`, if it exists (a prefix read would also bring every key it begins).
+    pub fn get(&self, key: &str) -> Result<Option<Kv>, EtcdError> {
+        Ok(self
+            .range(&json!({ "key": b64(key.as_bytes()) }))?
+            .into_iter()
+            .find(|kv| kv.key == key))
+    }
+
+    /// `kv/range` with `body`: the keys it answers.
+    fn range(&self, body: &Value) -> Result<Vec<Kv>, EtcdError> {
+        let (e, v) = self.call("kv/range", body)?;
         let bad = |what: &str| Self::bad(e.clone(), "kv/range", what);
         let Some(kvs) = v["kvs"].as_array() else {
             return Ok(Vec::new());

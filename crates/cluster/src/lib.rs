@@ -19,6 +19,7 @@ pub mod assign;
 pub mod claims;
 pub mod etcd;
 pub mod gate;
+pub mod keys;
 pub mod membership;
 pub mod peers;
 

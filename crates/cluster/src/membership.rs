@@ -137,14 +137,14 @@ impl Membership {
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (v, s, c) = (view.clone(), stop.clone(), clock.clone());
-        let prefix = format!("/sharpeye/{cluster}/members/");
+        let cluster = cluster.to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("cluster-{}", me.name))
             .spawn(move || {
                 run(
                     &Loop {
                         etcd: &etcd,
-                        prefix: &prefix,
+                        cluster: &cluster,
                         me: &me,
                         ttl: ttl.max(2),
                         view: &v,
@@ -196,26 +196,29 @@ impl Drop for Membership {
     }
 }
 
-/// The drain key of member `name` in the cluster whose members are under `members_prefix`.
-fn drain_prefix(members_prefix: &str) -> String {
-    members_prefix.replacen("/members/", "/drain/", 1)
-}
-
-/// The members being drained.
-fn drained(etcd: &Etcd, members_prefix: &str) -> Result<Vec<String>, crate::etcd::EtcdError> {
-    let p = drain_prefix(members_prefix);
-    Ok(etcd
-        .prefix(&p)?
+/// The live members of `cluster` (by name) and the drained ones, as etcd holds them.
+fn read_members(etcd: &Etcd, cluster: &str) -> Result<(Vec<MemberInfo>, Vec<String>), crate::etcd::EtcdError> {
+    let prefix = crate::keys::members(cluster);
+    let mut members: Vec<MemberInfo> = etcd
+        .prefix(&prefix)?
         .iter()
-        .filter_map(|kv| kv.key.strip_prefix(&p).map(str::to_owned))
-        .collect())
+        .filter_map(|kv| member_from(kv, &prefix))
+        .collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let drains = crate::keys::drains(cluster);
+    let drained = etcd
+        .prefix(&drains)?
+        .iter()
+        .filter_map(|kv| kv.key.strip_prefix(&drains).map(str::to_owned))
+        .collect();
+    Ok((members, drained))
 }
 
 /// Drains member `name` of `cluster` (`on`: its cameras go to the others, each at a key frame,
 /// until it is undrained) or undrains it. Kept in etcd without a lease: a drained member stays
 /// drained across its restarts, which is what maintenance needs.
 pub fn set_drained(etcd: &Etcd, cluster: &str, name: &str, on: bool, why: &str) -> Result<(), crate::etcd::EtcdError> {
-    let key = format!("/sharpeye/{cluster}/drain/{name}");
+    let key = crate::keys::drain(cluster, name);
     if on {
         etcd.put(&key, why.as_bytes(), 0).map(|_| ())
     } else {
@@ -226,25 +229,19 @@ pub fn set_drained(etcd: &Etcd, cluster: &str, name: &str, on: bool, why: &str) 
 /// The cluster as etcd holds it, for `sharpeye cluster status`: its live members and the
 /// drained ones, and who claims each camera.
 pub fn read_cluster(etcd: &Etcd, cluster: &str) -> Result<View, crate::etcd::EtcdError> {
-    let prefix = format!("/sharpeye/{cluster}/members/");
-    let mut members: Vec<MemberInfo> = etcd
-        .prefix(&prefix)?
-        .iter()
-        .filter_map(|kv| member_from(kv, &prefix))
-        .collect();
-    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let (members, drained) = read_members(etcd, cluster)?;
     Ok(View {
         lease: LeaseState::Starting,
         members,
         etcd_reachable: true,
-        drained: drained(etcd, &prefix)?,
+        drained,
     })
 }
 
 /// What the membership loop works with.
 struct Loop<'a> {
     etcd: &'a Etcd,
-    prefix: &'a str,
+    cluster: &'a str,
     me: &'a MemberInfo,
     ttl: u32,
     view: &'a Mutex<View>,
@@ -254,7 +251,7 @@ struct Loop<'a> {
 
 /// The membership loop: register, keep alive, read the members, until told to stop.
 fn run(l: &Loop<'_>, confirm: &Confirm) {
-    let (etcd, prefix, me, ttl) = (l.etcd, l.prefix, l.me, l.ttl);
+    let (etcd, me, ttl) = (l.etcd, l.me, l.ttl);
     let period = Duration::from_millis(u64::from(ttl) * 1000 / 3);
     let mut lease: Option<i64> = None;
     let mut answered = Instant::now();
@@ -286,19 +283,17 @@ fn run(l: &Loop<'_>, confirm: &Confirm) {
                 },
                 None => {
                     let id = etcd.grant(ttl)?;
-                    etcd.put(&format!("{prefix}{}", me.name), entry.as_bytes(), id)?;
+                    etcd.put(
+                        &format!("{}{}", crate::keys::members(l.cluster), me.name),
+                        entry.as_bytes(),
+                        id,
+                    )?;
                     lease = Some(id);
                     l.clock.hold_until(until(ttl));
                     set(&|v| v.lease = LeaseState::Held { id, ttl });
                 }
             }
-            let mut members: Vec<MemberInfo> = etcd
-                .prefix(prefix)?
-                .iter()
-                .filter_map(|kv| member_from(kv, prefix))
-                .collect();
-            members.sort_by(|a, b| a.name.cmp(&b.name));
-            let drained = drained(etcd, prefix)?;
+            let (members, drained) = read_members(etcd, l.cluster)?;
             set(&|v| {
                 v.members = members.clone();
                 v.drained = drained.clone();

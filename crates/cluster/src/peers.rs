@@ -95,16 +95,14 @@ pub const CREDENTIAL_PREFIX: &str = "node_";
 /// (`/sharpeye/<cluster>/secret`, 32 random bytes, no lease) and read by every other. Whoever
 /// can read etcd is inside the cluster's trust boundary already.
 pub fn credential(etcd: &crate::Etcd, cluster: &str) -> Result<String, crate::EtcdError> {
-    let key = format!("/sharpeye/{cluster}/secret");
+    let key = crate::keys::secret(cluster);
     let mut raw = [0u8; 32];
     rand::fill(&mut raw);
     let fresh: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     etcd.claim(&key, fresh.as_bytes(), 0)?;
-    let kvs = etcd.prefix(&key)?;
-    let secret = kvs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| String::from_utf8(kv.value.clone()).ok())
+    let secret = etcd
+        .get(&key)?
+        .and_then(|kv| String::from_utf8(kv.value).ok())
         .filter(|s| s.len() >= 32 && s.chars().all(|c| c.is_ascii_hexdigit()))
         .ok_or_else(|| crate::EtcdError::BadAnswer {
             endpoint: "etcd".into(),

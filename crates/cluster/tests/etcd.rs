@@ -40,6 +40,12 @@ fn leases_claims_and_fencing_against_a_real_etcd() {
     let fence = c.claim(key, b"rec-1", a).unwrap().expect("free, so claimed");
     assert_eq!(c.claim(key, b"rec-2", b).unwrap(), None);
     assert_eq!(c.prefix(key).unwrap()[0].create_revision, fence);
+    // One key is read alone: cam7's neighbours that begin with its name are not.
+    c.put("/sharpeye/t/owners/cam70", b"rec-2", b).unwrap();
+    assert_eq!(c.prefix(key).unwrap().len(), 2);
+    assert_eq!(c.get(key).unwrap().map(|kv| kv.create_revision), Some(fence));
+    assert_eq!(c.get("/sharpeye/t/owners/cam8").unwrap(), None);
+    c.delete("/sharpeye/t/owners/cam70").unwrap();
     // The owner writes under its claim.
     assert_eq!(c.put_if_held(key, b"rec-1 segment 41", a, fence).unwrap(), Some(fence));
 
@@ -202,7 +208,8 @@ fn lease_of(m: &cluster::Membership) -> i64 {
 /// fenced writes for them fail. At no time do two members hold a camera's key.
 #[test]
 fn claims_follow_ownership_and_a_dead_member_s_tokens_stop_working() {
-    use cluster::claims::{Claims, key, reconcile};
+    use cluster::claims::{Claims, reconcile};
+    use cluster::keys::owner;
     let Some(etcd) = start_etcd() else {
         eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
         return;
@@ -230,7 +237,7 @@ fn claims_follow_ownership_and_a_dead_member_s_tokens_stop_working() {
     );
     // The key of exactly `cam` (a prefix read of `cam1` also finds `cam10`...).
     let exact = |cam: &str| -> Vec<cluster::Kv> {
-        let k = key("street-9", cam);
+        let k = owner("street-9", cam);
         c.prefix(&k).unwrap().into_iter().filter(|kv| kv.key == k).collect()
     };
     for cam in &cams {
@@ -253,7 +260,7 @@ fn claims_follow_ownership_and_a_dead_member_s_tokens_stop_working() {
         let new = ca.fence(cam).unwrap();
         assert!(new > *old, "{cam}: a newer token");
         assert_eq!(
-            c.put_if_held(&key("street-9", cam), b"rec-2", lb, *old).unwrap(),
+            c.put_if_held(&owner("street-9", cam), b"rec-2", lb, *old).unwrap(),
             None,
             "{cam}: the dead member's token no longer writes"
         );

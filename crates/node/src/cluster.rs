@@ -198,7 +198,7 @@ impl ClusterNode {
 
     /// Who holds each camera's claim now, from etcd; reroutes live pulls when that changed.
     fn refresh_holders(&self) {
-        let prefix = cluster::claims::key(&self.cluster, "");
+        let prefix = cluster::keys::owner(&self.cluster, "");
         let Ok(kvs) = self.etcd.prefix(&prefix) else { return };
         let now: BTreeMap<String, String> = kvs
             .iter()
@@ -334,9 +334,11 @@ impl ClusterNode {
                         r.closing.remove(c);
                         // Where the next owner starts: the key frame this member stopped before.
                         if let Some(t) = self.gates.camera(c).ended_at()
-                            && let Err(e) =
-                                self.etcd
-                                    .put(&handover_key(&self.cluster, c), t.to_string().as_bytes(), lease)
+                            && let Err(e) = self.etcd.put(
+                                &cluster::keys::handover(&self.cluster, c),
+                                t.to_string().as_bytes(),
+                                lease,
+                            )
                         {
                             warn!(camera = %c, "the handover instant was not written: {e}");
                         }
@@ -410,14 +412,13 @@ impl ClusterNode {
             return;
         }
         let me = &self.config.name;
-        let key = format!("/sharpeye/{}/drain/{me}", self.cluster);
         let result = if blocked {
             warn!(member = %me, "every data disk is full: recording is blocked here, so this member gives its cameras to the others");
             cluster::membership::set_drained(&self.etcd, &self.cluster, me, true, DISK_FULL)
         } else {
             info!(member = %me, "a data disk has room again: this member takes its share of the cameras back");
-            match self.etcd.prefix(&key) {
-                Ok(kvs) if kvs.iter().any(|kv| kv.key == key && kv.value != DISK_FULL.as_bytes()) => Ok(()),
+            match self.etcd.get(&cluster::keys::drain(&self.cluster, me)) {
+                Ok(Some(kv)) if kv.value != DISK_FULL.as_bytes() => Ok(()),
                 Ok(_) => cluster::membership::set_drained(&self.etcd, &self.cluster, me, false, ""),
                 Err(e) => Err(e),
             }
@@ -444,10 +445,9 @@ impl ClusterNode {
             b.hash(&mut h);
             h.finish()
         };
-        let key = format!("/sharpeye/{}/directory", self.cluster);
+        let key = cluster::keys::directory(&self.cluster);
         let local = file.raw().map_err(|e| e.to_string())?;
-        let shared = self.etcd.prefix(&key).map_err(|e| e.to_string())?;
-        let shared = shared.iter().find(|kv| kv.key == key).map(|kv| kv.value.clone());
+        let shared = self.etcd.get(&key).map_err(|e| e.to_string())?.map(|kv| kv.value);
         let local_hash = local.as_deref().map(hash);
         let shared_hash = shared.as_deref().map(hash);
         let changed_here = synced.is_some() && local_hash != *synced;
@@ -474,7 +474,7 @@ impl ClusterNode {
     /// cannot tell a release from a hold it has not yet shared): for evidence, keeping a hold
     /// one release too long is the safe mistake.
     fn sync_holds(&self, synced: &mut BTreeSet<String>) -> Result<(), String> {
-        let prefix = format!("/sharpeye/{}/holds/", self.cluster);
+        let prefix = cluster::keys::holds(&self.cluster);
         let in_etcd: BTreeMap<String, store::holds::Hold> = self
             .etcd
             .prefix(&prefix)
@@ -782,18 +782,11 @@ impl ClusterNode {
     }
 }
 
-/// Where the member that last recorded `camera` in `cluster` stopped (its lease's key).
-fn handover_key(cluster: &str, camera: &str) -> String {
-    format!("/sharpeye/{cluster}/handover/{camera}")
-}
-
 impl ClusterNode {
     /// The wall time (µs) the previous owner of `camera` stopped before, if it handed it over
     /// (a member that died says nothing: its key went with its lease).
     fn handed_over_at(&self, camera: &str) -> Option<i64> {
-        let key = handover_key(&self.cluster, camera);
-        let kvs = self.etcd.prefix(&key).ok()?;
-        let kv = kvs.iter().find(|kv| kv.key == key)?;
+        let kv = self.etcd.get(&cluster::keys::handover(&self.cluster, camera)).ok()??;
         std::str::from_utf8(&kv.value).ok()?.trim().parse().ok()
     }
 

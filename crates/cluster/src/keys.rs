@@ -1,0 +1,54 @@
+//! Where a cluster keeps what in etcd: every key a member reads or writes, in one place, so
+//! that two members built from different modules can never disagree on a spelling.
+//!
+//! All under `/sharpeye/<cluster>/` (the level's `[node] id`):
+//!
+//! | key | value | lease |
+//! |---|---|---|
+//! | `members/<name>` | `{url, weight}` | the member's |
+//! | `drain/<name>` | why it is drained | none |
+//! | `owners/<camera>` | the member recording it (a claim; its revision the fencing token) | the claimer's |
+//! | `handover/<camera>` | wall time (µs) of the key frame its last owner stopped before | the old owner's |
+//! | `holds/<id>` | a hold (JSON) | none |
+//! | `directory` | the users-and-grants directory file | none |
+//! | `secret` | the node credential's secret (hex) | none |
+
+/// `members/`: the live members' entries.
+pub fn members(cluster: &str) -> String {
+    format!("/sharpeye/{cluster}/members/")
+}
+
+/// `drain/`: the drained members.
+pub fn drains(cluster: &str) -> String {
+    format!("/sharpeye/{cluster}/drain/")
+}
+
+/// `drain/<name>`.
+pub fn drain(cluster: &str, name: &str) -> String {
+    format!("{}{name}", drains(cluster))
+}
+
+/// `owners/<camera>`: the claim on `camera` (`camera` empty: the prefix of every claim).
+pub fn owner(cluster: &str, camera: &str) -> String {
+    format!("/sharpeye/{cluster}/owners/{camera}")
+}
+
+/// `handover/<camera>`.
+pub fn handover(cluster: &str, camera: &str) -> String {
+    format!("/sharpeye/{cluster}/handover/{camera}")
+}
+
+/// `holds/`: the cluster's holds (`holds/<id>`).
+pub fn holds(cluster: &str) -> String {
+    format!("/sharpeye/{cluster}/holds/")
+}
+
+/// `directory`.
+pub fn directory(cluster: &str) -> String {
+    format!("/sharpeye/{cluster}/directory")
+}
+
+/// `secret`.
+pub fn secret(cluster: &str) -> String {
+    format!("/sharpeye/{cluster}/secret")
+}
