@@ -44,6 +44,33 @@ pub fn planned(extra: &[MemberSegment]) -> Vec<(std::path::PathBuf, store::Segme
     extra.iter().map(|(_, p, r)| (p.clone(), r.clone())).collect()
 }
 
+/// Plans `req` over what this member recorded and, only where that does not cover the whole
+/// range (a gap, a late start, an early end), over the other members' segments too, fetched
+/// here (`cluster`: `None` for a node alone). Returns the plan and the segments fetched, which
+/// an export packages with its own.
+pub fn plan_over_members(
+    cluster: Option<&dyn ClusterAccess>,
+    store: &store::Store,
+    samples: &store::playback::SampleCache,
+    req: &store::playback::PlaybackRequest,
+) -> Result<(store::playback::PlaybackPlan, Vec<MemberSegment>), store::playback::PlanError> {
+    use store::playback::{PlanError, plan, plan_with};
+    let own = plan(store, samples, req);
+    let Some(cluster) = cluster else {
+        return own.map(|p| (p, Vec::new()));
+    };
+    match own {
+        // Members never record a camera at the same time: nothing of theirs can be in it.
+        Ok(p) if p.gaps.is_empty() && p.truncated.is_none() && p.first == req.start && p.last == req.end => {
+            return Ok((p, Vec::new()));
+        }
+        Ok(_) | Err(PlanError::NothingRecorded) => {}
+        Err(e) => return Err(e),
+    }
+    let extra = cluster.segments(&req.stream, req.start, req.end);
+    plan_with(store, samples, req, planned(&extra)).map(|p| (p, extra))
+}
+
 /// The header a member names itself in when it calls another.
 pub const NODE_HEADER: &str = "x-sharpeye-node";
 

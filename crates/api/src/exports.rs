@@ -13,7 +13,7 @@ use media::progressive::{Part, VirtualMp4};
 use media::{StreamId, WallTime};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::playback::{PlanError, PlaybackRequest, plan_with};
+use store::playback::{PlanError, PlaybackRequest};
 
 use crate::access::{Caller, ClientIp, media_caller, no_camera};
 use crate::error::ApiError;
@@ -123,11 +123,8 @@ pub async fn create(
     // In a cluster, the other members' recordings of the range are part of the export (fetched
     // once, here, and kept for the job).
     let planned = tokio::task::spawn_blocking(move || {
-        let extra = match st.cluster.get() {
-            Some(c) => c.segments(&probe.stream, probe.start, probe.end),
-            None => Vec::new(),
-        };
-        plan_with(&st.store, &st.samples, &probe, crate::cluster::planned(&extra)).map(|_| extra)
+        crate::cluster::plan_over_members(st.cluster.get().map(|c| &**c), &st.store, &st.samples, &probe)
+            .map(|(_, extra)| extra)
     })
     .await
     .map_err(ApiError::internal)?;

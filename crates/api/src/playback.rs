@@ -54,18 +54,15 @@ fn nothing_recorded() -> ApiError {
 }
 
 /// Plans and builds (or fetches from the cache) the movie for a request; in a cluster (unless
-/// `local`), over what every member recorded of the range: the other members' segments of it
-/// are fetched first (`ClusterAccess::segments`), so a camera recorded by one member until a
-/// failover and by another after plays as one file.
+/// `local`), over what every member recorded of the range where this one's own recordings do
+/// not cover it: the other members' segments are fetched first (`ClusterAccess::segments`), so
+/// a camera recorded by one member until a failover and by another after plays as one file.
 pub(crate) async fn movie(state: &Arc<AppState>, req: PlaybackRequest, local: bool) -> Result<Arc<Movie>, ApiError> {
     let st = state.clone();
     tokio::task::spawn_blocking(move || -> Result<Arc<Movie>, ApiError> {
-        let extra = match st.cluster.get().filter(|_| !local) {
-            Some(c) => crate::cluster::planned(&c.segments(&req.stream, req.start, req.end)),
-            None => Vec::new(),
-        };
-        let plan = match store::playback::plan_with(&st.store, &st.samples, &req, extra) {
-            Ok(p) => p,
+        let cluster = st.cluster.get().filter(|_| !local).map(|c| &**c);
+        let plan = match crate::cluster::plan_over_members(cluster, &st.store, &st.samples, &req) {
+            Ok((p, _)) => p,
             Err(PlanError::NothingRecorded) => return Err(nothing_recorded()),
             Err(PlanError::Store(e)) => return Err(ApiError::internal(e)),
         };
