@@ -86,15 +86,8 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 "missing bearer token: log in with POST /api/v1/login and send Authorization: Bearer <token>",
             )
         })?;
-        if let Some(member) = state.cluster.get().and_then(|c| {
-            let named = parts
-                .headers
-                .get(crate::cluster::NODE_HEADER)
-                .and_then(|v| v.to_str().ok());
-            c.node_caller(token, named)
-        }) {
-            // Another member of this level's cluster, asking for what this one recorded.
-            return Ok(Caller::new(node_principal(&member), ip, &parts.headers));
+        if let Some(member) = node_member(state, token, Some(&parts.headers)) {
+            return Ok(Caller::new(member, ip, &parts.headers));
         }
         let who = state
             .auth
@@ -104,15 +97,20 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
-/// Another member of this node's cluster (its node credential): it acts as administrator and
-/// is audited as `node:<name>`.
-fn node_principal(member: &str) -> auth::Principal {
-    auth::Principal {
+/// Another member of this node's cluster, when `token` is the cluster's node credential: it
+/// acts as administrator (asking for what this member recorded) and is audited as
+/// `node:<name>` (the name it gives in `x-sharpeye-node`).
+fn node_member(state: &AppState, token: &str, headers: Option<&HeaderMap>) -> Option<auth::Principal> {
+    let named = headers
+        .and_then(|h| h.get(crate::cluster::NODE_HEADER))
+        .and_then(|v| v.to_str().ok());
+    let member = state.cluster.get()?.node_caller(token, named)?;
+    Some(auth::Principal {
         user: format!("node:{member}"),
         role: auth::Role::Admin,
         department: None,
         via: auth::Via::Session,
-    }
+    })
 }
 
 /// The bearer token of a request, if any.
@@ -202,13 +200,8 @@ pub fn authorize_media(
     via: &str,
 ) -> Result<Caller, ApiError> {
     let who = match credentials {
-        MediaCredentials::Bearer(t) => match state.cluster.get().and_then(|c| {
-            let named = headers
-                .and_then(|h| h.get(crate::cluster::NODE_HEADER))
-                .and_then(|v| v.to_str().ok());
-            c.node_caller(t, named)
-        }) {
-            Some(member) => node_principal(&member),
+        MediaCredentials::Bearer(t) => match node_member(state, t, headers) {
+            Some(member) => member,
             None => state
                 .auth
                 .verify(t)

@@ -147,14 +147,6 @@ impl Pulls {
         let Some(mut pull) = lock(&self.specs).get(stream).cloned() else {
             return;
         };
-        // A camera of this level that another member records is relayed from it.
-        let mut via = None;
-        if matches!(pull.source, Source::Rtsp(_) | Source::Gb(_))
-            && let Some((member, source)) = self.route.get().and_then(|r| r(stream))
-        {
-            via = Some(member);
-            pull.source = source;
-        }
         let mut running = lock(&self.running);
         match action {
             hub::Action::Start => {
@@ -163,6 +155,14 @@ impl Pulls {
                 };
                 if running.contains_key(stream) {
                     return;
+                }
+                // A camera of this level that another member records is relayed from it.
+                let mut via = None;
+                if matches!(pull.source, Source::Rtsp(_) | Source::Gb(_))
+                    && let Some((member, source)) = self.route.get().and_then(|r| r(stream))
+                {
+                    via = Some(member);
+                    pull.source = source;
                 }
                 let sink = Arc::new(
                     StreamSink::new(channel, pull.recorder.clone(), pull.intact.clone()).gated(pull.gate.clone()),
