@@ -53,22 +53,31 @@ fn nothing_recorded() -> ApiError {
     )
 }
 
-/// Plans and builds (or fetches from the cache) the movie for a request; in a cluster (unless
-/// `local`), over what every member recorded of the range where this one's own recordings do
-/// not cover it: the other members' segments are fetched first (`ClusterAccess::segments`), so
-/// a camera recorded by one member until a failover and by another after plays as one file.
-pub(crate) async fn movie(state: &Arc<AppState>, req: PlaybackRequest, local: bool) -> Result<Arc<Movie>, ApiError> {
+/// Plans the movie for a request; in a cluster (unless `local`), over what every member
+/// recorded of the range where this one's own recordings do not cover it: the other members'
+/// segments are fetched first (`ClusterAccess::segments`), so a camera recorded by one member
+/// until a failover and by another after plays as one file.
+async fn plan_movie(state: &Arc<AppState>, req: PlaybackRequest, local: bool) -> Result<PlaybackPlan, ApiError> {
     let st = state.clone();
-    tokio::task::spawn_blocking(move || -> Result<Arc<Movie>, ApiError> {
+    tokio::task::spawn_blocking(move || {
         let cluster = st.cluster.get().filter(|_| !local).map(|c| &**c);
-        let plan = match crate::cluster::plan_over_members(cluster, &st.store, &st.samples, &req) {
-            Ok((p, _)) => p,
-            Err(PlanError::NothingRecorded) => return Err(nothing_recorded()),
-            Err(PlanError::Store(e)) => return Err(ApiError::internal(e)),
-        };
-        if let Some(m) = st.movies.get(&plan.etag) {
-            return Ok(m);
+        match crate::cluster::plan_over_members(cluster, &st.store, &st.samples, &req) {
+            Ok((p, _)) => Ok(p),
+            Err(PlanError::NothingRecorded) => Err(nothing_recorded()),
+            Err(PlanError::Store(e)) => Err(ApiError::internal(e)),
         }
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Builds the movie of a plan, or takes it from the cache.
+async fn build_movie(state: &Arc<AppState>, plan: PlaybackPlan) -> Result<Arc<Movie>, ApiError> {
+    if let Some(m) = state.movies.get(&plan.etag) {
+        return Ok(m);
+    }
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || {
         let file = media::progressive::build(&plan.spec).map_err(ApiError::internal)?;
         let m = Arc::new(Movie {
             plan,
@@ -124,8 +133,15 @@ pub async fn playback_mp4(
         "end": time::format(end),
         "speed": req.speed,
     });
-    let m = movie(&state, req, q.contains_key("local")).await?;
-    state.audit_playback(&caller, &id, "mp4", detail).await?;
+    let plan = plan_movie(&state, req, q.contains_key("local")).await?;
+    // The audit entry is made durable while the movie is built: both must be done before the
+    // first byte, and neither needs the other.
+    let (m, audited) = tokio::join!(
+        build_movie(&state, plan),
+        state.audit_playback(&caller, &id, "mp4", detail)
+    );
+    audited?;
+    let m = m?;
     let mut extra = vec![
         ("x-sharpeye-first-frame", time::format(m.plan.first)),
         ("x-sharpeye-end", time::format(m.plan.last)),

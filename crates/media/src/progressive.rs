@@ -146,9 +146,10 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
         run_entry.push(i as u32 + 1);
     }
 
+    let total_samples: usize = spec.runs.iter().map(|r| r.samples.len()).sum();
     let mut stts: Vec<mp4_atom::SttsEntry> = Vec::new();
     let mut stss = Vec::new();
-    let mut sizes = Vec::new();
+    let mut sizes = Vec::with_capacity(total_samples);
     let mut parts: Vec<Part> = Vec::new();
     let mut chunk_samples: Vec<(u32, u32)> = Vec::new(); // (samples, description index)
     let mut n: u32 = 0;
@@ -211,16 +212,18 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     let mdat_header_len: u64 = if payload + 8 > u64::from(u32::MAX) { 16 } else { 8 };
     let duration = spec.duration.min(total_ticks.saturating_sub(spec.skip));
 
+    // Called once: the tables move into the boxes rather than being copied.
+    let moov_capacity = 4096 + 4 * (sizes.len() + stss.len() + parts.len()) + 12 * (stts.len() + stsc.len());
     let moov_with = |offsets: &[u64]| -> Result<Vec<u8>, Mp4Error> {
         let stbl = mp4_atom::Stbl {
             stsd: mp4_atom::Stsd {
                 codecs: entries.iter().map(|p| sample_entry(p)).collect::<Result<_, _>>()?,
             },
-            stts: mp4_atom::Stts { entries: stts.clone() },
-            stss: (stss.len() < n as usize).then(|| mp4_atom::Stss { entries: stss.clone() }),
-            stsc: mp4_atom::Stsc { entries: stsc.clone() },
+            stts: mp4_atom::Stts { entries: stts },
+            stss: (stss.len() < n as usize).then_some(mp4_atom::Stss { entries: stss }),
+            stsc: mp4_atom::Stsc { entries: stsc },
             stsz: mp4_atom::Stsz {
-                samples: mp4_atom::StszSamples::Different { sizes: sizes.clone() },
+                samples: mp4_atom::StszSamples::Different { sizes },
             },
             stco: (!wide).then(|| mp4_atom::Stco {
                 entries: offsets.iter().map(|&o| o as u32).collect(),
@@ -249,7 +252,7 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
             trak: vec![video_trak(&entries[0], total_ticks, stbl, Some(edts))?],
             ..Default::default()
         };
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(moov_capacity);
         moov.encode(&mut out).map_err(|source| Mp4Error::Atom {
             context: "moov",
             source,

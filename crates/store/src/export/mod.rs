@@ -15,17 +15,19 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use media::progressive::{Piece, VirtualMp4};
+use media::progressive::VirtualMp4;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::StoreError;
+
+mod copy;
 
 /// The manifest file's name inside a package.
 pub const MANIFEST: &str = "manifest.json";
@@ -195,7 +197,12 @@ pub fn write_package(
 ) -> Result<Manifest, StoreError> {
     let partial = path.with_extension("zip.partial");
     let out = File::create(&partial).map_err(StoreError::io(&partial, "create"))?;
-    let mut zip = zip::ZipWriter::new(io::BufWriter::with_capacity(1 << 20, out));
+    let mut writeback = copy::Writeback::new(&out);
+    let mut progress = |n| {
+        writeback.wrote(n);
+        progress(n)
+    };
+    let mut zip = zip::ZipWriter::new(io::BufWriter::with_capacity(64 << 10, out));
     let zerr = |e: zip::result::ZipError| StoreError::Io {
         path: partial.clone(),
         op: "write zip",
@@ -210,41 +217,7 @@ pub fn write_package(
     manifest.files.clear();
     for f in files {
         zip.start_file(f.name.as_str(), opts(f.file.len)).map_err(zerr)?;
-        // Three stages on their own threads: a reader fills chunks, a hasher runs SHA-256 over
-        // them, this thread writes them into the zip (which adds its CRC-32); buffers go back
-        // to the reader. Reading, hashing and writing overlap.
-        let digest = std::thread::scope(|scope| -> Result<String, StoreError> {
-            let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, StoreError>>(4);
-            let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, StoreError>>(4);
-            let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-            for _ in 0..10 {
-                let _ = empty_tx.send(vec![0u8; CHUNK]);
-            }
-            scope.spawn(move || read_pieces(f, &read_tx, &empty_rx));
-            let hasher = scope.spawn(move || {
-                let mut sha = Sha256::new();
-                for chunk in read_rx {
-                    if let Ok(c) = &chunk {
-                        sha.update(c.bytes());
-                    }
-                    if hashed_tx.send(chunk).is_err() {
-                        break;
-                    }
-                }
-                hex(&sha.finalize())
-            });
-            for chunk in hashed_rx {
-                let chunk = chunk?;
-                zip.write_all(chunk.bytes())
-                    .map_err(StoreError::io(&partial, "write"))?;
-                if let Chunk::Data(buf, n) = chunk {
-                    progress(n as u64);
-                    let _ = empty_tx.send(buf);
-                }
-            }
-            hasher.join().map_err(|_| StoreError::Stopped)
-        });
-        let digest = digest?;
+        let digest = copy::copy_hashed(f, &mut zip, &partial, &mut progress)?;
         manifest.files.push(ManifestFile {
             name: f.name.clone(),
             size: f.file.len,
@@ -275,68 +248,6 @@ pub fn write_package(
     file.sync_all().map_err(StoreError::io(&partial, "sync"))?;
     std::fs::rename(&partial, path).map_err(StoreError::io(path, "rename"))?;
     Ok(manifest)
-}
-
-/// Size of the chunks an export copies.
-const CHUNK: usize = 1 << 20;
-
-enum Chunk {
-    Head(bytes::Bytes),
-    /// A recycled buffer and how much of it holds data.
-    Data(Vec<u8>, usize),
-}
-
-impl Chunk {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Chunk::Head(b) => b,
-            Chunk::Data(buf, n) => &buf[..*n],
-        }
-    }
-}
-
-/// Sends the pieces of `f` in order, reading file ranges into buffers taken from `empty`.
-fn read_pieces(
-    f: &PackageFile<'_>,
-    full: &std::sync::mpsc::SyncSender<Result<Chunk, StoreError>>,
-    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
-) {
-    let mut open: Option<(u32, File)> = None;
-    for piece in f.file.pieces(0, f.file.len) {
-        let p = match piece {
-            Piece::Head(b) => {
-                if full.send(Ok(Chunk::Head(b))).is_err() {
-                    return;
-                }
-                continue;
-            }
-            Piece::File(p) => p,
-        };
-        let src = &f.sources[p.source as usize];
-        if open.as_ref().is_none_or(|(s, _)| *s != p.source) {
-            match File::open(src) {
-                Ok(file) => open = Some((p.source, file)),
-                Err(e) => {
-                    let _ = full.send(Err(StoreError::io(src, "open")(e)));
-                    return;
-                }
-            }
-        }
-        let Some((_, file)) = open.as_ref() else { return };
-        let mut done = 0;
-        while done < p.len {
-            let Ok(mut buf) = empty.recv() else { return };
-            let n = (p.len - done).min(buf.len() as u64) as usize;
-            if let Err(e) = file.read_exact_at(&mut buf[..n], p.offset + done) {
-                let _ = full.send(Err(StoreError::io(src, "read")(e)));
-                return;
-            }
-            done += n as u64;
-            if full.send(Ok(Chunk::Data(buf, n))).is_err() {
-                return;
-            }
-        }
-    }
 }
 
 fn hex(b: &[u8]) -> String {
