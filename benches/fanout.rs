@@ -9,10 +9,12 @@
 //! timestamp offset found from frame sizes).
 //!
 //! ```text
-//! cargo bench --bench fanout -- [--viewers 1000] [--seconds 15] [--no-gstreamer]
+//! cargo bench --bench fanout -- [--viewers 1000] [--seconds 15] [--no-gstreamer] [--separate]
 //! ```
-//! The clients run in this process on the same 2 cores, so absolute Gbit/s are bounded by them
-//! too; the ratio against GStreamer is measured under the same handicap. Run by hand
+//! By default the clients run in this process on the same 2 cores, so absolute Gbit/s are
+//! bounded by them too; the ratio against GStreamer is measured under the same handicap. With
+//! `--separate` the RTSP viewers run in a child process pinned with camsim to CPU 1 and each
+//! server is pinned alone to CPU 0: the server's latency is then its own, on one core. Run by hand
 //! (`scripts/bench-fanout.sh`), not in CI.
 
 mod common;
@@ -43,6 +45,17 @@ struct Args {
     /// `--whep`.
     #[arg(long, default_value_t = 50)]
     whep: usize,
+    /// `--separate`: the RTSP viewers (all but the first, cold one) run in a process of their
+    /// own on CPU 1 with camsim, and each server alone on CPU 0, so that the viewers' scheduling
+    /// is not the server's.
+    #[arg(long)]
+    separate: bool,
+    /// Internal: run as that viewers' process (`--viewer-child URL`), driven over stdin.
+    #[arg(long, hide = true)]
+    viewer_child: Option<String>,
+    /// Internal: how many viewers the child runs.
+    #[arg(long, hide = true, default_value_t = 0)]
+    count: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -102,61 +115,20 @@ async fn read_response(
     Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// Set in the viewers' process: each viewer's socket gets a receive buffer of 1 MB (several key
+/// frames), so that a frame reaches the socket when the server sends it rather than when this
+/// process, busy with 999 sockets on one core, has drained the one before.
+static BIG_RCVBUF: AtomicBool = AtomicBool::new(false);
+
+type Playing = (
+    BufReader<tokio::net::tcp::OwnedReadHalf>,
+    tokio::net::tcp::OwnedWriteHalf,
+);
+
 /// An RTSP/TCP viewer of `url`: DESCRIBE, SETUP (interleaved), PLAY, then frames until stop.
 async fn rtsp_viewer(url: String, shared: Arc<Shared>, keep_frames: bool) -> ViewerLog {
     let mut log = ViewerLog::default();
-    let u = url::Url::parse(&url).unwrap();
-    let addr = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
-    let t0 = Instant::now();
-    let Ok(stream) = TcpStream::connect(&addr).await else {
-        return log;
-    };
-    let _ = stream.set_nodelay(true);
-    log.connected = Some(t0);
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(256 * 1024, rd);
-    let send = |m: String| m.into_bytes();
-    let _ = wr
-        .write_all(&send(format!(
-            "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"
-        )))
-        .await;
-    let Ok((200, headers, sdp)) = read_response(&mut rd).await else {
-        return log;
-    };
-    let base = headers
-        .get("content-base")
-        .cloned()
-        .unwrap_or_else(|| format!("{url}/"));
-    let control = sdp
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("a=control:"))
-        .unwrap_or("trackID=0")
-        .to_owned();
-    let setup_url = if control.starts_with("rtsp://") {
-        control
-    } else {
-        format!("{}{}{control}", base, if base.ends_with('/') { "" } else { "/" })
-    };
-    let _ = wr
-        .write_all(&send(format!(
-            "SETUP {setup_url} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-        )))
-        .await;
-    let Ok((200, headers, _)) = read_response(&mut rd).await else {
-        return log;
-    };
-    let session = headers
-        .get("session")
-        .map(|s| s.split(';').next().unwrap_or("").to_owned())
-        .unwrap_or_default();
-    let _ = wr
-        .write_all(&send(format!(
-            "PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\nRange: npt=0.000-\r\n\r\n"
-        )))
-        .await;
-    let Ok((200, _, _)) = read_response(&mut rd).await else {
+    let Some((mut rd, _wr)) = rtsp_play(&url, &mut log, false).await else {
         return log;
     };
     let mut pkt = vec![0u8; 65536];
@@ -197,6 +169,218 @@ async fn rtsp_viewer(url: String, shared: Arc<Shared>, keep_frames: bool) -> Vie
     log
 }
 
+/// Connects and plays `url`; with `kernel_times`, the socket stamps every segment it receives.
+async fn rtsp_play(url: &str, log: &mut ViewerLog, kernel_times: bool) -> Option<Playing> {
+    let u = url::Url::parse(url).unwrap();
+    let addr = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
+    let t0 = Instant::now();
+    let stream = TcpStream::connect(&addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    if BIG_RCVBUF.load(Ordering::Relaxed) {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 1 << 20;
+        // SAFETY: setsockopt on a socket we own, reading an int we own.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    if kernel_times {
+        use std::os::fd::AsRawFd;
+        let flags = (libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
+        // SAFETY: setsockopt on a socket we own, reading an int we own.
+        let r = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPING,
+                (&flags as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "SO_TIMESTAMPING");
+    }
+    log.connected = Some(t0);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    let send = |m: String| m.into_bytes();
+    let _ = wr
+        .write_all(&send(format!(
+            "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"
+        )))
+        .await;
+    let Ok((200, headers, sdp)) = read_response(&mut rd).await else {
+        return None;
+    };
+    let base = headers
+        .get("content-base")
+        .cloned()
+        .unwrap_or_else(|| format!("{url}/"));
+    let control = sdp
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("a=control:"))
+        .unwrap_or("trackID=0")
+        .to_owned();
+    let setup_url = if control.starts_with("rtsp://") {
+        control
+    } else {
+        format!("{}{}{control}", base, if base.ends_with('/') { "" } else { "/" })
+    };
+    let _ = wr
+        .write_all(&send(format!(
+            "SETUP {setup_url} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )))
+        .await;
+    let Ok((200, headers, _)) = read_response(&mut rd).await else {
+        return None;
+    };
+    let session = headers
+        .get("session")
+        .map(|s| s.split(';').next().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let _ = wr
+        .write_all(&send(format!(
+            "PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\nRange: npt=0.000-\r\n\r\n"
+        )))
+        .await;
+    let Ok((200, _, _)) = read_response(&mut rd).await else {
+        return None;
+    };
+    Some((rd, wr))
+}
+
+/// Reads `buf` full from `fd` (blocking); returns the kernel's receive time (CLOCK_REALTIME
+/// ns) of the last segment the reads took bytes from, if the kernel stamped it.
+fn read_exact_stamped(fd: i32, buf: &mut [u8]) -> std::io::Result<Option<i128>> {
+    let mut done = 0;
+    let mut stamp = None;
+    while done < buf.len() {
+        let mut iov = libc::iovec {
+            iov_base: buf[done..].as_mut_ptr().cast(),
+            iov_len: buf.len() - done,
+        };
+        let mut control = [0u64; 32];
+        // SAFETY: a zeroed msghdr is valid; it points at the iovec and control buffer above,
+        // which outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: fd is our socket; msg is set up above.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            // A signal, or a second without data (the socket's read timeout): read on.
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+            ) {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        done += n as usize;
+        // SAFETY: walking the control messages the kernel wrote into `control`.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPING {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    stamp = Some(i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec));
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+    }
+    Ok(stamp)
+}
+
+/// A logged RTSP viewer timed by the kernel: each frame's arrival is the software receive
+/// timestamp of the TCP segment that completed it (SO_TIMESTAMPING), i.e. when the server's
+/// bytes reached the socket, however late this viewer's thread gets to read them.
+async fn rtsp_viewer_kernel_timed(url: String, shared: Arc<Shared>) -> ViewerLog {
+    let mut log = ViewerLog::default();
+    let Some((rd, wr)) = rtsp_play(&url, &mut log, true).await else {
+        return log;
+    };
+    // Bytes read past the PLAY response during the handshake come first, untimed.
+    let mut early = std::collections::VecDeque::from(rd.buffer().to_vec());
+    let Ok(stream) = rd.into_inner().reunite(wr) else {
+        return log;
+    };
+    let Ok(stream) = stream.into_std() else { return log };
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    tokio::task::spawn_blocking(move || {
+        use std::os::fd::AsRawFd;
+        // CLOCK_REALTIME (the stamps' clock) against Instant, taken together.
+        let (i0, r0) = (Instant::now(), std::time::SystemTime::now());
+        let r0 = r0.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128;
+        let at = |ns: i128| {
+            let d = Duration::from_nanos((ns - r0).unsigned_abs() as u64);
+            if ns >= r0 { i0 + d } else { i0 - d }
+        };
+        let fd = stream.as_raw_fd();
+        let mut read = |buf: &mut [u8]| -> std::io::Result<Option<i128>> {
+            let n = early.len().min(buf.len());
+            for (b, e) in buf[..n].iter_mut().zip(early.drain(..n)) {
+                *b = e;
+            }
+            if n == buf.len() {
+                return Ok(None);
+            }
+            read_exact_stamped(fd, &mut buf[n..])
+        };
+        let mut pkt = vec![0u8; 65536];
+        let mut frame_size = 0usize;
+        let mut h = [0u8; 4];
+        while !shared.stop.load(Ordering::Relaxed) {
+            if read(&mut h[..1]).is_err() {
+                break;
+            }
+            if h[0] != b'$' {
+                continue;
+            }
+            if read(&mut h[1..]).is_err() {
+                break;
+            }
+            let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            let Ok(stamp) = read(&mut pkt[..len]) else { break };
+            shared.bytes.fetch_add(len as u64 + 4, Ordering::Relaxed);
+            if h[1] != 0 || len < 12 {
+                continue;
+            }
+            frame_size += len - 12;
+            if pkt[1] & 0x80 != 0 {
+                let now = stamp.map(at);
+                if let Some(now) = now {
+                    log.first_frame.get_or_insert(now);
+                    let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
+                    log.frames.push(Seen {
+                        at: now,
+                        ts,
+                        size: frame_size,
+                    });
+                }
+                frame_size = 0;
+            }
+        }
+        log
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// A live.mp4 viewer: counts bytes and the time to the first media byte.
 async fn mp4_viewer(addr: SocketAddr, path: String, shared: Arc<Shared>) -> ViewerLog {
     let mut log = ViewerLog::default();
@@ -224,6 +408,197 @@ async fn mp4_viewer(addr: SocketAddr, path: String, shared: Arc<Shared>) -> View
         }
     }
     log
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: `Instant`'s clock, comparable between processes.
+fn mono_ns() -> i128 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
+}
+
+/// Converts between this process's `Instant`s and CLOCK_MONOTONIC nanoseconds.
+#[derive(Clone, Copy)]
+struct Clock {
+    at: Instant,
+    ns: i128,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            at: Instant::now(),
+            ns: mono_ns(),
+        }
+    }
+    fn to_ns(self, i: Instant) -> i128 {
+        if i >= self.at {
+            self.ns + (i - self.at).as_nanos() as i128
+        } else {
+            self.ns - (self.at - i).as_nanos() as i128
+        }
+    }
+    fn to_instant(self, ns: i128) -> Instant {
+        let d = Duration::from_nanos((ns - self.ns).unsigned_abs() as u64);
+        if ns >= self.ns { self.at + d } else { self.at - d }
+    }
+}
+
+/// The viewers' process: `count` RTSP viewers of `url`; on stdin `mark` prints the bytes
+/// received so far, `stop` ends them and prints each viewer's log as a JSON line, then `end`.
+fn viewer_child(url: String, count: usize) {
+    use std::io::BufRead;
+    BIG_RCVBUF.store(true, Ordering::Relaxed);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let shared = Arc::new(Shared {
+        bytes: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let handles = rt.block_on(async {
+        let mut h = Vec::new();
+        for i in 0..count {
+            // Every 10th viewer of the whole run logs frames, timed by the kernel; this child
+            // holds viewers 1..
+            h.push(if (i + 1) % 10 == 0 {
+                tokio::spawn(rtsp_viewer_kernel_timed(url.clone(), shared.clone()))
+            } else {
+                tokio::spawn(rtsp_viewer(url.clone(), shared.clone(), false))
+            });
+            if (i + 1) % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        h
+    });
+    // The runtime keeps running the viewers on its thread while this one waits for commands.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let clock = Clock::now();
+    rt.block_on(async {
+        loop {
+            let cmd = loop {
+                if let Ok(c) = rx.try_recv() {
+                    break c;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            match cmd.as_str() {
+                "mark" => println!("bytes {}", shared.bytes.load(Ordering::Relaxed)),
+                _ => break,
+            }
+        }
+        shared.stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            if let Ok(Ok(l)) = tokio::time::timeout(Duration::from_secs(5), h).await {
+                let ns = |i: Option<Instant>| i.map(|i| clock.to_ns(i).to_string());
+                let frames: Vec<serde_json::Value> = l
+                    .frames
+                    .iter()
+                    .map(|f| serde_json::json!([clock.to_ns(f.at).to_string(), f.ts, f.size]))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"connected": ns(l.connected), "first_frame": ns(l.first_frame), "frames": frames})
+                );
+            }
+        }
+        println!("end");
+    });
+}
+
+/// The parent's side of the viewers' process.
+struct ViewerProcess {
+    child: Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl ViewerProcess {
+    fn start(url: &str, count: usize) -> ViewerProcess {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(exe)
+            .args(["--viewer-child", url, "--count", &count.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        ViewerProcess {
+            child,
+            lines: std::io::BufRead::lines(std::io::BufReader::new(out)),
+        }
+    }
+    fn say(&mut self, cmd: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{cmd}").unwrap();
+        stdin.flush().unwrap();
+    }
+    fn bytes(&mut self) -> u64 {
+        self.say("mark");
+        let l = self.lines.next().unwrap().unwrap();
+        l.strip_prefix("bytes ").unwrap().parse().unwrap()
+    }
+    fn stop(mut self, clock: Clock) -> Vec<ViewerLog> {
+        self.say("stop");
+        let mut logs = Vec::new();
+        for l in self.lines.by_ref().map_while(Result::ok) {
+            if l == "end" {
+                break;
+            }
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            let at = |x: &serde_json::Value| {
+                x.as_str()
+                    .and_then(|s| s.parse::<i128>().ok())
+                    .map(|ns| clock.to_instant(ns))
+            };
+            logs.push(ViewerLog {
+                connected: at(&v["connected"]),
+                first_frame: at(&v["first_frame"]),
+                frames: v["frames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| {
+                        Some(Seen {
+                            at: at(&f[0])?,
+                            ts: f[1].as_u64()? as u32,
+                            size: f[2].as_u64()? as usize,
+                        })
+                    })
+                    .collect(),
+            });
+        }
+        let _ = self.child.wait();
+        logs
+    }
+}
+
+/// (busy, total) jiffies of each CPU, from /proc/stat.
+fn cpu_times() -> Vec<(u64, u64)> {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            let total: u64 = v.iter().take(8).sum();
+            (total - idle, total)
+        })
+        .collect()
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -303,6 +678,7 @@ async fn run(
     make: impl Fn(usize, Arc<Shared>) -> tokio::task::JoinHandle<ViewerLog>,
     viewers: usize,
     seconds: u64,
+    child_url: Option<&str>,
 ) -> Run {
     let shared = Arc::new(Shared {
         bytes: AtomicU64::new(0),
@@ -316,20 +692,35 @@ async fn run(
     let mut handles = vec![make(0, shared.clone())];
     // Cold: wait for the first viewer's first frame before adding the others.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for i in 1..viewers {
-        handles.push(make(i, shared.clone()));
-        if i % 50 == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut child = child_url.map(|u| ViewerProcess::start(u, viewers - 1));
+    if child.is_none() {
+        for i in 1..viewers {
+            handles.push(make(i, shared.clone()));
+            if i % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (b0, c0, t0) = (shared.bytes.load(Ordering::Relaxed), cpu_seconds(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3 + viewers as u64 / 500)).await;
+    let received = |child: &mut Option<ViewerProcess>| {
+        shared.bytes.load(Ordering::Relaxed) + child.as_mut().map_or(0, |c| c.bytes())
+    };
+    let (b0, c0, t0) = (received(&mut child), cpu_seconds(pid), Instant::now());
+    let cpus0 = cpu_times();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let (b1, c1, dt) = (
-        shared.bytes.load(Ordering::Relaxed),
-        cpu_seconds(pid),
-        t0.elapsed().as_secs_f64(),
-    );
+    let (b1, c1, dt) = (received(&mut child), cpu_seconds(pid), t0.elapsed().as_secs_f64());
+    let busy: Vec<String> = cpu_times()
+        .iter()
+        .zip(&cpus0)
+        .enumerate()
+        .map(|(i, (b, a))| {
+            format!(
+                "CPU {i} {:.0} %",
+                (b.0 - a.0) as f64 * 100.0 / (b.1 - a.1).max(1) as f64
+            )
+        })
+        .collect();
+    println!("{name}: busy during the window: {}", busy.join(", "));
     shared.stop.store(true, Ordering::Relaxed);
     let mut logs = Vec::new();
     for h in handles {
@@ -337,6 +728,9 @@ async fn run(
         if let Ok(Ok(l)) = tokio::time::timeout(Duration::from_secs(5), h).await {
             logs.push(l);
         }
+    }
+    if let Some(c) = child {
+        logs.extend(c.stop(Clock::now()));
     }
     let direct = tokio::time::timeout(Duration::from_secs(5), direct)
         .await
@@ -359,13 +753,48 @@ async fn run(
         .skip(sessions_before + 1)
         .find_map(|s| s.first_frame)
         .map(|w| now_i - Duration::from_micros(now_w.micros_since(w).max(0) as u64));
+    // Only frames of the steady window count: a viewer's first frames are the cached GOP,
+    // replayed at once when it joins so that it starts on a key frame, and are late by design.
+    let window = |l: &ViewerLog| ViewerLog {
+        connected: l.connected,
+        first_frame: l.first_frame,
+        frames: l
+            .frames
+            .iter()
+            .filter(|f| f.at >= t0 && f.at <= t0 + Duration::from_secs_f64(dt))
+            .copied()
+            .collect(),
+    };
+    let logs_in_window: Vec<ViewerLog> = logs.iter().map(window).collect();
     let lat: Vec<f64> = match upstream_first {
-        Some(u) => logs
+        Some(u) => logs_in_window
             .iter()
             .flat_map(|l| added_latency(&match_frames(&direct.frames, &l.frames), u))
             .collect(),
         None => Vec::new(),
     };
+    // Where the tail is: the worst added latency in each second of the run, and how many of
+    // the logged frames of that second were over 20 ms.
+    if let Some(u) = upstream_first {
+        let mut per_second: std::collections::BTreeMap<u64, (f64, usize, usize)> = Default::default();
+        for l in &logs_in_window {
+            let m = match_frames(&direct.frames, &l.frames);
+            for ((at, _), ms) in m.iter().zip(added_latency(&m, u)) {
+                let e = per_second.entry(at.saturating_duration_since(u).as_secs()).or_default();
+                e.0 = e.0.max(ms);
+                e.1 += usize::from(ms > 20.0);
+                e.2 += 1;
+            }
+        }
+        let line: Vec<String> = per_second
+            .iter()
+            .map(|(s, (max, over, n))| format!("{s}s:{max:.0}ms({over}/{n})"))
+            .collect();
+        println!(
+            "{name}: worst added latency per second (frames over 20 ms / frames): {}",
+            line.join(" ")
+        );
+    }
     let got = logs.iter().filter(|l| l.first_frame.is_some()).count();
     println!("{name}: {got} of {viewers} viewers received video");
     Run {
@@ -396,6 +825,31 @@ fn report(r: &Run) {
 
 fn main() {
     let a = args();
+    if let Some(url) = a.viewer_child {
+        viewer_child(url, a.count);
+        return;
+    }
+    if a.separate {
+        // camsim, the reference viewer and the cold viewer share CPU 1 with the viewers' process.
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; the call reads the set we own.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(1, &mut set);
+            assert_eq!(
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                0
+            );
+        }
+    }
+    let server = |program: &str| {
+        if a.separate {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", program]);
+            c
+        } else {
+            Command::new(program)
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -431,7 +885,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut node: Child = Command::new(env!("CARGO_BIN_EXE_sharpeye"))
+    let mut node: Child = server(env!("CARGO_BIN_EXE_sharpeye"))
         .args(["run", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "warn")
@@ -468,10 +922,24 @@ fn main() {
         node.id(),
         &cam,
         &camera,
-        |i, s| tokio::spawn(rtsp_viewer(url.clone(), s, i % 10 == 0)),
+        |i, s| tokio::spawn(rtsp_viewer(url.clone(), s, i % 10 == 0 && !a.separate)),
         a.viewers,
         a.seconds,
+        a.separate.then_some(url.as_str()),
     )));
+    // Viewers the hub gave up on for not reading (the tail of a slow client, not the server's).
+    let metrics = ureq::get(&format!("http://{http}/metrics"))
+        .header("Authorization", &format!("Bearer {session}"))
+        .call()
+        .ok()
+        .and_then(|r| r.into_body().read_to_string().ok())
+        .unwrap_or_default();
+    for l in metrics
+        .lines()
+        .filter(|l| l.starts_with("sharpeye_live_dropped_viewers_total"))
+    {
+        println!("after the RTSP run: {l}");
+    }
     // Let the on-demand pull stop (idle 1 s), then live.mp4 from cold.
     std::thread::sleep(Duration::from_secs(3));
     let path = format!("/api/v1/cameras/cam0/live.mp4?token={token}");
@@ -483,6 +951,7 @@ fn main() {
         |_, s| tokio::spawn(mp4_viewer(http, path.clone(), s)),
         a.viewers,
         a.seconds,
+        None,
     )));
     // WebRTC: `--whep` str0m clients (threads in this process) for one window; the node's CPU
     // per viewer and per Gbit delivered, SRTP included.
@@ -517,7 +986,7 @@ fn main() {
 
     if a.gstreamer {
         let port = testkit::free_addr().port();
-        let mut gst = Command::new("/usr/bin/python3")
+        let mut gst = server("/usr/bin/python3")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gst-rtsp-relay.py"))
             .args([port.to_string(), camera.clone()])
             .stdout(Stdio::piped())
@@ -534,9 +1003,10 @@ fn main() {
             gst.id(),
             &cam,
             &camera,
-            |i, s| tokio::spawn(rtsp_viewer(gurl.clone(), s, i % 10 == 0)),
+            |i, s| tokio::spawn(rtsp_viewer(gurl.clone(), s, i % 10 == 0 && !a.separate)),
             a.viewers,
             a.seconds,
+            a.separate.then_some(gurl.as_str()),
         )));
         let _ = gst.kill();
         let _ = gst.wait();

@@ -9,8 +9,10 @@
 //!
 //! ```text
 //! cargo bench --bench ingest_load -- --cameras 100 --seconds 60 [--fixture h264_1080p]
-//!                                    [--gst-cameras 100] [--no-gstreamer] [--data DIR]
+//!                                    [--gst-cameras 100] [--no-gstreamer] [--data DIR] [--pin]
 //! ```
+//! With `--pin`, camsim (this process) runs on CPU 1 and each recorder on CPU 0 alone: a run
+//! without loss at N cameras says one core records N such cameras.
 //! `scripts/bench-ingest.sh` installs GStreamer and ffmpeg first. Not run in CI.
 
 mod common;
@@ -44,6 +46,10 @@ struct Args {
     /// `--data`.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// `--pin`: camsim (this process) on CPU 1, the recorder on CPU 0, so that the recorder's
+    /// figures are those of one core of its own (cameras recorded per core).
+    #[arg(long)]
+    pin: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -198,8 +204,37 @@ fn count_frames_ffprobe(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Keeps this process (and the threads it starts from now on) on `cpu`.
+fn pin_self(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it; the call only
+    // reads the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "cannot pin the harness to CPU {cpu}"
+        );
+    }
+}
+
+/// A command for `program`, run on CPU 0 alone when pinning.
+fn recorder_command(program: &str, pin: bool) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 fn main() {
     let a = args();
+    if a.pin {
+        pin_self(1);
+    }
     let fixture =
         camsim::BuiltinFixture::parse(&a.fixture).expect("--fixture: h264_1080p, h264_240p, h265_1080p or h265_240p");
     let tmp = tempfile::tempdir().unwrap();
@@ -214,12 +249,17 @@ fn main() {
         .block_on(camsim::Camsim::start("127.0.0.1:0".parse().unwrap(), cams.clone()))
         .unwrap();
     println!(
-        "ingest_load: {} cameras of {} (~{:.1} Mbit/s each), {} s measured after 5 s warm-up, camsim at {}",
+        "ingest_load: {} cameras of {} (~{:.1} Mbit/s each), {} s measured after 5 s warm-up, camsim at {}{}",
         a.cameras,
         a.fixture,
         fixture.load().bitrate() as f64 / 1e6,
         a.seconds,
-        sim.local_addr()
+        sim.local_addr(),
+        if a.pin {
+            ", camsim on CPU 1, recorders on CPU 0"
+        } else {
+            ""
+        }
     );
 
     // Sharpeye.
@@ -237,7 +277,7 @@ fn main() {
     }
     let cfg_path = base.join("bench.toml");
     std::fs::write(&cfg_path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sharpeye"))
+    let mut child = recorder_command(env!("CARGO_BIN_EXE_sharpeye"), a.pin)
         .args(["run", "--config"])
         .arg(&cfg_path)
         .env("RUST_LOG", "warn")
@@ -292,7 +332,7 @@ fn main() {
                 .map(str::to_owned),
             );
         }
-        let mut g = Command::new("gst-launch-1.0")
+        let mut g = recorder_command("gst-launch-1.0", a.pin)
             .arg("-q")
             .arg("-e")
             .args(&pipeline)
