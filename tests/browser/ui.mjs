@@ -325,7 +325,9 @@ try {
     await page.click('.tree .cam[data-camera="cam2"]');
     await page.waitForSelector('canvas.timeline[data-camera="cam2"]');
     const box = await (await page.$("#timelines canvas")).boundingBox();
-    await page.mouse.click(box.x + box.width * 0.2, box.y + box.height / 2);
+    // Late in the recording, where both cameras have recorded (under load a camera can start
+    // recording seconds after another; a follower with nothing recorded yet waits, see below).
+    await page.mouse.click(box.x + box.width * 0.6, box.y + box.height / 2);
     // Both players show frames; a single reading can fall between two frame callbacks, so
     // the spread is the median of seven readings.
     await until("both players show frames", async () => (await page.$$eval(".players .tile", (ts) => ts.map((t) => t.dataset.frame))).filter(Boolean).length === 2, 15000)

@@ -263,7 +263,15 @@ export function playbackScreen(ctx) {
     for (const p of screen.players.slice(1)) {
       if (p.first === null) continue;
       const want = (at - p.first) / 1000;
-      if (want < 0) continue;
+      // This camera's recording starts later than the leader's instant: it waits on its first
+      // frame (and says so) until the leader gets there, rather than running ahead of the group.
+      if (want < 0) {
+        if (!p.video.paused) p.video.pause();
+        if (p.video.currentTime !== 0) p.video.currentTime = 0;
+        p.el.dataset.waiting = "1";
+        continue;
+      }
+      delete p.el.dataset.waiting;
       const drift = p.video.currentTime - want, rate = lead.video.playbackRate;
       // A seek stalls the picture while the decoder refills, so small drift is taken up by
       // playing a little faster or slower; only a drift past a second still seeks.
