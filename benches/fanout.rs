@@ -169,6 +169,21 @@ async fn rtsp_viewer(url: String, shared: Arc<Shared>, keep_frames: bool) -> Vie
     log
 }
 
+/// Sets an integer `SOL_SOCKET` option; false if the kernel refused it.
+fn socket_option(stream: &TcpStream, name: libc::c_int, value: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt on a socket we own, reading an int we own.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
 /// Connects and plays `url`; with `kernel_times`, the socket stamps every segment it receives.
 async fn rtsp_play(url: &str, log: &mut ViewerLog, kernel_times: bool) -> Option<Playing> {
     let u = url::Url::parse(url).unwrap();
@@ -177,33 +192,14 @@ async fn rtsp_play(url: &str, log: &mut ViewerLog, kernel_times: bool) -> Option
     let stream = TcpStream::connect(&addr).await.ok()?;
     let _ = stream.set_nodelay(true);
     if BIG_RCVBUF.load(Ordering::Relaxed) {
-        use std::os::fd::AsRawFd;
-        let size: libc::c_int = 1 << 20;
-        // SAFETY: setsockopt on a socket we own, reading an int we own.
-        unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        socket_option(&stream, libc::SO_RCVBUF, 1 << 20);
     }
     if kernel_times {
-        use std::os::fd::AsRawFd;
-        let flags = (libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
-        // SAFETY: setsockopt on a socket we own, reading an int we own.
-        let r = unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPING,
-                (&flags as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(r, 0, "SO_TIMESTAMPING");
+        let flags = libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE;
+        assert!(
+            socket_option(&stream, libc::SO_TIMESTAMPING, flags as libc::c_int),
+            "SO_TIMESTAMPING"
+        );
     }
     log.connected = Some(t0);
     let (rd, mut wr) = stream.into_split();

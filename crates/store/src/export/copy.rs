@@ -270,6 +270,18 @@ fn advise_next(path: &Path, run: &Run) {
 mod tests {
     use super::*;
 
+    fn package<'a>(file: &'a media::progressive::VirtualMp4, sources: &'a [std::path::PathBuf]) -> PackageFile<'a> {
+        PackageFile {
+            name: "x.mp4".into(),
+            file,
+            sources,
+            span: super::super::Span {
+                start: String::new(),
+                end: String::new(),
+            },
+        }
+    }
+
     fn part(source: u32, offset: u64, len: u64) -> Piece {
         Piece::File(Part { source, offset, len })
     }
@@ -360,15 +372,7 @@ mod tests {
             len: expected.len() as u64,
             samples: 6,
         };
-        let f = PackageFile {
-            name: "x.mp4".into(),
-            file: &file,
-            sources: &sources,
-            span: super::super::Span {
-                start: String::new(),
-                end: String::new(),
-            },
-        };
+        let f = package(&file, &sources);
         let mut out = Vec::new();
         let mut told = 0;
         let digest = copy_hashed(&f, &mut out, Path::new("x.zip"), &mut |n| told += n).unwrap();
@@ -390,15 +394,7 @@ mod tests {
             samples: 1,
         };
         let sources = [std::path::PathBuf::from("/nonexistent/seg.mp4")];
-        let f = PackageFile {
-            name: "x.mp4".into(),
-            file: &file,
-            sources: &sources,
-            span: super::super::Span {
-                start: String::new(),
-                end: String::new(),
-            },
-        };
+        let f = package(&file, &sources);
         let e = copy_hashed(&f, &mut Vec::new(), Path::new("x.zip"), &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/seg.mp4"), "{e}");
     }
@@ -418,15 +414,7 @@ mod tests {
             len: 100,
             samples: 1,
         };
-        let f = PackageFile {
-            name: "x.mp4".into(),
-            file: &file,
-            sources: &sources,
-            span: super::super::Span {
-                start: String::new(),
-                end: String::new(),
-            },
-        };
+        let f = package(&file, &sources);
         assert!(copy_hashed(&f, &mut Vec::new(), Path::new("x.zip"), &mut |_| {}).is_err());
     }
 }
