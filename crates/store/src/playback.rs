@@ -211,6 +211,12 @@ impl SampleCache {
         )))
     }
 
+    /// The table of `record` at `path` if the cache holds it.
+    pub fn cached(&self, path: &Path, record: &SegmentRecord) -> Option<Arc<SegmentSamples>> {
+        let key = (path.to_owned(), record.bytes);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned()
+    }
+
     /// The table of `record` at `path`, from the cache or the file.
     pub fn get(&self, path: &Path, record: &SegmentRecord) -> Result<Arc<SegmentSamples>, StoreError> {
         let key = (path.to_owned(), record.bytes);
@@ -278,33 +284,55 @@ struct Picked {
     to: usize,
 }
 
-/// The sample tables of `segments`, read by a few threads at once (each table is a few dozen
-/// small reads spread over its file, so a range of an hour is dominated by latency, not
-/// bandwidth).
+/// The sample tables of `segments`: from the cache, then read from the files in order on this
+/// thread while the reads come from the page cache (~0.05 ms each), and once one takes as long
+/// as a disk read, the rest by a few threads at once (a cold table is ~1 ms of latency, not
+/// bandwidth). Threads cost 3-5 ms to get scheduled on a busy machine, more than a whole warm
+/// hour's tables, so they are started only for reads that wait on the disk.
 fn load_tables(
     cache: &SampleCache,
     segments: &[(PathBuf, SegmentRecord)],
 ) -> Result<Vec<Arc<SegmentSamples>>, StoreError> {
     const THREADS: usize = 4;
-    if segments.len() < 4 {
-        return segments.iter().map(|(p, r)| cache.get(p, r)).collect();
+    const DISK_READ: std::time::Duration = std::time::Duration::from_micros(300);
+    let mut out: Vec<Option<Arc<SegmentSamples>>> = segments.iter().map(|(p, r)| cache.cached(p, r)).collect();
+    let mut missing: Vec<usize> = (0..segments.len()).filter(|&i| out[i].is_none()).collect();
+    let mut done = 0;
+    while done < missing.len() {
+        let i = missing[done];
+        let t = std::time::Instant::now();
+        out[i] = Some(cache.get(&segments[i].0, &segments[i].1)?);
+        done += 1;
+        if t.elapsed() > DISK_READ {
+            break;
+        }
     }
-    let chunk = segments.len().div_ceil(THREADS);
-    let parts: Vec<Result<Vec<Arc<SegmentSamples>>, StoreError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = segments
-            .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(|(p, r)| cache.get(p, r)).collect::<Result<Vec<_>, _>>()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(StoreError::Stopped)))
-            .collect()
-    });
-    let mut out = Vec::with_capacity(segments.len());
-    for p in parts {
-        out.extend(p?);
+    missing.drain(..done);
+    if !missing.is_empty() {
+        let chunk = missing.len().div_ceil(THREADS);
+        let read: Vec<Result<Vec<(usize, Arc<SegmentSamples>)>, StoreError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = missing
+                .chunks(chunk)
+                .map(|c| {
+                    s.spawn(move || {
+                        c.iter()
+                            .map(|&i| cache.get(&segments[i].0, &segments[i].1).map(|t| (i, t)))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(StoreError::Stopped)))
+                .collect()
+        });
+        for r in read {
+            for (i, t) in r? {
+                out[i] = Some(t);
+            }
+        }
     }
-    Ok(out)
+    out.into_iter().map(|t| t.ok_or(StoreError::Stopped)).collect()
 }
 
 /// Plans `req` over the store.
