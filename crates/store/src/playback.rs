@@ -284,6 +284,9 @@ struct Picked {
     to: usize,
 }
 
+/// What one reading thread returns: each table it read, with its index in the request.
+type TablesRead = Result<Vec<(usize, Arc<SegmentSamples>)>, StoreError>;
+
 /// The sample tables of `segments`: from the cache, then read from the files in order on this
 /// thread while the reads come from the page cache (~0.05 ms each), and once one takes as long
 /// as a disk read, the rest by a few threads at once (a cold table is ~1 ms of latency, not
@@ -310,7 +313,7 @@ fn load_tables(
     missing.drain(..done);
     if !missing.is_empty() {
         let chunk = missing.len().div_ceil(THREADS);
-        let read: Vec<Result<Vec<(usize, Arc<SegmentSamples>)>, StoreError>> = std::thread::scope(|s| {
+        let read: Vec<TablesRead> = std::thread::scope(|s| {
             let handles: Vec<_> = missing
                 .chunks(chunk)
                 .map(|c| {
