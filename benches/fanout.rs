@@ -132,7 +132,7 @@ async fn rtsp_viewer(url: String, shared: Arc<Shared>, keep_frames: bool) -> Vie
         return log;
     };
     let mut pkt = vec![0u8; 65536];
-    let mut frame_size = 0usize;
+    let mut frames = FrameCounter::default();
     while !shared.stop.load(Ordering::Relaxed) {
         let Ok(b) = rd.read_u8().await else { break };
         if b != b'$' {
@@ -148,25 +148,39 @@ async fn rtsp_viewer(url: String, shared: Arc<Shared>, keep_frames: bool) -> Vie
             break;
         }
         shared.bytes.fetch_add(len as u64 + 4, Ordering::Relaxed);
-        if h[0] != 0 || len < 12 {
-            continue;
-        }
-        frame_size += len - 12;
-        if pkt[1] & 0x80 != 0 {
+        if let Some((ts, size)) = frames.packet(h[0], &pkt[..len]) {
             let now = Instant::now();
             log.first_frame.get_or_insert(now);
             if keep_frames {
-                let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
-                log.frames.push(Seen {
-                    at: now,
-                    ts,
-                    size: frame_size,
-                });
+                log.frames.push(Seen { at: now, ts, size });
             }
-            frame_size = 0;
         }
     }
     log
+}
+
+/// Frames from interleaved RTP packets: the video channel's payload bytes are counted until
+/// the packet that ends a frame (the marker bit).
+#[derive(Default)]
+struct FrameCounter {
+    size: usize,
+}
+
+impl FrameCounter {
+    /// Takes one packet of `channel`; at a frame's last packet, that frame's RTP timestamp and
+    /// payload size.
+    fn packet(&mut self, channel: u8, pkt: &[u8]) -> Option<(u32, usize)> {
+        if channel != 0 || pkt.len() < 12 {
+            return None;
+        }
+        self.size += pkt.len() - 12;
+        (pkt[1] & 0x80 != 0).then(|| {
+            (
+                u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]),
+                std::mem::take(&mut self.size),
+            )
+        })
+    }
 }
 
 /// Sets an integer `SOL_SOCKET` option; false if the kernel refused it.
@@ -338,7 +352,7 @@ async fn rtsp_viewer_kernel_timed(url: String, shared: Arc<Shared>) -> ViewerLog
             read_exact_stamped(fd, &mut buf[n..])
         };
         let mut pkt = vec![0u8; 65536];
-        let mut frame_size = 0usize;
+        let mut frames = FrameCounter::default();
         let mut h = [0u8; 4];
         while !shared.stop.load(Ordering::Relaxed) {
             if read(&mut h[..1]).is_err() {
@@ -353,22 +367,11 @@ async fn rtsp_viewer_kernel_timed(url: String, shared: Arc<Shared>) -> ViewerLog
             let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
             let Ok(stamp) = read(&mut pkt[..len]) else { break };
             shared.bytes.fetch_add(len as u64 + 4, Ordering::Relaxed);
-            if h[1] != 0 || len < 12 {
-                continue;
-            }
-            frame_size += len - 12;
-            if pkt[1] & 0x80 != 0 {
-                let now = stamp.map(at);
-                if let Some(now) = now {
-                    log.first_frame.get_or_insert(now);
-                    let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
-                    log.frames.push(Seen {
-                        at: now,
-                        ts,
-                        size: frame_size,
-                    });
-                }
-                frame_size = 0;
+            if let Some((ts, size)) = frames.packet(h[1], &pkt[..len])
+                && let Some(now) = stamp.map(at)
+            {
+                log.first_frame.get_or_insert(now);
+                log.frames.push(Seen { at: now, ts, size });
             }
         }
         log

@@ -219,12 +219,14 @@ impl SampleCache {
 
     /// The table of `record` at `path`, from the cache or the file.
     pub fn get(&self, path: &Path, record: &SegmentRecord) -> Result<Arc<SegmentSamples>, StoreError> {
-        let key = (path.to_owned(), record.bytes);
-        if let Some(t) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(t.clone());
+        if let Some(t) = self.cached(path, record) {
+            return Ok(t);
         }
         let t = Arc::new(read_segment_samples(path, record)?);
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).put(key, t.clone());
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put((path.to_owned(), record.bytes), t.clone());
         Ok(t)
     }
 }

@@ -181,6 +181,8 @@ fn runs(pieces: Vec<Piece>) -> Vec<Result<Run, Bytes>> {
 fn read_pieces(f: &PackageFile<'_>, full: &SyncSender<Result<Chunk, StoreError>>, empty: &Receiver<Vec<u8>>) {
     let runs = runs(f.file.pieces(0, f.file.len));
     let mut open: Option<(u32, File)> = None;
+    // The next file, opened early to be read ahead; used when its run comes.
+    let mut ahead: Option<(u32, File)> = None;
     for (i, run) in runs.iter().enumerate() {
         let run = match run {
             Err(head) => {
@@ -193,7 +195,11 @@ fn read_pieces(f: &PackageFile<'_>, full: &SyncSender<Result<Chunk, StoreError>>
         };
         let src = &f.sources[run.source as usize];
         if open.as_ref().is_none_or(|(s, _)| *s != run.source) {
-            match File::open(src) {
+            let opened = match ahead.take() {
+                Some((s, file)) if s == run.source => Ok(file),
+                _ => File::open(src),
+            };
+            match opened {
                 Ok(file) => open = Some((run.source, file)),
                 Err(e) => {
                     let _ = full.send(Err(StoreError::io(src, "open")(e)));
@@ -204,7 +210,7 @@ fn read_pieces(f: &PackageFile<'_>, full: &SyncSender<Result<Chunk, StoreError>>
             if let Some(next) = runs[i + 1..].iter().find_map(|r| r.as_ref().ok())
                 && next.source != run.source
             {
-                advise_next(&f.sources[next.source as usize], next);
+                ahead = read_ahead(&f.sources[next.source as usize], next).map(|file| (next.source, file));
             }
         }
         let Some((_, file)) = open.as_ref() else { return };
@@ -253,17 +259,18 @@ fn span(run: &Run) -> (u64, u64) {
     (lo, hi)
 }
 
-/// Asks the kernel to start reading the span of `run` in `path`; any failure only costs speed.
-fn advise_next(path: &Path, run: &Run) {
-    if let Ok(file) = File::open(path) {
-        let (lo, hi) = span(run);
-        let _ = rustix::fs::fadvise(
-            &file,
-            lo,
-            std::num::NonZeroU64::new(hi - lo),
-            rustix::fs::Advice::WillNeed,
-        );
-    }
+/// Opens `path` and asks the kernel to start reading the span of `run` in it; any failure
+/// only costs speed (the file is opened again, and its open error reported, when its run comes).
+fn read_ahead(path: &Path, run: &Run) -> Option<File> {
+    let file = File::open(path).ok()?;
+    let (lo, hi) = span(run);
+    let _ = rustix::fs::fadvise(
+        &file,
+        lo,
+        std::num::NonZeroU64::new(hi - lo),
+        rustix::fs::Advice::WillNeed,
+    );
+    Some(file)
 }
 
 #[cfg(test)]
