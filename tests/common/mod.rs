@@ -254,8 +254,23 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test's output then says what the node saw (CI keeps nothing else).
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!(
+                "--- last {} lines of {} ---\n{}\n--- end of node log ---",
+                tail.len(),
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
     }
 }
+
+/// How much of a node's log a failing test prints.
+const LOG_TAIL_LINES: usize = 60;
 
 /// An HTTP client that returns error statuses instead of failing, with a 20 s limit.
 pub fn agent() -> ureq::Agent {
