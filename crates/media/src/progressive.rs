@@ -147,6 +147,8 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     }
 
     let total_samples: usize = spec.runs.iter().map(|r| r.samples.len()).sum();
+    // One pass over the samples with the open stts entry and the open chunk in locals, pushed
+    // when they end: an hour is ~90,000 samples, and this loop was a seventh of a request.
     let mut stts: Vec<mp4_atom::SttsEntry> = Vec::new();
     let mut stss = Vec::new();
     let mut sizes = Vec::with_capacity(total_samples);
@@ -154,44 +156,57 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     let mut chunk_samples: Vec<(u32, u32)> = Vec::new(); // (samples, description index)
     let mut n: u32 = 0;
     let mut total_ticks: u64 = 0;
+    let mut delta: Option<(u32, u32)> = None; // (sample_delta, sample_count)
     for (run, &desc) in spec.runs.iter().zip(&run_entry) {
-        let mut new_chunk = true;
+        sizes.extend(run.samples.iter().map(|s| s.size));
+        // A chunk is a run of samples lying back to back in one source file, within a run.
+        let mut chunk: Option<(Part, u32)> = None;
         for s in &run.samples {
             n += 1;
             total_ticks += u64::from(s.duration);
-            match stts.last_mut() {
-                Some(e) if e.sample_delta == s.duration => e.sample_count += 1,
-                _ => stts.push(mp4_atom::SttsEntry {
-                    sample_count: 1,
-                    sample_delta: s.duration,
-                }),
-            }
+            delta = match delta {
+                Some((d, c)) if d == s.duration => Some((d, c + 1)),
+                Some((d, c)) => {
+                    stts.push(mp4_atom::SttsEntry {
+                        sample_count: c,
+                        sample_delta: d,
+                    });
+                    Some((s.duration, 1))
+                }
+                None => Some((s.duration, 1)),
+            };
             if s.key {
                 stss.push(n);
             }
-            sizes.push(s.size);
-            // A chunk is a run of samples lying back to back in one source file.
-            let contiguous = !new_chunk
-                && parts
-                    .last()
-                    .is_some_and(|p| p.source == s.source && p.offset + p.len == s.offset);
-            if contiguous {
-                if let Some(p) = parts.last_mut() {
+            chunk = match chunk {
+                Some((mut p, c)) if p.source == s.source && p.offset + p.len == s.offset => {
                     p.len += u64::from(s.size);
+                    Some((p, c + 1))
                 }
-                if let Some(c) = chunk_samples.last_mut() {
-                    c.0 += 1;
+                open => {
+                    if let Some((p, c)) = open {
+                        parts.push(p);
+                        chunk_samples.push((c, desc));
+                    }
+                    let p = Part {
+                        source: s.source,
+                        offset: s.offset,
+                        len: u64::from(s.size),
+                    };
+                    Some((p, 1))
                 }
-            } else {
-                parts.push(Part {
-                    source: s.source,
-                    offset: s.offset,
-                    len: u64::from(s.size),
-                });
-                chunk_samples.push((1, desc));
-            }
-            new_chunk = false;
+            };
         }
+        if let Some((p, c)) = chunk {
+            parts.push(p);
+            chunk_samples.push((c, desc));
+        }
+    }
+    if let Some((d, c)) = delta {
+        stts.push(mp4_atom::SttsEntry {
+            sample_count: c,
+            sample_delta: d,
+        });
     }
     let mut stsc: Vec<mp4_atom::StscEntry> = Vec::new();
     for (i, &(samples, desc)) in chunk_samples.iter().enumerate() {
@@ -222,8 +237,10 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
             stts: mp4_atom::Stts { entries: stts },
             stss: (stss.len() < n as usize).then_some(mp4_atom::Stss { entries: stss }),
             stsc: mp4_atom::Stsc { entries: stsc },
+            // Written below, spliced in whole: mp4-atom encodes a size at a time, and an hour's
+            // ~90,000 of them were a tenth of a request.
             stsz: mp4_atom::Stsz {
-                samples: mp4_atom::StszSamples::Different { sizes },
+                samples: mp4_atom::StszSamples::Different { sizes: Vec::new() },
             },
             stco: (!wide).then(|| mp4_atom::Stco {
                 entries: offsets.iter().map(|&o| o as u32).collect(),
@@ -274,6 +291,15 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     // Offsets depend on the moov's size, which does not depend on the offsets' values.
     // Encode once with zero offsets, then write the real ones into the chunk-offset box.
     let mut moov = moov_with(&vec![0; parts.len()])?;
+    let mut stsz_entries = vec![0u8; 4 * sizes.len()];
+    for (e, size) in stsz_entries.chunks_exact_mut(4).zip(&sizes) {
+        e.copy_from_slice(&size.to_be_bytes());
+    }
+    let stsz = [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsz"];
+    let (at, _) = grow_box(&mut moov, &stsz, &stsz_entries)
+        .ok_or_else(|| Mp4Error::Invalid("encoded moov has no sample size box".into()))?;
+    // Its sample count, after the header, version and flags, and the common sample size (0).
+    moov[at + 16..at + 20].copy_from_slice(&(sizes.len() as u32).to_be_bytes());
     let payload_start = (head.len() + moov.len()) as u64 + mdat_header_len;
     let kind: &[u8; 4] = if wide { b"co64" } else { b"stco" };
     let (table, _) = find_box(&moov, &[b"moov", b"trak", b"mdia", b"minf", b"stbl", kind])
@@ -308,9 +334,33 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     })
 }
 
+/// Appends `bytes` to the body of the box at `path` (as [`find_box`] finds it), growing it and
+/// every box it sits in; returns the grown box's offset and new size. Only boxes with 32-bit
+/// sizes can grow (a `moov` is far from 4 GiB).
+fn grow_box(buf: &mut Vec<u8>, path: &[&[u8; 4]], bytes: &[u8]) -> Option<(usize, usize)> {
+    let boxes = box_path(buf, path)?;
+    let grow = u32::try_from(bytes.len()).ok()?;
+    let &(at, size) = boxes.last()?;
+    for &(p, size) in &boxes {
+        let grown = u32::try_from(size).ok()?.checked_add(grow)?;
+        buf[p..p + 4].copy_from_slice(&grown.to_be_bytes());
+    }
+    // Vec::splice inserts a byte at a time: the tail after the box (a few kB) moves instead.
+    let tail = buf.split_off(at + size);
+    buf.extend_from_slice(bytes);
+    buf.extend_from_slice(&tail);
+    Some((at, size + bytes.len()))
+}
+
 /// Finds the box at `path` (each a child of the previous) in `buf`, which starts with the first
 /// path element; returns (offset, size). Only plain containers may be on the path.
 fn find_box(buf: &[u8], path: &[&[u8; 4]]) -> Option<(usize, usize)> {
+    box_path(buf, path)?.last().copied()
+}
+
+/// The (offset, size) of each box on `path`, outermost first (see [`find_box`]).
+fn box_path(buf: &[u8], path: &[&[u8; 4]]) -> Option<Vec<(usize, usize)>> {
+    let mut out = Vec::with_capacity(path.len());
     let (mut start, mut end) = (0usize, buf.len());
     for (depth, want) in path.iter().enumerate() {
         let mut pos = start;
@@ -330,12 +380,10 @@ fn find_box(buf: &[u8], path: &[&[u8; 4]]) -> Option<(usize, usize)> {
             }
         }
         let (p, size) = found?;
-        if depth + 1 == path.len() {
-            return Some((p, size));
-        }
+        out.push((p, size));
         (start, end) = (p + 8, p + size);
     }
-    None
+    Some(out)
 }
 
 #[cfg(test)]
@@ -434,6 +482,58 @@ mod tests {
             assert_eq!(u64::from(stco.entries[i]), at);
             at += p.len;
         }
+        // Every sample's size, duration and key flag, in order, as a parser reads them back.
+        let stbl = &moov.trak[0].mdia.minf.stbl;
+        let want: Vec<u32> = spec
+            .runs
+            .iter()
+            .flat_map(|r| r.samples.iter().map(|s| s.size))
+            .collect();
+        match &stbl.stsz.samples {
+            mp4_atom::StszSamples::Different { sizes } => assert_eq!(sizes, &want),
+            other => panic!("{other:?}"),
+        }
+        let ticks: u32 = stbl.stts.entries.iter().map(|e| e.sample_count * e.sample_delta).sum();
+        assert_eq!(ticks, 50 * 3600);
+        let keys: Vec<u32> = spec
+            .runs
+            .iter()
+            .flat_map(|r| r.samples.iter())
+            .enumerate()
+            .filter(|(_, s)| s.key)
+            .map(|(i, _)| i as u32 + 1)
+            .collect();
+        assert_eq!(stbl.stss.as_ref().unwrap().entries, keys);
+    }
+
+    /// Changing durations give one stts entry per run of equal ones.
+    #[test]
+    fn durations_are_run_length_coded() {
+        let mut a = samples(10, 0, 0);
+        for (i, s) in a.iter_mut().enumerate() {
+            s.duration = [3600, 3600, 3000, 3000, 3000, 3600, 1, 1, 3600, 3600][i];
+        }
+        let spec = MovieSpec {
+            runs: vec![Run {
+                params: params(),
+                samples: a,
+            }],
+            skip: 0,
+            duration: 1,
+        };
+        let m = build(&spec).unwrap();
+        let ftyp_len = u32::from_be_bytes(m.head[0..4].try_into().unwrap()) as usize;
+        let moov = crate::fmp4::decode_moov(&m.head[ftyp_len..]).unwrap();
+        let got: Vec<(u32, u32)> = moov.trak[0]
+            .mdia
+            .minf
+            .stbl
+            .stts
+            .entries
+            .iter()
+            .map(|e| (e.sample_count, e.sample_delta))
+            .collect();
+        assert_eq!(got, [(2, 3600), (3, 3000), (1, 3600), (2, 1), (2, 3600)]);
     }
 
     #[test]

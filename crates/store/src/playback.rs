@@ -51,6 +51,9 @@ pub struct SegmentSamples {
     pub samples: Vec<StoredSample>,
     /// They came from the file's sample table (one read), not a walk of its fragments.
     pub from_table: bool,
+    /// Their wall times never decrease (the rule; a clock stepped back mid-segment breaks it),
+    /// so a plan may binary-search them.
+    pub in_order: bool,
 }
 
 /// Bytes read at once after a closed segment's fragments: its whole sample table for
@@ -72,6 +75,7 @@ pub fn read_segment_samples(path: &Path, record: &SegmentRecord) -> Result<Segme
     let samples = samples_from_table(&table, record).map_err(bad)?;
     Ok(SegmentSamples {
         params: Arc::new(params),
+        in_order: samples.windows(2).all(|w| w[0].wall <= w[1].wall),
         samples,
         from_table,
     })
@@ -340,6 +344,29 @@ fn load_tables(
     out.into_iter().map(|t| t.ok_or(StoreError::Stopped)).collect()
 }
 
+/// Where a segment's samples meet a range `[start, end)`: the last key frame at or before
+/// `start` (decoding can begin there), and the first sample at or after `end`, both as indices.
+/// By binary search, for samples in wall-time order.
+fn pick_sorted(samples: &[StoredSample], start: WallTime, end: WallTime) -> (Option<usize>, usize) {
+    let to = samples.partition_point(|s| s.wall < end);
+    let before = samples[..to].partition_point(|s| s.wall <= start);
+    (samples[..before].iter().rposition(|s| s.key), to)
+}
+
+/// [`pick_sorted`] by a scan, for samples whose wall times go back somewhere.
+fn pick_scan(samples: &[StoredSample], start: WallTime, end: WallTime) -> (Option<usize>, usize) {
+    let mut key = None;
+    for (k, s) in samples.iter().enumerate() {
+        if s.wall >= end {
+            return (key, k);
+        }
+        if s.wall <= start && s.key {
+            key = Some(k);
+        }
+    }
+    (key, samples.len())
+}
+
 /// Plans `req` over the store.
 pub fn plan(store: &Store, cache: &SampleCache, req: &PlaybackRequest) -> Result<PlaybackPlan, PlanError> {
     plan_with(store, cache, req, Vec::new())
@@ -386,17 +413,16 @@ pub fn plan_with(
             break;
         }
         let samples = &tables[i].samples;
-        let (mut from, mut to) = (0, samples.len());
-        for (k, s) in samples.iter().enumerate() {
-            if s.wall >= req.end {
-                to = k;
-                break;
-            }
-            if s.wall <= req.start && s.key {
-                // A later key frame at or before the start: decoding can begin there instead.
-                picked.clear();
-                from = k;
-            }
+        let (key, to) = if tables[i].in_order {
+            pick_sorted(samples, req.start, req.end)
+        } else {
+            pick_scan(samples, req.start, req.end)
+        };
+        let mut from = 0;
+        if let Some(k) = key {
+            // A later key frame at or before the start: decoding can begin there instead.
+            picked.clear();
+            from = k;
         }
         if from < to {
             picked.push(Picked { seg: i, from, to });
@@ -439,7 +465,10 @@ pub fn plan_with(
     let speed = u64::from(req.speed.max(1));
     let keep_all = speed < 4;
     let count: usize = picked.iter().map(|r| r.to - r.from).sum();
-    let total: u64 = picked.iter().flat_map(samples_of).map(|s| u64::from(s.duration)).sum();
+    let total: u64 = picked
+        .iter()
+        .map(|r| samples_of(r).iter().map(|s| u64::from(s.duration)).sum::<u64>())
+        .sum();
     let skip = micros_to_media(skip_us) as u64;
     let duration = total.saturating_sub(skip).saturating_sub(overshoot);
 
@@ -447,55 +476,75 @@ pub fn plan_with(
     // their durations scaled for speed, in runs of one set of codec parameters.
     let mut sources: Vec<PathBuf> = Vec::new();
     let mut source_of: Vec<Option<u32>> = vec![None; segments.len()];
+    let mut source = |seg: usize| {
+        *source_of[seg].get_or_insert_with(|| {
+            sources.push(segments[seg].0.clone());
+            sources.len() as u32 - 1
+        })
+    };
     let mut runs: Vec<Run> = Vec::new();
-    let mut frames = 0u64;
-    {
-        // The segment the last sample came from: its parameters are those of the current run,
-        // so they are compared (bytes, when the Arcs differ) once per segment, not per sample.
-        let mut run_seg = usize::MAX;
-        let (mut acc, mut scaled_acc) = (0u64, 0u64);
-        let mut emit = |seg: usize, s: &StoredSample, d: u64| {
-            frames += 1;
-            acc += d;
-            // A division per sample was a tenth of a plan; at speed 1 there is nothing to scale.
-            let scaled_end = if speed == 1 { acc } else { (acc + speed / 2) / speed };
-            let scaled = (scaled_end - scaled_acc).clamp(1, u64::from(u32::MAX)) as u32;
-            scaled_acc = scaled_end;
-            let source = *source_of[seg].get_or_insert_with(|| {
-                sources.push(segments[seg].0.clone());
-                sources.len() as u32 - 1
+    // The samples of the run segment `seg` continues (the last one when its parameters are
+    // those of the last run: compared, bytes when the Arcs differ, once per segment).
+    let run_of = |runs: &mut Vec<Run>, seg: usize| -> usize {
+        let params = &tables[seg].params;
+        let same = runs
+            .last()
+            .is_some_and(|r| Arc::ptr_eq(&r.params, params) || *r.params == **params);
+        if !same {
+            // One run is the rule; a run after a parameter change is sized by its segment.
+            let room = if runs.is_empty() {
+                if keep_all { count } else { count / 16 + 1 }
+            } else {
+                tables[seg].samples.len()
+            };
+            runs.push(Run {
+                params: params.clone(),
+                samples: Vec::with_capacity(room),
             });
-            let sample = SampleRef {
-                duration: scaled,
+        }
+        runs.len() - 1
+    };
+    let mut frames = 0u64;
+    if speed == 1 {
+        // Every sample as it was recorded, a segment's range at a time: nothing to scale or
+        // merge, and per-sample bookkeeping was the largest part of a plan.
+        for r in &picked {
+            let source = source(r.seg);
+            let run = run_of(&mut runs, r.seg);
+            let kept = samples_of(r);
+            frames += kept.len() as u64;
+            runs[run].samples.extend(kept.iter().map(|s| SampleRef {
+                duration: s.duration.max(1),
                 size: s.size,
                 key: s.key,
                 source,
                 offset: s.offset,
-            };
-            let params = &tables[seg].params;
-            let same_run = seg == run_seg
-                || runs
-                    .last()
-                    .is_some_and(|r| Arc::ptr_eq(&r.params, params) || *r.params == **params);
-            run_seg = seg;
-            match runs.last_mut() {
-                Some(r) if same_run => r.samples.push(sample),
-                _ => {
-                    // One run is the rule; a run after a parameter change is sized by its segment.
-                    let room = if runs.is_empty() {
-                        if keep_all { count } else { count / 16 + 1 }
-                    } else {
-                        tables[seg].samples.len()
-                    };
-                    let mut samples = Vec::with_capacity(room);
-                    samples.push(sample);
-                    runs.push(Run {
-                        params: params.clone(),
-                        samples,
-                    })
-                }
+            }));
+        }
+    } else {
+        let mut run_seg = usize::MAX;
+        let mut run = 0;
+        let (mut acc, mut scaled_acc) = (0u64, 0u64);
+        let mut emit = |seg: usize, s: &StoredSample, d: u64| {
+            frames += 1;
+            acc += d;
+            let scaled_end = (acc + speed / 2) / speed;
+            let scaled = (scaled_end - scaled_acc).clamp(1, u64::from(u32::MAX)) as u32;
+            scaled_acc = scaled_end;
+            if seg != run_seg {
+                run = run_of(&mut runs, seg);
+                run_seg = seg;
             }
+            runs[run].samples.push(SampleRef {
+                duration: scaled,
+                size: s.size,
+                key: s.key,
+                source: source(seg),
+                offset: s.offset,
+            });
         };
+        // At 4x and up a key frame lasts until the next one: its successors' durations are
+        // added to it.
         let mut pending: Option<(usize, &StoredSample, u64)> = None;
         for r in &picked {
             for s in samples_of(r) {
@@ -618,6 +667,48 @@ impl Iterator for PlanFrames {
                 params,
                 data,
             }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary search picks what the scan picks whenever wall times are in order, including
+    /// repeated wall times, ranges that miss the segment and ranges inside one sample.
+    #[test]
+    fn a_sorted_pick_equals_the_scan() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for _ in 0..2_000 {
+            let n = next(40) as usize;
+            let mut wall = 1_000_000 + next(100) as i64;
+            let samples: Vec<StoredSample> = (0..n)
+                .map(|i| {
+                    wall += next(3) as i64 * 40;
+                    StoredSample {
+                        wall: WallTime::from_micros(wall),
+                        duration: 3600,
+                        size: 100,
+                        key: i == 0 || next(5) == 0,
+                        offset: i as u64 * 100,
+                        fragment: 0,
+                    }
+                })
+                .collect();
+            let a = WallTime::from_micros(999_000 + next(3_000) as i64);
+            let b = a.add_micros(next(2_000) as i64);
+            assert_eq!(
+                pick_sorted(&samples, a, b),
+                pick_scan(&samples, a, b),
+                "{a:?}..{b:?} of {samples:?}"
+            );
         }
     }
 }
