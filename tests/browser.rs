@@ -273,7 +273,19 @@ fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
 #[test]
 fn playback_export_and_administration_work_from_the_ui() {
     let mut setup = ui_node();
+    // cam4 goes dark for a while: a gap in its recording, for a follower to wait across.
+    wait_recorded(&mut setup.node, "cam4", 4);
+    let c = setup.sim.cam("cam4");
+    c.go_dark();
+    c.drop_connections();
+    std::thread::sleep(Duration::from_secs(8));
+    setup.sim.cam("cam4").wake();
     wait_recorded(&mut setup.node, "cam0", 45);
+    let start = Instant::now();
+    while setup.node.ranges("cam4", now_us() - 3_600_000_000, now_us()).len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(60), "cam4 does not record again");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let r = drive(&mut setup, &["timeline", "export", "admin"]);
 
     // The timeline draws exactly what /recordings lists (the live range's end moves on between
@@ -333,6 +345,19 @@ fn playback_export_and_administration_work_from_the_ui() {
     assert!(
         spread.is_some_and(|s| s <= 80.0),
         "the two players are {spread:?} ms apart: {r}"
+    );
+    // A follower whose recording resumes after the group's instant waits on its first frame,
+    // the one after its gap, then plays in step.
+    let gap_end = r["follower_gap"][1].as_f64().unwrap();
+    let waited_on = r["follower_waited"].as_f64().unwrap();
+    assert!(
+        waited_on >= gap_end && waited_on - gap_end < 2_000.0,
+        "cam4 waited on {waited_on}, its recording resumes at {gap_end}: {r}"
+    );
+    let joined = r["follower_joined_spread_ms"].as_f64();
+    assert!(
+        joined.is_some_and(|s| s <= 80.0),
+        "the follower joined {joined:?} ms from the leader: {r}"
     );
 
     // The admin's bad password is answered beside the field; the new user sees only the west

@@ -350,6 +350,32 @@ try {
     out.sync_ms = frames;
     out.sync_spread_ms = spreads.sort((a, b) => a - b)[3];
     await shot(page, "playback-sync");
+
+    // A follower with nothing recorded at the group's instant (cam4 was dark for a while):
+    // it waits on its first frame, saying so, and joins in step when the group gets there.
+    await page.click('.tree .cam[data-camera="cam4"]');
+    await page.waitForSelector('.players .tile[data-camera="cam4"]');
+    const gap = await page.evaluate(async () => {
+      const q = new URLSearchParams({ start: new Date(Date.now() - 3600e3).toISOString(), end: new Date().toISOString() });
+      const r = await (await fetch(`/api/v1/cameras/cam4/recordings?${q}`, { headers: { Authorization: "Bearer " + sessionStorage.getItem("sharpeye.token") } })).json();
+      return r.ranges.length > 1 ? [Date.parse(r.ranges[0].end), Date.parse(r.ranges[1].start)] : null;
+    });
+    if (!gap) throw new Error("cam4 has no gap in its recording");
+    const from = new Date(gap[1] - 3e3);
+    await page.fill('input[name="jump"]', new Date(from.getTime() - from.getTimezoneOffset() * 60e3).toISOString().slice(0, 19));
+    await page.dispatchEvent('input[name="jump"]', "change");
+    const tile = (c) => `.players .tile[data-camera="${c}"]`;
+    out.follower_waited = await until("cam4 waits", async () => page.$eval(tile("cam4"), (t) => t.dataset.waiting === "1" && Number(t.dataset.first)), 5000, 50);
+    out.follower_gap = gap;
+    await until("cam4 joins", async () => page.$eval(tile("cam4"), (t) => !t.dataset.waiting), 15000, 50);
+    await sleep(1500);
+    const joined = [];
+    for (let i = 0; i < 7; i++) {
+      const f = await page.$$eval(".players .tile", (ts) => ts.map((t) => Number(t.dataset.frame)));
+      joined.push(Math.abs(f[f.length - 1] - f[0]));
+      await sleep(130);
+    }
+    out.follower_joined_spread_ms = joined.sort((a, b) => a - b)[3];
   }
 
   if (scenarios.includes("admin")) {
