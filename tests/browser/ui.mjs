@@ -278,7 +278,17 @@ try {
     await page.selectOption("#speed", "1");
     // One frame step.
     await page.click("#play");
-    const s0 = await page.$eval(".players .tile", (t) => Number(t.dataset.frame));
+    // A frame presented just before the pause can still report itself: the step counts from
+    // the frame shown once the picture has settled.
+    const shownFrame = () => page.$eval(".players .tile", (t) => Number(t.dataset.frame));
+    let s0 = await shownFrame();
+    await until("the paused frame settles", async () => {
+      await sleep(200);
+      const now = await shownFrame();
+      const settled = now === s0;
+      s0 = now;
+      return settled;
+    }, 5000, 0);
     await page.click("#step");
     await sleep(400);
     out.step_ms = (await page.$eval(".players .tile", (t) => Number(t.dataset.frame))) - s0;
