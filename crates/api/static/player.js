@@ -8,8 +8,7 @@
 //              sub-stream below it; an H.265 main stream this browser cannot decode → the H.264
 //              sub-stream; a link budget that refuses main → sub.
 //   transport: H.264 → WebRTC (WHEP), then fMP4 over MSE; H.265 → fMP4 over MSE where the browser
-//              has hvc1; otherwise the tile says exactly that. A page opened with ?transport=fmp4
-//              plays everything over MSE.
+//              has hvc1; otherwise the tile says exactly that.
 
 import { api, cam, token } from "./api.js";
 import { h } from "./dom.js";
@@ -21,10 +20,6 @@ export const SUB_BELOW_PX = 172;
 const STALL_MS = 2500;
 /** A new session that shows no frame within this long failed. */
 const FIRST_FRAME_MS = 8000;
-
-/** `?transport=fmp4` on a page (a wall PC whose network drops WebRTC's UDP, say) plays every
- *  tile as fMP4 over MSE instead of trying WebRTC first. */
-const FMP4_ONLY = new URLSearchParams(location.search).get("transport") === "fmp4";
 
 const isHevc = (codec) => /^(hvc1|hev1)/.test(codec || "");
 const mseCan = (codec) => !!(window.MediaSource && MediaSource.isTypeSupported(`video/mp4; codecs="${codec}"`));
@@ -251,7 +246,7 @@ export class Tile {
       if ((isHevc(codec) || (this.hevcMain && stream === "main")) && !browserHevc) {
         throw new Failure("tile.codec", t("tile.hevcNone"), false);
       }
-      if (isHevc(codec) || FMP4_ONLY) session = await fmp4(video, camera.id, stream, codec);
+      if (isHevc(codec)) session = await fmp4(video, camera.id, stream, codec);
       else {
         try { session = await whep(video, camera.id, stream); } catch (e) {
           if (gen !== this.gen) throw e;
