@@ -43,6 +43,10 @@ struct Args {
     /// `--only`: run one phase (`16` or `25`).
     #[arg(long)]
     only: Option<usize>,
+    /// `--transport fmp4`: the kiosk page plays every tile over MSE (`?transport=fmp4`) instead
+    /// of WebRTC first.
+    #[arg(long)]
+    transport: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -300,6 +304,7 @@ fn main() {
                 &victim,
             ])
             .arg(args.every.to_string())
+            .arg(args.transport.as_deref().unwrap_or(""))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -257,6 +257,9 @@ fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
     assert_eq!(r["kiosk_chrome_hidden"], true);
     assert_eq!(r["kiosk_url_clean"], true);
     assert_eq!(r["kiosk_after_reload"], true);
+    // Over MSE, eight tiles of one page play at once (fMP4 through WebSockets).
+    let mse = r["mse_tiles"].as_array().map(Vec::len);
+    assert_eq!(mse, Some(8), "{}", r["mse_tiles"]);
 
     // Every wall push was audited with its cameras.
     let (_, audit) = setup.node.get(&format!(
@@ -264,7 +267,7 @@ fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
         rfc3339(now_us() - 3_600_000_000),
         rfc3339(now_us() + 60_000_000)
     ));
-    assert_eq!(audit["entries"].as_array().unwrap().len(), 2, "{audit}");
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 3, "{audit}");
     // However many tiles showed a camera, the camera was pulled once per stream.
     assert_eq!(setup.sim.cam("cam0").active_sessions(), 1);
     assert!(setup.node.terminate().success());

@@ -376,3 +376,100 @@ fn a_viewer_that_stops_reading_is_dropped_and_the_others_are_unaffected() {
     drop(stalled);
     assert!(node.terminate().success());
 }
+
+/// `live.mp4` over a WebSocket (what the web UI's MSE tiles use, since a browser opens only six
+/// HTTP/1.1 connections to a host): the first message says the stream served, the rest are the
+/// fMP4 bytes, which ffmpeg decodes; refusals come as one message naming the status; a viewer's
+/// stray or oversized messages end at most its own socket, and a closed socket is a viewer gone.
+#[test]
+fn live_mp4_over_a_websocket_says_its_stream_then_sends_fmp4_that_decodes() {
+    use tungstenite::Message;
+    let Setup { sim: _sim, dir, mut node } =
+        node_with(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())], "", "");
+    let base = node_url_ws(&node, "");
+    let ws_url = |path: &str| format!("{base}{path}");
+    let connect = |url: &str| {
+        let (mut ws, resp) = tungstenite::connect(url).unwrap();
+        assert_eq!(resp.status(), 101);
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        }
+        ws
+    };
+    let t = media_token(&mut node, "cam0", "live");
+    let mut ws = connect(&ws_url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}")));
+    let head: serde_json::Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(head["stream"], "main", "{head}");
+    let mut bytes = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        match ws.read().unwrap() {
+            Message::Binary(b) => bytes.extend_from_slice(&b),
+            other => panic!("expected media, got {other:?}"),
+        }
+    }
+    // Something the node does not expect from a viewer: ignored, the video goes on.
+    ws.send(Message::Text("what is this?".into())).unwrap();
+    assert!(ws.read().unwrap().is_binary());
+    let _ = ws.close(None);
+    let out = dir.path().join("ws.mp4");
+    std::fs::write(&out, &bytes).unwrap();
+    assert_eq!(&bytes[4..8], b"ftyp");
+    let (errors, frames) = decode(out.to_str().unwrap());
+    assert!(errors.is_empty(), "{errors}");
+    assert!(frames >= 75, "{frames} frames in 4 s of 25 fps");
+
+    // Refusals: the status the HTTP answer would have had, then a close.
+    for (path, status, code) in [
+        ("/api/v1/cameras/cam0/live.mp4?token=forged", 401, "unauthorized"),
+        ("/api/v1/cameras/cam0/live.mp4?stream=sub&token=TOKEN", 404, "not_found"),
+    ] {
+        let t = media_token(&mut node, "cam0", "live");
+        let mut ws = connect(&ws_url(&path.replace("TOKEN", &t)));
+        let e: serde_json::Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!(e["error"]["status"], status, "{path}: {e}");
+        assert_eq!(e["error"]["code"], code, "{path}: {e}");
+        assert!(!e["error"]["message"].as_str().unwrap().is_empty());
+        assert!(matches!(ws.read(), Ok(Message::Close(_)) | Err(_)), "{path}: closed after");
+    }
+
+    // An oversized message ends that socket only; the node serves the next viewer.
+    let t = media_token(&mut node, "cam0", "live");
+    let mut ws = connect(&ws_url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}")));
+    ws.read().unwrap();
+    let _ = ws.send(Message::Binary(vec![0u8; 64 << 10].into()));
+    let t0 = Instant::now();
+    loop {
+        match ws.read() {
+            Ok(Message::Binary(_)) if t0.elapsed() < Duration::from_secs(10) => {}
+            Ok(Message::Close(_)) | Err(_) => break,
+            other => panic!("the socket stays open after a 64 KB message: {other:?}"),
+        }
+    }
+    let t = media_token(&mut node, "cam0", "live");
+    let mut ws = connect(&ws_url(&format!("/api/v1/cameras/cam0/live.mp4?token={t}")));
+    ws.read().unwrap();
+    assert!(ws.read().unwrap().is_binary());
+    drop(ws);
+    // Every socket closed: no viewer is left on the camera.
+    let t0 = Instant::now();
+    loop {
+        let viewers: u64 = node
+            .metrics()
+            .lines()
+            .filter(|l| l.starts_with("sharpeye_live_viewers{") && l.contains("cam0"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if viewers == 0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{viewers} viewers left after the sockets closed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(node.terminate().success());
+}
+
+/// `node`'s URL for `path` with the ws scheme.
+fn node_url_ws(node: &Node, path: &str) -> String {
+    node.url(path).replacen("http://", "ws://", 1)
+}

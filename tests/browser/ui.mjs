@@ -212,6 +212,21 @@ try {
     await until("kiosk after reload", async () => (await stats(kiosk)).filter((x) => x.frames > 0).length === 3, 15000);
     out.kiosk_after_reload = true;
     await kiosk.close();
+
+    // A screen whose network refuses WebRTC plays over MSE (?transport=fmp4): eight tiles, more
+    // than the six HTTP connections a browser opens to one host, all decode (the fMP4 comes
+    // through WebSockets, which that limit does not count).
+    const mse = await browser.newPage({ viewport: { width: 900, height: 480 } });
+    mse.on("pageerror", (e) => console.error(`mse pageerror: ${e.message}`));
+    await mse.goto(`${base}wall/room2?token=${token}&transport=fmp4`);
+    await mse.waitForSelector("#wall");
+    const eight = "cam0,cam1,cam2,cam3,cam4,cam5,cam0,cam2";
+    await need("put-wall", "room2", "3x3", eight);
+    out.mse_tiles = await until("eight MSE tiles decode", async () => {
+      const s = (await stats(mse)).filter((x) => x.camera);
+      return s.length === 8 && s.every((x) => x.kind === "fmp4" && x.frames > 0) && s;
+    }, 30000).catch(async (e) => { throw new Error(e.message + ": " + JSON.stringify(await stats(mse))); });
+    await mse.close();
   }
 
   if (scenarios.includes("timeline") || scenarios.includes("export")) {

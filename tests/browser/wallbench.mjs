@@ -4,11 +4,11 @@
 //   SAMPLE {t_s, tiles:[{camera, frames, dropped, badge}], heap}   every `every` seconds
 // and asks the bench to kill a camera halfway (`NEED kill CAMERA`) so a failure's effect on the
 // other tiles is measured. Ends after `seconds`, printing `DONE`.
-// Usage: node wallbench.mjs URL WALL TOKEN SECONDS TILES KILL_CAMERA [EVERY_S]
+// Usage: node wallbench.mjs URL WALL TOKEN SECONDS TILES KILL_CAMERA [EVERY_S] [TRANSPORT]
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
-const [url, wall, token, seconds, tiles, kill, every = "5"] = process.argv.slice(2);
+const [url, wall, token, seconds, tiles, kill, every = "5", transport = ""] = process.argv.slice(2);
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const browser = await chromium.launch({
@@ -18,7 +18,7 @@ const browser = await chromium.launch({
 });
 const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
 const t0 = Date.now();
-await page.goto(`${url}wall/${wall}?token=${token}`);
+await page.goto(`${url}wall/${wall}?token=${token}${transport ? `&transport=${transport}` : ""}`);
 const n = Number(tiles);
 for (;;) {
   const s = await page.evaluate(() => window.wallStats());

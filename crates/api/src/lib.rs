@@ -26,6 +26,7 @@ mod incidents;
 pub mod intact;
 mod links;
 mod live;
+mod live_socket;
 mod metrics;
 pub mod movies;
 pub mod openapi;

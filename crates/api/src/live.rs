@@ -13,6 +13,7 @@ use media::{Frame, StreamId};
 use crate::access::{Caller, ClientIp, media_caller};
 use crate::audit::start_viewing;
 use crate::error::ApiError;
+use crate::live_socket::{self, MaybeUpgrade};
 use crate::fragmented::{FrameSource, fragmented_mp4, relay_mp4};
 use crate::request::{QueryMap, query, stream_of};
 use crate::state::AppState;
@@ -24,9 +25,26 @@ pub async fn live_mp4(
     headers: HeaderMap,
     ip: ClientIp,
     q: QueryMap,
+    upgrade: MaybeUpgrade,
+) -> Result<Response, ApiError> {
+    let answer = live_mp4_response(&state, &camera, &headers, ip, q).await;
+    match upgrade.0 {
+        // A browser's wall: the same answer over a WebSocket (see `crate::live_socket`).
+        Some(ws) => Ok(live_socket::serve(ws, camera, answer)),
+        None => answer,
+    }
+}
+
+/// What `live.mp4` answers over HTTP.
+async fn live_mp4_response(
+    state: &Arc<AppState>,
+    camera: &str,
+    headers: &HeaderMap,
+    ip: ClientIp,
+    q: QueryMap,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
-    let (caller, _) = media_caller(&state, &headers, &q, ip, &camera, MediaAction::Live)?;
+    let (caller, _) = media_caller(state, headers, &q, ip, camera, MediaAction::Live)?;
     let relay = match q.get("relay").map(String::as_str) {
         None | Some("0") => false,
         Some("1") => true,
@@ -36,7 +54,7 @@ pub async fn live_mp4(
             ));
         }
     };
-    let stream = admit(&state, &caller, stream_of(&q, &camera)?)?;
+    let stream = admit(state, &caller, stream_of(&q, camera)?)?;
     let Some(hub) = state.hub.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -44,10 +62,10 @@ pub async fn live_mp4(
             "live view is not enabled on this node",
         ));
     };
-    let (viewer, first) = first_key_frame(&state, &hub, &stream, &camera, hub::Output::Mp4).await?;
+    let (viewer, first) = first_key_frame(state, &hub, &stream, camera, hub::Output::Mp4).await?;
     let output = if relay { "relay" } else { "mp4" };
     let viewing = start_viewing(
-        &state,
+        state,
         &caller.who.actor(),
         caller.ip,
         caller.on_behalf_of.clone(),

@@ -7,10 +7,11 @@
 //   stream:    asked for, else main above SUB_BELOW_PX of tile height (as Nx Witness does) and the
 //              sub-stream below it; an H.265 main stream this browser cannot decode → the H.264
 //              sub-stream; a link budget that refuses main → sub.
-//   transport: H.264 → WebRTC (WHEP), then fMP4 over MSE; H.265 → fMP4 over MSE where the browser
-//              has hvc1; otherwise the tile says exactly that.
+//   transport: H.264 → WebRTC (WHEP), then fMP4 over MSE (through a WebSocket); H.265 → fMP4
+//              over MSE where the browser has hvc1; otherwise the tile says exactly that. A page
+//              opened with ?transport=fmp4 plays everything over MSE.
 
-import { api, cam, token } from "./api.js";
+import { api, cam, mediaToken, q, token } from "./api.js";
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -20,6 +21,10 @@ export const SUB_BELOW_PX = 172;
 const STALL_MS = 2500;
 /** A new session that shows no frame within this long failed. */
 const FIRST_FRAME_MS = 8000;
+
+/** `?transport=fmp4` on a page (a wall PC whose network drops WebRTC's UDP, say) plays every
+ *  tile as fMP4 over MSE instead of trying WebRTC first. */
+const FMP4_ONLY = new URLSearchParams(location.search).get("transport") === "fmp4";
 
 const isHevc = (codec) => /^(hvc1|hev1)/.test(codec || "");
 const mseCan = (codec) => !!(window.MediaSource && MediaSource.isTypeSupported(`video/mp4; codecs="${codec}"`));
@@ -84,19 +89,36 @@ async function whep(video, camera, stream) {
   return session;
 }
 
-/** fMP4 over chunked HTTP into Media Source Extensions. */
+/** fMP4 into Media Source Extensions, over a WebSocket: a browser opens only six HTTP/1.1
+ *  connections to a host, and a tile holding one for as long as it plays would cap a page at six
+ *  MSE tiles; WebSockets are not counted (see crates/api/src/live_socket.rs). The node's first
+ *  message says what its HTTP status and headers would have: the stream served, or an error. */
 async function fmp4(video, camera, stream, codecHint) {
-  const ctl = new AbortController();
-  const r = await fetch(`${cam(camera)}/live.mp4?stream=${stream}`, { headers: { Authorization: "Bearer " + token() }, signal: ctl.signal });
-  if (!r.ok) {
-    let err = { code: "http_" + r.status, message: "" };
-    try { err = (await r.json()).error; } catch { /* not JSON */ }
-    throw Object.assign(new Error(err.message), { code: err.code, status: r.status });
+  const mt = await mediaToken(camera, "live");
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}${cam(camera)}/live.mp4?${q({ stream, token: mt })}`);
+  ws.binaryType = "arraybuffer";
+  const inbox = [];
+  let ended = false, wake = null;
+  ws.onmessage = (e) => { inbox.push(e.data); if (wake) wake(); };
+  ws.onclose = ws.onerror = () => { ended = true; if (wake) wake(); };
+  const next = async () => {
+    while (!inbox.length && !ended) await new Promise((ok) => { wake = ok; });
+    wake = null;
+    return inbox.shift();
+  };
+  const ctl = { abort() { ws.close(); } };
+  const head = await next();
+  if (typeof head !== "string") { ctl.abort(); throw new Failure("tile.noVideo", "the stream ended at once"); }
+  const info = JSON.parse(head);
+  if (info.error) {
+    ctl.abort();
+    throw Object.assign(new Error(info.error.message), { code: info.error.code, status: info.error.status });
   }
-  const served = r.headers.get("x-sharpeye-stream") || stream;
-  const reader = r.body.getReader();
-  const first = await reader.read();
-  if (first.done) throw new Failure("tile.noVideo", "the stream ended at once");
+  const served = info.stream || stream;
+  const firstData = await next();
+  if (!(firstData instanceof ArrayBuffer)) { ctl.abort(); throw new Failure("tile.noVideo", "the stream ended at once"); }
+  const first = { value: new Uint8Array(firstData) };
   let codec = codecHint;
   if (!codec || served !== stream) {
     const text = new TextDecoder("latin1").decode(first.value.slice(0, 4096));
@@ -132,24 +154,23 @@ async function fmp4(video, camera, stream, codecHint) {
   const session = {
     kind: "fmp4", stream: served, frames: 0, dropped: 0,
     async poll() {
-      const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
-      this.frames = q ? q.totalVideoFrames : 0;
-      this.dropped = q ? q.droppedVideoFrames : 0;
+      const pq = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+      this.frames = pq ? pq.totalVideoFrames : 0;
+      this.dropped = pq ? pq.droppedVideoFrames : 0;
     },
     close() { closed = true; ctl.abort(); URL.revokeObjectURL(url); },
   };
-  (async () => {
-    try {
-      for (;;) {
-        const c = await reader.read();
-        if (c.done) break;
-        queue.push(c.value);
-        if (queue.length > 200) queue.splice(0, queue.length - 50);
-        pump();
-      }
-    } catch { /* aborted */ }
-    if (!closed) session.failed = true;
-  })();
+  const take = (data) => {
+    if (typeof data === "string") return;
+    queue.push(new Uint8Array(data));
+    if (queue.length > 200) queue.splice(0, queue.length - 50);
+    pump();
+  };
+  // What came while the source buffer opened, then each message as it comes.
+  while (inbox.length) take(inbox.shift());
+  ws.onmessage = (e) => take(e.data);
+  ws.onclose = ws.onerror = () => { if (!closed) session.failed = true; };
+  if (ended && !closed) session.failed = true;
   video.play().catch(() => {});
   return session;
 }
@@ -246,7 +267,7 @@ export class Tile {
       if ((isHevc(codec) || (this.hevcMain && stream === "main")) && !browserHevc) {
         throw new Failure("tile.codec", t("tile.hevcNone"), false);
       }
-      if (isHevc(codec)) session = await fmp4(video, camera.id, stream, codec);
+      if (isHevc(codec) || FMP4_ONLY) session = await fmp4(video, camera.id, stream, codec);
       else {
         try { session = await whep(video, camera.id, stream); } catch (e) {
           if (gen !== this.gen) throw e;
