@@ -384,8 +384,11 @@ fn a_viewer_that_stops_reading_is_dropped_and_the_others_are_unaffected() {
 #[test]
 fn live_mp4_over_a_websocket_says_its_stream_then_sends_fmp4_that_decodes() {
     use tungstenite::Message;
-    let Setup { sim: _sim, dir, mut node } =
-        node_with(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())], "", "");
+    let Setup {
+        sim: _sim,
+        dir,
+        mut node,
+    } = node_with(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())], "", "");
     let base = node_url_ws(&node, "");
     let ws_url = |path: &str| format!("{base}{path}");
     let connect = |url: &str| {
@@ -430,7 +433,28 @@ fn live_mp4_over_a_websocket_says_its_stream_then_sends_fmp4_that_decodes() {
         assert_eq!(e["error"]["status"], status, "{path}: {e}");
         assert_eq!(e["error"]["code"], code, "{path}: {e}");
         assert!(!e["error"]["message"].as_str().unwrap().is_empty());
-        assert!(matches!(ws.read(), Ok(Message::Close(_)) | Err(_)), "{path}: closed after");
+        assert!(
+            matches!(ws.read(), Ok(Message::Close(_)) | Err(_)),
+            "{path}: closed after"
+        );
+    }
+
+    // An upgrade that is not a WebSocket handshake (no key, no version) is a 400 saying so.
+    {
+        use std::io::Write;
+        let t = media_token(&mut node, "cam0", "live");
+        let addr = node.url("").trim_start_matches("http://").to_owned();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /api/v1/cameras/cam0/live.mp4?token={t} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("WebSocket upgrade refused"), "{answer}");
     }
 
     // An oversized message ends that socket only; the node serves the next viewer.
@@ -463,7 +487,10 @@ fn live_mp4_over_a_websocket_says_its_stream_then_sends_fmp4_that_decodes() {
         if viewers == 0 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "{viewers} viewers left after the sockets closed");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{viewers} viewers left after the sockets closed"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(node.terminate().success());

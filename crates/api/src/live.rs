@@ -13,8 +13,8 @@ use media::{Frame, StreamId};
 use crate::access::{Caller, ClientIp, media_caller};
 use crate::audit::start_viewing;
 use crate::error::ApiError;
-use crate::live_socket::{self, MaybeUpgrade};
 use crate::fragmented::{FrameSource, fragmented_mp4, relay_mp4};
+use crate::live_socket::{self, MaybeUpgrade};
 use crate::request::{QueryMap, query, stream_of};
 use crate::state::AppState;
 
