@@ -27,11 +27,14 @@ pub async fn live_mp4(
     q: QueryMap,
     upgrade: MaybeUpgrade,
 ) -> Result<Response, ApiError> {
-    let answer = live_mp4_response(&state, &camera, &headers, ip, q).await;
     match upgrade.0 {
-        // A browser's wall: the same answer over a WebSocket (see `crate::live_socket`).
-        Some(ws) => Ok(live_socket::serve(ws, camera, answer)),
-        None => answer,
+        // A browser's wall: the same answer over a WebSocket (see `crate::live_socket`), worked
+        // out after the handshake: a browser opens one WebSocket to a host at a time, and an
+        // on-demand stream's first key frame can take a second.
+        Some(ws) => Ok(live_socket::serve(ws, camera.clone(), async move {
+            live_mp4_response(&state, &camera, &headers, ip, q).await
+        })),
+        None => live_mp4_response(&state, &camera, &headers, ip, q).await,
     }
 }
 

@@ -50,9 +50,15 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUpgrade {
     }
 }
 
-/// Answers `upgrade` with what the HTTP request would have got: `answer`'s headers as the first
-/// message and its body as binary messages, or its error as the only message.
-pub fn serve(upgrade: WebSocketUpgrade, camera: String, answer: Result<Response, ApiError>) -> Response {
+/// Answers `upgrade` at once, then with what the HTTP request would have got once `answer` has
+/// it: its headers as the first message and its body as binary messages, or its error as the
+/// only message. The handshake does not wait for `answer`: browsers open one WebSocket to a host
+/// at a time, so a wall's tiles would otherwise start one after another.
+pub fn serve(
+    upgrade: WebSocketUpgrade,
+    camera: String,
+    answer: impl Future<Output = Result<Response, ApiError>> + Send + 'static,
+) -> Response {
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
@@ -64,8 +70,11 @@ pub fn serve(upgrade: WebSocketUpgrade, camera: String, answer: Result<Response,
 }
 
 /// Why a socket ended (logged at debug: a viewer closing is the normal end).
-async fn run(mut socket: WebSocket, answer: Result<Response, ApiError>) -> Result<(), axum::Error> {
-    let response = match answer {
+async fn run(
+    mut socket: WebSocket,
+    answer: impl Future<Output = Result<Response, ApiError>>,
+) -> Result<(), axum::Error> {
+    let response = match answer.await {
         Ok(r) => r,
         Err(e) => {
             let text = json!({"error": {"code": e.code, "message": e.message, "status": e.status.as_u16()}});
