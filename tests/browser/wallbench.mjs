@@ -20,13 +20,22 @@ const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
 const t0 = Date.now();
 await page.goto(`${url}wall/${wall}?token=${token}${transport ? `&transport=${transport}` : ""}`);
 const n = Number(tiles);
+// When each tile first decoded (ms from navigation), and its own session's startup: whether a
+// slow wall is late to start its tiles or slow in each.
+const firstFrame = new Map();
+let last = [];
 for (;;) {
   const s = await page.evaluate(() => window.wallStats());
+  last = s;
+  for (const x of s) if (x.frames > 0 && !firstFrame.has(x.tile)) firstFrame.set(x.tile, Date.now() - t0);
   if (s.filter((x) => x.frames > 0).length >= n) break;
   if (Date.now() - t0 > 60000) { console.log("READY -1"); break; }
   await sleep(50);
 }
 console.log("READY " + (Date.now() - t0));
+const sorted = (a) => a.slice().sort((x, y) => x - y);
+console.error(`wallbench: tiles first decoding at ${JSON.stringify(sorted([...firstFrame.values()]))} ms; ` +
+  `their sessions' startup ${JSON.stringify(sorted(last.map((x) => x.startup?.total_ms).filter((v) => v !== undefined).map(Math.round)))} ms`);
 const end = Date.now() + Number(seconds) * 1000;
 let killed = false;
 while (Date.now() < end) {
