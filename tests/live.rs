@@ -389,7 +389,7 @@ fn live_mp4_over_a_websocket_says_its_stream_then_sends_fmp4_that_decodes() {
         dir,
         mut node,
     } = node_with(vec![CameraSpec::new("cam0", BuiltinFixture::H264_240p.load())], "", "");
-    let base = node_url_ws(&node, "");
+    let base = node.url("").replacen("http://", "ws://", 1);
     let ws_url = |path: &str| format!("{base}{path}");
     let connect = |url: &str| {
         let (mut ws, resp) = tungstenite::connect(url).unwrap();
@@ -494,9 +494,4 @@ fn live_mp4_over_a_websocket_says_its_stream_then_sends_fmp4_that_decodes() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(node.terminate().success());
-}
-
-/// `node`'s URL for `path` with the ws scheme.
-fn node_url_ws(node: &Node, path: &str) -> String {
-    node.url(path).replacen("http://", "ws://", 1)
 }

@@ -107,26 +107,25 @@ async function fmp4(video, camera, stream, codecHint) {
     wake = null;
     return inbox.shift();
   };
-  const ctl = { abort() { ws.close(); } };
   const head = await next();
-  if (typeof head !== "string") { ctl.abort(); throw new Failure("tile.noVideo", "the stream ended at once"); }
+  if (typeof head !== "string") { ws.close(); throw new Failure("tile.noVideo", "the stream ended at once"); }
   const info = JSON.parse(head);
   if (info.error) {
-    ctl.abort();
+    ws.close();
     throw Object.assign(new Error(info.error.message), { code: info.error.code, status: info.error.status });
   }
   const served = info.stream || stream;
   const firstData = await next();
-  if (!(firstData instanceof ArrayBuffer)) { ctl.abort(); throw new Failure("tile.noVideo", "the stream ended at once"); }
-  const first = { value: new Uint8Array(firstData) };
+  if (!(firstData instanceof ArrayBuffer)) { ws.close(); throw new Failure("tile.noVideo", "the stream ended at once"); }
+  const first = new Uint8Array(firstData);
   let codec = codecHint;
   if (!codec || served !== stream) {
-    const text = new TextDecoder("latin1").decode(first.value.slice(0, 4096));
+    const text = new TextDecoder("latin1").decode(first.slice(0, 4096));
     codec = text.includes("hvcC") ? "hvc1.1.6.L120.90" : "avc1.640028";
   }
   if (!mseCan(codec)) {
-    ctl.abort();
-    throw new Failure(isHevc(codec) ? "tile.codec" : "tile.codec", `${codec} cannot be decoded by this browser`, false);
+    ws.close();
+    throw new Failure("tile.codec", `${codec} cannot be decoded by this browser`, false);
   }
   const ms = new MediaSource();
   const url = URL.createObjectURL(ms);
@@ -134,7 +133,7 @@ async function fmp4(video, camera, stream, codecHint) {
   await new Promise((ok) => ms.addEventListener("sourceopen", ok, { once: true }));
   const sb = ms.addSourceBuffer(`video/mp4; codecs="${codec}"`);
   sb.mode = "sequence";
-  const queue = [first.value];
+  const queue = [first];
   let closed = false;
   const pump = () => {
     if (closed || sb.updating || !queue.length) return;
@@ -158,7 +157,7 @@ async function fmp4(video, camera, stream, codecHint) {
       this.frames = pq ? pq.totalVideoFrames : 0;
       this.dropped = pq ? pq.droppedVideoFrames : 0;
     },
-    close() { closed = true; ctl.abort(); URL.revokeObjectURL(url); },
+    close() { closed = true; ws.close(); URL.revokeObjectURL(url); },
   };
   const take = (data) => {
     if (typeof data === "string") return;

@@ -151,14 +151,15 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     // when they end: an hour is ~90,000 samples, and this loop was a seventh of a request.
     let mut stts: Vec<mp4_atom::SttsEntry> = Vec::new();
     let mut stss = Vec::new();
-    let mut sizes = Vec::with_capacity(total_samples);
+    // The sizes as `stsz` holds them (big-endian u32s), spliced into the encoded box below.
+    let mut stsz_entries: Vec<u8> = Vec::with_capacity(4 * total_samples);
     let mut parts: Vec<Part> = Vec::new();
     let mut chunk_samples: Vec<(u32, u32)> = Vec::new(); // (samples, description index)
     let mut n: u32 = 0;
     let mut total_ticks: u64 = 0;
     let mut delta: Option<(u32, u32)> = None; // (sample_delta, sample_count)
     for (run, &desc) in spec.runs.iter().zip(&run_entry) {
-        sizes.extend(run.samples.iter().map(|s| s.size));
+        stsz_entries.extend(run.samples.iter().flat_map(|s| s.size.to_be_bytes()));
         // A chunk is a run of samples lying back to back in one source file, within a run.
         let mut chunk: Option<(Part, u32)> = None;
         for s in &run.samples {
@@ -228,7 +229,7 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     let duration = spec.duration.min(total_ticks.saturating_sub(spec.skip));
 
     // Called once: the tables move into the boxes rather than being copied.
-    let moov_capacity = 4096 + 4 * (sizes.len() + stss.len() + parts.len()) + 12 * (stts.len() + stsc.len());
+    let moov_capacity = 4096 + stsz_entries.len() + 4 * (stss.len() + parts.len()) + 12 * (stts.len() + stsc.len());
     let moov_with = |offsets: &[u64]| -> Result<Vec<u8>, Mp4Error> {
         let stbl = mp4_atom::Stbl {
             stsd: mp4_atom::Stsd {
@@ -291,15 +292,11 @@ pub fn build(spec: &MovieSpec) -> Result<VirtualMp4, Mp4Error> {
     // Offsets depend on the moov's size, which does not depend on the offsets' values.
     // Encode once with zero offsets, then write the real ones into the chunk-offset box.
     let mut moov = moov_with(&vec![0; parts.len()])?;
-    let mut stsz_entries = vec![0u8; 4 * sizes.len()];
-    for (e, size) in stsz_entries.chunks_exact_mut(4).zip(&sizes) {
-        e.copy_from_slice(&size.to_be_bytes());
-    }
     let stsz = [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsz"];
     let (at, _) = grow_box(&mut moov, &stsz, &stsz_entries)
         .ok_or_else(|| Mp4Error::Invalid("encoded moov has no sample size box".into()))?;
     // Its sample count, after the header, version and flags, and the common sample size (0).
-    moov[at + 16..at + 20].copy_from_slice(&(sizes.len() as u32).to_be_bytes());
+    moov[at + 16..at + 20].copy_from_slice(&n.to_be_bytes());
     let payload_start = (head.len() + moov.len()) as u64 + mdat_header_len;
     let kind: &[u8; 4] = if wide { b"co64" } else { b"stco" };
     let (table, _) = find_box(&moov, &[b"moov", b"trak", b"mdia", b"minf", b"stbl", kind])
