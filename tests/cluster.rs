@@ -38,9 +38,10 @@ fn member_config(
 
 struct Member {
     name: String,
-    dir: tempfile::TempDir,
     node: Option<Node>,
     addr: std::net::SocketAddr,
+    // After the node: its log is printed from its drop when a test fails.
+    dir: tempfile::TempDir,
 }
 
 fn start_members(names: &[&str], etcd: &str, sim: &Sim, n: usize) -> Vec<Member> {

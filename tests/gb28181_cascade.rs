@@ -94,11 +94,12 @@ fn upper_sessions(a: &mut Node) -> i64 {
 /// A's shared cameras.
 struct Pair {
     sim: Sim,
-    dir: tempfile::TempDir,
     a: Node,
     b: Node,
     a_config: String,
     a_addr: SocketAddr,
+    // After the nodes: their logs are printed from their drops when a test fails.
+    dir: tempfile::TempDir,
 }
 
 fn pair(media: &str, synth: Option<i64>) -> Pair {

@@ -17,10 +17,11 @@ use common::*;
 /// A community → street → district chain on loopback.
 struct Chain {
     sim: Sim,
-    _dirs: Vec<tempfile::TempDir>,
     community: Node,
     street: Node,
     district: Node,
+    // After the nodes: their logs are printed from their drops when a test fails.
+    _dirs: Vec<tempfile::TempDir>,
 }
 
 /// Cameras: `cam0` (1080p main, 240p sub), `cam1` and `cam2` (1080p, no sub) recorded at the

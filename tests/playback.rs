@@ -11,10 +11,11 @@ use common::*;
 const FIX_240: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/h264_240p.h264");
 
 struct Served {
-    _dir: tempfile::TempDir,
     node: Node,
     base: i64,
     token: String,
+    // After the node: its log is printed from its drop when a test fails.
+    _dir: tempfile::TempDir,
 }
 
 /// 12 minutes of camera `a` (H.264 240p), then a 20 s gap and 1 minute more; `b` (H.265) 3 min.

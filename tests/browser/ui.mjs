@@ -26,7 +26,15 @@ async function until(what, f, ms, every = 100) {
   for (;;) {
     const v = await f();
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > end) {
+      // Say what every open page's tiles were doing: a CI failure leaves nothing else behind.
+      const tiles = [];
+      for (const p of browser.contexts().flatMap((c) => c.pages())) {
+        tiles.push({ url: p.url(), tiles: await p.evaluate(() => window.wallStats ? window.wallStats() : null).catch((e) => String(e)) });
+      }
+      out.tiles_at_timeout = tiles;
+      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    }
     await sleep(every);
   }
 }
@@ -59,6 +67,17 @@ try {
     await page.waitForSelector(".tree .cam");
     out.tree = await treeCameras(page);
     out.api_cameras = (await page.evaluate(async () => (await (await fetch("/api/v1/cameras", { headers: { Authorization: "Bearer " + sessionStorage.getItem("sharpeye.token") } })).json()).map((c) => c.id))).sort();
+    // Can this browser offer WebRTC an address at all? Not on a machine whose only interface is
+    // loopback (Chromium offers none from it): there the tiles must fall back to fMP4.
+    out.webrtc_possible = await page.evaluate(async () => {
+      const pc = new RTCPeerConnection();
+      pc.addTransceiver("video", { direction: "recvonly" });
+      const found = new Promise((ok) => { pc.onicecandidate = (e) => e.candidate && ok(true); setTimeout(() => ok(false), 1500); });
+      await pc.setLocalDescription(await pc.createOffer());
+      const r = await found;
+      pc.close();
+      return r;
+    });
     const four = ["cam0", "cam1", "cam2", "cam3"];
     const t0 = Date.now();
     for (const [i, cam] of four.entries()) await page.dragAndDrop(`.tree .cam[data-camera="${cam}"]`, `.tile[data-index="${i}"]`);
@@ -227,6 +246,28 @@ try {
       return s.length === 8 && s.every((x) => x.kind === "fmp4" && x.frames > 0) && s;
     }, 30000).catch(async (e) => { throw new Error(e.message + ": " + JSON.stringify(await stats(mse))); });
     await mse.close();
+
+    // A screen whose firewall drops WebRTC's UDP: the node answers WHEP, but its candidate is
+    // rewritten here to a port where nothing listens, so no session ever connects. The tiles
+    // play over fMP4 by themselves, without a badge.
+    const blocked = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    blocked.on("pageerror", (e) => console.error(`blocked pageerror: ${e.message}`));
+    await blocked.route("**/whep*", async (route) => {
+      const answer = await route.fetch();
+      const sdp = (await answer.text()).replace(/^(a=candidate:\S+ \d+ udp \d+ \S+ )\d+/gm, (_, head) => head + "9");
+      out.blocked_rewritten = (out.blocked_rewritten || 0) + 1;
+      await route.fulfill({ response: answer, body: sdp });
+    });
+    await blocked.goto(`${base}wall/room3?token=${token}`);
+    await blocked.waitForSelector("#wall");
+    const pushed = Date.now();
+    await need("put-wall", "room3", "2x2", "cam0,cam2");
+    out.blocked_tiles = await until("tiles behind a UDP firewall decode", async () => {
+      const s = (await stats(blocked)).filter((x) => x.camera);
+      return s.length === 2 && s.every((x) => x.frames > 0) && s;
+    }, 20000);
+    out.blocked_ms = Date.now() - pushed;
+    await blocked.close();
   }
 
   if (scenarios.includes("timeline") || scenarios.includes("export")) {

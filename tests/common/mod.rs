@@ -40,9 +40,11 @@ pub fn config_toml(listen: SocketAddr, data: &Path, recording: &str, cameras: &s
 /// A node recording simulated cameras, as most end-to-end tests start: the simulator, the
 /// test's temporary directory (the node's data is in `data/` inside it) and the node.
 pub struct Setup {
+    // Fields drop in this order: the node first, so that a failing test's node log is printed
+    // before its directory is removed.
+    pub node: Node,
     pub sim: Sim,
     pub dir: tempfile::TempDir,
-    pub node: Node,
 }
 
 /// Starts camsim with `specs` and a node with a `[[cameras]]` entry for each (named after the

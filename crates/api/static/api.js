@@ -36,7 +36,7 @@ let onUnauthorized = () => {};
 export function whenUnauthorized(f) { onUnauthorized = f; }
 
 /** Calls the API; JSON in and out. Throws ApiError. */
-export async function api(path, { method = "GET", body, headers = {}, raw = false } = {}) {
+export async function api(path, { method = "GET", body, headers = {}, raw = false, signal } = {}) {
   const h = { ...headers };
   const t = token();
   if (t) h.Authorization = "Bearer " + t;
@@ -47,7 +47,7 @@ export async function api(path, { method = "GET", body, headers = {}, raw = fals
   }
   let r;
   try {
-    r = await fetch(path, { method, headers: h, body: payload });
+    r = await fetch(path, { method, headers: h, body: payload, signal });
   } catch (e) {
     throw new ApiError(0, "unreachable", "the node cannot be reached: " + e.message);
   }

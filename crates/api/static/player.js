@@ -7,9 +7,11 @@
 //   stream:    asked for, else main above SUB_BELOW_PX of tile height (as Nx Witness does) and the
 //              sub-stream below it; an H.265 main stream this browser cannot decode → the H.264
 //              sub-stream; a link budget that refuses main → sub.
-//   transport: H.264 → WebRTC (WHEP), then fMP4 over MSE (through a WebSocket); H.265 → fMP4
-//              over MSE where the browser has hvc1; otherwise the tile says exactly that. A page
-//              opened with ?transport=fmp4 plays everything over MSE.
+//   transport: H.264 → WebRTC (WHEP), then fMP4 over MSE (through a WebSocket) when WHEP is
+//              refused or its session cannot connect (UDP blocked, or no address to offer; the
+//              whole page then skips WebRTC for a while); H.265 → fMP4 over MSE where the
+//              browser has hvc1; otherwise the tile says exactly that. A page opened with
+//              ?transport=fmp4 plays everything over MSE.
 
 import { api, cam, mediaToken, q, token } from "./api.js";
 import { h } from "./dom.js";
@@ -21,6 +23,14 @@ export const SUB_BELOW_PX = 172;
 const STALL_MS = 2500;
 /** A new session that shows no frame within this long failed. */
 const FIRST_FRAME_MS = 8000;
+/** A WebRTC session answered but not connected after this long cannot reach the node over UDP
+ *  (a firewall between the wall PC and the node): the tile falls back to fMP4 at once. */
+const CONNECT_MS = 3000;
+/** Once WebRTC could not connect on this page, new sessions go straight to fMP4 for this long
+ *  rather than each waiting CONNECT_MS, then WebRTC is tried again. */
+const WEBRTC_RETRY_MS = 120000;
+let webrtcFailedAt = -Infinity;
+const webrtcDown = () => performance.now() - webrtcFailedAt < WEBRTC_RETRY_MS;
 
 /** `?transport=fmp4` on a page (a wall PC whose network drops WebRTC's UDP, say) plays every
  *  tile as fMP4 over MSE instead of trying WebRTC first. */
@@ -41,10 +51,12 @@ function failureOf(e) {
   return new Failure(byCode[e.code] || (e.status === 404 ? "tile.forbidden" : "tile.error"), e.message || String(e));
 }
 
-/** A WebRTC session by WHEP. */
-async function whep(video, camera, stream) {
+/** A WebRTC session by WHEP. `slot.cancel` is set to what gives up on it before it is answered. */
+async function whep(video, camera, stream, slot) {
   const t0 = performance.now();
   const pc = new RTCPeerConnection();
+  const offer = new AbortController();
+  slot.cancel = () => { offer.abort(); pc.close(); };
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); };
   await pc.setLocalDescription(await pc.createOffer());
@@ -57,8 +69,15 @@ async function whep(video, camera, stream) {
     setTimeout(ok, 300);
   });
   const gathered = performance.now();
+  if (!/^a=candidate:/m.test(pc.localDescription.sdp)) {
+    // No address to offer: a machine whose only interface is loopback (Chromium offers none
+    // from it), or a browser told to keep WebRTC off UDP. It can never connect.
+    pc.close();
+    webrtcFailedAt = performance.now();
+    throw Object.assign(new Error("this browser offers WebRTC no network address"), { code: "webrtc_unreachable" });
+  }
   const r = await api(`${cam(camera)}/whep?stream=${stream}`, {
-    method: "POST", raw: true, headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+    method: "POST", raw: true, headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp, signal: offer.signal,
   });
   if (r.status !== 201) {
     pc.close();
@@ -72,6 +91,11 @@ async function whep(video, camera, stream) {
   const session = {
     kind: "webrtc", stream, frames: 0, dropped: 0,
     timing: { gather_ms: Math.round(gathered - t0), answer_ms: Math.round(answered - gathered) },
+    connected: false,
+    /** Answered long ago and never connected, or failed before connecting: UDP does not pass. */
+    unreachable() {
+      return !this.connected && (pc.connectionState === "failed" || performance.now() - answered > CONNECT_MS);
+    },
     async poll() {
       for (const s of (await pc.getStats()).values()) {
         if (s.type === "inbound-rtp" && s.kind === "video") { this.frames = s.framesDecoded || 0; this.dropped = s.framesDropped || 0; }
@@ -84,7 +108,10 @@ async function whep(video, camera, stream) {
   };
   pc.addEventListener("connectionstatechange", () => {
     if (pc.connectionState === "failed") session.failed = true;
-    if (pc.connectionState === "connected") session.timing.connected_ms = Math.round(performance.now() - answered);
+    if (pc.connectionState === "connected") {
+      session.connected = true;
+      session.timing.connected_ms = Math.round(performance.now() - answered);
+    }
   });
   return session;
 }
@@ -93,10 +120,11 @@ async function whep(video, camera, stream) {
  *  connections to a host, and a tile holding one for as long as it plays would cap a page at six
  *  MSE tiles; WebSockets are not counted (see crates/api/src/live_socket.rs). The node's first
  *  message says what its HTTP status and headers would have: the stream served, or an error. */
-async function fmp4(video, camera, stream, codecHint) {
+async function fmp4(video, camera, stream, codecHint, slot) {
   const mt = await mediaToken(camera, "live");
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${scheme}//${location.host}${cam(camera)}/live.mp4?${q({ stream, token: mt })}`);
+  slot.cancel = () => ws.close();
   ws.binaryType = "arraybuffer";
   const inbox = [];
   let ended = false, wake = null;
@@ -266,12 +294,12 @@ export class Tile {
       if ((isHevc(codec) || (this.hevcMain && stream === "main")) && !browserHevc) {
         throw new Failure("tile.codec", t("tile.hevcNone"), false);
       }
-      if (isHevc(codec) || FMP4_ONLY) session = await fmp4(video, camera.id, stream, codec);
+      if (isHevc(codec) || FMP4_ONLY || webrtcDown()) session = await fmp4(video, camera.id, stream, codec, slot);
       else {
-        try { session = await whep(video, camera.id, stream); } catch (e) {
+        try { session = await whep(video, camera.id, stream, slot); } catch (e) {
           if (gen !== this.gen) throw e;
           if (e.code === "link_budget" || e.code === "no_video" || e.code === "codec" || e.status === 403 || e.status === 404) throw e;
-          session = await fmp4(video, camera.id, stream, codec);
+          session = await fmp4(video, camera.id, stream, codec, slot);
         }
       }
       if (gen !== this.gen) { session.close(); video.remove(); return; }
@@ -307,9 +335,26 @@ export class Tile {
     if (!this.camera) return;
     const now = performance.now();
     const p = this.pending;
+    if (p && !p.session && now - p.started > FIRST_FRAME_MS) {
+      // Never answered (a request or socket that hangs): give up on it and retry, as for a
+      // session that shows no frame; `start` drops what arrives late for an old generation.
+      this.gen++;
+      p.cancel?.();
+      p.video.remove();
+      this.pending = null;
+      this.fail(new Failure("tile.noVideo", t("tile.noVideo")));
+      return;
+    }
     if (p && p.session) {
       await p.session.poll().catch(() => {});
       if (p !== this.pending) return;
+      if (p.session.frames === 0 && p.session.unreachable?.()) {
+        // WebRTC does not get through to the node: the same tile over fMP4, without a badge.
+        webrtcFailedAt = now;
+        p.session.close(); p.video.remove(); this.pending = null;
+        this.start();
+        return;
+      }
       if (p.session.frames > 0) {
         // The new session has a picture: it replaces the old one without a black frame.
         const old = this.cur;
@@ -359,6 +404,10 @@ export class Tile {
       startup: this.startup || null,
       badge: this.reason ? t(this.reason) : null,
       reason: this.reason,
+      // A session on its way: how long it has been starting and whether it has been answered.
+      pending: this.pending
+        ? { stream: this.pending.stream, ms: Math.round(performance.now() - this.pending.started), answered: !!this.pending.session }
+        : null,
     };
   }
 
