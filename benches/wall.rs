@@ -43,8 +43,8 @@ struct Args {
     /// `--only`: run one phase (`16` or `25`).
     #[arg(long)]
     only: Option<usize>,
-    /// `--transport fmp4`: the kiosk page plays every tile over MSE (`?transport=fmp4`) instead
-    /// of WebRTC first.
+    /// `--transport fmp4|webrtc`: the kiosk page plays every H.264 tile over MSE, or over
+    /// WebRTC first (`?transport=`), instead of its own choice (WebRTC up to 16 tiles, fMP4 above).
     #[arg(long)]
     transport: Option<String>,
     /// Passed by `cargo bench`; ignored.

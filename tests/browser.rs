@@ -240,6 +240,9 @@ fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
     }
     // It comes back without anyone touching the tile.
     assert!(r["recover_ms"].as_u64().is_some());
+    // Through the outage's events and the listing's refreshes (every 10 s), the tree updated
+    // its rows in place: a row being dragged is never replaced.
+    assert_eq!(r["tree_row_kept"], true, "the tree redrew its rows");
 
     // A view saved from the wall (shared with the department) restores it after a clear; a
     // double-click enlarges a tile.
@@ -265,7 +268,8 @@ fn the_wall_decodes_every_codec_falls_back_per_tile_tours_and_follows_pushes() {
     assert_eq!(r["kiosk_chrome_hidden"], true);
     assert_eq!(r["kiosk_url_clean"], true);
     assert_eq!(r["kiosk_after_reload"], true);
-    // Over MSE, eight tiles of one page play at once (fMP4 through WebSockets).
+    // A 5×5 wall plays over MSE by itself, eight tiles of one page at once (fMP4 through
+    // WebSockets).
     let mse = r["mse_tiles"].as_array().map(Vec::len);
     assert_eq!(mse, Some(8), "{}", r["mse_tiles"]);
     // Behind a firewall that drops WebRTC's UDP, the tiles fall back to fMP4 by themselves,

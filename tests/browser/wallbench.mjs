@@ -36,6 +36,9 @@ console.log("READY " + (Date.now() - t0));
 const sorted = (a) => a.slice().sort((x, y) => x - y);
 console.error(`wallbench: tiles first decoding at ${JSON.stringify(sorted([...firstFrame.values()]))} ms; ` +
   `their sessions' startup ${JSON.stringify(sorted(last.map((x) => x.startup?.total_ms).filter((v) => v !== undefined).map(Math.round)))} ms`);
+// Where the slowest sessions' time went (each transport's own steps; see player.js).
+const slowest = last.filter((x) => x.startup).sort((a, b) => b.startup.total_ms - a.startup.total_ms).slice(0, 5);
+console.error(`wallbench: slowest startups ${JSON.stringify(slowest.map((x) => ({ tile: x.tile, ...x.startup })))}`);
 const end = Date.now() + Number(seconds) * 1000;
 let killed = false;
 while (Date.now() < end) {
@@ -44,6 +47,9 @@ while (Date.now() < end) {
   const tilesNow = await page.evaluate(() => window.wallStats());
   const heap = await page.evaluate(() => (performance.memory ? performance.memory.usedJSHeapSize : 0));
   console.log("SAMPLE " + JSON.stringify({ t_s, heap, tiles: tilesNow.map((x) => ({ camera: x.camera, frames: x.frames, dropped: x.dropped, badge: x.badge })) }));
+  const behind = sorted(tilesNow.map((x) => x.behind_ms).filter((v) => typeof v === "number"));
+  const kinds = [...new Set(tilesNow.map((x) => x.kind))].join("+");
+  if (behind.length) console.error(`wallbench: at ${Math.round(t_s)} s, ${kinds} tiles behind what arrived: median ${behind[behind.length >> 1]} ms, max ${behind[behind.length - 1]} ms`);
   if (!killed && kill !== "-" && Date.now() > end - Number(seconds) * 500) {
     killed = true;
     console.log("NEED kill " + kill);

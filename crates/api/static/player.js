@@ -34,7 +34,17 @@ const webrtcDown = () => performance.now() - webrtcFailedAt < WEBRTC_RETRY_MS;
 
 /** `?transport=fmp4` on a page (a wall PC whose network drops WebRTC's UDP, say) plays every
  *  tile as fMP4 over MSE instead of trying WebRTC first. */
-const FMP4_ONLY = new URLSearchParams(location.search).get("transport") === "fmp4";
+const TRANSPORT = new URLSearchParams(location.search).get("transport");
+const FMP4_ONLY = TRANSPORT === "fmp4";
+/** Walls of more tiles than this play H.264 over fMP4 too (unless `?transport=webrtc`): with 25
+ *  tiles, Chromium's WebRTC receive path grew the page's memory by ~130 MB over its first 2.5
+ *  minutes, while MSE stayed flat from the first minute and, its sockets opened a few at a time,
+ *  starts as fast (docs/benchmarks.md, the wall). Up to 16 tiles keep WebRTC's lower delay. */
+export const FMP4_ABOVE_TILES = 16;
+let bigWall = false;
+/** Tells the tiles how many the page shows (the wall's layout). */
+export function wallSize(n) { bigWall = n > FMP4_ABOVE_TILES; }
+const preferFmp4 = () => FMP4_ONLY || (bigWall && TRANSPORT !== "webrtc") || webrtcDown();
 
 const isHevc = (codec) => /^(hvc1|hev1)/.test(codec || "");
 const mseCan = (codec) => !!(window.MediaSource && MediaSource.isTypeSupported(`video/mp4; codecs="${codec}"`));
@@ -98,7 +108,11 @@ async function whep(video, camera, stream, slot) {
     },
     async poll() {
       for (const s of (await pc.getStats()).values()) {
-        if (s.type === "inbound-rtp" && s.kind === "video") { this.frames = s.framesDecoded || 0; this.dropped = s.framesDropped || 0; }
+        if (s.type === "inbound-rtp" && s.kind === "video") {
+          this.frames = s.framesDecoded || 0;
+          this.dropped = s.framesDropped || 0;
+          if (s.jitterBufferEmittedCount) this.behind_ms = Math.round((s.jitterBufferDelay / s.jitterBufferEmittedCount) * 1000);
+        }
       }
     },
     close() {
@@ -116,15 +130,45 @@ async function whep(video, camera, stream, slot) {
   return session;
 }
 
+/** How many of a page's WebSockets may be opening at once. Chromium's network service delays
+ *  each new WebSocket handshake of a renderer by a random 1–5 s scaled by 2^(pending − 16)
+ *  (its per-process throttler): a 25-tile wall opening every socket at once had its last tiles
+ *  wait 3–5 s for the handshake alone, while a client without that throttle opened all 25 in
+ *  80 ms. A few at a time keep the delay under a millisecond; each handshake takes a few. */
+const SOCKETS_OPENING = 4;
+let socketsOpening = 0;
+const socketQueue = [];
+
+/** A WebSocket to `url`, opened once fewer than SOCKETS_OPENING of the page's are opening. */
+async function openSocket(url) {
+  while (socketsOpening >= SOCKETS_OPENING) await new Promise((ok) => socketQueue.push(ok));
+  socketsOpening++;
+  const ws = new WebSocket(url);
+  let done = false;
+  const opened = () => {
+    if (done) return;
+    done = true;
+    socketsOpening--;
+    socketQueue.shift()?.();
+  };
+  for (const e of ["open", "error", "close"]) ws.addEventListener(e, opened);
+  return ws;
+}
+
 /** fMP4 into Media Source Extensions, over a WebSocket: a browser opens only six HTTP/1.1
  *  connections to a host, and a tile holding one for as long as it plays would cap a page at six
  *  MSE tiles; WebSockets are not counted (see crates/api/src/live_socket.rs). The node's first
  *  message says what its HTTP status and headers would have: the stream served, or an error. */
 async function fmp4(video, camera, stream, codecHint, slot) {
+  const t0 = performance.now();
+  const since = () => Math.round(performance.now() - t0);
+  const timing = {};
   const mt = await mediaToken(camera, "live");
+  timing.token_ms = since();
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}${cam(camera)}/live.mp4?${q({ stream, token: mt })}`);
+  const ws = await openSocket(`${scheme}//${location.host}${cam(camera)}/live.mp4?${q({ stream, token: mt })}`);
   slot.cancel = () => ws.close();
+  ws.onopen = () => { timing.open_ms = since(); };
   ws.binaryType = "arraybuffer";
   const inbox = [];
   let ended = false, wake = null;
@@ -136,6 +180,7 @@ async function fmp4(video, camera, stream, codecHint, slot) {
     return inbox.shift();
   };
   const head = await next();
+  timing.head_ms = since();
   if (typeof head !== "string") { ws.close(); throw new Failure("tile.noVideo", "the stream ended at once"); }
   const info = JSON.parse(head);
   if (info.error) {
@@ -145,6 +190,7 @@ async function fmp4(video, camera, stream, codecHint, slot) {
   const served = info.stream || stream;
   const firstData = await next();
   if (!(firstData instanceof ArrayBuffer)) { ws.close(); throw new Failure("tile.noVideo", "the stream ended at once"); }
+  timing.data_ms = since();
   const first = new Uint8Array(firstData);
   let codec = codecHint;
   if (!codec || served !== stream) {
@@ -159,13 +205,24 @@ async function fmp4(video, camera, stream, codecHint, slot) {
   const url = URL.createObjectURL(ms);
   video.src = url;
   await new Promise((ok) => ms.addEventListener("sourceopen", ok, { once: true }));
+  timing.source_ms = since();
   const sb = ms.addSourceBuffer(`video/mp4; codecs="${codec}"`);
   sb.mode = "sequence";
   const queue = [first];
   let closed = false;
   const pump = () => {
     if (closed || sb.updating || !queue.length) return;
-    try { sb.appendBuffer(queue.shift()); } catch { session.failed = true; }
+    if (timing.append_ms === undefined) timing.append_ms = since();
+    // Everything waiting goes in one append: each append costs the page's thread a round trip
+    // to the media pipeline, and 25 tiles appending frame by frame slowed each other's start.
+    let data = queue.length === 1 ? queue[0] : null;
+    if (!data) {
+      data = new Uint8Array(queue.reduce((n, b) => n + b.length, 0));
+      let at = 0;
+      for (const b of queue) { data.set(b, at); at += b.length; }
+    }
+    queue.length = 0;
+    try { sb.appendBuffer(data); } catch { session.failed = true; }
   };
   sb.addEventListener("updateend", () => {
     // Stay at the live edge, and keep only a few seconds in the buffer so memory stays flat.
@@ -179,11 +236,13 @@ async function fmp4(video, camera, stream, codecHint, slot) {
   });
   pump();
   const session = {
-    kind: "fmp4", stream: served, frames: 0, dropped: 0,
+    kind: "fmp4", stream: served, frames: 0, dropped: 0, timing,
     async poll() {
       const pq = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
       this.frames = pq ? pq.totalVideoFrames : 0;
       this.dropped = pq ? pq.droppedVideoFrames : 0;
+      const b = video.buffered;
+      if (b.length) this.behind_ms = Math.round((b.end(b.length - 1) - video.currentTime) * 1000);
     },
     close() { closed = true; ws.close(); URL.revokeObjectURL(url); },
   };
@@ -294,7 +353,7 @@ export class Tile {
       if ((isHevc(codec) || (this.hevcMain && stream === "main")) && !browserHevc) {
         throw new Failure("tile.codec", t("tile.hevcNone"), false);
       }
-      if (isHevc(codec) || FMP4_ONLY || webrtcDown()) session = await fmp4(video, camera.id, stream, codec, slot);
+      if (isHevc(codec) || preferFmp4()) session = await fmp4(video, camera.id, stream, codec, slot);
       else {
         try { session = await whep(video, camera.id, stream, slot); } catch (e) {
           if (gen !== this.gen) throw e;
@@ -401,6 +460,9 @@ export class Tile {
       stream: s ? s.stream : null,
       frames: s ? s.frames : 0,
       dropped: s ? s.dropped : 0,
+      // How far behind what has arrived the picture is: MSE's buffer ahead of the playhead, or
+      // WebRTC's mean jitter-buffer delay.
+      behind_ms: s?.behind_ms ?? null,
       startup: this.startup || null,
       badge: this.reason ? t(this.reason) : null,
       reason: this.reason,

@@ -5,7 +5,7 @@
 import { api, follow } from "./api.js";
 import { dialog, h, toast } from "./dom.js";
 import { t } from "./i18n.js";
-import { Tile } from "./player.js";
+import { Tile, wallSize } from "./player.js";
 
 /** Layout name → [tile count, grid columns, big tile span]. The API's names (docs/api.md). */
 export const LAYOUTS = {
@@ -41,6 +41,7 @@ export class Wall {
       tl.el.style.gridRow = i === 0 && span > 1 ? `span ${span}` : "";
     });
     this.host.dataset.layout = name;
+    wallSize(n);
   }
 
   addTile() {
