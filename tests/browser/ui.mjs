@@ -268,10 +268,20 @@ try {
     const pushed = Date.now();
     await need("put-wall", "room3", "2x2", "cam0,cam2");
     out.blocked_tiles = await until("tiles behind a UDP firewall decode", async () => {
-      const s = (await stats(blocked)).filter((x) => x.camera);
+      const s = (await stats(blocked)).filter((x) => x.camera === "cam0" || x.camera === "cam2");
       return s.length === 2 && s.every((x) => x.frames > 0) && s;
     }, 20000);
     out.blocked_ms = Date.now() - pushed;
+    // The H.265-only camera, not pulled before (its codec unknown to the listing), now goes
+    // straight to fMP4 (the page knows WebRTC does not pass), learns it is H.265 from the fMP4
+    // itself and says what would play it (or plays the node's transcode).
+    await need("put-wall", "room3", "2x2", "cam0,cam2,cam6");
+    out.blocked_hevc = await until("the H.265-only tile settles", async () => {
+      const t = (await stats(blocked)).find((x) => x.camera === "cam6");
+      if (!t) return false;
+      const msg = await blocked.$eval('.tile[data-index="2"] .msg', (m) => (m.hidden ? "" : m.textContent));
+      return (t.frames > 0 || msg.includes("sub-stream")) && { frames: t.frames, kind: t.kind, msg };
+    }, 20000);
     await blocked.close();
   }
 

@@ -199,7 +199,10 @@ async function fmp4(video, camera, stream, codecHint, slot) {
   }
   if (!mseCan(codec)) {
     ws.close();
-    throw new Failure("tile.codec", `${codec} cannot be decoded by this browser`, false);
+    // Coded as the node's WHEP refusal of an H.265 stream is: a tile that did not know the
+    // stream was H.265 (an on-demand camera not yet pulled) learns it and takes the camera's
+    // H.264 sub-stream or transcode. Without WebRTC, this is where it learns it.
+    throw Object.assign(new Failure("tile.codec", `${codec} cannot be decoded by this browser`, false), { code: "codec" });
   }
   const ms = new MediaSource();
   const url = URL.createObjectURL(ms);
