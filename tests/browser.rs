@@ -464,8 +464,8 @@ fn a_device_channel_shows_its_device_recordings_and_takes_ptz_from_the_pad() {
     );
     let node = Node::start(dir.path(), &config, addr);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    // Recordings on the device: an hour that ended an hour ago (today, whatever the time zone,
-    // unless the test runs in the first two hours of the day).
+    // Recordings on the device: an hour that ended an hour ago (the script shows the day of its
+    // middle, yesterday in the first hour and a half of a day).
     let now = now_us() / 1_000_000;
     let device = rt
         .block_on(camsim::gbdevice::GbDevice::start(camsim::gbdevice::GbDeviceSpec {

@@ -181,6 +181,13 @@ try {
     await page.click('a[href="#/playback"]');
     await page.waitForSelector(`.tree .cam[data-camera="${ch}"]`);
     await page.click(`.tree .cam[data-camera="${ch}"]`);
+    // The device's recording is the hour that ended an hour ago: shown on the day of its middle
+    // (yesterday when the test runs early in the day).
+    const recDay = await page.evaluate(() => {
+      const d = new Date(Date.now() - 5400e3);
+      return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+    });
+    await page.fill('input[name="day"]', recDay);
     await until("the device's recordings", async () => page.$eval(".timeline-row", (r) => !!r.dataset.device && r.dataset.device !== "[]"), 15000);
     // Teal in the device band over its recording; nothing there half an hour after it.
     const px = await page.evaluate(() => {
