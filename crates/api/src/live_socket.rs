@@ -101,23 +101,25 @@ async fn run(
     socket.send(Message::Text(head.to_string().into())).await?;
     loop {
         tokio::select! {
-            chunk = body.next() => match chunk {
-                Some(Ok(bytes)) => {
-                    let (message, ended) = coalesce(bytes, &mut body);
-                    socket.send(Message::Binary(message)).await?;
-                    if let Some(end) = ended {
-                        if let Err(e) = end {
-                            tracing::debug!("live stream ended: {e}");
-                        }
-                        return socket.send(Message::Close(None)).await;
+            chunk = body.next() => {
+                let (message, ended) = match chunk {
+                    Some(Ok(bytes)) => {
+                        let (message, ended) = coalesce(bytes, &mut body);
+                        (Some(message), ended)
                     }
+                    Some(Err(e)) => (None, Some(Err(e))),
+                    None => (None, Some(Ok(()))),
+                };
+                if let Some(message) = message {
+                    socket.send(Message::Binary(message)).await?;
                 }
-                Some(Err(e)) => {
-                    tracing::debug!("live stream ended: {e}");
+                if let Some(end) = ended {
+                    if let Err(e) = end {
+                        tracing::debug!("live stream ended: {e}");
+                    }
                     return socket.send(Message::Close(None)).await;
                 }
-                None => return socket.send(Message::Close(None)).await,
-            },
+            }
             msg = socket.recv() => match msg {
                 None | Some(Ok(Message::Close(_))) => return Ok(()),
                 Some(Err(e)) => return Err(e),

@@ -130,6 +130,14 @@ async function whep(video, camera, stream, slot) {
   return session;
 }
 
+/** `parts` end to end in one array. */
+function concat(parts) {
+  const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of parts) { out.set(b, at); at += b.length; }
+  return out;
+}
+
 /** How many of a page's WebSockets may be opening at once. Chromium's network service delays
  *  each new WebSocket handshake of a renderer by a random 1–5 s scaled by 2^(pending − 16)
  *  (its per-process throttler): a 25-tile wall opening every socket at once had its last tiles
@@ -218,12 +226,7 @@ async function fmp4(video, camera, stream, codecHint, slot) {
     if (timing.append_ms === undefined) timing.append_ms = since();
     // Everything waiting goes in one append: each append costs the page's thread a round trip
     // to the media pipeline, and 25 tiles appending frame by frame slowed each other's start.
-    let data = queue.length === 1 ? queue[0] : null;
-    if (!data) {
-      data = new Uint8Array(queue.reduce((n, b) => n + b.length, 0));
-      let at = 0;
-      for (const b of queue) { data.set(b, at); at += b.length; }
-    }
+    const data = queue.length === 1 ? queue[0] : concat(queue);
     queue.length = 0;
     try { sb.appendBuffer(data); } catch { session.failed = true; }
   };
