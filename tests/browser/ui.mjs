@@ -188,7 +188,15 @@ try {
       return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
     });
     await page.fill('input[name="day"]', recDay);
-    await until("the device's recordings", async () => page.$eval(".timeline-row", (r) => !!r.dataset.device && r.dataset.device !== "[]"), 15000);
+    // Wait for the chosen day itself: a recording across midnight is also on today's timeline,
+    // drawn before the day changes (the race that failed CI at 01:01 UTC).
+    await until("the device's recordings on their day", async () => page.$eval(".timeline-row", (r) => {
+      const c = r.querySelector("canvas");
+      const rec = JSON.parse(r.dataset.device || "[]")[0];
+      if (!c || !rec) return false;
+      const mid = (Date.parse(rec.start) + Date.parse(rec.end)) / 2;
+      return Number(c.dataset.v0) <= mid && mid < Number(c.dataset.v1);
+    }), 15000);
     // Teal in the device band over its recording; nothing there half an hour after it.
     const px = await page.evaluate(() => {
       const row = document.querySelector(".timeline-row");
@@ -311,9 +319,12 @@ try {
       const g = canvas.getContext("2d");
       const px = (ms) => Math.floor((ms - day.getTime()) / 86400e3 * canvas.width);
       const green = (x) => { const d = g.getImageData(x, 15, 1, 1).data; return d[1] > 120 && d[0] < 120; };
+      // A range begun before midnight (the test started just before it) is drawn from the day's
+      // first pixel: its middle is taken over the day and there is no "before" to look at.
       const r0 = shown[0];
-      const mid = (Date.parse(r0.start) + Date.parse(r0.end)) / 2;
-      return { shown, api: api.ranges, inside_green: green(px(mid)), before_green: green(Math.max(0, px(Date.parse(r0.start)) - 5)) };
+      const [a, b] = [Math.max(Date.parse(r0.start), day.getTime()), Date.parse(r0.end)];
+      const before = a > day.getTime() && px(a) >= 5 ? green(px(a) - 5) : false;
+      return { shown, api: api.ranges, inside_green: green(px((a + b) / 2)), before_green: before };
     });
     await shot(page, "playback-day");
   }
