@@ -714,6 +714,31 @@ fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the
         wait_until(Duration::from_secs(5), || logs_in() == 200),
         "a user made through rec-2 cannot log in on rec-1"
     );
+    // Two administrators at once, one through each member, between two syncs: both users
+    // exist everywhere (the members merge entry by entry; taking either file whole would lose
+    // the other's user).
+    for (m, name) in [(0, "east-officer"), (1, "west-officer")] {
+        let (code, u) = members[m].node.as_mut().unwrap().post(
+            "/api/v1/users",
+            &serde_json::json!({"name": name, "password": "password-123", "role": "viewer"}),
+        );
+        assert_eq!(code, 201, "{u}");
+    }
+    for m in &members {
+        let url = m.node.as_ref().unwrap().url("/api/v1/login");
+        for name in ["east-officer", "west-officer"] {
+            assert!(
+                wait_until(Duration::from_secs(8), || post_json(
+                    &url,
+                    &serde_json::json!({"username": name, "password": "password-123"}),
+                    None
+                )
+                .0 == 200),
+                "{name}, made at the same time as another user through the other member, cannot log in on {}",
+                m.name
+            );
+        }
+    }
     let code = delete(members[1].node.as_mut().unwrap(), &format!("/api/v1/tokens/{token_id}"));
     assert_eq!(code, 200);
     assert!(
@@ -804,6 +829,43 @@ fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the
         .unwrap()
         .get("/api/v1/audit?members=all&after=3");
     assert_eq!(code, 400, "after pages one member's log");
+
+    // A hold released while a member is down stays released when it returns: it finds the
+    // release's tombstone instead of sharing the hold again as one of its own.
+    let (code, hold) = members[1].node.as_mut().unwrap().post(
+        "/api/v1/holds",
+        &serde_json::json!({
+            "camera": camera, "start": rfc3339(hold_start), "end": rfc3339(hold_end), "reason": "case 2026-118"
+        }),
+    );
+    assert_eq!(code, 201, "{hold}");
+    let id2 = hold["id"].as_str().unwrap().to_owned();
+    let holds_it = |m: &mut Member| {
+        let (code, v) = m.node.as_mut().unwrap().get("/api/v1/holds");
+        assert_eq!(code, 200, "{v}");
+        v.as_array().is_some_and(|a| a.iter().any(|h| h["id"] == id2.as_str()))
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || holds_it(&mut members[0])),
+        "the second hold did not reach rec-1"
+    );
+    assert!(members[0].node.take().unwrap().terminate().success());
+    let code = delete(
+        members[1].node.as_mut().unwrap(),
+        &format!("/api/v1/holds/{id2}?reason=closed"),
+    );
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_secs(2));
+    let m = &mut members[0];
+    let config = std::fs::read_to_string(m.dir.path().join("sharpeye.toml")).unwrap();
+    m.node = Some(Node::start(m.dir.path(), &config, m.addr));
+    assert!(
+        wait_until(Duration::from_secs(10), || !holds_it(&mut members[0])),
+        "rec-1, down while the hold was released, still holds it"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!holds_it(&mut members[1]), "rec-1 shared the released hold again");
+    assert!(!holds_it(&mut members[0]));
 }
 
 #[test]

@@ -426,16 +426,42 @@ impl DirectoryFile {
     }
 
     /// Replaces the file with `bytes` from another cluster member, under the lock, if they are
-    /// a directory whose references hold together with `config`'s entries (a running node
-    /// picks the file up as it does the CLI's changes).
-    pub fn replace_raw(&self, config: &Directory, bytes: &[u8]) -> Result<(), DirectoryError> {
+    /// a directory whose references hold together with `config`'s entries, and only while the
+    /// file still holds `expected` (`None`: no file): whether it was replaced. So a change the
+    /// API made since the member read the file is not overwritten (its next sync merges it). A
+    /// running node picks the new file up as it does the CLI's changes.
+    pub fn replace_raw_if(
+        &self,
+        config: &Directory,
+        expected: Option<&[u8]>,
+        bytes: &[u8],
+    ) -> Result<bool, DirectoryError> {
         let _lock = self.lock()?;
-        let d: Directory = serde_json::from_slice(bytes).map_err(|e| DirectoryError::Corrupt {
-            path: self.path(),
-            why: format!("a directory from another member is not readable: {e}"),
-        })?;
+        let current = match std::fs::read(self.path()) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(DirectoryError::Io {
+                    path: self.path(),
+                    source,
+                });
+            }
+        };
+        if current.as_deref() != expected {
+            return Ok(false);
+        }
+        let d = Self::parse_shared(&self.path(), bytes)?;
         config.clone().merge(d.clone())?.validate()?;
-        self.write(&d)
+        self.write(&d)?;
+        Ok(true)
+    }
+
+    /// Reads a directory received from another cluster member, or says why it cannot be.
+    fn parse_shared(path: &Path, bytes: &[u8]) -> Result<Directory, DirectoryError> {
+        serde_json::from_slice(bytes).map_err(|e| DirectoryError::Corrupt {
+            path: path.to_owned(),
+            why: format!("a directory from another member is not readable: {e}"),
+        })
     }
 
     fn lock(&self) -> Result<File, DirectoryError> {

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod directory;
+pub mod directory_merge;
 mod media_token;
 pub mod model;
 pub mod policy;

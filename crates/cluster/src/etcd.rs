@@ -266,6 +266,25 @@ impl Etcd {
         }))
     }
 
+    /// Writes `key` only if it was last written at revision `seen` (0: only if it does not
+    /// exist): the key's new revision, or `None` when someone wrote it since. Shared state that
+    /// members change (the directory) goes through this, so that a change made meanwhile
+    /// through another member is merged instead of overwritten.
+    pub fn put_if_unchanged(&self, key: &str, value: &[u8], seen: i64) -> Result<Option<i64>, EtcdError> {
+        let k = b64(key.as_bytes());
+        let (e, v) = self.call(
+            "kv/txn",
+            &json!({
+                "compare": [{ "key": k, "result": "EQUAL", "target": "MOD", "mod_revision": seen.to_string() }],
+                "success": [{ "request_put": { "key": k, "value": b64(value) } }],
+            }),
+        )?;
+        let revision = int(&v["header"]["revision"])
+            .filter(|r| *r > 0)
+            .ok_or_else(|| Self::bad(e, "kv/txn", "no revision"))?;
+        Ok((v["succeeded"] == true).then_some(revision))
+    }
+
     /// Deletes `key` only while it is still the claim made at revision `claimed`: whether it
     /// was (a member releasing a camera never deletes its successor's claim).
     pub fn delete_if_held(&self, key: &str, claimed: i64) -> Result<bool, EtcdError> {

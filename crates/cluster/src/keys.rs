@@ -10,6 +10,7 @@
 //! | `owners/<camera>` | the member recording it (a claim; its revision the fencing token) | the claimer's |
 //! | `handover/<camera>` | wall time (µs) of the key frame its last owner stopped before | the old owner's |
 //! | `holds/<id>` | a hold (JSON) | none |
+//! | `released/<id>` | a released hold's tombstone: who released it, when (JSON) | none |
 //! | `directory` | the users-and-grants directory file | none |
 //! | `secret` | the node credential's secret (hex) | none |
 
@@ -41,6 +42,12 @@ pub fn handover(cluster: &str, camera: &str) -> String {
 /// `holds/`: the cluster's holds (`holds/<id>`).
 pub fn holds(cluster: &str) -> String {
     format!("/sharpeye/{cluster}/holds/")
+}
+
+/// `released/<id>`: a released hold's tombstone, so that a member that was down when it was
+/// released releases it too instead of sharing it again.
+pub fn released_hold(cluster: &str, id: &str) -> String {
+    format!("/sharpeye/{cluster}/released/{id}")
 }
 
 /// `directory`.

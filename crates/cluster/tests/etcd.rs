@@ -74,6 +74,40 @@ fn leases_claims_and_fencing_against_a_real_etcd() {
     assert!(c.prefix("/sharpeye/t/").unwrap().is_empty());
 }
 
+/// Shared state two members change goes through compare-and-swap on the key's revision: the
+/// second of two writers that read the same revision is refused, and so is a create over a key
+/// that exists.
+#[test]
+fn a_write_over_a_revision_someone_else_moved_is_refused() {
+    let Some(etcd) = start_etcd() else {
+        eprintln!("skipped: etcd is not installed (scripts/test.sh installs etcd-server)");
+        return;
+    };
+    let c = Etcd::new(std::slice::from_ref(&etcd.url), Duration::from_secs(2));
+    let key = "/sharpeye/t/directory";
+    let r1 = c.put_if_unchanged(key, b"v1", 0).unwrap().expect("absent, so created");
+    assert_eq!(
+        c.put_if_unchanged(key, b"v1 again", 0).unwrap(),
+        None,
+        "a create over a key"
+    );
+    assert_eq!(c.get(key).unwrap().map(|kv| kv.mod_revision), Some(r1));
+    // Two members read r1; the first write wins, the second is told.
+    let r2 = c
+        .put_if_unchanged(key, b"rec-1's", r1)
+        .unwrap()
+        .expect("unchanged, so written");
+    assert!(r2 > r1);
+    assert_eq!(c.put_if_unchanged(key, b"rec-2's", r1).unwrap(), None);
+    let kv = c.get(key).unwrap().unwrap();
+    assert_eq!((kv.value.as_slice(), kv.mod_revision), (&b"rec-1's"[..], r2));
+    c.delete(key).unwrap();
+    assert!(
+        c.put_if_unchanged(key, b"v3", 0).unwrap().is_some(),
+        "deleted, so absent again"
+    );
+}
+
 /// A peer that answers every request with `body` (status 200), for `n` requests.
 fn fake(body: &'static str, n: usize) -> String {
     use std::io::{Read, Write};

@@ -48,12 +48,21 @@ struct Round {
     synced_holds: BTreeSet<String>,
     /// Rounds since the holds were last synced.
     rounds: u32,
-    /// The users-and-grants file as last agreed with etcd (its hash).
-    synced_directory: Option<u64>,
+    /// The users-and-grants file as last agreed with etcd.
+    synced_directory: Option<AgreedDirectory>,
     /// This member drained itself because every data disk is full.
     disk_drained: bool,
     /// Checks in a row that found every disk with no room at all.
     disks_full_for: u32,
+}
+
+/// The directory file as a member last agreed on it with etcd: the base of a merge when both
+/// changed since.
+struct AgreedDirectory {
+    /// The file's bytes.
+    bytes: Vec<u8>,
+    /// The etcd key's revision that held them.
+    revision: i64,
 }
 
 /// This node's membership of its cluster.
@@ -431,37 +440,115 @@ impl ClusterNode {
 
     /// Users, departments, groups, grants and API tokens made through the API are the
     /// cluster's: the directory file is kept in etcd (`/sharpeye/<node id>/directory`). A member
-    /// whose file changed since it last agreed with etcd puts it there; one whose file did not
-    /// takes etcd's (its reload picks it up within a second, as it does the CLI's changes). A
-    /// member joining takes the cluster's. Two changes through two members in the same second:
-    /// the later put wins, as two administrators editing one file would.
-    fn sync_directory(&self, synced: &mut Option<u64>) -> Result<(), String> {
-        use std::hash::{Hash, Hasher};
+    /// whose file changed since it last agreed with etcd puts it there, compare-and-swap on the
+    /// key's revision; one whose file did not takes etcd's (its reload picks it up within a
+    /// second, as it does the CLI's changes). When both changed (two administrators working
+    /// through two members between two syncs) the member merges entry by entry against the
+    /// version they agreed on ([`auth::directory_merge`]), so neither change is lost; an entry
+    /// changed differently on both sides keeps etcd's, and is named in the log. A member
+    /// joining takes the cluster's.
+    fn sync_directory(&self, agreed: &mut Option<AgreedDirectory>) -> Result<(), String> {
         let Some((file, config)) = &self.directory else {
             return Ok(());
         };
-        let hash = |b: &[u8]| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            b.hash(&mut h);
-            h.finish()
-        };
         let key = cluster::keys::directory(&self.cluster);
         let local = file.raw().map_err(|e| e.to_string())?;
-        let shared = self.etcd.get(&key).map_err(|e| e.to_string())?.map(|kv| kv.value);
-        let local_hash = local.as_deref().map(hash);
-        let shared_hash = shared.as_deref().map(hash);
-        let changed_here = synced.is_some() && local_hash != *synced;
-        match (&local, &shared) {
-            (Some(l), _) if changed_here || shared.is_none() => {
-                self.etcd.put(&key, l, 0).map_err(|e| e.to_string())?;
-                *synced = local_hash;
+        let (shared, shared_rev) = match self.etcd.get(&key).map_err(|e| e.to_string())? {
+            Some(kv) => (Some(kv.value), kv.mod_revision),
+            None => (None, 0),
+        };
+        let agree = |bytes: &[u8], revision| {
+            Some(AgreedDirectory {
+                bytes: bytes.to_vec(),
+                revision,
+            })
+        };
+        let put = |bytes: &[u8], seen| self.etcd.put_if_unchanged(&key, bytes, seen).map_err(|e| e.to_string());
+        let take = |bytes: &[u8]| {
+            file.replace_raw_if(config, local.as_deref(), bytes)
+                .map_err(|e| e.to_string())
+        };
+        let (Some(base), Some(theirs)) = (agreed.as_ref(), shared.as_deref()) else {
+            // First sync, or the key is gone from etcd: the cluster's wins if it has one;
+            // otherwise this member's goes up.
+            match (local.as_deref(), shared.as_deref()) {
+                (_, Some(s)) if local.as_deref() == Some(s) => *agreed = agree(s, shared_rev),
+                (_, Some(s)) => {
+                    if take(s)? {
+                        info!("users, grants and API tokens taken from the cluster");
+                        *agreed = agree(s, shared_rev);
+                    }
+                }
+                (Some(l), None) => {
+                    if let Some(rev) = put(l, 0)? {
+                        *agreed = agree(l, rev);
+                    }
+                }
+                (None, None) => {}
             }
-            (_, Some(s)) if shared_hash != local_hash => {
-                file.replace_raw(config, s).map_err(|e| e.to_string())?;
-                info!("users, grants and API tokens taken from the cluster");
-                *synced = shared_hash;
+            return Ok(());
+        };
+        let changed_here = local.as_deref() != Some(&base.bytes[..]);
+        let changed_there = shared_rev != base.revision;
+        match (changed_here, changed_there) {
+            (false, false) => {}
+            (true, false) => {
+                // Written by the API since: up it goes, unless another member was quicker
+                // (then the next sync merges).
+                if let Some(l) = local.as_deref()
+                    && let Some(rev) = put(l, base.revision)?
+                {
+                    *agreed = agree(l, rev);
+                }
             }
-            _ => *synced = local_hash,
+            (false, true) => {
+                if take(theirs)? {
+                    info!("users, grants and API tokens taken from the cluster");
+                    *agreed = agree(theirs, shared_rev);
+                }
+            }
+            (true, true) => {
+                let parse = |b: &[u8], whose: &str| {
+                    serde_json::from_slice::<auth::Directory>(b)
+                        .map_err(|e| format!("the directory {whose} is not readable ({e}); nothing merged"))
+                };
+                let ours = match local.as_deref() {
+                    Some(l) => parse(l, "in this member's file")?,
+                    None => auth::Directory::default(),
+                };
+                let merged = auth::directory_merge::merge3(
+                    &parse(&base.bytes, "last agreed")?,
+                    &ours,
+                    &parse(theirs, "in etcd")?,
+                );
+                for c in &merged.conflicts {
+                    warn!(entry = %c, "changed through this member and, differently, through another at the same time: the other's change is kept; check it");
+                }
+                let bytes = serde_json::to_vec_pretty(&merged.directory).map_err(|e| e.to_string())?;
+                match take(&bytes) {
+                    Ok(true) => {
+                        info!(
+                            conflicts = merged.conflicts.len(),
+                            "users, grants and API tokens merged with changes made through another member"
+                        );
+                        // Etcd moved on again meanwhile: the next sync merges from the same base.
+                        if let Some(rev) = put(&bytes, shared_rev)? {
+                            *agreed = agree(&bytes, rev);
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        // The merge breaks a reference (a grant to a user removed through the
+                        // other member, say): the cluster's stands.
+                        warn!(
+                            "this member's changes to users, grants and API tokens could not be merged with another member's and are dropped for the cluster's: {e}"
+                        );
+                        if take(theirs)? {
+                            *agreed = agree(theirs, shared_rev);
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -470,9 +557,8 @@ impl ClusterNode {
     /// camera's recordings on every member (each one's retention reads its own holds). Kept in
     /// etcd (`/sharpeye/<node id>/holds/<id>`, no lease); each member adds what it finds there
     /// and puts there what was placed through it; a hold released through one member is
-    /// released on all. A member that was down when a hold was released puts it back (it
-    /// cannot tell a release from a hold it has not yet shared): for evidence, keeping a hold
-    /// one release too long is the safe mistake.
+    /// released on all, and leaves a tombstone (`released/<id>`) so that a member that was
+    /// down meanwhile releases it too rather than sharing it again as one it placed.
     fn sync_holds(&self, synced: &mut BTreeSet<String>) -> Result<(), String> {
         let prefix = cluster::keys::holds(&self.cluster);
         let in_etcd: BTreeMap<String, store::holds::Hold> = self
@@ -499,6 +585,13 @@ impl ClusterNode {
             } else if synced.remove(id) {
                 info!(hold = %id, camera = %h.camera, "hold released through another member");
                 holds.release(id).map_err(|e| e.to_string())?;
+            } else if let Some(t) = self
+                .etcd
+                .get(&cluster::keys::released_hold(&self.cluster, id))
+                .map_err(|e| e.to_string())?
+            {
+                info!(hold = %id, camera = %h.camera, released = %String::from_utf8_lossy(&t.value), "hold released through another member while this one was away");
+                holds.release(id).map_err(|e| e.to_string())?;
             } else {
                 let body = serde_json::to_vec(h).map_err(|e| e.to_string())?;
                 self.etcd
@@ -512,7 +605,16 @@ impl ClusterNode {
                 continue;
             }
             if synced.remove(&id) {
-                // Released here: released everywhere.
+                // Released here: released everywhere. The tombstone goes first, so that no
+                // moment has the hold neither in etcd nor marked released.
+                let tombstone = json!({ "member": self.config.name, "at_us": media::WallTime::now().as_micros() });
+                self.etcd
+                    .put(
+                        &cluster::keys::released_hold(&self.cluster, &id),
+                        tombstone.to_string().as_bytes(),
+                        0,
+                    )
+                    .map_err(|e| e.to_string())?;
                 self.etcd.delete(&format!("{prefix}{id}")).map_err(|e| e.to_string())?;
             } else {
                 info!(hold = %id, camera = %h.camera, "hold placed through another member");
