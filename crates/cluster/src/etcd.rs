@@ -206,6 +206,16 @@ impl Etcd {
             .find(|kv| kv.key == key))
     }
 
+    /// The store's revision now: it moves with every put and delete (a lease expiring included),
+    /// not with keep-alives, so a reader that saw it unchanged knows that nothing changed and
+    /// need not read a large prefix again. One small request (a count over one key).
+    pub fn revision(&self) -> Result<i64, EtcdError> {
+        let (e, v) = self.call("kv/range", &json!({ "key": b64(b"/"), "count_only": true }))?;
+        int(&v["header"]["revision"])
+            .filter(|r| *r > 0)
+            .ok_or_else(|| Self::bad(e, "kv/range", "no revision"))
+    }
+
     /// `kv/range` with `body`: the keys it answers.
     fn range(&self, body: &Value) -> Result<Vec<Kv>, EtcdError> {
         let (e, v) = self.call("kv/range", body)?;

@@ -76,7 +76,7 @@ fn leases_claims_and_fencing_against_a_real_etcd() {
 
 /// Shared state two members change goes through compare-and-swap on the key's revision: the
 /// second of two writers that read the same revision is refused, and so is a create over a key
-/// that exists.
+/// that exists. The store's revision tells a reader whether anything changed at all.
 #[test]
 fn a_write_over_a_revision_someone_else_moved_is_refused() {
     let Some(etcd) = start_etcd() else {
@@ -106,6 +106,27 @@ fn a_write_over_a_revision_someone_else_moved_is_refused() {
         c.put_if_unchanged(key, b"v3", 0).unwrap().is_some(),
         "deleted, so absent again"
     );
+
+    // The store's revision moves with writes and with a lease taking its keys, never with
+    // keep-alives or reads (members read the claims again only when it moved).
+    let lease = c.grant(2).unwrap();
+    c.put("/sharpeye/t/owners/cam1", b"rec-1", lease).unwrap();
+    let r = c.revision().unwrap();
+    assert_eq!(c.keep_alive(lease).unwrap(), Some(2));
+    let _ = c.prefix("/sharpeye/t/").unwrap();
+    assert_eq!(c.revision().unwrap(), r, "a keep-alive or a read moved the revision");
+    c.put("/sharpeye/t/owners/cam2", b"rec-1", lease).unwrap();
+    let r2 = c.revision().unwrap();
+    assert!(r2 > r);
+    let t = Instant::now();
+    while c.revision().unwrap() == r2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the lease's expiry did not move the revision"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(c.prefix("/sharpeye/t/owners/").unwrap().is_empty());
 }
 
 /// A peer that answers every request with `body` (status 200), for `n` requests.
