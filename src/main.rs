@@ -145,6 +145,12 @@ enum ClusterCommand {
         /// The member's `[cluster] name`.
         name: String,
     },
+    /// Forgets member NAME, decommissioned: it is no longer reported down (its recordings no
+    /// longer said missing). Refused while it is live.
+    Forget {
+        /// The member's `[cluster] name`.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -566,7 +572,7 @@ fn hold_command(url: &str, user: &str, command: HoldCommand) -> Result<ExitCode>
     })
 }
 
-/// `sharpeye cluster status|drain|undrain`: read and written in etcd, so it works whichever
+/// `sharpeye cluster status|drain|undrain|forget`: read and written in etcd, so it works whichever
 /// members are up.
 fn cluster_command(config: &Path, command: ClusterCommand) -> anyhow::Result<ExitCode> {
     let cfg = config::load(config)?;
@@ -614,6 +620,11 @@ fn cluster_command(config: &Path, command: ClusterCommand) -> anyhow::Result<Exi
             for (holder, cams) in claimed {
                 println!("  {holder} (not live): {} claim(s) until its lease expires", cams.len());
             }
+            for d in view.down() {
+                println!(
+                    "  {d}: down (its recordings are missing from merged answers until it returns; `cluster forget {d}` if it never will)"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         ClusterCommand::Drain { name, reason } => {
@@ -625,6 +636,15 @@ fn cluster_command(config: &Path, command: ClusterCommand) -> anyhow::Result<Exi
             cluster::membership::set_drained(&etcd, id, &name, false, "")?;
             println!("{name} undrained: it takes its share of the cameras again");
             Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Forget { name } => {
+            if cluster::membership::forget(&etcd, id, &name)? {
+                println!("{name} forgotten: no longer reported down");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{name} is live: stop it first (a live member is known again at once)");
+                Ok(ExitCode::FAILURE)
+            }
         }
     }
 }

@@ -278,6 +278,45 @@ fn three_nodes_share_thirty_cameras_once_each_and_a_killed_node_s_cameras_move_w
         }
     }
 
+    // While it is down, the survivors say so: a merged listing names it (what it recorded is
+    // on its disk, not in the ranges), as do the cluster's status, metrics and CLI.
+    let cam = &lost[0];
+    let (code, listing) = members[0].node.as_mut().unwrap().get(&format!(
+        "/api/v1/cameras/{cam}/recordings?start={}&end={}",
+        rfc3339(t0),
+        rfc3339(now_us())
+    ));
+    assert_eq!(code, 200, "{listing}");
+    assert_eq!(listing["members_down"], serde_json::json!([victim]), "{listing}");
+    let (_, status) = members[1].node.as_mut().unwrap().get("/api/v1/cluster");
+    assert_eq!(status["members_down"], serde_json::json!([victim]), "{status}");
+    assert!(
+        members[1]
+            .node
+            .as_mut()
+            .unwrap()
+            .metrics()
+            .contains("sharpeye_cluster_members_down 1")
+    );
+    let (ok, out) = cli(&members[0], &["status"]);
+    assert!(ok && out.contains(&format!("{victim}: down")), "{out}");
+    // A live member cannot be forgotten; a dead one can (decommissioned), and is no longer said
+    // down. (It is known again when it rejoins below.)
+    let (ok, out) = cli(&members[0], &["forget", &members[0].name]);
+    assert!(!ok && out.contains("is live"), "{out}");
+    let (ok, out) = cli(&members[0], &["forget", &victim]);
+    assert!(ok, "{out}");
+    assert!(
+        wait_until(Duration::from_secs(3), || members[0]
+            .node
+            .as_mut()
+            .unwrap()
+            .get("/api/v1/cluster")
+            .1["members_down"]
+            == serde_json::json!([])),
+        "forgotten, still said down"
+    );
+
     // The killed member comes back (recovering its data) and rejoins. Any member's listing of
     // a moved camera is now every member's recordings merged: one gap, at the failover, from
     // the killed member's last frame to the first one recorded elsewhere.
@@ -286,6 +325,8 @@ fn three_nodes_share_thirty_cameras_once_each_and_a_killed_node_s_cameras_move_w
     m.node = Some(Node::start(m.dir.path(), &config, m.addr));
     settle(&mut members, 3, n, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
+    let (_, status) = members[0].node.as_mut().unwrap().get("/api/v1/cluster");
+    assert_eq!(status["members_down"], serde_json::json!([]), "{status}");
     for cam in &lost {
         for m in members.iter_mut() {
             let merged = m.node.as_mut().unwrap().ranges(cam, t0, now_us());

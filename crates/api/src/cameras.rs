@@ -243,7 +243,9 @@ pub async fn recordings(
     // In a cluster, what the other members recorded of this camera (before a failover, after
     // a handover) is part of its recordings: asked once each, answered from their own index.
     let mut missing = Vec::new();
+    let mut down = Vec::new();
     if let Some(cluster) = state.cluster.get().cloned().filter(|_| !q.contains_key("local")) {
+        down = cluster.members_down();
         let path = format!(
             "/api/v1/cameras/{id}/recordings?start={}&end={}&stream={kind}&local=1",
             crate::time::query_time(start),
@@ -276,11 +278,16 @@ pub async fn recordings(
             })
         })
         .collect();
-    if missing.is_empty() {
-        Ok(Json(json!({ "ranges": ranges })))
-    } else {
-        Ok(Json(json!({ "ranges": ranges, "members_unanswered": missing })))
+    let mut answer = json!({ "ranges": ranges });
+    if !missing.is_empty() {
+        answer["members_unanswered"] = json!(missing);
     }
+    // A member that is down holds its recordings on its own disk: say that the ranges may lack
+    // them, rather than let a gap read as "nothing was recorded".
+    if !down.is_empty() {
+        answer["members_down"] = json!(down);
+    }
+    Ok(Json(answer))
 }
 
 /// Ranges from several members as one list: sorted, and joined where they touch (two

@@ -34,6 +34,9 @@ pub trait ClusterAccess: Send + Sync {
     fn segments(&self, stream: &media::StreamId, start: media::WallTime, end: media::WallTime) -> Vec<MemberSegment>;
     /// This member's name.
     fn member(&self) -> String;
+    /// Members that joined before but are not live now: their recordings are missing from
+    /// merged answers until they return, which the answers say.
+    fn members_down(&self) -> Vec<String>;
 }
 
 /// Another member's segment fetched here: whose, where it is now, and its record.

@@ -173,6 +173,12 @@ fn cluster_metrics(o: &mut Out, s: &serde_json::Value) {
     );
     o.value("sharpeye_cluster_members", &[], n(&s["members"]));
     o.header(
+        "sharpeye_cluster_members_down",
+        "gauge",
+        "Members that joined before but are not live now (their recordings are missing from merged answers).",
+    );
+    o.value("sharpeye_cluster_members_down", &[], n(&s["members_down"]));
+    o.header(
         "sharpeye_cluster_lease_held",
         "gauge",
         "1 while this member holds its etcd lease (or etcd is down for every member), else 0.",

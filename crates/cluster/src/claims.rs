@@ -108,6 +108,7 @@ mod tests {
                 })
                 .collect(),
             etcd_reachable: true,
+            known: names.iter().map(|n| (*n).into()).collect(),
             drained: Vec::new(),
         }
     }

@@ -6,6 +6,7 @@
 //! | key | value | lease |
 //! |---|---|---|
 //! | `members/<name>` | `{url, weight}` | the member's |
+//! | `known/<name>` | `{url, weight}`: every member that ever joined, until forgotten | none |
 //! | `drain/<name>` | why it is drained | none |
 //! | `owners/<camera>` | the member recording it (a claim; its revision the fencing token) | the claimer's |
 //! | `handover/<camera>` | wall time (µs) of the key frame its last owner stopped before | the old owner's |
@@ -17,6 +18,13 @@
 /// `members/`: the live members' entries.
 pub fn members(cluster: &str) -> String {
     format!("/sharpeye/{cluster}/members/")
+}
+
+/// `known/`: every member that has joined and not been forgotten (`sharpeye cluster forget`),
+/// live or not: one known but not live is down, and its recordings are missing from merged
+/// answers until it returns.
+pub fn known(cluster: &str) -> String {
+    format!("/sharpeye/{cluster}/known/")
 }
 
 /// `drain/`: the drained members.

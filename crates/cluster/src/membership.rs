@@ -77,9 +77,21 @@ pub struct View {
     /// Members being drained for maintenance (`sharpeye cluster drain`): live, but given no
     /// camera while another member is not drained.
     pub drained: Vec<String>,
+    /// Every member that has joined and not been forgotten, live or not, by name.
+    pub known: Vec<String>,
 }
 
 impl View {
+    /// Members that have joined before but are not live now (killed, stopped, cut off): what
+    /// they recorded is on their disks, missing from merged answers until they return.
+    pub fn down(&self) -> Vec<String> {
+        self.known
+            .iter()
+            .filter(|k| !self.members.iter().any(|m| &m.name == *k))
+            .cloned()
+            .collect()
+    }
+
     /// The member that should record `camera`, among the live ones.
     pub fn owner_of(&self, camera: &str) -> Option<String> {
         let serving = self.members.iter().any(|m| !self.drained.contains(&m.name));
@@ -134,6 +146,7 @@ impl Membership {
             members: Vec::new(),
             etcd_reachable: false,
             drained: Vec::new(),
+            known: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (v, s, c) = (view.clone(), stop.clone(), clock.clone());
@@ -196,8 +209,25 @@ impl Drop for Membership {
     }
 }
 
-/// The live members of `cluster` (by name) and the drained ones, as etcd holds them.
-fn read_members(etcd: &Etcd, cluster: &str) -> Result<(Vec<MemberInfo>, Vec<String>), crate::etcd::EtcdError> {
+/// The members of `cluster` as etcd holds them: the live ones (by name), the drained ones and
+/// every one known.
+struct Members {
+    live: Vec<MemberInfo>,
+    drained: Vec<String>,
+    known: Vec<String>,
+}
+
+/// Names under `prefix`, in key order.
+fn names(etcd: &Etcd, prefix: &str) -> Result<Vec<String>, crate::etcd::EtcdError> {
+    Ok(etcd
+        .prefix(prefix)?
+        .iter()
+        .filter_map(|kv| kv.key.strip_prefix(prefix).map(str::to_owned))
+        .collect())
+}
+
+/// The members of `cluster`, as etcd holds them.
+fn read_members(etcd: &Etcd, cluster: &str) -> Result<Members, crate::etcd::EtcdError> {
     let prefix = crate::keys::members(cluster);
     let mut members: Vec<MemberInfo> = etcd
         .prefix(&prefix)?
@@ -205,13 +235,21 @@ fn read_members(etcd: &Etcd, cluster: &str) -> Result<(Vec<MemberInfo>, Vec<Stri
         .filter_map(|kv| member_from(kv, &prefix))
         .collect();
     members.sort_by(|a, b| a.name.cmp(&b.name));
-    let drains = crate::keys::drains(cluster);
-    let drained = etcd
-        .prefix(&drains)?
-        .iter()
-        .filter_map(|kv| kv.key.strip_prefix(&drains).map(str::to_owned))
-        .collect();
-    Ok((members, drained))
+    Ok(Members {
+        live: members,
+        drained: names(etcd, &crate::keys::drains(cluster))?,
+        known: names(etcd, &crate::keys::known(cluster))?,
+    })
+}
+
+/// Forgets member `name` of `cluster` (decommissioned: no longer reported down). Refused while
+/// it is live, since it would only be known again at its next join.
+pub fn forget(etcd: &Etcd, cluster: &str, name: &str) -> Result<bool, crate::etcd::EtcdError> {
+    if etcd.get(&format!("{}{name}", crate::keys::members(cluster)))?.is_some() {
+        return Ok(false);
+    }
+    etcd.delete(&format!("{}{name}", crate::keys::known(cluster)))?;
+    Ok(true)
 }
 
 /// Drains member `name` of `cluster` (`on`: its cameras go to the others, each at a key frame,
@@ -229,12 +267,13 @@ pub fn set_drained(etcd: &Etcd, cluster: &str, name: &str, on: bool, why: &str) 
 /// The cluster as etcd holds it, for `sharpeye cluster status`: its live members and the
 /// drained ones, and who claims each camera.
 pub fn read_cluster(etcd: &Etcd, cluster: &str) -> Result<View, crate::etcd::EtcdError> {
-    let (members, drained) = read_members(etcd, cluster)?;
+    let m = read_members(etcd, cluster)?;
     Ok(View {
         lease: LeaseState::Starting,
-        members,
+        members: m.live,
         etcd_reachable: true,
-        drained,
+        drained: m.drained,
+        known: m.known,
     })
 }
 
@@ -288,15 +327,22 @@ fn run(l: &Loop<'_>, confirm: &Confirm) {
                         entry.as_bytes(),
                         id,
                     )?;
+                    // Known from now on, down or not, until forgotten.
+                    etcd.put(
+                        &format!("{}{}", crate::keys::known(l.cluster), me.name),
+                        entry.as_bytes(),
+                        0,
+                    )?;
                     lease = Some(id);
                     l.clock.hold_until(until(ttl));
                     set(&|v| v.lease = LeaseState::Held { id, ttl });
                 }
             }
-            let (members, drained) = read_members(etcd, l.cluster)?;
+            let m = read_members(etcd, l.cluster)?;
             set(&|v| {
-                v.members = members.clone();
-                v.drained = drained.clone();
+                v.members = m.live.clone();
+                v.drained = m.drained.clone();
+                v.known = m.known.clone();
             });
             Ok(())
         })();

@@ -245,6 +245,16 @@ fn members_see_each_other_and_a_dead_one_s_cameras_move_to_the_others_within_its
         }
     }
     eprintln!("rec-2's death noticed after {noticed:?} (lease TTL {ttl} s)");
+    // rec-2 is down, not gone: the others say so (its recordings are missing from merged
+    // answers), until it is forgotten. A live member cannot be.
+    let down = |v: &cluster::View| v.down() == ["rec-2"];
+    until(&a, Duration::from_secs(2), down);
+    until(&c, Duration::from_secs(2), down);
+    assert!(!cluster::membership::forget(&client(), "district-7", "rec-1").unwrap());
+    assert!(cluster::membership::forget(&client(), "district-7", "rec-2").unwrap());
+    until(&a, Duration::from_secs(3), |v| {
+        v.down().is_empty() && v.known.len() == 2
+    });
 }
 
 /// The lease id a membership holds (waiting for it).

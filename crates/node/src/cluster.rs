@@ -801,6 +801,7 @@ impl api::cluster::ClusterAccess for ClusterNode {
             "handing_over": r.closing.keys().collect::<Vec<_>>(),
             "cameras": cameras.len(),
             "unowned": cameras.iter().filter(|c| view.owner_of(c).is_none()).count(),
+            "members_down": view.down(),
             "last_error": r.error,
         })
     }
@@ -847,6 +848,10 @@ impl api::cluster::ClusterAccess for ClusterNode {
 
     fn member(&self) -> String {
         self.config.name.clone()
+    }
+
+    fn members_down(&self) -> Vec<String> {
+        self.membership.view().down()
     }
 
     fn ask_members(&self, path: &str) -> Vec<(String, Result<Value, String>)> {
