@@ -50,6 +50,9 @@ struct Round {
     rounds: u32,
     /// The users-and-grants file as last agreed with etcd.
     synced_directory: Option<AgreedDirectory>,
+    /// Etcd's revision when the holds and the directory were last synced without error (0:
+    /// not yet, or an error since).
+    shared_synced_at: i64,
     /// This member drained itself because every data disk is full.
     disk_drained: bool,
     /// Checks in a row that found every disk with no room at all.
@@ -404,15 +407,48 @@ impl ClusterNode {
         }
         r.rounds += 1;
         if r.rounds.is_multiple_of(4) && matches!(view.lease, LeaseState::Held { .. }) {
-            if let Err(e) = self.sync_holds(&mut r.synced_holds) {
-                warn!("holds not synced with the cluster: {e}");
-            }
-            if let Err(e) = self.sync_directory(&mut r.synced_directory) {
-                warn!("users, grants and API tokens not synced with the cluster: {e}");
+            // Nothing changed in etcd or here since the last sync that left nothing to do:
+            // the holds and the directory are not read again (thousands of holds, hundreds
+            // of users, every second, on every member).
+            let revision = self.etcd.revision().ok();
+            let settled = revision.is_some_and(|rev| rev == r.shared_synced_at) && self.shared_unchanged_here(r);
+            if !settled {
+                let holds = self.sync_holds(&mut r.synced_holds);
+                if let Err(e) = &holds {
+                    warn!("holds not synced with the cluster: {e}");
+                }
+                let directory = self.sync_directory(&mut r.synced_directory);
+                if let Err(e) = &directory {
+                    warn!("users, grants and API tokens not synced with the cluster: {e}");
+                }
+                // The revision from before the reads: a change made meanwhile, or by these
+                // syncs' own writes, is read at the next sync.
+                r.shared_synced_at = match (holds, directory, revision) {
+                    (Ok(()), Ok(()), Some(rev)) => rev,
+                    _ => 0,
+                };
             }
             self.drain_when_disks_full(&mut r.disk_drained, &mut r.disks_full_for);
         }
         r.view = Some(view);
+    }
+
+    /// Whether this member's holds and directory file are as they were when last synced: what
+    /// the API changes here must go up even when etcd has not moved.
+    fn shared_unchanged_here(&self, r: &Round) -> bool {
+        let holds: BTreeSet<String> = self.state.holds.list().into_iter().map(|h| h.id).collect();
+        let directory = match &self.directory {
+            None => true,
+            Some((file, _)) => {
+                let local = file.raw().ok().flatten();
+                match (&r.synced_directory, local) {
+                    (Some(a), Some(l)) => a.bytes == l,
+                    (None, None) => true,
+                    _ => false,
+                }
+            }
+        };
+        holds == r.synced_holds && directory
     }
 
     /// A member whose every data disk is blocked (full of evidence retention may not delete,
