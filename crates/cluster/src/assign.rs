@@ -28,21 +28,32 @@ fn hash(camera: &str, member: &str) -> u64 {
     h ^ (h >> 31)
 }
 
-/// The score of `member` for `camera`.
-fn score(camera: &str, member: &Member) -> f64 {
+/// The score of member `name` of `weight` for `camera`.
+fn score(camera: &str, name: &str, weight: f64) -> f64 {
     // u in (0, 1): never 0 (ln would be -inf) nor 1 (ln 0).
-    let u = ((hash(camera, &member.name) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    -member.weight.max(f64::MIN_POSITIVE) / u.ln()
+    let u = ((hash(camera, name) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -weight.max(f64::MIN_POSITIVE) / u.ln()
 }
 
 /// The member that records `camera`, or `None` without members. Ties (practically impossible)
 /// go to the smaller name, so every node agrees.
 pub fn owner<'a>(camera: &str, members: &'a [Member]) -> Option<&'a Member> {
-    members.iter().max_by(|a, b| {
-        score(camera, a)
-            .total_cmp(&score(camera, b))
-            .then_with(|| b.name.cmp(&a.name))
-    })
+    let name = owner_among(camera, members.iter().map(|m| (m.name.as_str(), m.weight)))?;
+    members.iter().find(|m| m.name == name)
+}
+
+/// [`owner`] over `(name, weight)` pairs, borrowed: each member scored once and nothing
+/// allocated, since a member asks this of every camera several times a round.
+pub fn owner_among<'a>(camera: &str, candidates: impl IntoIterator<Item = (&'a str, f64)>) -> Option<&'a str> {
+    let mut best: Option<(f64, &'a str)> = None;
+    for (name, weight) in candidates {
+        let s = score(camera, name, weight);
+        let better = best.is_none_or(|(bs, bn)| s.total_cmp(&bs).then_with(|| bn.cmp(name)).is_gt());
+        if better {
+            best = Some((s, name));
+        }
+    }
+    best.map(|(_, name)| name)
 }
 
 #[cfg(test)]

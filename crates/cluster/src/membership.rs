@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::assign::{Member, owner};
 use crate::etcd::Etcd;
 use crate::gate::LeaseClock;
 
@@ -92,19 +91,26 @@ impl View {
             .collect()
     }
 
-    /// The member that should record `camera`, among the live ones.
-    pub fn owner_of(&self, camera: &str) -> Option<String> {
+    /// Which of `cameras` member `me` should record: one owner computed per camera (in name order), for a
+    /// round's plan and pins together.
+    pub fn owned_by<'a>(&self, me: &str, cameras: &'a [String]) -> std::collections::BTreeSet<&'a str> {
+        cameras
+            .iter()
+            .filter(|c| self.owner_of(c) == Some(me))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The member that should record `camera`, among the live ones (the drained ones only
+    /// while every member is drained).
+    pub fn owner_of(&self, camera: &str) -> Option<&str> {
         let serving = self.members.iter().any(|m| !self.drained.contains(&m.name));
-        let members: Vec<Member> = self
+        let candidates = self
             .members
             .iter()
             .filter(|m| !serving || !self.drained.contains(&m.name))
-            .map(|m| Member {
-                name: m.name.clone(),
-                weight: m.weight,
-            })
-            .collect();
-        owner(camera, &members).map(|m| m.name.clone())
+            .map(|m| (m.name.as_str(), m.weight));
+        crate::assign::owner_among(camera, candidates)
     }
 }
 

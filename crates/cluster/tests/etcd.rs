@@ -213,14 +213,17 @@ fn members_see_each_other_and_a_dead_one_s_cameras_move_to_the_others_within_its
         until(m, Duration::from_secs(10), all3);
     }
     let cams: Vec<String> = (0..300).map(|i| format!("cam{i}")).collect();
-    let before: Vec<String> = cams.iter().map(|cam| a.view().owner_of(cam).unwrap()).collect();
+    let before: Vec<String> = cams
+        .iter()
+        .map(|cam| a.view().owner_of(cam).unwrap().to_owned())
+        .collect();
     // Every member computes the same owners.
     for m in [&b, &c] {
         let v = m.view();
         assert!(
             cams.iter()
                 .zip(&before)
-                .all(|(cam, o)| v.owner_of(cam).as_ref() == Some(o))
+                .all(|(cam, o)| v.owner_of(cam) == Some(o.as_str()))
         );
     }
     for name in ["rec-1", "rec-2", "rec-3"] {
@@ -309,7 +312,7 @@ fn claims_follow_ownership_and_a_dead_member_s_tokens_stop_working() {
         let kv = exact(cam);
         assert_eq!(kv.len(), 1);
         let owner = String::from_utf8(kv[0].value.clone()).unwrap();
-        assert_eq!(Some(owner.clone()), a.view().owner_of(cam));
+        assert_eq!(Some(owner.as_str()), a.view().owner_of(cam));
         let fence = if owner == "rec-1" { ca.fence(cam) } else { cb.fence(cam) };
         assert_eq!(fence, Some(kv[0].create_revision));
     }

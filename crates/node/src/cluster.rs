@@ -340,7 +340,8 @@ impl ClusterNode {
             r.closing.clear();
             r.lease = lease;
         }
-        let steps = r.claims.plan(me, &view, &cameras);
+        let owned = view.owned_by(me, &cameras);
+        let steps = r.claims.plan_owned(&view, &owned);
         let now = Instant::now();
         let mut error = None;
         if let Some(lease) = r.lease {
@@ -392,7 +393,7 @@ impl ClusterNode {
         let held = matches!(view.lease, LeaseState::Held { .. } | LeaseState::Unreachable { .. });
         let want: BTreeSet<String> = cameras
             .iter()
-            .filter(|c| (held && view.owner_of(c).as_deref() == Some(me)) || r.claims.fence(c).is_some())
+            .filter(|c| (held && owned.contains(c.as_str())) || r.claims.fence(c).is_some())
             .cloned()
             .collect();
         for c in want.difference(&r.pinned) {
@@ -799,7 +800,7 @@ impl api::cluster::ClusterAccess for ClusterNode {
         let Some(view) = &r.view else {
             return json!({ "state": "starting", "cluster": self.cluster, "name": self.config.name, "members": [] });
         };
-        let mut owned: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+        let mut owned: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
         for c in &cameras {
             if let Some(o) = view.owner_of(c) {
                 owned.entry(o).or_default().push(c);
@@ -809,7 +810,7 @@ impl api::cluster::ClusterAccess for ClusterNode {
             .members
             .iter()
             .map(|m| {
-                let cams = owned.get(&m.name).cloned().unwrap_or_default();
+                let cams = owned.get(m.name.as_str()).cloned().unwrap_or_default();
                 json!({
                     "name": m.name,
                     "url": m.url,
