@@ -61,6 +61,32 @@ fn drop_caches() -> bool {
     std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
+/// Reads the files of `segments` under `dir` in `block`-byte reads, writing them to `out` if
+/// given: the bytes read (the disk's own rates the exports are measured against).
+fn read_through(
+    segments: &[&SegmentRecord],
+    dir: &std::path::Path,
+    block: usize,
+    mut out: Option<&mut std::fs::File>,
+) -> u64 {
+    let mut n = 0u64;
+    let mut buf = vec![0u8; block];
+    for r in segments {
+        let mut f = std::fs::File::open(store::segment_file_path(dir, r)).unwrap();
+        loop {
+            let k = f.read(&mut buf).unwrap();
+            if k == 0 {
+                break;
+            }
+            if let Some(out) = out.as_mut() {
+                out.write_all(&buf[..k]).unwrap();
+            }
+            n += k as u64;
+        }
+    }
+    n
+}
+
 /// Time to the first body byte of a GET, over a fresh connection.
 fn ttfb(addr: SocketAddr, path: &str, token: &str) -> (f64, u16) {
     let t0 = Instant::now();
@@ -412,18 +438,7 @@ fn main() {
     // The disk's sequential read, in the same run: the template hour's files, caches dropped.
     let seq_read = if drop_caches() {
         let t = Instant::now();
-        let mut n = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        for r in &per_hour {
-            let mut f = std::fs::File::open(store::segment_file_path(&template_dir, r)).unwrap();
-            loop {
-                let k = f.read(&mut buf).unwrap();
-                if k == 0 {
-                    break;
-                }
-                n += k as u64;
-            }
-        }
+        let n = read_through(&per_hour, &template_dir, 1 << 20, None);
         let rate = n as f64 / t.elapsed().as_secs_f64();
         println!("disk sequential read (caches dropped): {:.2} GB/s", rate / 1e9);
         Some(rate)
@@ -438,19 +453,7 @@ fn main() {
         let dest = data.join("bench-copy.bin");
         let t = Instant::now();
         let mut out = std::fs::File::create(&dest).unwrap();
-        let mut n = 0u64;
-        let mut buf = vec![0u8; 8 << 20];
-        for r in &per_hour {
-            let mut f = std::fs::File::open(store::segment_file_path(&template_dir, r)).unwrap();
-            loop {
-                let k = f.read(&mut buf).unwrap();
-                if k == 0 {
-                    break;
-                }
-                out.write_all(&buf[..k]).unwrap();
-                n += k as u64;
-            }
-        }
+        let n = read_through(&per_hour, &template_dir, 8 << 20, Some(&mut out));
         out.sync_all().unwrap();
         let rate = n as f64 / t.elapsed().as_secs_f64();
         drop(out);

@@ -604,6 +604,25 @@ fn with_etcd_down_the_owners_go_on_recording_the_api_says_degraded_and_nothing_i
     }
 }
 
+/// Places a hold on `camera` over `(start, end)` µs through member `m`: its id.
+fn place_hold(m: &mut Member, camera: &str, (start, end): (i64, i64), reason: &str) -> String {
+    let (code, hold) = m.node.as_mut().unwrap().post(
+        "/api/v1/holds",
+        &serde_json::json!({
+            "camera": camera, "start": rfc3339(start), "end": rfc3339(end), "reason": reason
+        }),
+    );
+    assert_eq!(code, 201, "{hold}");
+    hold["id"].as_str().unwrap().to_owned()
+}
+
+/// Whether member `m` lists hold `id`.
+fn holds(m: &mut Member, id: &str) -> bool {
+    let (code, v) = m.node.as_mut().unwrap().get("/api/v1/holds");
+    assert_eq!(code, 200, "{v}");
+    v.as_array().is_some_and(|a| a.iter().any(|h| h["id"] == id))
+}
+
 /// `sharpeye cluster ARGS --config` of member `m`: (exit success, output).
 fn cli(m: &Member, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(bin())
@@ -790,18 +809,8 @@ fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the
 
     // Through rec-1, which never recorded the camera.
     let (hold_start, hold_end) = (now_us() - 5_000_000, now_us() - 2_000_000);
-    let (code, hold) = members[0].node.as_mut().unwrap().post(
-        "/api/v1/holds",
-        &serde_json::json!({
-            "camera": camera, "start": rfc3339(hold_start), "end": rfc3339(hold_end), "reason": "case 2026-117"
-        }),
-    );
-    assert_eq!(code, 201, "{hold}");
-    let id = hold["id"].as_str().unwrap().to_owned();
-    let listed = |m: &mut Member| {
-        let (_, v) = m.node.as_mut().unwrap().get("/api/v1/holds");
-        v.as_array().is_some_and(|a| a.iter().any(|h| h["id"] == id.as_str()))
-    };
+    let id = place_hold(&mut members[0], camera, (hold_start, hold_end), "case 2026-117");
+    let listed = |m: &mut Member| holds(m, &id);
     assert!(
         wait_until(Duration::from_secs(5), || listed(&mut members[1])),
         "the hold did not reach rec-2"
@@ -873,19 +882,8 @@ fn tokens_users_and_holds_are_the_cluster_s_and_a_hold_survives_retention_on_the
 
     // A hold released while a member is down stays released when it returns: it finds the
     // release's tombstone instead of sharing the hold again as one of its own.
-    let (code, hold) = members[1].node.as_mut().unwrap().post(
-        "/api/v1/holds",
-        &serde_json::json!({
-            "camera": camera, "start": rfc3339(hold_start), "end": rfc3339(hold_end), "reason": "case 2026-118"
-        }),
-    );
-    assert_eq!(code, 201, "{hold}");
-    let id2 = hold["id"].as_str().unwrap().to_owned();
-    let holds_it = |m: &mut Member| {
-        let (code, v) = m.node.as_mut().unwrap().get("/api/v1/holds");
-        assert_eq!(code, 200, "{v}");
-        v.as_array().is_some_and(|a| a.iter().any(|h| h["id"] == id2.as_str()))
-    };
+    let id2 = place_hold(&mut members[1], camera, (hold_start, hold_end), "case 2026-118");
+    let holds_it = |m: &mut Member| holds(m, &id2);
     assert!(
         wait_until(Duration::from_secs(5), || holds_it(&mut members[0])),
         "the second hold did not reach rec-1"

@@ -9,6 +9,8 @@
 //! conflict, settled for the version already in etcd (it was committed first) and named so
 //! that an operator can look at it.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::directory::{DepartmentRecord, Directory, GrantRecord, GroupRecord, TokenRecord, UserRecord};
 
 /// The outcome of [`merge3`]: the merged directory and the entries both sides changed
@@ -70,7 +72,7 @@ pub fn merge3(base: &Directory, ours: &Directory, theirs: &Directory) -> Merged 
     Merged { directory, conflicts }
 }
 
-/// One list's three-way merge, entries identified by `key`.
+/// One list's three-way merge, entries identified by `key` (the first entry of a key counts).
 fn merge_list<T: Clone + PartialEq>(
     what: &str,
     base: &[T],
@@ -79,29 +81,32 @@ fn merge_list<T: Clone + PartialEq>(
     key: impl Fn(&T) -> &String,
     conflicts: &mut Vec<String>,
 ) -> Vec<T> {
-    let find = |list: &'_ [T], k: &String| list.iter().find(|e| key(e) == k).cloned();
-    let mut out = Vec::with_capacity(theirs.len().max(ours.len()));
-    let pick = |k: &String, conflicts: &mut Vec<String>| -> Option<T> {
-        let (b, o, t) = (find(base, k), find(ours, k), find(theirs, k));
-        if o == t {
-            o
-        } else if o == b {
-            t
-        } else if t == b {
-            o
-        } else {
-            conflicts.push(format!("{what} {k}"));
-            t
+    fn index<'a, T>(list: &'a [T], key: &impl Fn(&T) -> &String) -> HashMap<&'a str, &'a T> {
+        let mut m = HashMap::with_capacity(list.len());
+        for e in list {
+            m.entry(key(e).as_str()).or_insert(e);
         }
-    };
-    let mut seen = std::collections::HashSet::new();
-    for k in theirs.iter().chain(ours).chain(base).map(&key) {
-        if !seen.insert(k.clone()) {
+        m
+    }
+    let (b, o, t) = (index(base, &key), index(ours, &key), index(theirs, &key));
+    let mut out = Vec::with_capacity(theirs.len().max(ours.len()));
+    let mut seen = HashSet::new();
+    for k in theirs.iter().chain(ours).chain(base).map(|e| key(e).as_str()) {
+        if !seen.insert(k) {
             continue;
         }
-        if let Some(e) = pick(k, conflicts) {
-            out.push(e);
-        }
+        let (bv, ov, tv) = (b.get(k).copied(), o.get(k).copied(), t.get(k).copied());
+        let chosen = if ov == tv {
+            ov
+        } else if ov == bv {
+            tv
+        } else if tv == bv {
+            ov
+        } else {
+            conflicts.push(format!("{what} {k}"));
+            tv
+        };
+        out.extend(chosen.cloned());
     }
     out
 }

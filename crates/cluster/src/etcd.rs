@@ -257,22 +257,13 @@ impl Etcd {
     }
 
     fn put_when(&self, key: &str, value: &[u8], lease: i64, create_revision: i64) -> Result<Option<i64>, EtcdError> {
-        let k = b64(key.as_bytes());
-        let (e, v) = self.call(
-            "kv/txn",
-            &json!({
-                "compare": [{ "key": k, "result": "EQUAL", "target": "CREATE", "create_revision": create_revision.to_string() }],
-                "success": [{ "request_put": { "key": k, "value": b64(value), "lease": lease.to_string() } }],
-            }),
-        )?;
-        let revision = int(&v["header"]["revision"])
-            .filter(|r| *r > 0)
-            .ok_or_else(|| Self::bad(e, "kv/txn", "no revision"))?;
-        // proto3 leaves `succeeded: false` out.
-        Ok((v["succeeded"] == true).then_some(if create_revision == 0 {
-            revision
-        } else {
-            create_revision
+        let put = self.put_compared(key, value, lease, ("CREATE", "create_revision", create_revision))?;
+        Ok(put.map(|revision| {
+            if create_revision == 0 {
+                revision
+            } else {
+                create_revision
+            }
         }))
     }
 
@@ -281,18 +272,34 @@ impl Etcd {
     /// members change (the directory) goes through this, so that a change made meanwhile
     /// through another member is merged instead of overwritten.
     pub fn put_if_unchanged(&self, key: &str, value: &[u8], seen: i64) -> Result<Option<i64>, EtcdError> {
+        self.put_compared(key, value, 0, ("MOD", "mod_revision", seen))
+    }
+
+    /// A `kv/txn` that puts `key` (under `lease`, 0 for none) only if its `target` revision
+    /// (`CREATE`/`create_revision` or `MOD`/`mod_revision`) equals the one given: the store's
+    /// revision after the put, or `None` when the comparison failed.
+    fn put_compared(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: i64,
+        (target, field, revision): (&str, &str, i64),
+    ) -> Result<Option<i64>, EtcdError> {
         let k = b64(key.as_bytes());
+        let mut compare = json!({ "key": k, "result": "EQUAL", "target": target });
+        compare[field] = json!(revision.to_string());
         let (e, v) = self.call(
             "kv/txn",
             &json!({
-                "compare": [{ "key": k, "result": "EQUAL", "target": "MOD", "mod_revision": seen.to_string() }],
-                "success": [{ "request_put": { "key": k, "value": b64(value) } }],
+                "compare": [compare],
+                "success": [{ "request_put": { "key": k, "value": b64(value), "lease": lease.to_string() } }],
             }),
         )?;
-        let revision = int(&v["header"]["revision"])
+        let after = int(&v["header"]["revision"])
             .filter(|r| *r > 0)
             .ok_or_else(|| Self::bad(e, "kv/txn", "no revision"))?;
-        Ok((v["succeeded"] == true).then_some(revision))
+        // proto3 leaves `succeeded: false` out.
+        Ok((v["succeeded"] == true).then_some(after))
     }
 
     /// Deletes `key` only while it is still the claim made at revision `claimed`: whether it

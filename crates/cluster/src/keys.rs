@@ -20,6 +20,16 @@ pub fn members(cluster: &str) -> String {
     format!("/sharpeye/{cluster}/members/")
 }
 
+/// `members/<name>`: member `name`'s entry, under its lease.
+pub fn member(cluster: &str, name: &str) -> String {
+    format!("{}{name}", members(cluster))
+}
+
+/// `known/<name>`.
+pub fn known_member(cluster: &str, name: &str) -> String {
+    format!("{}{name}", known(cluster))
+}
+
 /// `known/`: every member that has joined and not been forgotten (`sharpeye cluster forget`),
 /// live or not: one known but not live is down, and its recordings are missing from merged
 /// answers until it returns.

@@ -251,10 +251,10 @@ fn read_members(etcd: &Etcd, cluster: &str) -> Result<Members, crate::etcd::Etcd
 /// Forgets member `name` of `cluster` (decommissioned: no longer reported down). Refused while
 /// it is live, since it would only be known again at its next join.
 pub fn forget(etcd: &Etcd, cluster: &str, name: &str) -> Result<bool, crate::etcd::EtcdError> {
-    if etcd.get(&format!("{}{name}", crate::keys::members(cluster)))?.is_some() {
+    if etcd.get(&crate::keys::member(cluster, name))?.is_some() {
         return Ok(false);
     }
-    etcd.delete(&format!("{}{name}", crate::keys::known(cluster)))?;
+    etcd.delete(&crate::keys::known_member(cluster, name))?;
     Ok(true)
 }
 
@@ -328,17 +328,9 @@ fn run(l: &Loop<'_>, confirm: &Confirm) {
                 },
                 None => {
                     let id = etcd.grant(ttl)?;
-                    etcd.put(
-                        &format!("{}{}", crate::keys::members(l.cluster), me.name),
-                        entry.as_bytes(),
-                        id,
-                    )?;
+                    etcd.put(&crate::keys::member(l.cluster, &me.name), entry.as_bytes(), id)?;
                     // Known from now on, down or not, until forgotten.
-                    etcd.put(
-                        &format!("{}{}", crate::keys::known(l.cluster), me.name),
-                        entry.as_bytes(),
-                        0,
-                    )?;
+                    etcd.put(&crate::keys::known_member(l.cluster, &me.name), entry.as_bytes(), 0)?;
                     lease = Some(id);
                     l.clock.hold_until(until(ttl));
                     set(&|v| v.lease = LeaseState::Held { id, ttl });

@@ -211,11 +211,10 @@ impl ClusterNode {
     /// Who holds each camera's claim now, from etcd; reroutes live pulls when that changed.
     /// The claims are read again only when etcd's revision moved: at 25,000 cameras they are
     /// ~1.5 MB, and in a settled cluster nothing changes between rounds.
-    fn refresh_holders(&self, read_at: &mut i64) {
-        let Ok(revision) = self.etcd.revision() else { return };
-        if revision == *read_at {
+    fn refresh_holders(&self, revision: Option<i64>, read_at: &mut i64) {
+        let Some(revision) = revision.filter(|r| r != read_at) else {
             return;
-        }
+        };
         let prefix = cluster::keys::owner(&self.cluster, "");
         let Ok(kvs) = self.etcd.prefix(&prefix) else { return };
         // The revision from before the read: a change made meanwhile is read at the next round.
@@ -256,8 +255,11 @@ impl ClusterNode {
                 let _rt = rt.enter();
                 let mut holders_read_at = 0;
                 while !me.stop.load(Ordering::Acquire) {
-                    me.round();
-                    me.refresh_holders(&mut holders_read_at);
+                    // Etcd's revision before the round's own reads and writes: what the round
+                    // and the holders skip when nothing has changed since they last read.
+                    let revision = me.etcd.revision().ok();
+                    me.round(revision);
+                    me.refresh_holders(revision, &mut holders_read_at);
                     std::thread::sleep(ROUND);
                 }
             })
@@ -307,8 +309,9 @@ impl ClusterNode {
         }
     }
 
-    /// One round: the view, then claims and releases, gates and pins.
-    fn round(&self) {
+    /// One round: the view, then claims and releases, gates and pins; every fourth, the holds
+    /// and the directory (`revision`: etcd's, read before the round).
+    fn round(&self, revision: Option<i64>) {
         if self.credential.get().is_none() {
             match cluster::peers::credential(&self.etcd, &self.cluster) {
                 Ok(c) => {
@@ -411,7 +414,6 @@ impl ClusterNode {
             // Nothing changed in etcd or here since the last sync that left nothing to do:
             // the holds and the directory are not read again (thousands of holds, hundreds
             // of users, every second, on every member).
-            let revision = self.etcd.revision().ok();
             let settled = revision.is_some_and(|rev| rev == r.shared_synced_at) && self.shared_unchanged_here(r);
             if !settled {
                 let holds = self.sync_holds(&mut r.synced_holds);
